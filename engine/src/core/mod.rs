@@ -1,0 +1,7 @@
+//! The pure core: workflow model, DSL parsing and validation, templates,
+//! versions, and (as it lands) events, `evolve` and `decide`.
+//!
+//! Nothing here performs I/O, reads a clock or draws randomness.
+
+pub mod template;
+pub mod workflow;

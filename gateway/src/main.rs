@@ -1,0 +1,5 @@
+//! The `imx` binary.
+
+fn main() -> anyhow::Result<()> {
+    Ok(())
+}
