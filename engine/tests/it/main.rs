@@ -1,0 +1,6 @@
+//! The engine's one integration test binary; each module tests one concern.
+
+mod graph;
+mod schema;
+mod template;
+mod version;
