@@ -118,29 +118,61 @@ type Edit = fn(&mut Workflow);
 
 /// One semantic edit per entry; each must yield its own version.
 const EDITS: &[(&str, Edit)] = &[
-    ("needs added", |w| step(w, "cleanup").needs.push("fetch".into())),
+    ("needs added", |w| {
+        step(w, "cleanup").needs.push("fetch".into())
+    }),
     ("needs removed", |w| {
         step(w, "approve").needs.pop();
     }),
-    ("retry max_attempts", |w| step(w, "charge").retry.max_attempts = 6),
-    ("retry backoff", |w| step(w, "charge").retry.backoff = Backoff::Fixed),
-    ("retry initial_interval", |w| step(w, "charge").retry.initial_interval_ms = 2_000),
-    ("retry max_interval", |w| step(w, "charge").retry.max_interval_ms = 120_000),
-    ("retry multiplier", |w| step(w, "charge").retry.multiplier = 3.0),
+    ("retry max_attempts", |w| {
+        step(w, "charge").retry.max_attempts = 6
+    }),
+    ("retry backoff", |w| {
+        step(w, "charge").retry.backoff = Backoff::Fixed
+    }),
+    ("retry initial_interval", |w| {
+        step(w, "charge").retry.initial_interval_ms = 2_000
+    }),
+    ("retry max_interval", |w| {
+        step(w, "charge").retry.max_interval_ms = 120_000
+    }),
+    ("retry multiplier", |w| {
+        step(w, "charge").retry.multiplier = 3.0
+    }),
     ("retry jitter", |w| step(w, "charge").retry.jitter = 0.1),
-    ("with value", |w| step(w, "approve").with["role"] = json!("ops")),
-    ("with key added", |w| step(w, "fetch").with["headers"] = json!({"accept": "json"})),
-    ("with template", |w| step(w, "pack").with["payload"] = json!("{{ index }}")),
-    ("with number type", |w| step(w, "cleanup").with = json!({"n": 1})),
+    ("with value", |w| {
+        step(w, "approve").with["role"] = json!("ops")
+    }),
+    ("with key added", |w| {
+        step(w, "fetch").with["headers"] = json!({"accept": "json"})
+    }),
+    ("with template", |w| {
+        step(w, "pack").with["payload"] = json!("{{ index }}")
+    }),
+    ("with number type", |w| {
+        step(w, "cleanup").with = json!({"n": 1})
+    }),
     ("if", |w| step(w, "charge").condition = Some("true".into())),
     ("if removed", |w| step(w, "charge").condition = None),
-    ("for_each items", |w| for_each(w).items = json!("{{ input.items }}")),
+    ("for_each items", |w| {
+        for_each(w).items = json!("{{ input.items }}")
+    }),
     ("for_each max_parallel", |w| for_each(w).max_parallel = 4),
-    ("trigger_rule", |w| step(w, "cleanup").trigger_rule = TriggerRule::NoneFailed),
-    ("continue_on_error", |w| step(w, "pack").continue_on_error = true),
-    ("step timeout", |w| step(w, "ship").timeout_ms = Some(31_000)),
-    ("uses", |w| step(w, "cleanup").uses = engine::core::workflow::StepKind::Sleep),
-    ("output", |w| w.output = Some(json!({"tracking": "{{ steps.ship.output }}"}))),
+    ("trigger_rule", |w| {
+        step(w, "cleanup").trigger_rule = TriggerRule::NoneFailed
+    }),
+    ("continue_on_error", |w| {
+        step(w, "pack").continue_on_error = true
+    }),
+    ("step timeout", |w| {
+        step(w, "ship").timeout_ms = Some(31_000)
+    }),
+    ("uses", |w| {
+        step(w, "cleanup").uses = engine::core::workflow::StepKind::Sleep
+    }),
+    ("output", |w| {
+        w.output = Some(json!({"tracking": "{{ steps.ship.output }}"}))
+    }),
     ("output removed", |w| w.output = None),
     ("input schema", |w| {
         w.input = Some(json!({"type": "object", "required": ["order_id", "note"]}))
