@@ -15,7 +15,7 @@ const SCHEMA_MODELINE: &str = "# yaml-language-server: $schema=../schemas/workfl
 /// Names a template may start with (DESIGN.md, "Templates").
 const SCOPE_ROOTS: [&str; 6] = ["input", "steps", "run", "item", "index", "secrets"];
 
-fn repo_path(relative: &str) -> PathBuf {
+pub(crate) fn repo_path(relative: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("..")
         .join(relative)
@@ -44,7 +44,7 @@ fn file_name(path: &Path) -> String {
 }
 
 /// A YAML document as JSON, the way an editor's schema check sees it.
-fn load_yaml(path: &Path) -> Value {
+pub(crate) fn load_yaml(path: &Path) -> Value {
     serde_saphyr::from_str(&read(path)).unwrap_or_else(|err| panic!("{}: {err}", path.display()))
 }
 
@@ -100,6 +100,14 @@ fn every_example_workflow_satisfies_the_schema() {
                 .map(move |line| format!("{file}: {line}"))
         })
         .collect();
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[test]
+fn reformatted_version_fixture_satisfies_the_schema() {
+    // Kept valid so that the version test the parser enables compares two valid files.
+    let path = repo_path("engine/tests/fixtures/version/order-fulfilment.reformatted.yaml");
+    let problems = violations(&validator(), &load_yaml(&path));
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 

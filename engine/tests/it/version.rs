@@ -22,7 +22,10 @@ pub(crate) fn workflow_from_json(text: &str) -> Workflow {
 
 /// Asserts that two workflows share one version, showing both canonical forms
 /// when they do not. Checking that reformatted YAML keeps its version is one
-/// call: `assert_same_version(&parse(a).workflow.unwrap(), &parse(b).workflow.unwrap())`.
+/// call: `assert_same_version(&parse(a).workflow.unwrap(), &parse(b).workflow.unwrap())`
+/// with `a` = `workflows/order-fulfilment.yaml` and `b` =
+/// `fixtures/version/order-fulfilment.reformatted.yaml` (same meaning, every
+/// formatting freedom of YAML and the DSL used).
 pub(crate) fn assert_same_version(left: &Workflow, right: &Workflow) {
     assert_eq!(
         version_of(left),
@@ -212,5 +215,47 @@ fn every_semantic_edit_changes_the_version() {
         if let Some(other) = seen.insert(version_of(&edited), name) {
             panic!("edits `{other}` and `{name}` share a version");
         }
+    }
+}
+
+#[test]
+fn model_fixture_mirrors_the_order_fulfilment_example() {
+    // The JSON fixture is what the parser must make of the YAML example; the
+    // parts written the same way in both must agree.
+    use crate::schema::{load_yaml, repo_path};
+    let yaml = load_yaml(&repo_path("workflows/order-fulfilment.yaml"));
+    let model = order_fulfilment();
+    assert_eq!(yaml["name"], json!(model.name));
+    assert_eq!(yaml["description"], json!(model.description));
+    assert_eq!(Some(&yaml["input"]), model.input.as_ref());
+    assert_eq!(Some(&yaml["output"]), model.output.as_ref());
+    let ids: Vec<&String> = model.steps.keys().collect();
+    let yaml_ids: Vec<&String> = yaml["steps"].as_object().expect("steps").keys().collect();
+    assert_eq!(ids, yaml_ids);
+    for (id, step) in &model.steps {
+        let written = &yaml["steps"][id];
+        assert_eq!(written["uses"], json!(step.uses), "{id}");
+        assert_eq!(
+            written.get("with").unwrap_or(&Value::Null),
+            &step.with,
+            "{id}"
+        );
+        assert_eq!(
+            written.get("needs").cloned().unwrap_or(json!([])),
+            json!(step.needs),
+            "{id}"
+        );
+        assert_eq!(
+            written.get("if").cloned(),
+            step.condition.clone().map(Value::from),
+            "{id}"
+        );
+        let items = step
+            .for_each
+            .as_ref()
+            .map(|for_each| for_each.items.clone());
+        assert_eq!(written.get("for_each").cloned(), items, "{id}");
+        let rule = written["trigger_rule"].as_str().unwrap_or("all_success");
+        assert_eq!(rule, step.trigger_rule.as_str(), "{id}");
     }
 }
