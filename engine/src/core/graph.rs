@@ -61,6 +61,7 @@ pub fn dot(workflow: &Workflow) -> String {
     let _ = writeln!(out, "digraph {} {{", dot_string(&workflow.name));
     out.push_str("    rankdir=TB;\n");
     out.push_str("    node [shape=box, fontname=\"Helvetica\"];\n");
+    out.push_str("    edge [fontname=\"Helvetica\", fontsize=10];\n");
     for node in nodes(workflow) {
         let mut attributes = vec![format!("label={}", dot_string(&node.label()))];
         match node.step {

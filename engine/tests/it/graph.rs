@@ -44,23 +44,24 @@ fn order_fulfilment_dot() {
     check_dot(
         &order_fulfilment(),
         expect![[r#"
-        digraph "order-fulfilment" {
-            rankdir=TB;
-            node [shape=box, fontname="Helvetica"];
-            "fetch" [label="fetch [http]"];
-            "charge" [label="charge [http] if", style=dashed];
-            "pack" [label="pack [agent] for_each", shape=box3d];
-            "approve" [label="approve [approval]"];
-            "ship" [label="ship [workflow]"];
-            "cleanup" [label="cleanup [noop]"];
-            "fetch" -> "charge";
-            "fetch" -> "pack";
-            "charge" -> "approve";
-            "pack" -> "approve";
-            "approve" -> "ship";
-            "ship" -> "cleanup" [label="all_done"];
-        }
-    "#]],
+            digraph "order-fulfilment" {
+                rankdir=TB;
+                node [shape=box, fontname="Helvetica"];
+                edge [fontname="Helvetica", fontsize=10];
+                "fetch" [label="fetch [http]"];
+                "charge" [label="charge [http] if", style=dashed];
+                "pack" [label="pack [agent] for_each", shape=box3d];
+                "approve" [label="approve [approval]"];
+                "ship" [label="ship [workflow]"];
+                "cleanup" [label="cleanup [noop]"];
+                "fetch" -> "charge";
+                "fetch" -> "pack";
+                "charge" -> "approve";
+                "pack" -> "approve";
+                "approve" -> "ship";
+                "ship" -> "cleanup" [label="all_done"];
+            }
+        "#]],
     );
 }
 
@@ -160,6 +161,7 @@ fn quotes_and_brackets_in_ids_are_escaped() {
             digraph "edge-cases" {
                 rankdir=TB;
                 node [shape=box, fontname="Helvetica"];
+                edge [fontname="Helvetica", fontsize=10];
                 "say \"hi\"" [label="say \"hi\" [noop]"];
                 "x[1]|{y}#" [label="x[1]|{y}# [noop]"];
                 "back\\slash" [label="back\\slash [noop]"];
@@ -184,6 +186,7 @@ fn unknown_needs_and_cycles_are_still_drawn() {
             digraph "edge-cases" {
                 rankdir=TB;
                 node [shape=box, fontname="Helvetica"];
+                edge [fontname="Helvetica", fontsize=10];
                 "a" [label="a [noop]"];
                 "b" [label="b [noop]"];
                 "c" [label="c [noop]"];
