@@ -191,8 +191,12 @@ fn undefined_error(
     context: minijinja::Value,
 ) -> Error {
     match env.render_str(probe, context) {
-        Err(err) => render_error(source_text, &err),
-        Ok(_) => Error::Render {
+        // A probe that does not compile (a `%}` inside a string literal, say)
+        // says nothing about the undefined value: fall through to the plain message.
+        Err(err) if err.kind() != minijinja::ErrorKind::SyntaxError => {
+            render_error(source_text, &err)
+        }
+        _ => Error::Render {
             source_text: source_text.to_owned(),
             detail: "undefined value".to_owned(),
         },

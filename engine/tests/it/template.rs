@@ -468,3 +468,13 @@ fn regression_a_huge_value_was_built_before_the_size_check() {
         "#]],
     );
 }
+
+#[test]
+fn an_undefined_condition_whose_probe_cannot_compile_still_gets_an_error() {
+    check_condition(
+        "input.missing if '%}' else false",
+        expect![[r#"
+        error: cannot render `input.missing if '%}' else false`: undefined value
+    "#]],
+    );
+}
