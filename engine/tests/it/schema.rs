@@ -385,3 +385,33 @@ fn child_workflows_named_by_examples_exist() {
     }
     assert!(children > 0, "no example starts a child workflow");
 }
+
+#[test]
+fn example_input_schemas_compile_and_accept_their_cron_inputs() {
+    let mut problems = Vec::new();
+    for (file, document) in examples() {
+        let validator = match jsonschema::draft202012::new(&document["input"]) {
+            Ok(validator) => validator,
+            Err(err) => {
+                problems.push(format!("{file}: input schema: {err}"));
+                continue;
+            }
+        };
+        for trigger in document["triggers"].as_array().into_iter().flatten() {
+            if trigger.get("cron").is_some() {
+                let input = trigger.get("input").cloned().unwrap_or(Value::Null);
+                let errors = violations(&validator, &input);
+                problems.extend(
+                    errors
+                        .into_iter()
+                        .map(|e| format!("{file}: cron input {e}")),
+                );
+            }
+        }
+        // An empty input must not pass where the examples need a base URL.
+        if validator.is_valid(&serde_json::json!({})) {
+            problems.push(format!("{file}: the input schema accepts `{{}}`"));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
