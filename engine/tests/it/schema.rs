@@ -155,6 +155,7 @@ fn broken_documents_are_rejected_for_the_intended_reason() {
         missing-uses.yaml: /steps/a: "uses" is a required property
         no-steps.yaml: /steps: {} has less than 1 property
         sleep-without-duration.yaml: /steps/a: "with" is a required property
+        step-id-too-long.yaml: /steps: "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa" is longer than 128 characters
         unknown-retry-key.yaml: /steps/a/retry: Additional properties are not allowed ('attempts' was unexpected)
         unknown-step-key.yaml: /steps/a: Additional properties are not allowed ('depends_on' was unexpected)
         unknown-top-level-key.yaml: : Additional properties are not allowed ('stepz' was unexpected)
