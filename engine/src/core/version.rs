@@ -24,7 +24,7 @@ pub fn canonical_form(workflow: &Workflow) -> String {
     // Going through `Value` first maps non-finite floats to `null`, so the
     // canonicaliser below only ever sees finite numbers and string keys.
     let value = match serde_json::to_value(workflow) {
-        Ok(value) => value,
+        Ok(value) => stored_form(value),
         // Unreachable for the model's types; still deterministic and distinct
         // per workflow instead of panicking on a user path.
         Err(err) => Value::String(format!("unserializable workflow ({err}): {workflow:?}")),
@@ -32,6 +32,16 @@ pub fn canonical_form(workflow: &Workflow) -> String {
     match serde_json_canonicalizer::to_string(&value) {
         Ok(text) => text,
         Err(err) => format!("unserializable workflow ({err}): {workflow:?}"),
+    }
+}
+
+/// The serde form after one more round trip through the model, i.e. the form
+/// a stored and reloaded workflow has. Without it `output: Some(null)` would
+/// serialise as `"output": null`, reload as `None` and change its version.
+fn stored_form(value: Value) -> Value {
+    match serde_json::from_value::<Workflow>(value.clone()).map(|w| serde_json::to_value(&w)) {
+        Ok(Ok(reloaded)) => reloaded,
+        _ => value,
     }
 }
 

@@ -259,3 +259,59 @@ fn model_fixture_mirrors_the_order_fulfilment_example() {
         assert_eq!(rule, step.trigger_rule.as_str(), "{id}");
     }
 }
+
+#[test]
+fn regression_output_of_null_changed_its_version_after_a_reload() {
+    // `Some(null)` serialised as `"output": null` and reloaded as `None`.
+    let mut workflow = order_fulfilment();
+    workflow.output = Some(Value::Null);
+    let reloaded = workflow_from_json(&serde_json::to_string(&workflow).expect("serialises"));
+    assert_eq!(reloaded.output, None);
+    assert_same_version(&workflow, &reloaded);
+}
+
+/// Arbitrary JSON trees, as `with` and `output` may hold.
+fn arbitrary_json() -> impl proptest::strategy::Strategy<Value = Value> {
+    use proptest::prelude::*;
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        any::<i64>().prop_map(Value::from),
+        (-1.0e12f64..1.0e12).prop_map(Value::from),
+        "[a-z{} ._\"\\\\é]{0,12}".prop_map(Value::from),
+    ];
+    leaf.prop_recursive(4, 48, 6, |inner| {
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::from),
+            proptest::collection::btree_map("[a-zA-Z_é]{1,8}", inner, 0..6)
+                .prop_map(|map| Value::Object(map.into_iter().collect())),
+        ]
+    })
+}
+
+proptest::proptest! {
+    #[test]
+    fn version_ignores_encoding_for_any_with_tree(with in arbitrary_json(), output in arbitrary_json()) {
+        let mut workflow = order_fulfilment();
+        step(&mut workflow, "cleanup").with = with;
+        workflow.output = Some(output);
+        let value = serde_json::to_value(&workflow).expect("serialises");
+        let reordered = workflow_from_json(&reversed_keys_json(&value));
+        proptest::prop_assert_eq!(version_of(&workflow), version_of(&reordered));
+        // The canonical form is a fixed point: it parses back to the same workflow.
+        let canonical = canonical_form(&workflow);
+        let reparsed = workflow_from_json(&canonical);
+        proptest::prop_assert_eq!(canonical_form(&reparsed), canonical);
+    }
+
+    #[test]
+    fn version_sees_any_change_of_a_with_tree(a in arbitrary_json(), b in arbitrary_json()) {
+        let mut left = order_fulfilment();
+        let mut right = order_fulfilment();
+        step(&mut left, "cleanup").with = a.clone();
+        step(&mut right, "cleanup").with = b.clone();
+        // Same JSON (numbers compared as numbers: `3` and `3.0` are one value).
+        let same = serde_json_canonicalizer::to_string(&a).ok() == serde_json_canonicalizer::to_string(&b).ok();
+        proptest::prop_assert_eq!(same, version_of(&left) == version_of(&right));
+    }
+}
