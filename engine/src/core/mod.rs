@@ -3,5 +3,6 @@
 //!
 //! Nothing here performs I/O, reads a clock or draws randomness.
 
+pub mod dsl;
 pub mod template;
 pub mod workflow;
