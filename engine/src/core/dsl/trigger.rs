@@ -94,12 +94,15 @@ fn check_schedule(sink: &mut Sink, node: &Node, text: &str) -> Option<String> {
     match cron::Schedule::try_from(text) {
         Ok(_) => Some(text.to_owned()),
         Err(error) => {
-            sink.error(
-                Code::InvalidCron,
-                node.pos,
-                format!("invalid cron schedule `{text}`: {error}"),
-                None,
-            );
+            // The crate's message repeats the expression with a caret; keep its last line.
+            let full = error.to_string();
+            let reason = full
+                .lines()
+                .rev()
+                .find(|line| !line.trim().is_empty())
+                .unwrap_or("invalid");
+            let message = format!("invalid cron schedule `{text}`: {}", reason.trim());
+            sink.error(Code::InvalidCron, node.pos, message, None);
             None
         }
     }

@@ -8,7 +8,7 @@ use super::fields::{Sink, quoted_list, suggest};
 use super::parse::Sources;
 use super::step::StepSource;
 use super::yaml::{Node, Pos, Value};
-use crate::core::template::{expression_references, template_references};
+use crate::core::template::{Error as TemplateError, expression_references, template_references};
 
 /// Variables a template may read (minijinja's global functions are allowed too).
 pub const SCOPE_ROOTS: [&str; 6] = ["input", "steps", "run", "item", "index", "secrets"];
@@ -224,7 +224,12 @@ fn check_expression(sink: &mut Sink, scope: &Scope<'_>, expression: &str, pos: P
             let hint = expression
                 .contains("{{")
                 .then(|| "`if` is a bare expression: drop the `{{ }}`".to_owned());
-            sink.error(Code::ExpressionSyntax, pos, error.to_string(), hint);
+            let detail = match error {
+                TemplateError::Syntax { detail, .. } => detail,
+                other => other.to_string(),
+            };
+            let message = format!("invalid `if` expression `{expression}`: {detail}");
+            sink.error(Code::ExpressionSyntax, pos, message, hint);
         }
     }
 }

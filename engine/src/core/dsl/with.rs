@@ -60,14 +60,14 @@ pub(crate) fn check(sink: &mut Sink, kind: StepKind, step: &str, anchor: Pos, wi
     let mut checker = Checker { sink, what: &what };
     match kind {
         StepKind::Fail => checker.string(fields.get("message")),
-        StepKind::Sleep => checker.duration(fields.get("duration"), false),
+        StepKind::Sleep => checker.duration(fields.get("duration"), "`duration`", false),
         StepKind::Http => {
             checker.method(fields.get("method"));
             checker.url(fields.get("url"));
             checker.mapping(fields.get("headers"));
             checker.mapping(fields.get("query"));
             checker.string(fields.get("body"));
-            checker.duration(fields.get("timeout"), true);
+            checker.duration(fields.get("timeout"), "`timeout`", true);
             if let (Some(_), Some((key, _))) = (fields.get("json"), fields.entry("body")) {
                 let message = format!("{what} has both `json` and `body`; send one of them");
                 checker
@@ -137,10 +137,10 @@ impl Checker<'_, '_> {
         }
     }
 
-    fn duration(&mut self, node: Option<&Node>, positive: bool) {
+    fn duration(&mut self, node: Option<&Node>, key: &str, positive: bool) {
         let Some(node) = node else { return };
         if !is_template(node) {
-            let _ = fields::duration(self.sink, node, "the duration", positive);
+            let _ = fields::duration(self.sink, node, key, positive);
         }
     }
 

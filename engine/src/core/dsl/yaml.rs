@@ -187,12 +187,12 @@ fn convert_error(error: serde_saphyr::Error) -> Error {
     }
 }
 
+/// The first line of serde-saphyr's message without its " at line L, column C"
+/// suffix: the diagnostic carries the position itself.
 fn first_line(text: &str) -> String {
-    text.lines()
-        .next()
-        .unwrap_or("invalid YAML")
-        .trim()
-        .to_owned()
+    let line = text.lines().next().unwrap_or("invalid YAML");
+    let line = line.find(" at line ").map_or(line, |end| &line[..end]);
+    line.trim().to_owned()
 }
 
 impl<'de> Deserialize<'de> for Value {

@@ -1,0 +1,3 @@
+//! The engine's one integration test binary; each concern is a module.
+
+mod dsl;
