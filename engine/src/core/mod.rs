@@ -3,6 +3,7 @@
 //!
 //! Nothing here performs I/O, reads a clock or draws randomness.
 
+pub mod dsl;
 pub mod graph;
 pub mod template;
 pub mod version;
