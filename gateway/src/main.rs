@@ -1,5 +1,27 @@
-//! The `imx` binary.
+//! The `imx` binary: parses the command line once into a validated command and
+//! hands it to the module that carries it out.
 
-fn main() -> anyhow::Result<()> {
-    Ok(())
+mod cli;
+mod validate;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        cli::Command::Validate(args) => validate::validate(&args),
+        cli::Command::Graph(args) => validate::graph(&args),
+    }
 }

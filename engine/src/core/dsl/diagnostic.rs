@@ -123,6 +123,9 @@ codes! {
     InvalidForEach = 29, "IMX0029", "`for_each` or `max_parallel` is malformed";
     LimitExceeded = 30, "IMX0030", "a workflow exceeds a size limit (steps, needs, triggers, lengths)";
     DuplicateNeed = 31, "IMX0031", "`needs` lists the same step twice (warning)";
+    // 009x: problems across a set of files, reported by `imx validate`.
+    Unreadable = 90, "IMX0090", "a workflow file cannot be read (missing, too large, not UTF-8)";
+    DuplicateWorkflowName = 91, "IMX0091", "two workflow files use the same `name`";
 }
 
 impl fmt::Display for Code {

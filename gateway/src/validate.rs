@@ -1,0 +1,163 @@
+//! `imx validate` and `imx graph`: read workflow files, run the DSL validator,
+//! and print diagnostics or the DAG.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use engine::core::dsl;
+use engine::core::graph;
+use engine::core::workflow::Workflow;
+
+use crate::cli::{GraphArgs, GraphFormat, ValidateArgs};
+
+/// Largest workflow file `imx` reads; larger files are reported, not parsed.
+pub const WORKFLOW_FILE_BYTES_MAX: u64 = 1024 * 1024;
+
+pub fn validate(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
+    let files = collect_workflow_files(&args.paths)?;
+    let mut error_count = 0usize;
+    let mut names: BTreeMap<String, PathBuf> = BTreeMap::new();
+    for file in &files {
+        let display = file.display().to_string();
+        let source = match read_workflow_source(file) {
+            Ok(source) => source,
+            Err(message) => {
+                println!(
+                    "{}",
+                    file_error(dsl::Code::Unreadable, message, None).render(&display)
+                );
+                error_count += 1;
+                continue;
+            }
+        };
+        let parsed = dsl::parse(&source);
+        for diagnostic in &parsed.diagnostics {
+            println!("{}", diagnostic.render(&display));
+        }
+        error_count += parsed.diagnostics.iter().filter(|d| d.is_error()).count();
+        if let Some(workflow) = parsed.workflow
+            && let Some(first) = names.insert(workflow.name.clone(), file.clone())
+        {
+            let message = format!(
+                "workflow name `{}` is already used by {}",
+                workflow.name,
+                first.display()
+            );
+            let hint = Some("workflow names are unique: rename one of them".to_owned());
+            let diagnostic = file_error(dsl::Code::DuplicateWorkflowName, message, hint);
+            println!("{}", diagnostic.render(&display));
+            error_count += 1;
+        }
+    }
+    if error_count == 0 {
+        eprintln!("imx validate: {} file(s) checked, no problems", files.len());
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!(
+            "imx validate: {} file(s) checked, {error_count} problem(s)",
+            files.len()
+        );
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+pub fn graph(args: &GraphArgs) -> anyhow::Result<ExitCode> {
+    let workflow = load_valid_workflow(&args.file)?;
+    let text = match args.format {
+        GraphFormat::Mermaid => graph::mermaid(&workflow),
+        GraphFormat::Dot => graph::dot(&workflow),
+    };
+    if text.ends_with('\n') {
+        print!("{text}");
+    } else {
+        println!("{text}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Reads and validates one workflow file; every diagnostic is part of the error.
+pub fn load_valid_workflow(file: &Path) -> anyhow::Result<Workflow> {
+    let display = file.display().to_string();
+    let source =
+        read_workflow_source(file).map_err(|message| anyhow::anyhow!("{display}: {message}"))?;
+    let parsed = dsl::parse(&source);
+    match parsed.workflow {
+        Some(workflow) => Ok(workflow),
+        _ => {
+            let rendered: Vec<String> = parsed
+                .diagnostics
+                .iter()
+                .map(|diagnostic| diagnostic.render(&display))
+                .collect();
+            anyhow::bail!(
+                "{display} is not a valid workflow (run `imx validate {display}`):\n{}",
+                rendered.join("\n")
+            )
+        }
+    }
+}
+
+/// A diagnostic about a whole file, placed at its start.
+fn file_error(code: dsl::Code, message: String, hint: Option<String>) -> dsl::Diagnostic {
+    dsl::Diagnostic {
+        code,
+        severity: dsl::Severity::Error,
+        message,
+        hint,
+        line: 1,
+        column: 1,
+    }
+}
+
+fn read_workflow_source(file: &Path) -> Result<String, String> {
+    let metadata = std::fs::metadata(file).map_err(|err| format!("cannot read file: {err}"))?;
+    if metadata.len() > WORKFLOW_FILE_BYTES_MAX {
+        return Err(format!(
+            "file is {} bytes, more than the limit of {WORKFLOW_FILE_BYTES_MAX}; split the workflow",
+            metadata.len()
+        ));
+    }
+    let bytes = std::fs::read(file).map_err(|err| format!("cannot read file: {err}"))?;
+    String::from_utf8(bytes).map_err(|err| {
+        format!(
+            "file is not UTF-8 (byte {})",
+            err.utf8_error().valid_up_to()
+        )
+    })
+}
+
+/// Expands folders into their `*.yaml`/`*.yml` files, sorted, recursively.
+fn collect_workflow_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            collect_from_dir(path, &mut files)
+                .with_context(|| format!("cannot list {}", path.display()))?;
+        } else if path.exists() {
+            files.push(path.clone());
+        } else {
+            anyhow::bail!("{}: no such file or folder", path.display());
+        }
+    }
+    Ok(files)
+}
+
+fn collect_from_dir(dir: &Path, files: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .map(|entry| entry.map(|entry| entry.path()))
+        .collect::<Result<_, _>>()?;
+    entries.sort();
+    for entry in entries {
+        if entry.is_dir() {
+            collect_from_dir(&entry, files)?;
+        } else if matches!(
+            entry.extension().and_then(|ext| ext.to_str()),
+            Some("yaml" | "yml")
+        ) {
+            files.push(entry);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,34 @@
+//! The `imx` binary's one integration test binary: runs the real executable.
+
+mod validate;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The output and exit code of one `imx` invocation.
+pub struct Outcome {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `imx` with `args` from the repository root.
+pub fn imx(args: &[&str]) -> Outcome {
+    let output = Command::new(env!("CARGO_BIN_EXE_imx"))
+        .args(args)
+        .current_dir(repo_root())
+        .output()
+        .expect("the imx binary runs");
+    Outcome {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("gateway/ has a parent")
+        .to_path_buf()
+}

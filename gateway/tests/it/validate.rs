@@ -1,0 +1,140 @@
+//! `imx validate` and `imx graph` through the real binary: exit codes, the
+//! `FILE:LINE:COL: error[CODE]` contract, and cross-file checks.
+
+use expect_test::expect;
+
+use crate::{imx, repo_root};
+
+#[test]
+fn validate_accepts_every_example_workflow_by_default() {
+    let outcome = imx(&["validate"]);
+    assert_eq!(outcome.code, 0, "stdout:\n{}", outcome.stdout);
+    assert_eq!(outcome.stdout, "");
+    assert!(outcome.stderr.contains("no problems"), "{}", outcome.stderr);
+}
+
+#[test]
+fn validate_reports_every_problem_with_position_and_exits_1() {
+    let outcome = imx(&[
+        "validate",
+        "engine/tests/fixtures/invalid/imx0013-cycle.yaml",
+    ]);
+    assert_eq!(outcome.code, 1);
+    expect![[r#"
+        engine/tests/fixtures/invalid/imx0013-cycle.yaml:4:13: error[IMX0013]: `needs` forms a cycle: a -> c -> b -> a
+          hint: a step cannot wait for itself; remove one of these `needs` entries
+        engine/tests/fixtures/invalid/imx0013-cycle.yaml:13:13: error[IMX0013]: `needs` forms a cycle: d -> d
+          hint: a step cannot wait for itself; remove one of these `needs` entries
+    "#]]
+    .assert_eq(&outcome.stdout);
+}
+
+#[test]
+fn validate_walks_folders_and_counts_problems_of_all_files() {
+    let outcome = imx(&["validate", "engine/tests/fixtures/invalid"]);
+    assert_eq!(outcome.code, 1);
+    let files_with_errors = outcome
+        .stdout
+        .lines()
+        .filter(|line| line.contains(": error["))
+        .filter_map(|line| line.split(':').next())
+        .collect::<std::collections::BTreeSet<_>>();
+    let fixtures = std::fs::read_dir(repo_root().join("engine/tests/fixtures/invalid"))
+        .expect("fixtures folder")
+        .count();
+    // Every fixture but the warning-only one has at least one error.
+    assert_eq!(files_with_errors.len(), fixtures - 1, "{}", outcome.stdout);
+}
+
+#[test]
+fn validate_rejects_two_files_with_the_same_workflow_name() {
+    let dir = tempdir("duplicate-names");
+    let source = std::fs::read_to_string(repo_root().join("workflows/shipping.yaml"))
+        .expect("example exists");
+    std::fs::write(dir.join("a.yaml"), &source).expect("write");
+    std::fs::write(dir.join("b.yml"), &source).expect("write");
+    let outcome = imx(&["validate", dir.to_str().expect("utf-8 path")]);
+    assert_eq!(outcome.code, 1);
+    let line = outcome.stdout.lines().next().expect("one diagnostic");
+    assert!(line.ends_with(&format!(
+        "b.yml:1:1: error[IMX0091]: workflow name `shipping` is already used by {}",
+        dir.join("a.yaml").display()
+    )));
+}
+
+#[test]
+fn validate_names_a_missing_path() {
+    let outcome = imx(&["validate", "no/such/folder"]);
+    assert_eq!(outcome.code, 1);
+    assert!(
+        outcome
+            .stderr
+            .contains("no/such/folder: no such file or folder"),
+        "{}",
+        outcome.stderr
+    );
+}
+
+#[test]
+fn validate_reports_a_file_that_is_not_utf8() {
+    let dir = tempdir("not-utf8");
+    std::fs::write(dir.join("bad.yaml"), [0x6e, 0x61, 0xff, 0xfe]).expect("write");
+    let outcome = imx(&[
+        "validate",
+        dir.join("bad.yaml").to_str().expect("utf-8 path"),
+    ]);
+    assert_eq!(outcome.code, 1);
+    assert!(
+        outcome
+            .stdout
+            .contains("bad.yaml:1:1: error[IMX0090]: file is not UTF-8 (byte 2)"),
+        "{}",
+        outcome.stdout
+    );
+}
+
+#[test]
+fn graph_draws_mermaid_by_default_and_dot_on_request() {
+    let mermaid = imx(&["graph", "workflows/order-fulfilment.yaml"]);
+    assert_eq!(mermaid.code, 0, "{}", mermaid.stderr);
+    assert!(mermaid.stdout.starts_with("flowchart TD\n"));
+    assert!(mermaid.stdout.contains("n_ship -->|all_done| n_cleanup"));
+    assert!(mermaid.stdout.ends_with('\n'));
+
+    let dot = imx(&[
+        "graph",
+        "workflows/order-fulfilment.yaml",
+        "--format",
+        "dot",
+    ]);
+    assert_eq!(dot.code, 0, "{}", dot.stderr);
+    assert!(dot.stdout.starts_with("digraph"));
+    assert!(
+        dot.stdout.contains("\"fetch\" -> \"charge\""),
+        "{}",
+        dot.stdout
+    );
+}
+
+#[test]
+fn graph_of_an_invalid_workflow_prints_its_diagnostics() {
+    let outcome = imx(&["graph", "engine/tests/fixtures/invalid/imx0013-cycle.yaml"]);
+    assert_eq!(outcome.code, 1);
+    assert!(
+        outcome.stderr.contains("is not a valid workflow"),
+        "{}",
+        outcome.stderr
+    );
+    assert!(
+        outcome.stderr.contains("error[IMX0013]"),
+        "{}",
+        outcome.stderr
+    );
+}
+
+fn tempdir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("imx-gateway-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create temp dir");
+    dir
+}
