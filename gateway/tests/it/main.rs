@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The output and exit code of one `imx` invocation.
+#[derive(Debug)]
 pub struct Outcome {
     pub code: i32,
     pub stdout: String,
