@@ -67,6 +67,8 @@ pub(crate) struct Spec<'s> {
     pub missing_code: Code,
     /// Where to report a missing key: the key that owns this mapping.
     pub anchor: Pos,
+    /// Accept and ignore `x-*` keys (a home for YAML anchors, as in Compose files).
+    pub allow_extensions: bool,
 }
 
 impl<'s> Spec<'s> {
@@ -78,6 +80,7 @@ impl<'s> Spec<'s> {
             unknown_code: Code::UnknownKey,
             missing_code: Code::MissingKey,
             anchor,
+            allow_extensions: false,
         }
     }
 }
@@ -138,6 +141,9 @@ pub(crate) fn fields<'a>(sink: &mut Sink, node: &'a Node, spec: Spec<'_>) -> Opt
                     first.pos.line, first.pos.column
                 )),
             );
+            continue;
+        }
+        if spec.allow_extensions && name.starts_with("x-") {
             continue;
         }
         if !spec.known.contains(&name) {

@@ -103,7 +103,10 @@ pub(crate) fn document<'a>(root: &'a Node, sink: &mut Sink) -> (Workflow, Source
         );
         return (workflow, sources);
     }
-    let spec = Spec::new("the workflow", ROOT_KEYS, &["name", "steps"], root.pos);
+    let spec = Spec {
+        allow_extensions: true,
+        ..Spec::new("the workflow", ROOT_KEYS, &["name", "steps"], root.pos)
+    };
     let Some(fields) = fields::fields(sink, root, spec) else {
         return (workflow, sources);
     };
