@@ -489,3 +489,30 @@ fn diagnostics_point_at_the_merge_site_and_keys_inside_steps() {
         pos.yaml:8:13: error[IMX0012]: step `b` needs `zz`, which is not a step
           hint: steps are: `a`, `b`"#]].assert_eq(&rendered(&parsed, "pos.yaml"));
 }
+
+#[test]
+fn item_and_index_are_only_in_scope_in_with_of_a_for_each_step() {
+    let source = r#"name: scope
+steps:
+  list:
+    uses: noop
+  fan:
+    needs: [list]
+    for_each: "{{ steps.list.output.items }}"
+    if: item.enabled
+    uses: noop
+    with: { sku: "{{ item.sku }}", at: "{{ index }}", n: "{{ range(3) | list }}" }
+  bad_items:
+    needs: [list]
+    for_each: "{{ item }}"
+    uses: noop
+output:
+  everything: "{{ steps.fan.output }} {{ steps.bad_items.status }} {{ steps }}"
+  stray: "{{ index }}"
+"#;
+    let parsed = dsl::parse(source);
+    expect![[r#"
+        scope.yaml:8:9: error[IMX0025]: `item.enabled`: `item` is only in scope in `with` of a step with `for_each`
+        scope.yaml:13:15: error[IMX0025]: `item`: `item` is only in scope in `with` of a step with `for_each`
+        scope.yaml:17:10: error[IMX0025]: `index`: `index` is only in scope in `with` of a step with `for_each`"#]].assert_eq(&rendered(&parsed, "scope.yaml"));
+}
