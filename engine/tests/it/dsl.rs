@@ -487,7 +487,8 @@ fn diagnostics_point_at_the_merge_site_and_keys_inside_steps() {
         pos.yaml:5:9: error[IMX0016]: `max_attempts` is 0; it must be between 1 and 100
           hint: 1 means a single attempt, no retry
         pos.yaml:8:13: error[IMX0012]: step `b` needs `zz`, which is not a step
-          hint: steps are: `a`, `b`"#]].assert_eq(&rendered(&parsed, "pos.yaml"));
+          hint: steps are: `a`, `b`"#]]
+    .assert_eq(&rendered(&parsed, "pos.yaml"));
 }
 
 #[test]
