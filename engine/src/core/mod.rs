@@ -4,5 +4,7 @@
 //! Nothing here performs I/O, reads a clock or draws randomness.
 
 pub mod dsl;
+pub mod graph;
 pub mod template;
+pub mod version;
 pub mod workflow;

@@ -21,10 +21,11 @@ pub enum Error {
     Syntax { source_text: String, detail: String },
     #[error("cannot render `{source_text}`: {detail}")]
     Render { source_text: String, detail: String },
-    #[error(
-        "`{source_text}` rendered {bytes} bytes, more than the limit of {TEMPLATE_OUTPUT_BYTES_MAX}"
-    )]
-    TooLarge { source_text: String, bytes: usize },
+    #[error("`{source_text}` renders to more than {limit_bytes} bytes, the limit for one template")]
+    TooLarge {
+        source_text: String,
+        limit_bytes: usize,
+    },
 }
 
 /// Renders every string of a template tree against `scope`; other JSON values
@@ -40,9 +41,16 @@ pub fn evaluate_condition(expression: &str, scope: &Value) -> Result<bool, Error
     let compiled = env
         .compile_expression(expression)
         .map_err(|err| syntax_error(expression, &err))?;
+    let context = minijinja::Value::from(minijinja::value::Serde(scope));
     let result = compiled
-        .eval(minijinja::Value::from(minijinja::value::Serde(scope)))
+        .eval(context.clone())
         .map_err(|err| render_error(expression, &err))?;
+    if result.is_undefined() {
+        // `eval` hands undefined back instead of failing; a template `if`
+        // fails on it in strict mode and names the missing part.
+        let probe = format!("{{% if {expression} %}}{{% endif %}}");
+        return Err(undefined_error(&env, expression, &probe, context));
+    }
     Ok(result.is_true())
 }
 
@@ -71,12 +79,18 @@ pub fn expression_references(expression: &str) -> Result<Vec<String>, Error> {
 }
 
 /// The expression inside a string that is exactly one `{{ expr }}`, if it is one.
+///
+/// Whitespace around the braces is ignored (YAML block scalars end in a
+/// newline), and so are Jinja's trim markers: `{{- expr -}}`.
 pub fn exact_expression(text: &str) -> Option<&str> {
     let inner = text.trim().strip_prefix("{{")?.strip_suffix("}}")?;
     // `{{ a }} and {{ b }}` starts and ends with braces but is two expressions.
     if inner.contains("{{") || inner.contains("}}") || inner.contains("{%") {
         return None;
     }
+    // A marker counts only right next to the braces, as in Jinja: `{{ -a }}` negates.
+    let inner = inner.strip_prefix(['-', '+']).unwrap_or(inner);
+    let inner = inner.strip_suffix(['-', '+']).unwrap_or(inner);
     Some(inner.trim())
 }
 
@@ -111,42 +125,139 @@ fn render_string(env: &Environment<'_>, text: &str, scope: &Value) -> Result<Val
     }
     let context = minijinja::Value::from(minijinja::value::Serde(scope));
     if let Some(expression) = exact_expression(text) {
-        let compiled = env
-            .compile_expression(expression)
-            .map_err(|err| syntax_error(text, &err))?;
-        let result = compiled
-            .eval(context)
-            .map_err(|err| render_error(text, &err))?;
-        let json = serde_json::to_value(&result).map_err(|err| Error::Render {
+        return render_exact(env, text, expression, context);
+    }
+    // Compile first so that a syntax error is reported as one, not as a render failure.
+    let template = env
+        .template_from_str(text)
+        .map_err(|err| syntax_error(text, &err))?;
+    // Stream into a bounded buffer: the render stops at the limit instead of
+    // building an unbounded string first and measuring it afterwards.
+    let mut output = BoundedBuffer::default();
+    match template.render_captured_to(context, &mut output) {
+        Ok(_) => {}
+        Err(_) if output.overflowed => return Err(too_large(text)),
+        Err(err) => return Err(render_error(text, &err)),
+    }
+    String::from_utf8(output.bytes)
+        .map(Value::String)
+        .map_err(|err| Error::Render {
             source_text: text.to_owned(),
             detail: err.to_string(),
-        })?;
-        check_size(text, &json)?;
-        return Ok(json);
-    }
-    let rendered = env
-        .render_str(text, context)
-        .map_err(|err| render_error(text, &err))?;
-    if rendered.len() > TEMPLATE_OUTPUT_BYTES_MAX {
-        return Err(Error::TooLarge {
-            source_text: text.to_owned(),
-            bytes: rendered.len(),
-        });
-    }
-    Ok(Value::String(rendered))
+        })
 }
 
-fn check_size(text: &str, json: &Value) -> Result<(), Error> {
-    let bytes = serde_json::to_vec(json)
-        .map(|v| v.len())
-        .unwrap_or(usize::MAX);
-    if bytes > TEMPLATE_OUTPUT_BYTES_MAX {
-        return Err(Error::TooLarge {
+/// The exact-value rule: `{{ expr }}` alone yields the JSON value of `expr`.
+fn render_exact(
+    env: &Environment<'_>,
+    text: &str,
+    expression: &str,
+    context: minijinja::Value,
+) -> Result<Value, Error> {
+    let compiled = env
+        .compile_expression(expression)
+        .map_err(|err| syntax_error(text, &err))?;
+    let result = compiled
+        .eval(context.clone())
+        .map_err(|err| render_error(text, &err))?;
+    if result.is_undefined() {
+        // Strict mode fails a template that prints undefined, with a message
+        // naming the missing part; `eval` just hands undefined back.
+        return Err(undefined_error(env, text, text, context));
+    }
+    if contains_undefined(&result, 0) {
+        return Err(Error::Render {
             source_text: text.to_owned(),
-            bytes,
+            detail: "undefined value: the result holds an undefined value".to_owned(),
         });
     }
-    Ok(())
+    // Measure before converting so a huge value is not copied into JSON first.
+    let mut measured = BoundedBuffer::default();
+    if serde_json::to_writer(&mut measured, &result).is_err() && measured.overflowed {
+        return Err(too_large(text));
+    }
+    serde_json::to_value(&result).map_err(|err| Error::Render {
+        source_text: text.to_owned(),
+        detail: err.to_string(),
+    })
+}
+
+/// The strict-mode error for an expression that evaluated to undefined,
+/// obtained by rendering `probe` (a template using the expression).
+fn undefined_error(
+    env: &Environment<'_>,
+    source_text: &str,
+    probe: &str,
+    context: minijinja::Value,
+) -> Error {
+    match env.render_str(probe, context) {
+        // A probe that does not compile (a `%}` inside a string literal, say)
+        // says nothing about the undefined value: fall through to the plain message.
+        Err(err) if err.kind() != minijinja::ErrorKind::SyntaxError => {
+            render_error(source_text, &err)
+        }
+        _ => Error::Render {
+            source_text: source_text.to_owned(),
+            detail: "undefined value".to_owned(),
+        },
+    }
+}
+
+/// Whether a value built by an expression (such as `[input.missing]`) holds
+/// undefined somewhere. Values from the scope come from JSON and never do.
+fn contains_undefined(value: &minijinja::Value, depth: usize) -> bool {
+    use minijinja::value::ValueKind;
+    if value.is_undefined() {
+        return true;
+    }
+    if depth >= UNDEFINED_SCAN_DEPTH_MAX {
+        return false;
+    }
+    match value.kind() {
+        ValueKind::Seq | ValueKind::Iterable => value
+            .try_iter()
+            .is_ok_and(|mut items| items.any(|item| contains_undefined(&item, depth + 1))),
+        ValueKind::Map => value.try_iter().is_ok_and(|mut keys| {
+            keys.any(|key| {
+                value
+                    .get_item(&key)
+                    .is_ok_and(|item| contains_undefined(&item, depth + 1))
+            })
+        }),
+        _ => false,
+    }
+}
+
+/// Nesting depth up to which a result is searched for undefined values.
+const UNDEFINED_SCAN_DEPTH_MAX: usize = 64;
+
+/// An in-memory `io::Write` that refuses to grow past the output limit.
+#[derive(Debug, Default)]
+struct BoundedBuffer {
+    bytes: Vec<u8>,
+    overflowed: bool,
+}
+
+impl std::io::Write for BoundedBuffer {
+    fn write(&mut self, chunk: &[u8]) -> std::io::Result<usize> {
+        if self.bytes.len() + chunk.len() > TEMPLATE_OUTPUT_BYTES_MAX {
+            self.overflowed = true;
+            return Err(std::io::Error::other("template output limit reached"));
+        }
+        self.bytes.extend_from_slice(chunk);
+        Ok(chunk.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn too_large(text: &str) -> Error {
+    Error::TooLarge {
+        source_text: text.to_owned(),
+        limit_bytes: TEMPLATE_OUTPUT_BYTES_MAX,
+    }
 }
 
 fn syntax_error(text: &str, err: &minijinja::Error) -> Error {
