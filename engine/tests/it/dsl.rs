@@ -517,3 +517,20 @@ output:
         scope.yaml:13:15: error[IMX0025]: `item`: `item` is only in scope in `with` of a step with `for_each`
         scope.yaml:17:10: error[IMX0025]: `index`: `index` is only in scope in `with` of a step with `for_each`"#]].assert_eq(&rendered(&parsed, "scope.yaml"));
 }
+
+#[test]
+fn every_example_workflow_in_the_repository_is_valid() {
+    let folder = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../workflows");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&folder).expect("workflows/") {
+        let path = entry.expect("entry").path();
+        if path.extension().and_then(|ext| ext.to_str()) != Some("yaml") {
+            continue;
+        }
+        let source = std::fs::read_to_string(&path).expect("readable");
+        let parsed = dsl::parse(&source);
+        assert_eq!(rendered(&parsed, &path.display().to_string()), "");
+        checked += 1;
+    }
+    assert!(checked > 0, "no workflows in {}", folder.display());
+}

@@ -143,14 +143,14 @@ fn webhook(sink: &mut Sink, node: &Node) -> Option<Trigger> {
     )?;
     let secret_node = fields.get("secret_env")?;
     let secret_env = fields::string(sink, secret_node, "`secret_env`")?;
-    let valid = secret_env.starts_with(|c: char| c.is_ascii_uppercase() || c == '_')
+    // The same rule as `schemas/workflow.schema.json`: a POSIX-portable name.
+    let valid = secret_env.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
         && secret_env
             .chars()
-            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+            .all(|c| c.is_ascii_alphanumeric() || c == '_');
     if !valid {
         let message = format!("`secret_env` `{secret_env}` is not an environment variable name");
-        let hint =
-            Some("use uppercase letters, digits and `_`, e.g. `SHOP_WEBHOOK_SECRET`".to_owned());
+        let hint = Some("use letters, digits and `_`, e.g. `SHOP_WEBHOOK_SECRET`".to_owned());
         sink.error(Code::InvalidTrigger, secret_node.pos, message, hint);
         return None;
     }

@@ -317,12 +317,12 @@ fn imx0028_invalid_trigger() {
     check_fixture(
         "imx0028-invalid-trigger",
         expect![[r#"
-        invalid/imx0028-invalid-trigger.yaml:3:5: error[IMX0028]: a trigger has several kinds (`cron`, `kafka`); write one trigger per entry
-        invalid/imx0028-invalid-trigger.yaml:5:28: error[IMX0028]: `secret_env` `shop-secret` is not an environment variable name
-          hint: use uppercase letters, digits and `_`, e.g. `SHOP_WEBHOOK_SECRET`
-        invalid/imx0028-invalid-trigger.yaml:6:5: error[IMX0005]: unknown key `schedule` in a trigger
-          hint: expected one of: `cron`, `webhook`, `kafka`
-        invalid/imx0028-invalid-trigger.yaml:6:5: error[IMX0028]: a trigger needs one of `cron`, `webhook` or `kafka`"#]],
+            invalid/imx0028-invalid-trigger.yaml:3:5: error[IMX0028]: a trigger has several kinds (`cron`, `kafka`); write one trigger per entry
+            invalid/imx0028-invalid-trigger.yaml:5:28: error[IMX0028]: `secret_env` `shop-secret` is not an environment variable name
+              hint: use letters, digits and `_`, e.g. `SHOP_WEBHOOK_SECRET`
+            invalid/imx0028-invalid-trigger.yaml:6:5: error[IMX0005]: unknown key `schedule` in a trigger
+              hint: expected one of: `cron`, `webhook`, `kafka`
+            invalid/imx0028-invalid-trigger.yaml:6:5: error[IMX0028]: a trigger needs one of `cron`, `webhook` or `kafka`"#]],
     );
 }
 
