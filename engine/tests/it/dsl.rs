@@ -534,3 +534,10 @@ fn every_example_workflow_in_the_repository_is_valid() {
     }
     assert!(checked > 0, "no workflows in {}", folder.display());
 }
+
+#[test]
+fn a_meta_valid_schema_that_does_not_compile_is_reported() {
+    let source = "name: regex\ninput:\n  type: string\n  pattern: \"[unclosed\"\nsteps:\n  a: { uses: noop }\n";
+    let parsed = dsl::parse(source);
+    expect![[r#"regex.yaml:3:3: error[IMX0019]: `input` schema cannot be compiled: "[unclosed" is not a "regex""#]].assert_eq(&rendered(&parsed, "regex.yaml"));
+}

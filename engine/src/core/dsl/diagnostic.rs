@@ -123,6 +123,7 @@ codes! {
     InvalidForEach = 29, "IMX0029", "`for_each` or `max_parallel` is malformed";
     LimitExceeded = 30, "IMX0030", "a workflow exceeds a size limit (steps, needs, triggers, lengths)";
     DuplicateNeed = 31, "IMX0031", "`needs` lists the same step twice (warning)";
+    TriggerInputInvalid = 32, "IMX0032", "a cron trigger's `input` does not satisfy the workflow's `input` schema";
 }
 
 impl fmt::Display for Code {

@@ -356,3 +356,14 @@ fn imx0031_duplicate_need() {
         ],
     );
 }
+
+#[test]
+fn imx0032_trigger_input_invalid() {
+    check_fixture(
+        "imx0032-trigger-input-invalid",
+        expect![[r#"
+            invalid/imx0032-trigger-input-invalid.yaml:8:24: error[IMX0032]: the cron trigger's input does not match the `input` schema at `/order_id`: 42 is not of type "string"
+            invalid/imx0032-trigger-input-invalid.yaml:9:5: error[IMX0032]: the cron trigger's input does not match the `input` schema: null is not of type "object"
+              hint: give the trigger an `input:` that the schema accepts"#]],
+    );
+}
