@@ -5,6 +5,9 @@ use super::diagnostic::{Code, Diagnostic, Severity};
 use super::duration::{DURATION_MS_MAX, parse_duration_ms};
 use super::yaml::{Key, Node, Pos, Value};
 
+/// Longest name for which a "did you mean" suggestion is computed.
+const SUGGEST_BYTES_MAX: usize = 64;
+
 /// Collects diagnostics; nothing stops at the first problem.
 #[derive(Debug, Default)]
 pub(crate) struct Sink {
@@ -200,6 +203,10 @@ pub(crate) fn suggest<'c>(
     name: &str,
     candidates: impl IntoIterator<Item = &'c str>,
 ) -> Option<&'c str> {
+    // Edit distance is quadratic; a name this long is no typo of a short one.
+    if name.len() > SUGGEST_BYTES_MAX {
+        return None;
+    }
     let lowered = name.to_lowercase();
     candidates
         .into_iter()
