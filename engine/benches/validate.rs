@@ -103,7 +103,7 @@ fn workflow_source(index: usize) -> String {
         "name: generated-{index}\ndescription: Generated workflow number {index}\n\
          input:\n  type: object\n  required: [order_id]\n  properties:\n    order_id: {{ type: string }}\n    amount: {{ type: number, minimum: 0 }}\n\
          defaults:\n  timeout: 30s\n  retry: {{ max_attempts: 3, backoff: exponential, initial_interval: 1s, max_interval: 1m }}\n\
-         timeout: 2h\ntriggers:\n  - cron: \"0 */15 * * * *\"\n    timezone: Europe/Berlin\n  - webhook: {{ secret_env: HOOK_SECRET_{index} }}\nsteps:\n"
+         timeout: 2h\ntriggers:\n  - cron: \"0 */15 * * * *\"\n    timezone: Europe/Berlin\n    input: {{ order_id: nightly-{index}, amount: 0 }}\n  - webhook: {{ secret_env: HOOK_SECRET_{index} }}\nsteps:\n"
     );
     for step in 0..STEPS_PER_WORKFLOW {
         text.push_str(&format!("  step_{step}:\n"));

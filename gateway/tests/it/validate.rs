@@ -57,7 +57,7 @@ fn validate_rejects_two_files_with_the_same_workflow_name() {
     assert_eq!(outcome.code, 1);
     let line = outcome.stdout.lines().next().expect("one diagnostic");
     assert!(line.ends_with(&format!(
-        "b.yml:1:1: error[IMX0091]: workflow name `shipping` is already used by {}",
+        "b.yml:1:1: error[IMX0034]: workflow name `shipping` is already used by {}",
         dir.join("a.yaml").display()
     )));
 }
@@ -87,7 +87,7 @@ fn validate_reports_a_file_that_is_not_utf8() {
     assert!(
         outcome
             .stdout
-            .contains("bad.yaml:1:1: error[IMX0090]: file is not UTF-8 (byte 2)"),
+            .contains("bad.yaml:1:1: error[IMX0033]: file is not UTF-8 (byte 2)"),
         "{}",
         outcome.stdout
     );

@@ -123,9 +123,18 @@ codes! {
     InvalidForEach = 29, "IMX0029", "`for_each` or `max_parallel` is malformed";
     LimitExceeded = 30, "IMX0030", "a workflow exceeds a size limit (steps, needs, triggers, lengths)";
     DuplicateNeed = 31, "IMX0031", "`needs` lists the same step twice (warning)";
-    // 009x: problems across a set of files, reported by `imx validate`.
-    Unreadable = 90, "IMX0090", "a workflow file cannot be read (missing, too large, not UTF-8)";
-    DuplicateWorkflowName = 91, "IMX0091", "two workflow files use the same `name`";
+    TriggerInputInvalid = 32, "IMX0032", "a cron trigger's `input` does not satisfy the workflow's `input` schema";
+    // Problems of a set of files, found by `imx validate` rather than `parse`.
+    Unreadable = 33, "IMX0033", "a workflow file cannot be read (missing, too large, not UTF-8)";
+    DuplicateWorkflowName = 34, "IMX0034", "two workflow files use the same `name`";
+}
+
+impl Code {
+    /// Whether [`super::parse`] reports this code; the others concern a set of
+    /// files and are reported by `imx validate`.
+    pub fn is_reported_by_parse(self) -> bool {
+        !matches!(self, Code::Unreadable | Code::DuplicateWorkflowName)
+    }
 }
 
 impl fmt::Display for Code {

@@ -5,6 +5,9 @@ use super::diagnostic::{Code, Diagnostic, Severity};
 use super::duration::{DURATION_MS_MAX, parse_duration_ms};
 use super::yaml::{Key, Node, Pos, Value};
 
+/// Longest name for which a "did you mean" suggestion is computed.
+const SUGGEST_BYTES_MAX: usize = 64;
+
 /// Collects diagnostics; nothing stops at the first problem.
 #[derive(Debug, Default)]
 pub(crate) struct Sink {
@@ -67,6 +70,8 @@ pub(crate) struct Spec<'s> {
     pub missing_code: Code,
     /// Where to report a missing key: the key that owns this mapping.
     pub anchor: Pos,
+    /// Accept and ignore `x-*` keys (a home for YAML anchors, as in Compose files).
+    pub allow_extensions: bool,
 }
 
 impl<'s> Spec<'s> {
@@ -78,6 +83,7 @@ impl<'s> Spec<'s> {
             unknown_code: Code::UnknownKey,
             missing_code: Code::MissingKey,
             anchor,
+            allow_extensions: false,
         }
     }
 }
@@ -140,6 +146,9 @@ pub(crate) fn fields<'a>(sink: &mut Sink, node: &'a Node, spec: Spec<'_>) -> Opt
             );
             continue;
         }
+        if spec.allow_extensions && name.starts_with("x-") {
+            continue;
+        }
         if !spec.known.contains(&name) {
             sink.error(
                 spec.unknown_code,
@@ -194,6 +203,10 @@ pub(crate) fn suggest<'c>(
     name: &str,
     candidates: impl IntoIterator<Item = &'c str>,
 ) -> Option<&'c str> {
+    // Edit distance is quadratic; a name this long is no typo of a short one.
+    if name.len() > SUGGEST_BYTES_MAX {
+        return None;
+    }
     let lowered = name.to_lowercase();
     candidates
         .into_iter()

@@ -42,6 +42,37 @@ impl Parsed {
     }
 }
 
+/// Most diagnostics returned for one source; the last slot says how many more there were.
+pub const DIAGNOSTICS_MAX: usize = 200;
+
+/// Keeps the first [`DIAGNOSTICS_MAX`] - 1 diagnostics and a note about the rest,
+/// so a pathological file cannot flood a terminal or an API response.
+fn truncate(diagnostics: &mut Vec<Diagnostic>) {
+    if diagnostics.len() <= DIAGNOSTICS_MAX {
+        return;
+    }
+    let hidden = diagnostics.len() - (DIAGNOSTICS_MAX - 1);
+    let first_hidden = diagnostics[DIAGNOSTICS_MAX - 1].clone();
+    let any_error_hidden = diagnostics[DIAGNOSTICS_MAX - 1..]
+        .iter()
+        .any(Diagnostic::is_error);
+    diagnostics.truncate(DIAGNOSTICS_MAX - 1);
+    diagnostics.push(Diagnostic {
+        code: Code::LimitExceeded,
+        severity: if any_error_hidden {
+            Severity::Error
+        } else {
+            Severity::Warning
+        },
+        message: format!(
+            "{hidden} more problems not shown (at most {DIAGNOSTICS_MAX} are reported)"
+        ),
+        hint: Some("fix the ones above and validate again".to_owned()),
+        line: first_hidden.line,
+        column: first_hidden.column,
+    });
+}
+
 /// Parses and validates a workflow source.
 pub fn parse(source: &str) -> Parsed {
     let mut sink = fields::Sink::default();
@@ -66,6 +97,7 @@ pub fn parse(source: &str) -> Parsed {
     let mut diagnostics = sink.diagnostics;
     diagnostics.sort_by_key(|d| (d.line, d.column, d.code));
     diagnostics.dedup();
+    truncate(&mut diagnostics);
     let has_errors = diagnostics.iter().any(Diagnostic::is_error);
     Parsed {
         workflow: workflow.filter(|_| !has_errors),

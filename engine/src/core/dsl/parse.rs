@@ -103,7 +103,10 @@ pub(crate) fn document<'a>(root: &'a Node, sink: &mut Sink) -> (Workflow, Source
         );
         return (workflow, sources);
     }
-    let spec = Spec::new("the workflow", ROOT_KEYS, &["name", "steps"], root.pos);
+    let spec = Spec {
+        allow_extensions: true,
+        ..Spec::new("the workflow", ROOT_KEYS, &["name", "steps"], root.pos)
+    };
     let Some(fields) = fields::fields(sink, root, spec) else {
         return (workflow, sources);
     };
@@ -126,6 +129,10 @@ pub(crate) fn document<'a>(root: &'a Node, sink: &mut Sink) -> (Workflow, Source
     }
     if let Some(node) = fields.get("triggers") {
         workflow.triggers = triggers(sink, node);
+    }
+    if let (Some(schema), Some(schema_node)) = (&workflow.input, fields.get("input")) {
+        let triggers = fields.get("triggers");
+        super::trigger::check_inputs(sink, schema, schema_node.pos, triggers);
     }
     if let Some((key, node)) = fields.entry("steps") {
         let (steps, step_sources) = step::steps(sink, key.pos, node, &defaults);
@@ -326,7 +333,7 @@ fn input_schema(sink: &mut Sink, node: &Node) -> Option<Json> {
 }
 
 /// The node a JSON pointer names inside `node`, or the deepest one found.
-fn locate(node: &Node, pointer: &str) -> Pos {
+pub(crate) fn locate(node: &Node, pointer: &str) -> Pos {
     let mut current = node;
     for token in pointer.split('/').skip(1) {
         let token = token.replace("~1", "/").replace("~0", "~");

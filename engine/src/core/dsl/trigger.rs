@@ -4,7 +4,7 @@ use std::str::FromStr;
 
 use super::diagnostic::Code;
 use super::fields::{self, Sink, Spec, suggest};
-use super::yaml::{Node, Value};
+use super::yaml::{Node, Pos, Value};
 use crate::core::workflow::Trigger;
 
 const KINDS: [&str; 3] = ["cron", "webhook", "kafka"];
@@ -143,14 +143,14 @@ fn webhook(sink: &mut Sink, node: &Node) -> Option<Trigger> {
     )?;
     let secret_node = fields.get("secret_env")?;
     let secret_env = fields::string(sink, secret_node, "`secret_env`")?;
-    let valid = secret_env.starts_with(|c: char| c.is_ascii_uppercase() || c == '_')
+    // The same rule as `schemas/workflow.schema.json`: a POSIX-portable name.
+    let valid = secret_env.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
         && secret_env
             .chars()
-            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+            .all(|c| c.is_ascii_alphanumeric() || c == '_');
     if !valid {
         let message = format!("`secret_env` `{secret_env}` is not an environment variable name");
-        let hint =
-            Some("use uppercase letters, digits and `_`, e.g. `SHOP_WEBHOOK_SECRET`".to_owned());
+        let hint = Some("use letters, digits and `_`, e.g. `SHOP_WEBHOOK_SECRET`".to_owned());
         sink.error(Code::InvalidTrigger, secret_node.pos, message, hint);
         return None;
     }
@@ -190,4 +190,65 @@ fn kafka(sink: &mut Sink, node: &Node) -> Option<Trigger> {
         topic: topic.to_owned(),
         group,
     })
+}
+
+/// Most violations reported for one trigger's `input`.
+const INPUT_ERRORS_REPORTED_MAX: usize = 5;
+
+/// Compiles the (meta-valid) input schema and checks each cron trigger's
+/// `input` against it: a cron run cannot be given another input later, so a
+/// mismatch would fail every scheduled run.
+pub(crate) fn check_inputs(
+    sink: &mut Sink,
+    schema: &serde_json::Value,
+    schema_pos: Pos,
+    triggers: Option<&Node>,
+) {
+    let validator = match jsonschema::draft202012::new(schema) {
+        Ok(validator) => validator,
+        Err(error) => {
+            let message = format!("`input` schema cannot be compiled: {error}");
+            sink.error(Code::InvalidInputSchema, schema_pos, message, None);
+            return;
+        }
+    };
+    let Some(Node {
+        value: Value::Seq(items),
+        ..
+    }) = triggers
+    else {
+        return;
+    };
+    for item in items {
+        let Value::Map(entries) = &item.value else {
+            continue;
+        };
+        let entry = |name: &str| {
+            entries
+                .iter()
+                .find(|(key, _)| key.text.as_deref() == Some(name))
+        };
+        let Some((cron_key, _)) = entry("cron") else {
+            continue;
+        };
+        let input_node = entry("input").map(|(_, node)| node);
+        let input = input_node.map_or(serde_json::Value::Null, Node::to_json);
+        for error in validator
+            .iter_errors(&input)
+            .take(INPUT_ERRORS_REPORTED_MAX)
+        {
+            let pointer = error.instance_path().to_string();
+            let pos = input_node.map_or(cron_key.pos, |node| super::parse::locate(node, &pointer));
+            let at = if pointer.is_empty() {
+                String::new()
+            } else {
+                format!(" at `{pointer}`")
+            };
+            let message =
+                format!("the cron trigger's input does not match the `input` schema{at}: {error}");
+            let hint = (input.is_null())
+                .then(|| "give the trigger an `input:` that the schema accepts".to_owned());
+            sink.error(Code::TriggerInputInvalid, pos, message, hint);
+        }
+    }
 }

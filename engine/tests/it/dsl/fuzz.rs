@@ -192,3 +192,32 @@ proptest! {
         parse_bounded(&damaged);
     }
 }
+
+#[test]
+fn huge_misspelt_names_are_reported_without_quadratic_suggestions() {
+    let long = "q".repeat(dsl::SOURCE_BYTES_MAX - 200);
+    let source = format!(
+        "name: long\ntriggers:\n  - cron: \"0 0 2 * * *\"\n    timezone: {long}\nsteps:\n  a: {{ uses: noop }}\n"
+    );
+    assert_rejected_with(&parse_bounded(&source), Code::UnknownTimezone);
+    // An explicit key: plain keys are limited to 1024 characters by YAML itself.
+    let source = format!("name: long\n? {long}\n: 1\nsteps:\n  a: {{ uses: noop }}\n");
+    assert_rejected_with(&parse_bounded(&source), Code::UnknownKey);
+}
+
+#[test]
+fn a_flood_of_problems_is_cut_at_the_diagnostics_limit() {
+    let mut source = String::from("name: flood\nsteps:\n");
+    for index in 0..500 {
+        source.push_str(&format!("  s{index}: {{ uses: nope }}\n"));
+    }
+    let parsed = parse_bounded(&source);
+    assert_eq!(parsed.diagnostics.len(), dsl::DIAGNOSTICS_MAX);
+    let last = parsed.diagnostics.last().expect("a note");
+    assert_eq!(last.code, Code::LimitExceeded);
+    assert!(
+        last.message.starts_with("301 more problems"),
+        "{}",
+        last.message
+    );
+}
