@@ -315,3 +315,35 @@ proptest::proptest! {
         proptest::prop_assert_eq!(same, version_of(&left) == version_of(&right));
     }
 }
+
+fn parse_file(relative: &str) -> Workflow {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(relative);
+    let source = std::fs::read_to_string(&path).expect("fixture exists");
+    let parsed = engine::core::dsl::parse(&source);
+    parsed
+        .workflow
+        .unwrap_or_else(|| panic!("{relative} is valid: {:#?}", parsed.diagnostics))
+}
+
+#[test]
+fn reformatted_yaml_keeps_its_version() {
+    assert_same_version(
+        &parse_file("../workflows/order-fulfilment.yaml"),
+        &parse_file("tests/fixtures/version/order-fulfilment.reformatted.yaml"),
+    );
+}
+
+#[test]
+fn a_semantic_yaml_edit_changes_the_version() {
+    let original = parse_file("../workflows/order-fulfilment.yaml");
+    let source = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../workflows/order-fulfilment.yaml"),
+    )
+    .expect("example exists");
+    let edited_source = source.replacen("max_attempts: 5", "max_attempts: 6", 1);
+    assert_ne!(source, edited_source, "the example sets max_attempts: 5");
+    let edited = engine::core::dsl::parse(&edited_source)
+        .workflow
+        .expect("edited example is valid");
+    assert_different_version(&original, &edited);
+}
