@@ -274,10 +274,10 @@ impl Workflow {
                 remaining.remove(id);
                 order.push(id);
                 for step in self.steps.values() {
-                    if step.needs.iter().any(|need| need == id) {
-                        if let Some(pending) = remaining.get_mut(step.id.as_str()) {
-                            *pending -= 1;
-                        }
+                    if step.needs.iter().any(|need| need == id)
+                        && let Some(pending) = remaining.get_mut(step.id.as_str())
+                    {
+                        *pending -= 1;
                     }
                 }
             }
