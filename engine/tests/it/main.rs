@@ -1,0 +1,3 @@
+//! The engine's one integration test binary; each area is a module.
+
+mod core;
