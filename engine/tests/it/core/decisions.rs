@@ -12,7 +12,11 @@ fn check(history: History, expected: Expect) {
         Ok(state) => state,
         Err(err) => panic!("the canned history does not replay: {err}"),
     };
-    let now = history.events.last().map(|e| e.event.at()).unwrap_or_else(histories::t0);
+    let now = history
+        .events
+        .last()
+        .map(|e| e.event.at())
+        .unwrap_or_else(histories::t0);
     let decision = decide(&history.workflow, &state, now, &Secrets::none());
     let again = decide(&history.workflow, &state, now, &Secrets::none());
     assert_eq!(decision, again, "decide is not a function of its arguments");
@@ -26,7 +30,9 @@ fn check(history: History, expected: Expect) {
 
 #[test]
 fn retry_then_ok_runs_the_dependent_step() {
-    check(histories::retry_then_ok(), expect![[r#"
+    check(
+        histories::retry_then_ok(),
+        expect![[r#"
         1 run.started {"input":{"order":7},"steps":["fetch","report"],"version":"sha256:test","workflow":"retry"}
         2 step.scheduled {"attempt":1,"idempotency_key":"00000000-0000-4000-8000-000000000001/fetch","input":{"method":"GET","url":"https://shop.example/7"},"max_attempts":3,"step":"fetch"}
         3 step.started {"attempt":1,"step":"fetch"}
@@ -39,12 +45,15 @@ fn retry_then_ok_runs_the_dependent_step() {
         --- decide:
         event step.scheduled {"attempt":1,"idempotency_key":"00000000-0000-4000-8000-000000000001/report","input":{"status":200},"max_attempts":1,"step":"report"}
         event step.succeeded {"attempt":1,"output":{"status":200},"step":"report"}
-    "#]]);
+    "#]],
+    );
 }
 
 #[test]
 fn retry_exhausted_skips_the_dependent_step() {
-    check(histories::retry_exhausted(), expect![[r#"
+    check(
+        histories::retry_exhausted(),
+        expect![[r#"
         1 run.started {"input":{"order":7},"steps":["fetch","report"],"version":"sha256:test","workflow":"exhausted"}
         2 step.scheduled {"attempt":1,"idempotency_key":"00000000-0000-4000-8000-000000000001/fetch","input":{"method":"GET","url":"https://shop.example/7"},"max_attempts":2,"step":"fetch"}
         3 step.failed {"attempt":1,"error":"HTTP 503","retryable":true,"step":"fetch"}
@@ -54,12 +63,15 @@ fn retry_exhausted_skips_the_dependent_step() {
         7 step.failed {"attempt":2,"error":"HTTP 503","retryable":true,"step":"fetch"}
         --- decide:
         event step.skipped {"reason":"all_success: dependency `fetch` failed","step":"report"}
-    "#]]);
+    "#]],
+    );
 }
 
 #[test]
 fn step_timeout_fails_the_attempt_and_cancels_it() {
-    check(histories::step_timed_out(), expect![[r#"
+    check(
+        histories::step_timed_out(),
+        expect![[r#"
         1 run.started {"input":{"order":7},"steps":["fetch"],"version":"sha256:test","workflow":"timeout"}
         2 step.scheduled {"attempt":1,"deadline":"+5000ms","idempotency_key":"00000000-0000-4000-8000-000000000001/fetch","input":{"method":"GET","url":"https://shop.example/7"},"max_attempts":2,"step":"fetch"}
         3 step.started {"attempt":1,"step":"fetch"}
@@ -67,12 +79,15 @@ fn step_timeout_fails_the_attempt_and_cancels_it() {
         --- decide:
         event step.failed {"attempt":1,"error":"attempt 1 timed out after 5000 ms","retryable":true,"step":"fetch"}
         effect CancelStep { key: "00000000-0000-4000-8000-000000000001/fetch", step: "fetch", index: None, attempt: 1 }
-    "#]]);
+    "#]],
+    );
 }
 
 #[test]
 fn approval_granted_lets_the_next_step_run() {
-    check(histories::approval_granted(), expect![[r#"
+    check(
+        histories::approval_granted(),
+        expect![[r#"
         1 run.started {"input":{"order":7},"steps":["approve","ship"],"version":"sha256:test","workflow":"approval"}
         2 step.scheduled {"attempt":1,"idempotency_key":"00000000-0000-4000-8000-000000000001/approve","input":{"message":"Ship order 7?","role":"finance"},"max_attempts":1,"step":"approve"}
         3 approval.requested {"attempt":1,"request":{"message":"Ship order 7?","role":"finance"},"step":"approve"}
@@ -80,12 +95,15 @@ fn approval_granted_lets_the_next_step_run() {
         --- decide:
         event step.scheduled {"attempt":1,"idempotency_key":"00000000-0000-4000-8000-000000000001/ship","input":{"by":"ada"},"max_attempts":1,"step":"ship"}
         event step.succeeded {"attempt":1,"output":{"by":"ada"},"step":"ship"}
-    "#]]);
+    "#]],
+    );
 }
 
 #[test]
 fn child_run_output_becomes_the_step_output() {
-    check(histories::child_run_succeeded(), expect![[r#"
+    check(
+        histories::child_run_succeeded(),
+        expect![[r#"
         1 run.started {"input":{"order":7},"steps":["ship"],"version":"sha256:test","workflow":"parent"}
         2 step.scheduled {"attempt":1,"idempotency_key":"00000000-0000-4000-8000-000000000001/ship","input":{"input":{"order":7},"name":"shipping"},"max_attempts":1,"step":"ship"}
         3 child_run.started {"attempt":1,"child_run_id":"f78aca38-cc77-830b-92f2-89ecf4b09018","input":{"order":7},"step":"ship","workflow":"shipping"}
@@ -93,12 +111,15 @@ fn child_run_output_becomes_the_step_output() {
         --- decide:
         event run.succeeded {"output":{"tracking":"Z-1"}}
         effect CompleteRun { status: Succeeded, output: Some(Object {"tracking": String("Z-1")}), reason: None, parent: None }
-    "#]]);
+    "#]],
+    );
 }
 
 #[test]
 fn cancel_request_cancels_running_and_skips_pending_steps() {
-    check(histories::cancel_while_running(), expect![[r#"
+    check(
+        histories::cancel_while_running(),
+        expect![[r#"
         1 run.started {"input":{"order":7},"steps":["fetch","report"],"version":"sha256:test","workflow":"cancel"}
         2 step.scheduled {"attempt":1,"idempotency_key":"00000000-0000-4000-8000-000000000001/fetch","input":{"method":"GET","url":"https://shop.example/7"},"max_attempts":1,"step":"fetch"}
         3 step.started {"attempt":1,"step":"fetch"}
@@ -107,24 +128,30 @@ fn cancel_request_cancels_running_and_skips_pending_steps() {
         event step.cancelled {"reason":"cancelled on request (by ops)","step":"fetch"}
         event step.skipped {"reason":"cancelled on request (by ops)","step":"report"}
         effect CancelStep { key: "00000000-0000-4000-8000-000000000001/fetch", step: "fetch", index: None, attempt: 1 }
-    "#]]);
+    "#]],
+    );
 }
 
 #[test]
 fn run_timeout_cancels_what_runs() {
-    check(histories::run_timed_out(), expect![[r#"
+    check(
+        histories::run_timed_out(),
+        expect![[r#"
         1 run.started {"deadline":"+60000ms","input":{"order":7},"steps":["fetch"],"version":"sha256:test","workflow":"slow"}
         2 step.scheduled {"attempt":1,"idempotency_key":"00000000-0000-4000-8000-000000000001/fetch","input":{"method":"GET","url":"https://shop.example/7"},"max_attempts":1,"step":"fetch"}
         3 timer.fired {"timer_id":"run/timeout"}
         --- decide:
         event step.cancelled {"reason":"the run timed out","step":"fetch"}
         effect CancelStep { key: "00000000-0000-4000-8000-000000000001/fetch", step: "fetch", index: None, attempt: 1 }
-    "#]]);
+    "#]],
+    );
 }
 
 #[test]
 fn fan_out_schedules_the_next_item_within_max_parallel() {
-    check(histories::fan_out_item_done(), expect![[r#"
+    check(
+        histories::fan_out_item_done(),
+        expect![[r#"
         1 run.started {"input":{"items":["a","b","c"]},"steps":["pack"],"version":"sha256:test","workflow":"fan-out"}
         2 for_each.expanded {"count":3,"items":["a","b","c"],"step":"pack"}
         3 step.scheduled {"attempt":1,"idempotency_key":"00000000-0000-4000-8000-000000000001/pack/0","index":0,"input":{"n":0,"payload":"a","queue":"warehouse"},"max_attempts":1,"step":"pack"}
@@ -133,12 +160,15 @@ fn fan_out_schedules_the_next_item_within_max_parallel() {
         --- decide:
         event step.scheduled {"attempt":1,"idempotency_key":"00000000-0000-4000-8000-000000000001/pack/2","index":2,"input":{"n":2,"payload":"c","queue":"warehouse"},"max_attempts":1,"step":"pack"}
         effect ScheduleStep agent pack/2 #1 input={"n":2,"payload":"c","queue":"warehouse"}
-    "#]]);
+    "#]],
+    );
 }
 
 #[test]
 fn failed_dependency_applies_each_trigger_rule() {
-    check(histories::failed_dependency(), expect![[r#"
+    check(
+        histories::failed_dependency(),
+        expect![[r#"
         1 run.started {"input":{"order":7},"steps":["after_audit","audit","charge","on_done","on_failure","on_no_failure","on_success"],"version":"sha256:test","workflow":"rules"}
         2 step.scheduled {"attempt":1,"idempotency_key":"00000000-0000-4000-8000-000000000001/audit","input":{"method":"GET","url":"https://shop.example/7"},"max_attempts":1,"step":"audit"}
         3 step.scheduled {"attempt":1,"idempotency_key":"00000000-0000-4000-8000-000000000001/charge","input":{"method":"GET","url":"https://shop.example/7"},"max_attempts":1,"step":"charge"}
@@ -153,5 +183,6 @@ fn failed_dependency_applies_each_trigger_rule() {
         event step.succeeded {"attempt":1,"step":"on_failure"}
         event step.skipped {"reason":"none_failed: dependency `charge` failed","step":"on_no_failure"}
         event step.skipped {"reason":"all_success: dependency `charge` failed","step":"on_success"}
-    "#]]);
+    "#]],
+    );
 }

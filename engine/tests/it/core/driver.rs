@@ -23,7 +23,10 @@ pub const RUN_EVENTS_MAX: usize = 20_000;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
     Succeed(Value),
-    Fail { error: String, retryable: bool },
+    Fail {
+        error: String,
+        retryable: bool,
+    },
     /// Never answers (only a timeout or cancellation ends it).
     Hang,
 }
@@ -33,6 +36,10 @@ pub trait World {
     fn outcome(&mut self, step: &str, index: Option<u32>, attempt: u32, input: &Value) -> Outcome;
     fn latency_ms(&mut self) -> u64 {
         10
+    }
+    /// How long the executor works on one attempt.
+    fn work_ms(&mut self, _step: &str, _index: Option<u32>, _attempt: u32) -> u64 {
+        self.latency_ms()
     }
     fn approve(&mut self, _step: &str) -> bool {
         true
@@ -57,33 +64,106 @@ pub trait World {
 /// A fact that will reach the runtime at some time.
 #[derive(Debug, Clone)]
 enum Fact {
-    Started { step: String, index: Option<u32>, attempt: u32 },
-    Result { step: String, index: Option<u32>, attempt: u32, outcome: Outcome },
-    Timer { id: String },
-    Decision { step: String, index: Option<u32>, granted: bool },
-    Child { step: String, index: Option<u32>, child: Uuid, outcome: ChildOutcome, output: Value },
+    Started {
+        step: String,
+        index: Option<u32>,
+        attempt: u32,
+    },
+    Result {
+        step: String,
+        index: Option<u32>,
+        attempt: u32,
+        outcome: Outcome,
+    },
+    Timer {
+        id: String,
+    },
+    Decision {
+        step: String,
+        index: Option<u32>,
+        granted: bool,
+    },
+    Child {
+        step: String,
+        index: Option<u32>,
+        child: Uuid,
+        outcome: ChildOutcome,
+        output: Value,
+    },
     Cancel,
 }
 
 impl Fact {
     fn event(self, at: DateTime<Utc>) -> Option<Event> {
         Some(match self {
-            Fact::Started { step, index, attempt } => StepStarted { at, step, index, attempt }.into(),
-            Fact::Result { step, index, attempt, outcome } => match outcome {
-                Outcome::Succeed(output) => StepSucceeded { at, step, index, attempt, output }.into(),
-                Outcome::Fail { error, retryable } => {
-                    StepFailed { at, step, index, attempt, error, retryable }.into()
+            Fact::Started {
+                step,
+                index,
+                attempt,
+            } => StepStarted {
+                at,
+                step,
+                index,
+                attempt,
+            }
+            .into(),
+            Fact::Result {
+                step,
+                index,
+                attempt,
+                outcome,
+            } => match outcome {
+                Outcome::Succeed(output) => StepSucceeded {
+                    at,
+                    step,
+                    index,
+                    attempt,
+                    output,
                 }
+                .into(),
+                Outcome::Fail { error, retryable } => StepFailed {
+                    at,
+                    step,
+                    index,
+                    attempt,
+                    error,
+                    retryable,
+                }
+                .into(),
                 Outcome::Hang => return None,
             },
             Fact::Timer { id } => TimerFired { at, timer_id: id }.into(),
-            Fact::Decision { step, index, granted: true } => {
-                ApprovalGranted { at, step, index, by: "sim".into(), comment: None }.into()
+            Fact::Decision {
+                step,
+                index,
+                granted: true,
+            } => ApprovalGranted {
+                at,
+                step,
+                index,
+                by: "sim".into(),
+                comment: None,
             }
-            Fact::Decision { step, index, granted: false } => {
-                ApprovalRejected { at, step, index, by: "sim".into(), comment: None }.into()
+            .into(),
+            Fact::Decision {
+                step,
+                index,
+                granted: false,
+            } => ApprovalRejected {
+                at,
+                step,
+                index,
+                by: "sim".into(),
+                comment: None,
             }
-            Fact::Child { step, index, child, outcome, output } => ChildRunFinished {
+            .into(),
+            Fact::Child {
+                step,
+                index,
+                child,
+                outcome,
+                output,
+            } => ChildRunFinished {
                 at,
                 step,
                 index,
@@ -93,7 +173,12 @@ impl Fact {
                 error: None,
             }
             .into(),
-            Fact::Cancel => RunCancelRequested { at, by: Some("sim".into()), reason: None }.into(),
+            Fact::Cancel => RunCancelRequested {
+                at,
+                by: Some("sim".into()),
+                reason: None,
+            }
+            .into(),
         })
     }
 }
@@ -133,7 +218,15 @@ impl<'w> Driver<'w> {
 
     /// Runs the workflow with `input` until the run ends or the queue is empty.
     pub fn run(&mut self, input: Value, world: &mut dyn World) -> Result<(), String> {
-        let (started, effects) = start_run(self.workflow, "sha256:sim", RUN_ID, input, None, None, self.now);
+        let (started, effects) = start_run(
+            self.workflow,
+            "sha256:sim",
+            RUN_ID,
+            input,
+            None,
+            None,
+            self.now,
+        );
         self.state.apply(&started).map_err(|err| err.to_string())?;
         self.log.push(started);
         self.carry_out(effects, world);
@@ -148,7 +241,9 @@ impl<'w> Driver<'w> {
             self.now = self.now.max(t0() + TimeDelta::milliseconds(due));
             self.deliver(fact, world)?;
             if self.log.len() > RUN_EVENTS_MAX {
-                return Err(format!("more than {RUN_EVENTS_MAX} events: the run does not end"));
+                return Err(format!(
+                    "more than {RUN_EVENTS_MAX} events: the run does not end"
+                ));
             }
         }
         Ok(())
@@ -212,16 +307,35 @@ impl<'w> Driver<'w> {
 
     fn carry_out_one(&mut self, effect: &Effect, world: &mut dyn World) {
         match effect {
-            Effect::ScheduleStep { step, index, attempt, input, kind, .. } => {
+            Effect::ScheduleStep {
+                step,
+                index,
+                attempt,
+                input,
+                kind,
+                ..
+            } => {
                 let (step, index, attempt) = (step.clone(), *index, *attempt);
                 let start = world.latency_ms();
                 let outcome = match kind {
                     StepKind::Sleep => Outcome::Succeed(Value::Null),
                     _ => world.outcome(&step, index, attempt, input),
                 };
-                let finish = start + world.latency_ms();
-                self.enqueue_in(start, Fact::Started { step: step.clone(), index, attempt });
-                let result = Fact::Result { step, index, attempt, outcome };
+                let finish = start + world.work_ms(&step, index, attempt);
+                self.enqueue_in(
+                    start,
+                    Fact::Started {
+                        step: step.clone(),
+                        index,
+                        attempt,
+                    },
+                );
+                let result = Fact::Result {
+                    step,
+                    index,
+                    attempt,
+                    outcome,
+                };
                 if world.duplicate() {
                     self.enqueue_in(finish + world.latency_ms(), result.clone());
                 }
@@ -233,16 +347,33 @@ impl<'w> Driver<'w> {
             }
             Effect::RequestApproval { step, index, .. } => {
                 let granted = world.approve(step);
-                let fact = Fact::Decision { step: step.clone(), index: *index, granted };
+                let fact = Fact::Decision {
+                    step: step.clone(),
+                    index: *index,
+                    granted,
+                };
                 self.enqueue_in(world.latency_ms(), fact);
             }
-            Effect::StartChildRun { child_run_id, workflow, input, parent } => {
+            Effect::StartChildRun {
+                child_run_id,
+                workflow,
+                input,
+                parent,
+            } => {
                 let (outcome, output) = world.child_outcome(workflow, input);
                 let (step, index) = split_key(&parent.step_key);
-                let fact = Fact::Child { step, index, child: *child_run_id, outcome, output };
+                let fact = Fact::Child {
+                    step,
+                    index,
+                    child: *child_run_id,
+                    outcome,
+                    output,
+                };
                 self.enqueue_in(world.latency_ms(), fact);
             }
-            Effect::CancelStep { .. } | Effect::CancelChildRun { .. } | Effect::CompleteRun { .. } => {}
+            Effect::CancelStep { .. }
+            | Effect::CancelChildRun { .. }
+            | Effect::CompleteRun { .. } => {}
         }
     }
 

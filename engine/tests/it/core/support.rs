@@ -39,16 +39,25 @@ pub fn render_event(event: &Event) -> String {
 }
 
 pub fn render_effect(effect: &Effect) -> String {
-    let text = match effect {
-        Effect::ScheduleStep { step, kind, index, attempt, input, deadline, .. } => format!(
+    match effect {
+        Effect::ScheduleStep {
+            step,
+            kind,
+            index,
+            attempt,
+            input,
+            deadline,
+            ..
+        } => format!(
             "ScheduleStep {kind} {step}{} #{attempt} input={input}{}",
             index.map(|i| format!("/{i}")).unwrap_or_default(),
-            deadline.map(|d| format!(" deadline={}", offset(d))).unwrap_or_default()
+            deadline
+                .map(|d| format!(" deadline={}", offset(d)))
+                .unwrap_or_default()
         ),
         Effect::StartTimer { id, fire_at } => format!("StartTimer {id} at {}", offset(*fire_at)),
         other => format!("{other:?}"),
-    };
-    text
+    }
 }
 
 fn offset(time: chrono::DateTime<chrono::Utc>) -> String {
@@ -64,8 +73,51 @@ fn relative_times(value: Value) -> Value {
         },
         Value::Array(items) => Value::Array(items.into_iter().map(relative_times).collect()),
         Value::Object(fields) => Value::Object(
-            fields.into_iter().map(|(key, value)| (key, relative_times(value))).collect(),
+            fields
+                .into_iter()
+                .map(|(key, value)| (key, relative_times(value)))
+                .collect(),
         ),
         other => other,
     }
+}
+
+/// One terse line per event: `seq type step[/index][#attempt] {rest}`.
+pub fn render_brief(events: &[EventEnvelope]) -> String {
+    let mut text = String::new();
+    for envelope in events {
+        let (event_type, _, payload) = envelope.event.to_payload();
+        let Value::Object(mut fields) = relative_times(payload) else {
+            continue;
+        };
+        for noise in [
+            "at",
+            "idempotency_key",
+            "steps",
+            "version",
+            "workflow",
+            "max_attempts",
+            "child_run_id",
+        ] {
+            fields.remove(noise);
+        }
+        fields.retain(|_, value| !value.is_null());
+        let mut subject = String::new();
+        if let Some(Value::String(step)) = fields.remove("step") {
+            subject.push_str(&format!(" {step}"));
+        }
+        if let Some(index) = fields.remove("index") {
+            subject.push_str(&format!("/{index}"));
+        }
+        if let Some(attempt) = fields.remove("attempt") {
+            subject.push_str(&format!("#{attempt}"));
+        }
+        let rest = if fields.is_empty() {
+            String::new()
+        } else {
+            format!(" {}", Value::Object(fields))
+        };
+        text.push_str(&format!("{} {event_type}{subject}{rest}\n", envelope.seq));
+    }
+    text
 }
