@@ -176,6 +176,13 @@ fn advance_execution(
             if !step.uses.is_pure() {
                 *capacity -= 1;
             }
+            // An item that failed for good inline skips the items not started
+            // yet (in evolve), so scheduling more in this round would be invalid.
+            if let Some(Event::StepFailed(failed)) = out.events.last()
+                && (!failed.retryable || failed.attempt >= step.retry.max_attempts.max(1))
+            {
+                *capacity = 0;
+            }
         }
         ExecStatus::Scheduled | ExecStatus::Running | ExecStatus::Waiting if exec.timed_out => {
             let limit = step.timeout_ms.unwrap_or_default();

@@ -53,6 +53,8 @@ pub(crate) fn transition(
             exec.deadline = e.deadline;
             exec.retry_at = None;
             exec.timed_out = false;
+            exec.child_run_id = None;
+            exec.approval_request = None;
             if let Some(deadline) = e.deadline {
                 timers.insert(
                     keys::step_timeout_timer_id(step, index, e.attempt),
@@ -137,7 +139,6 @@ pub(crate) fn transition(
             if exec.child_run_id == Some(e.child_run_id) =>
         {
             end_attempt(exec, step, index, timers, e.at);
-            exec.child_run_id = None;
             if e.outcome == ChildOutcome::Succeeded {
                 exec.status = ExecStatus::Succeeded;
                 exec.output = Some(e.output.clone());
@@ -207,4 +208,6 @@ fn end_attempt(
     timers.remove(&keys::step_timeout_timer_id(step, index, exec.attempt));
     exec.finished_at = Some(at);
     exec.timed_out = false;
+    // A later attempt starts its own child run; a late finish of this one is rejected.
+    exec.child_run_id = None;
 }
