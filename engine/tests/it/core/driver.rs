@@ -12,7 +12,7 @@ use engine::core::event::{
 };
 use engine::core::histories::{RUN_ID, t0};
 use engine::core::workflow::{StepKind, Workflow};
-use engine::core::{Effect, RunState, Secrets, outstanding, replay, settle, start_run};
+use engine::core::{Effect, RunState, Secrets, decide, outstanding, replay, settle, start_run};
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -272,6 +272,7 @@ impl<'w> Driver<'w> {
         }
         self.log.push(envelope);
         self.log.extend(settled.events);
+        self.check_quiet()?;
         if world.crash() {
             // Crash after the append, before the effects: recover from the log.
             self.crashes += 1;
@@ -294,8 +295,18 @@ impl<'w> Driver<'w> {
         let settled = settle(self.workflow, &mut self.state, self.now, &self.secrets)
             .map_err(|err| err.to_string())?;
         self.log.extend(settled.events);
+        self.check_quiet()?;
         self.carry_out(settled.effects, world);
         Ok(())
+    }
+
+    /// Idempotence: deciding again on a settled state yields nothing.
+    fn check_quiet(&self) -> Result<(), String> {
+        let again = decide(self.workflow, &self.state, self.now, &self.secrets);
+        match again.is_empty() {
+            true => Ok(()),
+            false => Err(format!("deciding twice duplicated work: {again:?}")),
+        }
     }
 
     fn carry_out(&mut self, effects: Vec<Effect>, world: &mut dyn World) {
