@@ -186,3 +186,39 @@ fn failed_dependency_applies_each_trigger_rule() {
     "#]],
     );
 }
+
+#[test]
+fn recovery_reissues_every_effect_still_owed() {
+    use engine::core::histories::{HistoryBuilder, step, workflow};
+    use engine::core::workflow::StepKind;
+    use serde_json::json;
+    let mut flow = workflow(
+        "in-flight",
+        vec![
+            step("call", StepKind::Http)
+                .timeout_ms(30_000)
+                .with(json!({"url": "{{ input.url }}"})),
+            step("ask", StepKind::Approval).with(json!({"message": "ok?"})),
+            step("child", StepKind::Workflow).with(json!({"name": "sub", "input": {"x": 1}})),
+            step("pack", StepKind::Agent)
+                .for_each("{{ [10, 20] }}", 1)
+                .with(json!({"item": "{{ item }}"})),
+        ],
+    );
+    flow.timeout_ms = Some(3_600_000);
+    let history = HistoryBuilder::start(flow, json!({"url": "https://a.example"})).settled();
+    let state = history.state().expect("replays");
+    let owed = engine::core::outstanding(&history.workflow, &state, &Secrets::none());
+    let text: String = owed
+        .iter()
+        .map(|effect| format!("{}\n", super::support::render_effect(effect)))
+        .collect();
+    expect![[r#"
+        StartTimer run/timeout at +3600000ms
+        StartTimer timeout/call/1 at +30000ms
+        RequestApproval { key: "00000000-0000-4000-8000-000000000001/ask", step: "ask", index: None, request: Object {"message": String("ok?")} }
+        ScheduleStep http call #1 input={"url":"https://a.example"} deadline=+30000ms
+        StartChildRun { child_run_id: f88a8093-ab6b-848e-98a3-522411d4d175, workflow: "sub", input: Object {"x": Number(1)}, parent: ParentRun { run_id: 00000000-0000-4000-8000-000000000001, step_key: "00000000-0000-4000-8000-000000000001/child" } }
+        ScheduleStep agent pack/0 #1 input={"item":10}
+    "#]].assert_eq(&text);
+}

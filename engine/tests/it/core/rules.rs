@@ -639,3 +639,52 @@ fn idempotency_keys_are_stable_across_attempts() {
     .assert_eq(&text);
     assert_eq!(driver.state.status, RunStatus::Succeeded);
 }
+
+#[test]
+fn jitter_is_derived_from_the_key_and_attempt() {
+    use engine::core::keys::retry_delay_ms;
+    let policy = RetryPolicy {
+        max_attempts: 10,
+        backoff: Backoff::Exponential,
+        initial_interval_ms: 1_000,
+        max_interval_ms: 30_000,
+        multiplier: 2.0,
+        jitter: 0.5,
+    };
+    let mut text = String::new();
+    for key in ["run-a/fetch", "run-b/fetch"] {
+        let delays: Vec<u64> = (1..=7)
+            .map(|attempt| retry_delay_ms(&policy, key, attempt))
+            .collect();
+        let again: Vec<u64> = (1..=7)
+            .map(|attempt| retry_delay_ms(&policy, key, attempt))
+            .collect();
+        assert_eq!(
+            delays, again,
+            "the same key and attempt give the same delay"
+        );
+        for (attempt, delay) in (1..=7).zip(&delays) {
+            let base = (1_000u64 << (attempt - 1)).min(30_000);
+            assert!(
+                *delay <= base && *delay >= base / 2,
+                "attempt {attempt}: {delay} outside [{}, {base}]",
+                base / 2
+            );
+        }
+        text.push_str(&format!("{key}: {delays:?}\n"));
+    }
+    let no_jitter = RetryPolicy {
+        jitter: 0.0,
+        ..policy
+    };
+    let plain: Vec<u64> = (1..=7)
+        .map(|attempt| retry_delay_ms(&no_jitter, "run-a/fetch", attempt))
+        .collect();
+    text.push_str(&format!("no jitter: {plain:?}\n"));
+    expect![[r#"
+        run-a/fetch: [836, 1300, 2793, 4538, 12374, 19169, 23575]
+        run-b/fetch: [584, 1762, 3451, 6916, 12951, 21788, 22213]
+        no jitter: [1000, 2000, 4000, 8000, 16000, 30000, 30000]
+    "#]]
+    .assert_eq(&text);
+}
