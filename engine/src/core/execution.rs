@@ -42,32 +42,7 @@ pub(crate) fn transition(
     let current = exec.attempt;
     match (exec.status, input) {
         (Pending, Input::Event(Event::StepScheduled(e))) if e.attempt == current + 1 => {
-            exec.status = Scheduled;
-            exec.attempt = e.attempt;
-            exec.max_attempts = e.max_attempts;
-            exec.idempotency_key = Some(e.idempotency_key.clone());
-            exec.input = e.input.clone();
-            exec.scheduled_at = Some(e.at);
-            exec.started_at = None;
-            exec.finished_at = None;
-            exec.deadline = e.deadline;
-            exec.retry_at = None;
-            exec.timed_out = false;
-            exec.child_run_id = None;
-            exec.approval_request = None;
-            if let Some(deadline) = e.deadline {
-                timers.insert(
-                    keys::step_timeout_timer_id(step, index, e.attempt),
-                    Timer {
-                        fire_at: deadline,
-                        kind: TimerKind::StepTimeout {
-                            step: step.to_owned(),
-                            index,
-                            attempt: e.attempt,
-                        },
-                    },
-                );
-            }
+            scheduled(exec, step, index, e, timers);
         }
         // The input could not be rendered: the execution fails before its attempt.
         (Pending, Input::Event(Event::StepFailed(e))) if e.attempt == current && !e.retryable => {
@@ -107,12 +82,7 @@ pub(crate) fn transition(
             end_attempt(exec, step, index, timers, e.at);
             exec.status = ExecStatus::Succeeded;
             exec.output = Some(json!({"approved": true, "by": e.by, "comment": e.comment}));
-            exec.approval = Some(ApprovalDecision {
-                granted: true,
-                by: e.by.clone(),
-                comment: e.comment.clone(),
-                at: e.at,
-            });
+            exec.approval = Some(decision(true, &e.by, &e.comment, e.at));
         }
         (Waiting, Input::Event(Event::ApprovalRejected(e))) => {
             end_attempt(exec, step, index, timers, e.at);
@@ -121,12 +91,7 @@ pub(crate) fn transition(
                 Some(comment) => format!("rejected by {}: {comment}", e.by),
                 None => format!("rejected by {}", e.by),
             });
-            exec.approval = Some(ApprovalDecision {
-                granted: false,
-                by: e.by.clone(),
-                comment: e.comment.clone(),
-                at: e.at,
-            });
+            exec.approval = Some(decision(false, &e.by, &e.comment, e.at));
         }
         (Scheduled | Running, Input::Event(Event::ChildRunStarted(e)))
             if e.attempt == current && exec.child_run_id.is_none() =>
@@ -185,6 +150,54 @@ pub(crate) fn transition(
         }
     }
     Ok(())
+}
+
+fn scheduled(
+    exec: &mut Execution,
+    step: &str,
+    index: Option<u32>,
+    e: &crate::core::event::StepScheduled,
+    timers: &mut BTreeMap<String, Timer>,
+) {
+    exec.status = ExecStatus::Scheduled;
+    exec.attempt = e.attempt;
+    exec.max_attempts = e.max_attempts;
+    exec.idempotency_key = Some(e.idempotency_key.clone());
+    exec.input = e.input.clone();
+    exec.scheduled_at = Some(e.at);
+    exec.started_at = None;
+    exec.finished_at = None;
+    exec.deadline = e.deadline;
+    exec.retry_at = None;
+    exec.timed_out = false;
+    exec.child_run_id = None;
+    exec.approval_request = None;
+    if let Some(deadline) = e.deadline {
+        let kind = TimerKind::StepTimeout {
+            step: step.to_owned(),
+            index,
+            attempt: e.attempt,
+        };
+        let timer = Timer {
+            fire_at: deadline,
+            kind,
+        };
+        timers.insert(keys::step_timeout_timer_id(step, index, e.attempt), timer);
+    }
+}
+
+fn decision(
+    granted: bool,
+    by: &str,
+    comment: &Option<String>,
+    at: chrono::DateTime<chrono::Utc>,
+) -> ApprovalDecision {
+    ApprovalDecision {
+        granted,
+        by: by.to_owned(),
+        comment: comment.clone(),
+        at,
+    }
 }
 
 /// Removes the timers an unfinished execution holds (cancellation).

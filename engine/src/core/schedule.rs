@@ -105,6 +105,49 @@ pub(crate) fn schedule(
             fire_at,
         });
     }
+    let attempt = Attempt {
+        index,
+        attempt,
+        key,
+        input,
+        redacted,
+        deadline,
+    };
+    hand_out(context, step, attempt, out);
+}
+
+/// One attempt, rendered and recorded.
+struct Attempt {
+    index: Option<u32>,
+    attempt: u32,
+    key: String,
+    /// The executor's copy, secrets resolved.
+    input: Value,
+    redacted: Value,
+    deadline: Option<DateTime<Utc>>,
+}
+
+/// Decides a pure kind inline, or emits the effect that hands the attempt out.
+fn hand_out(context: &Context<'_>, step: &Step, attempt: Attempt, out: &mut Decision) {
+    let now = context.now;
+    let Attempt {
+        index,
+        attempt,
+        key,
+        input,
+        redacted,
+        deadline,
+    } = attempt;
+    let failed = |error: String, retryable: bool| {
+        Event::StepFailed(StepFailed {
+            at: now,
+            step: step.id.clone(),
+            index,
+            attempt,
+            error,
+            retryable,
+        })
+    };
     match step.uses {
         StepKind::Noop => out.events.push(Event::StepSucceeded(StepSucceeded {
             at: now,
@@ -119,7 +162,7 @@ pub(crate) fn schedule(
                 Some(other) => other.to_string(),
                 None => "the step failed (uses: fail)".to_owned(),
             };
-            out.events.push(failed(message, attempt, true));
+            out.events.push(failed(message, true));
         }
         StepKind::Approval => {
             out.events.push(Event::ApprovalRequested(ApprovalRequested {
@@ -141,7 +184,7 @@ pub(crate) fn schedule(
                 out.events.push(event);
                 out.effects.push(effect);
             }
-            Err(error) => out.events.push(failed(error, attempt, false)),
+            Err(error) => out.events.push(failed(error, false)),
         },
         kind => out.effects.push(Effect::ScheduleStep {
             key,
