@@ -4,6 +4,7 @@
 
 mod decisions;
 mod driver;
+mod endings;
 mod events;
 mod props;
 mod rules;
