@@ -1,0 +1,12 @@
+//! Tests of the pure core: canned histories and their decisions, every DSL
+//! rule, events and their schemas, secrets, properties and the deterministic
+//! simulation.
+
+mod decisions;
+mod driver;
+mod endings;
+mod events;
+mod props;
+mod rules;
+mod sim;
+mod support;
