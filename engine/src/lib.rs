@@ -5,3 +5,4 @@
 //! I/O and reads no clock or randomness; time and ids are arguments.
 
 pub mod core;
+pub mod executor;
