@@ -1,0 +1,185 @@
+//! The store's one error type, with stable codes, and the rule that sorts
+//! database failures into retryable (outage, contention) and not.
+
+use uuid::Uuid;
+
+use super::types::{RunId, TaskId};
+
+/// Everything a store operation can fail with. Codes `IMX03xx` are stable.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    #[error(
+        "IMX0301: run {run_id}: expected seq {expected_seq} but the run is at {}; another writer appended first: reload the run and decide again",
+        actual_seq.map_or_else(|| "a later seq".to_owned(), |seq| seq.to_string())
+    )]
+    Conflict {
+        run_id: RunId,
+        expected_seq: u64,
+        actual_seq: Option<u64>,
+    },
+
+    #[error(
+        "IMX0302: the lease on task {task_id} expired or was taken by another worker; drop this result, the task belongs to its new holder"
+    )]
+    LeaseLost { task_id: TaskId },
+
+    #[error(
+        "IMX0303: event {index} ({event_type}) of run {run_id} has a {bytes}-byte payload; the limit is {max} bytes (payload_bytes_max): keep large data outside the log and store a reference"
+    )]
+    PayloadTooLarge {
+        run_id: RunId,
+        index: usize,
+        event_type: String,
+        bytes: usize,
+        max: usize,
+    },
+
+    #[error("IMX0304: {what} is {value}; the limit is {max} ({setting})")]
+    LimitExceeded {
+        what: String,
+        value: u64,
+        max: u64,
+        setting: &'static str,
+    },
+
+    #[error("IMX0305: invalid store request: {message}")]
+    InvalidRequest { message: String },
+
+    #[error(
+        "IMX0306: the database schema is at version {database_version}, newer than the newest this imx knows ({known_version}); run a newer imx against this database (never downgrade a migrated database)"
+    )]
+    SchemaTooNew {
+        database_version: i64,
+        known_version: i64,
+    },
+
+    #[error("IMX0307: the database is unavailable ({source}); the operation may be retried")]
+    Unavailable {
+        #[source]
+        source: sqlx::Error,
+    },
+
+    #[error(
+        "IMX0308: unsupported database URL scheme {scheme:?}: use sqlite://PATH (default sqlite://./.imx/imx.db) or postgres://USER@HOST:PORT/DB"
+    )]
+    UnsupportedUrl { scheme: String },
+
+    #[error("IMX0309: cannot create the folder {path} for the SQLite database: {source}")]
+    CreateFolder {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("IMX0310: migrating the database failed: {source}")]
+    Migrate {
+        #[source]
+        source: sqlx::migrate::MigrateError,
+    },
+
+    #[error("IMX0311: the idempotency key {key:?} already belongs to run {run_id}")]
+    IdempotencyKeyTaken { key: String, run_id: RunId },
+
+    #[error("IMX0312: the store holds data it cannot read ({what}); run `imx replay verify`")]
+    Corrupt { what: String },
+
+    #[error("IMX0313: database error: {source}")]
+    Database {
+        #[source]
+        source: sqlx::Error,
+    },
+
+    #[error("IMX0314: run {run_id} not found")]
+    RunNotFound { run_id: Uuid },
+}
+
+impl Error {
+    /// True when the same operation may succeed if tried again later: the
+    /// database was unreachable, restarting, or a transaction lost a race.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Error::Unavailable { .. })
+    }
+
+    pub(crate) fn limit(
+        what: impl Into<String>,
+        value: usize,
+        max: usize,
+        setting: &'static str,
+    ) -> Self {
+        Error::LimitExceeded {
+            what: what.into(),
+            value: value as u64,
+            max: max as u64,
+            setting,
+        }
+    }
+
+    pub(crate) fn invalid(message: impl Into<String>) -> Self {
+        Error::InvalidRequest {
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn corrupt(what: impl Into<String>) -> Self {
+        Error::Corrupt { what: what.into() }
+    }
+}
+
+impl From<sqlx::Error> for Error {
+    fn from(source: sqlx::Error) -> Self {
+        if is_transient(&source) {
+            Error::Unavailable { source }
+        } else {
+            Error::Database { source }
+        }
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for Error {
+    fn from(source: sqlx::migrate::MigrateError) -> Self {
+        match source {
+            sqlx::migrate::MigrateError::Execute(inner) if is_transient(&inner) => {
+                Error::Unavailable { source: inner }
+            }
+            source => Error::Migrate { source },
+        }
+    }
+}
+
+/// Connection loss, server shutdown/start-up, pool exhaustion, lock
+/// contention, serialization failures and deadlocks are worth retrying.
+fn is_transient(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::BeginFailed => true,
+        sqlx::Error::Database(database) => {
+            let code = database.code().unwrap_or_default();
+            if database
+                .try_downcast_ref::<sqlx::sqlite::SqliteError>()
+                .is_some()
+            {
+                // SQLite extended result codes: the primary code is the low
+                // byte; BUSY (5) and LOCKED (6): another writer holds a lock.
+                code.parse::<i32>()
+                    .is_ok_and(|extended| matches!(extended & 0xff, 5 | 6))
+            } else {
+                is_transient_sqlstate(&code)
+            }
+        }
+        _ => false,
+    }
+}
+
+/// Postgres SQLSTATEs: class 08 connection exception, 57P01-03 shutdown and
+/// start-up, 53300 too many connections, 40001 serialization failure, 40P01
+/// deadlock, 55P03 lock not available.
+fn is_transient_sqlstate(code: &str) -> bool {
+    code.starts_with("08")
+        || code.starts_with("57P")
+        || matches!(code, "53300" | "40001" | "40P01" | "55P03")
+}

@@ -1,0 +1,580 @@
+//! PostgreSQL appends: one transaction per batch. Rows are written in a fixed
+//! order (tasks, runs, steps, then the log lock) with each kind sorted by
+//! key, so concurrent batches cannot deadlock; the log lock is taken last to
+//! keep it short. A request that cannot be written (conflict, lost lease,
+//! taken idempotency key) is settled on its own and the rest tried again.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgConnection, Row};
+use uuid::Uuid;
+
+use super::read::{self, EVENT_COLUMNS};
+use super::{PostgresStore, WORK_CHANNEL};
+use crate::chain::GENESIS_HASH;
+use crate::store::error::Error;
+use crate::store::prepare::{self, Checked};
+use crate::store::types::*;
+
+/// Transaction-scoped advisory lock serialising position assignment ("imx_log").
+pub(super) const LOG_LOCK_KEY: i64 = 0x0069_6d78_5f6c_6f67;
+
+enum Attempt {
+    Committed(Vec<(usize, Appended)>),
+    /// One request settled without being written; try the others again.
+    Settled(usize, Result<Appended, Error>),
+    /// A race the next round resolves (a concurrent start took the key).
+    Again,
+}
+
+pub(super) async fn append_batch(
+    store: &PostgresStore,
+    requests: &[AppendRequest],
+) -> Result<Vec<Result<Appended, Error>>, Error> {
+    let checked = prepare::check_batch(&store.config, requests)?;
+    let mut order: Vec<usize> = (0..checked.len()).collect();
+    order.sort_by_key(|&index| checked[index].request.run_id);
+    let mut results: Vec<Option<Result<Appended, Error>>> =
+        (0..checked.len()).map(|_| None).collect();
+    // Each round settles a request or commits, so this bound is generous.
+    for _round in 0..=2 * checked.len() + 2 {
+        let pending: Vec<usize> = order
+            .iter()
+            .copied()
+            .filter(|&index| results[index].is_none())
+            .collect();
+        if pending.is_empty() {
+            break;
+        }
+        match attempt(store, &checked, &pending).await? {
+            Attempt::Committed(done) => {
+                for (index, appended) in done {
+                    results[index] = Some(Ok(appended));
+                }
+                break;
+            }
+            Attempt::Settled(index, result) => results[index] = Some(result),
+            Attempt::Again => {}
+        }
+    }
+    Ok(results
+        .into_iter()
+        .zip(&checked)
+        .map(|(result, item)| {
+            result.unwrap_or_else(|| {
+                let request = item.request;
+                Err(Error::Conflict {
+                    run_id: request.run_id,
+                    expected_seq: request.expected_seq,
+                    actual_seq: None,
+                })
+            })
+        })
+        .collect())
+}
+
+async fn attempt(
+    store: &PostgresStore,
+    checked: &[Checked<'_>],
+    pending: &[usize],
+) -> Result<Attempt, Error> {
+    let now = store.now();
+    let mut transaction = store.pool.begin().await?;
+    let requests: Vec<&AppendRequest> = pending
+        .iter()
+        .map(|&index| checked[index].request)
+        .collect();
+    if let Some((position, error)) = taken_key(&mut transaction, &requests).await? {
+        return Ok(Attempt::Settled(pending[position], Err(error)));
+    }
+    if let Some((position, error)) = complete_tasks(&mut transaction, &requests, now).await? {
+        return Ok(Attempt::Settled(pending[position], Err(error)));
+    }
+    let projections: Vec<&ProjectionUpdate> =
+        requests.iter().map(|request| &request.projection).collect();
+    match write_projections(&mut transaction, &projections).await {
+        Err(error) if is_key_violation(&error) => return Ok(Attempt::Again),
+        result => result?,
+    }
+    write_work(&mut transaction, &requests, now).await?;
+
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(LOG_LOCK_KEY)
+        .execute(&mut *transaction)
+        .await?;
+    let (mut log_head, run_heads) = heads(&mut transaction, &requests).await?;
+    for (position, request) in requests.iter().enumerate() {
+        let (last_seq, _) = run_heads
+            .get(&request.run_id)
+            .cloned()
+            .unwrap_or((0, GENESIS_HASH.to_owned()));
+        if last_seq != request.expected_seq {
+            let result = match already_appended(&mut transaction, request).await? {
+                Some(events) => Ok(Appended {
+                    run_id: request.run_id,
+                    events,
+                }),
+                None => Err(Error::Conflict {
+                    run_id: request.run_id,
+                    expected_seq: request.expected_seq,
+                    actual_seq: Some(last_seq),
+                }),
+            };
+            return Ok(Attempt::Settled(pending[position], result));
+        }
+    }
+    let mut sealed = Vec::with_capacity(pending.len());
+    for &index in pending {
+        let item = &checked[index];
+        let last_hash = run_heads
+            .get(&item.request.run_id)
+            .map_or(GENESIS_HASH, |(_, hash)| hash.as_str());
+        sealed.push((index, prepare::seal(item, last_hash, &mut log_head, now)?));
+    }
+    match insert_events(&mut transaction, checked, &sealed).await {
+        // Only a writer bypassing the log lock can get here; look again.
+        Err(sqlx::Error::Database(database)) if database.is_unique_violation() => {
+            return Ok(Attempt::Again);
+        }
+        result => result?,
+    }
+    if requests.iter().any(|request| !request.enqueue.is_empty()) {
+        sqlx::query("SELECT pg_notify($1, '')")
+            .bind(WORK_CHANNEL)
+            .execute(&mut *transaction)
+            .await?;
+    }
+    transaction.commit().await?;
+    Ok(Attempt::Committed(
+        sealed
+            .into_iter()
+            .map(|(index, events)| {
+                (
+                    index,
+                    Appended {
+                        run_id: checked[index].request.run_id,
+                        events,
+                    },
+                )
+            })
+            .collect(),
+    ))
+}
+
+/// The first request whose run row claims an idempotency key another run holds.
+async fn taken_key(
+    connection: &mut PgConnection,
+    requests: &[&AppendRequest],
+) -> Result<Option<(usize, Error)>, Error> {
+    let keyed: Vec<(usize, &str, Uuid)> = requests
+        .iter()
+        .enumerate()
+        .filter_map(|(position, request)| {
+            let run = request.projection.run.as_ref()?;
+            Some((position, run.idempotency_key.as_deref()?, run.run_id))
+        })
+        .collect();
+    if keyed.is_empty() {
+        return Ok(None);
+    }
+    let keys: Vec<String> = keyed.iter().map(|(_, key, _)| (*key).to_owned()).collect();
+    let owners: Vec<(String, Uuid)> =
+        sqlx::query_as("SELECT idempotency_key, run_id FROM runs WHERE idempotency_key = ANY($1)")
+            .bind(&keys)
+            .fetch_all(&mut *connection)
+            .await?;
+    let owners: HashMap<String, Uuid> = owners.into_iter().collect();
+    Ok(keyed.into_iter().find_map(|(position, key, run_id)| {
+        let owner = *owners.get(key)?;
+        (owner != run_id).then(|| {
+            (
+                position,
+                Error::IdempotencyKeyTaken {
+                    key: key.to_owned(),
+                    run_id: owner,
+                },
+            )
+        })
+    }))
+}
+
+fn is_key_violation(error: &Error) -> bool {
+    match error {
+        Error::Database {
+            source: sqlx::Error::Database(database),
+        } => database.constraint() == Some("runs_idempotency_key_unique"),
+        _ => false,
+    }
+}
+
+/// Removes the tasks whose leases produced these transitions; a request
+/// whose lease is no longer held is settled with `LeaseLost`.
+async fn complete_tasks(
+    connection: &mut PgConnection,
+    requests: &[&AppendRequest],
+    now: DateTime<Utc>,
+) -> Result<Option<(usize, Error)>, Error> {
+    let mut completing: Vec<(usize, TaskId, Uuid)> = requests
+        .iter()
+        .enumerate()
+        .filter_map(|(position, request)| {
+            request
+                .complete
+                .map(|(task_id, token)| (position, task_id, token.0))
+        })
+        .collect();
+    if completing.is_empty() {
+        return Ok(None);
+    }
+    completing.sort_by_key(|(_, task_id, _)| *task_id);
+    let task_ids: Vec<Uuid> = completing.iter().map(|(_, task_id, _)| *task_id).collect();
+    let tokens: Vec<Uuid> = completing.iter().map(|(_, _, token)| *token).collect();
+    let done: Vec<Uuid> = sqlx::query_scalar(
+        "DELETE FROM tasks t USING UNNEST($1::uuid[], $2::uuid[]) AS c(task_id, token) \
+         WHERE t.task_id = c.task_id AND t.lease_token = c.token AND t.lease_expires_at > $3 RETURNING t.task_id",
+    )
+    .bind(&task_ids)
+    .bind(&tokens)
+    .bind(now)
+    .fetch_all(&mut *connection)
+    .await?;
+    Ok(completing
+        .into_iter()
+        .find(|(_, task_id, _)| !done.contains(task_id))
+        .map(|(position, task_id, _)| (position, Error::LeaseLost { task_id })))
+}
+
+pub(super) async fn write_projections(
+    connection: &mut PgConnection,
+    projections: &[&ProjectionUpdate],
+) -> Result<(), Error> {
+    let mut runs: Vec<&RunRow> = projections
+        .iter()
+        .filter_map(|projection| projection.run.as_ref())
+        .collect();
+    runs.sort_by_key(|run| run.run_id);
+    if !runs.is_empty() {
+        sqlx::query(
+            "INSERT INTO runs (run_id, workflow, version, status, input, output, error, parent_run_id, \
+             idempotency_key, created_at, updated_at) \
+             SELECT r.run_id, r.workflow, r.version, r.status, r.input::json, r.output::json, r.error, \
+             r.parent_run_id, r.idempotency_key, r.created_at, r.updated_at \
+             FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], \
+             $8::uuid[], $9::text[], $10::timestamptz[], $11::timestamptz[]) AS r(run_id, workflow, version, \
+             status, input, output, error, parent_run_id, idempotency_key, created_at, updated_at) \
+             ON CONFLICT (run_id) DO UPDATE SET workflow = EXCLUDED.workflow, version = EXCLUDED.version, \
+             status = EXCLUDED.status, input = EXCLUDED.input, output = EXCLUDED.output, error = EXCLUDED.error, \
+             parent_run_id = EXCLUDED.parent_run_id, idempotency_key = EXCLUDED.idempotency_key, \
+             created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at",
+        )
+        .bind(runs.iter().map(|run| run.run_id).collect::<Vec<_>>())
+        .bind(runs.iter().map(|run| run.workflow.clone()).collect::<Vec<_>>())
+        .bind(runs.iter().map(|run| run.version.clone()).collect::<Vec<_>>())
+        .bind(runs.iter().map(|run| run.status.clone()).collect::<Vec<_>>())
+        .bind(runs.iter().map(|run| run.input.to_string()).collect::<Vec<_>>())
+        .bind(runs.iter().map(|run| run.output.as_ref().map(ToString::to_string)).collect::<Vec<_>>())
+        .bind(runs.iter().map(|run| run.error.clone()).collect::<Vec<_>>())
+        .bind(runs.iter().map(|run| run.parent_run_id).collect::<Vec<_>>())
+        .bind(runs.iter().map(|run| run.idempotency_key.clone()).collect::<Vec<_>>())
+        .bind(runs.iter().map(|run| run.created_at).collect::<Vec<_>>())
+        .bind(runs.iter().map(|run| run.updated_at).collect::<Vec<_>>())
+        .execute(&mut *connection)
+        .await?;
+    }
+    let mut steps: Vec<&StepRow> = projections
+        .iter()
+        .flat_map(|projection| &projection.steps)
+        .collect();
+    steps.sort_by(|a, b| (a.run_id, &a.step_id).cmp(&(b.run_id, &b.step_id)));
+    steps.dedup_by(|a, b| a.run_id == b.run_id && a.step_id == b.step_id);
+    if !steps.is_empty() {
+        sqlx::query(
+            "INSERT INTO steps (run_id, step_id, status, attempts, output, error, updated_at) \
+             SELECT s.run_id, s.step_id, s.status, s.attempts, s.output::json, s.error, s.updated_at \
+             FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::int4[], $5::text[], $6::text[], \
+             $7::timestamptz[]) AS s(run_id, step_id, status, attempts, output, error, updated_at) \
+             ON CONFLICT (run_id, step_id) DO UPDATE SET status = EXCLUDED.status, attempts = EXCLUDED.attempts, \
+             output = EXCLUDED.output, error = EXCLUDED.error, updated_at = EXCLUDED.updated_at",
+        )
+        .bind(steps.iter().map(|step| step.run_id).collect::<Vec<_>>())
+        .bind(steps.iter().map(|step| step.step_id.clone()).collect::<Vec<_>>())
+        .bind(steps.iter().map(|step| step.status.clone()).collect::<Vec<_>>())
+        .bind(steps.iter().map(|step| i32::try_from(step.attempts).unwrap_or(i32::MAX)).collect::<Vec<_>>())
+        .bind(steps.iter().map(|step| step.output.as_ref().map(ToString::to_string)).collect::<Vec<_>>())
+        .bind(steps.iter().map(|step| step.error.clone()).collect::<Vec<_>>())
+        .bind(steps.iter().map(|step| step.updated_at).collect::<Vec<_>>())
+        .execute(&mut *connection)
+        .await?;
+    }
+    Ok(())
+}
+
+async fn write_work(
+    connection: &mut PgConnection,
+    requests: &[&AppendRequest],
+    now: DateTime<Utc>,
+) -> Result<(), Error> {
+    let tasks: Vec<(Uuid, &NewTask)> = requests
+        .iter()
+        .flat_map(|request| request.enqueue.iter().map(|task| (request.run_id, task)))
+        .collect();
+    if !tasks.is_empty() {
+        sqlx::query(
+            "INSERT INTO tasks (task_id, run_id, queue, payload, available_at, created_at) \
+             SELECT t.task_id, t.run_id, t.queue, t.payload::json, t.available_at, $6 \
+             FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::timestamptz[]) \
+             AS t(task_id, run_id, queue, payload, available_at)",
+        )
+        .bind(
+            tasks
+                .iter()
+                .map(|(_, task)| task.task_id)
+                .collect::<Vec<_>>(),
+        )
+        .bind(tasks.iter().map(|(run_id, _)| *run_id).collect::<Vec<_>>())
+        .bind(
+            tasks
+                .iter()
+                .map(|(_, task)| task.queue.clone())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            tasks
+                .iter()
+                .map(|(_, task)| task.payload.to_string())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            tasks
+                .iter()
+                .map(|(_, task)| task.available_at.unwrap_or(now))
+                .collect::<Vec<_>>(),
+        )
+        .bind(now)
+        .execute(&mut *connection)
+        .await?;
+    }
+    let timers: Vec<(Uuid, &NewTimer)> = requests
+        .iter()
+        .flat_map(|request| request.timers.iter().map(|timer| (request.run_id, timer)))
+        .collect();
+    if !timers.is_empty() {
+        sqlx::query(
+            "INSERT INTO timers (timer_id, run_id, queue, payload, fire_at, created_at) \
+             SELECT t.timer_id, t.run_id, t.queue, t.payload::json, t.fire_at, $6 \
+             FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::timestamptz[]) \
+             AS t(timer_id, run_id, queue, payload, fire_at)",
+        )
+        .bind(
+            timers
+                .iter()
+                .map(|(_, timer)| timer.timer_id)
+                .collect::<Vec<_>>(),
+        )
+        .bind(timers.iter().map(|(run_id, _)| *run_id).collect::<Vec<_>>())
+        .bind(
+            timers
+                .iter()
+                .map(|(_, timer)| timer.queue.clone())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            timers
+                .iter()
+                .map(|(_, timer)| timer.payload.to_string())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            timers
+                .iter()
+                .map(|(_, timer)| timer.fire_at)
+                .collect::<Vec<_>>(),
+        )
+        .bind(now)
+        .execute(&mut *connection)
+        .await?;
+    }
+    let cancelled: Vec<(Uuid, Uuid)> = requests
+        .iter()
+        .flat_map(|request| {
+            request
+                .cancel_timers
+                .iter()
+                .map(|timer_id| (*timer_id, request.run_id))
+        })
+        .collect();
+    if !cancelled.is_empty() {
+        sqlx::query(
+            "DELETE FROM timers t USING UNNEST($1::uuid[], $2::uuid[]) AS c(timer_id, run_id) \
+             WHERE t.timer_id = c.timer_id AND t.run_id = c.run_id",
+        )
+        .bind(
+            cancelled
+                .iter()
+                .map(|(timer_id, _)| *timer_id)
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            cancelled
+                .iter()
+                .map(|(_, run_id)| *run_id)
+                .collect::<Vec<_>>(),
+        )
+        .execute(&mut *connection)
+        .await?;
+    }
+    Ok(())
+}
+
+type RunHeads = HashMap<Uuid, (u64, String)>;
+
+/// The log head and each run's head in one round trip (the row without a
+/// run id is the log head). Must run after the log lock is held.
+async fn heads(
+    connection: &mut PgConnection,
+    requests: &[&AppendRequest],
+) -> Result<(LogHead, RunHeads), Error> {
+    let run_ids: Vec<Uuid> = requests.iter().map(|request| request.run_id).collect();
+    let rows = sqlx::query(
+        "(SELECT NULL::uuid AS run_id, position AS seq, log_hash AS hash FROM events ORDER BY position DESC LIMIT 1) \
+         UNION ALL SELECT r.run_id, e.seq, e.hash FROM UNNEST($1::uuid[]) AS r(run_id) \
+         CROSS JOIN LATERAL (SELECT seq, hash FROM events WHERE run_id = r.run_id ORDER BY seq DESC LIMIT 1) e",
+    )
+    .bind(&run_ids)
+    .fetch_all(&mut *connection)
+    .await?;
+    let mut log_head = LogHead::genesis();
+    let mut run_heads = RunHeads::new();
+    for row in &rows {
+        let seq = prepare::to_u64(row.try_get("seq")?, "seq")?;
+        let hash: String = row.try_get("hash")?;
+        match row.try_get::<Option<Uuid>, _>("run_id")? {
+            None => {
+                log_head = LogHead {
+                    position: seq,
+                    log_hash: hash,
+                }
+            }
+            Some(run_id) => {
+                run_heads.insert(run_id, (seq, hash));
+            }
+        }
+    }
+    Ok((log_head, run_heads))
+}
+
+/// The events this very request wrote in an earlier attempt whose outcome
+/// the caller did not learn (the connection dropped during commit).
+async fn already_appended(
+    connection: &mut PgConnection,
+    request: &AppendRequest,
+) -> Result<Option<Vec<RecordedEvent>>, Error> {
+    let sql = format!(
+        "SELECT {EVENT_COLUMNS} FROM events WHERE run_id = $1 AND seq > $2 AND append_id = $3 ORDER BY seq"
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(request.run_id)
+        .bind(prepare::to_i64(request.expected_seq)?)
+        .bind(request.append_id)
+        .fetch_all(&mut *connection)
+        .await?;
+    let events = rows
+        .iter()
+        .map(read::event_from_row)
+        .collect::<Result<Vec<_>, _>>()?;
+    let complete = events.len() == request.events.len()
+        && events
+            .first()
+            .is_some_and(|event| event.seq == request.expected_seq + 1);
+    Ok(complete.then_some(events))
+}
+
+async fn insert_events(
+    connection: &mut PgConnection,
+    checked: &[Checked<'_>],
+    sealed: &[(usize, Vec<RecordedEvent>)],
+) -> Result<(), sqlx::Error> {
+    let rows: Vec<(&RecordedEvent, &String, Uuid)> = sealed
+        .iter()
+        .flat_map(|(index, events)| {
+            let item = &checked[*index];
+            events
+                .iter()
+                .zip(&item.payloads)
+                .map(move |(event, payload)| (event, payload, item.request.append_id))
+        })
+        .collect();
+    if rows.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO events (position, run_id, seq, event_type, schema_version, payload, recorded_at, prev_hash, \
+         hash, log_hash, append_id) SELECT e.position, e.run_id, e.seq, e.event_type, e.schema_version, \
+         e.payload::json, e.recorded_at, e.prev_hash, e.hash, e.log_hash, e.append_id \
+         FROM UNNEST($1::int8[], $2::uuid[], $3::int8[], $4::text[], $5::int4[], $6::text[], $7::timestamptz[], \
+         $8::text[], $9::text[], $10::text[], $11::uuid[]) AS e(position, run_id, seq, event_type, schema_version, \
+         payload, recorded_at, prev_hash, hash, log_hash, append_id)",
+    )
+    .bind(rows.iter().map(|(event, _, _)| event.position as i64).collect::<Vec<_>>())
+    .bind(rows.iter().map(|(event, _, _)| event.run_id).collect::<Vec<_>>())
+    .bind(rows.iter().map(|(event, _, _)| event.seq as i64).collect::<Vec<_>>())
+    .bind(rows.iter().map(|(event, _, _)| event.event_type.clone()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|(event, _, _)| event.schema_version as i32).collect::<Vec<_>>())
+    .bind(rows.iter().map(|(_, payload, _)| (*payload).clone()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|(event, _, _)| event.recorded_at).collect::<Vec<_>>())
+    .bind(rows.iter().map(|(event, _, _)| event.prev_hash.clone()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|(event, _, _)| event.hash.clone()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|(event, _, _)| event.log_hash.clone()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|(_, _, append_id)| *append_id).collect::<Vec<_>>())
+    .execute(&mut *connection)
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn rebuild_projections<F>(
+    store: &PostgresStore,
+    mut fold: F,
+) -> Result<RebuildStats, Error>
+where
+    F: FnMut(&[RecordedEvent]) -> ProjectionUpdate + Send,
+{
+    let mut transaction = store.pool.begin().await?;
+    // Same order as appends (read models, then the log lock): appends wait,
+    // nothing deadlocks, and the log cannot move while it is folded.
+    sqlx::query("LOCK TABLE runs, steps IN EXCLUSIVE MODE")
+        .execute(&mut *transaction)
+        .await?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(LOG_LOCK_KEY)
+        .execute(&mut *transaction)
+        .await?;
+    sqlx::query("DELETE FROM steps")
+        .execute(&mut *transaction)
+        .await?;
+    sqlx::query("DELETE FROM runs")
+        .execute(&mut *transaction)
+        .await?;
+    let run_ids: Vec<Uuid> =
+        sqlx::query_scalar("SELECT run_id FROM events WHERE seq = 1 ORDER BY position")
+            .fetch_all(&mut *transaction)
+            .await?;
+    let mut stats = RebuildStats { runs: 0, events: 0 };
+    for run_id in run_ids {
+        let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE run_id = $1 ORDER BY seq");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(run_id)
+            .fetch_all(&mut *transaction)
+            .await?;
+        let events = rows
+            .iter()
+            .map(read::event_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        let update = fold(&events);
+        write_projections(&mut transaction, &[&update]).await?;
+        stats.runs += 1;
+        stats.events += events.len() as u64;
+    }
+    transaction.commit().await?;
+    Ok(stats)
+}

@@ -1,0 +1,224 @@
+//! The embedded SQLite store: one file (WAL, synchronous FULL), every write in
+//! a `BEGIN IMMEDIATE` transaction, so writers queue on SQLite's single write
+//! lock (up to the busy timeout) and never fail half-way on an upgrade.
+
+mod append;
+mod read;
+mod work;
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use tokio::sync::Notify;
+
+use super::error::Error;
+use super::schema::{MIGRATIONS_TABLE, SQLITE_MIGRATOR, check_version};
+use super::types::*;
+use super::{EventStore, prepare};
+
+/// The SQLite backend.
+#[derive(Debug)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+    config: StoreConfig,
+    /// Wakes this process's idle workers; other processes on the same file
+    /// find work when their `wait_for_work` times out.
+    work: Arc<Notify>,
+}
+
+impl SqliteStore {
+    /// The connection pool, for diagnostics and tests.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    async fn write_transaction(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, Error> {
+        // IMMEDIATE takes the write lock up front: a deferred transaction
+        // that reads first and then writes can fail with SQLITE_BUSY when
+        // another writer got in between.
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        prepare::micros(self.config.clock.now())
+    }
+
+    fn wake_workers(&self) {
+        self.work.notify_waiters();
+        // Keep one permit for a worker that is between a claim and a wait.
+        self.work.notify_one();
+    }
+
+    async fn check_schema(&self) -> Result<(), Error> {
+        let table: Option<String> =
+            sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table' AND name = ?1")
+                .bind(MIGRATIONS_TABLE)
+                .fetch_optional(&self.pool)
+                .await?;
+        let version: Option<i64> = match table {
+            Some(_) => {
+                sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations")
+                    .fetch_one(&self.pool)
+                    .await?
+            }
+            None => None,
+        };
+        check_version(&SQLITE_MIGRATOR, version)
+    }
+}
+
+impl EventStore for SqliteStore {
+    async fn connect(url: &str, config: StoreConfig) -> Result<Self, Error> {
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(|error| Error::invalid(format!("bad SQLite URL: {error}")))?;
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        if !in_memory {
+            create_parent_folder(options.get_filename())?;
+        }
+        let busy = Duration::from_millis(config.acquire_timeout_ms);
+        let options = options
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(busy);
+        let mut pool = SqlitePoolOptions::new().acquire_timeout(busy);
+        pool = if in_memory {
+            // Every connection to `:memory:` is its own database: keep one.
+            pool.max_connections(1)
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None)
+        } else {
+            pool.max_connections(config.pool_connections_max)
+        };
+        let pool = pool.connect_with(options).await?;
+        let store = SqliteStore {
+            pool,
+            config,
+            work: Arc::new(Notify::new()),
+        };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    fn config(&self) -> &StoreConfig {
+        &self.config
+    }
+
+    async fn migrate(&self) -> Result<(), Error> {
+        self.check_schema().await?;
+        Ok(SQLITE_MIGRATOR.run(&self.pool).await?)
+    }
+
+    async fn ping(&self) -> Result<(), Error> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn append_batch(
+        &self,
+        requests: Vec<AppendRequest>,
+    ) -> Result<Vec<Result<Appended, Error>>, Error> {
+        append::append_batch(self, &requests).await
+    }
+
+    async fn read_stream(
+        &self,
+        run_id: RunId,
+        after_seq: u64,
+        max: u32,
+    ) -> Result<Vec<RecordedEvent>, Error> {
+        read::read_stream(self, run_id, after_seq, max).await
+    }
+
+    async fn read_log(&self, after_position: u64, max: u32) -> Result<Vec<RecordedEvent>, Error> {
+        read::read_log(self, after_position, max).await
+    }
+
+    async fn log_head(&self) -> Result<LogHead, Error> {
+        let mut connection = self.pool.acquire().await?;
+        read::log_head(&mut connection).await
+    }
+
+    async fn get_run(&self, run_id: RunId) -> Result<Option<RunRecord>, Error> {
+        read::get_run(self, run_id).await
+    }
+
+    async fn find_run_by_key(&self, key: &str) -> Result<Option<RunRecord>, Error> {
+        read::find_run_by_key(self, key).await
+    }
+
+    async fn get_steps(&self, run_id: RunId) -> Result<Vec<StepRow>, Error> {
+        read::get_steps(self, run_id).await
+    }
+
+    async fn list_runs(&self, query: &RunQuery) -> Result<Page<RunRecord, RunCursor>, Error> {
+        read::list_runs(self, query).await
+    }
+
+    async fn claim_tasks(
+        &self,
+        worker: &str,
+        queue: &str,
+        max: u32,
+        lease_ms: u64,
+    ) -> Result<Vec<ClaimedTask>, Error> {
+        work::claim_tasks(self, worker, queue, max, lease_ms).await
+    }
+
+    async fn renew_lease(
+        &self,
+        task_id: TaskId,
+        token: LeaseToken,
+        lease_ms: u64,
+    ) -> Result<Lease, Error> {
+        work::renew_lease(self, task_id, token, lease_ms).await
+    }
+
+    async fn complete_task(&self, task_id: TaskId, token: LeaseToken) -> Result<(), Error> {
+        work::complete_task(self, task_id, token).await
+    }
+
+    async fn due_timers(&self, now: DateTime<Utc>, max: u32) -> Result<Vec<FiredTimer>, Error> {
+        work::due_timers(self, now, max).await
+    }
+
+    async fn wait_for_work(&self, timeout: Duration) -> Result<bool, Error> {
+        Ok(tokio::time::timeout(timeout, self.work.notified())
+            .await
+            .is_ok())
+    }
+
+    async fn rebuild_projections<F>(&self, fold: F) -> Result<RebuildStats, Error>
+    where
+        F: FnMut(&[RecordedEvent]) -> ProjectionUpdate + Send,
+    {
+        append::rebuild_projections(self, fold).await
+    }
+}
+
+fn create_parent_folder(file: &std::path::Path) -> Result<(), Error> {
+    match file.parent() {
+        Some(folder) if !folder.as_os_str().is_empty() => {
+            std::fs::create_dir_all(folder).map_err(|source| Error::CreateFolder {
+                path: folder.display().to_string(),
+                source,
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Text forms used in SQLite columns.
+pub(super) fn uuid_text(id: uuid::Uuid) -> String {
+    id.hyphenated().to_string()
+}
+
+pub(super) fn time_text(at: DateTime<Utc>) -> String {
+    crate::chain::format_recorded_at(at)
+}
