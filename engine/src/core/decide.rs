@@ -119,8 +119,12 @@ pub fn decide(
     if let Some(reason) = ending_reason(state) {
         wind_down(&context, &reason, &mut out);
     } else {
+        // Both maps are ordered by step id: walk them together instead of
+        // looking each step up, which kept decide at O(n log n) per call.
+        let mut definitions = workflow.steps.iter().peekable();
         for (id, step_state) in &state.steps {
-            if let Some(step) = workflow.step(id) {
+            while definitions.next_if(|(def_id, _)| *def_id < id).is_some() {}
+            if let Some((_, step)) = definitions.next_if(|(def_id, _)| *def_id == id) {
                 advance_step(&context, step, step_state, &mut out);
             }
         }
