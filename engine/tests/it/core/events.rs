@@ -14,7 +14,7 @@ use expect_test::expect;
 use serde_json::{Value, json};
 
 use super::driver::{Driver, Outcome, Scripted};
-use super::sim::{CANARY, run_seed};
+use super::sim::{CANARY, run_seed, validators};
 
 fn schema_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../schemas/events")
@@ -75,17 +75,7 @@ fn all_simulated_events() -> Vec<EventEnvelope> {
 
 #[test]
 fn every_simulated_event_validates_against_its_schema_and_round_trips() {
-    let validators: std::collections::BTreeMap<&str, jsonschema::Validator> = Event::schemas()
-        .into_iter()
-        .map(|(event_type, schema)| {
-            let schema = serde_json::to_value(&schema).expect("a schema is JSON");
-            let validator = jsonschema::options()
-                .should_validate_formats(true)
-                .build(&schema)
-                .unwrap_or_else(|err| panic!("schema of {event_type} does not compile: {err}"));
-            (event_type, validator)
-        })
-        .collect();
+    let validators = validators();
     let events = all_simulated_events();
     let mut seen = std::collections::BTreeSet::new();
     for envelope in &events {
