@@ -30,7 +30,8 @@ pub const FOR_EACH_ITEMS_MAX: usize = 10_000;
 
 /// Work for the runtime. Effects are never stored; the events that pair with
 /// them are, so recovery can rebuild them with [`crate::core::run::outstanding`].
-#[derive(Debug, Clone, PartialEq)]
+/// `Debug` leaves out the executor's copies of inputs, which hold secrets.
+#[derive(Clone, PartialEq)]
 pub enum Effect {
     /// Hand one attempt to the executor of `kind`. `input` is the executor's
     /// copy, with secrets resolved: never log or store it.
@@ -80,6 +81,71 @@ pub enum Effect {
         reason: Option<String>,
         parent: Option<ParentRun>,
     },
+}
+
+impl std::fmt::Debug for Effect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        const HIDDEN: &str = "<executor copy, not shown>";
+        match self {
+            Effect::ScheduleStep {
+                key,
+                kind,
+                attempt,
+                deadline,
+                ..
+            } => f
+                .debug_struct("ScheduleStep")
+                .field("key", key)
+                .field("kind", kind)
+                .field("attempt", attempt)
+                .field("input", &HIDDEN)
+                .field("deadline", deadline)
+                .finish(),
+            Effect::CancelStep { key, attempt, .. } => f
+                .debug_struct("CancelStep")
+                .field("key", key)
+                .field("attempt", attempt)
+                .finish(),
+            Effect::StartTimer { id, fire_at } => f
+                .debug_struct("StartTimer")
+                .field("id", id)
+                .field("fire_at", fire_at)
+                .finish(),
+            Effect::StartChildRun {
+                child_run_id,
+                workflow,
+                parent,
+                ..
+            } => f
+                .debug_struct("StartChildRun")
+                .field("child_run_id", child_run_id)
+                .field("workflow", workflow)
+                .field("input", &HIDDEN)
+                .field("parent", &parent.step_key)
+                .finish(),
+            Effect::CancelChildRun { child_run_id } => f
+                .debug_struct("CancelChildRun")
+                .field("child_run_id", child_run_id)
+                .finish(),
+            Effect::RequestApproval { key, .. } => f
+                .debug_struct("RequestApproval")
+                .field("key", key)
+                .field("request", &HIDDEN)
+                .finish(),
+            Effect::CompleteRun {
+                status,
+                output,
+                reason,
+                parent,
+            } => f
+                .debug_struct("CompleteRun")
+                .field("status", status)
+                .field("output", output)
+                .field("reason", reason)
+                .field("parent", parent)
+                .finish(),
+        }
+    }
 }
 
 /// Events to append (in order), then effects to carry out.

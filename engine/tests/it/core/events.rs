@@ -240,3 +240,26 @@ fn secrets_reach_the_executor_but_never_an_event() {
     "#]]
     .assert_eq(&super::support::render_brief(&driver.log));
 }
+
+#[test]
+fn effects_do_not_show_secrets_in_debug_output() {
+    let flow = workflow(
+        "debug",
+        vec![step("call", StepKind::Http).with(json!({"token": "{{ secrets.TOKEN }}"}))],
+    );
+    let secrets: Secrets = [("TOKEN", CANARY)].into_iter().collect();
+    let (started, _) =
+        engine::core::start_run(&flow, "v", RUN_ID, json!({}), None, None, histories::t0());
+    let mut state = RunState::new();
+    state.apply(&started).expect("run.started applies");
+    let settled =
+        engine::core::settle(&flow, &mut state, histories::t0(), &secrets).expect("settles");
+    let shown = format!("{:?}", settled.effects);
+    assert!(
+        matches!(&settled.effects[..], [Effect::ScheduleStep { input, .. }] if input.to_string().contains(CANARY))
+    );
+    assert!(
+        !shown.contains(CANARY),
+        "Debug of an effect shows a secret: {shown}"
+    );
+}
