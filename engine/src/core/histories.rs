@@ -117,6 +117,17 @@ impl History {
     pub fn state(&self) -> Result<RunState, crate::core::evolve::Error> {
         crate::core::evolve::replay(&self.events)
     }
+
+    /// The history with the core's reaction to its last fact appended.
+    pub fn settled(mut self) -> History {
+        let now = self.events.last().map_or_else(t0, |e| e.event.at());
+        if let Ok(mut state) = self.state()
+            && let Ok(settled) = settle(&self.workflow, &mut state, now, &Secrets::none())
+        {
+            self.events.extend(settled.events);
+        }
+        self
+    }
 }
 
 /// Writes a history: external facts, with the core's reactions settled in between.

@@ -222,3 +222,35 @@ fn recovery_reissues_every_effect_still_owed() {
         ScheduleStep agent pack/0 #1 input={"item":10}
     "#]].assert_eq(&text);
 }
+
+#[test]
+fn the_run_document_shows_every_step() {
+    let history = histories::retry_exhausted().settled();
+    let state = history.state().expect("replays");
+    expect![[r#"
+        {
+          "error": "step `fetch` failed: HTTP 503",
+          "id": "00000000-0000-4000-8000-000000000001",
+          "input": {
+            "order": 7
+          },
+          "output": null,
+          "status": "failed",
+          "steps": {
+            "fetch": {
+              "attempts": 2,
+              "error": "HTTP 503",
+              "output": null,
+              "status": "failed"
+            },
+            "report": {
+              "attempts": 0,
+              "error": "all_success: dependency `fetch` failed",
+              "output": null,
+              "status": "skipped"
+            }
+          },
+          "version": "sha256:test",
+          "workflow": "exhausted"
+        }"#]].assert_eq(&serde_json::to_string_pretty(&state.document()).unwrap_or_default());
+}

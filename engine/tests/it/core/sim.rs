@@ -255,6 +255,27 @@ fn check_invariants(flow: &Workflow, driver: &Driver<'_>, secrets: &Secrets) -> 
         }
     }
     let mut successes = BTreeMap::<(String, Option<u32>), u32>::new();
+    let mut in_flight = BTreeMap::<(String, Option<u32>), u32>::new();
+    for envelope in &driver.log {
+        // A result always belongs to the attempt handed out last.
+        let (step, index, attempt) = match &envelope.event {
+            Event::StepScheduled(e) => {
+                in_flight.insert((e.step.clone(), e.index), e.attempt);
+                continue;
+            }
+            Event::StepStarted(e) => (&e.step, e.index, e.attempt),
+            Event::StepSucceeded(e) => (&e.step, e.index, e.attempt),
+            Event::StepFailed(e) if e.attempt > 0 => (&e.step, e.index, e.attempt),
+            _ => continue,
+        };
+        let current = in_flight.get(&(step.clone(), index)).copied().unwrap_or(0);
+        if attempt != current {
+            return Err(format!(
+                "event {} reports attempt {attempt} of {step}/{index:?}, attempt {current} is current",
+                envelope.seq
+            ));
+        }
+    }
     for envelope in &driver.log {
         if let Event::StepSucceeded(succeeded) = &envelope.event {
             let count = successes
