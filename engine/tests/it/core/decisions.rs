@@ -252,5 +252,6 @@ fn the_run_document_shows_every_step() {
           },
           "version": "sha256:test",
           "workflow": "exhausted"
-        }"#]].assert_eq(&serde_json::to_string_pretty(&state.document()).unwrap_or_default());
+        }"#]]
+    .assert_eq(&serde_json::to_string_pretty(&state.document()).unwrap_or_default());
 }
