@@ -30,7 +30,8 @@ pub const FOR_EACH_ITEMS_MAX: usize = 10_000;
 
 /// Work for the runtime. Effects are never stored; the events that pair with
 /// them are, so recovery can rebuild them with [`crate::core::run::outstanding`].
-#[derive(Debug, Clone, PartialEq)]
+/// `Debug` leaves out the executor's copies of inputs, which hold secrets.
+#[derive(Clone, PartialEq)]
 pub enum Effect {
     /// Hand one attempt to the executor of `kind`. `input` is the executor's
     /// copy, with secrets resolved: never log or store it.
@@ -82,6 +83,71 @@ pub enum Effect {
     },
 }
 
+impl std::fmt::Debug for Effect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        const HIDDEN: &str = "<executor copy, not shown>";
+        match self {
+            Effect::ScheduleStep {
+                key,
+                kind,
+                attempt,
+                deadline,
+                ..
+            } => f
+                .debug_struct("ScheduleStep")
+                .field("key", key)
+                .field("kind", kind)
+                .field("attempt", attempt)
+                .field("input", &HIDDEN)
+                .field("deadline", deadline)
+                .finish(),
+            Effect::CancelStep { key, attempt, .. } => f
+                .debug_struct("CancelStep")
+                .field("key", key)
+                .field("attempt", attempt)
+                .finish(),
+            Effect::StartTimer { id, fire_at } => f
+                .debug_struct("StartTimer")
+                .field("id", id)
+                .field("fire_at", fire_at)
+                .finish(),
+            Effect::StartChildRun {
+                child_run_id,
+                workflow,
+                parent,
+                ..
+            } => f
+                .debug_struct("StartChildRun")
+                .field("child_run_id", child_run_id)
+                .field("workflow", workflow)
+                .field("input", &HIDDEN)
+                .field("parent", &parent.step_key)
+                .finish(),
+            Effect::CancelChildRun { child_run_id } => f
+                .debug_struct("CancelChildRun")
+                .field("child_run_id", child_run_id)
+                .finish(),
+            Effect::RequestApproval { key, .. } => f
+                .debug_struct("RequestApproval")
+                .field("key", key)
+                .field("request", &HIDDEN)
+                .finish(),
+            Effect::CompleteRun {
+                status,
+                output,
+                reason,
+                parent,
+            } => f
+                .debug_struct("CompleteRun")
+                .field("status", status)
+                .field("output", output)
+                .field("reason", reason)
+                .field("parent", parent)
+                .finish(),
+        }
+    }
+}
+
 /// Events to append (in order), then effects to carry out.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Decision {
@@ -119,8 +185,12 @@ pub fn decide(
     if let Some(reason) = ending_reason(state) {
         wind_down(&context, &reason, &mut out);
     } else {
+        // Both maps are ordered by step id: walk them together instead of
+        // looking each step up, which kept decide at O(n log n) per call.
+        let mut definitions = workflow.steps.iter().peekable();
         for (id, step_state) in &state.steps {
-            if let Some(step) = workflow.step(id) {
+            while definitions.next_if(|(def_id, _)| *def_id < id).is_some() {}
+            if let Some((_, step)) = definitions.next_if(|(def_id, _)| *def_id == id) {
                 advance_step(&context, step, step_state, &mut out);
             }
         }

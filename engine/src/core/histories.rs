@@ -117,6 +117,17 @@ impl History {
     pub fn state(&self) -> Result<RunState, crate::core::evolve::Error> {
         crate::core::evolve::replay(&self.events)
     }
+
+    /// The history with the core's reaction to its last fact appended.
+    pub fn settled(mut self) -> History {
+        let now = self.events.last().map_or_else(t0, |e| e.event.at());
+        if let Ok(mut state) = self.state()
+            && let Ok(settled) = settle(&self.workflow, &mut state, now, &Secrets::none())
+        {
+            self.events.extend(settled.events);
+        }
+        self
+    }
 }
 
 /// Writes a history: external facts, with the core's reactions settled in between.
@@ -433,10 +444,10 @@ pub fn fan_out_item_done() -> History {
 
 /// `charge` (http, no retry) fails for good; five steps need it, one per
 /// trigger rule, and `audit` covers a failure with `continue_on_error`.
-/// Events: `run.started`, `step.scheduled` audit and charge,
-/// `step.failed` audit (not retryable), `step.failed` charge (not retryable).
-/// Next: all_success and none_failed are skipped, all_done and one_failed
-/// run, `after_audit` runs (audit is covered).
+/// Events: `run.started`, `step.scheduled` audit and charge, `step.failed`
+/// audit (not retryable), `step.scheduled` + `step.succeeded` after_audit
+/// (audit is covered), `step.failed` charge (not retryable). Next:
+/// all_success and none_failed are skipped, all_done and one_failed run.
 pub fn failed_dependency() -> History {
     let rules = [
         ("on_success", TriggerRule::AllSuccess),

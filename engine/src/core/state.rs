@@ -323,4 +323,33 @@ impl RunState {
     pub fn is_finished(&self) -> bool {
         self.status.is_terminal()
     }
+
+    /// The run document of the CLI (`--json`) and the API: id, workflow,
+    /// version, status, input, output, error, and per step status, attempts,
+    /// output and error.
+    pub fn document(&self) -> Value {
+        let steps: serde_json::Map<String, Value> = self
+            .steps
+            .iter()
+            .map(|(id, step)| {
+                let document = serde_json::json!({
+                    "status": step.status.as_str(),
+                    "attempts": step.attempts(),
+                    "output": step.output,
+                    "error": step.reason,
+                });
+                (id.clone(), document)
+            })
+            .collect();
+        serde_json::json!({
+            "id": self.run_id,
+            "workflow": self.workflow,
+            "version": self.version,
+            "status": self.status.as_str(),
+            "input": self.input,
+            "output": self.output,
+            "error": self.failure,
+            "steps": steps,
+        })
+    }
 }

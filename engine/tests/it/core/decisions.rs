@@ -72,14 +72,14 @@ fn step_timeout_fails_the_attempt_and_cancels_it() {
     check(
         histories::step_timed_out(),
         expect![[r#"
-        1 run.started {"input":{"order":7},"steps":["fetch"],"version":"sha256:test","workflow":"timeout"}
-        2 step.scheduled {"attempt":1,"deadline":"+5000ms","idempotency_key":"00000000-0000-4000-8000-000000000001/fetch","input":{"method":"GET","url":"https://shop.example/7"},"max_attempts":2,"step":"fetch"}
-        3 step.started {"attempt":1,"step":"fetch"}
-        4 timer.fired {"timer_id":"timeout/fetch/1"}
-        --- decide:
-        event step.failed {"attempt":1,"error":"attempt 1 timed out after 5000 ms","retryable":true,"step":"fetch"}
-        effect CancelStep { key: "00000000-0000-4000-8000-000000000001/fetch", step: "fetch", index: None, attempt: 1 }
-    "#]],
+            1 run.started {"input":{"order":7},"steps":["fetch"],"version":"sha256:test","workflow":"timeout"}
+            2 step.scheduled {"attempt":1,"deadline":"+5000ms","idempotency_key":"00000000-0000-4000-8000-000000000001/fetch","input":{"method":"GET","url":"https://shop.example/7"},"max_attempts":2,"step":"fetch"}
+            3 step.started {"attempt":1,"step":"fetch"}
+            4 timer.fired {"timer_id":"timeout/fetch/1"}
+            --- decide:
+            event step.failed {"attempt":1,"error":"attempt 1 timed out after 5000 ms","retryable":true,"step":"fetch"}
+            effect CancelStep { key: "00000000-0000-4000-8000-000000000001/fetch", attempt: 1 }
+        "#]],
     );
 }
 
@@ -120,15 +120,15 @@ fn cancel_request_cancels_running_and_skips_pending_steps() {
     check(
         histories::cancel_while_running(),
         expect![[r#"
-        1 run.started {"input":{"order":7},"steps":["fetch","report"],"version":"sha256:test","workflow":"cancel"}
-        2 step.scheduled {"attempt":1,"idempotency_key":"00000000-0000-4000-8000-000000000001/fetch","input":{"method":"GET","url":"https://shop.example/7"},"max_attempts":1,"step":"fetch"}
-        3 step.started {"attempt":1,"step":"fetch"}
-        4 run.cancel_requested {"by":"ops"}
-        --- decide:
-        event step.cancelled {"reason":"cancelled on request (by ops)","step":"fetch"}
-        event step.skipped {"reason":"cancelled on request (by ops)","step":"report"}
-        effect CancelStep { key: "00000000-0000-4000-8000-000000000001/fetch", step: "fetch", index: None, attempt: 1 }
-    "#]],
+            1 run.started {"input":{"order":7},"steps":["fetch","report"],"version":"sha256:test","workflow":"cancel"}
+            2 step.scheduled {"attempt":1,"idempotency_key":"00000000-0000-4000-8000-000000000001/fetch","input":{"method":"GET","url":"https://shop.example/7"},"max_attempts":1,"step":"fetch"}
+            3 step.started {"attempt":1,"step":"fetch"}
+            4 run.cancel_requested {"by":"ops"}
+            --- decide:
+            event step.cancelled {"reason":"cancelled on request (by ops)","step":"fetch"}
+            event step.skipped {"reason":"cancelled on request (by ops)","step":"report"}
+            effect CancelStep { key: "00000000-0000-4000-8000-000000000001/fetch", attempt: 1 }
+        "#]],
     );
 }
 
@@ -137,13 +137,13 @@ fn run_timeout_cancels_what_runs() {
     check(
         histories::run_timed_out(),
         expect![[r#"
-        1 run.started {"deadline":"+60000ms","input":{"order":7},"steps":["fetch"],"version":"sha256:test","workflow":"slow"}
-        2 step.scheduled {"attempt":1,"idempotency_key":"00000000-0000-4000-8000-000000000001/fetch","input":{"method":"GET","url":"https://shop.example/7"},"max_attempts":1,"step":"fetch"}
-        3 timer.fired {"timer_id":"run/timeout"}
-        --- decide:
-        event step.cancelled {"reason":"the run timed out","step":"fetch"}
-        effect CancelStep { key: "00000000-0000-4000-8000-000000000001/fetch", step: "fetch", index: None, attempt: 1 }
-    "#]],
+            1 run.started {"deadline":"+60000ms","input":{"order":7},"steps":["fetch"],"version":"sha256:test","workflow":"slow"}
+            2 step.scheduled {"attempt":1,"idempotency_key":"00000000-0000-4000-8000-000000000001/fetch","input":{"method":"GET","url":"https://shop.example/7"},"max_attempts":1,"step":"fetch"}
+            3 timer.fired {"timer_id":"run/timeout"}
+            --- decide:
+            event step.cancelled {"reason":"the run timed out","step":"fetch"}
+            effect CancelStep { key: "00000000-0000-4000-8000-000000000001/fetch", attempt: 1 }
+        "#]],
     );
 }
 
@@ -216,9 +216,42 @@ fn recovery_reissues_every_effect_still_owed() {
     expect![[r#"
         StartTimer run/timeout at +3600000ms
         StartTimer timeout/call/1 at +30000ms
-        RequestApproval { key: "00000000-0000-4000-8000-000000000001/ask", step: "ask", index: None, request: Object {"message": String("ok?")} }
+        RequestApproval 00000000-0000-4000-8000-000000000001/ask request={"message":"ok?"}
         ScheduleStep http call #1 input={"url":"https://a.example"} deadline=+30000ms
-        StartChildRun { child_run_id: f88a8093-ab6b-848e-98a3-522411d4d175, workflow: "sub", input: Object {"x": Number(1)}, parent: ParentRun { run_id: 00000000-0000-4000-8000-000000000001, step_key: "00000000-0000-4000-8000-000000000001/child" } }
+        StartChildRun sub f88a8093-ab6b-848e-98a3-522411d4d175 input={"x":1} parent=00000000-0000-4000-8000-000000000001/child
         ScheduleStep agent pack/0 #1 input={"item":10}
     "#]].assert_eq(&text);
+}
+
+#[test]
+fn the_run_document_shows_every_step() {
+    let history = histories::retry_exhausted().settled();
+    let state = history.state().expect("replays");
+    expect![[r#"
+        {
+          "error": "step `fetch` failed: HTTP 503",
+          "id": "00000000-0000-4000-8000-000000000001",
+          "input": {
+            "order": 7
+          },
+          "output": null,
+          "status": "failed",
+          "steps": {
+            "fetch": {
+              "attempts": 2,
+              "error": "HTTP 503",
+              "output": null,
+              "status": "failed"
+            },
+            "report": {
+              "attempts": 0,
+              "error": "all_success: dependency `fetch` failed",
+              "output": null,
+              "status": "skipped"
+            }
+          },
+          "version": "sha256:test",
+          "workflow": "exhausted"
+        }"#]]
+    .assert_eq(&serde_json::to_string_pretty(&state.document()).unwrap_or_default());
 }

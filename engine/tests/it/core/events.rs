@@ -14,7 +14,7 @@ use expect_test::expect;
 use serde_json::{Value, json};
 
 use super::driver::{Driver, Outcome, Scripted};
-use super::sim::{CANARY, run_seed};
+use super::sim::{CANARY, run_seed, validators};
 
 fn schema_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../schemas/events")
@@ -75,17 +75,7 @@ fn all_simulated_events() -> Vec<EventEnvelope> {
 
 #[test]
 fn every_simulated_event_validates_against_its_schema_and_round_trips() {
-    let validators: std::collections::BTreeMap<&str, jsonschema::Validator> = Event::schemas()
-        .into_iter()
-        .map(|(event_type, schema)| {
-            let schema = serde_json::to_value(&schema).expect("a schema is JSON");
-            let validator = jsonschema::options()
-                .should_validate_formats(true)
-                .build(&schema)
-                .unwrap_or_else(|err| panic!("schema of {event_type} does not compile: {err}"));
-            (event_type, validator)
-        })
-        .collect();
+    let validators = validators();
     let events = all_simulated_events();
     let mut seen = std::collections::BTreeSet::new();
     for envelope in &events {
@@ -249,4 +239,27 @@ fn secrets_reach_the_executor_but_never_an_event() {
         9 run.succeeded {"output":{"token":"***"}}
     "#]]
     .assert_eq(&super::support::render_brief(&driver.log));
+}
+
+#[test]
+fn effects_do_not_show_secrets_in_debug_output() {
+    let flow = workflow(
+        "debug",
+        vec![step("call", StepKind::Http).with(json!({"token": "{{ secrets.TOKEN }}"}))],
+    );
+    let secrets: Secrets = [("TOKEN", CANARY)].into_iter().collect();
+    let (started, _) =
+        engine::core::start_run(&flow, "v", RUN_ID, json!({}), None, None, histories::t0());
+    let mut state = RunState::new();
+    state.apply(&started).expect("run.started applies");
+    let settled =
+        engine::core::settle(&flow, &mut state, histories::t0(), &secrets).expect("settles");
+    let shown = format!("{:?}", settled.effects);
+    assert!(
+        matches!(&settled.effects[..], [Effect::ScheduleStep { input, .. }] if input.to_string().contains(CANARY))
+    );
+    assert!(
+        !shown.contains(CANARY),
+        "Debug of an effect shows a secret: {shown}"
+    );
 }

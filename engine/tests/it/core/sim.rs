@@ -4,11 +4,13 @@
 //! requests and crashes (in-memory state dropped and rebuilt from the log).
 //! After each run: replay equals the live state, no execution succeeds
 //! twice, seq is gap-free, the run ended with nothing left to do, no secret
-//! reached the log, and the same seed gives the same log.
+//! reached the log, every event validates against its JSON Schema, and the
+//! same seed gives the same log.
 //!
 //! `IMX_SIM_SEEDS=N` runs N seeds (default 10,000); `IMX_SIM_SEED=S` replays one.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::OnceLock;
 
 use engine::core::event::{ChildOutcome, Event, EventEnvelope};
 use engine::core::histories::{step, workflow};
@@ -244,8 +246,36 @@ fn check_invariants(flow: &Workflow, driver: &Driver<'_>, secrets: &Secrets) -> 
         if json.contains(CANARY) {
             return Err(format!("the secret reached event {}: {json}", envelope.seq));
         }
+        let (event_type, _, payload) = envelope.event.to_payload();
+        if let Some(error) = validators()[event_type].iter_errors(&payload).next() {
+            return Err(format!(
+                "event {} breaks the {event_type} schema: {error}",
+                envelope.seq
+            ));
+        }
     }
     let mut successes = BTreeMap::<(String, Option<u32>), u32>::new();
+    let mut in_flight = BTreeMap::<(String, Option<u32>), u32>::new();
+    for envelope in &driver.log {
+        // A result always belongs to the attempt handed out last.
+        let (step, index, attempt) = match &envelope.event {
+            Event::StepScheduled(e) => {
+                in_flight.insert((e.step.clone(), e.index), e.attempt);
+                continue;
+            }
+            Event::StepStarted(e) => (&e.step, e.index, e.attempt),
+            Event::StepSucceeded(e) => (&e.step, e.index, e.attempt),
+            Event::StepFailed(e) if e.attempt > 0 => (&e.step, e.index, e.attempt),
+            _ => continue,
+        };
+        let current = in_flight.get(&(step.clone(), index)).copied().unwrap_or(0);
+        if attempt != current {
+            return Err(format!(
+                "event {} reports attempt {attempt} of {step}/{index:?}, attempt {current} is current",
+                envelope.seq
+            ));
+        }
+    }
     for envelope in &driver.log {
         if let Event::StepSucceeded(succeeded) = &envelope.event {
             let count = successes
@@ -269,6 +299,26 @@ fn check_invariants(flow: &Workflow, driver: &Driver<'_>, secrets: &Secrets) -> 
         return Err(format!("the finished run still owes {owed:?}"));
     }
     Ok(())
+}
+
+/// A compiled validator per event type, from the generated schemas.
+pub fn validators() -> &'static BTreeMap<&'static str, jsonschema::Validator> {
+    static VALIDATORS: OnceLock<BTreeMap<&'static str, jsonschema::Validator>> = OnceLock::new();
+    VALIDATORS.get_or_init(|| {
+        Event::schemas()
+            .into_iter()
+            .map(|(event_type, schema)| {
+                let schema = serde_json::to_value(&schema).unwrap_or_default();
+                let validator = jsonschema::options()
+                    .should_validate_formats(true)
+                    .build(&schema)
+                    .unwrap_or_else(|err| {
+                        panic!("the {event_type} schema does not compile: {err}")
+                    });
+                (event_type, validator)
+            })
+            .collect()
+    })
 }
 
 fn replay_command(seed: u64) -> String {

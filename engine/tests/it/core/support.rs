@@ -56,6 +56,20 @@ pub fn render_effect(effect: &Effect) -> String {
                 .unwrap_or_default()
         ),
         Effect::StartTimer { id, fire_at } => format!("StartTimer {id} at {}", offset(*fire_at)),
+        Effect::RequestApproval { key, request, .. } => {
+            format!("RequestApproval {key} request={request}")
+        }
+        Effect::StartChildRun {
+            child_run_id,
+            workflow,
+            input,
+            parent,
+        } => {
+            format!(
+                "StartChildRun {workflow} {child_run_id} input={input} parent={}",
+                parent.step_key
+            )
+        }
         other => format!("{other:?}"),
     }
 }
