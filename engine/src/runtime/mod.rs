@@ -69,6 +69,8 @@ pub struct Config {
     pub node: String,
     /// `secrets.NAME` for the steps this node renders and executes.
     pub secrets: Secrets,
+    /// [`Runtime::start`] resumes every unfinished run first.
+    pub resume_on_start: bool,
 }
 
 impl Default for Config {
@@ -81,6 +83,7 @@ impl Default for Config {
             output_bytes_max: OUTPUT_BYTES_MAX,
             node: format!("imx-{}", store::new_id().simple()),
             secrets: secrets_from_env(),
+            resume_on_start: true,
         }
     }
 }

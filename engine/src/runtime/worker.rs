@@ -39,10 +39,12 @@ impl RuntimeHandle {
 }
 
 impl<S: EventStore> Runtime<S> {
-    /// Resumes every unfinished run, then runs the timer loop and workers for
-    /// the kinds this node has executors for.
+    /// Resumes every unfinished run (unless `resume_on_start` is off), then
+    /// runs the timer loop and workers for the kinds this node has executors for.
     pub async fn start(self: &Arc<Self>) -> Result<RuntimeHandle, Error> {
-        self.resume().await?;
+        if self.config.resume_on_start {
+            self.resume().await?;
+        }
         let queues: HashMap<String, Arc<dyn Executor>> = self.executors.clone();
         let mut handle = self.spawn_workers(queues);
         let (runtime, stop) = (Arc::clone(self), handle.stop.subscribe());
