@@ -1,5 +1,6 @@
 //! The `imx` binary's one integration test binary: runs the real executable.
 
+mod crash;
 mod run;
 mod validate;
 
