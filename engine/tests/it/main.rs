@@ -1,0 +1,3 @@
+//! The engine's one integration test binary; each area adds its module.
+
+mod store;
