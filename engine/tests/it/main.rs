@@ -4,5 +4,6 @@ mod core;
 mod dsl;
 mod graph;
 mod schema;
+mod store;
 mod template;
 mod version;
