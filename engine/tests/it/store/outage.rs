@@ -74,10 +74,10 @@ async fn postgres_restart_loses_no_acknowledged_append() {
                 .await
                 .unwrap_or_else(|error| panic!("task {task} append {n} failed for good: {error}"));
                 acked.extend(appended.events);
-                if acknowledged.fetch_add(1, Ordering::SeqCst) + 1 == RESTART_AFTER_APPENDS {
-                    if let Some(signal) = restart_now.lock().expect("signal").take() {
-                        signal.send(()).expect("send restart");
-                    }
+                if acknowledged.fetch_add(1, Ordering::SeqCst) + 1 == RESTART_AFTER_APPENDS
+                    && let Some(signal) = restart_now.lock().expect("signal").take()
+                {
+                    signal.send(()).expect("send restart");
                 }
             }
             (run_id, acked)
