@@ -5,5 +5,6 @@ mod dsl;
 mod graph;
 mod runtime;
 mod schema;
+mod store;
 mod template;
 mod version;
