@@ -9,6 +9,7 @@ use engine::chain::{self, LogHead};
 use engine::store::*;
 use serde_json::json;
 
+pub use super::contract_registry::*;
 pub use super::contract_work::*;
 use super::fixtures::*;
 use super::{Database, Fixture, Raw, start_time};
