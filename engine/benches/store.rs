@@ -23,6 +23,8 @@ const BATCH_RUNS: usize = 100;
 const BATCHES: usize = 30;
 /// Runs the single-event transitions cycle through.
 const RUNS: usize = 50;
+/// Interleaved repetitions of every workload; the median is reported.
+const ROUNDS: usize = 3;
 
 struct Row {
     backend: &'static str,
@@ -71,77 +73,76 @@ async fn measure<S: EventStore>(
             .await
             .expect("start run");
     }
-
-    let started = Instant::now();
-    baseline.insert_single(SINGLE_EVENTS).await;
-    let base_single = rate(SINGLE_EVENTS, started);
-    rows.push(Row {
-        backend,
-        workload: "baseline: INSERT, 1 event per tx",
-        events: SINGLE_EVENTS,
-        seconds: secs(started),
-        baseline: None,
-    });
-
-    let started = Instant::now();
-    for index in 0..SINGLE_EVENTS {
-        let (run_id, seq) = (runs[index % RUNS], 1 + (index / RUNS) as u64);
-        store
-            .append(transition(run_id, seq, false))
-            .await
-            .expect("append");
+    let mut next_seq = 1;
+    // Rounds interleave the workloads so that noise from other processes on
+    // the machine hits baseline and store alike; medians are reported.
+    let mut seconds: [Vec<f64>; 5] = Default::default();
+    for round in 0..ROUNDS {
+        let started = Instant::now();
+        baseline
+            .insert_single(round * SINGLE_EVENTS, SINGLE_EVENTS)
+            .await;
+        seconds[0].push(secs(started));
+        for (slot, full) in [(1, false), (2, true)] {
+            let started = Instant::now();
+            for index in 0..SINGLE_EVENTS {
+                let (run_id, seq) = (runs[index % RUNS], next_seq + (index / RUNS) as u64);
+                store
+                    .append(transition(run_id, seq, full))
+                    .await
+                    .expect("append");
+            }
+            seconds[slot].push(secs(started));
+            next_seq += (SINGLE_EVENTS / RUNS) as u64;
+        }
+        let started = Instant::now();
+        baseline
+            .insert_batches(round * BATCHES, BATCHES, BATCH_RUNS)
+            .await;
+        seconds[3].push(secs(started));
+        let started = Instant::now();
+        for _ in 0..BATCHES {
+            let batch: Vec<AppendRequest> = (0..BATCH_RUNS)
+                .map(|_| transition(new_id(), 0, true))
+                .collect();
+            let results = store.append_batch(batch).await.expect("batch");
+            assert!(results.iter().all(Result::is_ok), "batch appends succeed");
+        }
+        seconds[4].push(secs(started));
     }
-    rows.push(Row {
-        backend,
-        workload: "append: event only, 1 per tx",
-        events: SINGLE_EVENTS,
-        seconds: secs(started),
-        baseline: Some(base_single),
-    });
-
-    let offset = 1 + (SINGLE_EVENTS / RUNS) as u64;
-    let started = Instant::now();
-    for index in 0..SINGLE_EVENTS {
-        let (run_id, seq) = (runs[index % RUNS], offset + (index / RUNS) as u64);
-        store
-            .append(transition(run_id, seq, true))
-            .await
-            .expect("append");
+    let median = |slot: usize| {
+        let mut values = seconds[slot].clone();
+        values.sort_by(f64::total_cmp);
+        values[values.len() / 2]
+    };
+    let single = SINGLE_EVENTS;
+    let batched = BATCHES * BATCH_RUNS;
+    let base_single = single as f64 / median(0);
+    let base_batch = batched as f64 / median(3);
+    let workloads = [
+        ("baseline: INSERT, 1 event per tx", single, None),
+        ("append: event only, 1 per tx", single, Some(base_single)),
+        (
+            "append: full transition, 1 per tx",
+            single,
+            Some(base_single),
+        ),
+        ("baseline: INSERT, 100 events per tx", batched, None),
+        (
+            "append_batch: 100 runs' transitions per tx",
+            batched,
+            Some(base_batch),
+        ),
+    ];
+    for (slot, (workload, events, baseline)) in workloads.into_iter().enumerate() {
+        rows.push(Row {
+            backend,
+            workload,
+            events,
+            seconds: median(slot),
+            baseline,
+        });
     }
-    rows.push(Row {
-        backend,
-        workload: "append: full transition, 1 per tx",
-        events: SINGLE_EVENTS,
-        seconds: secs(started),
-        baseline: Some(base_single),
-    });
-
-    let started = Instant::now();
-    baseline.insert_batches(BATCHES, BATCH_RUNS).await;
-    let base_batch = rate(BATCHES * BATCH_RUNS, started);
-    rows.push(Row {
-        backend,
-        workload: "baseline: INSERT, 100 events per tx",
-        events: BATCHES * BATCH_RUNS,
-        seconds: secs(started),
-        baseline: None,
-    });
-
-    let started = Instant::now();
-    for _ in 0..BATCHES {
-        let batch: Vec<AppendRequest> = (0..BATCH_RUNS)
-            .map(|_| transition(new_id(), 0, true))
-            .collect();
-        let results = store.append_batch(batch).await.expect("batch");
-        assert!(results.iter().all(Result::is_ok), "batch appends succeed");
-    }
-    rows.push(Row {
-        backend,
-        workload: "append_batch: 100 runs' transitions per tx",
-        events: BATCHES * BATCH_RUNS,
-        seconds: secs(started),
-        baseline: Some(base_batch),
-    });
 }
 
 /// One step's transition: an event, and (when `full`) the run row, the step
@@ -224,14 +225,16 @@ impl Baseline {
         }
     }
 
-    async fn insert_single(&self, count: usize) {
-        for position in 0..count {
-            self.insert(position * 1_000_000, 1).await;
+    /// `count` one-row transactions, positions from `first`.
+    async fn insert_single(&self, first: usize, count: usize) {
+        for position in first..first + count {
+            self.insert(position, 1).await;
         }
     }
 
-    async fn insert_batches(&self, batches: usize, size: usize) {
-        for batch in 0..batches {
+    /// `batches` transactions of `size` rows, batch numbers from `first`.
+    async fn insert_batches(&self, first: usize, batches: usize, size: usize) {
+        for batch in first..first + batches {
             self.insert(1_000_000_000 + batch * size, size).await;
         }
     }
@@ -300,10 +303,6 @@ async fn fresh_postgres_database(admin_url: &str) -> String {
 
 fn secs(started: Instant) -> f64 {
     started.elapsed().as_secs_f64()
-}
-
-fn rate(events: usize, started: Instant) -> f64 {
-    events as f64 / secs(started)
 }
 
 fn print_table(rows: &[Row]) {
