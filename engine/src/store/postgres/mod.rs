@@ -5,6 +5,7 @@
 
 mod append;
 mod read;
+mod rows;
 mod work;
 
 use std::str::FromStr;
