@@ -4,6 +4,7 @@
 
 mod chain;
 mod contract;
+mod contract_guards;
 mod contract_registry;
 mod contract_work;
 mod fixtures;

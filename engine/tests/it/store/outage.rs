@@ -15,6 +15,13 @@ const TASKS: usize = 8;
 const APPENDS_PER_TASK: usize = 250;
 /// The restart is triggered once this many appends were acknowledged.
 const RESTART_AFTER_APPENDS: usize = 500;
+/// Crash recovery of a cluster holding many test databases can take a while.
+const OUTAGE_POLICY: RetryPolicy = RetryPolicy {
+    attempts_max: 1_000,
+    backoff_initial_ms: 20,
+    backoff_max_ms: 1_000,
+    elapsed_ms_max: 120_000,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_restart_loses_no_acknowledged_append() {
@@ -60,7 +67,7 @@ async fn postgres_restart_loses_no_acknowledged_append() {
                     payload: json!({ "task": task, "n": n }),
                 };
                 let request = AppendRequest::new(run_id, n as u64, vec![tick]);
-                let appended = retry(&RetryPolicy::default(), || {
+                let appended = retry(&OUTAGE_POLICY, || {
                     let (store, request, retried) =
                         (Arc::clone(&store), request.clone(), Arc::clone(&retried));
                     async move {
