@@ -5,6 +5,7 @@
 mod chain;
 mod contract;
 mod contract_guards;
+mod contract_registry;
 mod contract_work;
 mod fixtures;
 mod outage;
@@ -243,6 +244,7 @@ macro_rules! contract_tests {
             case!(payload_limit_rejects_before_writing);
             case!(schema_newer_than_known_is_refused);
             case!(wait_for_work_wakes_on_enqueue);
+            case!(registry_keeps_versions);
         }
     };
 }
