@@ -197,6 +197,10 @@ impl<S: EventStore> Runtime<S> {
                         Err(store::Error::LeaseLost { .. }) => break None,
                         Err(error) => eprintln!("imx runtime: renewing the lease of task {}: {error}", task.task_id),
                     }
+                    // Cancelled or timed out by another node: stop working.
+                    if !self.still_current(task, attempt).await {
+                        break None;
+                    }
                 }
             }
         };
@@ -204,6 +208,18 @@ impl<S: EventStore> Runtime<S> {
             cancels.remove(&cancel_key);
         }
         outcome
+    }
+
+    /// False once the log says the attempt is over (cancelled, timed out,
+    /// recorded by someone else); true when unsure.
+    async fn still_current(&self, task: &ClaimedTask, attempt: &Attempt) -> bool {
+        match self.load(task.run_id).await {
+            Ok((_, state)) => state
+                .step(&attempt.step)
+                .and_then(|step| step.execution(attempt.index))
+                .is_some_and(|exec| exec.attempt == attempt.attempt && exec.status.is_in_flight()),
+            Err(_) => true,
+        }
     }
 
     /// Stops an attempt running in this process (run cancelled, timed out).

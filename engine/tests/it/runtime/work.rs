@@ -1,6 +1,7 @@
 //! Workers: a long attempt keeps its lease against a second node, the
 //! attempt deadline stops the executor, and shutdown lets a running attempt
-//! finish and record its result.
+//! finish and record its result, a cancel from another node stops an
+//! attempt, the run timeout ends a run.
 
 use std::time::Duration;
 
@@ -13,6 +14,8 @@ both_backends!(work:
     long_attempt_keeps_its_lease,
     deadline_stops_the_executor,
     shutdown_lets_a_running_attempt_finish,
+    cancel_from_another_node_stops_the_attempt,
+    run_timeout_fails_the_run,
 );
 
 async fn long_attempt_keeps_its_lease(url: &str) {
@@ -95,4 +98,69 @@ steps:
         RunStatus::Succeeded,
         "recorded before the node stopped"
     );
+}
+
+/// A run cancelled through another node stops the attempt running here
+/// (noticed at the next lease renewal) instead of letting it run to its end.
+async fn cancel_from_another_node_stops_the_attempt(url: &str) {
+    let config = engine::runtime::Config {
+        lease_ms: 300,
+        ..test_config()
+    };
+    let worker = Node::start_with(url, config).await;
+    worker
+        .register(
+            r#"
+name: long
+steps:
+  call: { uses: http, with: { method: GET, url: "http://test.invalid/x", json: { delay_ms: 600000 } } }
+"#,
+        )
+        .await;
+    let run_id = worker.start_run("long", json!({})).await;
+    let key = format!("{run_id}/call");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while calls(&key) == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the attempt never started"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Another process's runtime: no workers, only the API.
+    let store = engine::store::open(url).await.expect("open");
+    let api = engine::runtime::Runtime::new(std::sync::Arc::new(store), Vec::new(), test_config());
+    api.cancel_run(run_id, None, Some("stop".to_owned()))
+        .await
+        .expect("cancel");
+    let document = worker.finished(run_id).await;
+    assert_eq!(document["status"], "cancelled");
+    // The worker lets go within a renewal period: shutdown does not wait
+    // for the 10-minute attempt (its grace is 2 s).
+    let stopped = tokio::time::timeout(Duration::from_secs(5), worker.stop()).await;
+    assert!(stopped.is_ok(), "the cancelled attempt was still running");
+}
+
+async fn run_timeout_fails_the_run(url: &str) {
+    let node = Node::start(url).await;
+    node.register(
+        r#"
+name: late
+timeout: 300ms
+steps:
+  nap: { uses: sleep, with: { duration: 1h } }
+"#,
+    )
+    .await;
+    let document = node.finished(node.start_run("late", json!({})).await).await;
+    assert_eq!(document["status"], "failed", "{document}");
+    assert_eq!(document["steps"]["nap"]["status"], "cancelled");
+    assert!(
+        document["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("timed out"),
+        "{document}"
+    );
+    node.stop().await;
 }
