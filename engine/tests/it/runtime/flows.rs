@@ -20,6 +20,7 @@ both_backends!(flows:
     idempotent_start_returns_the_same_run,
     cancel_stops_a_sleeping_run,
     bad_input_writes_nothing,
+    secrets_reach_executors_but_never_the_log,
 );
 
 const CHAIN: &str = r#"
@@ -387,5 +388,49 @@ async fn bad_input_writes_nothing(url: &str) {
         })
         .await;
     assert!(runs.expect("list").items.is_empty(), "nothing was written");
+    node.stop().await;
+}
+
+async fn secrets_reach_executors_but_never_the_log(url: &str) {
+    const SECRET: &str = "s3cr3t-value";
+    let config = engine::runtime::Config {
+        secrets: [("TOKEN", SECRET)].into_iter().collect(),
+        ..super::test_config()
+    };
+    let node = Node::start_with(url, config).await;
+    node.register(
+        r#"
+name: secretive
+steps:
+  call:
+    uses: http
+    with: { method: GET, url: "http://test.invalid/x", json: { echo: "Bearer {{ secrets.TOKEN }}" } }
+  note: { needs: [call], uses: noop, with: { token: "{{ secrets.TOKEN }}" } }
+"#,
+    )
+    .await;
+    let run_id = node.start_run("secretive", json!({})).await;
+    let document = node.finished(run_id).await;
+    assert_eq!(document["status"], "succeeded", "{document}");
+    let call = &document["steps"]["call"]["output"];
+    assert_eq!(
+        call["echo_bytes"],
+        "Bearer ".len() + SECRET.len(),
+        "the executor saw the value"
+    );
+    assert_eq!(call["echo"], "Bearer ***", "its output was redacted");
+    assert_eq!(document["steps"]["note"]["output"], json!({"token": "***"}));
+    let events = node
+        .runtime
+        .store()
+        .read_stream(run_id, 0, 1_000)
+        .await
+        .expect("read");
+    let leaked: Vec<_> = events
+        .iter()
+        .filter(|event| event.payload.to_string().contains(SECRET))
+        .map(|event| event.event_type.clone())
+        .collect();
+    assert!(leaked.is_empty(), "secret in {leaked:?}");
     node.stop().await;
 }

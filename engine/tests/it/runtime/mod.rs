@@ -147,9 +147,11 @@ impl Executor for Scripted {
                     output: json!({ "text": text }),
                 };
             }
+            let echo = script.get("echo").cloned().unwrap_or(Value::Null);
             Outcome::Succeeded {
                 output: json!({
-                    "echo": script.get("echo").cloned().unwrap_or(Value::Null),
+                    "echo_bytes": echo.as_str().map(str::len),
+                    "echo": echo,
                     "attempt": attempt.attempt,
                     "key": attempt.idempotency_key,
                 }),
