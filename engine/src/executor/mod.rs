@@ -20,12 +20,22 @@
 use std::fmt::Debug;
 use std::future::Future;
 use std::pin::Pin;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use uuid::Uuid;
 
 use crate::core::workflow::StepKind;
+
+pub mod command;
+pub mod exec;
+pub mod http;
+mod input;
+
+pub use command::{CommandSpec, StdoutFormat, run_command};
+pub use exec::{ExecConfig, ExecExecutor};
+pub use http::{HttpConfig, HttpExecutor};
 
 /// One attempt of one step (or of one `for_each` item).
 #[derive(Debug, Clone, PartialEq)]
@@ -47,10 +57,15 @@ pub struct Attempt {
 /// How an attempt ended.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
-    Succeeded { output: Value },
+    Succeeded {
+        output: Value,
+    },
     /// `retryable: false` fails the step at once, whatever its retry policy
     /// (invalid input, a 4xx answer that will not change).
-    Failed { error: String, retryable: bool },
+    Failed {
+        error: String,
+        retryable: bool,
+    },
 }
 
 impl Outcome {
@@ -70,4 +85,9 @@ pub trait Executor: Send + Sync + Debug {
     fn kind(&self) -> StepKind;
 
     fn execute<'a>(&'a self, attempt: &'a Attempt) -> BoxFuture<'a, Outcome>;
+}
+
+/// Time left until `deadline` (zero once it has passed); `None` without one.
+pub fn time_left(deadline: Option<DateTime<Utc>>) -> Option<Duration> {
+    deadline.map(|deadline| (deadline - Utc::now()).to_std().unwrap_or(Duration::ZERO))
 }
