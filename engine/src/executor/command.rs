@@ -275,6 +275,10 @@ fn spawn_failure(program: &str, err: &io::Error) -> Outcome {
             format!("program `{program}` may not be executed: {err}"),
             false,
         ),
+        _ if err.raw_os_error() == Some(nix::errno::Errno::ENOEXEC as i32) => Outcome::failed(
+            format!("`{program}` is not a program this system can run: {err}"),
+            false,
+        ),
         // Out of processes or file descriptors: may well pass on another attempt.
         _ => Outcome::failed(format!("starting `{program}` failed: {err}"), true),
     }

@@ -15,17 +15,17 @@ pub(crate) fn object<'a>(
 ) -> Result<&'a Map<String, Value>, String> {
     let fields = match input {
         Value::Object(fields) => fields,
-        Value::Null => return Err(format!("`with` of a {kind} step is missing")),
+        Value::Null => return Err(format!("`with` is missing (uses {kind})")),
         other => {
             return Err(format!(
-                "`with` of a {kind} step must be an object, found {}",
+                "`with` must be a mapping (uses {kind}), found {}",
                 kind_of(other)
             ));
         }
     };
     if let Some(unknown) = fields.keys().find(|key| !known.contains(&key.as_str())) {
         return Err(format!(
-            "`with.{unknown}` is not a field of {kind} steps (known: {})",
+            "`with.{unknown}` is not a field of `uses: {kind}` (known: {})",
             known.join(", ")
         ));
     }
