@@ -10,7 +10,7 @@ use super::command::{
     CommandSpec, PATH_FALLBACK, STDERR_TAIL_BYTES_MAX, STDOUT_BYTES_MAX, StdoutFormat, run_command,
 };
 use super::input::{self, kind_of};
-use super::{Attempt, BoxFuture, Executor, Outcome, time_left};
+use super::{Attempt, BoxFuture, Executor, Outcome, deadline_passed, time_left};
 use crate::core::workflow::StepKind;
 
 /// The `imx serve` / `imx run` flag that enables `exec` steps.
@@ -81,6 +81,9 @@ impl ExecExecutor {
                 ),
                 false,
             );
+        }
+        if let Some(late) = deadline_passed(attempt) {
+            return late;
         }
         match self.spec(attempt) {
             Ok(spec) => run_command(spec).await,

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use reqwest::redirect;
 
-use super::{Attempt, BoxFuture, Executor, Outcome, time_left};
+use super::{Attempt, BoxFuture, Executor, Outcome, deadline_passed, time_left};
 use crate::core::workflow::StepKind;
 use request::Request;
 
@@ -90,6 +90,9 @@ impl HttpExecutor {
             Ok(request) => request,
             Err(message) => return Outcome::failed(message, false),
         };
+        if let Some(late) = deadline_passed(attempt) {
+            return late;
+        }
         let (limit, limit_name) = self.time_limit(&request, attempt);
         let exchange = async {
             let answer = self.client.execute(request.build(&self.client)?).await?;

@@ -91,3 +91,14 @@ pub trait Executor: Send + Sync + Debug {
 pub fn time_left(deadline: Option<DateTime<Utc>>) -> Option<Duration> {
     deadline.map(|deadline| (deadline - Utc::now()).to_std().unwrap_or(Duration::ZERO))
 }
+
+/// The outcome of an attempt whose deadline passed before it could start
+/// (the runtime was late, not the outside world): retryable.
+pub fn deadline_passed(attempt: &Attempt) -> Option<Outcome> {
+    (time_left(attempt.deadline) == Some(Duration::ZERO)).then(|| {
+        Outcome::failed(
+            "the attempt's deadline passed before it started; nothing was done",
+            true,
+        )
+    })
+}

@@ -298,3 +298,17 @@ async fn command_contract_task_on_stdin_json_on_stdout() {
         "Debug hides stdin: {spec:?}"
     );
 }
+
+#[tokio::test]
+async fn a_deadline_that_has_passed_starts_nothing() {
+    let file = pid_file();
+    let input = json!({
+        "command": ["sh", "-c", "echo $$ > \"$PID_FILE\""],
+        "env": { "PID_FILE": file.display().to_string() },
+    });
+    let attempt = with_deadline_ms(attempt(StepKind::Exec, input), -1);
+    let outcome = executor().execute(&attempt).await;
+    expect!["failed(retryable) the attempt's deadline passed before it started; nothing was done"]
+        .assert_eq(&render(&outcome, &[]));
+    assert!(!file.exists(), "the command ran");
+}

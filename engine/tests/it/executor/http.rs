@@ -381,3 +381,13 @@ fn config_is_checked_when_the_executor_is_built() {
         http executor config: user_agent is not a valid header value"#]]
     .assert_eq(&errors.join("\n"));
 }
+
+#[tokio::test]
+async fn a_deadline_that_has_passed_sends_nothing() {
+    let server = Server::start().await;
+    let attempt = with_deadline_ms(attempt(StepKind::Http, get(server.url("/json"))), -1);
+    let outcome = executor().execute(&attempt).await;
+    expect!["failed(retryable) the attempt's deadline passed before it started; nothing was done"]
+        .assert_eq(&render(&outcome, &[]));
+    assert!(server.requests().is_empty());
+}
