@@ -135,24 +135,7 @@ pub async fn run_command(spec: CommandSpec) -> Outcome {
             false,
         );
     }
-    let mut command = Command::new(program);
-    command
-        .args(args)
-        .env_clear()
-        .envs(&spec.env)
-        .stdin(if spec.stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true);
-    if let Some(cwd) = &spec.cwd {
-        command.current_dir(cwd);
-    }
-    let mut child = match command.spawn() {
+    let mut child = match command(&spec, program, args).spawn() {
         Ok(child) => child,
         Err(err) => return spawn_failure(program, &err),
     };
@@ -196,6 +179,28 @@ pub async fn run_command(spec: CommandSpec) -> Outcome {
         );
     };
     finish(&spec, program, status, stdout, &stderr)
+}
+
+/// The program in a new process group, with only `spec.env` and piped output.
+fn command(spec: &CommandSpec, program: &str, args: &[String]) -> Command {
+    let mut command = Command::new(program);
+    command
+        .args(args)
+        .env_clear()
+        .envs(&spec.env)
+        .stdin(if spec.stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    if let Some(cwd) = &spec.cwd {
+        command.current_dir(cwd);
+    }
+    command
 }
 
 /// Turns what was collected into the attempt's outcome.
