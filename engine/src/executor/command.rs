@@ -97,6 +97,14 @@ impl CommandSpec {
         }
     }
 
+    /// Adds every variable of the engine's own environment (for `imx agent`,
+    /// which an operator starts on purpose with the environment its command
+    /// needs; `exec` steps never inherit).
+    pub fn with_inherited_env(mut self) -> CommandSpec {
+        self.env.extend(std::env::vars());
+        self
+    }
+
     /// Adds `IMX_IDEMPOTENCY_KEY`, `IMX_RUN_ID`, `IMX_STEP`, `IMX_ATTEMPT` and,
     /// for a `for_each` item, `IMX_INDEX`; they replace variables of the same name.
     pub fn with_attempt_env(mut self, attempt: &Attempt) -> CommandSpec {

@@ -313,3 +313,31 @@ async fn a_deadline_that_has_passed_starts_nothing() {
         .assert_eq(&render(&outcome, &[]));
     assert!(!file.exists(), "the command ran");
 }
+
+#[tokio::test]
+async fn an_agent_command_may_inherit_the_engine_environment() {
+    // Any variable of the test process whose value is plain text (not JSON).
+    let (name, value) = std::env::vars()
+        .find(|(name, value)| {
+            name != "PATH" && !value.contains('\n') && serde_json::from_str::<Value>(value).is_err()
+        })
+        .expect("the test process has a text variable");
+    let argv = vec!["printenv".to_owned(), name.clone()];
+    let mut spec = CommandSpec::new(argv, Duration::from_secs(30));
+    spec.stdout_format = StdoutFormat::JsonOrText;
+    // Not inherited by default: printenv exits 1.
+    let outcome = run_command(spec.clone()).await;
+    assert!(
+        matches!(
+            outcome,
+            Outcome::Failed {
+                retryable: true,
+                ..
+            }
+        ),
+        "{name}: {outcome:?}"
+    );
+    let outcome = run_command(spec.with_inherited_env()).await;
+    let expected = json!({ "exit_code": 0, "stderr": "", "stdout": format!("{value}\n") });
+    assert_eq!(outcome, Outcome::Succeeded { output: expected }, "{name}");
+}
