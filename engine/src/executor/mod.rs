@@ -20,6 +20,7 @@
 use std::fmt::Debug;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -101,4 +102,16 @@ pub fn deadline_passed(attempt: &Attempt) -> Option<Outcome> {
             true,
         )
     })
+}
+
+/// The executors this crate provides, for the runtime's table: `http` and
+/// `exec` (which refuses every attempt unless `exec.enabled`).
+pub fn standard_executors(
+    http: HttpConfig,
+    exec: ExecConfig,
+) -> Result<Vec<Arc<dyn Executor>>, http::Error> {
+    Ok(vec![
+        Arc::new(HttpExecutor::new(http)?),
+        Arc::new(ExecExecutor::new(exec)),
+    ])
 }

@@ -391,3 +391,23 @@ async fn a_deadline_that_has_passed_sends_nothing() {
         .assert_eq(&render(&outcome, &[]));
     assert!(server.requests().is_empty());
 }
+
+#[tokio::test]
+async fn head_of_a_large_resource_is_not_a_large_body() {
+    let server = Server::start().await;
+    let config = HttpConfig {
+        response_bytes_max: 100_000,
+        ..HttpConfig::default()
+    };
+    let executor = HttpExecutor::new(config).expect("config");
+    let input = json!({ "method": "HEAD", "url": server.url("/announced-large") });
+    let outcome = tokio::time::timeout(
+        Duration::from_secs(20),
+        executor.execute(&attempt(StepKind::Http, input)),
+    )
+    .await
+    .expect("a HEAD answer has no body to wait for");
+    let line = render(&outcome, &[]).replace(&date_of(&outcome), "*");
+    expect![[r#"ok {"body":null,"headers":{"content-length":"1000000","date":"*"},"status":200}"#]]
+        .assert_eq(&line);
+}

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use engine::core::workflow::StepKind;
-use engine::executor::{Attempt, Outcome};
+use engine::executor::{Attempt, ExecConfig, HttpConfig, Outcome, standard_executors};
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -62,4 +62,12 @@ async fn eventually(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+#[test]
+fn standard_executors_cover_http_and_exec() {
+    let executors = standard_executors(HttpConfig::default(), ExecConfig::default())
+        .expect("default configs build");
+    let kinds: Vec<StepKind> = executors.iter().map(|executor| executor.kind()).collect();
+    assert_eq!(kinds, [StepKind::Http, StepKind::Exec]);
 }
