@@ -41,6 +41,8 @@ pub struct HttpConfig {
     pub allowed_schemes: Vec<String>,
     /// Time limit of a request without `with.timeout` and without a deadline.
     pub request_timeout_ms_default: u64,
+    /// PEM certificates trusted for HTTPS besides the system's (an internal CA).
+    pub extra_root_certificates_pem: Option<String>,
 }
 
 impl Default for HttpConfig {
@@ -52,6 +54,7 @@ impl Default for HttpConfig {
             redirects_max: REDIRECTS_MAX,
             allowed_schemes: SUPPORTED_SCHEMES.map(str::to_owned).to_vec(),
             request_timeout_ms_default: REQUEST_TIMEOUT_MS_DEFAULT,
+            extra_root_certificates_pem: None,
         }
     }
 }
@@ -76,12 +79,21 @@ pub struct HttpExecutor {
 impl HttpExecutor {
     pub fn new(config: HttpConfig) -> Result<HttpExecutor, Error> {
         check_config(&config)?;
-        let client = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .user_agent(config.user_agent.clone())
             .connect_timeout(Duration::from_millis(config.connect_timeout_ms))
-            .redirect(redirect_policy(&config))
-            .build()
-            .map_err(Error::Client)?;
+            .redirect(redirect_policy(&config));
+        if let Some(pem) = &config.extra_root_certificates_pem {
+            let certificates = reqwest::Certificate::from_pem_bundle(pem.as_bytes())
+                .map_err(|err| Error::Config(format!("extra_root_certificates_pem: {err}")))?;
+            if certificates.is_empty() {
+                return Err(Error::Config(
+                    "extra_root_certificates_pem holds no certificate".to_owned(),
+                ));
+            }
+            builder = builder.tls_certs_merge(certificates);
+        }
+        let client = builder.build().map_err(Error::Client)?;
         Ok(HttpExecutor { client, config })
     }
 

@@ -366,6 +366,10 @@ fn config_is_checked_when_the_executor_is_built() {
             user_agent: "bad\nagent".to_owned(),
             ..HttpConfig::default()
         },
+        HttpConfig {
+            extra_root_certificates_pem: Some("not a certificate".to_owned()),
+            ..HttpConfig::default()
+        },
     ];
     let errors: Vec<String> = cases
         .into_iter()
@@ -378,7 +382,8 @@ fn config_is_checked_when_the_executor_is_built() {
         http executor config: allowed_schemes is empty: allow http, https or both
         http executor config: allowed_schemes names `ftp`; only http and https are supported
         http executor config: response_bytes_max must be at least 1
-        http executor config: user_agent is not a valid header value"#]]
+        http executor config: user_agent is not a valid header value
+        http executor config: extra_root_certificates_pem holds no certificate"#]]
     .assert_eq(&errors.join("\n"));
 }
 
@@ -410,4 +415,40 @@ async fn head_of_a_large_resource_is_not_a_large_body() {
     let line = render(&outcome, &[]).replace(&date_of(&outcome), "*");
     expect![[r#"ok {"body":null,"headers":{"content-length":"1000000","date":"*"},"status":200}"#]]
         .assert_eq(&line);
+}
+
+#[tokio::test]
+async fn https_works_with_a_trusted_ca_and_fails_retryably_without() {
+    let (server, ca_pem) = Server::start_tls().await;
+    let config = HttpConfig {
+        extra_root_certificates_pem: Some(ca_pem),
+        ..HttpConfig::default()
+    };
+    let trusting = HttpExecutor::new(config).expect("config");
+    let outcome = trusting
+        .execute(&attempt(StepKind::Http, get(server.url("/json"))))
+        .await;
+    assert!(
+        render(&outcome, &[]).starts_with(r#"ok {"body":{"ok":true}"#),
+        "{outcome:?}"
+    );
+    assert_eq!(
+        server.requests()[0].header("idempotency-key"),
+        Some(&*format!("{RUN_ID}/work"))
+    );
+    // The system's roots do not include the throwaway CA.
+    let outcome = executor()
+        .execute(&attempt(StepKind::Http, get(server.url("/json"))))
+        .await;
+    let line = render(&outcome, &[(&server.base, "https://SERVER")]);
+    assert!(
+        line.starts_with("failed(retryable) GET https://SERVER/json: error sending request"),
+        "{line}"
+    );
+    assert!(line.to_lowercase().contains("certificate"), "{line}");
+    assert_eq!(
+        server.requests().len(),
+        1,
+        "nothing reached the server without trust"
+    );
 }

@@ -10,6 +10,9 @@ use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::rustls;
+use tokio_rustls::rustls::pki_types::PrivateKeyDer;
 
 /// One request as the server saw it.
 #[derive(Debug, Clone)]
@@ -54,6 +57,44 @@ impl Server {
             base: format!("http://{address}"),
             shared,
         }
+    }
+
+    /// The same server over HTTPS, with a certificate for `localhost` issued by
+    /// a throwaway CA; also returns the CA's certificate (PEM).
+    pub async fn start_tls() -> (Server, String) {
+        let ca_key = rcgen::KeyPair::generate().expect("CA key");
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "imx test CA");
+        let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).expect("CA certificate");
+        let leaf_key = rcgen::KeyPair::generate().expect("server key");
+        let leaf = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+            .expect("server params")
+            .signed_by(&leaf_key, &ca)
+            .expect("server certificate");
+        let key = PrivateKeyDer::try_from(leaf_key.serialize_der()).expect("key DER");
+        let config = rustls::ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(vec![leaf.der().clone()], key)
+            .expect("server TLS config");
+        let tcp = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind a loopback port");
+        let port = tcp.local_addr().expect("bound address").port();
+        let listener = TlsListener {
+            tcp,
+            acceptor: TlsAcceptor::from(Arc::new(config)),
+        };
+        let shared = Shared::default();
+        let app = Router::new().fallback(answer).with_state(shared.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let server = Server {
+            base: format!("https://localhost:{port}"),
+            shared,
+        };
+        (server, ca.pem())
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -137,6 +178,33 @@ async fn answer(
             }
             None => (StatusCode::NOT_FOUND, "no such test route").into_response(),
         },
+    }
+}
+
+/// Accepts TCP connections and completes the TLS handshake; connections
+/// whose handshake fails (a client that does not trust the CA) are dropped.
+struct TlsListener {
+    tcp: tokio::net::TcpListener,
+    acceptor: TlsAcceptor,
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let Ok((stream, address)) = self.tcp.accept().await else {
+                continue;
+            };
+            if let Ok(tls) = self.acceptor.accept(stream).await {
+                return (tls, address);
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.tcp.local_addr()
     }
 }
 
