@@ -1,5 +1,7 @@
 //! The `imx` binary's one integration test binary: runs the real executable.
 
+mod crash;
+mod run;
 mod validate;
 
 use std::path::{Path, PathBuf};
