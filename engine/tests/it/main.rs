@@ -2,6 +2,7 @@
 
 mod core;
 mod dsl;
+mod executor;
 mod graph;
 mod runtime;
 mod schema;
