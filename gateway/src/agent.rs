@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::cli::AgentArgs;
-use crate::serve::{open_runtime, shutdown_signal};
+use crate::serve::{Executors, open_runtime, shutdown_signal};
 
 /// Most bytes of stderr quoted in a failure message.
 const STDERR_QUOTE_BYTES_MAX: usize = 2_000;
@@ -24,7 +24,7 @@ pub async fn agent(url: &str, args: &AgentArgs) -> anyhow::Result<ExitCode> {
         workers: args.workers,
         ..Config::default()
     };
-    let runtime = open_runtime(url, config).await?;
+    let runtime = open_runtime(url, config, Executors::default()).await?;
     let executor: Arc<dyn Executor> = Arc::new(CommandAgent {
         command: args.command.clone(),
     });

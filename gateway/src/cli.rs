@@ -80,6 +80,9 @@ pub struct RunArgs {
     /// Print the run document as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Let this process run `exec` steps (local programs, as this user).
+    #[arg(long, env = "IMX_ENABLE_EXEC")]
+    pub enable_exec: bool,
 }
 
 #[derive(Debug, Args)]
@@ -133,6 +136,10 @@ pub struct ServeArgs {
     /// Lease on a claimed task, in ms: after a crash, its tasks wait this long.
     #[arg(long, default_value_t = engine::runtime::LEASE_MS_DEFAULT)]
     pub lease_ms: u64,
+    /// Let this node run `exec` steps (local programs, as this user); nodes
+    /// without it leave `exec` steps to nodes that have it.
+    #[arg(long, env = "IMX_ENABLE_EXEC")]
+    pub enable_exec: bool,
 }
 
 #[derive(Debug, Args)]

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use engine::executor::Executor;
+use engine::executor::{ExecConfig, ExecExecutor, Executor, HttpConfig, HttpExecutor};
 use engine::runtime::{Config, Runtime, RuntimeHandle};
 use engine::store::Store;
 
@@ -18,24 +18,43 @@ pub struct Node {
     pub handle: RuntimeHandle,
 }
 
+/// Which executors a node runs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Executors {
+    /// `exec` runs local programs: only on nodes that opt in.
+    pub exec: bool,
+}
+
 /// Opens the store at `url` (migrating it) with nothing started.
-pub async fn open_runtime(url: &str, config: Config) -> anyhow::Result<Arc<Runtime<Store>>> {
+pub async fn open_runtime(
+    url: &str,
+    config: Config,
+    which: Executors,
+) -> anyhow::Result<Arc<Runtime<Store>>> {
     let store = engine::store::open(url)
         .await
         .with_context(|| format!("cannot open the store at {url}"))?;
-    Ok(Runtime::new(Arc::new(store), executors(), config))
+    Ok(Runtime::new(Arc::new(store), executors(which)?, config))
 }
 
-/// The executors this build has (step kinds the core and runtime handle
-/// themselves need none: noop, fail, sleep, approval, workflow, agent).
-pub fn executors() -> Vec<Arc<dyn Executor>> {
-    Vec::new()
+/// The executors of this node. Kinds the core and the runtime handle
+/// themselves need none: noop, fail, sleep, approval, workflow, agent. A
+/// node without `exec` does not claim `exec` steps at all (they wait for a
+/// node that has it) rather than failing them.
+pub fn executors(which: Executors) -> anyhow::Result<Vec<Arc<dyn Executor>>> {
+    let mut executors: Vec<Arc<dyn Executor>> = vec![Arc::new(
+        HttpExecutor::new(HttpConfig::default()).context("cannot set up the http executor")?,
+    )];
+    if which.exec {
+        executors.push(Arc::new(ExecExecutor::new(ExecConfig::enabled())));
+    }
+    Ok(executors)
 }
 
 /// Opens the store and starts workers and timers; resumes unfinished runs
 /// when `config.resume_on_start`.
-pub async fn start_node(url: &str, config: Config) -> anyhow::Result<Node> {
-    let runtime = open_runtime(url, config).await?;
+pub async fn start_node(url: &str, config: Config, which: Executors) -> anyhow::Result<Node> {
+    let runtime = open_runtime(url, config, which).await?;
     let handle = runtime.start().await.context("cannot start the runtime")?;
     Ok(Node { runtime, handle })
 }
@@ -46,7 +65,10 @@ pub async fn serve(url: &str, args: &ServeArgs) -> anyhow::Result<std::process::
         lease_ms: args.lease_ms,
         ..Config::default()
     };
-    let node = start_node(url, config).await?;
+    let which = Executors {
+        exec: args.enable_exec,
+    };
+    let node = start_node(url, config, which).await?;
     eprintln!(
         "imx serve: working on {url} as {} ({} workers); Ctrl-C stops",
         node.runtime.config().node,
