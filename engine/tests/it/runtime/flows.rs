@@ -21,6 +21,8 @@ both_backends!(flows:
     cancel_stops_a_sleeping_run,
     bad_input_writes_nothing,
     secrets_reach_executors_but_never_the_log,
+    cancelling_a_parent_cancels_its_child,
+    for_each_approvals_are_decided_per_item,
 );
 
 const CHAIN: &str = r#"
@@ -432,5 +434,78 @@ steps:
         .map(|event| event.event_type.clone())
         .collect();
     assert!(leaked.is_empty(), "secret in {leaked:?}");
+    node.stop().await;
+}
+
+async fn cancelling_a_parent_cancels_its_child(url: &str) {
+    let node = Node::start(url).await;
+    node.register("name: dozing\nsteps:\n  nap: { uses: sleep, with: { duration: 1h } }\n")
+        .await;
+    node.register(
+        "name: waiting-parent\nsteps:\n  call: { uses: workflow, with: { name: dozing } }\n",
+    )
+    .await;
+    let run_id = node.start_run("waiting-parent", json!({})).await;
+    let query = RunQuery {
+        workflow: Some("dozing".to_owned()),
+        limit: 10,
+        ..RunQuery::default()
+    };
+    let children = node
+        .runtime
+        .store()
+        .list_runs(&query)
+        .await
+        .expect("list")
+        .items;
+    assert_eq!(children.len(), 1, "the child started with the parent");
+    let child = children[0].row.run_id;
+    node.runtime
+        .cancel_run(run_id, None, Some("enough".to_owned()))
+        .await
+        .expect("cancel");
+    let parent = node.finished(run_id).await;
+    assert_eq!(parent["status"], "cancelled", "{parent}");
+    let child = node.finished(child).await;
+    assert_eq!(child["status"], "cancelled", "{child}");
+    assert_eq!(child["steps"]["nap"]["status"], "cancelled");
+    node.stop().await;
+}
+
+async fn for_each_approvals_are_decided_per_item(url: &str) {
+    let node = Node::start(url).await;
+    node.register(
+        r#"
+name: reviews
+steps:
+  review:
+    for_each: "{{ [1, 2] }}"
+    uses: approval
+    with: { message: "item {{ item }}" }
+"#,
+    )
+    .await;
+    let run_id = node.start_run("reviews", json!({})).await;
+    node.wait_for(run_id, |s| s.status == RunStatus::Waiting)
+        .await;
+    node.runtime
+        .approve(run_id, "review/1", "ada", None)
+        .await
+        .expect("approve item 1");
+    let state = node.runtime.state(run_id).await.expect("state");
+    assert_eq!(state.status, RunStatus::Waiting, "item 0 still waits");
+    node.runtime
+        .approve(run_id, "review/0", "bob", None)
+        .await
+        .expect("approve item 0");
+    let document = node.finished(run_id).await;
+    assert_eq!(document["status"], "succeeded", "{document}");
+    let by: Vec<_> = document["steps"]["review"]["output"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|out| out["by"].clone())
+        .collect();
+    assert_eq!(by, ["bob", "ada"]);
     node.stop().await;
 }
