@@ -1,0 +1,1 @@
+//! The replay crate's integration tests.
