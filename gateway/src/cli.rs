@@ -19,6 +19,8 @@ pub enum Command {
     Validate(ValidateArgs),
     /// Draw a workflow's DAG as Mermaid or Graphviz DOT.
     Graph(GraphArgs),
+    /// Audit the event log: export, verify, inspect a run, check a new version.
+    Replay(crate::replay::ReplayArgs),
 }
 
 #[derive(Debug, Args)]

@@ -2,6 +2,7 @@
 //! hands it to the module that carries it out.
 
 mod cli;
+mod replay;
 mod validate;
 
 use std::process::ExitCode;
@@ -23,5 +24,6 @@ fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         cli::Command::Validate(args) => validate::validate(&args),
         cli::Command::Graph(args) => validate::graph(&args),
+        cli::Command::Replay(args) => replay::run(args),
     }
 }

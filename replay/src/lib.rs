@@ -6,6 +6,7 @@ pub mod check;
 pub mod export;
 pub mod format;
 pub mod inspect;
+pub mod online;
 pub mod schemas;
 pub mod verify;
 
