@@ -64,12 +64,16 @@ pub enum ReplayCommand {
 }
 
 pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(dispatch(args))
 }
 
 async fn open(url: &str) -> anyhow::Result<Store> {
-    engine::store::open(url).await.with_context(|| format!("cannot open the store {url}"))
+    engine::store::open(url)
+        .await
+        .with_context(|| format!("cannot open the store {url}"))
 }
 
 async fn dispatch(args: ReplayArgs) -> anyhow::Result<ExitCode> {
@@ -87,21 +91,36 @@ async fn dispatch(args: ReplayArgs) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        ReplayCommand::Verify { file, expect_head, json } => {
+        ReplayCommand::Verify {
+            file,
+            expect_head,
+            json,
+        } => {
             let options = replay::Options { expect_head };
             let outcome = match file {
                 Some(path) => {
-                    let reader = BufReader::new(File::open(&path).with_context(|| format!("cannot open {}", path.display()))?);
+                    let reader = BufReader::new(
+                        File::open(&path)
+                            .with_context(|| format!("cannot open {}", path.display()))?,
+                    );
                     replay::verify_reader(reader, options)
                 }
                 None => replay::online::verify_store(&open(&url).await?, options).await?,
             };
             report_verification(outcome, json)
         }
-        ReplayCommand::Inspect { run, at, file, json } => {
+        ReplayCommand::Inspect {
+            run,
+            at,
+            file,
+            json,
+        } => {
             let inspection = match file {
                 Some(path) => {
-                    let reader = BufReader::new(File::open(&path).with_context(|| format!("cannot open {}", path.display()))?);
+                    let reader = BufReader::new(
+                        File::open(&path)
+                            .with_context(|| format!("cannot open {}", path.display()))?,
+                    );
                     replay::inspect::inspect_reader(reader, run, at)?
                 }
                 None => replay::inspect::inspect_store(&open(&url).await?, run, at).await?,
@@ -117,11 +136,17 @@ async fn dispatch(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn report_verification(outcome: Result<replay::Summary, replay::Problem>, json: bool) -> anyhow::Result<ExitCode> {
+fn report_verification(
+    outcome: Result<replay::Summary, replay::Problem>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
     match outcome {
         Ok(summary) => {
             if json {
-                println!("{:#}", serde_json::json!({ "ok": true, "summary": summary }));
+                println!(
+                    "{:#}",
+                    serde_json::json!({ "ok": true, "summary": summary })
+                );
             } else {
                 print!("{}", summary.render());
             }
@@ -129,7 +154,10 @@ fn report_verification(outcome: Result<replay::Summary, replay::Problem>, json: 
         }
         Err(problem) => {
             if json {
-                println!("{:#}", serde_json::json!({ "ok": false, "problem": problem }));
+                println!(
+                    "{:#}",
+                    serde_json::json!({ "ok": false, "problem": problem })
+                );
             }
             eprintln!("verify failed: {problem}");
             Ok(ExitCode::FAILURE)
@@ -138,7 +166,8 @@ fn report_verification(outcome: Result<replay::Summary, replay::Problem>, json: 
 }
 
 fn load_workflow(path: &Path) -> anyhow::Result<Option<Workflow>> {
-    let source = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let source =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let parsed = engine::core::dsl::parse(&source);
     for diagnostic in &parsed.diagnostics {
         eprintln!("{}", diagnostic.render(&path.display().to_string()));
@@ -161,15 +190,27 @@ async fn check(url: &str, new: &Path, old: Option<&Path>, json: bool) -> anyhow:
     // Until the workflow registry lands, the old model comes from --old,
     // used for every run whose version matches it.
     let old_model = |_name: &str, version: &str| {
-        old_workflow.clone().filter(|workflow| engine::core::version::version_of(workflow) == version)
+        old_workflow
+            .clone()
+            .filter(|workflow| engine::core::version::version_of(workflow) == version)
     };
     let runs = replay::online::check_runs(&store, &new_workflow, old_model).await?;
     let version = engine::core::version::version_of(&new_workflow);
     if json {
-        println!("{:#}", serde_json::json!({ "workflow": new_workflow.name, "version": version, "runs": runs }));
+        println!(
+            "{:#}",
+            serde_json::json!({ "workflow": new_workflow.name, "version": version, "runs": runs })
+        );
     } else {
-        print!("{}", replay::check::render_report(&new_workflow.name, &version, &runs));
+        print!(
+            "{}",
+            replay::check::render_report(&new_workflow.name, &version, &runs)
+        );
     }
     let affected = runs.iter().any(|run| !run.is_safe());
-    Ok(if affected { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+    Ok(if affected {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }

@@ -15,12 +15,23 @@ pub enum Incompatibility {
     StepRemoved { step: StepId, status: String },
     /// A finished step depends on other steps in the new version: the
     /// recorded history would not be one the new DAG could produce.
-    NeedsChanged { step: StepId, old: Vec<StepId>, new: Vec<StepId> },
+    NeedsChanged {
+        step: StepId,
+        old: Vec<StepId>,
+        new: Vec<StepId>,
+    },
     /// The run input schema changed; `input_valid` tells whether this run's
     /// input still satisfies the new one.
-    InputSchemaChanged { input_valid: bool, detail: Option<String> },
+    InputSchemaChanged {
+        input_valid: bool,
+        detail: Option<String>,
+    },
     /// A step that already started runs another kind of executor in the new version.
-    KindChanged { step: StepId, old: StepKind, new: StepKind },
+    KindChanged {
+        step: StepId,
+        old: StepKind,
+        new: StepKind,
+    },
 }
 
 impl std::fmt::Display for Incompatibility {
@@ -61,11 +72,22 @@ pub fn compatibility(old: &Workflow, new: &Workflow, state: &RunState) -> Vec<In
         let (Some(before), Some(after)) = (old.steps.get(id), new.steps.get(id)) else {
             continue;
         };
-        if step.status.is_terminal() && step.status != StepStatus::Skipped && sorted(&before.needs) != sorted(&after.needs) {
-            found.push(Incompatibility::NeedsChanged { step: id.clone(), old: before.needs.clone(), new: after.needs.clone() });
+        if step.status.is_terminal()
+            && step.status != StepStatus::Skipped
+            && sorted(&before.needs) != sorted(&after.needs)
+        {
+            found.push(Incompatibility::NeedsChanged {
+                step: id.clone(),
+                old: before.needs.clone(),
+                new: after.needs.clone(),
+            });
         }
         if !step.executions.is_empty() && before.uses != after.uses {
-            found.push(Incompatibility::KindChanged { step: id.clone(), old: before.uses, new: after.uses });
+            found.push(Incompatibility::KindChanged {
+                step: id.clone(),
+                old: before.uses,
+                new: after.uses,
+            });
         }
     }
     if old.input != new.input {
@@ -81,7 +103,10 @@ pub fn removed_steps(new: &Workflow, state: &RunState) -> Vec<Incompatibility> {
         .steps
         .iter()
         .filter(|(id, step)| !step.status.is_terminal() && !new.steps.contains_key(*id))
-        .map(|(id, step)| Incompatibility::StepRemoved { step: id.clone(), status: step.status.as_str().to_owned() })
+        .map(|(id, step)| Incompatibility::StepRemoved {
+            step: id.clone(),
+            status: step.status.as_str().to_owned(),
+        })
         .collect()
 }
 
@@ -93,13 +118,22 @@ fn sorted(ids: &[StepId]) -> Vec<&StepId> {
 
 fn input_change(new: &Workflow, state: &RunState) -> Incompatibility {
     let Some(schema) = &new.input else {
-        return Incompatibility::InputSchemaChanged { input_valid: true, detail: None };
+        return Incompatibility::InputSchemaChanged {
+            input_valid: true,
+            detail: None,
+        };
     };
     let detail = match jsonschema::draft202012::new(schema) {
-        Ok(validator) => validator.iter_errors(&state.input).next().map(|error| format!("{error} at `{}`", error.instance_path())),
+        Ok(validator) => validator
+            .iter_errors(&state.input)
+            .next()
+            .map(|error| format!("{error} at `{}`", error.instance_path())),
         Err(error) => Some(format!("the new schema does not compile: {error}")),
     };
-    Incompatibility::InputSchemaChanged { input_valid: detail.is_none(), detail }
+    Incompatibility::InputSchemaChanged {
+        input_valid: detail.is_none(),
+        detail,
+    }
 }
 
 /// One run in flight and what the check found.
@@ -129,10 +163,20 @@ pub fn render_report(name: &str, new_version: &str, runs: &[RunCheck]) -> String
         return text;
     }
     let affected = runs.iter().filter(|run| !run.is_safe()).count();
-    text.push_str(&format!("{} run(s) in flight on other versions, {affected} affected\n", runs.len()));
+    text.push_str(&format!(
+        "{} run(s) in flight on other versions, {affected} affected\n",
+        runs.len()
+    ));
     for run in runs {
-        let verdict = if run.is_safe() { "can take over" } else { "CANNOT take over" };
-        text.push_str(&format!("\nrun {} ({}, {} at seq {}): {verdict}\n", run.run_id, run.version, run.status, run.seq));
+        let verdict = if run.is_safe() {
+            "can take over"
+        } else {
+            "CANNOT take over"
+        };
+        text.push_str(&format!(
+            "\nrun {} ({}, {} at seq {}): {verdict}\n",
+            run.run_id, run.version, run.status, run.seq
+        ));
         if !run.old_model_known {
             text.push_str("  note: the run's version is not in the registry; only removed steps were checked\n");
         }

@@ -8,7 +8,9 @@ use engine::chain::{GENESIS_HASH, LogHead, RecordedEvent};
 use engine::store::EventStore;
 
 use crate::Error;
-use crate::format::{ChainParams, EventLine, FORMAT_NAME, FORMAT_VERSION, Header, Line, Scope, Trailer};
+use crate::format::{
+    ChainParams, EventLine, FORMAT_NAME, FORMAT_VERSION, Header, Line, Scope, Trailer,
+};
 
 /// Events read from the store per page (the stores' default page maximum).
 pub const EXPORT_PAGE_EVENTS: u32 = 1_000;
@@ -25,7 +27,10 @@ pub async fn export<S: EventStore>(
 ) -> Result<Trailer, Error> {
     let end = store.log_head().await?;
     if scope.since > end.position {
-        return Err(Error::SinceBeyondHead { since: scope.since, head: end.position });
+        return Err(Error::SinceBeyondHead {
+            since: scope.since,
+            head: end.position,
+        });
     }
     let start = start_head(store, scope.since).await?;
     let header = Header {
@@ -51,10 +56,15 @@ pub async fn export<S: EventStore>(
         Some(run_id) => {
             let mut after_seq = 0;
             loop {
-                let page = store.read_stream(run_id, after_seq, EXPORT_PAGE_EVENTS).await?;
+                let page = store
+                    .read_stream(run_id, after_seq, EXPORT_PAGE_EVENTS)
+                    .await?;
                 let Some(last) = page.last() else { break };
                 after_seq = last.seq;
-                for event in page.iter().filter(|event| event.position > scope.since && event.position <= end.position) {
+                for event in page
+                    .iter()
+                    .filter(|event| event.position > scope.since && event.position <= end.position)
+                {
                     writer.write(event)?;
                 }
             }
@@ -74,7 +84,11 @@ pub async fn export<S: EventStore>(
             }
         }
     }
-    let trailer = Trailer { events: writer.events, head: writer.head, position: writer.position };
+    let trailer = Trailer {
+        events: writer.events,
+        head: writer.head,
+        position: writer.position,
+    };
     writeln!(writer.out, "{}", Line::Trailer(trailer.clone()).to_text())?;
     writer.out.flush()?;
     Ok(trailer)
@@ -87,7 +101,10 @@ async fn start_head<S: EventStore>(store: &S, since: u64) -> Result<LogHead, Err
     }
     let page = store.read_log(since - 1, 1).await?;
     match page.first() {
-        Some(event) if event.position == since => Ok(LogHead { position: since, log_hash: event.log_hash.clone() }),
+        Some(event) if event.position == since => Ok(LogHead {
+            position: since,
+            log_hash: event.log_hash.clone(),
+        }),
         _ => Err(Error::SinceBeyondHead { since, head: 0 }),
     }
 }
@@ -107,7 +124,11 @@ impl<W: Write> EventWriter<'_, W> {
         self.out.write_all(b"\n")?;
         self.events += 1;
         self.position = event.position;
-        self.head.clone_from(if self.run_scope { &event.hash } else { &event.log_hash });
+        self.head.clone_from(if self.run_scope {
+            &event.hash
+        } else {
+            &event.log_hash
+        });
         Ok(())
     }
 }

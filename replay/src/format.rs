@@ -120,8 +120,8 @@ impl EventLine {
         }
     }
 
-    /// The stored form; `None` when `recorded_at` is not the canonical spelling.
-    pub fn into_recorded(self) -> Result<RecordedEvent, Self> {
+    /// The stored form; `Err(recorded_at)` when that is not the canonical spelling.
+    pub fn into_recorded(self) -> Result<RecordedEvent, String> {
         let parsed = DateTime::parse_from_rfc3339(&self.recorded_at)
             .map(|at| at.with_timezone(&Utc))
             .ok()
@@ -139,7 +139,7 @@ impl EventLine {
                 hash: self.hash,
                 log_hash: self.log_hash,
             }),
-            None => Err(self),
+            None => Err(self.recorded_at),
         }
     }
 }

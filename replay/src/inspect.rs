@@ -61,17 +61,32 @@ impl Inspection {
         let state = &self.state;
         let mut text = format!(
             "run {} of {} ({})\nas of seq {}: {}\n",
-            self.run_id, state.workflow, state.version, self.seq, state.status.as_str()
+            self.run_id,
+            state.workflow,
+            state.version,
+            self.seq,
+            state.status.as_str()
         );
         if let Some(failure) = &state.failure {
             text.push_str(&format!("failure: {failure}\n"));
         }
         text.push_str("\nsteps:\n");
         for (id, step) in &state.steps {
-            let reason = step.reason.as_deref().map(|r| format!("  ({r})")).unwrap_or_default();
-            text.push_str(&format!("  {id:<20} {:<10} attempts {}{reason}\n", step.status.as_str(), step.attempts()));
+            let reason = step
+                .reason
+                .as_deref()
+                .map(|r| format!("  ({r})"))
+                .unwrap_or_default();
+            text.push_str(&format!(
+                "  {id:<20} {:<10} attempts {}{reason}\n",
+                step.status.as_str(),
+                step.attempts()
+            ));
         }
-        text.push_str(&format!("\n{:>5}  {:<27}  {:<21}  {:<20}  {:>7}  {}\n", "seq", "at", "event", "step", "attempt", "note"));
+        text.push_str(&format!(
+            "\n{:>5}  {:<27}  {:<21}  {:<20}  {:>7}  {}\n",
+            "seq", "at", "event", "step", "attempt", "note"
+        ));
         for entry in &self.timeline {
             let step = match (&entry.step, entry.index) {
                 (Some(step), Some(index)) => format!("{step}[{index}]"),
@@ -81,11 +96,21 @@ impl Inspection {
             let attempt = entry.attempt.map(|a| a.to_string()).unwrap_or_default();
             let at = engine::chain::format_recorded_at(entry.at);
             let note = entry.note.as_deref().unwrap_or("");
-            text.push_str(&format!("{:>5}  {at:<27}  {:<21}  {step:<20}  {attempt:>7}  {note}\n", entry.seq, entry.event_type));
+            let row = format!(
+                "{:>5}  {at:<27}  {:<21}  {step:<20}  {attempt:>7}  {note}",
+                entry.seq, entry.event_type
+            );
+            text.push_str(row.trim_end());
+            text.push('\n');
         }
         text
     }
 }
+
+/// (step, index, attempt).
+type AttemptKey = (String, Option<u64>, Option<u64>);
+/// When an attempt was scheduled and started.
+type AttemptTimes = (DateTime<Utc>, Option<DateTime<Utc>>);
 
 /// Folds one run's events up to `at` (the last one when `None`).
 #[derive(Debug)]
@@ -94,13 +119,18 @@ pub struct Inspector {
     at: Option<u64>,
     state: RunState,
     timeline: Vec<TimelineEntry>,
-    /// (step, index, attempt) → when it was scheduled and started.
-    attempts: HashMap<(String, Option<u64>, Option<u64>), (DateTime<Utc>, Option<DateTime<Utc>>)>,
+    attempts: HashMap<AttemptKey, AttemptTimes>,
 }
 
 impl Inspector {
     pub fn new(run_id: Uuid, at: Option<u64>) -> Self {
-        Inspector { run_id, at, state: RunState::new(), timeline: Vec::new(), attempts: HashMap::new() }
+        Inspector {
+            run_id,
+            at,
+            state: RunState::new(),
+            timeline: Vec::new(),
+            attempts: HashMap::new(),
+        }
     }
 
     /// True once `at` is reached: later events are not needed.
@@ -113,8 +143,18 @@ impl Inspector {
         if event.run_id != self.run_id || self.done() {
             return Ok(());
         }
-        let envelope = EventEnvelope::from_stored(event.run_id, event.seq, &event.event_type, event.schema_version, &event.payload)
-            .map_err(|source| Error::Event { run_id: event.run_id, seq: event.seq, source })?;
+        let envelope = EventEnvelope::from_stored(
+            event.run_id,
+            event.seq,
+            &event.event_type,
+            event.schema_version,
+            &event.payload,
+        )
+        .map_err(|source| Error::Event {
+            run_id: event.run_id,
+            seq: event.seq,
+            source,
+        })?;
         self.state.apply(&envelope)?;
         let entry = self.entry(event, envelope.event.at());
         self.timeline.push(entry);
@@ -123,14 +163,39 @@ impl Inspector {
 
     fn entry(&mut self, event: &RecordedEvent, at: DateTime<Utc>) -> TimelineEntry {
         let payload = &event.payload;
-        let step = payload.get("step").and_then(Value::as_str).map(str::to_owned);
+        let step = payload
+            .get("step")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
         let index = payload.get("index").and_then(Value::as_u64);
         let attempt = payload.get("attempt").and_then(Value::as_u64);
-        let note = step.as_ref().and_then(|step| self.note(&event.event_type, (step.clone(), index, attempt), at, payload));
-        TimelineEntry { seq: event.seq, at, recorded_at: event.recorded_at, event_type: event.event_type.clone(), step, index, attempt, note }
+        let note = step.as_ref().and_then(|step| {
+            self.note(
+                &event.event_type,
+                (step.clone(), index, attempt),
+                at,
+                payload,
+            )
+        });
+        TimelineEntry {
+            seq: event.seq,
+            at,
+            recorded_at: event.recorded_at,
+            event_type: event.event_type.clone(),
+            step,
+            index,
+            attempt,
+            note,
+        }
     }
 
-    fn note(&mut self, event_type: &str, key: (String, Option<u64>, Option<u64>), at: DateTime<Utc>, payload: &Value) -> Option<String> {
+    fn note(
+        &mut self,
+        event_type: &str,
+        key: AttemptKey,
+        at: DateTime<Utc>,
+        payload: &Value,
+    ) -> Option<String> {
         match event_type {
             "step.scheduled" => {
                 self.attempts.insert(key, (at, None));
@@ -147,7 +212,9 @@ impl Inspector {
             }
             "step.retry_scheduled" => {
                 let fire_at = payload.get("fire_at").and_then(Value::as_str)?;
-                let fire_at = DateTime::parse_from_rfc3339(fire_at).ok()?.with_timezone(&Utc);
+                let fire_at = DateTime::parse_from_rfc3339(fire_at)
+                    .ok()?
+                    .with_timezone(&Utc);
                 Some(format!("retry in {}", span(at, fire_at)))
             }
             _ => None,
@@ -156,14 +223,25 @@ impl Inspector {
 
     pub fn finish(self) -> Result<Inspection, Error> {
         if self.state.seq == 0 {
-            return Err(Error::RunNotFound { run_id: self.run_id });
+            return Err(Error::RunNotFound {
+                run_id: self.run_id,
+            });
         }
         if let Some(at) = self.at
             && at > self.state.seq
         {
-            return Err(Error::AtBeyondEnd { run_id: self.run_id, at, last: self.state.seq });
+            return Err(Error::AtBeyondEnd {
+                run_id: self.run_id,
+                at,
+                last: self.state.seq,
+            });
         }
-        Ok(Inspection { run_id: self.run_id, seq: self.state.seq, state: self.state, timeline: self.timeline })
+        Ok(Inspection {
+            run_id: self.run_id,
+            seq: self.state.seq,
+            state: self.state,
+            timeline: self.timeline,
+        })
     }
 }
 
@@ -178,11 +256,17 @@ fn span(from: DateTime<Utc>, to: DateTime<Utc>) -> String {
 }
 
 /// Inspects a run from the store, reading only up to `at`.
-pub async fn inspect_store<S: EventStore>(store: &S, run_id: Uuid, at: Option<u64>) -> Result<Inspection, Error> {
+pub async fn inspect_store<S: EventStore>(
+    store: &S,
+    run_id: Uuid,
+    at: Option<u64>,
+) -> Result<Inspection, Error> {
     let mut inspector = Inspector::new(run_id, at);
     let mut after_seq = 0;
     while !inspector.done() {
-        let page = store.read_stream(run_id, after_seq, INSPECT_PAGE_EVENTS).await?;
+        let page = store
+            .read_stream(run_id, after_seq, INSPECT_PAGE_EVENTS)
+            .await?;
         let Some(last) = page.last() else { break };
         after_seq = last.seq;
         for event in &page {
@@ -194,7 +278,11 @@ pub async fn inspect_store<S: EventStore>(store: &S, run_id: Uuid, at: Option<u6
 
 /// Inspects a run from an export file. The file is not verified here: run
 /// `imx replay verify` on it first.
-pub fn inspect_reader(mut reader: impl BufRead, run_id: Uuid, at: Option<u64>) -> Result<Inspection, Error> {
+pub fn inspect_reader(
+    mut reader: impl BufRead,
+    run_id: Uuid,
+    at: Option<u64>,
+) -> Result<Inspection, Error> {
     let mut inspector = Inspector::new(run_id, at);
     let mut buffer = String::new();
     let mut number = 0;
@@ -211,12 +299,17 @@ pub fn inspect_reader(mut reader: impl BufRead, run_id: Uuid, at: Option<u64>) -
                 seq: None,
                 position: None,
                 line: Some(number),
-                fault: crate::verify::Fault::Malformed { line: number, detail },
+                fault: Box::new(crate::verify::Fault::Malformed {
+                    line: number,
+                    detail,
+                }),
             })
         };
         match Line::parse(buffer.trim_end()) {
             Ok(Line::Event(line)) if line.run_id == run_id => {
-                let event = line.into_recorded().map_err(|line| malformed(format!("recorded_at {:?}", line.recorded_at)))?;
+                let event = line
+                    .into_recorded()
+                    .map_err(|value| malformed(format!("recorded_at {value:?}")))?;
                 inspector.push(&event)?;
             }
             Ok(_) => {}

@@ -31,7 +31,11 @@ pub enum Error {
     #[error("--since {since} is beyond the log's last position {head}")]
     SinceBeyondHead { since: u64, head: u64 },
     #[error("run {run_id} seq {seq}: the event cannot be read: {source}")]
-    Event { run_id: Uuid, seq: u64, source: engine::core::event::Error },
+    Event {
+        run_id: Uuid,
+        seq: u64,
+        source: engine::core::event::Error,
+    },
     #[error("the core rejects the history: {0}")]
     Evolve(#[from] engine::core::evolve::Error),
     #[error("run {run_id}: --at {at} is beyond the run's last seq {last}")]

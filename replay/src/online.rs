@@ -20,7 +20,10 @@ pub const CHECK_PAGE_RUNS: u32 = 100;
 
 /// Verifies the store's whole log from genesis: every run chain, the log
 /// chain, every payload's schema. `Ok(Err(problem))`: the log is damaged.
-pub async fn verify_store<S: EventStore>(store: &S, options: Options) -> Result<Result<Summary, Problem>, Error> {
+pub async fn verify_store<S: EventStore>(
+    store: &S,
+    options: Options,
+) -> Result<Result<Summary, Problem>, Error> {
     let mut verifier = Verifier::new(Scope::default(), LogHead::genesis(), options);
     let end = store.log_head().await?;
     let mut after = 0;
@@ -48,7 +51,11 @@ pub async fn check_runs<S: EventStore>(
 ) -> Result<Vec<RunCheck>, Error> {
     let new_version = version_of(new);
     let mut checks = Vec::new();
-    let mut query = RunQuery { workflow: Some(new.name.clone()), limit: CHECK_PAGE_RUNS, ..RunQuery::default() };
+    let mut query = RunQuery {
+        workflow: Some(new.name.clone()),
+        limit: CHECK_PAGE_RUNS,
+        ..RunQuery::default()
+    };
     loop {
         let page = store.list_runs(&query).await?;
         for record in &page.items {
@@ -60,7 +67,11 @@ pub async fn check_runs<S: EventStore>(
             if state.is_finished() {
                 continue;
             }
-            checks.push(run_check(&state, new, old_model(&row.workflow, &row.version)));
+            checks.push(run_check(
+                &state,
+                new,
+                old_model(&row.workflow, &row.version),
+            ));
         }
         match page.next {
             Some(next) => query.after = Some(next),

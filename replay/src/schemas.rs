@@ -30,7 +30,10 @@ impl Schemas {
                     // The engine's tests compile every generated schema, so
                     // a failure here cannot happen with a released build;
                     // an unknown type is then reported for that event.
-                    let validator = jsonschema::options().should_validate_formats(true).build(&schema).ok()?;
+                    let validator = jsonschema::options()
+                        .should_validate_formats(true)
+                        .build(&schema)
+                        .ok()?;
                     Some((event_type, validator))
                 })
                 .collect();
@@ -40,12 +43,21 @@ impl Schemas {
 
     /// Checks one payload against the schema of its type and version.
     pub fn check(&self, event_type: &str, version: u32, payload: &Value) -> Result<(), Fault> {
-        let fault = |detail: String| Fault::Schema { event_type: event_type.to_owned(), version, detail };
+        let fault = |detail: String| Fault::Schema {
+            event_type: event_type.to_owned(),
+            version,
+            detail,
+        };
         if version != EVENT_SCHEMA_VERSION {
-            return Err(fault(format!("this build knows schema version {EVENT_SCHEMA_VERSION} only")));
+            return Err(fault(format!(
+                "this build knows schema version {EVENT_SCHEMA_VERSION} only"
+            )));
         }
         let Some(validator) = self.validators.get(event_type) else {
-            return Err(fault(format!("unknown event type; known: {}", Event::TYPES.join(", "))));
+            return Err(fault(format!(
+                "unknown event type; known: {}",
+                Event::TYPES.join(", ")
+            )));
         };
         if validator.is_valid(payload) {
             return Ok(());

@@ -12,7 +12,10 @@ use engine::chain::{self, GENESIS_HASH, LogHead, RecordedEvent};
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::format::{ChainParams, EventLine, FORMAT_NAME, FORMAT_VERSION, Header, LINE_BYTES_MAX, Line, Scope, Trailer};
+use crate::format::{
+    ChainParams, EventLine, FORMAT_NAME, FORMAT_VERSION, Header, LINE_BYTES_MAX, Line, Scope,
+    Trailer,
+};
 use crate::schemas::Schemas;
 
 /// Most run heads listed in the text summary (all of them are in `--json`).
@@ -27,7 +30,9 @@ pub enum Fault {
     Malformed { line: u64, detail: String },
     #[error("the file does not start with an `{FORMAT_NAME}` v{FORMAT_VERSION} header: {detail}")]
     BadHeader { detail: String },
-    #[error("seq {found} where {expected} was expected: event seq {expected} was deleted, or events were reordered")]
+    #[error(
+        "seq {found} where {expected} was expected: event seq {expected} was deleted, or events were reordered"
+    )]
     Missing { expected: u64, found: u64 },
     #[error("seq {seq} appears a second time: the event was duplicated")]
     Duplicated { seq: u64 },
@@ -37,13 +42,21 @@ pub enum Fault {
     Reordered { last: u64, found: u64 },
     #[error("position {found} where {expected} was expected: {}", position_cause(*expected, *found))]
     PositionGap { expected: u64, found: u64 },
-    #[error("position {found} does not increase after {previous}: events were reordered or duplicated")]
+    #[error(
+        "position {found} does not increase after {previous}: events were reordered or duplicated"
+    )]
     PositionNotIncreasing { previous: u64, found: u64 },
-    #[error("prev_hash {found} does not link to the previous event's hash {expected}: the chain was cut or spliced")]
+    #[error(
+        "prev_hash {found} does not link to the previous event's hash {expected}: the chain was cut or spliced"
+    )]
     BrokenLink { expected: String, found: String },
-    #[error("hash {found} does not match the recomputed {expected}: the event was edited (payload or metadata)")]
+    #[error(
+        "hash {found} does not match the recomputed {expected}: the event was edited (payload or metadata)"
+    )]
     Edited { expected: String, found: String },
-    #[error("log_hash {found} does not match the recomputed {expected}: the log chain was rewritten")]
+    #[error(
+        "log_hash {found} does not match the recomputed {expected}: the log chain was rewritten"
+    )]
     LogHashMismatch { expected: String, found: String },
     #[error("{field} is not 64 lowercase hex digits")]
     BadHex { field: String },
@@ -52,16 +65,33 @@ pub enum Fault {
     #[error("the event cannot be canonicalized: {detail}")]
     NotCanonical { detail: String },
     #[error("payload does not match the `{event_type}` v{version} schema: {detail}")]
-    Schema { event_type: String, version: u32, detail: String },
-    #[error("event seq {seq} of a run first seen here: the run's earlier events are missing from a whole-log export")]
+    Schema {
+        event_type: String,
+        version: u32,
+        detail: String,
+    },
+    #[error(
+        "event seq {seq} of a run first seen here: the run's earlier events are missing from a whole-log export"
+    )]
     RunStartMissing { seq: u64 },
     #[error("the file ends without a trailer: it was truncated")]
     NoTrailer,
     #[error("a line follows the trailer")]
     AfterTrailer,
-    #[error("the trailer says {expected_events} events ending at position {expected_position} with head {expected_head}; the file has {events} ending at position {position} with head {head}: the tail was truncated or rewritten")]
-    TrailerMismatch { expected_events: u64, expected_position: u64, expected_head: String, events: u64, position: u64, head: String },
-    #[error("the history ends with head {found}, expected {expected}: the tail was truncated or rewritten")]
+    #[error(
+        "the trailer says {expected_events} events ending at position {expected_position} with head {expected_head}; the file has {events} ending at position {position} with head {head}: the tail was truncated or rewritten"
+    )]
+    TrailerMismatch {
+        expected_events: u64,
+        expected_position: u64,
+        expected_head: String,
+        events: u64,
+        position: u64,
+        head: String,
+    },
+    #[error(
+        "the history ends with head {found}, expected {expected}: the tail was truncated or rewritten"
+    )]
     HeadMismatch { expected: String, found: String },
 }
 
@@ -82,7 +112,7 @@ pub struct Problem {
     pub position: Option<u64>,
     /// 1-based line of the export file; `None` when verifying the store.
     pub line: Option<u64>,
-    pub fault: Fault,
+    pub fault: Box<Fault>,
 }
 
 impl std::fmt::Display for Problem {
@@ -138,10 +168,16 @@ impl Summary {
             text.push_str("note: the history does not start at genesis; earlier events are vouched for only by the header's start head\n");
         }
         for head in self.run_heads.iter().take(SUMMARY_RUN_HEADS_MAX) {
-            text.push_str(&format!("run {} seq {} hash {}\n", head.run_id, head.seq, head.hash));
+            text.push_str(&format!(
+                "run {} seq {} hash {}\n",
+                head.run_id, head.seq, head.hash
+            ));
         }
         if self.run_heads.len() > SUMMARY_RUN_HEADS_MAX {
-            text.push_str(&format!("… {} more runs (see --json)\n", self.run_heads.len() - SUMMARY_RUN_HEADS_MAX));
+            text.push_str(&format!(
+                "… {} more runs (see --json)\n",
+                self.run_heads.len() - SUMMARY_RUN_HEADS_MAX
+            ));
         }
         text
     }
@@ -199,33 +235,55 @@ impl Verifier {
             seq: Some(event.seq),
             position: Some(event.position),
             line: None,
-            fault,
+            fault: Box::new(fault),
         })
     }
 
     fn check(&mut self, event: &RecordedEvent) -> Result<(), Fault> {
-        for (field, value) in [("prev_hash", &event.prev_hash), ("hash", &event.hash), ("log_hash", &event.log_hash)] {
+        for (field, value) in [
+            ("prev_hash", &event.prev_hash),
+            ("hash", &event.hash),
+            ("log_hash", &event.log_hash),
+        ] {
             if !is_hex_hash(value) {
-                return Err(Fault::BadHex { field: field.to_owned() });
+                return Err(Fault::BadHex {
+                    field: field.to_owned(),
+                });
             }
         }
         let expected_prev = self.check_seq(event)?;
         self.check_position(event)?;
         if event.prev_hash != expected_prev {
-            return Err(Fault::BrokenLink { expected: expected_prev, found: event.prev_hash.clone() });
+            return Err(Fault::BrokenLink {
+                expected: expected_prev,
+                found: event.prev_hash.clone(),
+            });
         }
-        let hash = chain::event_hash(event).map_err(|fault| Fault::NotCanonical { detail: fault.to_string() })?;
+        let hash = chain::event_hash(event).map_err(|fault| Fault::NotCanonical {
+            detail: fault.to_string(),
+        })?;
         if hash != event.hash {
-            return Err(Fault::Edited { expected: hash, found: event.hash.clone() });
+            return Err(Fault::Edited {
+                expected: hash,
+                found: event.hash.clone(),
+            });
         }
         if self.log_chain {
-            let log_hash = chain::log_hash(&self.log_head.log_hash, &event.hash)
-                .map_err(|fault| Fault::NotCanonical { detail: fault.to_string() })?;
+            let log_hash =
+                chain::log_hash(&self.log_head.log_hash, &event.hash).map_err(|fault| {
+                    Fault::NotCanonical {
+                        detail: fault.to_string(),
+                    }
+                })?;
             if log_hash != event.log_hash {
-                return Err(Fault::LogHashMismatch { expected: log_hash, found: event.log_hash.clone() });
+                return Err(Fault::LogHashMismatch {
+                    expected: log_hash,
+                    found: event.log_hash.clone(),
+                });
             }
         }
-        self.schemas.check(&event.event_type, event.schema_version, &event.payload)?;
+        self.schemas
+            .check(&event.event_type, event.schema_version, &event.payload)?;
         self.advance(event);
         Ok(())
     }
@@ -239,13 +297,22 @@ impl Verifier {
             } else {
                 Fault::Inserted { seq: event.seq }
             }),
-            Some(run) if event.seq < run.seq => Err(Fault::Reordered { last: run.seq, found: event.seq }),
-            Some(run) => Err(Fault::Missing { expected: run.seq + 1, found: event.seq }),
+            Some(run) if event.seq < run.seq => Err(Fault::Reordered {
+                last: run.seq,
+                found: event.seq,
+            }),
+            Some(run) => Err(Fault::Missing {
+                expected: run.seq + 1,
+                found: event.seq,
+            }),
             None if event.seq == 1 => Ok(GENESIS_HASH.to_owned()),
             // Mid-log or mid-run starts: earlier events are outside the file;
             // the log chain (or the header's start) vouches for them.
             None if self.scope.since > 0 => Ok(event.prev_hash.clone()),
-            None if self.scope.run.is_some() => Err(Fault::Missing { expected: 1, found: event.seq }),
+            None if self.scope.run.is_some() => Err(Fault::Missing {
+                expected: 1,
+                found: event.seq,
+            }),
             None => Err(Fault::RunStartMissing { seq: event.seq }),
         }
     }
@@ -254,22 +321,35 @@ impl Verifier {
         if self.log_chain {
             let expected = self.log_head.position + 1;
             if event.position != expected {
-                return Err(Fault::PositionGap { expected, found: event.position });
+                return Err(Fault::PositionGap {
+                    expected,
+                    found: event.position,
+                });
             }
         } else if event.position <= self.last_position {
-            return Err(Fault::PositionNotIncreasing { previous: self.last_position, found: event.position });
+            return Err(Fault::PositionNotIncreasing {
+                previous: self.last_position,
+                found: event.position,
+            });
         }
         Ok(())
     }
 
     fn advance(&mut self, event: &RecordedEvent) {
-        let run = self.runs.entry(event.run_id).or_insert(RunChain { seq: 0, events: 0, hash: String::new() });
+        let run = self.runs.entry(event.run_id).or_insert(RunChain {
+            seq: 0,
+            events: 0,
+            hash: String::new(),
+        });
         run.seq = event.seq;
         run.events += 1;
         run.hash.clone_from(&event.hash);
         self.events += 1;
         self.last_position = event.position;
-        self.log_head = LogHead { position: event.position, log_hash: event.log_hash.clone() };
+        self.log_head = LogHead {
+            position: event.position,
+            log_hash: event.log_hash.clone(),
+        };
         self.last_event = Some((event.run_id, event.seq, event.position));
     }
 
@@ -288,13 +368,16 @@ impl Verifier {
             seq: self.last_event.map(|(_, seq, _)| seq),
             position: self.last_event.map(|(_, _, position)| position),
             line: None,
-            fault,
+            fault: Box::new(fault),
         }
     }
 
     fn check_trailer(&self, trailer: &Trailer) -> Result<(), Problem> {
         let head = self.head();
-        if trailer.events != self.events || trailer.head != head || trailer.position != self.last_position {
+        if trailer.events != self.events
+            || trailer.head != head
+            || trailer.position != self.last_position
+        {
             return Err(self.problem_at_end(Fault::TrailerMismatch {
                 expected_events: trailer.events,
                 expected_position: trailer.position,
@@ -313,12 +396,20 @@ impl Verifier {
         if let Some(expected) = &self.options.expect_head
             && !expected.eq_ignore_ascii_case(&head)
         {
-            return Err(self.problem_at_end(Fault::HeadMismatch { expected: expected.clone(), found: head }));
+            return Err(self.problem_at_end(Fault::HeadMismatch {
+                expected: expected.clone(),
+                found: head,
+            }));
         }
         let mut run_heads: Vec<RunHead> = self
             .runs
             .into_iter()
-            .map(|(run_id, run)| RunHead { run_id, seq: run.seq, events: run.events, hash: run.hash })
+            .map(|(run_id, run)| RunHead {
+                run_id,
+                seq: run.seq,
+                events: run.events,
+                hash: run.hash,
+            })
             .collect();
         run_heads.sort_by_key(|head| head.run_id);
         Ok(Summary {
@@ -334,12 +425,19 @@ impl Verifier {
 }
 
 fn is_hex_hash(value: &str) -> bool {
-    value.len() == 64 && value.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    value.len() == 64
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// Verifies an export read from `reader`, line by line.
 pub fn verify_reader(reader: impl BufRead, options: Options) -> Result<Summary, Problem> {
-    let mut lines = LineReader { reader, number: 0, buffer: String::new() };
+    let mut lines = LineReader {
+        reader,
+        number: 0,
+        buffer: String::new(),
+    };
     if !lines.next_line()? {
         return Err(header_problem("the file is empty"));
     }
@@ -348,25 +446,47 @@ pub fn verify_reader(reader: impl BufRead, options: Options) -> Result<Summary, 
     let mut trailer = None;
     while lines.next_line()? {
         let number = lines.number;
-        let at_line = |fault| Problem { run_id: None, seq: None, position: None, line: Some(number), fault };
+        let at_line = |fault| Problem {
+            run_id: None,
+            seq: None,
+            position: None,
+            line: Some(number),
+            fault: Box::new(fault),
+        };
         if trailer.is_some() {
             return Err(at_line(Fault::AfterTrailer));
         }
         match Line::parse(lines.text()) {
             Ok(Line::Event(event)) => verifier.event_line(*event, number)?,
             Ok(Line::Trailer(found)) => {
-                verifier.check_trailer(&found).map_err(|problem| Problem { line: Some(number), ..problem })?;
+                verifier.check_trailer(&found).map_err(|problem| Problem {
+                    line: Some(number),
+                    ..problem
+                })?;
                 trailer = Some(found);
             }
-            Ok(Line::Header(_)) => return Err(at_line(Fault::Malformed { line: number, detail: "a second header".to_owned() })),
-            Err(error) => return Err(at_line(Fault::Malformed { line: number, detail: error.to_string() })),
+            Ok(Line::Header(_)) => {
+                return Err(at_line(Fault::Malformed {
+                    line: number,
+                    detail: "a second header".to_owned(),
+                }));
+            }
+            Err(error) => {
+                return Err(at_line(Fault::Malformed {
+                    line: number,
+                    detail: error.to_string(),
+                }));
+            }
         }
     }
     if trailer.is_none() {
         // Report --expect-head first: it names what the tail should have been.
         let fault = match &verifier.options.expect_head {
             Some(expected) if !expected.eq_ignore_ascii_case(&verifier.head()) => {
-                Fault::HeadMismatch { expected: expected.clone(), found: verifier.head() }
+                Fault::HeadMismatch {
+                    expected: expected.clone(),
+                    found: verifier.head(),
+                }
             }
             _ => Fault::NoTrailer,
         };
@@ -378,14 +498,33 @@ pub fn verify_reader(reader: impl BufRead, options: Options) -> Result<Summary, 
 impl Verifier {
     fn event_line(&mut self, line: EventLine, number: u64) -> Result<(), Problem> {
         let (run_id, seq, position) = (line.run_id, line.seq, line.position);
-        let with_line = |fault| Problem { run_id: Some(run_id), seq: Some(seq), position: Some(position), line: Some(number), fault };
-        let event = line.into_recorded().map_err(|line| with_line(Fault::BadTime { value: line.recorded_at }))?;
-        self.event(&event).map_err(|problem| Problem { line: Some(number), ..problem })
+        let with_line = |fault| Problem {
+            run_id: Some(run_id),
+            seq: Some(seq),
+            position: Some(position),
+            line: Some(number),
+            fault: Box::new(fault),
+        };
+        let event = line
+            .into_recorded()
+            .map_err(|value| with_line(Fault::BadTime { value }))?;
+        self.event(&event).map_err(|problem| Problem {
+            line: Some(number),
+            ..problem
+        })
     }
 }
 
 fn header_problem(detail: &str) -> Problem {
-    Problem { run_id: None, seq: None, position: None, line: Some(1), fault: Fault::BadHeader { detail: detail.to_owned() } }
+    Problem {
+        run_id: None,
+        seq: None,
+        position: None,
+        line: Some(1),
+        fault: Box::new(Fault::BadHeader {
+            detail: detail.to_owned(),
+        }),
+    }
 }
 
 fn parse_header(text: &str) -> Result<Header, Problem> {
@@ -395,13 +534,18 @@ fn parse_header(text: &str) -> Result<Header, Problem> {
         Err(error) => return Err(header_problem(&error.to_string())),
     };
     if header.format != FORMAT_NAME || header.format_version != FORMAT_VERSION {
-        return Err(header_problem(&format!("format {} v{}", header.format, header.format_version)));
+        return Err(header_problem(&format!(
+            "format {} v{}",
+            header.format, header.format_version
+        )));
     }
     if header.chain != ChainParams::v1() {
         return Err(header_problem("unknown chain parameters"));
     }
     if !is_hex_hash(&header.start.log_hash) {
-        return Err(header_problem("start.log_hash is not 64 lowercase hex digits"));
+        return Err(header_problem(
+            "start.log_hash is not 64 lowercase hex digits",
+        ));
     }
     Ok(header)
 }
@@ -421,10 +565,21 @@ impl<R: BufRead> LineReader<R> {
         let limit = u64::try_from(LINE_BYTES_MAX).unwrap_or(u64::MAX) + 1;
         let read = std::io::Read::take(&mut self.reader, limit).read_line(&mut self.buffer);
         let number = self.number;
-        let malformed = |detail: String| Problem { run_id: None, seq: None, position: None, line: Some(number), fault: Fault::Malformed { line: number, detail } };
+        let malformed = |detail: String| Problem {
+            run_id: None,
+            seq: None,
+            position: None,
+            line: Some(number),
+            fault: Box::new(Fault::Malformed {
+                line: number,
+                detail,
+            }),
+        };
         match read {
             Ok(0) => Ok(false),
-            Ok(_) if self.buffer.len() > LINE_BYTES_MAX => Err(malformed(format!("longer than {LINE_BYTES_MAX} bytes"))),
+            Ok(_) if self.buffer.len() > LINE_BYTES_MAX => {
+                Err(malformed(format!("longer than {LINE_BYTES_MAX} bytes")))
+            }
             Ok(_) => Ok(true),
             Err(error) => Err(malformed(error.to_string())),
         }

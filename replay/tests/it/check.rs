@@ -17,12 +17,19 @@ fn old() -> Workflow {
     let mut flow = workflow(
         "orders",
         vec![
-            step("fetch", StepKind::Http).with(json!({"method": "GET", "url": "https://shop.example/{{ input.order }}"})),
-            step("charge", StepKind::Http).needs(&["fetch"]).with(json!({"method": "POST", "url": "https://pay.example"})),
-            step("notify", StepKind::Agent).needs(&["charge"]).with(json!({"queue": "mail"})),
+            step("fetch", StepKind::Http)
+                .with(json!({"method": "GET", "url": "https://shop.example/{{ input.order }}"})),
+            step("charge", StepKind::Http)
+                .needs(&["fetch"])
+                .with(json!({"method": "POST", "url": "https://pay.example"})),
+            step("notify", StepKind::Agent)
+                .needs(&["charge"])
+                .with(json!({"queue": "mail"})),
         ],
     );
-    flow.input = Some(json!({"type": "object", "required": ["order"], "properties": {"order": {"type": "integer"}}}));
+    flow.input = Some(
+        json!({"type": "object", "required": ["order"], "properties": {"order": {"type": "integer"}}}),
+    );
     flow
 }
 
@@ -43,23 +50,40 @@ fn check(change: impl FnOnce(&mut Workflow), expect: Expect) {
     change(&mut new);
     let state = in_flight();
     let found = compatibility(&old(), &new, &state);
-    let text: Vec<String> = found.iter().map(|incompatibility| format!("- {incompatibility}")).collect();
-    let text = if text.is_empty() { "safe".to_owned() } else { text.join("\n") };
+    let text: Vec<String> = found
+        .iter()
+        .map(|incompatibility| format!("- {incompatibility}"))
+        .collect();
+    let text = if text.is_empty() {
+        "safe".to_owned()
+    } else {
+        text.join("\n")
+    };
     expect.assert_eq(&(text + "\n"));
 }
 
 #[test]
 fn the_run_in_flight_is_where_the_test_says() {
     let state = in_flight();
-    let statuses: Vec<String> = state.steps.iter().map(|(id, step)| format!("{id}={}", step.status.as_str())).collect();
-    assert_eq!(statuses, ["charge=running", "fetch=succeeded", "notify=pending"]);
+    let statuses: Vec<String> = state
+        .steps
+        .iter()
+        .map(|(id, step)| format!("{id}={}", step.status.as_str()))
+        .collect();
+    assert_eq!(
+        statuses,
+        ["charge=running", "fetch=succeeded", "notify=pending"]
+    );
 }
 
 #[test]
 fn added_steps_and_changed_templates_of_pending_steps_are_safe() {
     check(
         |new| {
-            new.steps.insert("audit".into(), step("audit", StepKind::Noop).needs(&["fetch"]));
+            new.steps.insert(
+                "audit".into(),
+                step("audit", StepKind::Noop).needs(&["fetch"]),
+            );
             let notify = new.steps.get_mut("notify").expect("notify");
             notify.with = json!({"queue": "mail-v2"});
             notify.needs.push("audit".into());
@@ -110,7 +134,8 @@ fn removing_a_pending_step_is_unsafe_but_a_finished_one_is_not() {
 fn changing_the_needs_of_a_finished_step_is_unsafe() {
     check(
         |new| {
-            new.steps.insert("prepare".into(), step("prepare", StepKind::Noop));
+            new.steps
+                .insert("prepare".into(), step("prepare", StepKind::Noop));
             new.steps.get_mut("fetch").expect("fetch").needs = vec!["prepare".into()];
         },
         expect![[r#"
@@ -122,13 +147,21 @@ fn changing_the_needs_of_a_finished_step_is_unsafe() {
 #[test]
 fn changing_the_input_schema_is_unsafe_and_says_whether_the_input_still_fits() {
     check(
-        |new| new.input = Some(json!({"type": "object", "required": ["order"], "properties": {"order": {"type": "string"}}})),
+        |new| {
+            new.input = Some(
+                json!({"type": "object", "required": ["order"], "properties": {"order": {"type": "string"}}}),
+            )
+        },
         expect![[r#"
             - the input schema changed and this run's input does not satisfy it: 7 is not of type "string" at `/order`
         "#]],
     );
     check(
-        |new| new.input = Some(json!({"type": "object", "properties": {"order": {"type": "integer"}, "note": {"type": "string"}}})),
+        |new| {
+            new.input = Some(
+                json!({"type": "object", "properties": {"order": {"type": "integer"}, "note": {"type": "string"}}}),
+            )
+        },
         expect![[r#"
             - the input schema changed (this run's input still satisfies it, but templates may read fields differently)
         "#]],
@@ -168,7 +201,9 @@ fn the_report_lists_runs_in_flight_on_other_versions_only() {
         new.steps.insert("load".into(), load);
         new.steps.get_mut("charge").expect("charge").needs = vec!["load".into()];
         let old_model = |_: &str, version: &str| (version == "sha256:test").then(old);
-        let checks = check_runs(&fixture.store, &new, old_model).await.expect("check");
+        let checks = check_runs(&fixture.store, &new, old_model)
+            .await
+            .expect("check");
         expect![[r#"
             workflow orders, new version VERSION
             1 run(s) in flight on other versions, 1 affected
@@ -177,10 +212,21 @@ fn the_report_lists_runs_in_flight_on_other_versions_only() {
               - step `fetch` is running but the new version has no step `fetch` (removed or renamed): its result would have nowhere to go
         "#]]
         .assert_eq(&render_report("orders", "VERSION", &checks));
-        let unknown = check_runs(&fixture.store, &new, |_: &str, _: &str| None).await.expect("check");
+        let unknown = check_runs(&fixture.store, &new, |_: &str, _: &str| None)
+            .await
+            .expect("check");
         assert!(!unknown[0].old_model_known);
-        assert_eq!(unknown[0].incompatibilities, checks[0].incompatibilities, "a removed step is found without the old model");
-        let same = check_runs(&fixture.store, &old(), old_model).await.expect("check");
-        assert_eq!(same.len(), 1, "v1 itself is another version than sha256:test");
+        assert_eq!(
+            unknown[0].incompatibilities, checks[0].incompatibilities,
+            "a removed step is found without the old model"
+        );
+        let same = check_runs(&fixture.store, &old(), old_model)
+            .await
+            .expect("check");
+        assert_eq!(
+            same.len(),
+            1,
+            "v1 itself is another version than sha256:test"
+        );
     });
 }

@@ -8,7 +8,8 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use engine::core::event::{
-    ApprovalGranted, ChildOutcome, ChildRunFinished, Event, EventEnvelope, StepStarted, StepSucceeded, TimerFired,
+    ApprovalGranted, ChildOutcome, ChildRunFinished, Event, EventEnvelope, StepStarted,
+    StepSucceeded, TimerFired,
 };
 use engine::core::workflow::{StepKind, Workflow};
 use engine::core::{Effect, RunState, Secrets, settle, start_run};
@@ -49,7 +50,9 @@ pub fn drive(workflow: &Workflow, run_id: Uuid, input: Value, secrets: &Secrets)
                 queue.insert((due, arrivals), event);
             }
         }
-        let Some(((due, _), event)) = queue.pop_first() else { break };
+        let Some(((due, _), event)) = queue.pop_first() else {
+            break;
+        };
         now = due;
         let envelope = EventEnvelope::new(run_id, state.seq + 1, event);
         // Stale timers and late results are rejected, as the runtime drops them.
@@ -58,7 +61,10 @@ pub fn drive(workflow: &Workflow, run_id: Uuid, input: Value, secrets: &Secrets)
         }
         assert!(log.len() < DRIVEN_EVENTS_MAX, "the run does not end");
     }
-    RunLog { events: log, live: state }
+    RunLog {
+        events: log,
+        live: state,
+    }
 }
 
 fn later(now: DateTime<Utc>, ms: i64) -> DateTime<Utc> {
@@ -68,22 +74,73 @@ fn later(now: DateTime<Utc>, ms: i64) -> DateTime<Utc> {
 /// The facts an effect leads to, with the time they arrive.
 fn react(effect: &Effect, now: DateTime<Utc>) -> Vec<(DateTime<Utc>, Event)> {
     match effect {
-        Effect::ScheduleStep { step, kind, index, attempt, .. } => {
+        Effect::ScheduleStep {
+            step,
+            kind,
+            index,
+            attempt,
+            ..
+        } => {
             let (step, index, attempt) = (step.clone(), *index, *attempt);
-            let output = if *kind == StepKind::Http { http_output() } else { json!({"verdict": "approve"}) };
+            let output = if *kind == StepKind::Http {
+                http_output()
+            } else {
+                json!({"verdict": "approve"})
+            };
             let at = later(now, 5);
             let done = later(now, 15);
             vec![
-                (at, StepStarted { at, step: step.clone(), index, attempt }.into()),
-                (done, StepSucceeded { at: done, step, index, attempt, output }.into()),
+                (
+                    at,
+                    StepStarted {
+                        at,
+                        step: step.clone(),
+                        index,
+                        attempt,
+                    }
+                    .into(),
+                ),
+                (
+                    done,
+                    StepSucceeded {
+                        at: done,
+                        step,
+                        index,
+                        attempt,
+                        output,
+                    }
+                    .into(),
+                ),
             ]
         }
-        Effect::StartTimer { id, fire_at } => vec![(*fire_at, TimerFired { at: *fire_at, timer_id: id.clone() }.into())],
+        Effect::StartTimer { id, fire_at } => vec![(
+            *fire_at,
+            TimerFired {
+                at: *fire_at,
+                timer_id: id.clone(),
+            }
+            .into(),
+        )],
         Effect::RequestApproval { step, index, .. } => {
             let at = later(now, 20);
-            vec![(at, ApprovalGranted { at, step: step.clone(), index: *index, by: "auditor".into(), comment: None }.into())]
+            vec![(
+                at,
+                ApprovalGranted {
+                    at,
+                    step: step.clone(),
+                    index: *index,
+                    by: "auditor".into(),
+                    comment: None,
+                }
+                .into(),
+            )]
         }
-        Effect::StartChildRun { child_run_id, input, parent, .. } => {
+        Effect::StartChildRun {
+            child_run_id,
+            input,
+            parent,
+            ..
+        } => {
             // The parent's step key is `<run-id>/<step-id>[/<index>]`.
             let mut parts = parent.step_key.splitn(3, '/').skip(1);
             let step = parts.next().unwrap_or_default().to_owned();
@@ -100,24 +157,53 @@ fn react(effect: &Effect, now: DateTime<Utc>) -> Vec<(DateTime<Utc>, Event)> {
             };
             vec![(at, finished.into())]
         }
-        Effect::CancelStep { .. } | Effect::CancelChildRun { .. } | Effect::CompleteRun { .. } => Vec::new(),
+        Effect::CancelStep { .. } | Effect::CancelChildRun { .. } | Effect::CompleteRun { .. } => {
+            Vec::new()
+        }
     }
 }
 
 /// Driven runs of the example workflows, one per example, with fixed ids.
 pub fn example_runs() -> Vec<RunLog> {
-    let secrets: Secrets = [("DEPLOY_TOKEN", "s3cret-deploy"), ("CARRIER_TOKEN", "s3cret-carrier")].into_iter().collect();
+    let secrets: Secrets = [
+        ("DEPLOY_TOKEN", "s3cret-deploy"),
+        ("CARRIER_TOKEN", "s3cret-carrier"),
+    ]
+    .into_iter()
+    .collect();
     let base = "http://127.0.0.1:9";
     let runs = [
-        ("order-fulfilment", json!({"order_id": "o-1", "base_url": base})),
+        (
+            "order-fulfilment",
+            json!({"order_id": "o-1", "base_url": base}),
+        ),
         ("shipping", json!({"order": "o-1", "base_url": base})),
-        ("deploy", json!({"base_url": base, "service": "web", "image": "web:1.2.3", "bake": "1s"})),
-        ("incident-escalation", json!({"base_url": base, "alert": {"id": "a-1", "severity": "critical", "summary": "disk"}})),
-        ("nightly-data-pipeline", json!({"base_url": base, "date": "2026-11-24"})),
-        ("payment-events", json!({"payment_id": "p-1", "amount": 12000, "currency": "EUR"})),
+        (
+            "deploy",
+            json!({"base_url": base, "service": "web", "image": "web:1.2.3", "bake": "1s"}),
+        ),
+        (
+            "incident-escalation",
+            json!({"base_url": base, "alert": {"id": "a-1", "severity": "critical", "summary": "disk"}}),
+        ),
+        (
+            "nightly-data-pipeline",
+            json!({"base_url": base, "date": "2026-11-24"}),
+        ),
+        (
+            "payment-events",
+            json!({"payment_id": "p-1", "amount": 12000, "currency": "EUR"}),
+        ),
     ];
     runs.into_iter()
         .enumerate()
-        .map(|(n, (name, input))| drive(&crate::support::example(name), crate::support::run_id(100 + n as u128), input, &secrets))
+        .map(|(n, (name, input))| {
+            drive(
+                &crate::support::example(name),
+                crate::support::run_id(100 + n as u128),
+                input,
+                &secrets,
+            )
+        })
         .collect()
 }

@@ -7,7 +7,7 @@ use engine::core::histories::{step, t0, workflow};
 use engine::core::workflow::StepKind;
 use engine::core::{RunState, Secrets, settle, start_run};
 use expect_test::expect;
-use replay::format::{Line, LINE_BYTES_MAX};
+use replay::format::{LINE_BYTES_MAX, Line};
 use replay::{Options, Scope, verify_reader};
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -16,14 +16,28 @@ use crate::support::{RunLog, append_runs, block_on, export_text, run_id, sqlite}
 
 /// `hello`: one `noop` step `greet` with `with: {text: hi}`, run at t0.
 fn hello_run() -> RunLog {
-    let flow = workflow("hello", vec![step("greet", StepKind::Noop).with(json!({"text": "hi"}))]);
-    let (started, _) = start_run(&flow, "sha256:example", run_id(1), json!({}), None, None, t0());
+    let flow = workflow(
+        "hello",
+        vec![step("greet", StepKind::Noop).with(json!({"text": "hi"}))],
+    );
+    let (started, _) = start_run(
+        &flow,
+        "sha256:example",
+        run_id(1),
+        json!({}),
+        None,
+        None,
+        t0(),
+    );
     let mut state = RunState::new();
     state.apply(&started).expect("run.started applies");
     let settled = settle(&flow, &mut state, t0(), &Secrets::none()).expect("settle");
     let mut events = vec![started];
     events.extend(settled.events);
-    RunLog { events, live: state }
+    RunLog {
+        events,
+        live: state,
+    }
 }
 
 fn example_export() -> String {
@@ -51,18 +65,25 @@ fn the_worked_example_is_what_the_code_writes() {
         {"trailer":{"events":4,"head":"f7c287c8b82cc5583c90f7e2e60e82192aa313fcf785890c2b54fd4204bd3f40","position":4}}
     "#]].assert_eq(&export);
     assert!(export.lines().all(|line| line.len() < LINE_BYTES_MAX));
-    let summary = verify_reader(export.as_bytes(), Options::default()).expect("the example verifies");
+    let summary =
+        verify_reader(export.as_bytes(), Options::default()).expect("the example verifies");
     assert_eq!(summary.events, 4);
-    assert!(doc().contains(&export), "docs/export-format.md must show the export above verbatim");
+    assert!(
+        doc().contains(&export),
+        "docs/export-format.md must show the export above verbatim"
+    );
 }
 
 #[test]
 fn the_worked_example_shows_the_real_canonical_bytes_and_hashes() {
     let export = example_export();
     let first = export.lines().nth(1).expect("the first event");
-    let Ok(Line::Event(event)) = Line::parse(first) else { panic!("not an event: {first}") };
+    let Ok(Line::Event(event)) = Line::parse(first) else {
+        panic!("not an event: {first}")
+    };
     let recorded = event.into_recorded().expect("canonical time");
-    let canonical = String::from_utf8(chain::canonical_event_bytes(&recorded).expect("canonical")).expect("UTF-8");
+    let canonical = String::from_utf8(chain::canonical_event_bytes(&recorded).expect("canonical"))
+        .expect("UTF-8");
     let hash = chain::event_hash(&recorded).expect("hash");
     // The recipe of the document, with nothing but SHA-256 and hex.
     let mut hasher = Sha256::new();
@@ -78,6 +99,9 @@ fn the_worked_example_shows_the_real_canonical_bytes_and_hashes() {
     "#]].assert_eq(&text);
     let doc = doc();
     for piece in [&canonical, &hash, &log_hash] {
-        assert!(doc.contains(piece.as_str()), "docs/export-format.md must show {piece}");
+        assert!(
+            doc.contains(piece.as_str()),
+            "docs/export-format.md must show {piece}"
+        );
     }
 }

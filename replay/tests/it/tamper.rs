@@ -42,8 +42,14 @@ enum Tamper {
     RewriteChain,
 }
 
-const TAMPERS: [Tamper; 6] =
-    [Tamper::EditPayload, Tamper::Delete, Tamper::Swap, Tamper::Duplicate, Tamper::TruncateTail, Tamper::RewriteChain];
+const TAMPERS: [Tamper; 6] = [
+    Tamper::EditPayload,
+    Tamper::Delete,
+    Tamper::Swap,
+    Tamper::Duplicate,
+    Tamper::TruncateTail,
+    Tamper::RewriteChain,
+];
 
 /// An authentic export: its lines (header, events, trailer) and its head.
 struct Authentic {
@@ -94,7 +100,6 @@ fn edit_payload(line: &str, rng: &mut Rng) -> String {
         let at = rng.range(0, chars.len());
         chars[at] = match chars[at] {
             'a'..='y' | 'A'..='Y' | '0'..='8' => char::from(chars[at] as u8 + 1),
-            'x' => 'y',
             _ => 'x',
         };
     }
@@ -115,27 +120,42 @@ fn collect_strings<'a>(value: &'a mut Value, out: &mut Vec<&'a mut String>) {
 /// would, and rewrites the trailer: only a head kept elsewhere reveals it.
 fn rewrite_chain(lines: &mut [String], from: usize) {
     let events = lines.len() - 2;
-    let mut log_prev = if from == 1 { GENESIS_HASH.to_owned() } else { event(&lines[from - 1]).log_hash };
+    let mut log_prev = if from == 1 {
+        GENESIS_HASH.to_owned()
+    } else {
+        event(&lines[from - 1]).log_hash
+    };
     let mut run_heads: std::collections::HashMap<Uuid, String> = Default::default();
     for line in &lines[1..from] {
         let event = event(line);
         run_heads.insert(event.run_id, event.hash);
     }
-    for index in from..=events {
-        let mut recorded = event(&lines[index]).into_recorded().expect("canonical recorded_at");
-        let run_prev = run_heads.get(&recorded.run_id).cloned().unwrap_or_else(|| GENESIS_HASH.to_owned());
+    for line in &mut lines[from..=events] {
+        let mut recorded = event(line).into_recorded().expect("canonical recorded_at");
+        let run_prev = run_heads
+            .get(&recorded.run_id)
+            .cloned()
+            .unwrap_or_else(|| GENESIS_HASH.to_owned());
         chain::seal(&mut recorded, &run_prev, &log_prev).expect("seal");
         run_heads.insert(recorded.run_id, recorded.hash.clone());
         log_prev.clone_from(&recorded.log_hash);
-        lines[index] = Line::Event(Box::new(EventLine::from_recorded(&recorded))).to_text();
+        *line = Line::Event(Box::new(EventLine::from_recorded(&recorded))).to_text();
     }
     let position = event(&lines[events]).position;
-    let trailer = replay::format::Trailer { events: events as u64, head: log_prev, position };
+    let trailer = replay::format::Trailer {
+        events: events as u64,
+        head: log_prev,
+        position,
+    };
     lines[events + 1] = Line::Trailer(trailer).to_text();
 }
 
 /// Applies one tamper; returns the new lines and the faults that may name it.
-fn tamper(authentic: &Authentic, kind: Tamper, rng: &mut Rng) -> (Vec<String>, &'static [&'static str]) {
+fn tamper(
+    authentic: &Authentic,
+    kind: Tamper,
+    rng: &mut Rng,
+) -> (Vec<String>, &'static [&'static str]) {
     let mut lines = authentic.lines.clone();
     let events = authentic.events();
     match kind {
@@ -146,7 +166,15 @@ fn tamper(authentic: &Authentic, kind: Tamper, rng: &mut Rng) -> (Vec<String>, &
         }
         Tamper::Delete => {
             lines.remove(rng.range(1, events + 1));
-            (lines, &["missing", "position_gap", "run_start_missing", "trailer_mismatch"])
+            (
+                lines,
+                &[
+                    "missing",
+                    "position_gap",
+                    "run_start_missing",
+                    "trailer_mismatch",
+                ],
+            )
         }
         Tamper::Swap => {
             let first = rng.range(1, events);
@@ -176,7 +204,10 @@ fn tamper(authentic: &Authentic, kind: Tamper, rng: &mut Rng) -> (Vec<String>, &
             rewrite_chain(&mut lines, at);
             // An edit that breaks the payload's schema is caught right there.
             let edited = event(&lines[at]);
-            if replay::schemas::Schemas::get().check(&edited.event_type, edited.schema_version, &edited.payload).is_err() {
+            if replay::schemas::Schemas::get()
+                .check(&edited.event_type, edited.schema_version, &edited.payload)
+                .is_err()
+            {
                 return (lines, &["schema"]);
             }
             (lines, &["head_mismatch"])
@@ -188,20 +219,35 @@ fn tamper(authentic: &Authentic, kind: Tamper, rng: &mut Rng) -> (Vec<String>, &
 /// file, named by the run and seq it holds (the last event before it when
 /// that line is the trailer; the last event for a tail that verifies but
 /// ends at another head).
-fn expected_place(authentic: &Authentic, lines: &[String], kind: Tamper, faults: &[&str]) -> (Option<u64>, Uuid, u64) {
-    let chain_valid = kind == Tamper::TruncateTail || (kind == Tamper::RewriteChain && faults == ["head_mismatch"]);
+fn expected_place(
+    authentic: &Authentic,
+    lines: &[String],
+    kind: Tamper,
+    faults: &[&str],
+) -> (Option<u64>, Uuid, u64) {
+    let chain_valid = kind == Tamper::TruncateTail
+        || (kind == Tamper::RewriteChain && faults == ["head_mismatch"]);
     if chain_valid {
         let last = event(&lines[lines.len() - 2]);
         return (None, last.run_id, last.seq);
     }
-    let first = (0..lines.len()).find(|&n| authentic.lines.get(n) != Some(&lines[n])).expect("the tamper changed the file");
-    let named = if first == lines.len() - 1 { first - 1 } else { first };
+    let first = (0..lines.len())
+        .find(|&n| authentic.lines.get(n) != Some(&lines[n]))
+        .expect("the tamper changed the file");
+    let named = if first == lines.len() - 1 {
+        first - 1
+    } else {
+        first
+    };
     let event = event(&lines[named]);
     (Some(first as u64 + 1), event.run_id, event.seq)
 }
 
 fn fault_kind(fault: &Fault) -> String {
-    serde_json::to_value(fault).ok().and_then(|value| value.get("kind").and_then(Value::as_str).map(str::to_owned)).unwrap_or_default()
+    serde_json::to_value(fault)
+        .ok()
+        .and_then(|value| value.get("kind").and_then(Value::as_str).map(str::to_owned))
+        .unwrap_or_default()
 }
 
 fn check_seed(authentic: &Authentic, seed: u64) -> Result<(), String> {
@@ -210,15 +256,21 @@ fn check_seed(authentic: &Authentic, seed: u64) -> Result<(), String> {
     let (lines, faults) = tamper(authentic, kind, &mut rng);
     let (line, run_id, seq) = expected_place(authentic, &lines, kind, faults);
     let text = lines.join("\n") + "\n";
-    let options = Options { expect_head: Some(authentic.head.clone()) };
+    let options = Options {
+        expect_head: Some(authentic.head.clone()),
+    };
     let problem = match verify_reader(text.as_bytes(), options) {
         Ok(summary) => return Err(format!("{kind:?} was not detected: {summary:?}")),
         Err(problem) => problem,
     };
     let kind_found = fault_kind(&problem.fault);
-    let place_ok = problem.run_id == Some(run_id) && problem.seq == Some(seq) && (line.is_none() || problem.line == line);
+    let place_ok = problem.run_id == Some(run_id)
+        && problem.seq == Some(seq)
+        && (line.is_none() || problem.line == line);
     if !place_ok || !faults.contains(&kind_found.as_str()) {
-        return Err(format!("{kind:?}: expected line {line:?} run {run_id} seq {seq} ({faults:?}), got: {problem}"));
+        return Err(format!(
+            "{kind:?}: expected line {line:?} run {run_id} seq {seq} ({faults:?}), got: {problem}"
+        ));
     }
     Ok(())
 }
@@ -227,25 +279,42 @@ fn check_seed(authentic: &Authentic, seed: u64) -> Result<(), String> {
 fn every_tamper_is_detected_at_the_exact_run_and_seq() {
     let authentic = authentic();
     assert!(authentic.events() > 100, "a log big enough to tamper with");
-    let clean = verify_reader(authentic.lines.join("\n").as_bytes(), Options { expect_head: Some(authentic.head.clone()) });
+    let clean = verify_reader(
+        authentic.lines.join("\n").as_bytes(),
+        Options {
+            expect_head: Some(authentic.head.clone()),
+        },
+    );
     assert!(clean.is_ok(), "the authentic export verifies: {clean:?}");
     let seeds: Vec<u64> = match std::env::var("IMX_TAMPER_SEED") {
         Ok(seed) => vec![seed.parse().expect("IMX_TAMPER_SEED is a number")],
         Err(_) => {
-            let count = std::env::var("IMX_TAMPERS").ok().and_then(|n| n.parse().ok()).unwrap_or(1_000);
+            let count = std::env::var("IMX_TAMPERS")
+                .ok()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(1_000);
             (0..count).collect()
         }
     };
     let failures: Vec<String> = seeds
         .iter()
-        .filter_map(|&seed| check_seed(&authentic, seed).err().map(|error| format!("seed {seed}: {error}")))
+        .filter_map(|&seed| {
+            check_seed(&authentic, seed)
+                .err()
+                .map(|error| format!("seed {seed}: {error}"))
+        })
         .collect();
     assert!(
         failures.is_empty(),
         "{} of {} tampers missed or misplaced (replay one with IMX_TAMPER_SEED=S cargo test -p imx-replay --test it tamper):\n{}",
         failures.len(),
         seeds.len(),
-        failures.iter().take(10).cloned().collect::<Vec<_>>().join("\n")
+        failures
+            .iter()
+            .take(10)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
     );
 }
 
@@ -253,9 +322,13 @@ fn every_tamper_is_detected_at_the_exact_run_and_seq() {
 fn a_truncated_file_without_trailer_is_detected_even_without_a_head() {
     let authentic = authentic();
     let lines = &authentic.lines[..authentic.lines.len() - 5];
-    let problem = verify_reader(lines.join("\n").as_bytes(), Options::default()).expect_err("truncation is detected");
+    let problem = verify_reader(lines.join("\n").as_bytes(), Options::default())
+        .expect_err("truncation is detected");
     let last = event(lines.last().expect("an event"));
-    assert_eq!((problem.run_id, problem.seq, fault_kind(&problem.fault)), (Some(last.run_id), Some(last.seq), "no_trailer".to_owned()));
+    assert_eq!(
+        (problem.run_id, problem.seq, fault_kind(&problem.fault)),
+        (Some(last.run_id), Some(last.seq), "no_trailer".to_owned())
+    );
 }
 
 /// Runs the independent Python verifier of `docs/verify-export.py` on `text`;
@@ -265,10 +338,18 @@ fn python_verifies(text: &str, head: &str) -> Option<bool> {
     let path = folder.path().join("export.jsonl");
     std::fs::write(&path, text).expect("write the export");
     let script = format!("{}/../docs/verify-export.py", env!("CARGO_MANIFEST_DIR"));
-    match std::process::Command::new("python3").arg(script).arg(&path).args(["--expect-head", head]).output() {
+    match std::process::Command::new("python3")
+        .arg(script)
+        .arg(&path)
+        .args(["--expect-head", head])
+        .output()
+    {
         Ok(output) => Some(output.status.success()),
         Err(error) => {
-            assert!(std::env::var("CI").map_or(true, |ci| ci != "true"), "python3 is missing in CI: {error}");
+            assert!(
+                std::env::var("CI").map_or(true, |ci| ci != "true"),
+                "python3 is missing in CI: {error}"
+            );
             eprintln!("!!!!!! SKIPPED: the second verifier did NOT run: python3: {error}");
             None
         }
@@ -279,7 +360,9 @@ fn python_verifies(text: &str, head: &str) -> Option<bool> {
 fn a_verifier_written_from_the_document_alone_agrees() {
     let authentic = authentic();
     let text = authentic.lines.join("\n") + "\n";
-    let Some(clean) = python_verifies(&text, &authentic.head) else { return };
+    let Some(clean) = python_verifies(&text, &authentic.head) else {
+        return;
+    };
     assert!(clean, "the Python verifier accepts the authentic export");
     for seed in 0..30 {
         let mut rng = Rng(seed);
@@ -289,6 +372,10 @@ fn a_verifier_written_from_the_document_alone_agrees() {
             continue; // the sketch checks chains only
         }
         let tampered = lines.join("\n") + "\n";
-        assert_eq!(python_verifies(&tampered, &authentic.head), Some(false), "seed {seed}: {kind:?} passed the Python verifier");
+        assert_eq!(
+            python_verifies(&tampered, &authentic.head),
+            Some(false),
+            "seed {seed}: {kind:?} passed the Python verifier"
+        );
     }
 }
