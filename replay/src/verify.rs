@@ -8,8 +8,9 @@
 use std::collections::HashMap;
 use std::io::BufRead;
 
-use engine::chain::{self, GENESIS_HASH, LogHead, RecordedEvent};
+use engine::chain::{GENESIS_HASH, LogHead, RecordedEvent};
 use serde::Serialize;
+use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::format::{
@@ -190,11 +191,16 @@ pub struct Options {
     pub expect_head: Option<String>,
 }
 
+/// A SHA-256 digest; kept as bytes so that following a chain allocates nothing.
+type Digest32 = [u8; 32];
+
+const GENESIS: Digest32 = [0; 32];
+
 #[derive(Clone, Debug)]
 struct RunChain {
     seq: u64,
     events: u64,
-    hash: String,
+    hash: Digest32,
 }
 
 /// The streaming verifier: feed it events in log order (or one run in seq
@@ -204,27 +210,34 @@ pub struct Verifier {
     options: Options,
     scope: Scope,
     log_chain: bool,
-    log_head: LogHead,
+    log_position: u64,
+    log_hash: Digest32,
     last_position: u64,
     runs: HashMap<Uuid, RunChain>,
     events: u64,
     last_event: Option<(Uuid, u64, u64)>,
     schemas: &'static Schemas,
+    /// Reused for every event's canonical bytes.
+    canonical: Vec<u8>,
 }
 
 impl Verifier {
-    /// A verifier for a history that starts at `start` (genesis for the whole log).
+    /// A verifier for a history that starts at `start` (genesis for the whole
+    /// log). A `start.log_hash` that is not hex is taken as genesis; the
+    /// file reader refuses such a header before.
     pub fn new(scope: Scope, start: LogHead, options: Options) -> Self {
         Verifier {
             log_chain: scope.run.is_none(),
             last_position: start.position,
-            log_head: start,
+            log_position: start.position,
+            log_hash: decode(&start.log_hash).unwrap_or(GENESIS),
             scope,
             options,
             runs: HashMap::new(),
             events: 0,
             last_event: None,
             schemas: Schemas::get(),
+            canonical: Vec::with_capacity(1024),
         }
     }
 
@@ -240,59 +253,57 @@ impl Verifier {
     }
 
     fn check(&mut self, event: &RecordedEvent) -> Result<(), Fault> {
-        for (field, value) in [
-            ("prev_hash", &event.prev_hash),
-            ("hash", &event.hash),
-            ("log_hash", &event.log_hash),
-        ] {
-            if !is_hex_hash(value) {
-                return Err(Fault::BadHex {
-                    field: field.to_owned(),
-                });
-            }
-        }
-        let expected_prev = self.check_seq(event)?;
+        let bad_hex = |field: &str| Fault::BadHex {
+            field: field.to_owned(),
+        };
+        let prev_hash = decode(&event.prev_hash).ok_or_else(|| bad_hex("prev_hash"))?;
+        let hash = decode(&event.hash).ok_or_else(|| bad_hex("hash"))?;
+        let log_hash = decode(&event.log_hash).ok_or_else(|| bad_hex("log_hash"))?;
+        let expected_prev = self.check_seq(event, &prev_hash, &hash)?;
         self.check_position(event)?;
-        if event.prev_hash != expected_prev {
+        if prev_hash != expected_prev {
             return Err(Fault::BrokenLink {
-                expected: expected_prev,
+                expected: hex::encode(expected_prev),
                 found: event.prev_hash.clone(),
             });
         }
-        let hash = chain::event_hash(event).map_err(|fault| Fault::NotCanonical {
-            detail: fault.to_string(),
+        crate::canonical::canonical_event_bytes(event, &mut self.canonical).map_err(|fault| {
+            Fault::NotCanonical {
+                detail: fault.to_string(),
+            }
         })?;
-        if hash != event.hash {
+        let recomputed = sha256(&prev_hash, &self.canonical);
+        if recomputed != hash {
             return Err(Fault::Edited {
-                expected: hash,
+                expected: hex::encode(recomputed),
                 found: event.hash.clone(),
             });
         }
         if self.log_chain {
-            let log_hash =
-                chain::log_hash(&self.log_head.log_hash, &event.hash).map_err(|fault| {
-                    Fault::NotCanonical {
-                        detail: fault.to_string(),
-                    }
-                })?;
-            if log_hash != event.log_hash {
+            let recomputed = sha256(&self.log_hash, &hash);
+            if recomputed != log_hash {
                 return Err(Fault::LogHashMismatch {
-                    expected: log_hash,
+                    expected: hex::encode(recomputed),
                     found: event.log_hash.clone(),
                 });
             }
         }
         self.schemas
             .check(&event.event_type, event.schema_version, &event.payload)?;
-        self.advance(event);
+        self.advance(event, hash, log_hash);
         Ok(())
     }
 
     /// Seq continuity within the run; returns the `prev_hash` the event must carry.
-    fn check_seq(&self, event: &RecordedEvent) -> Result<String, Fault> {
+    fn check_seq(
+        &self,
+        event: &RecordedEvent,
+        prev_hash: &Digest32,
+        hash: &Digest32,
+    ) -> Result<Digest32, Fault> {
         match self.runs.get(&event.run_id) {
-            Some(run) if event.seq == run.seq + 1 => Ok(run.hash.clone()),
-            Some(run) if event.seq == run.seq => Err(if event.hash == run.hash {
+            Some(run) if event.seq == run.seq + 1 => Ok(run.hash),
+            Some(run) if event.seq == run.seq => Err(if *hash == run.hash {
                 Fault::Duplicated { seq: event.seq }
             } else {
                 Fault::Inserted { seq: event.seq }
@@ -305,10 +316,10 @@ impl Verifier {
                 expected: run.seq + 1,
                 found: event.seq,
             }),
-            None if event.seq == 1 => Ok(GENESIS_HASH.to_owned()),
+            None if event.seq == 1 => Ok(GENESIS),
             // Mid-log or mid-run starts: earlier events are outside the file;
             // the log chain (or the header's start) vouches for them.
-            None if self.scope.since > 0 => Ok(event.prev_hash.clone()),
+            None if self.scope.since > 0 => Ok(*prev_hash),
             None if self.scope.run.is_some() => Err(Fault::Missing {
                 expected: 1,
                 found: event.seq,
@@ -319,7 +330,7 @@ impl Verifier {
 
     fn check_position(&self, event: &RecordedEvent) -> Result<(), Fault> {
         if self.log_chain {
-            let expected = self.log_head.position + 1;
+            let expected = self.log_position + 1;
             if event.position != expected {
                 return Err(Fault::PositionGap {
                     expected,
@@ -335,30 +346,28 @@ impl Verifier {
         Ok(())
     }
 
-    fn advance(&mut self, event: &RecordedEvent) {
+    fn advance(&mut self, event: &RecordedEvent, hash: Digest32, log_hash: Digest32) {
         let run = self.runs.entry(event.run_id).or_insert(RunChain {
             seq: 0,
             events: 0,
-            hash: String::new(),
+            hash: GENESIS,
         });
         run.seq = event.seq;
         run.events += 1;
-        run.hash.clone_from(&event.hash);
+        run.hash = hash;
         self.events += 1;
         self.last_position = event.position;
-        self.log_head = LogHead {
-            position: event.position,
-            log_hash: event.log_hash.clone(),
-        };
+        self.log_position = event.position;
+        self.log_hash = log_hash;
         self.last_event = Some((event.run_id, event.seq, event.position));
     }
 
     /// The head the file's trailer and `--expect-head` are compared with.
     fn head(&self) -> String {
         match self.scope.run.and_then(|run_id| self.runs.get(&run_id)) {
-            Some(run) => run.hash.clone(),
+            Some(run) => hex::encode(run.hash),
             None if self.scope.run.is_some() => GENESIS_HASH.to_owned(),
-            None => self.log_head.log_hash.clone(),
+            None => hex::encode(self.log_hash),
         }
     }
 
@@ -408,7 +417,7 @@ impl Verifier {
                 run_id,
                 seq: run.seq,
                 events: run.events,
-                hash: run.hash,
+                hash: hex::encode(run.hash),
             })
             .collect();
         run_heads.sort_by_key(|head| head.run_id);
@@ -418,10 +427,30 @@ impl Verifier {
             events: self.events,
             runs: run_heads.len() as u64,
             head,
-            log_head: self.log_head,
+            log_head: LogHead {
+                position: self.log_position,
+                log_hash: hex::encode(self.log_hash),
+            },
             run_heads,
         })
     }
+}
+
+/// The 32 bytes of a hash written as 64 lowercase hex digits.
+fn decode(value: &str) -> Option<Digest32> {
+    let mut bytes = GENESIS;
+    if value.bytes().any(|b| b.is_ascii_uppercase()) {
+        return None;
+    }
+    hex::decode_to_slice(value, &mut bytes).ok()?;
+    Some(bytes)
+}
+
+fn sha256(first: &[u8], second: &[u8]) -> Digest32 {
+    let mut hasher = Sha256::new();
+    hasher.update(first);
+    hasher.update(second);
+    hasher.finalize().into()
 }
 
 fn is_hex_hash(value: &str) -> bool {

@@ -2,6 +2,7 @@
 //! the core, appended to real stores, exported, verified, tampered with,
 //! inspected and checked.
 
+mod canonical;
 mod check;
 mod driver;
 mod equivalence;
