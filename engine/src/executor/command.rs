@@ -31,8 +31,9 @@ use tokio::process::{ChildStdin, Command};
 
 use super::{Attempt, Outcome};
 
-/// Most bytes of stdout collected; more fails the attempt (1 MiB).
-pub const STDOUT_BYTES_MAX: usize = 1024 * 1024;
+/// Most bytes of stdout collected; more fails the attempt. The runtime's
+/// output limit: more could not become a step's output anyway.
+pub const STDOUT_BYTES_MAX: usize = crate::runtime::OUTPUT_BYTES_MAX;
 /// Bytes at the end of stderr kept for the error message and the output (4 KiB).
 pub const STDERR_TAIL_BYTES_MAX: usize = 4 * 1024;
 /// `PATH` given to commands when the engine's own environment has none.
