@@ -177,7 +177,7 @@ pub async fn run_command(spec: CommandSpec) -> Outcome {
         )
     };
     let Ok(((), status, stdout, stderr)) = tokio::time::timeout(spec.timeout, collect).await else {
-        // Dropping `collect` drops `group`'s last use; the guard kills the group.
+        // `collect` is gone (and with it the borrows); the guard kills the group.
         drop(group);
         return Outcome::failed(
             format!(
