@@ -33,6 +33,8 @@ pub enum Command {
     Serve(ServeArgs),
     /// Carry out `uses: agent` tasks of one queue with a local command.
     Agent(AgentArgs),
+    /// Audit the event log: export, verify, inspect a run, check a new version.
+    Replay(crate::replay::ReplayArgs),
 }
 
 #[derive(Debug, Args)]

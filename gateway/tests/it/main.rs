@@ -1,6 +1,7 @@
 //! The `imx` binary's one integration test binary: runs the real executable.
 
 mod crash;
+mod replay;
 mod run;
 mod validate;
 
