@@ -3,6 +3,7 @@
 
 mod flows;
 mod recovery;
+mod steering;
 mod work;
 
 use std::sync::Arc;
