@@ -11,7 +11,25 @@ use serde_json::json;
 use crate::cli::{DecisionArgs, RunsArgs, ShowArgs};
 use crate::serve::{Executors, open_runtime};
 
+/// The run statuses `--status` accepts.
+const RUN_STATUSES: [&str; 6] = [
+    "pending",
+    "running",
+    "waiting",
+    "succeeded",
+    "failed",
+    "cancelled",
+];
+
 pub async fn list(url: &str, args: &RunsArgs) -> anyhow::Result<ExitCode> {
+    if let Some(status) = &args.status
+        && !RUN_STATUSES.contains(&status.as_str())
+    {
+        anyhow::bail!(
+            "unknown run status `{status}`: use one of {}",
+            RUN_STATUSES.join(", ")
+        );
+    }
     let runtime = open_runtime(url, Config::default(), Executors::default()).await?;
     let query = RunQuery {
         status: args.status.clone(),
