@@ -31,10 +31,31 @@ pub async fn open_runtime(
     config: Config,
     which: Executors,
 ) -> anyhow::Result<Arc<Runtime<Store>>> {
-    let store = engine::store::open(url)
+    let store = open_store(url)
         .await
         .with_context(|| format!("cannot open the store at {url}"))?;
     Ok(Runtime::new(Arc::new(store), executors(which)?, config))
+}
+
+/// Most attempts at opening a store whose migration raced another process.
+const OPEN_ATTEMPTS_MAX: u32 = 5;
+/// Wait between those attempts, in ms.
+const OPEN_RETRY_MS: u64 = 200;
+
+/// Opens (and migrates) the store. Processes started together on a new
+/// SQLite file race to migrate it; the loser sees a half-applied migration
+/// and succeeds once the winner committed, so a failed migration is retried.
+async fn open_store(url: &str) -> Result<Store, engine::store::Error> {
+    let mut attempt = 1;
+    loop {
+        match engine::store::open(url).await {
+            Err(engine::store::Error::Migrate { .. }) if attempt < OPEN_ATTEMPTS_MAX => {
+                attempt += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(OPEN_RETRY_MS)).await;
+            }
+            other => return other,
+        }
+    }
 }
 
 /// The executors of this node. Kinds the core and the runtime handle

@@ -85,11 +85,34 @@ fn serve_survives_sigkill_at_random_moments() {
 /// one of them killed at each moment.
 #[test]
 fn two_postgres_nodes_survive_sigkill_at_random_moments() {
-    let Some((url, _lock)) = postgres_database() else {
+    let Some(database) = postgres_database() else {
         return;
     };
     let folder = tempfile::tempdir().expect("temp dir");
-    crash_test(&url, folder.path(), 2);
+    crash_test(&database.url, folder.path(), 2);
+}
+
+/// A test database, dropped afterwards (the cluster's disk is shared).
+struct PgDatabase {
+    url: String,
+    admin_url: String,
+    name: String,
+    _lock: std::fs::File,
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        let Ok(runtime) = tokio::runtime::Runtime::new() else {
+            return;
+        };
+        runtime.block_on(async {
+            if let Ok(admin) = sqlx::PgPool::connect(&self.admin_url).await {
+                let drop = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+                let _ = sqlx::query(sqlx::AssertSqlSafe(drop)).execute(&admin).await;
+                admin.close().await;
+            }
+        });
+    }
 }
 
 fn crash_test(url: &str, folder: &std::path::Path, nodes: usize) {
@@ -148,7 +171,7 @@ fn crash_test(url: &str, folder: &std::path::Path, nodes: usize) {
 /// A fresh database in the test cluster (`scripts/test-postgres`) and the
 /// shared lock on the cluster (the store's restart test takes it alone);
 /// `None`, loudly, when no cluster is configured outside CI.
-fn postgres_database() -> Option<(String, std::fs::File)> {
+fn postgres_database() -> Option<PgDatabase> {
     let admin_url = match std::env::var("IMX_TEST_POSTGRES_URL") {
         Ok(url) if !url.is_empty() => url,
         _ if std::env::var("CI").is_ok_and(|ci| ci == "true") => {
@@ -191,7 +214,12 @@ fn postgres_database() -> Option<(String, std::fs::File)> {
     let (base, _) = admin_url
         .rsplit_once('/')
         .expect("URL with a database name");
-    Some((format!("{base}/{name}"), lock))
+    Some(PgDatabase {
+        url: format!("{base}/{name}"),
+        admin_url: admin_url.clone(),
+        name,
+        _lock: lock,
+    })
 }
 
 fn succeeded(url: &str) -> usize {
