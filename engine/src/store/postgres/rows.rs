@@ -5,6 +5,7 @@
 
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
+use sqlx::postgres::PgRow;
 use uuid::Uuid;
 
 use super::WORK_CHANNEL;
@@ -13,8 +14,9 @@ use crate::store::error::Error;
 use crate::store::types::*;
 
 /// Data-modifying CTEs run to completion before the final SELECT reads their
-/// counts; the lock's argument depends on every count, so the log lock is
-/// taken after all row locks (the order every transaction follows).
+/// counts; `imx_lock_log_heads` gets every count as an argument, so the log
+/// lock is taken after all row locks (the order every transaction follows),
+/// and it returns the heads read after the lock (see migration 0002).
 const WRITE_ROWS: &str = "WITH \
     r AS (INSERT INTO runs (run_id, workflow, version, status, input, output, error, parent_run_id, \
         idempotency_key, created_at, updated_at) \
@@ -44,19 +46,21 @@ const WRITE_ROWS: &str = "WITH \
     ct AS (DELETE FROM timers d USING UNNEST($30::uuid[], $31::uuid[]) AS c(timer_id, run_id) \
         WHERE d.timer_id = c.timer_id AND d.run_id = c.run_id RETURNING 1), \
     done AS MATERIALIZED (SELECT (SELECT count(*) FROM r) + (SELECT count(*) FROM s) + (SELECT count(*) FROM tm) \
-        + (SELECT count(*) FROM ct) AS rows, (SELECT count(*) FROM t) AS tasks) \
-    SELECT (SELECT count(*) FROM (SELECT pg_notify($33, '') FROM done WHERE done.tasks > 0 OFFSET 0) AS sent) AS notified, \
-    (SELECT count(*) FROM (SELECT pg_advisory_xact_lock($32 + 0 * (done.rows + done.tasks)) FROM done OFFSET 0) AS locked) \
-    AS locked";
+        + (SELECT count(*) FROM ct) AS rows, (SELECT count(*) FROM t) AS tasks), \
+    notified AS MATERIALIZED (SELECT count(*) AS n FROM (SELECT pg_notify($33, '') FROM done \
+        WHERE done.tasks > 0 OFFSET 0) AS sent) \
+    SELECT h.head_run_id, h.head_seq, h.head_hash FROM done, notified, \
+    LATERAL imx_lock_log_heads($32, $34::uuid[], done.rows + done.tasks + notified.n) AS h";
 
-/// Writes the rows of `requests` (each request's projection and work) and
-/// takes the log lock, in one round trip. Rows are sorted by key so that
+/// Writes the rows of `requests` (each request's projection and work), takes
+/// the log lock and returns the heads (`imx_lock_log_heads` rows), in one
+/// round trip. Rows are sorted by key so that
 /// concurrent transactions lock them in the same order.
 pub(super) async fn write_rows_and_lock(
     connection: &mut PgConnection,
     requests: &[&AppendRequest],
     now: DateTime<Utc>,
-) -> Result<(), Error> {
+) -> Result<Vec<PgRow>, Error> {
     let projections: Vec<&ProjectionUpdate> =
         requests.iter().map(|request| &request.projection).collect();
     let mut runs: Vec<&RunRow> = projections
@@ -90,7 +94,7 @@ pub(super) async fn write_rows_and_lock(
                 .map(|timer_id| (*timer_id, request.run_id))
         })
         .collect();
-    sqlx::query(WRITE_ROWS)
+    let heads = sqlx::query(WRITE_ROWS)
         .bind(runs.iter().map(|run| run.run_id).collect::<Vec<_>>())
         .bind(
             runs.iter()
@@ -223,7 +227,13 @@ pub(super) async fn write_rows_and_lock(
         )
         .bind(LOG_LOCK_KEY)
         .bind(WORK_CHANNEL)
-        .execute(&mut *connection)
+        .bind(
+            requests
+                .iter()
+                .map(|request| request.run_id)
+                .collect::<Vec<_>>(),
+        )
+        .fetch_all(&mut *connection)
         .await?;
-    Ok(())
+    Ok(heads)
 }
