@@ -12,7 +12,7 @@ use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
 use super::read::{self, EVENT_COLUMNS};
-use super::{PostgresStore, rows};
+use super::{PostgresStore, fast, rows};
 use crate::chain::GENESIS_HASH;
 use crate::store::error::Error;
 use crate::store::prepare::{self, Checked};
@@ -34,6 +34,9 @@ pub(super) async fn append_batch(
     requests: &[AppendRequest],
 ) -> Result<Vec<Result<Appended, Error>>, Error> {
     let checked = prepare::check_batch(&store.config, requests)?;
+    if let Some(results) = fast::try_append_all(store, &checked).await? {
+        return Ok(results);
+    }
     let mut order: Vec<usize> = (0..checked.len()).collect();
     order.sort_by_key(|&index| checked[index].request.run_id);
     let mut results: Vec<Option<Result<Appended, Error>>> =
@@ -59,6 +62,9 @@ pub(super) async fn append_batch(
             Attempt::Settled(index, result) => results[index] = Some(result),
             Attempt::Again => raced = true,
         }
+    }
+    if let Ok(mut cache) = store.heads.lock() {
+        cache.remember(results.iter().flatten().flatten());
     }
     Ok(results
         .into_iter()

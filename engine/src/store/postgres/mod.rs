@@ -4,6 +4,7 @@
 //! commit order, `FOR UPDATE SKIP LOCKED` leases, and LISTEN/NOTIFY wake-ups.
 
 mod append;
+mod fast;
 mod read;
 mod rows;
 mod work;
@@ -34,6 +35,8 @@ pub struct PostgresStore {
     /// The task that LISTENs and turns notifications into `work` wake-ups;
     /// started by the first `wait_for_work`.
     listener: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The heads this node last wrote, for one-round-trip appends.
+    heads: Mutex<fast::HeadCache>,
 }
 
 impl PostgresStore {
@@ -119,6 +122,7 @@ impl EventStore for PostgresStore {
             config,
             work: Arc::new(Notify::new()),
             listener: Mutex::new(None),
+            heads: Mutex::default(),
         };
         store.migrate().await?;
         Ok(store)
