@@ -110,8 +110,11 @@ impl Drop for PostgresStore {
 
 impl EventStore for PostgresStore {
     async fn connect(url: &str, config: StoreConfig) -> Result<Self, Error> {
+        // The append statements are big and always shaped alike: plan them
+        // once per connection instead of on every execution.
         let options = PgConnectOptions::from_str(url)
-            .map_err(|error| Error::invalid(format!("bad PostgreSQL URL: {error}")))?;
+            .map_err(|error| Error::invalid(format!("bad PostgreSQL URL: {error}")))?
+            .options([("plan_cache_mode", "force_generic_plan")]);
         let pool = PgPoolOptions::new()
             .max_connections(config.pool_connections_max)
             .acquire_timeout(Duration::from_millis(config.acquire_timeout_ms))
