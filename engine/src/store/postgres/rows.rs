@@ -127,72 +127,17 @@ pub(super) async fn append_all(
                 .map(|(_, _, hash)| hash.clone())
                 .collect::<Vec<_>>(),
         )
-        .bind(
-            events
-                .iter()
-                .map(|(event, _, _)| event.position as i64)
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            events
-                .iter()
-                .map(|(event, _, _)| event.run_id)
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            events
-                .iter()
-                .map(|(event, _, _)| event.seq as i64)
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            events
-                .iter()
-                .map(|(event, _, _)| event.event_type.clone())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            events
-                .iter()
-                .map(|(event, _, _)| event.schema_version as i32)
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            events
-                .iter()
-                .map(|(_, payload, _)| (*payload).clone())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            events
-                .iter()
-                .map(|(event, _, _)| event.recorded_at)
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            events
-                .iter()
-                .map(|(event, _, _)| event.prev_hash.clone())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            events
-                .iter()
-                .map(|(event, _, _)| event.hash.clone())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            events
-                .iter()
-                .map(|(event, _, _)| event.log_hash.clone())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            events
-                .iter()
-                .map(|(_, _, append_id)| *append_id)
-                .collect::<Vec<_>>(),
-        )
+        .bind(col(events, |(event, _, _)| event.position as i64))
+        .bind(col(events, |(event, _, _)| event.run_id))
+        .bind(col(events, |(event, _, _)| event.seq as i64))
+        .bind(col(events, |(event, _, _)| event.event_type.clone()))
+        .bind(col(events, |(event, _, _)| event.schema_version as i32))
+        .bind(col(events, |(_, payload, _)| (*payload).clone()))
+        .bind(col(events, |(event, _, _)| event.recorded_at))
+        .bind(col(events, |(event, _, _)| event.prev_hash.clone()))
+        .bind(col(events, |(event, _, _)| event.hash.clone()))
+        .bind(col(events, |(event, _, _)| event.log_hash.clone()))
+        .bind(col(events, |(_, _, append_id)| *append_id))
         .execute(pool)
         .await?;
     Ok(())
@@ -214,22 +159,6 @@ fn bind_rows<'q>(
     now: DateTime<Utc>,
     with_completions: bool,
 ) -> Query<'q, Postgres, PgArguments> {
-    let projections: Vec<&ProjectionUpdate> =
-        requests.iter().map(|request| &request.projection).collect();
-    let mut runs: Vec<&RunRow> = projections
-        .iter()
-        .filter_map(|projection| projection.run.as_ref())
-        .collect();
-    runs.sort_by_key(|run| run.run_id);
-    let mut steps: Vec<&StepRow> = projections
-        .iter()
-        .flat_map(|projection| &projection.steps)
-        .collect();
-    steps.sort_by(|a, b| (a.run_id, &a.step_id).cmp(&(b.run_id, &b.step_id)));
-    // ON CONFLICT cannot touch one row twice in a statement: last one wins.
-    steps.reverse();
-    steps.dedup_by(|a, b| a.run_id == b.run_id && a.step_id == b.step_id);
-    steps.reverse();
     let tasks: Vec<(Uuid, &NewTask)> = requests
         .iter()
         .flat_map(|request| request.enqueue.iter().map(|task| (request.run_id, task)))
@@ -246,162 +175,78 @@ fn bind_rows<'q>(
     completions.sort();
     let cancelled: Vec<(Uuid, Uuid)> = requests
         .iter()
-        .flat_map(|request| {
-            request
-                .cancel_timers
-                .iter()
-                .map(|timer_id| (*timer_id, request.run_id))
-        })
+        .flat_map(|request| request.cancel_timers.iter().map(|id| (*id, request.run_id)))
         .collect();
-    query
-        .bind(runs.iter().map(|run| run.run_id).collect::<Vec<_>>())
-        .bind(
-            runs.iter()
-                .map(|run| run.workflow.clone())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            runs.iter()
-                .map(|run| run.version.clone())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            runs.iter()
-                .map(|run| run.status.clone())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            runs.iter()
-                .map(|run| run.input.to_string())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            runs.iter()
-                .map(|run| run.output.as_ref().map(ToString::to_string))
-                .collect::<Vec<_>>(),
-        )
-        .bind(runs.iter().map(|run| run.error.clone()).collect::<Vec<_>>())
-        .bind(runs.iter().map(|run| run.parent_run_id).collect::<Vec<_>>())
-        .bind(
-            runs.iter()
-                .map(|run| run.idempotency_key.clone())
-                .collect::<Vec<_>>(),
-        )
-        .bind(runs.iter().map(|run| run.created_at).collect::<Vec<_>>())
-        .bind(runs.iter().map(|run| run.updated_at).collect::<Vec<_>>())
-        .bind(steps.iter().map(|step| step.run_id).collect::<Vec<_>>())
-        .bind(
-            steps
-                .iter()
-                .map(|step| step.step_id.clone())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            steps
-                .iter()
-                .map(|step| step.status.clone())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            steps
-                .iter()
-                .map(|step| i32::try_from(step.attempts).unwrap_or(i32::MAX))
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            steps
-                .iter()
-                .map(|step| step.output.as_ref().map(ToString::to_string))
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            steps
-                .iter()
-                .map(|step| step.error.clone())
-                .collect::<Vec<_>>(),
-        )
-        .bind(steps.iter().map(|step| step.updated_at).collect::<Vec<_>>())
-        .bind(
-            tasks
-                .iter()
-                .map(|(_, task)| task.task_id)
-                .collect::<Vec<_>>(),
-        )
-        .bind(tasks.iter().map(|(run_id, _)| *run_id).collect::<Vec<_>>())
-        .bind(
-            tasks
-                .iter()
-                .map(|(_, task)| task.queue.clone())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            tasks
-                .iter()
-                .map(|(_, task)| task.payload.to_string())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            tasks
-                .iter()
-                .map(|(_, task)| task.available_at.unwrap_or(now))
-                .collect::<Vec<_>>(),
-        )
+    bind_projections(query, requests)
+        .bind(col(&tasks, |(_, task)| task.task_id))
+        .bind(col(&tasks, |(run_id, _)| *run_id))
+        .bind(col(&tasks, |(_, task)| task.queue.clone()))
+        .bind(col(&tasks, |(_, task)| task.payload.to_string()))
+        .bind(col(&tasks, |(_, task)| task.available_at.unwrap_or(now)))
         .bind(now)
-        .bind(
-            timers
-                .iter()
-                .map(|(_, timer)| timer.timer_id)
-                .collect::<Vec<_>>(),
-        )
-        .bind(timers.iter().map(|(run_id, _)| *run_id).collect::<Vec<_>>())
-        .bind(
-            timers
-                .iter()
-                .map(|(_, timer)| timer.queue.clone())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            timers
-                .iter()
-                .map(|(_, timer)| timer.payload.to_string())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            timers
-                .iter()
-                .map(|(_, timer)| timer.fire_at)
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            cancelled
-                .iter()
-                .map(|(timer_id, _)| *timer_id)
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            cancelled
-                .iter()
-                .map(|(_, run_id)| *run_id)
-                .collect::<Vec<_>>(),
-        )
+        .bind(col(&timers, |(_, timer)| timer.timer_id))
+        .bind(col(&timers, |(run_id, _)| *run_id))
+        .bind(col(&timers, |(_, timer)| timer.queue.clone()))
+        .bind(col(&timers, |(_, timer)| timer.payload.to_string()))
+        .bind(col(&timers, |(_, timer)| timer.fire_at))
+        .bind(col(&cancelled, |(timer_id, _)| *timer_id))
+        .bind(col(&cancelled, |(_, run_id)| *run_id))
         .bind(LOG_LOCK_KEY)
         .bind(WORK_CHANNEL)
-        .bind(
-            requests
-                .iter()
-                .map(|request| request.run_id)
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            completions
-                .iter()
-                .map(|(task_id, _)| *task_id)
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            completions
-                .iter()
-                .map(|(_, token)| *token)
-                .collect::<Vec<_>>(),
-        )
+        .bind(col(requests, |request| request.run_id))
+        .bind(col(&completions, |(task_id, _)| *task_id))
+        .bind(col(&completions, |(_, token)| *token))
+}
+
+/// Binds `$1`..`$18`: run rows and step rows.
+fn bind_projections<'q>(
+    query: Query<'q, Postgres, PgArguments>,
+    requests: &[&AppendRequest],
+) -> Query<'q, Postgres, PgArguments> {
+    let projections: Vec<&ProjectionUpdate> =
+        requests.iter().map(|request| &request.projection).collect();
+    let mut runs: Vec<&RunRow> = projections
+        .iter()
+        .filter_map(|projection| projection.run.as_ref())
+        .collect();
+    runs.sort_by_key(|run| run.run_id);
+    let mut steps: Vec<&StepRow> = projections
+        .iter()
+        .flat_map(|projection| &projection.steps)
+        .collect();
+    steps.sort_by(|a, b| (a.run_id, &a.step_id).cmp(&(b.run_id, &b.step_id)));
+    // ON CONFLICT cannot touch one row twice in a statement: last one wins.
+    steps.reverse();
+    steps.dedup_by(|a, b| a.run_id == b.run_id && a.step_id == b.step_id);
+    steps.reverse();
+    query
+        .bind(col(&runs, |run| run.run_id))
+        .bind(col(&runs, |run| run.workflow.clone()))
+        .bind(col(&runs, |run| run.version.clone()))
+        .bind(col(&runs, |run| run.status.clone()))
+        .bind(col(&runs, |run| run.input.to_string()))
+        .bind(col(&runs, |run| {
+            run.output.as_ref().map(ToString::to_string)
+        }))
+        .bind(col(&runs, |run| run.error.clone()))
+        .bind(col(&runs, |run| run.parent_run_id))
+        .bind(col(&runs, |run| run.idempotency_key.clone()))
+        .bind(col(&runs, |run| run.created_at))
+        .bind(col(&runs, |run| run.updated_at))
+        .bind(col(&steps, |step| step.run_id))
+        .bind(col(&steps, |step| step.step_id.clone()))
+        .bind(col(&steps, |step| step.status.clone()))
+        .bind(col(&steps, |step| {
+            i32::try_from(step.attempts).unwrap_or(i32::MAX)
+        }))
+        .bind(col(&steps, |step| {
+            step.output.as_ref().map(ToString::to_string)
+        }))
+        .bind(col(&steps, |step| step.error.clone()))
+        .bind(col(&steps, |step| step.updated_at))
+}
+
+/// One column of a multi-row statement: `field` of every item.
+fn col<T, U>(items: &[T], field: impl Fn(&T) -> U) -> Vec<U> {
+    items.iter().map(field).collect()
 }
