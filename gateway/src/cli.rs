@@ -66,8 +66,18 @@ pub struct StoreArgs {
     pub database_url: String,
 }
 
+/// Which executors a node that carries out steps has.
+#[derive(Debug, Clone, Copy, Default, Args)]
+pub struct ExecutorArgs {
+    /// Allow `uses: exec` steps to run programs on this node (off by default).
+    #[arg(long = "enable-exec", env = "IMX_ENABLE_EXEC")]
+    pub enable_exec: bool,
+}
+
 #[derive(Debug, Args)]
 pub struct RunArgs {
+    #[command(flatten)]
+    pub executors: ExecutorArgs,
     /// A workflow file (registered first) or the name of a registered workflow.
     pub workflow: String,
     /// The run input: JSON text, or @FILE to read it from a file.
@@ -82,9 +92,6 @@ pub struct RunArgs {
     /// Print the run document as JSON.
     #[arg(long)]
     pub json: bool,
-    /// Let this process run `exec` steps (local programs, as this user).
-    #[arg(long, env = "IMX_ENABLE_EXEC")]
-    pub enable_exec: bool,
 }
 
 #[derive(Debug, Args)]
@@ -132,16 +139,14 @@ pub struct DecisionArgs {
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
+    #[command(flatten)]
+    pub executors: ExecutorArgs,
     /// Concurrent step attempts on this node.
     #[arg(long, default_value_t = engine::runtime::WORKERS_DEFAULT)]
     pub workers: usize,
     /// Lease on a claimed task, in ms: after a crash, its tasks wait this long.
     #[arg(long, default_value_t = engine::runtime::LEASE_MS_DEFAULT)]
     pub lease_ms: u64,
-    /// Let this node run `exec` steps (local programs, as this user); nodes
-    /// without it leave `exec` steps to nodes that have it.
-    #[arg(long, env = "IMX_ENABLE_EXEC")]
-    pub enable_exec: bool,
 }
 
 #[derive(Debug, Args)]

@@ -23,7 +23,7 @@ use serde_json::Value;
 
 use crate::cli::RunArgs;
 use crate::progress::Progress;
-use crate::serve::{Executors, open_runtime, shutdown_signal};
+use crate::serve::{open_runtime, shutdown_signal};
 
 /// Largest `--input @FILE`, in bytes.
 const INPUT_FILE_BYTES_MAX: u64 = 16 * 1024 * 1024;
@@ -51,10 +51,7 @@ pub async fn run(url: &str, args: &RunArgs) -> anyhow::Result<ExitCode> {
         resume_on_start: false,
         ..Config::default()
     };
-    let which = Executors {
-        exec: args.enable_exec,
-    };
-    let runtime = open_runtime(url, config, which).await?;
+    let runtime = open_runtime(url, config, args.executors).await?;
     let (name, version) = match &source {
         Some((file, text)) => {
             check_source(file, text)?;

@@ -9,7 +9,7 @@ use engine::executor::{ExecConfig, ExecExecutor, Executor, HttpConfig, HttpExecu
 use engine::runtime::{Config, Runtime, RuntimeHandle};
 use engine::store::Store;
 
-use crate::cli::ServeArgs;
+use crate::cli::{ExecutorArgs, ServeArgs};
 
 /// A started runtime on an opened store.
 #[derive(Debug)]
@@ -18,18 +18,11 @@ pub struct Node {
     pub handle: RuntimeHandle,
 }
 
-/// Which executors a node runs.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Executors {
-    /// `exec` runs local programs: only on nodes that opt in.
-    pub exec: bool,
-}
-
 /// Opens the store at `url` (migrating it) with nothing started.
 pub async fn open_runtime(
     url: &str,
     config: Config,
-    which: Executors,
+    which: ExecutorArgs,
 ) -> anyhow::Result<Arc<Runtime<Store>>> {
     let store = open_store(url)
         .await
@@ -62,11 +55,11 @@ async fn open_store(url: &str) -> Result<Store, engine::store::Error> {
 /// themselves need none: noop, fail, sleep, approval, workflow, agent. A
 /// node without `exec` does not claim `exec` steps at all (they wait for a
 /// node that has it) rather than failing them.
-pub fn executors(which: Executors) -> anyhow::Result<Vec<Arc<dyn Executor>>> {
+pub fn executors(which: ExecutorArgs) -> anyhow::Result<Vec<Arc<dyn Executor>>> {
     let mut executors: Vec<Arc<dyn Executor>> = vec![Arc::new(
         HttpExecutor::new(HttpConfig::default()).context("cannot set up the http executor")?,
     )];
-    if which.exec {
+    if which.enable_exec {
         executors.push(Arc::new(ExecExecutor::new(ExecConfig::enabled())));
     }
     Ok(executors)
@@ -74,7 +67,7 @@ pub fn executors(which: Executors) -> anyhow::Result<Vec<Arc<dyn Executor>>> {
 
 /// Opens the store and starts workers and timers; resumes unfinished runs
 /// when `config.resume_on_start`.
-pub async fn start_node(url: &str, config: Config, which: Executors) -> anyhow::Result<Node> {
+pub async fn start_node(url: &str, config: Config, which: ExecutorArgs) -> anyhow::Result<Node> {
     let runtime = open_runtime(url, config, which).await?;
     let handle = runtime.start().await.context("cannot start the runtime")?;
     Ok(Node { runtime, handle })
@@ -86,10 +79,7 @@ pub async fn serve(url: &str, args: &ServeArgs) -> anyhow::Result<std::process::
         lease_ms: args.lease_ms,
         ..Config::default()
     };
-    let which = Executors {
-        exec: args.enable_exec,
-    };
-    let node = start_node(url, config, which).await?;
+    let node = start_node(url, config, args.executors).await?;
     eprintln!(
         "imx serve: working on {url} as {} ({} workers); Ctrl-C stops",
         node.runtime.config().node,
