@@ -94,9 +94,9 @@ async fn print_started(
 ) -> anyhow::Result<ExitCode> {
     if json {
         let state = runtime.state(run_id).await?;
-        println!("{}", serde_json::to_string_pretty(&state.document())?);
+        emit(&serde_json::to_string_pretty(&state.document())?);
     } else {
-        println!("{run_id}");
+        emit(&run_id.to_string());
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -129,9 +129,9 @@ async fn wait(
     };
     progress.finish();
     if json {
-        println!("{}", serde_json::to_string_pretty(&state.document())?);
+        emit(&serde_json::to_string_pretty(&state.document())?);
     } else {
-        println!("{}", summary(&state));
+        emit(&summary(&state));
     }
     Ok(match state.status {
         RunStatus::Succeeded => ExitCode::SUCCESS,
@@ -277,4 +277,10 @@ fn refused(error: engine::runtime::Error) -> anyhow::Error {
         }
         other => other.into(),
     }
+}
+
+/// Writes a line to stdout; a closed pipe (`imx … | head`) is not an error.
+pub fn emit(text: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout().lock(), "{text}");
 }
