@@ -8,13 +8,15 @@ pub mod export;
 pub mod format;
 pub mod inspect;
 pub mod online;
+pub mod pipeline;
 pub mod schemas;
 pub mod verify;
 
 pub use check::{Incompatibility, compatibility};
 pub use export::export;
 pub use format::Scope;
-pub use verify::{Options, Problem, Summary, Verifier, verify_reader};
+pub use pipeline::verify_reader;
+pub use verify::{Options, Problem, Summary, Verifier};
 
 use uuid::Uuid;
 
