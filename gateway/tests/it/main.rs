@@ -1,6 +1,8 @@
 //! The `imx` binary's one integration test binary: runs the real executable.
 
+mod crash;
 mod replay;
+mod run;
 mod validate;
 
 use std::path::{Path, PathBuf};
