@@ -43,6 +43,12 @@ pub enum Error {
     Evolve(#[from] engine::core::evolve::Error),
     #[error("run {run_id}: --at {at} is beyond the run's last seq {last}")]
     AtBeyondEnd { run_id: Uuid, at: u64, last: u64 },
+    #[error("workflow {name} {version} in the registry does not load: {detail}")]
+    Registry {
+        name: String,
+        version: String,
+        detail: String,
+    },
     #[error("the export is not readable: {0}")]
     Export(#[from] verify::Problem),
 }
