@@ -9,16 +9,13 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use engine::core::workflow::Workflow;
-use engine::store::{DEFAULT_DATABASE_URL, Store};
+use engine::store::Store;
 use uuid::Uuid;
 
 #[derive(Debug, Args)]
 pub struct ReplayArgs {
     #[command(subcommand)]
     pub command: ReplayCommand,
-    /// The store (`sqlite://PATH` or `postgres://…`).
-    #[arg(long, global = true, env = "IMX_DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
-    pub database_url: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -55,7 +52,7 @@ pub enum ReplayCommand {
     /// List runs in flight on other versions and whether NEW.yaml could take them over; exit 1 if any is affected.
     Check {
         new: PathBuf,
-        /// The old version's YAML, used for runs whose version the registry lacks.
+        /// An old version's YAML, for runs whose version the registry lacks.
         #[arg(long)]
         old: Option<PathBuf>,
         #[arg(long)]
@@ -63,11 +60,12 @@ pub enum ReplayCommand {
     },
 }
 
-pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
+/// Runs `imx replay …` on the store at `url` (the global `--database-url`).
+pub fn run(args: ReplayArgs, url: &str) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(dispatch(args))
+    runtime.block_on(dispatch(args, url))
 }
 
 async fn open(url: &str) -> anyhow::Result<Store> {
@@ -76,11 +74,10 @@ async fn open(url: &str) -> anyhow::Result<Store> {
         .with_context(|| format!("cannot open the store {url}"))
 }
 
-async fn dispatch(args: ReplayArgs) -> anyhow::Result<ExitCode> {
-    let url = args.database_url;
+async fn dispatch(args: ReplayArgs, url: &str) -> anyhow::Result<ExitCode> {
     match args.command {
         ReplayCommand::Export { run, since } => {
-            let store = open(&url).await?;
+            let store = open(url).await?;
             let mut out = BufWriter::new(std::io::stdout().lock());
             let scope = replay::Scope { run, since };
             let trailer = replay::export(&store, scope, chrono::Utc::now(), &mut out).await?;
@@ -105,7 +102,7 @@ async fn dispatch(args: ReplayArgs) -> anyhow::Result<ExitCode> {
                     );
                     replay::verify_reader(reader, options)
                 }
-                None => replay::online::verify_store(&open(&url).await?, options).await?,
+                None => replay::online::verify_store(&open(url).await?, options).await?,
             };
             report_verification(outcome, json)
         }
@@ -123,7 +120,7 @@ async fn dispatch(args: ReplayArgs) -> anyhow::Result<ExitCode> {
                     );
                     replay::inspect::inspect_reader(reader, run, at)?
                 }
-                None => replay::inspect::inspect_store(&open(&url).await?, run, at).await?,
+                None => replay::inspect::inspect_store(&open(url).await?, run, at).await?,
             };
             if json {
                 println!("{:#}", inspection.to_json());
@@ -132,7 +129,7 @@ async fn dispatch(args: ReplayArgs) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        ReplayCommand::Check { new, old, json } => check(&url, &new, old.as_deref(), json).await,
+        ReplayCommand::Check { new, old, json } => check(url, &new, old.as_deref(), json).await,
     }
 }
 
@@ -187,14 +184,8 @@ async fn check(url: &str, new: &Path, old: Option<&Path>, json: bool) -> anyhow:
         None => None,
     };
     let store = open(url).await?;
-    // Until the workflow registry lands, the old model comes from --old,
-    // used for every run whose version matches it.
-    let old_model = |_name: &str, version: &str| {
-        old_workflow
-            .clone()
-            .filter(|workflow| engine::core::version::version_of(workflow) == version)
-    };
-    let runs = replay::online::check_runs(&store, &new_workflow, old_model).await?;
+    // Old models come from the registry; --old serves versions it lacks.
+    let runs = replay::online::check_runs(&store, &new_workflow, old_workflow.as_ref()).await?;
     let version = engine::core::version::version_of(&new_workflow);
     if json {
         println!(

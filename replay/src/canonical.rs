@@ -75,21 +75,35 @@ fn value(value: &Value, out: &mut Vec<u8>) -> Option<()> {
             out.push(b']');
         }
         Value::Object(map) => {
-            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
-            entries.sort_by(|a, b| utf16_order(a.0, b.0));
             out.push(b'{');
-            for (n, (key, item)) in entries.into_iter().enumerate() {
-                if n > 0 {
-                    out.push(b',');
+            // serde_json's map iterates in byte order (unless a crate turns
+            // on `preserve_order`, hence the check), which is UTF-16 order
+            // for ASCII keys: then no sort and no allocation.
+            let ascending = map.keys().zip(map.keys().skip(1)).all(|(a, b)| a < b);
+            if ascending && map.keys().all(|key| key.is_ascii()) {
+                for (n, (key, item)) in map.iter().enumerate() {
+                    entry(n, key, item, out)?;
                 }
-                string(key, out);
-                out.push(b':');
-                self::value(item, out)?;
+            } else {
+                let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+                entries.sort_by(|a, b| utf16_order(a.0, b.0));
+                for (n, (key, item)) in entries.into_iter().enumerate() {
+                    entry(n, key, item, out)?;
+                }
             }
             out.push(b'}');
         }
     }
     Some(())
+}
+
+fn entry(n: usize, key: &str, item: &Value, out: &mut Vec<u8>) -> Option<()> {
+    if n > 0 {
+        out.push(b',');
+    }
+    string(key, out);
+    out.push(b':');
+    value(item, out)
 }
 
 /// JCS orders keys by UTF-16 code units; UTF-8 byte order agrees except

@@ -9,7 +9,7 @@ use engine::store::EventStore;
 
 use crate::Error;
 use crate::format::{
-    ChainParams, EventLine, FORMAT_NAME, FORMAT_VERSION, Header, Line, Scope, Trailer,
+    ChainParams, EventLineRef, FORMAT_NAME, FORMAT_VERSION, Header, Line, Scope, Trailer,
 };
 
 /// Events read from the store per page (the stores' default page maximum).
@@ -119,7 +119,7 @@ struct EventWriter<'a, W> {
 
 impl<W: Write> EventWriter<'_, W> {
     fn write(&mut self, event: &RecordedEvent) -> Result<(), Error> {
-        let line = EventLine::from_recorded(event);
+        let line = EventLineRef::new(event);
         serde_json::to_writer(&mut *self.out, &line).map_err(std::io::Error::from)?;
         self.out.write_all(b"\n")?;
         self.events += 1;

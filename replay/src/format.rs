@@ -144,6 +144,39 @@ impl EventLine {
     }
 }
 
+/// An event line written straight from the store's row, without copying
+/// the payload; field for field [`EventLine`].
+#[derive(Debug, Serialize)]
+pub struct EventLineRef<'a> {
+    pub run_id: Uuid,
+    pub seq: u64,
+    pub position: u64,
+    pub event_type: &'a str,
+    pub schema_version: u32,
+    pub payload: &'a Value,
+    pub recorded_at: String,
+    pub prev_hash: &'a str,
+    pub hash: &'a str,
+    pub log_hash: &'a str,
+}
+
+impl<'a> EventLineRef<'a> {
+    pub fn new(event: &'a RecordedEvent) -> Self {
+        EventLineRef {
+            run_id: event.run_id,
+            seq: event.seq,
+            position: event.position,
+            event_type: &event.event_type,
+            schema_version: event.schema_version,
+            payload: &event.payload,
+            recorded_at: chain::format_recorded_at(event.recorded_at),
+            prev_hash: &event.prev_hash,
+            hash: &event.hash,
+            log_hash: &event.log_hash,
+        }
+    }
+}
+
 /// What one line of a file holds.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Line {

@@ -8,13 +8,15 @@ pub mod export;
 pub mod format;
 pub mod inspect;
 pub mod online;
+pub mod pipeline;
 pub mod schemas;
 pub mod verify;
 
 pub use check::{Incompatibility, compatibility};
 pub use export::export;
 pub use format::Scope;
-pub use verify::{Options, Problem, Summary, Verifier, verify_reader};
+pub use pipeline::verify_reader;
+pub use verify::{Options, Problem, Summary, Verifier};
 
 use uuid::Uuid;
 
@@ -41,6 +43,12 @@ pub enum Error {
     Evolve(#[from] engine::core::evolve::Error),
     #[error("run {run_id}: --at {at} is beyond the run's last seq {last}")]
     AtBeyondEnd { run_id: Uuid, at: u64, last: u64 },
+    #[error("workflow {name} {version} in the registry does not load: {detail}")]
+    Registry {
+        name: String,
+        version: String,
+        detail: String,
+    },
     #[error("the export is not readable: {0}")]
     Export(#[from] verify::Problem),
 }

@@ -41,15 +41,17 @@ pub async fn verify_store<S: EventStore>(
 }
 
 /// Every run of `new.name` that is not finished and is pinned to another
-/// version, with what keeps `new` from taking it over. `old_model` looks a
-/// version up in the workflow registry (`None`: unknown, only removed steps
-/// are checked).
+/// version, with what keeps `new` from taking it over. The old model comes
+/// from the store's workflow registry; `fallback` (e.g. `--old FILE`) serves
+/// runs whose version the registry lacks. Without either, only removed
+/// steps are checked.
 pub async fn check_runs<S: EventStore>(
     store: &S,
     new: &Workflow,
-    mut old_model: impl FnMut(&str, &str) -> Option<Workflow>,
+    fallback: Option<&Workflow>,
 ) -> Result<Vec<RunCheck>, Error> {
     let new_version = version_of(new);
+    let fallback = fallback.map(|workflow| (version_of(workflow), workflow));
     let mut checks = Vec::new();
     let mut query = RunQuery {
         workflow: Some(new.name.clone()),
@@ -67,17 +69,38 @@ pub async fn check_runs<S: EventStore>(
             if state.is_finished() {
                 continue;
             }
-            checks.push(run_check(
-                &state,
-                new,
-                old_model(&row.workflow, &row.version),
-            ));
+            let old = match registered(store, &row.workflow, &row.version).await? {
+                Some(old) => Some(old),
+                None => fallback
+                    .as_ref()
+                    .filter(|(version, _)| *version == row.version)
+                    .map(|(_, old)| (*old).clone()),
+            };
+            checks.push(run_check(&state, new, old));
         }
         match page.next {
             Some(next) => query.after = Some(next),
             None => return Ok(checks),
         }
     }
+}
+
+/// The registered model of `name` at `version`, if any.
+async fn registered<S: EventStore>(
+    store: &S,
+    name: &str,
+    version: &str,
+) -> Result<Option<Workflow>, Error> {
+    let Some(record) = store.get_workflow(name, Some(version)).await? else {
+        return Ok(None);
+    };
+    serde_json::from_value(record.model)
+        .map(Some)
+        .map_err(|error| Error::Registry {
+            name: name.to_owned(),
+            version: version.to_owned(),
+            detail: error.to_string(),
+        })
 }
 
 fn is_finished(status: &str) -> bool {

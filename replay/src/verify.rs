@@ -6,17 +6,13 @@
 //! event: the caller feeds lines or pages and drops them.
 
 use std::collections::HashMap;
-use std::io::BufRead;
 
 use engine::chain::{GENESIS_HASH, LogHead, RecordedEvent};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::format::{
-    ChainParams, EventLine, FORMAT_NAME, FORMAT_VERSION, Header, LINE_BYTES_MAX, Line, Scope,
-    Trailer,
-};
+use crate::format::{FORMAT_NAME, FORMAT_VERSION, Scope, Trailer};
 use crate::schemas::Schemas;
 
 /// Most run heads listed in the text summary (all of them are in `--json`).
@@ -207,7 +203,7 @@ struct RunChain {
 /// order), then [`Verifier::finish`].
 #[derive(Debug)]
 pub struct Verifier {
-    options: Options,
+    pub(crate) options: Options,
     scope: Scope,
     log_chain: bool,
     log_position: u64,
@@ -216,7 +212,6 @@ pub struct Verifier {
     runs: HashMap<Uuid, RunChain>,
     events: u64,
     last_event: Option<(Uuid, u64, u64)>,
-    schemas: &'static Schemas,
     /// Reused for every event's canonical bytes.
     canonical: Vec<u8>,
 }
@@ -236,7 +231,6 @@ impl Verifier {
             runs: HashMap::new(),
             events: 0,
             last_event: None,
-            schemas: Schemas::get(),
             canonical: Vec::with_capacity(1024),
         }
     }
@@ -253,54 +247,44 @@ impl Verifier {
     }
 
     fn check(&mut self, event: &RecordedEvent) -> Result<(), Fault> {
-        let bad_hex = |field: &str| Fault::BadHex {
-            field: field.to_owned(),
-        };
-        let prev_hash = decode(&event.prev_hash).ok_or_else(|| bad_hex("prev_hash"))?;
-        let hash = decode(&event.hash).ok_or_else(|| bad_hex("hash"))?;
-        let log_hash = decode(&event.log_hash).ok_or_else(|| bad_hex("log_hash"))?;
-        let expected_prev = self.check_seq(event, &prev_hash, &hash)?;
+        let local = local_checks(event, &mut self.canonical);
+        self.sequence(&Checked::of(event, local))
+    }
+
+    /// The checks that need the chain state, in the documented order, given
+    /// the event's [`local_checks`] (made here or on another thread).
+    pub(crate) fn sequence(&mut self, event: &Checked) -> Result<(), Fault> {
+        let local = event.local.as_ref().map_err(Clone::clone)?;
+        let expected_prev = self.check_seq(event, local)?;
         self.check_position(event)?;
-        if prev_hash != expected_prev {
+        if local.prev_hash != expected_prev {
             return Err(Fault::BrokenLink {
                 expected: hex::encode(expected_prev),
-                found: event.prev_hash.clone(),
+                found: hex::encode(local.prev_hash),
             });
         }
-        crate::canonical::canonical_event_bytes(event, &mut self.canonical).map_err(|fault| {
-            Fault::NotCanonical {
-                detail: fault.to_string(),
-            }
-        })?;
-        let recomputed = sha256(&prev_hash, &self.canonical);
-        if recomputed != hash {
-            return Err(Fault::Edited {
-                expected: hex::encode(recomputed),
-                found: event.hash.clone(),
-            });
+        if let Some(edited) = &local.edited {
+            return Err(edited.clone());
         }
         if self.log_chain {
-            let recomputed = sha256(&self.log_hash, &hash);
-            if recomputed != log_hash {
+            let recomputed = sha256(&self.log_hash, &local.hash);
+            if recomputed != local.log_hash {
                 return Err(Fault::LogHashMismatch {
                     expected: hex::encode(recomputed),
-                    found: event.log_hash.clone(),
+                    found: hex::encode(local.log_hash),
                 });
             }
         }
-        self.schemas
-            .check(&event.event_type, event.schema_version, &event.payload)?;
-        self.advance(event, hash, log_hash);
+        if let Some(schema) = &local.schema {
+            return Err(schema.clone());
+        }
+        self.advance(event, local);
         Ok(())
     }
 
     /// Seq continuity within the run; returns the `prev_hash` the event must carry.
-    fn check_seq(
-        &self,
-        event: &RecordedEvent,
-        prev_hash: &Digest32,
-        hash: &Digest32,
-    ) -> Result<Digest32, Fault> {
+    fn check_seq(&self, event: &Checked, local: &Local) -> Result<Digest32, Fault> {
+        let (prev_hash, hash) = (&local.prev_hash, &local.hash);
         match self.runs.get(&event.run_id) {
             Some(run) if event.seq == run.seq + 1 => Ok(run.hash),
             Some(run) if event.seq == run.seq => Err(if *hash == run.hash {
@@ -328,7 +312,7 @@ impl Verifier {
         }
     }
 
-    fn check_position(&self, event: &RecordedEvent) -> Result<(), Fault> {
+    fn check_position(&self, event: &Checked) -> Result<(), Fault> {
         if self.log_chain {
             let expected = self.log_position + 1;
             if event.position != expected {
@@ -346,7 +330,8 @@ impl Verifier {
         Ok(())
     }
 
-    fn advance(&mut self, event: &RecordedEvent, hash: Digest32, log_hash: Digest32) {
+    fn advance(&mut self, event: &Checked, local: &Local) {
+        let (hash, log_hash) = (local.hash, local.log_hash);
         let run = self.runs.entry(event.run_id).or_insert(RunChain {
             seq: 0,
             events: 0,
@@ -363,7 +348,7 @@ impl Verifier {
     }
 
     /// The head the file's trailer and `--expect-head` are compared with.
-    fn head(&self) -> String {
+    pub(crate) fn head(&self) -> String {
         match self.scope.run.and_then(|run_id| self.runs.get(&run_id)) {
             Some(run) => hex::encode(run.hash),
             None if self.scope.run.is_some() => GENESIS_HASH.to_owned(),
@@ -371,7 +356,7 @@ impl Verifier {
         }
     }
 
-    fn problem_at_end(&self, fault: Fault) -> Problem {
+    pub(crate) fn problem_at_end(&self, fault: Fault) -> Problem {
         Problem {
             run_id: self.last_event.map(|(run_id, _, _)| run_id),
             seq: self.last_event.map(|(_, seq, _)| seq),
@@ -381,7 +366,7 @@ impl Verifier {
         }
     }
 
-    fn check_trailer(&self, trailer: &Trailer) -> Result<(), Problem> {
+    pub(crate) fn check_trailer(&self, trailer: &Trailer) -> Result<(), Problem> {
         let head = self.head();
         if trailer.events != self.events
             || trailer.head != head
@@ -436,6 +421,69 @@ impl Verifier {
     }
 }
 
+/// What one event says about itself: its decoded hashes, and whether its
+/// own hash and schema hold. Needs no chain state, so it can be computed on
+/// any thread.
+#[derive(Clone, Debug)]
+pub(crate) struct Local {
+    prev_hash: Digest32,
+    hash: Digest32,
+    log_hash: Digest32,
+    edited: Option<Fault>,
+    schema: Option<Fault>,
+}
+
+/// An event reduced to what [`Verifier::sequence`] needs.
+#[derive(Clone, Debug)]
+pub(crate) struct Checked {
+    pub run_id: Uuid,
+    pub seq: u64,
+    pub position: u64,
+    pub local: Result<Local, Fault>,
+}
+
+impl Checked {
+    pub(crate) fn of(event: &RecordedEvent, local: Result<Local, Fault>) -> Checked {
+        Checked {
+            run_id: event.run_id,
+            seq: event.seq,
+            position: event.position,
+            local,
+        }
+    }
+}
+
+/// Decodes the hashes, recomputes `hash` from the event's own `prev_hash`
+/// and checks the payload's schema. `Err`: the event cannot be checked at all.
+pub(crate) fn local_checks(event: &RecordedEvent, canonical: &mut Vec<u8>) -> Result<Local, Fault> {
+    let bad_hex = |field: &str| Fault::BadHex {
+        field: field.to_owned(),
+    };
+    let prev_hash = decode(&event.prev_hash).ok_or_else(|| bad_hex("prev_hash"))?;
+    let hash = decode(&event.hash).ok_or_else(|| bad_hex("hash"))?;
+    let log_hash = decode(&event.log_hash).ok_or_else(|| bad_hex("log_hash"))?;
+    crate::canonical::canonical_event_bytes(event, canonical).map_err(|fault| {
+        Fault::NotCanonical {
+            detail: fault.to_string(),
+        }
+    })?;
+    let recomputed = sha256(&prev_hash, canonical);
+    let edited = (recomputed != hash).then(|| Fault::Edited {
+        expected: hex::encode(recomputed),
+        found: event.hash.clone(),
+    });
+    let schema = Schemas::get()
+        .check(&event.event_type, event.schema_version, &event.payload)
+        .err();
+    Ok(Local {
+        prev_hash,
+        hash,
+        log_hash,
+        edited,
+        schema,
+    })
+}
+
 /// The 32 bytes of a hash written as 64 lowercase hex digits.
 fn decode(value: &str) -> Option<Digest32> {
     let mut bytes = GENESIS;
@@ -453,168 +501,9 @@ fn sha256(first: &[u8], second: &[u8]) -> Digest32 {
     hasher.finalize().into()
 }
 
-fn is_hex_hash(value: &str) -> bool {
+pub(crate) fn is_hex_hash(value: &str) -> bool {
     value.len() == 64
         && value
             .bytes()
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-}
-
-/// Verifies an export read from `reader`, line by line.
-pub fn verify_reader(reader: impl BufRead, options: Options) -> Result<Summary, Problem> {
-    let mut lines = LineReader {
-        reader,
-        number: 0,
-        buffer: String::new(),
-    };
-    if !lines.next_line()? {
-        return Err(header_problem("the file is empty"));
-    }
-    let header = parse_header(lines.text())?;
-    let mut verifier = Verifier::new(header.scope, header.start, options);
-    let mut trailer = None;
-    while lines.next_line()? {
-        let number = lines.number;
-        let at_line = |fault| Problem {
-            run_id: None,
-            seq: None,
-            position: None,
-            line: Some(number),
-            fault: Box::new(fault),
-        };
-        if trailer.is_some() {
-            return Err(at_line(Fault::AfterTrailer));
-        }
-        match Line::parse(lines.text()) {
-            Ok(Line::Event(event)) => verifier.event_line(*event, number)?,
-            Ok(Line::Trailer(found)) => {
-                verifier.check_trailer(&found).map_err(|problem| Problem {
-                    line: Some(number),
-                    ..problem
-                })?;
-                trailer = Some(found);
-            }
-            Ok(Line::Header(_)) => {
-                return Err(at_line(Fault::Malformed {
-                    line: number,
-                    detail: "a second header".to_owned(),
-                }));
-            }
-            Err(error) => {
-                return Err(at_line(Fault::Malformed {
-                    line: number,
-                    detail: error.to_string(),
-                }));
-            }
-        }
-    }
-    if trailer.is_none() {
-        // Report --expect-head first: it names what the tail should have been.
-        let fault = match &verifier.options.expect_head {
-            Some(expected) if !expected.eq_ignore_ascii_case(&verifier.head()) => {
-                Fault::HeadMismatch {
-                    expected: expected.clone(),
-                    found: verifier.head(),
-                }
-            }
-            _ => Fault::NoTrailer,
-        };
-        return Err(verifier.problem_at_end(fault));
-    }
-    verifier.finish()
-}
-
-impl Verifier {
-    fn event_line(&mut self, line: EventLine, number: u64) -> Result<(), Problem> {
-        let (run_id, seq, position) = (line.run_id, line.seq, line.position);
-        let with_line = |fault| Problem {
-            run_id: Some(run_id),
-            seq: Some(seq),
-            position: Some(position),
-            line: Some(number),
-            fault: Box::new(fault),
-        };
-        let event = line
-            .into_recorded()
-            .map_err(|value| with_line(Fault::BadTime { value }))?;
-        self.event(&event).map_err(|problem| Problem {
-            line: Some(number),
-            ..problem
-        })
-    }
-}
-
-fn header_problem(detail: &str) -> Problem {
-    Problem {
-        run_id: None,
-        seq: None,
-        position: None,
-        line: Some(1),
-        fault: Box::new(Fault::BadHeader {
-            detail: detail.to_owned(),
-        }),
-    }
-}
-
-fn parse_header(text: &str) -> Result<Header, Problem> {
-    let header = match Line::parse(text) {
-        Ok(Line::Header(header)) => *header,
-        Ok(_) => return Err(header_problem("the first line is not a header")),
-        Err(error) => return Err(header_problem(&error.to_string())),
-    };
-    if header.format != FORMAT_NAME || header.format_version != FORMAT_VERSION {
-        return Err(header_problem(&format!(
-            "format {} v{}",
-            header.format, header.format_version
-        )));
-    }
-    if header.chain != ChainParams::v1() {
-        return Err(header_problem("unknown chain parameters"));
-    }
-    if !is_hex_hash(&header.start.log_hash) {
-        return Err(header_problem(
-            "start.log_hash is not 64 lowercase hex digits",
-        ));
-    }
-    Ok(header)
-}
-
-/// Reads lines with a length bound, reusing one buffer.
-struct LineReader<R> {
-    reader: R,
-    number: u64,
-    buffer: String,
-}
-
-impl<R: BufRead> LineReader<R> {
-    /// Reads the next line into the buffer; false at the end of the file.
-    fn next_line(&mut self) -> Result<bool, Problem> {
-        self.buffer.clear();
-        self.number += 1;
-        let limit = u64::try_from(LINE_BYTES_MAX).unwrap_or(u64::MAX) + 1;
-        let read = std::io::Read::take(&mut self.reader, limit).read_line(&mut self.buffer);
-        let number = self.number;
-        let malformed = |detail: String| Problem {
-            run_id: None,
-            seq: None,
-            position: None,
-            line: Some(number),
-            fault: Box::new(Fault::Malformed {
-                line: number,
-                detail,
-            }),
-        };
-        match read {
-            Ok(0) => Ok(false),
-            Ok(_) if self.buffer.len() > LINE_BYTES_MAX => {
-                Err(malformed(format!("longer than {LINE_BYTES_MAX} bytes")))
-            }
-            Ok(_) => Ok(true),
-            Err(error) => Err(malformed(error.to_string())),
-        }
-    }
-
-    fn text(&self) -> &str {
-        self.buffer.trim_end_matches(['\n', '\r'])
-    }
 }

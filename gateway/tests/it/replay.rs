@@ -227,6 +227,29 @@ fn check_names_the_runs_a_new_version_cannot_take_over() {
           - step `fetch` is running but the new version has no step `fetch` (removed or renamed): its result would have nowhere to go
     "#]]
     .assert_eq(&report);
+    // `imx run` registers the version: check needs no --old any more.
+    let started = imx(&["run", old_path, "--database-url", &url]);
+    assert_eq!(started.code, 0, "{}", started.stderr);
+    let run_id = started.stdout.trim().to_owned();
+    let registered = imx(&["replay", "check", new_path, "--database-url", &url]);
+    assert_eq!(registered.code, 1, "{}", registered.stderr);
+    assert!(
+        registered
+            .stdout
+            .contains("2 run(s) in flight on other versions, 2 affected"),
+        "{}",
+        registered.stdout
+    );
+    assert!(
+        registered.stdout.contains(&format!("run {run_id} (")),
+        "{}",
+        registered.stdout
+    );
+    assert!(
+        !registered.stdout.contains("not in the registry"),
+        "{}",
+        registered.stdout
+    );
     let same = imx(&["replay", "check", old_path, "--database-url", &url]);
     assert_eq!(
         (same.code, same.stdout.lines().nth(1)),

@@ -4,6 +4,7 @@
 use engine::core::histories::{HistoryBuilder, step, workflow};
 use engine::core::state::RunState;
 use engine::core::workflow::{StepKind, Workflow};
+use engine::store::{EventStore, NewWorkflow};
 use expect_test::{Expect, expect};
 use replay::check::render_report;
 use replay::compatibility;
@@ -186,7 +187,9 @@ fn the_report_lists_runs_in_flight_on_other_versions_only() {
     block_on(async {
         let fixture = sqlite().await;
         let run = |n, builder: HistoryBuilder| RunLog::canned(builder.settled(), run_id(n));
-        let in_flight = HistoryBuilder::start(old(), json!({"order": 7})).started("fetch", None, 1);
+        let in_flight = HistoryBuilder::start(old(), json!({"order": 7}))
+            .succeeded("fetch", None, 1, json!({}))
+            .started("charge", None, 1);
         let finished = HistoryBuilder::start(old(), json!({"order": 8}))
             .succeeded("fetch", None, 1, json!({}))
             .succeeded("charge", None, 1, json!({}))
@@ -194,39 +197,62 @@ fn the_report_lists_runs_in_flight_on_other_versions_only() {
         let runs = [run(201, in_flight), run(202, finished)];
         assert!(runs[1].live.is_finished(), "the second run ended");
         append_runs(&fixture, &runs, 100).await;
-        // v2 renames `fetch`, which the first run is running.
+        // v2 renames `charge` (running) and makes the finished `fetch` wait for a new step.
         let mut new = old();
-        let mut load = new.steps.remove("fetch").expect("fetch");
-        load.id = "load".into();
-        new.steps.insert("load".into(), load);
-        new.steps.get_mut("charge").expect("charge").needs = vec!["load".into()];
-        let old_model = |_: &str, version: &str| (version == "sha256:test").then(old);
-        let checks = check_runs(&fixture.store, &new, old_model)
-            .await
-            .expect("check");
+        let mut pay = new.steps.remove("charge").expect("charge");
+        pay.id = "pay".into();
+        new.steps.insert("pay".into(), pay);
+        new.steps.get_mut("notify").expect("notify").needs = vec!["pay".into()];
+        new.steps
+            .insert("prepare".into(), step("prepare", StepKind::Noop));
+        new.steps.get_mut("fetch").expect("fetch").needs = vec!["prepare".into()];
+
+        let unknown = check_runs(&fixture.store, &new, None).await.expect("check");
         expect![[r#"
             workflow orders, new version VERSION
             1 run(s) in flight on other versions, 1 affected
 
-            run 01960000-0000-7000-8000-0000000000c9 (sha256:test, running at seq 3): CANNOT take over
-              - step `fetch` is running but the new version has no step `fetch` (removed or renamed): its result would have nowhere to go
+            run 01960000-0000-7000-8000-0000000000c9 (sha256:test, running at seq 5): CANNOT take over
+              note: the run's version is not in the registry; only removed steps were checked
+              - step `charge` is running but the new version has no step `charge` (removed or renamed): its result would have nowhere to go
         "#]]
-        .assert_eq(&render_report("orders", "VERSION", &checks));
-        let unknown = check_runs(&fixture.store, &new, |_: &str, _: &str| None)
+        .assert_eq(&render_report("orders", "VERSION", &unknown));
+
+        // The runs' version in the registry: the whole comparison.
+        let model = serde_json::to_value(old()).expect("the model serializes");
+        let registered = NewWorkflow {
+            name: "orders".into(),
+            version: "sha256:test".into(),
+            source: String::new(),
+            model,
+        };
+        fixture
+            .store
+            .register_workflow(registered)
             .await
-            .expect("check");
-        assert!(!unknown[0].old_model_known);
-        assert_eq!(
-            unknown[0].incompatibilities, checks[0].incompatibilities,
-            "a removed step is found without the old model"
-        );
-        let same = check_runs(&fixture.store, &old(), old_model)
+            .expect("register");
+        let known = check_runs(&fixture.store, &new, None).await.expect("check");
+        expect![[r#"
+            workflow orders, new version VERSION
+            1 run(s) in flight on other versions, 1 affected
+
+            run 01960000-0000-7000-8000-0000000000c9 (sha256:test, running at seq 5): CANNOT take over
+              - step `charge` is running but the new version has no step `charge` (removed or renamed): its result would have nowhere to go
+              - step `fetch` already finished after needs [], the new version says [prepare]: its recorded inputs would not match the new DAG
+        "#]]
+        .assert_eq(&render_report("orders", "VERSION", &known));
+
+        let same = check_runs(&fixture.store, &old(), None)
             .await
             .expect("check");
         assert_eq!(
             same.len(),
             1,
             "v1 itself is another version than sha256:test"
+        );
+        assert!(
+            same[0].is_safe(),
+            "v1 can take over a run of the same model"
         );
     });
 }

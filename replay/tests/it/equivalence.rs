@@ -101,3 +101,89 @@ fn inspect_beyond_the_last_seq_is_an_error() {
         );
     });
 }
+
+#[test]
+fn since_and_run_exports_verify_and_end_at_the_right_heads() {
+    block_on(async {
+        let fixture = sqlite().await;
+        let runs = canned_runs();
+        append_runs(&fixture, &runs, 3).await;
+        let whole = verify_reader(
+            export_text(&fixture, Scope::default()).await.as_bytes(),
+            Options::default(),
+        )
+        .expect("the whole log verifies");
+        assert!(whole.from_genesis);
+        // Mid-log: the same head, fewer events, not from genesis.
+        let since = whole.events / 2;
+        let tail = export_text(&fixture, Scope { run: None, since }).await;
+        let partial = verify_reader(
+            tail.as_bytes(),
+            Options {
+                expect_head: Some(whole.head.clone()),
+            },
+        )
+        .expect("the tail verifies against the whole log's head");
+        assert_eq!(
+            (partial.events, partial.from_genesis),
+            (whole.events - since, false)
+        );
+        // One run: its own chain from genesis, its head is its last hash.
+        let run = &runs[3];
+        let run_id = run.events[0].run_id;
+        let one = export_text(
+            &fixture,
+            Scope {
+                run: Some(run_id),
+                since: 0,
+            },
+        )
+        .await;
+        let head = whole
+            .run_heads
+            .iter()
+            .find(|head| head.run_id == run_id)
+            .expect("the run's head");
+        let summary = verify_reader(
+            one.as_bytes(),
+            Options {
+                expect_head: Some(head.hash.clone()),
+            },
+        )
+        .expect("the run's export verifies");
+        assert_eq!((summary.events, summary.runs), (run.events.len() as u64, 1));
+        // Dropping the run's middle event is found at the next seq.
+        let mut lines: Vec<&str> = one.lines().collect();
+        lines.remove(3);
+        let problem = verify_reader((lines.join("\n") + "\n").as_bytes(), Options::default())
+            .expect_err("a gap");
+        assert_eq!(
+            (problem.run_id, problem.seq, problem.line),
+            (Some(run_id), Some(4), Some(4))
+        );
+    });
+}
+
+#[test]
+fn an_export_since_beyond_the_head_is_refused() {
+    block_on(async {
+        let fixture = sqlite().await;
+        append_runs(&fixture, &canned_runs()[..1], 100).await;
+        let mut out = Vec::new();
+        let error = replay::export(
+            &fixture.store,
+            Scope {
+                run: None,
+                since: 1_000,
+            },
+            crate::support::start_time(),
+            &mut out,
+        )
+        .await
+        .expect_err("beyond the head");
+        assert!(
+            error.to_string().contains("beyond the log's last position"),
+            "{error}"
+        );
+    });
+}

@@ -12,7 +12,9 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::driver::example_runs;
-use crate::support::{append_runs, block_on, canned_runs, export_text, sqlite};
+use engine::core::event::EventEnvelope;
+
+use crate::support::{RunLog, append_runs, block_on, canned_runs, export_text, sqlite};
 
 /// splitmix64: a tiny, seedable generator, enough for choosing tampers.
 struct Rng(u64);
@@ -64,10 +66,34 @@ impl Authentic {
 }
 
 fn authentic() -> Authentic {
+    authentic_of(1)
+}
+
+/// The canned and example runs, `copies` times under other run ids.
+fn authentic_of(copies: u128) -> Authentic {
     block_on(async {
         let fixture = sqlite().await;
         let mut runs = canned_runs();
         runs.extend(example_runs());
+        let runs: Vec<RunLog> = (0..copies)
+            .flat_map(|copy| {
+                runs.iter().map(move |run| {
+                    let run_id = Uuid::from_u128(run.events[0].run_id.as_u128() + (copy << 64));
+                    let events = run
+                        .events
+                        .iter()
+                        .map(|event| EventEnvelope {
+                            run_id,
+                            ..event.clone()
+                        })
+                        .collect();
+                    RunLog {
+                        events,
+                        live: run.live.clone(),
+                    }
+                })
+            })
+            .collect();
         append_runs(&fixture, &runs, 2).await;
         let text = export_text(&fixture, Scope::default()).await;
         let lines: Vec<String> = text.lines().map(str::to_owned).collect();
@@ -316,6 +342,24 @@ fn every_tamper_is_detected_at_the_exact_run_and_seq() {
             .collect::<Vec<_>>()
             .join("\n")
     );
+}
+
+#[test]
+fn tampers_in_a_file_of_many_batches_are_found_in_file_order() {
+    let authentic = authentic_of(20);
+    let batches = authentic.events() / replay::pipeline::BATCH_LINES;
+    assert!(
+        batches > replay::pipeline::QUEUE_BATCHES_MAX,
+        "more batches than a queue holds ({batches})"
+    );
+    let failures: Vec<String> = (0..40)
+        .filter_map(|seed| {
+            check_seed(&authentic, seed)
+                .err()
+                .map(|error| format!("seed {seed}: {error}"))
+        })
+        .collect();
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
 #[test]

@@ -1,0 +1,324 @@
+//! `verify_reader`: verification of an export file as a pipeline. One
+//! thread reads lines in batches, workers parse them and make each event's
+//! own checks (canonical bytes, hash, schema) in parallel, and the calling
+//! thread follows the chains in file order, so the first problem reported
+//! is the same as with one thread. Memory is bounded by the queues:
+//! at most `2 * QUEUE_BATCHES_MAX` batches of `BATCH_LINES` lines in flight.
+
+use std::collections::BTreeMap;
+use std::io::BufRead;
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::{Arc, Mutex};
+
+use uuid::Uuid;
+
+use crate::format::{
+    ChainParams, FORMAT_NAME, FORMAT_VERSION, Header, LINE_BYTES_MAX, Line, Trailer,
+};
+use crate::verify::{
+    Checked, Fault, Options, Problem, Summary, Verifier, is_hex_hash, local_checks,
+};
+
+/// Lines per batch handed to a worker.
+pub const BATCH_LINES: usize = 256;
+/// Batches waiting in each queue (read → workers, workers → chain follower).
+pub const QUEUE_BATCHES_MAX: usize = 8;
+/// Most worker threads, whatever the machine has.
+pub const WORKERS_MAX: usize = 8;
+
+/// One line, examined by a worker.
+enum Item {
+    Event {
+        number: u64,
+        checked: Box<Checked>,
+    },
+    BadTime {
+        number: u64,
+        run_id: Uuid,
+        seq: u64,
+        position: u64,
+        value: String,
+    },
+    Trailer {
+        number: u64,
+        trailer: Trailer,
+    },
+    Malformed {
+        number: u64,
+        detail: String,
+    },
+}
+
+type Lines = (u64, Vec<(u64, String)>, Option<Problem>);
+type Examined = (u64, Vec<Item>, Option<Problem>);
+
+/// Verifies an export read from `reader`; see the module comment.
+pub fn verify_reader(reader: impl BufRead + Send, options: Options) -> Result<Summary, Problem> {
+    let mut lines = LineReader {
+        reader,
+        number: 0,
+        buffer: String::new(),
+    };
+    if !lines.next_line()? {
+        return Err(header_problem("the file is empty"));
+    }
+    let header = parse_header(lines.text())?;
+    let mut verifier = Verifier::new(header.scope, header.start, options);
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, WORKERS_MAX);
+    std::thread::scope(|scope| {
+        let (to_workers, from_reader) = sync_channel::<Lines>(QUEUE_BATCHES_MAX);
+        let (to_follower, from_workers) = sync_channel::<Examined>(QUEUE_BATCHES_MAX);
+        scope.spawn(move || read_batches(lines, &to_workers));
+        let from_reader = Arc::new(Mutex::new(from_reader));
+        for _ in 0..workers {
+            let (from_reader, to_follower) = (Arc::clone(&from_reader), to_follower.clone());
+            scope.spawn(move || examine_batches(&from_reader, &to_follower));
+        }
+        drop(to_follower);
+        follow(&mut verifier, &from_workers)
+    })?;
+    verifier.finish()
+}
+
+fn read_batches<R: BufRead>(mut lines: LineReader<R>, to_workers: &SyncSender<Lines>) {
+    let mut index = 0;
+    loop {
+        let mut batch = Vec::with_capacity(BATCH_LINES);
+        let mut error = None;
+        while batch.len() < BATCH_LINES {
+            match lines.next_line() {
+                Ok(true) => batch.push((lines.number, lines.text().to_owned())),
+                Ok(false) => break,
+                Err(problem) => {
+                    error = Some(problem);
+                    break;
+                }
+            }
+        }
+        let last = batch.len() < BATCH_LINES;
+        // A closed queue means the follower stopped at a problem: stop too.
+        if to_workers.send((index, batch, error)).is_err() || last {
+            return;
+        }
+        index += 1;
+    }
+}
+
+fn examine_batches(from_reader: &Mutex<Receiver<Lines>>, to_follower: &SyncSender<Examined>) {
+    let mut canonical = Vec::with_capacity(1024);
+    loop {
+        let next = from_reader.lock().map(|receiver| receiver.recv());
+        let Ok(Ok((index, lines, error))) = next else {
+            return;
+        };
+        let items = lines
+            .into_iter()
+            .map(|(number, text)| examine(number, &text, &mut canonical))
+            .collect();
+        if to_follower.send((index, items, error)).is_err() {
+            return;
+        }
+    }
+}
+
+fn examine(number: u64, text: &str, canonical: &mut Vec<u8>) -> Item {
+    match Line::parse(text) {
+        Ok(Line::Event(line)) => {
+            let (run_id, seq, position) = (line.run_id, line.seq, line.position);
+            match line.into_recorded() {
+                Ok(event) => Item::Event {
+                    number,
+                    checked: Box::new(Checked::of(&event, local_checks(&event, canonical))),
+                },
+                Err(value) => Item::BadTime {
+                    number,
+                    run_id,
+                    seq,
+                    position,
+                    value,
+                },
+            }
+        }
+        Ok(Line::Trailer(trailer)) => Item::Trailer { number, trailer },
+        Ok(Line::Header(_)) => Item::Malformed {
+            number,
+            detail: "a second header".to_owned(),
+        },
+        Err(error) => Item::Malformed {
+            number,
+            detail: error.to_string(),
+        },
+    }
+}
+
+/// Follows the chains over the examined batches in file order.
+fn follow(verifier: &mut Verifier, from_workers: &Receiver<Examined>) -> Result<(), Problem> {
+    let mut waiting: BTreeMap<u64, (Vec<Item>, Option<Problem>)> = BTreeMap::new();
+    let mut next = 0;
+    let mut trailer_seen = false;
+    for (index, items, error) in from_workers {
+        waiting.insert(index, (items, error));
+        while let Some((items, error)) = waiting.remove(&next) {
+            for item in items {
+                follow_item(verifier, item, &mut trailer_seen)?;
+            }
+            if let Some(problem) = error {
+                return Err(problem);
+            }
+            next += 1;
+        }
+    }
+    if !trailer_seen {
+        // Report --expect-head first: it names what the tail should have been.
+        let fault = match &verifier.options.expect_head {
+            Some(expected) if !expected.eq_ignore_ascii_case(&verifier.head()) => {
+                Fault::HeadMismatch {
+                    expected: expected.clone(),
+                    found: verifier.head(),
+                }
+            }
+            _ => Fault::NoTrailer,
+        };
+        return Err(verifier.problem_at_end(fault));
+    }
+    Ok(())
+}
+
+fn follow_item(
+    verifier: &mut Verifier,
+    item: Item,
+    trailer_seen: &mut bool,
+) -> Result<(), Problem> {
+    let at_line = |number: u64, fault| Problem {
+        run_id: None,
+        seq: None,
+        position: None,
+        line: Some(number),
+        fault: Box::new(fault),
+    };
+    let number = match &item {
+        Item::Event { number, .. }
+        | Item::BadTime { number, .. }
+        | Item::Trailer { number, .. }
+        | Item::Malformed { number, .. } => *number,
+    };
+    if *trailer_seen {
+        return Err(at_line(number, Fault::AfterTrailer));
+    }
+    match item {
+        Item::Event { number, checked } => verifier.sequence(&checked).map_err(|fault| Problem {
+            run_id: Some(checked.run_id),
+            seq: Some(checked.seq),
+            position: Some(checked.position),
+            line: Some(number),
+            fault: Box::new(fault),
+        }),
+        Item::BadTime {
+            number,
+            run_id,
+            seq,
+            position,
+            value,
+        } => Err(Problem {
+            run_id: Some(run_id),
+            seq: Some(seq),
+            position: Some(position),
+            line: Some(number),
+            fault: Box::new(Fault::BadTime { value }),
+        }),
+        Item::Trailer { number, trailer } => {
+            verifier
+                .check_trailer(&trailer)
+                .map_err(|problem| Problem {
+                    line: Some(number),
+                    ..problem
+                })?;
+            *trailer_seen = true;
+            Ok(())
+        }
+        Item::Malformed { number, detail } => Err(at_line(
+            number,
+            Fault::Malformed {
+                line: number,
+                detail,
+            },
+        )),
+    }
+}
+
+fn header_problem(detail: &str) -> Problem {
+    Problem {
+        run_id: None,
+        seq: None,
+        position: None,
+        line: Some(1),
+        fault: Box::new(Fault::BadHeader {
+            detail: detail.to_owned(),
+        }),
+    }
+}
+
+fn parse_header(text: &str) -> Result<Header, Problem> {
+    let header = match Line::parse(text) {
+        Ok(Line::Header(header)) => *header,
+        Ok(_) => return Err(header_problem("the first line is not a header")),
+        Err(error) => return Err(header_problem(&error.to_string())),
+    };
+    if header.format != FORMAT_NAME || header.format_version != FORMAT_VERSION {
+        return Err(header_problem(&format!(
+            "format {} v{}",
+            header.format, header.format_version
+        )));
+    }
+    if header.chain != ChainParams::v1() {
+        return Err(header_problem("unknown chain parameters"));
+    }
+    if !is_hex_hash(&header.start.log_hash) {
+        return Err(header_problem(
+            "start.log_hash is not 64 lowercase hex digits",
+        ));
+    }
+    Ok(header)
+}
+
+/// Reads lines with a length bound, reusing one buffer.
+struct LineReader<R> {
+    reader: R,
+    number: u64,
+    buffer: String,
+}
+
+impl<R: BufRead> LineReader<R> {
+    /// Reads the next line into the buffer; false at the end of the file.
+    fn next_line(&mut self) -> Result<bool, Problem> {
+        self.buffer.clear();
+        self.number += 1;
+        let limit = u64::try_from(LINE_BYTES_MAX).unwrap_or(u64::MAX) + 1;
+        let read = std::io::Read::take(&mut self.reader, limit).read_line(&mut self.buffer);
+        let number = self.number;
+        let malformed = |detail: String| Problem {
+            run_id: None,
+            seq: None,
+            position: None,
+            line: Some(number),
+            fault: Box::new(Fault::Malformed {
+                line: number,
+                detail,
+            }),
+        };
+        match read {
+            Ok(0) => Ok(false),
+            Ok(_) if self.buffer.len() > LINE_BYTES_MAX => {
+                Err(malformed(format!("longer than {LINE_BYTES_MAX} bytes")))
+            }
+            Ok(_) => Ok(true),
+            Err(error) => Err(malformed(error.to_string())),
+        }
+    }
+
+    fn text(&self) -> &str {
+        self.buffer.trim_end_matches(['\n', '\r'])
+    }
+}
