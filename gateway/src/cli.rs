@@ -19,6 +19,8 @@ pub enum Command {
     Validate(ValidateArgs),
     /// Draw a workflow's DAG as Mermaid or Graphviz DOT.
     Graph(GraphArgs),
+    /// Manage API keys for `imx serve` (create prints the key once).
+    Apikey(imx_gateway::api::apikey::ApiKeyArgs),
 }
 
 #[derive(Debug, Args)]

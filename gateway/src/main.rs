@@ -23,5 +23,10 @@ fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         cli::Command::Validate(args) => validate::validate(&args),
         cli::Command::Graph(args) => validate::graph(&args),
+        cli::Command::Apikey(args) => {
+            let runtime = tokio::runtime::Runtime::new()?;
+            runtime.block_on(imx_gateway::api::apikey::run(args))?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }

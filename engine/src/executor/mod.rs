@@ -47,10 +47,15 @@ pub struct Attempt {
 /// How an attempt ended.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
-    Succeeded { output: Value },
+    Succeeded {
+        output: Value,
+    },
     /// `retryable: false` fails the step at once, whatever its retry policy
     /// (invalid input, a 4xx answer that will not change).
-    Failed { error: String, retryable: bool },
+    Failed {
+        error: String,
+        retryable: bool,
+    },
 }
 
 impl Outcome {

@@ -7,6 +7,7 @@
 //! projection rows. Architecture invariant: no code path updates or deletes a
 //! row of `events`; database triggers reject it on both backends.
 
+mod api_keys;
 mod error;
 mod postgres;
 mod prepare;
@@ -18,6 +19,7 @@ mod types;
 use std::future::Future;
 use std::time::Duration;
 
+pub use api_keys::ApiKeyRecord;
 pub use error::Error;
 pub use postgres::PostgresStore;
 pub use retry::{RetryPolicy, retry};

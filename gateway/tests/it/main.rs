@@ -1,5 +1,6 @@
 //! The `imx` binary's one integration test binary: runs the real executable.
 
+mod api_schema;
 mod validate;
 
 use std::path::{Path, PathBuf};
