@@ -7,4 +7,5 @@
 pub mod chain;
 pub mod core;
 pub mod executor;
+pub mod runtime;
 pub mod store;

@@ -11,6 +11,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    #[command(flatten)]
+    pub store: StoreArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -19,6 +21,18 @@ pub enum Command {
     Validate(ValidateArgs),
     /// Draw a workflow's DAG as Mermaid or Graphviz DOT.
     Graph(GraphArgs),
+    /// Start a run of a workflow file or registered name; --wait carries it out here.
+    Run(RunArgs),
+    /// List runs, newest first; `imx runs show RUN_ID` shows one.
+    Runs(RunsArgs),
+    /// Grant a waiting approval step.
+    Approve(DecisionArgs),
+    /// Reject a waiting approval step (the step fails).
+    Reject(DecisionArgs),
+    /// Work on the store: workers, timers, and every unfinished run resumed.
+    Serve(ServeArgs),
+    /// Carry out `uses: agent` tasks of one queue with a local command.
+    Agent(AgentArgs),
     /// Manage API keys for `imx serve` (create prints the key once).
     Apikey(imx_gateway::api::apikey::ApiKeyArgs),
 }
@@ -42,4 +56,96 @@ pub struct GraphArgs {
 pub enum GraphFormat {
     Mermaid,
     Dot,
+}
+
+/// Options every command that opens the store shares.
+#[derive(Debug, Clone, Args)]
+pub struct StoreArgs {
+    /// `sqlite://PATH` or `postgres://USER@HOST:PORT/DB`.
+    #[arg(long, global = true, env = "IMX_DATABASE_URL", default_value = engine::store::DEFAULT_DATABASE_URL)]
+    pub database_url: String,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// A workflow file (registered first) or the name of a registered workflow.
+    pub workflow: String,
+    /// The run input: JSON text, or @FILE to read it from a file.
+    #[arg(long)]
+    pub input: Option<String>,
+    /// Starting again with the same key returns the run it started first.
+    #[arg(long)]
+    pub idempotency_key: Option<String>,
+    /// Carry the run out here and wait for its end (exit 0 succeeded, 1 failed or cancelled).
+    #[arg(long)]
+    pub wait: bool,
+    /// Print the run document as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct RunsArgs {
+    #[command(subcommand)]
+    pub command: Option<RunsCommand>,
+    /// Only runs with this status (pending running waiting succeeded failed cancelled).
+    #[arg(long)]
+    pub status: Option<String>,
+    /// Only runs of this workflow.
+    #[arg(long)]
+    pub workflow: Option<String>,
+    /// At most this many runs, newest first.
+    #[arg(long, default_value_t = 50)]
+    pub limit: u32,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RunsCommand {
+    /// One run: status, input, output and every step.
+    Show(ShowArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    pub run_id: String,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DecisionArgs {
+    pub run_id: String,
+    /// The approval step (`STEP` or `STEP/INDEX` for a `for_each` item).
+    pub step: String,
+    #[arg(long)]
+    pub comment: Option<String>,
+    /// Who decides (default: $USER).
+    #[arg(long)]
+    pub by: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Concurrent step attempts on this node.
+    #[arg(long, default_value_t = engine::runtime::WORKERS_DEFAULT)]
+    pub workers: usize,
+    /// The GraphQL/HTTP API (listen address, auth, limits).
+    #[command(flatten)]
+    pub api: imx_gateway::api::ApiArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// The queue to take tasks from (`with.queue` of `uses: agent` steps).
+    #[arg(long)]
+    pub queue: String,
+    /// Tasks run at the same time.
+    #[arg(long, default_value_t = 1)]
+    pub workers: usize,
+    /// The command to run per task: task JSON on stdin, output JSON on stdout.
+    #[arg(last = true, required = true)]
+    pub command: Vec<String>,
 }

@@ -1,7 +1,12 @@
 //! The `imx` binary: parses the command line once into a validated command and
 //! hands it to the module that carries it out.
 
+mod agent;
 mod cli;
+mod progress;
+mod run;
+mod runs;
+mod serve;
 mod validate;
 
 use std::process::ExitCode;
@@ -12,21 +17,43 @@ fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     match run(cli) {
         Ok(code) => code,
-        Err(err) => {
-            eprintln!("error: {err:#}");
-            ExitCode::FAILURE
-        }
+        Err(err) => match err.downcast_ref::<run::Refused>() {
+            Some(refused) => {
+                eprintln!("error: {refused}");
+                ExitCode::from(run::EXIT_REFUSED)
+            }
+            None => {
+                eprintln!("error: {err:#}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }
 
 fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
+    let url = cli.store.database_url.clone();
     match cli.command {
         cli::Command::Validate(args) => validate::validate(&args),
         cli::Command::Graph(args) => validate::graph(&args),
-        cli::Command::Apikey(args) => {
-            let runtime = tokio::runtime::Runtime::new()?;
-            runtime.block_on(imx_gateway::api::apikey::run(args))?;
+        cli::Command::Run(args) => block_on(run::run(&url, &args)),
+        cli::Command::Runs(args) => match &args.command {
+            Some(cli::RunsCommand::Show(show)) => block_on(runs::show(&url, show)),
+            None => block_on(runs::list(&url, &args)),
+        },
+        cli::Command::Approve(args) => block_on(runs::decide(&url, &args, true)),
+        cli::Command::Reject(args) => block_on(runs::decide(&url, &args, false)),
+        cli::Command::Serve(args) => block_on(serve::serve(&url, &args)),
+        cli::Command::Agent(args) => block_on(agent::agent(&url, &args)),
+        cli::Command::Apikey(args) => block_on(async move {
+            imx_gateway::api::apikey::run(&url, args).await?;
             Ok(ExitCode::SUCCESS)
-        }
+        }),
     }
+}
+
+fn block_on<T>(future: impl std::future::Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(future)
 }

@@ -11,6 +11,7 @@ mod api_keys;
 mod error;
 mod postgres;
 mod prepare;
+mod registry;
 mod retry;
 mod schema;
 mod sqlite;
@@ -22,6 +23,7 @@ use std::time::Duration;
 pub use api_keys::ApiKeyRecord;
 pub use error::Error;
 pub use postgres::PostgresStore;
+pub use registry::{NewWorkflow, WORKFLOW_SOURCE_BYTES_MAX, WORKFLOWS_LIST_MAX, WorkflowRecord};
 pub use retry::{RetryPolicy, retry};
 pub use sqlite::SqliteStore;
 pub use types::*;
@@ -175,6 +177,24 @@ pub trait EventStore: Send + Sync + Sized + 'static {
     ) -> impl Future<Output = Result<RebuildStats, Error>> + Send
     where
         F: FnMut(&[RecordedEvent]) -> ProjectionUpdate + Send;
+
+    /// Registers a workflow version; registering it again writes no second
+    /// row and makes it the latest version of its name.
+    fn register_workflow(
+        &self,
+        workflow: NewWorkflow,
+    ) -> impl Future<Output = Result<WorkflowRecord, Error>> + Send;
+
+    /// One version of a workflow, or (`None`) the version registered last.
+    fn get_workflow(
+        &self,
+        name: &str,
+        version: Option<&str>,
+    ) -> impl Future<Output = Result<Option<WorkflowRecord>, Error>> + Send;
+
+    /// Every registered version, by name, latest first (at most
+    /// [`WORKFLOWS_LIST_MAX`]).
+    fn list_workflows(&self) -> impl Future<Output = Result<Vec<WorkflowRecord>, Error>> + Send;
 }
 
 /// A store picked by URL scheme at run time.
@@ -306,5 +326,21 @@ impl EventStore for Store {
         F: FnMut(&[RecordedEvent]) -> ProjectionUpdate + Send,
     {
         delegate!(self, store => store.rebuild_projections(fold).await)
+    }
+
+    async fn register_workflow(&self, workflow: NewWorkflow) -> Result<WorkflowRecord, Error> {
+        delegate!(self, store => store.register_workflow(workflow).await)
+    }
+
+    async fn get_workflow(
+        &self,
+        name: &str,
+        version: Option<&str>,
+    ) -> Result<Option<WorkflowRecord>, Error> {
+        delegate!(self, store => store.get_workflow(name, version).await)
+    }
+
+    async fn list_workflows(&self) -> Result<Vec<WorkflowRecord>, Error> {
+        delegate!(self, store => store.list_workflows().await)
     }
 }

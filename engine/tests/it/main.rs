@@ -3,6 +3,7 @@
 mod core;
 mod dsl;
 mod graph;
+mod runtime;
 mod schema;
 mod template;
 mod version;

@@ -8,9 +8,6 @@ use super::auth::{Role, new_api_key};
 
 #[derive(Debug, Args)]
 pub struct ApiKeyArgs {
-    /// The store holding the keys.
-    #[arg(long, env = "IMX_DATABASE_URL", default_value = engine::store::DEFAULT_DATABASE_URL, global = true)]
-    pub database_url: String,
     #[command(subcommand)]
     pub command: ApiKeyCommand,
 }
@@ -46,8 +43,9 @@ pub enum Error {
     UnknownKey(Uuid),
 }
 
-pub async fn run(args: ApiKeyArgs) -> Result<(), Error> {
-    let store = engine::store::open(&args.database_url).await?;
+/// Carries out one `imx apikey` command on the store at `database_url`.
+pub async fn run(database_url: &str, args: ApiKeyArgs) -> Result<(), Error> {
+    let store = engine::store::open(database_url).await?;
     match args.command {
         ApiKeyCommand::Create { roles, name } => {
             if !roles.iter().any(|role| Role::parse(role).is_some()) {

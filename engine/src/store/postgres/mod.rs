@@ -6,6 +6,7 @@
 mod append;
 mod read;
 mod work;
+mod workflows;
 
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
@@ -16,6 +17,7 @@ use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
 use tokio::sync::Notify;
 
 use super::error::Error;
+use super::registry::{NewWorkflow, WorkflowRecord};
 use super::schema::{MIGRATIONS_TABLE, POSTGRES_MIGRATOR, check_version};
 use super::types::*;
 use super::{EventStore, prepare};
@@ -217,5 +219,21 @@ impl EventStore for PostgresStore {
         F: FnMut(&[RecordedEvent]) -> ProjectionUpdate + Send,
     {
         append::rebuild_projections(self, fold).await
+    }
+
+    async fn register_workflow(&self, workflow: NewWorkflow) -> Result<WorkflowRecord, Error> {
+        workflows::register(self, &workflow).await
+    }
+
+    async fn get_workflow(
+        &self,
+        name: &str,
+        version: Option<&str>,
+    ) -> Result<Option<WorkflowRecord>, Error> {
+        workflows::get(self, name, version).await
+    }
+
+    async fn list_workflows(&self) -> Result<Vec<WorkflowRecord>, Error> {
+        workflows::list(self).await
     }
 }

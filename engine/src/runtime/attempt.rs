@@ -1,0 +1,263 @@
+//! One claimed task carried out: an attempt handed to its executor (lease
+//! renewed while it runs, deadline and cancellation enforced, output size
+//! capped) or a fired timer; the result is recorded through the core,
+//! fenced by the task's lease.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::json;
+use tokio::sync::{Notify, watch};
+
+use crate::core::decide::Effect;
+use crate::core::event::{Event, StepFailed, StepSucceeded, TimerFired};
+use crate::core::state::RunState;
+use crate::executor::{Attempt, Executor, Outcome};
+use crate::store::{self, ClaimedTask, EventStore};
+
+use super::advance::Advanced;
+use super::queues::{AttemptTask, TimerTask};
+use super::{Error, Runtime};
+
+impl<S: EventStore> Runtime<S> {
+    /// A fired timer: `timer.fired`, or `step.succeeded` for a `sleep`.
+    pub(super) async fn fire_timer(&self, task: &ClaimedTask) -> Result<(), Error> {
+        let Ok(timer) = serde_json::from_value::<TimerTask>(task.payload.clone()) else {
+            eprintln!(
+                "imx runtime: dropping timer task {} with an unknown payload",
+                task.task_id
+            );
+            return self.drop_task(task).await;
+        };
+        let facts = move |_: &RunState, now: DateTime<Utc>| {
+            Ok(vec![match &timer {
+                TimerTask::Core { timer } => Event::TimerFired(TimerFired {
+                    at: now,
+                    timer_id: timer.clone(),
+                }),
+                TimerTask::Sleep {
+                    step,
+                    index,
+                    attempt,
+                    duration_ms,
+                } => Event::StepSucceeded(StepSucceeded {
+                    at: now,
+                    step: step.clone(),
+                    index: *index,
+                    attempt: *attempt,
+                    output: json!({ "slept_ms": duration_ms }),
+                }),
+            }])
+        };
+        self.record(task, facts).await
+    }
+
+    /// Runs one attempt on `executor` and records its outcome.
+    pub(super) async fn execute_task(
+        &self,
+        task: &ClaimedTask,
+        executor: Arc<dyn Executor>,
+        _stop: watch::Receiver<bool>,
+    ) -> Result<(), Error> {
+        let Ok(wanted) = serde_json::from_value::<AttemptTask>(task.payload.clone()) else {
+            eprintln!(
+                "imx runtime: dropping task {} with an unknown payload",
+                task.task_id
+            );
+            return self.drop_task(task).await;
+        };
+        let (workflow, state) = match self.load(task.run_id).await {
+            Ok(loaded) => loaded,
+            Err(Error::RunNotFound { .. }) => return self.drop_task(task).await,
+            Err(error) => return Err(error),
+        };
+        let current = state
+            .step(&wanted.step)
+            .and_then(|step| step.execution(wanted.index))
+            .is_some_and(|exec| exec.attempt == wanted.attempt && exec.status.is_in_flight());
+        if !current {
+            // Cancelled, timed out or already recorded while it waited.
+            return self.drop_task(task).await;
+        }
+        let scheduled = crate::core::outstanding(&workflow, &state, &self.config.secrets)
+            .into_iter()
+            .find_map(|effect| match effect {
+                Effect::ScheduleStep {
+                    key,
+                    kind,
+                    attempt,
+                    input,
+                    deadline,
+                    ..
+                } if key == wanted.key && attempt == wanted.attempt => {
+                    Some((kind, input, deadline))
+                }
+                _ => None,
+            });
+        let outcome = match scheduled {
+            Some((kind, input, deadline)) => {
+                let attempt = Attempt {
+                    run_id: task.run_id,
+                    step: wanted.step.clone(),
+                    index: wanted.index,
+                    attempt: wanted.attempt,
+                    idempotency_key: wanted.key.clone(),
+                    kind,
+                    input,
+                    deadline,
+                };
+                match self.run_attempt(task, executor.as_ref(), &attempt).await {
+                    Some(outcome) => outcome,
+                    // Lease lost or attempt cancelled: the result is not ours to record.
+                    None => return Ok(()),
+                }
+            }
+            None => Outcome::failed("the step's input cannot be rendered on this node", false),
+        };
+        let outcome = self.checked(outcome);
+        let facts = move |_: &RunState, now: DateTime<Utc>| {
+            let (step, index, attempt) = (wanted.step.clone(), wanted.index, wanted.attempt);
+            Ok(vec![match &outcome {
+                Outcome::Succeeded { output } => Event::StepSucceeded(StepSucceeded {
+                    at: now,
+                    step,
+                    index,
+                    attempt,
+                    output: output.clone(),
+                }),
+                Outcome::Failed { error, retryable } => Event::StepFailed(StepFailed {
+                    at: now,
+                    step,
+                    index,
+                    attempt,
+                    error: error.clone(),
+                    retryable: *retryable,
+                }),
+            }])
+        };
+        self.record(task, facts).await
+    }
+
+    /// Redacts secrets and enforces the output size limit.
+    fn checked(&self, outcome: Outcome) -> Outcome {
+        let secrets = &self.config.secrets;
+        match outcome {
+            Outcome::Succeeded { output } => {
+                let bytes = serde_json::to_vec(&output).map_or(usize::MAX, |text| text.len());
+                if bytes > self.config.output_bytes_max {
+                    return Outcome::failed(
+                        format!(
+                            "the step's output is {bytes} bytes, more than the limit of {} bytes (OUTPUT_BYTES_MAX): return a reference to large data instead",
+                            self.config.output_bytes_max
+                        ),
+                        false,
+                    );
+                }
+                Outcome::Succeeded {
+                    output: secrets.redact(output),
+                }
+            }
+            Outcome::Failed { error, retryable } => Outcome::Failed {
+                error: secrets.redact_text(&error),
+                retryable,
+            },
+        }
+    }
+
+    /// The executor's outcome, or `None` when the lease was lost or the
+    /// attempt cancelled. Renews the lease at a third of its length and
+    /// drops the executor's future at the attempt's deadline.
+    async fn run_attempt(
+        &self,
+        task: &ClaimedTask,
+        executor: &dyn Executor,
+        attempt: &Attempt,
+    ) -> Option<Outcome> {
+        let cancel_key = format!("{}#{}", attempt.idempotency_key, attempt.attempt);
+        let cancelled = Arc::new(Notify::new());
+        if let Ok(mut cancels) = self.cancels.lock() {
+            cancels.insert(cancel_key.clone(), Arc::clone(&cancelled));
+        }
+        let renew_every = Duration::from_millis((self.config.lease_ms / 3).max(1));
+        let until_deadline = attempt
+            .deadline
+            .map(|deadline| (deadline - self.now()).to_std().unwrap_or(Duration::ZERO));
+        let execution = executor.execute(attempt);
+        tokio::pin!(execution);
+        let deadline = async {
+            match until_deadline {
+                Some(wait) => tokio::time::sleep(wait).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(deadline);
+        let mut renew = tokio::time::interval(renew_every);
+        renew.tick().await;
+        let outcome = loop {
+            tokio::select! {
+                outcome = &mut execution => break Some(outcome),
+                () = &mut deadline => break Some(Outcome::failed(
+                    format!("attempt {} passed its deadline and was stopped", attempt.attempt),
+                    true,
+                )),
+                () = cancelled.notified() => break None,
+                _ = renew.tick() => {
+                    match self.store.renew_lease(task.task_id, task.lease.token, self.config.lease_ms).await {
+                        Ok(_) => {}
+                        Err(store::Error::LeaseLost { .. }) => break None,
+                        Err(error) => eprintln!("imx runtime: renewing the lease of task {}: {error}", task.task_id),
+                    }
+                }
+            }
+        };
+        if let Ok(mut cancels) = self.cancels.lock() {
+            cancels.remove(&cancel_key);
+        }
+        outcome
+    }
+
+    /// Stops an attempt running in this process (run cancelled, timed out).
+    pub(super) fn cancel_local(&self, key: &str, attempt: u32) {
+        let notify = self
+            .cancels
+            .lock()
+            .ok()
+            .and_then(|cancels| cancels.get(&format!("{key}#{attempt}")).cloned());
+        if let Some(notify) = notify {
+            notify.notify_one();
+        }
+    }
+
+    /// Appends `facts` fenced by the task's lease; a stale fact drops the task.
+    async fn record<F>(&self, task: &ClaimedTask, facts: F) -> Result<(), Error>
+    where
+        F: FnMut(&RunState, DateTime<Utc>) -> Result<Vec<Event>, Error> + Send,
+    {
+        let complete = Some((task.task_id, task.lease.token));
+        match self.advance(task.run_id, facts, complete).await {
+            Ok(Advanced::Appended(_)) => Ok(()),
+            Ok(Advanced::Stale(reason)) => {
+                if std::env::var_os("IMX_DEBUG").is_some() {
+                    eprintln!("imx runtime: dropping a stale fact: {reason}");
+                }
+                self.drop_task(task).await
+            }
+            Err(Error::Store(store::Error::LeaseLost { .. })) => Ok(()),
+            Err(Error::RunNotFound { .. }) => self.drop_task(task).await,
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Removes a task without recording anything (stale, unknown, its run gone).
+    async fn drop_task(&self, task: &ClaimedTask) -> Result<(), Error> {
+        match self
+            .store
+            .complete_task(task.task_id, task.lease.token)
+            .await
+        {
+            Ok(()) | Err(store::Error::LeaseLost { .. }) => Ok(()),
+            Err(error) => Err(error.into()),
+        }
+    }
+}

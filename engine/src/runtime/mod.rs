@@ -1,0 +1,383 @@
+//! The runtime: carries the pure core's effects out against a durable store.
+//!
+//! Every external fact (an executor's result, a fired timer, a human's
+//! decision, a child run's end) goes through one loop ([`advance`]): load the
+//! run's state, apply the fact (a fact the core rejects is stale and dropped),
+//! `settle`, and append the events together with the projection rows, the
+//! tasks and the timers the effects ask for, in ONE store transaction fenced
+//! by the expected seq and the task's lease. Only the effects that reach other
+//! runs (child runs, the parent's `child_run.finished`, cancellation) are
+//! carried out after the append; recovery re-derives them from the log with
+//! `core::outstanding`. See `docs/runtime.md`.
+
+mod advance;
+mod attempt;
+mod follow;
+mod input;
+mod projection;
+mod queues;
+mod worker;
+mod workflows;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use tokio::sync::broadcast;
+
+use crate::core::event::{ApprovalGranted, ApprovalRejected, Event, RunCancelRequested};
+use crate::core::scope::Secrets;
+use crate::core::state::{ExecStatus, RunState};
+use crate::core::{evolve, run};
+use crate::executor::Executor;
+use crate::store::{self, EventStore, RunId};
+
+pub use input::input_problems;
+pub use queues::{STEP_QUEUE_PREFIX, TIMER_QUEUE, agent_queue, step_queue};
+pub use worker::RuntimeHandle;
+pub use workflows::{Registered, parse_source};
+
+/// Largest JSON output an executor may return for one attempt, in bytes;
+/// a larger one fails the attempt without retry.
+pub const OUTPUT_BYTES_MAX: usize = 256 * 1024;
+/// Default lease on a claimed task, in ms; renewed at a third of it.
+pub const LEASE_MS_DEFAULT: u64 = 30_000;
+/// Default concurrent attempts per node.
+pub const WORKERS_DEFAULT: usize = 8;
+/// Default longest idle wait between looks for work and due timers, in ms.
+pub const POLL_MS_DEFAULT: u64 = 200;
+/// Default time running attempts get to finish on shutdown, in ms.
+pub const SHUTDOWN_GRACE_MS_DEFAULT: u64 = 10_000;
+/// Most times one fact is retried after losing a seq race.
+pub const CONFLICT_RETRIES_MAX: usize = 1_000;
+/// Most runs whose folded state is cached in memory.
+pub const RUN_CACHE_MAX: usize = 10_000;
+/// Environment variable prefix of secrets: `IMX_SECRET_<NAME>`.
+pub const SECRET_ENV_PREFIX: &str = "IMX_SECRET_";
+
+/// Tunables of a runtime node.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Concurrent attempts this node runs.
+    pub workers: usize,
+    pub lease_ms: u64,
+    pub poll_ms: u64,
+    pub shutdown_grace_ms: u64,
+    pub output_bytes_max: usize,
+    /// Names this node in leases.
+    pub node: String,
+    /// `secrets.NAME` for the steps this node renders and executes.
+    pub secrets: Secrets,
+    /// [`Runtime::start`] resumes every unfinished run first.
+    pub resume_on_start: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            workers: WORKERS_DEFAULT,
+            lease_ms: LEASE_MS_DEFAULT,
+            poll_ms: POLL_MS_DEFAULT,
+            shutdown_grace_ms: SHUTDOWN_GRACE_MS_DEFAULT,
+            output_bytes_max: OUTPUT_BYTES_MAX,
+            node: format!("imx-{}", store::new_id().simple()),
+            secrets: secrets_from_env(),
+            resume_on_start: true,
+        }
+    }
+}
+
+/// `IMX_SECRET_<NAME>=value` of this process, as `secrets.NAME`.
+pub fn secrets_from_env() -> Secrets {
+    std::env::vars()
+        .filter_map(|(key, value)| {
+            key.strip_prefix(SECRET_ENV_PREFIX)
+                .filter(|name| !name.is_empty())
+                .map(|name| (name.to_owned(), value))
+        })
+        .collect()
+}
+
+/// Why the runtime could not do what was asked. Codes `IMX04xx` are stable.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    #[error(transparent)]
+    Store(#[from] store::Error),
+    #[error("IMX0401: the core could not advance the run: {0}")]
+    Core(#[from] run::Error),
+    #[error(
+        "IMX0402: no workflow named `{name}`{} is registered; run `imx run FILE` or register it first",
+        version.as_ref().map(|v| format!(" with version {v}")).unwrap_or_default()
+    )]
+    UnknownWorkflow {
+        name: String,
+        version: Option<String>,
+    },
+    #[error("IMX0403: the workflow is invalid:\n{diagnostics}")]
+    InvalidWorkflow { diagnostics: String },
+    #[error("IMX0404: the input of workflow `{workflow}` does not match its `input` schema:\n{}", problems.join("\n"))]
+    InvalidInput {
+        workflow: String,
+        problems: Vec<String>,
+    },
+    #[error("IMX0405: run {run_id} not found")]
+    RunNotFound { run_id: RunId },
+    #[error("IMX0406: run {run_id} already ended ({status}); nothing to {action}")]
+    RunFinished {
+        run_id: RunId,
+        status: String,
+        action: &'static str,
+    },
+    #[error(
+        "IMX0407: step `{step}` of run {run_id} is not waiting for an approval (it is {status})"
+    )]
+    NotWaiting {
+        run_id: RunId,
+        step: String,
+        status: String,
+    },
+    #[error("IMX0408: the store holds a run the engine cannot read: {what}")]
+    Corrupt { what: String },
+    #[error(
+        "IMX0409: run {run_id}: gave up after {CONFLICT_RETRIES_MAX} appends lost the race to other writers"
+    )]
+    Contended { run_id: RunId },
+}
+
+impl Error {
+    fn corrupt(what: impl std::fmt::Display) -> Error {
+        Error::Corrupt {
+            what: what.to_string(),
+        }
+    }
+}
+
+/// How to start a run.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct StartRequest {
+    pub workflow: String,
+    /// `None`: the version registered last.
+    pub version: Option<String>,
+    pub input: Value,
+    /// The same key returns the run it started first.
+    pub idempotency_key: Option<String>,
+}
+
+/// What `start_run` did.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Started {
+    pub run_id: RunId,
+    /// True when the idempotency key named an existing run: nothing was written.
+    pub existing: bool,
+}
+
+/// A runtime node on one store. Cheap to share (`Arc`).
+#[derive(Debug)]
+pub struct Runtime<S: EventStore> {
+    store: Arc<S>,
+    executors: HashMap<String, Arc<dyn Executor>>,
+    config: Config,
+    cache: Mutex<advance::Cache>,
+    changes: broadcast::Sender<RunId>,
+    cancels: Mutex<HashMap<String, Arc<tokio::sync::Notify>>>,
+}
+
+impl<S: EventStore> Runtime<S> {
+    /// A node that executes the kinds of `executors` (one per kind; the last
+    /// one given wins). Nothing runs until [`Runtime::start`].
+    pub fn new(store: Arc<S>, executors: Vec<Arc<dyn Executor>>, config: Config) -> Arc<Self> {
+        let executors = executors
+            .into_iter()
+            .map(|executor| (step_queue(executor.kind()), executor))
+            .collect();
+        let (changes, _) = broadcast::channel(1024);
+        Arc::new(Runtime {
+            store,
+            executors,
+            config,
+            cache: Mutex::new(advance::Cache::default()),
+            changes,
+            cancels: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn store(&self) -> &Arc<S> {
+        &self.store
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Run ids as their runs change in this process (a hint: read the run).
+    pub fn changes(&self) -> broadcast::Receiver<RunId> {
+        self.changes.subscribe()
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        self.store.config().clock.now()
+    }
+
+    /// The folded state of a run, read from the log.
+    pub async fn state(&self, run_id: RunId) -> Result<RunState, Error> {
+        Ok(self.load(run_id).await?.1)
+    }
+
+    /// Validates the input, then records `run.started` and everything the
+    /// core settles at once (pure steps, first tasks and timers) in one
+    /// append. With an idempotency key already used, returns that run.
+    pub async fn start_run(&self, request: StartRequest) -> Result<Started, Error> {
+        let (workflow, version) = self
+            .workflow(&request.workflow, request.version.as_deref())
+            .await?;
+        input::check(&workflow, &request.input)?;
+        if let Some(key) = &request.idempotency_key
+            && let Some(existing) = self.store.find_run_by_key(key).await?
+        {
+            return Ok(Started {
+                run_id: existing.row.run_id,
+                existing: true,
+            });
+        }
+        let run_id = store::new_id();
+        let outcome = self
+            .start_pinned(
+                run_id,
+                workflow,
+                &version,
+                request.input,
+                request.idempotency_key,
+            )
+            .await?;
+        Ok(outcome)
+    }
+
+    /// `approval.granted` on a waiting `approval` step (`step` or `step/INDEX`).
+    pub async fn approve(
+        &self,
+        run_id: RunId,
+        step: &str,
+        by: &str,
+        comment: Option<String>,
+    ) -> Result<RunState, Error> {
+        self.decide_approval(run_id, step, by, comment, true).await
+    }
+
+    /// `approval.rejected`: the step fails without retry.
+    pub async fn reject(
+        &self,
+        run_id: RunId,
+        step: &str,
+        by: &str,
+        comment: Option<String>,
+    ) -> Result<RunState, Error> {
+        self.decide_approval(run_id, step, by, comment, false).await
+    }
+
+    async fn decide_approval(
+        &self,
+        run_id: RunId,
+        step: &str,
+        by: &str,
+        comment: Option<String>,
+        granted: bool,
+    ) -> Result<RunState, Error> {
+        let (step_id, index) = split_execution(step);
+        let by = by.to_owned();
+        let facts = move |state: &RunState, now: DateTime<Utc>| {
+            let waiting = state
+                .step(&step_id)
+                .and_then(|s| s.execution(index))
+                .is_some_and(|exec| exec.status == ExecStatus::Waiting);
+            if !waiting {
+                let status = state
+                    .step(&step_id)
+                    .map_or("not a step of this run", |s| s.status.as_str());
+                return Err(Error::NotWaiting {
+                    run_id,
+                    step: step_id.clone(),
+                    status: status.to_owned(),
+                });
+            }
+            let (step, by, comment) = (step_id.clone(), by.clone(), comment.clone());
+            Ok(vec![match granted {
+                true => Event::ApprovalGranted(ApprovalGranted {
+                    at: now,
+                    step,
+                    index,
+                    by,
+                    comment,
+                }),
+                false => Event::ApprovalRejected(ApprovalRejected {
+                    at: now,
+                    step,
+                    index,
+                    by,
+                    comment,
+                }),
+            }])
+        };
+        self.advance_api(run_id, "decide", facts).await
+    }
+
+    /// `run.cancel_requested`: pending steps are skipped, running ones cancelled.
+    pub async fn cancel_run(
+        &self,
+        run_id: RunId,
+        by: Option<String>,
+        reason: Option<String>,
+    ) -> Result<RunState, Error> {
+        let facts = move |_: &RunState, now: DateTime<Utc>| {
+            Ok(vec![Event::RunCancelRequested(RunCancelRequested {
+                at: now,
+                by: by.clone(),
+                reason: reason.clone(),
+            })])
+        };
+        self.advance_api(run_id, "cancel", facts).await
+    }
+
+    /// A human or API fact: errors for an unknown or finished run.
+    async fn advance_api<F>(
+        &self,
+        run_id: RunId,
+        action: &'static str,
+        mut facts: F,
+    ) -> Result<RunState, Error>
+    where
+        F: FnMut(&RunState, DateTime<Utc>) -> Result<Vec<Event>, Error> + Send,
+    {
+        let checked = move |state: &RunState, now: DateTime<Utc>| {
+            if state.is_finished() {
+                return Err(Error::RunFinished {
+                    run_id,
+                    status: state.status.as_str().to_owned(),
+                    action,
+                });
+            }
+            facts(state, now)
+        };
+        match self.advance(run_id, checked, None).await? {
+            advance::Advanced::Appended(state) => Ok(*state),
+            advance::Advanced::Stale(error) => Err(Error::corrupt(error)),
+        }
+    }
+}
+
+/// `step` or `step/INDEX` (one `for_each` item).
+fn split_execution(name: &str) -> (String, Option<u32>) {
+    match name.rsplit_once('/') {
+        Some((step, index)) => match index.parse() {
+            Ok(index) => (step.to_owned(), Some(index)),
+            Err(_) => (name.to_owned(), None),
+        },
+        None => (name.to_owned(), None),
+    }
+}
+
+/// True when the core rejected a fact as a duplicate or late arrival.
+fn is_stale(error: &evolve::Error) -> bool {
+    matches!(error, evolve::Error::InvalidTransition { .. })
+}

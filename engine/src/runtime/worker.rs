@@ -1,0 +1,225 @@
+//! The node's loops: workers that claim tasks with a lease (bounded by
+//! `workers`), the timer loop that turns due timers into tasks, recovery of
+//! unfinished runs on start, and graceful shutdown.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+
+use crate::executor::Executor;
+use crate::store::{ClaimedTask, EventStore, RunQuery};
+
+use super::queues::TIMER_QUEUE;
+use super::{Error, Runtime};
+
+/// Most tasks claimed in one call.
+const CLAIM_BATCH_MAX: u32 = 32;
+/// Most due timers fired in one call.
+const TIMER_BATCH_MAX: u32 = 256;
+/// Runs listed per page while resuming.
+const RESUME_PAGE_MAX: u32 = 500;
+
+/// A started node: stop it with [`RuntimeHandle::shutdown`].
+#[derive(Debug)]
+pub struct RuntimeHandle {
+    stop: watch::Sender<bool>,
+    loops: JoinSet<()>,
+}
+
+impl RuntimeHandle {
+    /// Stops claiming, lets running attempts finish within the grace period
+    /// (then drops them: their leases expire and another node takes them).
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        while self.loops.join_next().await.is_some() {}
+    }
+}
+
+impl<S: EventStore> Runtime<S> {
+    /// Resumes every unfinished run (unless `resume_on_start` is off), then
+    /// runs the timer loop and workers for the kinds this node has executors for.
+    pub async fn start(self: &Arc<Self>) -> Result<RuntimeHandle, Error> {
+        if self.config.resume_on_start {
+            self.resume().await?;
+        }
+        let queues: HashMap<String, Arc<dyn Executor>> = self.executors.clone();
+        let mut handle = self.spawn_workers(queues);
+        let (runtime, stop) = (Arc::clone(self), handle.stop.subscribe());
+        handle
+            .loops
+            .spawn(async move { runtime.timer_loop(stop).await });
+        Ok(handle)
+    }
+
+    /// Workers for one agent queue only (`imx agent`): no timers, no resume.
+    pub fn start_agent(
+        self: &Arc<Self>,
+        queue: String,
+        executor: Arc<dyn Executor>,
+    ) -> RuntimeHandle {
+        self.spawn_workers(HashMap::from([(queue, executor)]))
+    }
+
+    fn spawn_workers(
+        self: &Arc<Self>,
+        queues: HashMap<String, Arc<dyn Executor>>,
+    ) -> RuntimeHandle {
+        let (stop, receiver) = watch::channel(false);
+        let mut loops = JoinSet::new();
+        let runtime = Arc::clone(self);
+        loops.spawn(async move { runtime.work_loop(queues, receiver).await });
+        RuntimeHandle { stop, loops }
+    }
+
+    /// Re-issues what every unfinished run still waits on that is not in the
+    /// store already (tasks and timers are durable with their events): child
+    /// runs to start or to report, and a settle in case decisions were owed.
+    pub async fn resume(&self) -> Result<usize, Error> {
+        let mut resumed = 0;
+        for status in ["running", "waiting", "pending"] {
+            let mut query = RunQuery {
+                status: Some(status.to_owned()),
+                limit: RESUME_PAGE_MAX,
+                ..RunQuery::default()
+            };
+            loop {
+                let page = self.store.list_runs(&query).await?;
+                for run in &page.items {
+                    self.resume_run(run.row.run_id).await;
+                    resumed += 1;
+                }
+                match page.next {
+                    Some(next) => query.after = Some(next),
+                    None => break,
+                }
+            }
+        }
+        Ok(resumed)
+    }
+
+    async fn resume_run(&self, run_id: crate::store::RunId) {
+        let result = async {
+            let (workflow, state) = self.load(run_id).await?;
+            let effects = crate::core::outstanding(&workflow, &state, &self.config.secrets)
+                .into_iter()
+                .filter(|effect| matches!(effect, crate::core::Effect::StartChildRun { .. }))
+                .collect();
+            self.follow(run_id, effects).await;
+            self.advance(run_id, |_, _| Ok(Vec::new()), None).await
+        }
+        .await;
+        if let Err(error) = result {
+            eprintln!("imx runtime: cannot resume run {run_id}: {error}");
+        }
+    }
+
+    async fn timer_loop(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let poll = Duration::from_millis(self.config.poll_ms.max(1));
+        while !*stop.borrow() {
+            match self.store.due_timers(self.now(), TIMER_BATCH_MAX).await {
+                Ok(fired) if fired.len() as u32 == TIMER_BATCH_MAX => continue,
+                Ok(_) => {}
+                Err(error) => eprintln!("imx runtime: firing timers: {error}"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(poll) => {}
+                _ = stop.changed() => {}
+            }
+        }
+    }
+
+    async fn work_loop(
+        self: Arc<Self>,
+        queues: HashMap<String, Arc<dyn Executor>>,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        let slots = Arc::new(Semaphore::new(self.config.workers.max(1)));
+        let mut running = JoinSet::new();
+        let mut names: Vec<String> = queues.keys().cloned().collect();
+        names.push(TIMER_QUEUE.to_owned());
+        let poll = Duration::from_millis(self.config.poll_ms.max(1));
+        while !*stop.borrow() {
+            while running.try_join_next().is_some() {}
+            let mut claimed_any = false;
+            for queue in &names {
+                let free = slots.available_permits() as u32;
+                if free == 0 {
+                    break;
+                }
+                let claimed = self
+                    .store
+                    .claim_tasks(
+                        &self.config.node,
+                        queue,
+                        free.min(CLAIM_BATCH_MAX),
+                        self.config.lease_ms,
+                    )
+                    .await;
+                let tasks = match claimed {
+                    Ok(tasks) => tasks,
+                    Err(error) => {
+                        eprintln!("imx runtime: claiming from {queue}: {error}");
+                        continue;
+                    }
+                };
+                claimed_any |= !tasks.is_empty();
+                for task in tasks {
+                    let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
+                        break;
+                    };
+                    let runtime = Arc::clone(&self);
+                    let executor = queues.get(queue).cloned();
+                    let stop = stop.clone();
+                    running.spawn(async move {
+                        runtime.handle_task(task, executor, stop).await;
+                        drop(permit);
+                    });
+                }
+            }
+            if claimed_any {
+                continue;
+            }
+            tokio::select! {
+                _ = self.store.wait_for_work(poll) => {}
+                _ = stop.changed() => {}
+                _ = slots.acquire(), if slots.available_permits() == 0 => {}
+            }
+        }
+        let grace = Duration::from_millis(self.config.shutdown_grace_ms);
+        let drained = tokio::time::timeout(grace, async {
+            while running.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            // Dropped attempts keep their tasks; the leases expire and
+            // another node (or this one, restarted) runs them again.
+            running.shutdown().await;
+        }
+    }
+
+    async fn handle_task(
+        &self,
+        task: ClaimedTask,
+        executor: Option<Arc<dyn Executor>>,
+        stop: watch::Receiver<bool>,
+    ) {
+        let result = match (task.queue.as_str(), executor) {
+            (TIMER_QUEUE, _) => self.fire_timer(&task).await,
+            (_, Some(executor)) => self.execute_task(&task, executor, stop).await,
+            (queue, None) => {
+                eprintln!("imx runtime: no executor for queue {queue}");
+                Ok(())
+            }
+        };
+        if let Err(error) = result {
+            // The task stays; its lease expires and it is tried again.
+            eprintln!(
+                "imx runtime: task {} of run {}: {error}",
+                task.task_id, task.run_id
+            );
+        }
+    }
+}

@@ -1,0 +1,220 @@
+//! Runtime tests: real workflows run to their end state through the runtime
+//! on SQLite and on a real PostgreSQL (`scripts/test-postgres`), plus the
+//! workflow registry's contract on both backends.
+
+mod flows;
+mod recovery;
+mod registry;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use engine::core::state::RunState;
+use engine::core::workflow::StepKind;
+use engine::executor::{Attempt, BoxFuture, Executor, Outcome};
+use engine::runtime::{Config, Runtime, RuntimeHandle, StartRequest};
+use engine::store::{EventStore, RunId, Store, StoreConfig};
+use serde_json::{Value, json};
+
+/// How long a test waits for a run to end before failing.
+const RUN_WAIT_MS_MAX: u64 = 30_000;
+
+/// Where a test's store lives; the folder goes away with it.
+pub struct Database {
+    pub url: String,
+    _folder: Option<tempfile::TempDir>,
+}
+
+pub fn sqlite_database() -> Database {
+    let folder = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite://{}/imx.db", folder.path().display());
+    Database {
+        url,
+        _folder: Some(folder),
+    }
+}
+
+/// A fresh database in the test cluster; `None` (loudly) when none is
+/// configured outside CI, a failure in CI.
+pub async fn postgres_database() -> Option<Database> {
+    let admin_url = match std::env::var("IMX_TEST_POSTGRES_URL") {
+        Ok(url) if !url.is_empty() => url,
+        _ if std::env::var("CI").is_ok_and(|ci| ci == "true") => {
+            panic!("IMX_TEST_POSTGRES_URL is unset: run `eval \"$(scripts/test-postgres)\"` first")
+        }
+        _ => {
+            eprintln!(
+                "!!!!!! SKIPPED: a PostgreSQL runtime test did NOT run: IMX_TEST_POSTGRES_URL is unset"
+            );
+            return None;
+        }
+    };
+    let name = format!("imx_rt_{}", uuid::Uuid::now_v7().simple());
+    let admin = sqlx::PgPool::connect(&admin_url)
+        .await
+        .expect("connect to the test cluster");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&admin)
+        .await
+        .expect("create a test database");
+    admin.close().await;
+    let (base, _) = admin_url
+        .rsplit_once('/')
+        .expect("URL with a database name");
+    Some(Database {
+        url: format!("{base}/{name}"),
+        _folder: None,
+    })
+}
+
+/// A runtime node on a test store, with the test executor for `http`.
+pub struct Node {
+    pub runtime: Arc<Runtime<Store>>,
+    pub handle: Option<RuntimeHandle>,
+}
+
+impl Node {
+    pub async fn start(url: &str) -> Node {
+        let store = engine::store::open_with(url, StoreConfig::default())
+            .await
+            .expect("open the store");
+        let config = Config {
+            workers: 4,
+            poll_ms: 20,
+            lease_ms: 5_000,
+            shutdown_grace_ms: 2_000,
+            ..Config::default()
+        };
+        let executors: Vec<Arc<dyn Executor>> = vec![Arc::new(Scripted)];
+        let runtime = Runtime::new(Arc::new(store), executors, config);
+        let handle = runtime.start().await.expect("start the runtime");
+        Node {
+            runtime,
+            handle: Some(handle),
+        }
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(handle) = self.handle.take() {
+            handle.shutdown().await;
+        }
+    }
+
+    pub async fn register(&self, yaml: &str) {
+        self.runtime
+            .register_source(yaml)
+            .await
+            .expect("register the workflow");
+    }
+
+    pub async fn start_run(&self, workflow: &str, input: Value) -> RunId {
+        let request = StartRequest {
+            workflow: workflow.to_owned(),
+            input,
+            ..StartRequest::default()
+        };
+        self.runtime
+            .start_run(request)
+            .await
+            .expect("start the run")
+            .run_id
+    }
+
+    /// Waits (with a deadline) until `done` holds for the run's state.
+    pub async fn wait_for(&self, run_id: RunId, done: impl Fn(&RunState) -> bool) -> RunState {
+        let mut changes = self.runtime.changes();
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(RUN_WAIT_MS_MAX);
+        loop {
+            let state = self.runtime.state(run_id).await.expect("read the run");
+            if done(&state) {
+                return state;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "run {run_id} did not get there in {RUN_WAIT_MS_MAX} ms: {:#}",
+                state.document()
+            );
+            // Woken by this node's appends; the short timeout covers appends
+            // made by another node on the same store.
+            let _ = tokio::time::timeout(Duration::from_millis(50), changes.recv()).await;
+        }
+    }
+
+    pub async fn finished(&self, run_id: RunId) -> Value {
+        self.wait_for(run_id, RunState::is_finished)
+            .await
+            .document()
+    }
+}
+
+/// The `http` kind in tests, scripted by `with.json`: fails retryably while
+/// `attempt <= fail_times`, returns `output_bytes` bytes when asked, else
+/// succeeds with `{echo, attempt, key}`.
+#[derive(Debug)]
+pub struct Scripted;
+
+impl Executor for Scripted {
+    fn kind(&self) -> StepKind {
+        StepKind::Http
+    }
+
+    fn execute<'a>(&'a self, attempt: &'a Attempt) -> BoxFuture<'a, Outcome> {
+        Box::pin(async move {
+            let script = attempt.input.get("json").cloned().unwrap_or(Value::Null);
+            let fail_times = script.get("fail_times").and_then(Value::as_u64);
+            if fail_times.is_some_and(|times| u64::from(attempt.attempt) <= times) {
+                return Outcome::failed(format!("scripted failure {}", attempt.attempt), true);
+            }
+            if let Some(bytes) = script.get("output_bytes").and_then(Value::as_u64) {
+                let text = "x".repeat(bytes as usize);
+                return Outcome::Succeeded {
+                    output: json!({ "text": text }),
+                };
+            }
+            Outcome::Succeeded {
+                output: json!({
+                    "echo": script.get("echo").cloned().unwrap_or(Value::Null),
+                    "attempt": attempt.attempt,
+                    "key": attempt.idempotency_key,
+                }),
+            }
+        })
+    }
+}
+
+/// The events of a run, by type, in order.
+pub async fn event_types<S: EventStore>(store: &S, run_id: RunId) -> Vec<String> {
+    store
+        .read_stream(run_id, 0, 1_000)
+        .await
+        .expect("read the stream")
+        .into_iter()
+        .map(|event| event.event_type)
+        .collect()
+}
+
+/// Instantiates each case for SQLite and PostgreSQL.
+macro_rules! both_backends {
+    ($module:ident: $($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    let database = $crate::runtime::sqlite_database();
+                    super::$case(&database.url).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    if let Some(database) = $crate::runtime::postgres_database().await {
+                        super::$case(&database.url).await;
+                    }
+                }
+            )*
+        }
+    };
+}
+pub(crate) use both_backends;

@@ -1,0 +1,116 @@
+//! `imx runs`, `imx runs show RUN_ID`, `imx approve` and `imx reject`: read
+//! and steer runs in the configured store.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use engine::runtime::Config;
+use engine::store::{EventStore, RunId, RunQuery};
+use serde_json::json;
+
+use crate::cli::{DecisionArgs, RunsArgs, ShowArgs};
+use crate::serve::open_runtime;
+
+pub async fn list(url: &str, args: &RunsArgs) -> anyhow::Result<ExitCode> {
+    let runtime = open_runtime(url, Config::default()).await?;
+    let query = RunQuery {
+        status: args.status.clone(),
+        workflow: args.workflow.clone(),
+        after: None,
+        limit: args.limit,
+    };
+    let page = runtime.store().list_runs(&query).await?;
+    if args.json {
+        let runs: Vec<_> = page
+            .items
+            .iter()
+            .map(|run| {
+                json!({
+                    "id": run.row.run_id,
+                    "workflow": run.row.workflow,
+                    "version": run.row.version,
+                    "status": run.row.status,
+                    "error": run.row.error,
+                    "parent": run.row.parent_run_id,
+                    "created_at": run.row.created_at,
+                    "updated_at": run.row.updated_at,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&runs)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if page.items.is_empty() {
+        eprintln!("no runs");
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("{:<36}  {:<9}  {:<24}  CREATED", "ID", "STATUS", "WORKFLOW");
+    for run in &page.items {
+        println!(
+            "{:<36}  {:<9}  {:<24}  {}",
+            run.row.run_id,
+            run.row.status,
+            run.row.workflow,
+            run.row.created_at.format("%Y-%m-%d %H:%M:%S")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn show(url: &str, args: &ShowArgs) -> anyhow::Result<ExitCode> {
+    let run_id = parse_run_id(&args.run_id)?;
+    let runtime = open_runtime(url, Config::default()).await?;
+    let state = runtime.state(run_id).await?;
+    let document = state.document();
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&document)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("run       {run_id}");
+    println!("workflow  {} ({})", state.workflow, state.version);
+    println!("status    {}", state.status.as_str());
+    if let Some(error) = &state.failure {
+        println!("error     {error}");
+    }
+    println!("input     {}", state.input);
+    if let Some(output) = &state.output {
+        println!("output    {output}");
+    }
+    let width = state.steps.keys().map(String::len).max().unwrap_or(4);
+    for (id, step) in &state.steps {
+        let reason = step.reason.as_deref().unwrap_or_default();
+        println!(
+            "  {id:<width$}  {:<9}  attempts {}  {reason}",
+            step.status.as_str(),
+            step.attempts()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn decide(url: &str, args: &DecisionArgs, granted: bool) -> anyhow::Result<ExitCode> {
+    let run_id = parse_run_id(&args.run_id)?;
+    let by = args
+        .by
+        .clone()
+        .or_else(|| std::env::var("USER").ok())
+        .unwrap_or_else(|| "cli".to_owned());
+    let runtime = open_runtime(url, Config::default()).await?;
+    let comment = args.comment.clone();
+    let state = match granted {
+        true => runtime.approve(run_id, &args.step, &by, comment).await?,
+        false => runtime.reject(run_id, &args.step, &by, comment).await?,
+    };
+    let verb = if granted { "approved" } else { "rejected" };
+    println!(
+        "{verb} {} of run {run_id}; the run is {}",
+        args.step,
+        state.status.as_str()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn parse_run_id(text: &str) -> anyhow::Result<RunId> {
+    text.parse()
+        .with_context(|| format!("`{text}` is not a run id (a UUID like 019a…)"))
+}

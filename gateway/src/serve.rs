@@ -1,0 +1,81 @@
+//! `imx serve`: a runtime node on the configured store (workers, timers,
+//! every unfinished run resumed) until SIGINT/SIGTERM, then a graceful stop.
+//! [`start_node`] is what the HTTP/GraphQL server wires in.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use engine::executor::Executor;
+use engine::runtime::{Config, Runtime, RuntimeHandle};
+use engine::store::Store;
+
+use crate::cli::ServeArgs;
+
+/// A started runtime on an opened store.
+#[derive(Debug)]
+pub struct Node {
+    pub runtime: Arc<Runtime<Store>>,
+    pub handle: RuntimeHandle,
+}
+
+/// Opens the store at `url` (migrating it) with nothing started.
+pub async fn open_runtime(url: &str, config: Config) -> anyhow::Result<Arc<Runtime<Store>>> {
+    let store = engine::store::open(url)
+        .await
+        .with_context(|| format!("cannot open the store at {url}"))?;
+    Ok(Runtime::new(Arc::new(store), executors(), config))
+}
+
+/// The executors this build has (step kinds the core and runtime handle
+/// themselves need none: noop, fail, sleep, approval, workflow, agent).
+pub fn executors() -> Vec<Arc<dyn Executor>> {
+    Vec::new()
+}
+
+/// Opens the store and starts workers and timers; resumes unfinished runs
+/// when `config.resume_on_start`.
+pub async fn start_node(url: &str, config: Config) -> anyhow::Result<Node> {
+    let runtime = open_runtime(url, config).await?;
+    let handle = runtime.start().await.context("cannot start the runtime")?;
+    Ok(Node { runtime, handle })
+}
+
+pub async fn serve(url: &str, args: &ServeArgs) -> anyhow::Result<std::process::ExitCode> {
+    let config = Config {
+        workers: args.workers,
+        ..Config::default()
+    };
+    let node = start_node(url, config).await?;
+    eprintln!(
+        "imx serve: working on {url} as {} ({} workers); Ctrl-C stops",
+        node.runtime.config().node,
+        args.workers
+    );
+    shutdown_signal().await;
+    eprintln!("imx serve: stopping (running steps get a grace period)");
+    node.handle.shutdown().await;
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
