@@ -31,6 +31,11 @@ pub enum ControlError {
     Conflict(String),
     #[error("{0}")]
     Unavailable(String),
+    #[error("{0}")]
+    Limit(String),
+    /// A bug or corrupt data; details go to the log.
+    #[error("{0}")]
+    Internal(String),
 }
 
 /// Result of starting a run.
@@ -96,6 +101,8 @@ impl From<ControlError> for super::error::ApiError {
             ControlError::Invalid(_) => Code::Validation,
             ControlError::Conflict(_) => Code::Conflict,
             ControlError::Unavailable(_) => Code::Unavailable,
+            ControlError::Limit(_) => Code::Limit,
+            ControlError::Internal(_) => Code::Internal,
         };
         ApiError::new(code, error.to_string())
     }

@@ -9,6 +9,7 @@ pub mod control;
 pub mod error;
 mod http;
 pub mod metrics;
+mod runtime_control;
 pub mod schema;
 mod tail;
 
