@@ -11,7 +11,7 @@ use jsonwebtoken::{Algorithm, DecodingKey};
 /// Default GraphQL selection depth limit.
 pub const QUERY_DEPTH_MAX: usize = 12;
 /// Default GraphQL complexity limit (each field costs 1, connections cost per item).
-pub const QUERY_COMPLEXITY_MAX: usize = 5_000;
+pub const QUERY_COMPLEXITY_MAX: usize = 1_000;
 /// Default largest `first`/`last` of a connection.
 pub const PAGE_SIZE_MAX: u32 = 100;
 /// Default largest request body, in bytes.

@@ -12,6 +12,7 @@ use async_graphql::{Data, ErrorExtensions};
 use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
 use axum::Router;
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, FromRequestParts, Request, State, WebSocketUpgrade};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
@@ -35,6 +36,7 @@ pub struct AppState {
     pub store: Arc<engine::store::Store>,
     pub graphiql: bool,
     pub timeout: Duration,
+    pub body_bytes_max: usize,
 }
 
 pub fn router(config: &ApiConfig, state: AppState) -> Router {
@@ -88,16 +90,34 @@ async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Principal
         })
 }
 
-async fn graphql_post(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+async fn graphql_post(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     let began = Instant::now();
-    let response = graphql_operation(&state, &headers, &body).await;
+    let response = match body {
+        Ok(body) => graphql_operation(&state, &headers, &body).await,
+        Err(rejection) => {
+            let status = rejection.status();
+            let error = if status == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::limit(format!(
+                    "the request body is larger than {} bytes (body_bytes_max)",
+                    state.body_bytes_max
+                ))
+            } else {
+                ApiError::validation(format!("the request body cannot be read: {rejection}"))
+            };
+            error_response(status, &error)
+        }
+    };
     state
         .metrics
         .api_seconds
         .observe(began.elapsed().as_secs_f64());
     let outcome = match response.status().as_u16() {
         200 => "ok",
-        400 => "invalid",
+        400 | 413 => "invalid",
         401 => "unauthenticated",
         403 => "forbidden",
         429 => "rate_limited",

@@ -120,6 +120,7 @@ pub async fn bind_api(
         store,
         graphiql: config.graphiql,
         timeout: Duration::from_millis(config.limits.request_timeout_ms),
+        body_bytes_max: config.limits.body_bytes_max,
     };
     let router = http::router(&config, state);
     let listener = TcpListener::bind(config.listen)

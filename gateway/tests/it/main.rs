@@ -1,5 +1,10 @@
 //! The `imx` binary's one integration test binary: runs the real executable.
 
+mod api;
+mod api_auth;
+mod api_flow;
+mod api_limits;
+mod api_pagination;
 mod api_schema;
 mod validate;
 
