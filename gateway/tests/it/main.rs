@@ -2,6 +2,7 @@
 
 mod api;
 mod api_auth;
+mod api_binary;
 mod api_flow;
 mod api_limits;
 mod api_pagination;
