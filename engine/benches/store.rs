@@ -1,2 +1,322 @@
-//! Store benchmark.
-fn main() {}
+//! Store throughput: events/s appended as single-event transitions (event +
+//! run row + step row + one enqueued task, one transaction each) and as
+//! batches (many runs per transaction), each against a baseline measured in
+//! the same run on the same database with the same driver: plain INSERTs of
+//! the same event rows into a copy of the events table, no projections, no
+//! queue, no hash chain. Prints a table with ratios.
+//!
+//! `cargo bench -p imx-engine --bench store`; PostgreSQL is measured when
+//! `IMX_TEST_POSTGRES_URL` is set (see `scripts/test-postgres`).
+
+use std::time::Instant;
+
+use chrono::Utc;
+use engine::store::*;
+use serde_json::json;
+use uuid::Uuid;
+
+/// Single-event transactions per measurement.
+const SINGLE_EVENTS: usize = 1_000;
+/// Runs (one event each) per batched transaction.
+const BATCH_RUNS: usize = 100;
+/// Batched transactions per measurement.
+const BATCHES: usize = 30;
+/// Runs the single-event transitions cycle through.
+const RUNS: usize = 50;
+/// Interleaved repetitions of every workload; the median is reported.
+const ROUNDS: usize = 3;
+
+struct Row {
+    backend: &'static str,
+    workload: &'static str,
+    events: usize,
+    seconds: f64,
+    baseline: Option<f64>,
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let mut rows = Vec::new();
+    runtime.block_on(async {
+        let folder = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}/bench.db", folder.path().display());
+        let store = SqliteStore::connect(&url, StoreConfig::default()).await.expect("open SQLite");
+        let baseline = Baseline::Sqlite(store.pool().clone());
+        measure("sqlite", &store, &baseline, &mut rows).await;
+        match std::env::var("IMX_TEST_POSTGRES_URL") {
+            Ok(admin_url) => {
+                let url = fresh_postgres_database(&admin_url).await;
+                let store = PostgresStore::connect(&url, StoreConfig::default()).await.expect("open Postgres");
+                let baseline = Baseline::Postgres(store.pool().clone());
+                measure("postgres", &store, &baseline, &mut rows).await;
+            }
+            Err(_) => eprintln!("!!! PostgreSQL NOT measured: IMX_TEST_POSTGRES_URL is unset (run scripts/test-postgres)"),
+        }
+    });
+    print_table(&rows);
+}
+
+async fn measure<S: EventStore>(
+    backend: &'static str,
+    store: &S,
+    baseline: &Baseline,
+    rows: &mut Vec<Row>,
+) {
+    baseline.create_table().await;
+    let runs: Vec<RunId> = (0..RUNS).map(|_| new_id()).collect();
+    for run_id in &runs {
+        store
+            .append(transition(*run_id, 0, true))
+            .await
+            .expect("start run");
+    }
+    let mut next_seq = 1;
+    // Rounds interleave the workloads so that noise from other processes on
+    // the machine hits baseline and store alike; medians are reported.
+    let mut seconds: [Vec<f64>; 5] = Default::default();
+    for round in 0..ROUNDS {
+        let started = Instant::now();
+        baseline
+            .insert_single(round * SINGLE_EVENTS, SINGLE_EVENTS)
+            .await;
+        seconds[0].push(secs(started));
+        for (slot, full) in [(1, false), (2, true)] {
+            let started = Instant::now();
+            for index in 0..SINGLE_EVENTS {
+                let (run_id, seq) = (runs[index % RUNS], next_seq + (index / RUNS) as u64);
+                store
+                    .append(transition(run_id, seq, full))
+                    .await
+                    .expect("append");
+            }
+            seconds[slot].push(secs(started));
+            next_seq += (SINGLE_EVENTS / RUNS) as u64;
+        }
+        let started = Instant::now();
+        baseline
+            .insert_batches(round * BATCHES, BATCHES, BATCH_RUNS)
+            .await;
+        seconds[3].push(secs(started));
+        let started = Instant::now();
+        for _ in 0..BATCHES {
+            let batch: Vec<AppendRequest> = (0..BATCH_RUNS)
+                .map(|_| transition(new_id(), 0, true))
+                .collect();
+            let results = store.append_batch(batch).await.expect("batch");
+            assert!(results.iter().all(Result::is_ok), "batch appends succeed");
+        }
+        seconds[4].push(secs(started));
+    }
+    let median = |slot: usize| {
+        let mut values = seconds[slot].clone();
+        values.sort_by(f64::total_cmp);
+        values[values.len() / 2]
+    };
+    let single = SINGLE_EVENTS;
+    let batched = BATCHES * BATCH_RUNS;
+    let base_single = single as f64 / median(0);
+    let base_batch = batched as f64 / median(3);
+    let workloads = [
+        ("baseline: INSERT, 1 event per tx", single, None),
+        ("append: event only, 1 per tx", single, Some(base_single)),
+        (
+            "append: full transition, 1 per tx",
+            single,
+            Some(base_single),
+        ),
+        ("baseline: INSERT, 100 events per tx", batched, None),
+        (
+            "append_batch: 100 runs' transitions per tx",
+            batched,
+            Some(base_batch),
+        ),
+    ];
+    for (slot, (workload, events, baseline)) in workloads.into_iter().enumerate() {
+        rows.push(Row {
+            backend,
+            workload,
+            events,
+            seconds: median(slot),
+            baseline,
+        });
+    }
+}
+
+/// One step's transition: an event, and (when `full`) the run row, the step
+/// row and the next task, as the runtime writes them.
+fn transition(run_id: RunId, expected_seq: u64, full: bool) -> AppendRequest {
+    let now = Utc::now();
+    let payload = json!({ "step": "fetch", "attempt": 1, "output": { "status": 200, "body": "x".repeat(200) }, "at": now });
+    let event = NewEvent {
+        event_type: "StepSucceeded".to_owned(),
+        schema_version: 1,
+        payload: payload.clone(),
+    };
+    let mut request = AppendRequest::new(run_id, expected_seq, vec![event]);
+    if full {
+        request.projection.run = Some(RunRow {
+            run_id,
+            workflow: "bench".to_owned(),
+            version: "sha256:bench".to_owned(),
+            status: "running".to_owned(),
+            input: json!({ "order": 42 }),
+            output: None,
+            error: None,
+            parent_run_id: None,
+            idempotency_key: None,
+            created_at: now,
+            updated_at: now,
+        });
+        request.projection.steps.push(StepRow {
+            run_id,
+            step_id: "fetch".to_owned(),
+            status: "succeeded".to_owned(),
+            attempts: 1,
+            output: Some(payload["output"].clone()),
+            error: None,
+            updated_at: now,
+        });
+        request.enqueue.push(NewTask {
+            task_id: new_id(),
+            queue: "bench".to_owned(),
+            payload: json!({ "step": "next" }),
+            available_at: None,
+        });
+    }
+    request
+}
+
+/// The same event rows, inserted plainly into `bench_events`.
+enum Baseline {
+    Sqlite(sqlx::SqlitePool),
+    Postgres(sqlx::PgPool),
+}
+
+const HASH: &str = "5df1126bff2d9da46a508e55ca6d1dfd0c8c754b3e2b8d881310d116822bad98";
+
+fn baseline_payload() -> String {
+    let payload = json!({ "step": "fetch", "attempt": 1, "output": { "status": 200, "body": "x".repeat(200) }, "at": Utc::now() });
+    serde_json_canonicalizer::to_string(&payload).expect("canonical")
+}
+
+impl Baseline {
+    async fn create_table(&self) {
+        match self {
+            Baseline::Sqlite(pool) => {
+                let sql = "CREATE TABLE bench_events (position INTEGER PRIMARY KEY, run_id TEXT NOT NULL, seq INTEGER NOT NULL, \
+                    event_type TEXT NOT NULL, schema_version INTEGER NOT NULL, payload TEXT NOT NULL, recorded_at TEXT NOT NULL, \
+                    prev_hash TEXT NOT NULL, hash TEXT NOT NULL, log_hash TEXT NOT NULL, append_id TEXT NOT NULL, \
+                    UNIQUE (run_id, seq)) STRICT";
+                sqlx::query(sql)
+                    .execute(pool)
+                    .await
+                    .expect("baseline table");
+            }
+            Baseline::Postgres(pool) => {
+                // Same columns, types, keys and indexes; no triggers.
+                sqlx::query("CREATE TABLE bench_events (LIKE events INCLUDING ALL)")
+                    .execute(pool)
+                    .await
+                    .expect("baseline table");
+            }
+        }
+    }
+
+    /// `count` one-row transactions, positions from `first`.
+    async fn insert_single(&self, first: usize, count: usize) {
+        for position in first..first + count {
+            self.insert(position, 1).await;
+        }
+    }
+
+    /// `batches` transactions of `size` rows, batch numbers from `first`.
+    async fn insert_batches(&self, first: usize, batches: usize, size: usize) {
+        for batch in first..first + batches {
+            self.insert(1_000_000_000 + batch * size, size).await;
+        }
+    }
+
+    /// Inserts `count` rows with positions from `first` in one transaction.
+    async fn insert(&self, first: usize, count: usize) {
+        let payload = baseline_payload();
+        let now = Utc::now();
+        let rows: Vec<(i64, Uuid)> = (0..count)
+            .map(|offset| ((first + offset) as i64 + 1, Uuid::now_v7()))
+            .collect();
+        match self {
+            Baseline::Sqlite(pool) => {
+                let mut transaction = pool.begin_with("BEGIN IMMEDIATE").await.expect("begin");
+                for (position, run_id) in &rows {
+                    sqlx::query(
+                        "INSERT INTO bench_events (position, run_id, seq, event_type, schema_version, payload, recorded_at, \
+                         prev_hash, hash, log_hash, append_id) VALUES (?1, ?2, 1, 'StepSucceeded', 1, ?3, ?4, ?5, ?5, ?5, ?6)",
+                    )
+                    .bind(position)
+                    .bind(run_id.to_string())
+                    .bind(&payload)
+                    .bind(now.to_rfc3339())
+                    .bind(HASH)
+                    .bind(Uuid::now_v7().to_string())
+                    .execute(&mut *transaction)
+                    .await
+                    .expect("insert");
+                }
+                transaction.commit().await.expect("commit");
+            }
+            Baseline::Postgres(pool) => {
+                let count = rows.len();
+                sqlx::query(
+                    "INSERT INTO bench_events (position, run_id, seq, event_type, schema_version, payload, recorded_at, \
+                     prev_hash, hash, log_hash, append_id) SELECT p, r, 1, 'StepSucceeded', 1, $3::json, $4, $5, $5, $5, a \
+                     FROM UNNEST($1::int8[], $2::uuid[], $6::uuid[]) AS t(p, r, a)",
+                )
+                .bind(rows.iter().map(|(position, _)| *position).collect::<Vec<_>>())
+                .bind(rows.iter().map(|(_, run_id)| *run_id).collect::<Vec<_>>())
+                .bind(&payload)
+                .bind(now)
+                .bind(HASH)
+                .bind((0..count).map(|_| Uuid::now_v7()).collect::<Vec<_>>())
+                .execute(pool)
+                .await
+                .expect("insert");
+            }
+        }
+    }
+}
+
+async fn fresh_postgres_database(admin_url: &str) -> String {
+    let name = format!("imx_bench_{}", Uuid::now_v7().simple());
+    let admin = sqlx::PgPool::connect(admin_url)
+        .await
+        .expect("connect to the cluster");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&admin)
+        .await
+        .expect("create database");
+    admin.close().await;
+    let (base, _) = admin_url.rsplit_once('/').expect("URL with a database");
+    format!("{base}/{name}")
+}
+
+fn secs(started: Instant) -> f64 {
+    started.elapsed().as_secs_f64()
+}
+
+fn print_table(rows: &[Row]) {
+    println!("| backend | workload | events | seconds | events/s | vs baseline |");
+    println!("| --- | --- | ---: | ---: | ---: | ---: |");
+    for row in rows {
+        let events_per_second = row.events as f64 / row.seconds;
+        let ratio = row.baseline.map_or_else(
+            || "1.00 (baseline)".to_owned(),
+            |base| format!("{:.2}", events_per_second / base),
+        );
+        println!(
+            "| {} | {} | {} | {:.3} | {:.0} | {} |",
+            row.backend, row.workload, row.events, row.seconds, events_per_second, ratio
+        );
+    }
+}

@@ -132,6 +132,9 @@ pub struct ServeArgs {
     /// Concurrent step attempts on this node.
     #[arg(long, default_value_t = engine::runtime::WORKERS_DEFAULT)]
     pub workers: usize,
+    /// Lease on a claimed task, in ms: after a crash, its tasks wait this long.
+    #[arg(long, default_value_t = engine::runtime::LEASE_MS_DEFAULT)]
+    pub lease_ms: u64,
     /// The GraphQL/HTTP API (listen address, auth, limits).
     #[command(flatten)]
     pub api: imx_gateway::api::ApiArgs,

@@ -43,6 +43,7 @@ pub async fn start_node(url: &str, config: Config) -> anyhow::Result<Node> {
 pub async fn serve(url: &str, args: &ServeArgs) -> anyhow::Result<std::process::ExitCode> {
     let config = Config {
         workers: args.workers,
+        lease_ms: args.lease_ms,
         ..Config::default()
     };
     // The API settings are checked before anything starts.

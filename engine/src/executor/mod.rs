@@ -20,12 +20,23 @@
 use std::fmt::Debug;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use uuid::Uuid;
 
 use crate::core::workflow::StepKind;
+
+pub mod command;
+pub mod exec;
+pub mod http;
+mod input;
+
+pub use command::{CommandSpec, StdoutFormat, run_command};
+pub use exec::{ExecConfig, ExecExecutor};
+pub use http::{HttpConfig, HttpExecutor};
 
 /// One attempt of one step (or of one `for_each` item).
 #[derive(Debug, Clone, PartialEq)]
@@ -75,4 +86,32 @@ pub trait Executor: Send + Sync + Debug {
     fn kind(&self) -> StepKind;
 
     fn execute<'a>(&'a self, attempt: &'a Attempt) -> BoxFuture<'a, Outcome>;
+}
+
+/// Time left until `deadline` (zero once it has passed); `None` without one.
+pub fn time_left(deadline: Option<DateTime<Utc>>) -> Option<Duration> {
+    deadline.map(|deadline| (deadline - Utc::now()).to_std().unwrap_or(Duration::ZERO))
+}
+
+/// The outcome of an attempt whose deadline passed before it could start
+/// (the runtime was late, not the outside world): retryable.
+pub fn deadline_passed(attempt: &Attempt) -> Option<Outcome> {
+    (time_left(attempt.deadline) == Some(Duration::ZERO)).then(|| {
+        Outcome::failed(
+            "the attempt's deadline passed before it started; nothing was done",
+            true,
+        )
+    })
+}
+
+/// The executors this crate provides, for the runtime's table: `http` and
+/// `exec` (which refuses every attempt unless `exec.enabled`).
+pub fn standard_executors(
+    http: HttpConfig,
+    exec: ExecConfig,
+) -> Result<Vec<Arc<dyn Executor>>, http::Error> {
+    Ok(vec![
+        Arc::new(HttpExecutor::new(http)?),
+        Arc::new(ExecExecutor::new(exec)),
+    ])
 }

@@ -35,7 +35,7 @@ pub const DEFAULT_DATABASE_URL: &str = "sqlite://./.imx/imx.db";
 
 /// One durable store. Every method is one short transaction (or none);
 /// errors that [`Error::is_retryable`] may be retried with [`retry`].
-pub trait EventStore: Send + Sync + Sized + 'static {
+pub trait EventStore: Send + Sync + Sized + std::fmt::Debug + 'static {
     /// Connects, refuses a schema newer than this build knows, and applies
     /// pending migrations.
     fn connect(url: &str, config: StoreConfig) -> impl Future<Output = Result<Self, Error>> + Send;

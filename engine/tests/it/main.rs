@@ -2,8 +2,10 @@
 
 mod core;
 mod dsl;
+mod executor;
 mod graph;
 mod runtime;
 mod schema;
+mod store;
 mod template;
 mod version;

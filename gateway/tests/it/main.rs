@@ -7,6 +7,8 @@ mod api_flow;
 mod api_limits;
 mod api_pagination;
 mod api_schema;
+mod crash;
+mod run;
 mod validate;
 
 use std::path::{Path, PathBuf};

@@ -22,7 +22,7 @@ fn keys(kind: StepKind) -> Option<(&'static [&'static str], &'static [&'static s
             ],
             &["method", "url"],
         )),
-        StepKind::Exec => Some((&["command", "env", "cwd"], &["command"])),
+        StepKind::Exec => Some((&["command", "env", "cwd", "stdin"], &["command"])),
         StepKind::Approval => Some((&["role", "message"], &[])),
         StepKind::Workflow => Some((&["name", "input"], &["name"])),
         StepKind::Agent => Some((&["queue", "payload"], &["queue"])),

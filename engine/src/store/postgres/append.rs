@@ -11,7 +11,7 @@ use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
 use super::read::{self, EVENT_COLUMNS};
-use super::{PostgresStore, WORK_CHANNEL};
+use super::{PostgresStore, rows};
 use crate::chain::GENESIS_HASH;
 use crate::store::error::Error;
 use crate::store::prepare::{self, Checked};
@@ -91,18 +91,10 @@ async fn attempt(
     if let Some((position, error)) = complete_tasks(&mut transaction, &requests, now).await? {
         return Ok(Attempt::Settled(pending[position], Err(error)));
     }
-    let projections: Vec<&ProjectionUpdate> =
-        requests.iter().map(|request| &request.projection).collect();
-    match write_projections(&mut transaction, &projections).await {
+    match rows::write_rows_and_lock(&mut transaction, &requests, now).await {
         Err(error) if is_key_violation(&error) => return Ok(Attempt::Again),
         result => result?,
     }
-    write_work(&mut transaction, &requests, now).await?;
-
-    sqlx::query("SELECT pg_advisory_xact_lock($1)")
-        .bind(LOG_LOCK_KEY)
-        .execute(&mut *transaction)
-        .await?;
     let (mut log_head, run_heads) = heads(&mut transaction, &requests).await?;
     for (position, request) in requests.iter().enumerate() {
         let (last_seq, _) = run_heads
@@ -138,12 +130,6 @@ async fn attempt(
             return Ok(Attempt::Again);
         }
         result => result?,
-    }
-    if requests.iter().any(|request| !request.enqueue.is_empty()) {
-        sqlx::query("SELECT pg_notify($1, '')")
-            .bind(WORK_CHANNEL)
-            .execute(&mut *transaction)
-            .await?;
     }
     transaction.commit().await?;
     Ok(Attempt::Committed(
@@ -243,188 +229,6 @@ async fn complete_tasks(
         .into_iter()
         .find(|(_, task_id, _)| !done.contains(task_id))
         .map(|(position, task_id, _)| (position, Error::LeaseLost { task_id })))
-}
-
-pub(super) async fn write_projections(
-    connection: &mut PgConnection,
-    projections: &[&ProjectionUpdate],
-) -> Result<(), Error> {
-    let mut runs: Vec<&RunRow> = projections
-        .iter()
-        .filter_map(|projection| projection.run.as_ref())
-        .collect();
-    runs.sort_by_key(|run| run.run_id);
-    if !runs.is_empty() {
-        sqlx::query(
-            "INSERT INTO runs (run_id, workflow, version, status, input, output, error, parent_run_id, \
-             idempotency_key, created_at, updated_at) \
-             SELECT r.run_id, r.workflow, r.version, r.status, r.input::json, r.output::json, r.error, \
-             r.parent_run_id, r.idempotency_key, r.created_at, r.updated_at \
-             FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], \
-             $8::uuid[], $9::text[], $10::timestamptz[], $11::timestamptz[]) AS r(run_id, workflow, version, \
-             status, input, output, error, parent_run_id, idempotency_key, created_at, updated_at) \
-             ON CONFLICT (run_id) DO UPDATE SET workflow = EXCLUDED.workflow, version = EXCLUDED.version, \
-             status = EXCLUDED.status, input = EXCLUDED.input, output = EXCLUDED.output, error = EXCLUDED.error, \
-             parent_run_id = EXCLUDED.parent_run_id, idempotency_key = EXCLUDED.idempotency_key, \
-             created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at",
-        )
-        .bind(runs.iter().map(|run| run.run_id).collect::<Vec<_>>())
-        .bind(runs.iter().map(|run| run.workflow.clone()).collect::<Vec<_>>())
-        .bind(runs.iter().map(|run| run.version.clone()).collect::<Vec<_>>())
-        .bind(runs.iter().map(|run| run.status.clone()).collect::<Vec<_>>())
-        .bind(runs.iter().map(|run| run.input.to_string()).collect::<Vec<_>>())
-        .bind(runs.iter().map(|run| run.output.as_ref().map(ToString::to_string)).collect::<Vec<_>>())
-        .bind(runs.iter().map(|run| run.error.clone()).collect::<Vec<_>>())
-        .bind(runs.iter().map(|run| run.parent_run_id).collect::<Vec<_>>())
-        .bind(runs.iter().map(|run| run.idempotency_key.clone()).collect::<Vec<_>>())
-        .bind(runs.iter().map(|run| run.created_at).collect::<Vec<_>>())
-        .bind(runs.iter().map(|run| run.updated_at).collect::<Vec<_>>())
-        .execute(&mut *connection)
-        .await?;
-    }
-    let mut steps: Vec<&StepRow> = projections
-        .iter()
-        .flat_map(|projection| &projection.steps)
-        .collect();
-    steps.sort_by(|a, b| (a.run_id, &a.step_id).cmp(&(b.run_id, &b.step_id)));
-    steps.dedup_by(|a, b| a.run_id == b.run_id && a.step_id == b.step_id);
-    if !steps.is_empty() {
-        sqlx::query(
-            "INSERT INTO steps (run_id, step_id, status, attempts, output, error, updated_at) \
-             SELECT s.run_id, s.step_id, s.status, s.attempts, s.output::json, s.error, s.updated_at \
-             FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::int4[], $5::text[], $6::text[], \
-             $7::timestamptz[]) AS s(run_id, step_id, status, attempts, output, error, updated_at) \
-             ON CONFLICT (run_id, step_id) DO UPDATE SET status = EXCLUDED.status, attempts = EXCLUDED.attempts, \
-             output = EXCLUDED.output, error = EXCLUDED.error, updated_at = EXCLUDED.updated_at",
-        )
-        .bind(steps.iter().map(|step| step.run_id).collect::<Vec<_>>())
-        .bind(steps.iter().map(|step| step.step_id.clone()).collect::<Vec<_>>())
-        .bind(steps.iter().map(|step| step.status.clone()).collect::<Vec<_>>())
-        .bind(steps.iter().map(|step| i32::try_from(step.attempts).unwrap_or(i32::MAX)).collect::<Vec<_>>())
-        .bind(steps.iter().map(|step| step.output.as_ref().map(ToString::to_string)).collect::<Vec<_>>())
-        .bind(steps.iter().map(|step| step.error.clone()).collect::<Vec<_>>())
-        .bind(steps.iter().map(|step| step.updated_at).collect::<Vec<_>>())
-        .execute(&mut *connection)
-        .await?;
-    }
-    Ok(())
-}
-
-async fn write_work(
-    connection: &mut PgConnection,
-    requests: &[&AppendRequest],
-    now: DateTime<Utc>,
-) -> Result<(), Error> {
-    let tasks: Vec<(Uuid, &NewTask)> = requests
-        .iter()
-        .flat_map(|request| request.enqueue.iter().map(|task| (request.run_id, task)))
-        .collect();
-    if !tasks.is_empty() {
-        sqlx::query(
-            "INSERT INTO tasks (task_id, run_id, queue, payload, available_at, created_at) \
-             SELECT t.task_id, t.run_id, t.queue, t.payload::json, t.available_at, $6 \
-             FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::timestamptz[]) \
-             AS t(task_id, run_id, queue, payload, available_at)",
-        )
-        .bind(
-            tasks
-                .iter()
-                .map(|(_, task)| task.task_id)
-                .collect::<Vec<_>>(),
-        )
-        .bind(tasks.iter().map(|(run_id, _)| *run_id).collect::<Vec<_>>())
-        .bind(
-            tasks
-                .iter()
-                .map(|(_, task)| task.queue.clone())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            tasks
-                .iter()
-                .map(|(_, task)| task.payload.to_string())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            tasks
-                .iter()
-                .map(|(_, task)| task.available_at.unwrap_or(now))
-                .collect::<Vec<_>>(),
-        )
-        .bind(now)
-        .execute(&mut *connection)
-        .await?;
-    }
-    let timers: Vec<(Uuid, &NewTimer)> = requests
-        .iter()
-        .flat_map(|request| request.timers.iter().map(|timer| (request.run_id, timer)))
-        .collect();
-    if !timers.is_empty() {
-        sqlx::query(
-            "INSERT INTO timers (timer_id, run_id, queue, payload, fire_at, created_at) \
-             SELECT t.timer_id, t.run_id, t.queue, t.payload::json, t.fire_at, $6 \
-             FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::timestamptz[]) \
-             AS t(timer_id, run_id, queue, payload, fire_at)",
-        )
-        .bind(
-            timers
-                .iter()
-                .map(|(_, timer)| timer.timer_id)
-                .collect::<Vec<_>>(),
-        )
-        .bind(timers.iter().map(|(run_id, _)| *run_id).collect::<Vec<_>>())
-        .bind(
-            timers
-                .iter()
-                .map(|(_, timer)| timer.queue.clone())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            timers
-                .iter()
-                .map(|(_, timer)| timer.payload.to_string())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            timers
-                .iter()
-                .map(|(_, timer)| timer.fire_at)
-                .collect::<Vec<_>>(),
-        )
-        .bind(now)
-        .execute(&mut *connection)
-        .await?;
-    }
-    let cancelled: Vec<(Uuid, Uuid)> = requests
-        .iter()
-        .flat_map(|request| {
-            request
-                .cancel_timers
-                .iter()
-                .map(|timer_id| (*timer_id, request.run_id))
-        })
-        .collect();
-    if !cancelled.is_empty() {
-        sqlx::query(
-            "DELETE FROM timers t USING UNNEST($1::uuid[], $2::uuid[]) AS c(timer_id, run_id) \
-             WHERE t.timer_id = c.timer_id AND t.run_id = c.run_id",
-        )
-        .bind(
-            cancelled
-                .iter()
-                .map(|(timer_id, _)| *timer_id)
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            cancelled
-                .iter()
-                .map(|(_, run_id)| *run_id)
-                .collect::<Vec<_>>(),
-        )
-        .execute(&mut *connection)
-        .await?;
-    }
-    Ok(())
 }
 
 type RunHeads = HashMap<Uuid, (u64, String)>;
@@ -571,7 +375,11 @@ where
             .map(read::event_from_row)
             .collect::<Result<Vec<_>, _>>()?;
         let update = fold(&events);
-        write_projections(&mut transaction, &[&update]).await?;
+        let rows = AppendRequest {
+            projection: update,
+            ..AppendRequest::new(run_id, 0, Vec::new())
+        };
+        rows::write_rows_and_lock(&mut transaction, &[&rows], store.now()).await?;
         stats.runs += 1;
         stats.events += events.len() as u64;
     }

@@ -5,6 +5,7 @@
 
 mod append;
 mod read;
+mod rows;
 mod work;
 mod workflows;
 

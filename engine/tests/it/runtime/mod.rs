@@ -1,10 +1,8 @@
 //! Runtime tests: real workflows run to their end state through the runtime
 //! on SQLite and on a real PostgreSQL (`scripts/test-postgres`), plus the
-//! workflow registry's contract on both backends.
 
 mod flows;
 mod recovery;
-mod registry;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,54 +16,6 @@ use serde_json::{Value, json};
 
 /// How long a test waits for a run to end before failing.
 const RUN_WAIT_MS_MAX: u64 = 30_000;
-
-/// Where a test's store lives; the folder goes away with it.
-pub struct Database {
-    pub url: String,
-    _folder: Option<tempfile::TempDir>,
-}
-
-pub fn sqlite_database() -> Database {
-    let folder = tempfile::tempdir().expect("temp dir");
-    let url = format!("sqlite://{}/imx.db", folder.path().display());
-    Database {
-        url,
-        _folder: Some(folder),
-    }
-}
-
-/// A fresh database in the test cluster; `None` (loudly) when none is
-/// configured outside CI, a failure in CI.
-pub async fn postgres_database() -> Option<Database> {
-    let admin_url = match std::env::var("IMX_TEST_POSTGRES_URL") {
-        Ok(url) if !url.is_empty() => url,
-        _ if std::env::var("CI").is_ok_and(|ci| ci == "true") => {
-            panic!("IMX_TEST_POSTGRES_URL is unset: run `eval \"$(scripts/test-postgres)\"` first")
-        }
-        _ => {
-            eprintln!(
-                "!!!!!! SKIPPED: a PostgreSQL runtime test did NOT run: IMX_TEST_POSTGRES_URL is unset"
-            );
-            return None;
-        }
-    };
-    let name = format!("imx_rt_{}", uuid::Uuid::now_v7().simple());
-    let admin = sqlx::PgPool::connect(&admin_url)
-        .await
-        .expect("connect to the test cluster");
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&admin)
-        .await
-        .expect("create a test database");
-    admin.close().await;
-    let (base, _) = admin_url
-        .rsplit_once('/')
-        .expect("URL with a database name");
-    Some(Database {
-        url: format!("{base}/{name}"),
-        _folder: None,
-    })
-}
 
 /// A runtime node on a test store, with the test executor for `http`.
 pub struct Node {
@@ -200,7 +150,7 @@ macro_rules! both_backends {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn $case() {
-                    let database = $crate::runtime::sqlite_database();
+                    let database = $crate::store::sqlite_database();
                     super::$case(&database.url).await;
                 }
             )*
@@ -209,7 +159,9 @@ macro_rules! both_backends {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn $case() {
-                    if let Some(database) = $crate::runtime::postgres_database().await {
+                    // Holds the shared lock on the test cluster (the store's
+                    // restart test takes it exclusively).
+                    if let Some(database) = $crate::store::postgres_database().await {
                         super::$case(&database.url).await;
                     }
                 }

@@ -1,12 +1,10 @@
-//! The workflow registry's contract, on both backends: idempotent
-//! registration, the latest version, a pinned version, listing.
+//! The store contract, part 3: the workflow registry (idempotent
+//! registration, the latest version, a pinned version, listing, limits).
 
-use engine::store::{EventStore, NewWorkflow, Store};
+use engine::store::*;
 use serde_json::json;
 
-use super::both_backends;
-
-both_backends!(registry: registry_keeps_versions);
+use super::{Database, Fixture};
 
 fn version(name: &str, version: &str) -> NewWorkflow {
     NewWorkflow {
@@ -17,8 +15,9 @@ fn version(name: &str, version: &str) -> NewWorkflow {
     }
 }
 
-async fn registry_keeps_versions(url: &str) {
-    let store = Store::connect(url, Default::default()).await.expect("open");
+pub async fn registry_keeps_versions<S: EventStore>(database: Database) {
+    let fixture = Fixture::<S>::open(database, StoreConfig::default()).await;
+    let store = &fixture.store;
     assert_eq!(store.get_workflow("a", None).await.expect("get"), None);
     let first = store
         .register_workflow(version("a", "sha256:1"))
@@ -28,6 +27,7 @@ async fn registry_keeps_versions(url: &str) {
         (first.name.as_str(), first.version.as_str()),
         ("a", "sha256:1")
     );
+    // The manual clock does not move: "latest" must not depend on time.
     store
         .register_workflow(version("a", "sha256:2"))
         .await
@@ -74,15 +74,20 @@ async fn registry_keeps_versions(url: &str) {
         .into_iter()
         .map(|record| (record.name, record.version))
         .collect();
-    let pairs = |list: &[(&str, &str)]| -> Vec<(String, String)> {
-        list.iter()
-            .map(|(n, v)| (n.to_string(), v.to_string()))
-            .collect()
-    };
-    assert_eq!(
-        listed,
-        pairs(&[("a", "sha256:1"), ("a", "sha256:2"), ("b", "sha256:9")])
+    let expected = [("a", "sha256:1"), ("a", "sha256:2"), ("b", "sha256:9")]
+        .map(|(name, version)| (name.to_owned(), version.to_owned()));
+    assert_eq!(listed, expected);
+    let nameless = store.register_workflow(version("", "sha256:1")).await;
+    assert!(
+        matches!(nameless, Err(Error::InvalidRequest { .. })),
+        "{nameless:?}"
     );
-    let empty = store.register_workflow(version("", "sha256:1")).await;
-    assert!(empty.is_err(), "a nameless workflow is refused");
+    let mut huge = version("c", "sha256:3");
+    huge.source = "x".repeat(WORKFLOW_SOURCE_BYTES_MAX + 1);
+    let refused = store.register_workflow(huge).await;
+    assert!(
+        matches!(refused, Err(Error::LimitExceeded { .. })),
+        "{refused:?}"
+    );
+    assert_eq!(store.get_workflow("c", None).await.expect("get"), None);
 }

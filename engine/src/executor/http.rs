@@ -1,0 +1,198 @@
+//! The `http` executor: one HTTP request per attempt with the attempt's
+//! `Idempotency-Key`, the answer as `{status, headers, body}`, and failures
+//! sorted into retryable (5xx, 408, 429, connection trouble, timeouts) and not.
+
+mod request;
+mod response;
+
+use std::time::Duration;
+
+use reqwest::redirect;
+
+use super::{Attempt, BoxFuture, Executor, Outcome, deadline_passed, time_left};
+use crate::core::workflow::StepKind;
+use request::Request;
+
+/// The header that carries the attempt's idempotency key (the same on every attempt).
+pub const IDEMPOTENCY_KEY_HEADER: &str = "Idempotency-Key";
+/// Largest response body read (10 MiB); a larger one fails the attempt.
+pub const RESPONSE_BYTES_MAX: usize = 10 * 1024 * 1024;
+/// Redirects followed before the attempt fails.
+pub const REDIRECTS_MAX: usize = 5;
+/// Time allowed to open a connection (TCP and TLS), in ms.
+pub const CONNECT_TIMEOUT_MS: u64 = 10_000;
+/// Time limit of a request without `with.timeout` and without a deadline: 5 minutes, in ms.
+pub const REQUEST_TIMEOUT_MS_DEFAULT: u64 = 5 * 60 * 1000;
+/// Characters of an error answer's body quoted in the error message.
+pub const ERROR_BODY_CHARS_MAX: usize = 512;
+
+/// Schemes an executor can be allowed to use.
+const SUPPORTED_SCHEMES: [&str; 2] = ["http", "https"];
+
+/// How this node sends `http` steps' requests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpConfig {
+    pub user_agent: String,
+    pub connect_timeout_ms: u64,
+    /// Larger bodies fail the attempt; never more than this is held in memory.
+    pub response_bytes_max: usize,
+    pub redirects_max: usize,
+    /// A subset of `http`, `https`; also checked on every redirect.
+    pub allowed_schemes: Vec<String>,
+    /// Time limit of a request without `with.timeout` and without a deadline.
+    pub request_timeout_ms_default: u64,
+    /// PEM certificates trusted for HTTPS besides the system's (an internal CA).
+    pub extra_root_certificates_pem: Option<String>,
+}
+
+impl Default for HttpConfig {
+    fn default() -> HttpConfig {
+        HttpConfig {
+            user_agent: format!("imx/{}", env!("CARGO_PKG_VERSION")),
+            connect_timeout_ms: CONNECT_TIMEOUT_MS,
+            response_bytes_max: RESPONSE_BYTES_MAX,
+            redirects_max: REDIRECTS_MAX,
+            allowed_schemes: SUPPORTED_SCHEMES.map(str::to_owned).to_vec(),
+            request_timeout_ms_default: REQUEST_TIMEOUT_MS_DEFAULT,
+            extra_root_certificates_pem: None,
+        }
+    }
+}
+
+/// Why an [`HttpExecutor`] could not be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    #[error("http executor config: {0}")]
+    Config(String),
+    #[error("building the HTTP client failed: {0}")]
+    Client(#[source] reqwest::Error),
+}
+
+/// Runs `http` steps; one connection pool shared by all attempts.
+#[derive(Debug, Clone)]
+pub struct HttpExecutor {
+    client: reqwest::Client,
+    config: HttpConfig,
+}
+
+impl HttpExecutor {
+    pub fn new(config: HttpConfig) -> Result<HttpExecutor, Error> {
+        check_config(&config)?;
+        let mut builder = reqwest::Client::builder()
+            .user_agent(config.user_agent.clone())
+            .connect_timeout(Duration::from_millis(config.connect_timeout_ms))
+            .redirect(redirect_policy(&config));
+        if let Some(pem) = &config.extra_root_certificates_pem {
+            let certificates = reqwest::Certificate::from_pem_bundle(pem.as_bytes())
+                .map_err(|err| Error::Config(format!("extra_root_certificates_pem: {err}")))?;
+            if certificates.is_empty() {
+                return Err(Error::Config(
+                    "extra_root_certificates_pem holds no certificate".to_owned(),
+                ));
+            }
+            builder = builder.tls_certs_merge(certificates);
+        }
+        let client = builder.build().map_err(Error::Client)?;
+        Ok(HttpExecutor { client, config })
+    }
+
+    async fn run(&self, attempt: &Attempt) -> Outcome {
+        let request = match Request::parse(attempt, &self.config) {
+            Ok(request) => request,
+            Err(message) => return Outcome::failed(message, false),
+        };
+        if let Some(late) = deadline_passed(attempt) {
+            return late;
+        }
+        let (limit, limit_name) = self.time_limit(&request, attempt);
+        let exchange = async {
+            let answer = self.client.execute(request.build(&self.client)?).await?;
+            response::read(answer, self.config.response_bytes_max).await
+        };
+        match tokio::time::timeout(limit, exchange).await {
+            Ok(Ok(answer)) => answer.outcome(&request),
+            Ok(Err(failure)) => response::failure(failure, &request),
+            Err(_) => Outcome::failed(
+                format!(
+                    "{}: no complete answer within {} ms ({limit_name})",
+                    request.describe(),
+                    limit.as_millis()
+                ),
+                true,
+            ),
+        }
+    }
+
+    /// The tighter of `with.timeout` and the attempt's deadline, and its name.
+    fn time_limit(&self, request: &Request, attempt: &Attempt) -> (Duration, &'static str) {
+        match (request.timeout, time_left(attempt.deadline)) {
+            (Some(own), Some(left)) if left < own => (left, "the attempt's deadline"),
+            (Some(own), _) => (own, "with.timeout"),
+            (None, Some(left)) => (left, "the attempt's deadline"),
+            (None, None) => (
+                Duration::from_millis(self.config.request_timeout_ms_default),
+                "the default request timeout",
+            ),
+        }
+    }
+}
+
+impl Executor for HttpExecutor {
+    fn kind(&self) -> StepKind {
+        StepKind::Http
+    }
+
+    fn execute<'a>(&'a self, attempt: &'a Attempt) -> BoxFuture<'a, Outcome> {
+        Box::pin(self.run(attempt))
+    }
+}
+
+fn check_config(config: &HttpConfig) -> Result<(), Error> {
+    if config.allowed_schemes.is_empty() {
+        return Err(Error::Config(
+            "allowed_schemes is empty: allow http, https or both".to_owned(),
+        ));
+    }
+    if let Some(scheme) = config
+        .allowed_schemes
+        .iter()
+        .find(|scheme| !SUPPORTED_SCHEMES.contains(&scheme.as_str()))
+    {
+        return Err(Error::Config(format!(
+            "allowed_schemes names `{scheme}`; only http and https are supported"
+        )));
+    }
+    if config.response_bytes_max == 0 {
+        return Err(Error::Config(
+            "response_bytes_max must be at least 1".to_owned(),
+        ));
+    }
+    if reqwest::header::HeaderValue::from_str(&config.user_agent).is_err() {
+        return Err(Error::Config(
+            "user_agent is not a valid header value".to_owned(),
+        ));
+    }
+    Ok(())
+}
+
+/// Follows at most `redirects_max` redirects, and only to allowed schemes.
+fn redirect_policy(config: &HttpConfig) -> redirect::Policy {
+    let max = config.redirects_max;
+    let allowed = config.allowed_schemes.clone();
+    redirect::Policy::custom(move |next| {
+        if next.previous().len() > max {
+            let message = format!("stopped after {max} redirects (the limit)");
+            next.error(message)
+        } else if !allowed.iter().any(|scheme| scheme == next.url().scheme()) {
+            let message = format!(
+                "refused a redirect to a `{}` URL (allowed: {})",
+                next.url().scheme(),
+                allowed.join(", ")
+            );
+            next.error(message)
+        } else {
+            next.follow()
+        }
+    })
+}

@@ -1,0 +1,73 @@
+//! Executors against the real things: a local HTTP server spawned per test,
+//! and real child processes.
+
+mod exec;
+mod http;
+
+use std::time::Duration;
+
+use chrono::Utc;
+use engine::core::workflow::StepKind;
+use engine::executor::{Attempt, ExecConfig, HttpConfig, Outcome, standard_executors};
+use serde_json::Value;
+use uuid::Uuid;
+
+/// Run id of every test attempt, so that keys and variables can be snapshot.
+const RUN_ID: Uuid = Uuid::from_u128(0x0193_0000_0000_7000_8000_0000_0000_00aa);
+
+/// The first attempt of step `work` with `input` as its rendered `with`, no deadline.
+fn attempt(kind: StepKind, input: Value) -> Attempt {
+    Attempt {
+        run_id: RUN_ID,
+        step: "work".to_owned(),
+        index: None,
+        attempt: 1,
+        idempotency_key: format!("{RUN_ID}/work"),
+        kind,
+        input,
+        deadline: None,
+    }
+}
+
+/// `attempt` with a deadline `ms` milliseconds from now.
+fn with_deadline_ms(mut attempt: Attempt, ms: i64) -> Attempt {
+    attempt.deadline = Some(Utc::now() + chrono::Duration::milliseconds(ms));
+    attempt
+}
+
+/// The outcome as one line (`ok <output>` or `failed(retryable) <error>`),
+/// with `replace` pairs applied (ports and paths differ per run).
+fn render(outcome: &Outcome, replace: &[(&str, &str)]) -> String {
+    let text = match outcome {
+        Outcome::Succeeded { output } => format!("ok {output}"),
+        Outcome::Failed { error, retryable } => {
+            let class = if *retryable { "retryable" } else { "final" };
+            format!("failed({class}) {error}")
+        }
+    };
+    replace
+        .iter()
+        .fold(text, |text, (from, to)| text.replace(from, to))
+}
+
+/// Polls `done` every 10 ms until it holds or `limit` passes; says whether it held.
+async fn eventually(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let give_up = tokio::time::Instant::now() + limit;
+    loop {
+        if done() {
+            return true;
+        }
+        if tokio::time::Instant::now() >= give_up {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[test]
+fn standard_executors_cover_http_and_exec() {
+    let executors = standard_executors(HttpConfig::default(), ExecConfig::default())
+        .expect("default configs build");
+    let kinds: Vec<StepKind> = executors.iter().map(|executor| executor.kind()).collect();
+    assert_eq!(kinds, [StepKind::Http, StepKind::Exec]);
+}

@@ -1,0 +1,195 @@
+//! Crash anywhere, restart, and every run finishes with each step's success
+//! recorded exactly once: `imx serve` is SIGKILLed at random moments while
+//! 50 runs of a 20-step workflow (durable sleeps and noops) are in flight,
+//! restarted each time; in the end every run succeeded, each step has one
+//! `step.succeeded` event, and the hash chain of the whole log verifies.
+//! A failure prints the seed; `IMX_CRASH_SEED=N` replays the same kill times.
+
+use std::collections::BTreeMap;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use engine::store::{EventStore, RecordedEvent};
+
+/// Runs in flight.
+const RUNS: usize = 50;
+/// Steps per run (alternating `sleep` and `noop`).
+const STEPS: usize = 20;
+/// SIGKILLs of the serving process.
+const KILLS: usize = 30;
+/// A kill comes after a random time in `[KILL_AFTER_MS_MIN, KILL_AFTER_MS_MAX)`.
+const KILL_AFTER_MS_MIN: u64 = 20;
+const KILL_AFTER_MS_MAX: u64 = 400;
+/// How long the final, uninterrupted server gets to finish every run.
+const FINISH_MS_MAX: u64 = 120_000;
+
+fn workflow() -> String {
+    let mut text = String::from("name: crashy\ninput: { type: object, required: [nap] }\nsteps:\n");
+    for i in 0..STEPS {
+        let needs = match i {
+            0 => String::new(),
+            _ => format!("needs: [s{:02}], ", i - 1),
+        };
+        let body = match i % 2 {
+            0 => r#"uses: sleep, with: { duration: "{{ input.nap }}" }"#.to_owned(),
+            _ => format!("uses: noop, with: {{ i: {i} }}"),
+        };
+        text.push_str(&format!("  s{i:02}: {{ {needs}{body} }}\n"));
+    }
+    text
+}
+
+/// A small deterministic generator (SplitMix64), so a seed replays a test.
+struct Random(u64);
+
+impl Random {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn between(&mut self, low: u64, high: u64) -> u64 {
+        low + self.next() % (high - low)
+    }
+}
+
+fn serve(url: &str) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_imx"))
+        .args([
+            "--database-url",
+            url,
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--lease-ms",
+            "500",
+            "--workers",
+            "16",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn imx serve")
+}
+
+#[test]
+fn serve_survives_sigkill_at_random_moments() {
+    let seed = std::env::var("IMX_CRASH_SEED")
+        .ok()
+        .and_then(|seed| seed.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos() as u64)
+        });
+    eprintln!("crash test seed {seed} (replay with IMX_CRASH_SEED={seed})");
+    let mut random = Random(seed);
+    let folder = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite://{}/imx.db", folder.path().display());
+    let file = folder.path().join("crashy.yaml");
+    std::fs::write(&file, workflow()).expect("write the workflow");
+    let file = file.display().to_string();
+    let mut runs = Vec::new();
+    for i in 0..RUNS {
+        // Naps long enough that runs are in flight through all the kills.
+        let nap = format!("{}ms", 300 + (i % 5) * 100);
+        let input = format!(r#"{{"nap": "{nap}"}}"#);
+        let started = super::imx(&["--database-url", &url, "run", &file, "--input", &input]);
+        assert_eq!(started.code, 0, "seed {seed}: {started:?}");
+        runs.push(started.stdout.trim().to_owned());
+    }
+    for _ in 0..KILLS {
+        let mut child = serve(&url);
+        std::thread::sleep(Duration::from_millis(
+            random.between(KILL_AFTER_MS_MIN, KILL_AFTER_MS_MAX),
+        ));
+        child.kill().expect("SIGKILL imx serve");
+        child.wait().expect("reap imx serve");
+    }
+    let before = succeeded(&url);
+    eprintln!("{before} of {RUNS} runs succeeded before the last restart");
+    assert!(
+        before < RUNS,
+        "seed {seed}: the kills came after the work; lengthen the naps"
+    );
+    let mut last = serve(&url);
+    let finished = wait_until_all_succeeded(&url, Duration::from_millis(FINISH_MS_MAX));
+    let _ = last.kill();
+    let _ = last.wait();
+    assert!(finished, "seed {seed}: not every run succeeded in time");
+    verify(&url, seed);
+}
+
+fn succeeded(url: &str) -> usize {
+    let listed = super::imx(&[
+        "--database-url",
+        url,
+        "runs",
+        "--status",
+        "succeeded",
+        "--limit",
+        "1000",
+        "--json",
+    ]);
+    serde_json::from_str::<Vec<serde_json::Value>>(&listed.stdout).map_or(0, |runs| runs.len())
+}
+
+fn wait_until_all_succeeded(url: &str, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if succeeded(url) == RUNS {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    false
+}
+
+fn verify(url: &str, seed: u64) {
+    let runtime = tokio::runtime::Runtime::new().expect("tokio");
+    let log = runtime.block_on(async {
+        let store = engine::store::open(url).await.expect("open the store");
+        let mut log: Vec<RecordedEvent> = Vec::new();
+        loop {
+            let page = store
+                .read_log(log.len() as u64, 1_000)
+                .await
+                .expect("read the log");
+            if page.is_empty() {
+                break log;
+            }
+            log.extend(page);
+        }
+    });
+    engine::chain::verify_log(&engine::chain::LogHead::genesis(), &log)
+        .unwrap_or_else(|error| panic!("seed {seed}: the hash chain does not verify: {error}"));
+    let mut successes: BTreeMap<(uuid::Uuid, String), usize> = BTreeMap::new();
+    let mut finished = 0;
+    for event in &log {
+        match event.event_type.as_str() {
+            "step.succeeded" => {
+                let step = event.payload["step"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned();
+                *successes.entry((event.run_id, step)).or_default() += 1;
+            }
+            "run.succeeded" => finished += 1,
+            _ => {}
+        }
+    }
+    assert_eq!(finished, RUNS, "seed {seed}: one run.succeeded per run");
+    assert_eq!(
+        successes.len(),
+        RUNS * STEPS,
+        "seed {seed}: every step succeeded"
+    );
+    let twice: Vec<_> = successes.iter().filter(|(_, count)| **count != 1).collect();
+    assert!(
+        twice.is_empty(),
+        "seed {seed}: steps with more than one success: {twice:?}"
+    );
+}
