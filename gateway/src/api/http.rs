@@ -163,6 +163,14 @@ async fn graphql_operation(state: &AppState, headers: &HeaderMap, body: &[u8]) -
         ));
         return error_response(StatusCode::REQUEST_TIMEOUT, &error);
     };
+    let status = classify(&mut response);
+    (status, axum::Json(response)).into_response()
+}
+
+/// Gives every error a code (async-graphql's own parse, validation and
+/// limit errors have none) and picks the HTTP status: 403 when a FORBIDDEN
+/// error left no data, 400 when the operation failed before execution.
+fn classify(response: &mut async_graphql::Response) -> StatusCode {
     let mut forbidden = false;
     let mut before_execution = !response.errors.is_empty();
     for error in &mut response.errors {
@@ -174,30 +182,24 @@ async fn graphql_operation(state: &AppState, headers: &HeaderMap, body: &[u8]) -
                 async_graphql::Value::String(code) => Some(code.clone()),
                 _ => None,
             });
-        let code = match code {
-            Some(code) => code,
-            None => {
-                let code = code_for_engine_message(&error.message).as_str();
-                let extended = ApiError::new(
-                    code_for_engine_message(&error.message),
-                    error.message.clone(),
-                )
-                .extend();
-                error.extensions = extended.extensions;
-                code.to_owned()
-            }
-        };
+        let code = code.unwrap_or_else(|| {
+            let code = code_for_engine_message(&error.message);
+            error.extensions = ApiError::new(code, error.message.clone())
+                .extend()
+                .extensions;
+            code.as_str().to_owned()
+        });
         forbidden |= code == Code::Forbidden.as_str();
         before_execution &= error.path.is_empty();
     }
-    let status = if forbidden && response.data == async_graphql::Value::Null {
+    let no_data = response.data == async_graphql::Value::Null;
+    if forbidden && no_data {
         StatusCode::FORBIDDEN
-    } else if before_execution && response.data == async_graphql::Value::Null {
+    } else if before_execution && no_data {
         StatusCode::BAD_REQUEST
     } else {
         StatusCode::OK
-    };
-    (status, axum::Json(response)).into_response()
+    }
 }
 
 /// GET /graphql: a WebSocket upgrade for subscriptions, else GraphiQL.

@@ -82,19 +82,7 @@ impl Query {
         let filter = filter.unwrap_or_default();
         let first = api.page_size(first)?;
         let after = after.as_deref().map(cursor::decode_run).transpose()?;
-        // startedBefore is a keyset position: (t, nil uuid) sorts before every run at t.
-        let bound = filter.started_before.map(|created_at| RunCursor {
-            created_at,
-            run_id: uuid::Uuid::nil(),
-        });
-        let start = match (after.clone(), bound) {
-            (Some(a), Some(b)) => Some(if (a.created_at, a.run_id) < (b.created_at, b.run_id) {
-                a
-            } else {
-                b
-            }),
-            (a, b) => a.or(b),
-        };
+        let start = start_position(after.clone(), filter.started_before);
         let query = RunQuery {
             status: filter.status.map(|status| status.as_str().to_owned()),
             workflow: filter.workflow.clone(),
@@ -170,5 +158,26 @@ impl Query {
             .instrument(tracing::info_span!("run", run_id = %run_id))
             .await?;
         Ok(RunSnapshot::of(&state))
+    }
+}
+
+/// Where a page starts: after the cursor, or before `started_before`
+/// (`(t, nil uuid)` sorts after every run created at t, newest first),
+/// whichever lies further down the list.
+fn start_position(
+    after: Option<RunCursor>,
+    started_before: Option<DateTime<Utc>>,
+) -> Option<RunCursor> {
+    let bound = started_before.map(|created_at| RunCursor {
+        created_at,
+        run_id: uuid::Uuid::nil(),
+    });
+    match (after, bound) {
+        (Some(a), Some(b)) => Some(if (a.created_at, a.run_id) < (b.created_at, b.run_id) {
+            a
+        } else {
+            b
+        }),
+        (a, b) => a.or(b),
     }
 }

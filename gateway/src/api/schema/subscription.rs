@@ -9,14 +9,18 @@
 use std::sync::Arc;
 
 use async_graphql::{Context, ID, InputObject, Subscription};
+use engine::store::Store;
 use engine::store::{EventStore, RecordedEvent};
 use futures_util::Stream;
 use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::{broadcast, watch};
+use uuid::Uuid;
 
 use super::types::{Run, RunEvent, RunStatus, RunUpdate};
 use super::{authorize, parse_run_id};
 use crate::api::auth::Permission;
 use crate::api::error::{ApiError, Code};
+use crate::api::metrics::Metrics;
 
 #[derive(Debug)]
 pub struct Subscription;
@@ -63,69 +67,17 @@ impl Subscription {
         let run_id = parse_run_id(&run_id)?;
         let run = api.store.get_run(run_id).await.map_err(ApiError::from)?;
         let run = run.ok_or_else(|| ApiError::not_found(format!("run {run_id} not found")))?;
-        let store = api.store.clone();
-        let tail = api.tail.clone();
-        let mut events = tail.subscribe();
-        let mut shutdown = tail.shutdown();
         let finished_before = matches!(
             run.row.status.as_str(),
             "succeeded" | "failed" | "cancelled"
         ) && run.last_seq <= after_seq;
-        let metrics = api.metrics.clone();
-        Ok(async_stream::stream! {
-            let _gauge = metrics.subscription_guard();
-            let mut last = after_seq;
-            if finished_before {
-                return;
-            }
-            'outer: loop {
-                // Catch up from the store: the source of truth.
-                loop {
-                    let batch = match store.read_stream(run_id, last, CATCH_UP_BATCH).await {
-                        Ok(batch) => batch,
-                        Err(error) => {
-                            yield Err(ApiError::from(error).into());
-                            break 'outer;
-                        }
-                    };
-                    if batch.is_empty() {
-                        break;
-                    }
-                    for event in batch {
-                        last = event.seq;
-                        let terminal = is_terminal(&event.event_type);
-                        yield Ok(RunEvent(event));
-                        if terminal {
-                            break 'outer;
-                        }
-                    }
-                }
-                // Follow the tail until it skips.
-                loop {
-                    let received = tokio::select! {
-                        _ = shutdown.changed() => None,
-                        received = events.recv() => Some(received),
-                    };
-                    let event: Arc<RecordedEvent> = match received {
-                        None | Some(Err(RecvError::Closed)) => break 'outer,
-                        Some(Err(RecvError::Lagged(_))) => continue 'outer,
-                        Some(Ok(event)) => event,
-                    };
-                    if event.run_id != run_id || event.seq <= last {
-                        continue;
-                    }
-                    if event.seq != last + 1 {
-                        continue 'outer;
-                    }
-                    last = event.seq;
-                    let terminal = is_terminal(&event.event_type);
-                    yield Ok(RunEvent((*event).clone()));
-                    if terminal {
-                        break 'outer;
-                    }
-                }
-            }
-        })
+        let follow = Follow {
+            store: api.store.clone(),
+            events: api.tail.subscribe(),
+            shutdown: api.tail.shutdown(),
+            metrics: api.metrics.clone(),
+        };
+        Ok(follow_run(follow, run_id, after_seq, finished_before))
     }
 
     /// Changes to runs (run lifecycle, step endings, approvals requested)
@@ -176,5 +128,75 @@ impl Subscription {
                 }
             }
         })
+    }
+}
+
+/// What one `runEvents` stream reads from.
+struct Follow {
+    store: Arc<Store>,
+    events: broadcast::Receiver<Arc<RecordedEvent>>,
+    shutdown: watch::Receiver<bool>,
+    metrics: Arc<Metrics>,
+}
+
+/// Catch up from the store (the source of truth), then follow the tail
+/// until it skips (lag, or a seq gap), then catch up again.
+fn follow_run(
+    mut follow: Follow,
+    run_id: Uuid,
+    after_seq: u64,
+    finished_before: bool,
+) -> impl Stream<Item = async_graphql::Result<RunEvent>> {
+    async_stream::stream! {
+        let _gauge = follow.metrics.subscription_guard();
+        let mut last = after_seq;
+        if finished_before {
+            return;
+        }
+        'outer: loop {
+            loop {
+                let batch = match follow.store.read_stream(run_id, last, CATCH_UP_BATCH).await {
+                    Ok(batch) => batch,
+                    Err(error) => {
+                        yield Err(ApiError::from(error).into());
+                        break 'outer;
+                    }
+                };
+                if batch.is_empty() {
+                    break;
+                }
+                for event in batch {
+                    last = event.seq;
+                    let terminal = is_terminal(&event.event_type);
+                    yield Ok(RunEvent(event));
+                    if terminal {
+                        break 'outer;
+                    }
+                }
+            }
+            loop {
+                let received = tokio::select! {
+                    _ = follow.shutdown.changed() => None,
+                    received = follow.events.recv() => Some(received),
+                };
+                let event: Arc<RecordedEvent> = match received {
+                    None | Some(Err(RecvError::Closed)) => break 'outer,
+                    Some(Err(RecvError::Lagged(_))) => continue 'outer,
+                    Some(Ok(event)) => event,
+                };
+                if event.run_id != run_id || event.seq <= last {
+                    continue;
+                }
+                if event.seq != last + 1 {
+                    continue 'outer;
+                }
+                last = event.seq;
+                let terminal = is_terminal(&event.event_type);
+                yield Ok(RunEvent((*event).clone()));
+                if terminal {
+                    break 'outer;
+                }
+            }
+        }
     }
 }
