@@ -243,3 +243,44 @@ async fn approvals_need_the_steps_role() {
     wait_status(&api, &operator, &run_id, "SUCCEEDED").await;
     api.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn es256_tokens_and_key_confusion() {
+    let pair = rcgen::KeyPair::generate().expect("a P-256 key pair");
+    let public_pem = pair.public_key_pem();
+    let mut config = config();
+    config.jwt = Some(imx_gateway::api::config::JwtConfig {
+        algorithm: Algorithm::ES256,
+        key: jsonwebtoken::DecodingKey::from_ec_pem(public_pem.as_bytes()).expect("a public key"),
+        issuer: ISSUER.to_owned(),
+        audience: AUDIENCE.to_owned(),
+        role_claim: "roles".to_owned(),
+    });
+    let url = database_urls().remove(0);
+    let api = TestApi::start(&url, config, false).await;
+    let now = chrono::Utc::now().timestamp();
+    let claims =
+        json!({"sub": "t", "iss": ISSUER, "aud": AUDIENCE, "exp": now + 600, "roles": "viewer"});
+    let signed = jsonwebtoken::encode(
+        &Header::new(Algorithm::ES256),
+        &claims,
+        &EncodingKey::from_ec_pem(pair.serialize_pem().as_bytes()).expect("a private key"),
+    )
+    .expect("an ES256 token");
+    // Key confusion: HS256 "signed" with the public key as the HMAC secret.
+    let confused = jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(public_pem.as_bytes()),
+    )
+    .expect("an HS256 token");
+    let query = "{ runs(first: 1) { edges { cursor } } }";
+    assert_eq!(api.post(Some(&signed), query, json!({})).await.0, 200);
+    let (status, body) = api.post(Some(&confused), query, json!({})).await;
+    assert_eq!(
+        (status, code(&body)),
+        (401, "UNAUTHENTICATED".to_owned()),
+        "{body}"
+    );
+    api.stop().await;
+}

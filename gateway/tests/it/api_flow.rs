@@ -275,3 +275,47 @@ async fn invalid_sources_come_back_as_structured_diagnostics() {
     assert!(first["column"].as_u64().is_some_and(|c| c > 0));
     api.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_updates_follow_runs_of_a_workflow() {
+    for url in database_urls() {
+        let api = TestApi::start(&url, config(), true).await;
+        let admin = api.api_key(&["admin"]).await;
+        let (name, source) = named(APPROVAL_WORKFLOW, "updates");
+        register(&api, &admin, &source).await;
+        let (other, other_source) = named(NOOP_WORKFLOW, "other");
+        register(&api, &admin, &other_source).await;
+        let mut ws = Ws::connect(&api, &admin).await.expect("the socket opens");
+        ws.subscribe(
+            "u",
+            "subscription($w: String!) { runUpdates(filter: {workflow: $w}) { event { type seq } run { id workflow status } } }",
+            json!({"w": name}),
+        )
+        .await;
+        // runUpdates starts "from now": wait until the server took the subscription.
+        let mut first = None;
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while first.is_none() {
+            start(&api, &admin, &other).await;
+            let run_id = start(&api, &admin, &name).await;
+            let update =
+                tokio::time::timeout(std::time::Duration::from_millis(500), ws.next()).await;
+            if let Ok(Some(message)) = update {
+                first = Some((run_id, message));
+            }
+            assert!(tokio::time::Instant::now() < deadline, "no update arrived");
+        }
+        let (_, message) = first.expect("an update");
+        let update = &message["payload"]["data"]["runUpdates"];
+        assert_eq!(update["run"]["workflow"], name.as_str(), "{message}");
+        assert!(
+            update["event"]["type"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("run.")
+                    || t.starts_with("step.")
+                    || t.starts_with("approval."))
+        );
+        ws.close().await;
+        api.stop().await;
+    }
+}
