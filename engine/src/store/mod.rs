@@ -13,6 +13,7 @@ mod postgres;
 mod prepare;
 mod registry;
 mod retry;
+mod runs_newer;
 mod schema;
 mod sqlite;
 mod types;
@@ -25,6 +26,7 @@ pub use error::Error;
 pub use postgres::PostgresStore;
 pub use registry::{NewWorkflow, WORKFLOW_SOURCE_BYTES_MAX, WORKFLOWS_LIST_MAX, WorkflowRecord};
 pub use retry::{RetryPolicy, retry};
+pub use runs_newer::NewerRunsQuery;
 pub use sqlite::SqliteStore;
 pub use types::*;
 

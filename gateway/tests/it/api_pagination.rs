@@ -165,3 +165,59 @@ async fn time_filters_and_bad_cursors() {
     assert_eq!(code(&body), "LIMIT", "{status} {body}");
     api.stop().await;
 }
+
+const BACK: &str = r#"query($w: String!, $before: String) {
+  runs(filter: {workflow: $w}, last: 100, before: $before) {
+    edges { cursor node { id } } pageInfo { hasPreviousPage startCursor } } }"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn walking_backward_with_last_and_before_matches_the_forward_order() {
+    for url in database_urls() {
+        let api = TestApi::start(&url, config(), false).await;
+        let viewer = api.api_key(&["viewer"]).await;
+        let name = format!("back-{}", Uuid::now_v7().simple());
+        let base = Utc::now() - TimeDelta::hours(3);
+        let ids = seed_runs(&api.store, &name, 250, base).await;
+        // Forward: newest first.
+        let mut forward = Vec::new();
+        let mut after = Value::Null;
+        loop {
+            let data = api
+                .data(&viewer, PAGE, json!({"w": name, "after": after}))
+                .await;
+            for edge in data["runs"]["edges"].as_array().expect("edges") {
+                forward.push(edge["node"]["id"].as_str().expect("id").to_owned());
+            }
+            if data["runs"]["pageInfo"]["hasNextPage"] != true {
+                break;
+            }
+            after = data["runs"]["pageInfo"]["endCursor"].clone();
+        }
+        // Backward from the oldest: pages of newer runs, each newest first.
+        let mut pages = Vec::new();
+        let mut before = Value::Null;
+        loop {
+            let data = api
+                .data(&viewer, BACK, json!({"w": name, "before": before}))
+                .await;
+            let page: Vec<String> = data["runs"]["edges"]
+                .as_array()
+                .expect("edges")
+                .iter()
+                .map(|edge| edge["node"]["id"].as_str().expect("id").to_owned())
+                .collect();
+            pages.push(page);
+            if data["runs"]["pageInfo"]["hasPreviousPage"] != true {
+                break;
+            }
+            before = data["runs"]["pageInfo"]["startCursor"].clone();
+        }
+        let backward: Vec<String> = pages.into_iter().rev().flatten().collect();
+        assert_eq!(forward.len(), ids.len());
+        assert_eq!(
+            backward, forward,
+            "both directions list the same runs in the same order"
+        );
+        api.stop().await;
+    }
+}

@@ -3,7 +3,7 @@
 
 use async_graphql::{Context, ID, InputObject, Object};
 use chrono::{DateTime, Utc};
-use engine::store::{EventStore, RunCursor, RunQuery};
+use engine::store::{EventStore, NewerRunsQuery, RunCursor, RunQuery};
 use tracing::Instrument;
 
 use super::types::{PageInfo, Run, RunConnection, RunEdge, RunSnapshot, RunStatus, Workflow};
@@ -60,9 +60,9 @@ impl Query {
         Ok(record.into())
     }
 
-    /// Runs, newest first. Cursors are stable while new runs arrive; only
-    /// forward pagination (`first`/`after`) is supported.
-    #[graphql(complexity = "first.unwrap_or(20).max(0) as usize * child_complexity")]
+    /// Runs, newest first. Cursors are stable while new runs arrive. Page
+    /// forward (older) with `first`/`after`, backward (newer) with `last`/`before`.
+    #[graphql(complexity = "first.or(last).unwrap_or(20).max(0) as usize * child_complexity")]
     async fn runs(
         &self,
         ctx: &Context<'_>,
@@ -73,13 +73,16 @@ impl Query {
         before: Option<String>,
     ) -> async_graphql::Result<RunConnection> {
         let (api, _) = authorize(ctx, Permission::Read, "listing runs")?;
-        if last.is_some() || before.is_some() {
-            return Err(ApiError::validation(
-                "runs are listed newest first with `first`/`after`; `last`/`before` are not supported: page forward from the start instead",
-            )
-            .into());
-        }
         let filter = filter.unwrap_or_default();
+        if last.is_some() || before.is_some() {
+            if first.is_some() || after.is_some() {
+                return Err(ApiError::validation(
+                    "page with `first`/`after` or with `last`/`before`, not both",
+                )
+                .into());
+            }
+            return backward(api, &filter, last, before).await;
+        }
         let first = api.page_size(first)?;
         let after = after.as_deref().map(cursor::decode_run).transpose()?;
         let start = start_position(after.clone(), filter.started_before);
@@ -180,4 +183,59 @@ fn start_position(
         }),
         (a, b) => a.or(b),
     }
+}
+
+/// `last`/`before`: the runs just newer than `before` (or the oldest runs),
+/// still listed newest first.
+async fn backward(
+    api: &super::ApiContext,
+    filter: &RunFilter,
+    last: Option<i32>,
+    before: Option<String>,
+) -> async_graphql::Result<RunConnection> {
+    let last = api.page_size(last)?;
+    let before = before.as_deref().map(cursor::decode_run).transpose()?;
+    let query = NewerRunsQuery {
+        status: filter.status.map(|status| status.as_str().to_owned()),
+        workflow: filter.workflow.clone(),
+        after: before.clone(),
+        limit: last + 1,
+    };
+    let mut ids = api
+        .store
+        .run_ids_newer(&query)
+        .await
+        .map_err(ApiError::from)?;
+    let has_previous_page = ids.len() > last as usize;
+    ids.truncate(last as usize);
+    let mut records = Vec::with_capacity(ids.len());
+    for id in ids {
+        if let Some(record) = api.store.get_run(id).await.map_err(ApiError::from)? {
+            records.push(record);
+        }
+    }
+    records.retain(|run| {
+        filter.started_after.is_none_or(|t| run.row.created_at > t)
+            && filter.started_before.is_none_or(|t| run.row.created_at < t)
+    });
+    records.reverse();
+    let edges: Vec<RunEdge> = records
+        .into_iter()
+        .map(|record| RunEdge {
+            cursor: cursor::encode_run(&RunCursor {
+                created_at: record.row.created_at,
+                run_id: record.row.run_id,
+            }),
+            node: Run(record),
+        })
+        .collect();
+    Ok(RunConnection {
+        page_info: PageInfo {
+            has_next_page: before.is_some(),
+            has_previous_page,
+            start_cursor: edges.first().map(|edge| edge.cursor.clone()),
+            end_cursor: edges.last().map(|edge| edge.cursor.clone()),
+        },
+        edges,
+    })
 }
