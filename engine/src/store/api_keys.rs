@@ -199,6 +199,30 @@ impl Store {
         Ok(u64::try_from(count).unwrap_or(0))
     }
 
+    /// Tasks whose lease ran out at `now` without being completed: a worker
+    /// died or stalled, and the task waits to be claimed again.
+    pub async fn expired_leases(&self, now: DateTime<Utc>) -> Result<u64, Error> {
+        let count: i64 = match self {
+            Store::Sqlite(store) => {
+                sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM tasks WHERE lease_owner IS NOT NULL AND lease_expires_at < ?1",
+                )
+                .bind(crate::chain::format_recorded_at(now))
+                .fetch_one(store.pool())
+                .await?
+            }
+            Store::Postgres(store) => {
+                sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM tasks WHERE lease_owner IS NOT NULL AND lease_expires_at < $1",
+                )
+                .bind(now)
+                .fetch_one(store.pool())
+                .await?
+            }
+        };
+        Ok(u64::try_from(count).unwrap_or(0))
+    }
+
     /// Readiness in one call: the database answers and is fully migrated.
     pub async fn ready(&self) -> Result<bool, Error> {
         self.ping().await?;

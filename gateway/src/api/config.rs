@@ -24,6 +24,8 @@ pub const RATE_BURST: u32 = 100;
 pub const REQUEST_TIMEOUT_MS: u64 = 30_000;
 /// Default longest wait between two reads of the global log for subscriptions, in ms.
 pub const SUBSCRIPTION_POLL_MS: u64 = 200;
+/// Default most open subscriptions per server.
+pub const SUBSCRIPTIONS_MAX: i64 = 1_000;
 /// Default most events replayed to answer `runAt` or a run's steps.
 pub const HISTORY_EVENTS_MAX: u64 = 100_000;
 
@@ -166,6 +168,7 @@ pub struct Limits {
     pub request_timeout_ms: u64,
     pub subscription_poll_ms: u64,
     pub history_events_max: u64,
+    pub subscriptions_max: i64,
 }
 
 impl Default for Limits {
@@ -180,6 +183,7 @@ impl Default for Limits {
             request_timeout_ms: REQUEST_TIMEOUT_MS,
             subscription_poll_ms: SUBSCRIPTION_POLL_MS,
             history_events_max: HISTORY_EVENTS_MAX,
+            subscriptions_max: SUBSCRIPTIONS_MAX,
         }
     }
 }
@@ -226,6 +230,7 @@ impl ApiArgs {
                 "--subscription-poll-ms",
             )? as u64,
             history_events_max: HISTORY_EVENTS_MAX,
+            subscriptions_max: SUBSCRIPTIONS_MAX,
         };
         Ok(ApiConfig {
             listen,

@@ -290,6 +290,10 @@ async fn metrics(State(state): State<AppState>) -> Response {
         Ok(depth) => state.metrics.queue_depth.set(depth as i64),
         Err(error) => tracing::warn!(%error, "reading the queue depth failed"),
     }
+    match state.store.expired_leases(chrono::Utc::now()).await {
+        Ok(count) => state.metrics.expired_leases.set(count as i64),
+        Err(error) => tracing::warn!(%error, "counting expired leases failed"),
+    }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),

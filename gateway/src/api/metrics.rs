@@ -28,6 +28,7 @@ pub struct Metrics {
     pub runs_finished: IntCounterVec,
     pub step_seconds: HistogramVec,
     pub queue_depth: IntGauge,
+    pub expired_leases: IntGauge,
     pub log_position: IntGauge,
     pub subscriptions: IntGauge,
     /// (run, step, index, attempt) -> start time, for the step histogram.
@@ -71,6 +72,10 @@ impl Metrics {
             &["kind", "outcome"],
         )?;
         let queue_depth = IntGauge::new("imx_queue_depth", "Tasks in the work queue (at scrape)")?;
+        let expired_leases = IntGauge::new(
+            "imx_expired_leases",
+            "Tasks whose lease expired without completion (at scrape)",
+        )?;
         let log_position = IntGauge::new("imx_log_position", "Global log position tailed")?;
         let subscriptions = IntGauge::new("imx_api_subscriptions", "Open subscriptions")?;
         registry.register(Box::new(api_operations.clone()))?;
@@ -79,6 +84,7 @@ impl Metrics {
         registry.register(Box::new(runs_finished.clone()))?;
         registry.register(Box::new(step_seconds.clone()))?;
         registry.register(Box::new(queue_depth.clone()))?;
+        registry.register(Box::new(expired_leases.clone()))?;
         registry.register(Box::new(log_position.clone()))?;
         registry.register(Box::new(subscriptions.clone()))?;
         Ok(Metrics {
@@ -89,6 +95,7 @@ impl Metrics {
             runs_finished,
             step_seconds,
             queue_depth,
+            expired_leases,
             log_position,
             subscriptions,
             started: Mutex::new(HashMap::new()),

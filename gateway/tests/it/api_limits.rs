@@ -134,11 +134,33 @@ async fn health_readiness_and_metrics() {
         register(&api, &admin, &source).await;
         let run_id = start(&api, &admin, &name).await;
         wait_status(&api, &admin, &run_id, "SUCCEEDED").await;
-        let (status, text) = api.get("/metrics").await;
-        assert_eq!(status, 200);
+        // The tail counts the run's end once it has read it: poll with a deadline.
+        let deadline = tokio::time::Instant::now() + WAIT;
+        let text = loop {
+            let (status, text) = api.get("/metrics").await;
+            assert_eq!(status, 200);
+            let finished = text
+                .lines()
+                .find(|line| line.starts_with("imx_runs_finished_total{status=\"succeeded\"}"))
+                .and_then(|line| line.rsplit(' ').next())
+                .and_then(|value| value.parse::<f64>().ok())
+                .unwrap_or(0.0);
+            if finished >= 1.0 {
+                break text;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no finished run counted:\n{text}"
+            );
+            let mut changes = api.runtime.as_ref().expect("a runtime").changes();
+            let _ =
+                tokio::time::timeout(std::time::Duration::from_millis(100), changes.recv()).await;
+        };
         for metric in [
-            "imx_api_operations_total",
+            "imx_api_operations_total{outcome=\"ok\"}",
+            "imx_runs_started_total",
             "imx_queue_depth",
+            "imx_expired_leases",
             "imx_log_position",
             "imx_api_operation_duration_seconds",
         ] {

@@ -6,6 +6,7 @@ use async_graphql::{Context, ID, Json, Object};
 use engine::core::state::{ExecStatus, RunState};
 use engine::store::EventStore;
 use serde_json::Value;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use super::types::{
@@ -95,6 +96,7 @@ impl Mutation {
         }
         api.control()?
             .cancel_run(run_id, &principal.id, reason)
+            .instrument(tracing::info_span!("run", run_id = %run_id, action = "cancel"))
             .await
             .map_err(ApiError::from)?;
         Ok(load_run(api, run_id).await?)
@@ -114,6 +116,7 @@ impl Mutation {
         }
         api.control()?
             .retry_run(run_id, &principal.id)
+            .instrument(tracing::info_span!("run", run_id = %run_id, action = "retry"))
             .await
             .map_err(ApiError::from)?;
         Ok(load_run(api, run_id).await?)
@@ -178,10 +181,11 @@ async fn decide(
         comment,
     };
     let control = api.control()?;
+    let span = tracing::info_span!("run", run_id = %run_id, action = if granted { "approve" } else { "reject" });
     let result = if granted {
-        control.approve(decision).await
+        control.approve(decision).instrument(span).await
     } else {
-        control.reject(decision).await
+        control.reject(decision).instrument(span).await
     };
     result.map_err(ApiError::from)?;
     Ok(load_run(api, run_id).await?)

@@ -53,6 +53,17 @@ fn is_update(event_type: &str) -> bool {
         )
 }
 
+/// LIMIT when the server already holds `subscriptions_max` subscriptions.
+fn check_capacity(api: &super::ApiContext) -> Result<(), ApiError> {
+    let max = api.limits.subscriptions_max;
+    if api.metrics.subscriptions.get() >= max {
+        return Err(ApiError::limit(format!(
+            "this server holds {max} subscriptions (subscriptions_max); retry later or use another node"
+        )));
+    }
+    Ok(())
+}
+
 #[Subscription]
 impl Subscription {
     /// Every event of one run with `seq > afterSeq`, in order, without gaps;
@@ -64,6 +75,7 @@ impl Subscription {
         #[graphql(default = 0)] after_seq: u64,
     ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<RunEvent>> + use<>> {
         let (api, _) = authorize(ctx, Permission::Read, "subscribing to a run")?;
+        check_capacity(api)?;
         let run_id = parse_run_id(&run_id)?;
         let run = api.store.get_run(run_id).await.map_err(ApiError::from)?;
         let run = run.ok_or_else(|| ApiError::not_found(format!("run {run_id} not found")))?;
@@ -89,6 +101,7 @@ impl Subscription {
         filter: Option<RunUpdatesFilter>,
     ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<RunUpdate>> + use<>> {
         let (api, _) = authorize(ctx, Permission::Read, "subscribing to run updates")?;
+        check_capacity(api)?;
         let filter = filter.unwrap_or_default();
         let only_run = filter.run_id.as_ref().map(parse_run_id).transpose()?;
         let store = api.store.clone();
