@@ -33,6 +33,8 @@ pub enum Command {
     Serve(ServeArgs),
     /// Carry out `uses: agent` tasks of one queue with a local command.
     Agent(AgentArgs),
+    /// Audit the event log: export, verify, inspect a run, check a new version.
+    Replay(crate::replay::ReplayArgs),
     /// Manage API keys for `imx serve` (create prints the key once).
     Apikey(imx_gateway::api::apikey::ApiKeyArgs),
 }
@@ -66,8 +68,18 @@ pub struct StoreArgs {
     pub database_url: String,
 }
 
+/// Which executors a node that carries out steps has.
+#[derive(Debug, Clone, Copy, Default, Args)]
+pub struct ExecutorArgs {
+    /// Allow `uses: exec` steps to run programs on this node (off by default).
+    #[arg(long = "enable-exec", env = "IMX_ENABLE_EXEC")]
+    pub enable_exec: bool,
+}
+
 #[derive(Debug, Args)]
 pub struct RunArgs {
+    #[command(flatten)]
+    pub executors: ExecutorArgs,
     /// A workflow file (registered first) or the name of a registered workflow.
     pub workflow: String,
     /// The run input: JSON text, or @FILE to read it from a file.
@@ -129,6 +141,8 @@ pub struct DecisionArgs {
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
+    #[command(flatten)]
+    pub executors: ExecutorArgs,
     /// Concurrent step attempts on this node.
     #[arg(long, default_value_t = engine::runtime::WORKERS_DEFAULT)]
     pub workers: usize,

@@ -4,6 +4,7 @@
 mod agent;
 mod cli;
 mod progress;
+mod replay;
 mod run;
 mod runs;
 mod serve;
@@ -44,6 +45,7 @@ fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
         cli::Command::Reject(args) => block_on(runs::decide(&url, &args, false)),
         cli::Command::Serve(args) => block_on(serve::serve(&url, &args)),
         cli::Command::Agent(args) => block_on(agent::agent(&url, &args)),
+        cli::Command::Replay(args) => replay::run(args),
         cli::Command::Apikey(args) => block_on(async move {
             imx_gateway::api::apikey::run(&url, args).await?;
             Ok(ExitCode::SUCCESS)

@@ -50,7 +50,7 @@ pub async fn run(url: &str, args: &RunArgs) -> anyhow::Result<ExitCode> {
         resume_on_start: false,
         ..Config::default()
     };
-    let runtime = open_runtime(url, config).await?;
+    let runtime = open_runtime(url, config, args.executors).await?;
     let (name, version) = match &source {
         Some((file, text)) => {
             check_source(file, text)?;

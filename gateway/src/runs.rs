@@ -8,11 +8,12 @@ use engine::runtime::Config;
 use engine::store::{EventStore, RunId, RunQuery};
 use serde_json::json;
 
+use crate::cli::ExecutorArgs;
 use crate::cli::{DecisionArgs, RunsArgs, ShowArgs};
 use crate::serve::open_runtime;
 
 pub async fn list(url: &str, args: &RunsArgs) -> anyhow::Result<ExitCode> {
-    let runtime = open_runtime(url, Config::default()).await?;
+    let runtime = open_runtime(url, Config::default(), ExecutorArgs::default()).await?;
     let query = RunQuery {
         status: args.status.clone(),
         workflow: args.workflow.clone(),
@@ -59,7 +60,7 @@ pub async fn list(url: &str, args: &RunsArgs) -> anyhow::Result<ExitCode> {
 
 pub async fn show(url: &str, args: &ShowArgs) -> anyhow::Result<ExitCode> {
     let run_id = parse_run_id(&args.run_id)?;
-    let runtime = open_runtime(url, Config::default()).await?;
+    let runtime = open_runtime(url, Config::default(), ExecutorArgs::default()).await?;
     let state = runtime.state(run_id).await?;
     let document = state.document();
     if args.json {
@@ -95,7 +96,7 @@ pub async fn decide(url: &str, args: &DecisionArgs, granted: bool) -> anyhow::Re
         .clone()
         .or_else(|| std::env::var("USER").ok())
         .unwrap_or_else(|| "cli".to_owned());
-    let runtime = open_runtime(url, Config::default()).await?;
+    let runtime = open_runtime(url, Config::default(), ExecutorArgs::default()).await?;
     let comment = args.comment.clone();
     let state = match granted {
         true => runtime.approve(run_id, &args.step, &by, comment).await?,

@@ -5,11 +5,13 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use engine::executor::Executor;
+use engine::executor::exec::ExecConfig;
+use engine::executor::http::HttpConfig;
+use engine::executor::{Executor, standard_executors};
 use engine::runtime::{Config, Runtime, RuntimeHandle};
 use engine::store::Store;
 
-use crate::cli::ServeArgs;
+use crate::cli::{ExecutorArgs, ServeArgs};
 
 /// A started runtime on an opened store.
 #[derive(Debug)]
@@ -19,23 +21,40 @@ pub struct Node {
 }
 
 /// Opens the store at `url` (migrating it) with nothing started.
-pub async fn open_runtime(url: &str, config: Config) -> anyhow::Result<Arc<Runtime<Store>>> {
+pub async fn open_runtime(
+    url: &str,
+    config: Config,
+    executor_args: ExecutorArgs,
+) -> anyhow::Result<Arc<Runtime<Store>>> {
     let store = engine::store::open(url)
         .await
         .with_context(|| format!("cannot open the store at {url}"))?;
-    Ok(Runtime::new(Arc::new(store), executors(), config))
+    Ok(Runtime::new(
+        Arc::new(store),
+        executors(executor_args)?,
+        config,
+    ))
 }
 
-/// The executors this build has (step kinds the core and runtime handle
-/// themselves need none: noop, fail, sleep, approval, workflow, agent).
-pub fn executors() -> Vec<Arc<dyn Executor>> {
-    Vec::new()
+/// The executors of this node: `http` always, `exec` only when enabled. Step
+/// kinds the core and runtime handle themselves need none (noop, fail, sleep,
+/// approval, workflow); `agent` tasks are carried out by `imx agent`.
+pub fn executors(args: ExecutorArgs) -> anyhow::Result<Vec<Arc<dyn Executor>>> {
+    let exec = ExecConfig {
+        enabled: args.enable_exec,
+        ..ExecConfig::default()
+    };
+    standard_executors(HttpConfig::default(), exec).context("cannot set up the executors")
 }
 
 /// Opens the store and starts workers and timers; resumes unfinished runs
 /// when `config.resume_on_start`.
-pub async fn start_node(url: &str, config: Config) -> anyhow::Result<Node> {
-    let runtime = open_runtime(url, config).await?;
+pub async fn start_node(
+    url: &str,
+    config: Config,
+    executor_args: ExecutorArgs,
+) -> anyhow::Result<Node> {
+    let runtime = open_runtime(url, config, executor_args).await?;
     let handle = runtime.start().await.context("cannot start the runtime")?;
     Ok(Node { runtime, handle })
 }
@@ -53,7 +72,7 @@ pub async fn serve(url: &str, args: &ServeArgs) -> anyhow::Result<std::process::
         .into_config()
         .context("invalid API settings")?;
     imx_gateway::api::init_json_logging();
-    let node = start_node(url, config).await?;
+    let node = start_node(url, config, args.executors).await?;
     let control: Arc<dyn imx_gateway::api::Control> = node.runtime.clone();
     let api = imx_gateway::api::bind_api(api_config, node.runtime.store().clone(), Some(control))
         .await

@@ -8,6 +8,7 @@ mod api_limits;
 mod api_pagination;
 mod api_schema;
 mod crash;
+mod replay;
 mod run;
 mod validate;
 

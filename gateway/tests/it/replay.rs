@@ -1,0 +1,235 @@
+//! `imx replay …` through the real binary on a real SQLite store: export,
+//! verify (file and store), a tampered file, inspect, check.
+
+use chrono::{TimeZone, Utc};
+use engine::core::event::EventEnvelope;
+use engine::core::histories;
+use engine::core::version::version_of;
+use engine::store::{AppendRequest, EventStore, NewEvent, ProjectionUpdate, RunRow, Store};
+use expect_test::expect;
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::imx;
+
+const RUN: Uuid = Uuid::from_u128(0x0196_0000_0000_7000_8000_0000_0000_0042);
+
+/// Appends `events` as one run (with its `runs` row) to the store at `url`.
+fn append(url: &str, events: &[EventEnvelope]) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    runtime.block_on(async {
+        let store = Store::connect(url, Default::default())
+            .await
+            .expect("open the store");
+        let state = engine::core::replay(events).expect("the history folds");
+        let run_id = events[0].run_id;
+        let new_events = events
+            .iter()
+            .map(|event| {
+                let (event_type, schema_version, payload) = event.event.to_payload();
+                NewEvent {
+                    event_type: event_type.to_owned(),
+                    schema_version,
+                    payload,
+                }
+            })
+            .collect();
+        let mut request = AppendRequest::new(run_id, 0, new_events);
+        let at = Utc
+            .with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
+            .single()
+            .expect("a time");
+        let row = RunRow {
+            run_id,
+            workflow: state.workflow.clone(),
+            version: state.version.clone(),
+            status: state.status.as_str().to_owned(),
+            input: state.input.clone(),
+            output: state.output.clone(),
+            error: state.failure.clone(),
+            parent_run_id: None,
+            idempotency_key: None,
+            created_at: at,
+            updated_at: at,
+        };
+        request.projection = ProjectionUpdate {
+            run: Some(row),
+            steps: Vec::new(),
+        };
+        store.append(request).await.expect("append");
+    });
+}
+
+fn with_run(events: Vec<EventEnvelope>) -> Vec<EventEnvelope> {
+    events
+        .into_iter()
+        .map(|event| EventEnvelope {
+            run_id: RUN,
+            ..event
+        })
+        .collect()
+}
+
+#[test]
+fn export_verify_tamper_and_inspect_through_the_binary() {
+    let folder = tempfile::tempdir().expect("a temp folder");
+    let url = format!("sqlite://{}/imx.db", folder.path().display());
+    append(&url, &with_run(histories::retry_then_ok().settled().events));
+
+    let export = imx(&["replay", "export", "--database-url", &url]);
+    assert_eq!(export.code, 0, "{}", export.stderr);
+    let head = export
+        .stderr
+        .lines()
+        .nth(1)
+        .expect("the head on stderr")
+        .to_owned();
+    let file = folder.path().join("export.jsonl");
+    std::fs::write(&file, &export.stdout).expect("write the export");
+    let file = file.to_str().expect("a UTF-8 path");
+
+    let verified = imx(&["replay", "verify", file, "--expect-head", &head]);
+    assert_eq!(
+        (verified.code, verified.stdout.lines().next()),
+        (0, Some("ok: 12 events in 1 runs verified")),
+        "{}",
+        verified.stderr
+    );
+    let online = imx(&["replay", "verify", "--database-url", &url]);
+    assert_eq!(online.code, 0, "{}", online.stderr);
+    assert!(
+        online.stdout.contains(&head),
+        "the store's head is the export's"
+    );
+
+    let tampered = export
+        .stdout
+        .replace("connection reset", "connection rested");
+    let tampered_file = folder.path().join("tampered.jsonl");
+    std::fs::write(&tampered_file, tampered).expect("write");
+    let broken = imx(&["replay", "verify", tampered_file.to_str().expect("UTF-8")]);
+    assert_eq!(broken.code, 1);
+    assert!(
+        broken.stderr.starts_with(&format!(
+            "verify failed: run {RUN} seq 4 (position 4) at line 5: hash "
+        )),
+        "{}",
+        broken.stderr
+    );
+
+    let inspect = imx(&[
+        "replay",
+        "inspect",
+        &RUN.to_string(),
+        "--at",
+        "6",
+        "--database-url",
+        &url,
+    ]);
+    assert_eq!(inspect.code, 0, "{}", inspect.stderr);
+    expect![[r#"
+        run 01960000-0000-7000-8000-000000000042 of retry (sha256:test)
+        as of seq 6: running
+
+        steps:
+          fetch                running    attempts 1
+          report               pending    attempts 0
+
+          seq  at                           event                  step                  attempt  note
+            1  2026-01-01T00:00:00.000000Z  run.started
+            2  2026-01-01T00:00:00.000000Z  step.scheduled         fetch                       1
+            3  2026-01-01T00:00:00.000000Z  step.started           fetch                       1  queued 0ms
+            4  2026-01-01T00:00:00.200000Z  step.failed            fetch                       1  ran 200ms
+            5  2026-01-01T00:00:00.200000Z  step.retry_scheduled   fetch                       2  retry in 1.0s
+            6  2026-01-01T00:00:01.200000Z  timer.fired
+    "#]]
+    .assert_eq(&inspect.stdout);
+    let from_file = imx(&[
+        "replay",
+        "inspect",
+        &RUN.to_string(),
+        "--file",
+        file,
+        "--json",
+    ]);
+    let document: serde_json::Value = serde_json::from_str(&from_file.stdout).expect("JSON");
+    assert_eq!(document["document"]["status"], "succeeded");
+    assert_eq!(document["seq"], 12);
+}
+
+#[test]
+fn check_names_the_runs_a_new_version_cannot_take_over() {
+    let folder = tempfile::tempdir().expect("a temp folder");
+    let url = format!("sqlite://{}/imx.db", folder.path().display());
+    let old_yaml = "name: orders\nsteps:\n  fetch:\n    uses: http\n    with: { method: GET, url: \"https://shop.example\" }\n  report:\n    needs: [fetch]\n    uses: noop\n";
+    let new_yaml = old_yaml.replace("fetch", "load");
+    let old = engine::core::dsl::parse(old_yaml)
+        .workflow
+        .expect("the old version parses");
+    let (started, _) = engine::core::start_run(
+        &old,
+        &version_of(&old),
+        RUN,
+        json!({}),
+        None,
+        None,
+        histories::t0(),
+    );
+    let mut state = engine::core::RunState::new();
+    state.apply(&started).expect("apply");
+    let settled = engine::core::settle(
+        &old,
+        &mut state,
+        histories::t0(),
+        &engine::core::Secrets::none(),
+    )
+    .expect("settle");
+    let mut events = vec![started];
+    events.extend(settled.events);
+    append(&url, &events);
+    let (old_path, new_path) = (
+        folder.path().join("old.yaml"),
+        folder.path().join("new.yaml"),
+    );
+    std::fs::write(&old_path, old_yaml).expect("write");
+    std::fs::write(&new_path, &new_yaml).expect("write");
+    let (old_path, new_path) = (
+        old_path.to_str().expect("UTF-8"),
+        new_path.to_str().expect("UTF-8"),
+    );
+
+    let check = imx(&[
+        "replay",
+        "check",
+        new_path,
+        "--old",
+        old_path,
+        "--database-url",
+        &url,
+    ]);
+    assert_eq!(check.code, 1, "{}", check.stderr);
+    let report = check.stdout.replace(&version_of(&old), "OLD").replace(
+        &version_of(
+            &engine::core::dsl::parse(&new_yaml)
+                .workflow
+                .expect("parses"),
+        ),
+        "NEW",
+    );
+    expect![[r#"
+        workflow orders, new version NEW
+        1 run(s) in flight on other versions, 1 affected
+
+        run 01960000-0000-7000-8000-000000000042 (OLD, running at seq 2): CANNOT take over
+          - step `fetch` is running but the new version has no step `fetch` (removed or renamed): its result would have nowhere to go
+    "#]]
+    .assert_eq(&report);
+    let same = imx(&["replay", "check", old_path, "--database-url", &url]);
+    assert_eq!(
+        (same.code, same.stdout.lines().nth(1)),
+        (0, Some("no run in flight on another version: safe"))
+    );
+}

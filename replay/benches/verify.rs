@@ -1,0 +1,231 @@
+//! Benchmark of the audit tools (`cargo bench -p imx-replay --bench verify
+//! [-- EVENTS]`, default 1,000,000): a SQLite store filled with the core's
+//! canned histories, exported, verified from the file and from the store.
+//! Baseline, measured in the same run over the same file: raw SHA-256 of its
+//! bytes (what any verifier must at least pay).
+
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Read};
+use std::time::{Duration, Instant};
+
+use engine::core::event::EventEnvelope;
+use engine::core::histories;
+use engine::store::{AppendRequest, EventStore, NewEvent, Store};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+/// Events of the generated log unless the first argument says otherwise.
+const EVENTS_DEFAULT: u64 = 1_000_000;
+/// Runs per `append_batch` while filling the store.
+const FILL_RUNS_PER_BATCH: usize = 500;
+/// Read size of the SHA-256 baseline, in bytes.
+const HASH_CHUNK_BYTES: usize = 1 << 20;
+/// Lines held in memory for the per-stage breakdown.
+const BREAKDOWN_LINES: usize = 100_000;
+
+fn main() {
+    let events: u64 = std::env::args()
+        .skip(1)
+        .find_map(|arg| arg.parse().ok())
+        .unwrap_or(EVENTS_DEFAULT);
+    let folder = tempfile::tempdir().expect("a temp folder");
+    let url = format!("sqlite://{}/imx.db", folder.path().display());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let store = runtime
+        .block_on(Store::connect(&url, Default::default()))
+        .expect("open SQLite");
+
+    let started = Instant::now();
+    let written = runtime.block_on(fill(&store, events));
+    let fill_time = started.elapsed();
+
+    let path = folder.path().join("export.jsonl");
+    let started = Instant::now();
+    let mut out = BufWriter::new(File::create(&path).expect("create the export"));
+    let trailer = runtime
+        .block_on(replay::export(
+            &store,
+            replay::Scope::default(),
+            chrono::DateTime::UNIX_EPOCH,
+            &mut out,
+        ))
+        .expect("export");
+    drop(out);
+    let export_time = started.elapsed();
+    let bytes = std::fs::metadata(&path).expect("the export").len();
+
+    let started = Instant::now();
+    let digest = sha256_file(&path);
+    let sha_time = started.elapsed();
+
+    let started = Instant::now();
+    let reader = BufReader::with_capacity(
+        HASH_CHUNK_BYTES,
+        File::open(&path).expect("open the export"),
+    );
+    let options = replay::Options {
+        expect_head: Some(trailer.head.clone()),
+    };
+    let summary = replay::verify_reader(reader, options).expect("the export verifies");
+    let verify_time = started.elapsed();
+    assert_eq!(summary.events, written);
+
+    let started = Instant::now();
+    let online = runtime
+        .block_on(replay::online::verify_store(
+            &store,
+            replay::Options::default(),
+        ))
+        .expect("read the store")
+        .expect("the store verifies");
+    let store_time = started.elapsed();
+    assert_eq!(online.head, summary.head);
+
+    println!(
+        "{written} events in {} runs, export {:.1} MB (SHA-256 {})",
+        summary.runs,
+        bytes as f64 / 1e6,
+        &digest[..16]
+    );
+    println!(
+        "(filling the store took {:.1} s)\n",
+        fill_time.as_secs_f64()
+    );
+    println!("| benchmark | time | events/s | MB/s | vs SHA-256 |");
+    println!("| --- | ---: | ---: | ---: | ---: |");
+    let row = |name: &str, time: Duration| {
+        let seconds = time.as_secs_f64();
+        println!(
+            "| {name} | {:.2} s | {:.0} | {:.1} | {:.3}x |",
+            seconds,
+            written as f64 / seconds,
+            bytes as f64 / 1e6 / seconds,
+            sha_time.as_secs_f64() / seconds
+        );
+    };
+    row("baseline: raw SHA-256 of the export file", sha_time);
+    row("verify FILE (chains + schemas)", verify_time);
+    row("verify (store, SQLite)", store_time);
+    row("export (store → file)", export_time);
+    breakdown(&path);
+}
+
+/// Where verify's time goes: each stage over the first lines of the file
+/// held in memory, cumulatively (each row includes the rows above).
+fn breakdown(path: &std::path::Path) {
+    use engine::chain;
+    use replay::format::Line;
+    let text = std::fs::read_to_string(path).expect("read the export");
+    let lines: Vec<&str> = text
+        .lines()
+        .skip(1)
+        .take(BREAKDOWN_LINES)
+        .filter(|line| line.starts_with("{\"run_id\""))
+        .collect();
+    let schemas = replay::schemas::Schemas::get();
+    let stage = |name: &str, work: &dyn Fn(&str)| {
+        let started = Instant::now();
+        for line in &lines {
+            work(line);
+        }
+        let per_event = started.elapsed().as_nanos() as f64 / lines.len() as f64;
+        println!("| {name} | {per_event:.0} ns |");
+    };
+    println!(
+        "\nper event, cumulative, over {} events held in memory:\n",
+        lines.len()
+    );
+    println!("| stage | per event |");
+    println!("| --- | ---: |");
+    let parse = |line: &str| match Line::parse(line) {
+        Ok(Line::Event(event)) => event.into_recorded().expect("canonical time"),
+        _ => panic!("not an event"),
+    };
+    stage("parse the line (serde_json) + recorded_at", &|line| {
+        std::hint::black_box(parse(line));
+    });
+    stage(
+        "+ canonical bytes (normative: chain::canonical_event_bytes)",
+        &|line| {
+            std::hint::black_box(chain::canonical_event_bytes(&parse(line)).expect("canonical"));
+        },
+    );
+    stage(
+        "+ canonical bytes (replay::canonical, what verify uses)",
+        &|line| {
+            let mut out = Vec::new();
+            replay::canonical::canonical_event_bytes(&parse(line), &mut out).expect("canonical");
+            std::hint::black_box(out);
+        },
+    );
+    stage("+ schema check", &|line| {
+        let event = parse(line);
+        let mut out = Vec::new();
+        replay::canonical::canonical_event_bytes(&event, &mut out).expect("canonical");
+        std::hint::black_box(out);
+        schemas
+            .check(&event.event_type, event.schema_version, &event.payload)
+            .expect("valid");
+    });
+}
+
+/// Appends canned histories under fresh run ids until `events` are written.
+async fn fill(store: &Store, events: u64) -> u64 {
+    let templates: Vec<Vec<EventEnvelope>> = [
+        histories::retry_then_ok(),
+        histories::retry_exhausted(),
+        histories::step_timed_out(),
+        histories::approval_granted(),
+        histories::child_run_succeeded(),
+        histories::cancel_while_running(),
+        histories::run_timed_out(),
+        histories::fan_out_item_done(),
+        histories::failed_dependency(),
+    ]
+    .into_iter()
+    .map(|history| history.settled().events)
+    .collect();
+    let mut written = 0u64;
+    let mut run = 0u128;
+    while written < events {
+        let mut batch = Vec::with_capacity(FILL_RUNS_PER_BATCH);
+        while batch.len() < FILL_RUNS_PER_BATCH && written < events {
+            let template = &templates[run as usize % templates.len()];
+            let take = template.len().min((events - written) as usize);
+            let new_events = template[..take]
+                .iter()
+                .map(|event| {
+                    let (event_type, schema_version, payload) = event.event.to_payload();
+                    NewEvent {
+                        event_type: event_type.to_owned(),
+                        schema_version,
+                        payload,
+                    }
+                })
+                .collect();
+            batch.push(AppendRequest::new(Uuid::from_u128(run + 1), 0, new_events));
+            written += take as u64;
+            run += 1;
+        }
+        for result in store.append_batch(batch).await.expect("append a batch") {
+            result.expect("append a run");
+        }
+    }
+    written
+}
+
+fn sha256_file(path: &std::path::Path) -> String {
+    let mut file = File::open(path).expect("open the export");
+    let mut buffer = vec![0u8; HASH_CHUNK_BYTES];
+    let mut hasher = Sha256::new();
+    loop {
+        let read = file.read(&mut buffer).expect("read the export");
+        if read == 0 {
+            return hex::encode(hasher.finalize());
+        }
+        hasher.update(&buffer[..read]);
+    }
+}

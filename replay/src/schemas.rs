@@ -1,0 +1,72 @@
+//! The event payload schemas (`schemas/events/*.schema.json`, generated from
+//! the core's types by `event::schemas()`), compiled once per process.
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+use engine::core::event::{EVENT_SCHEMA_VERSION, Event};
+use serde_json::Value;
+
+use crate::verify::Fault;
+
+/// Most schema errors named in one report.
+pub const SCHEMA_ERRORS_SHOWN_MAX: usize = 3;
+
+/// A compiled validator per event type of schema version 1.
+#[derive(Debug)]
+pub struct Schemas {
+    validators: HashMap<&'static str, jsonschema::Validator>,
+}
+
+impl Schemas {
+    /// The process-wide compiled set.
+    pub fn get() -> &'static Schemas {
+        static SCHEMAS: OnceLock<Schemas> = OnceLock::new();
+        SCHEMAS.get_or_init(|| {
+            let validators = Event::schemas()
+                .into_iter()
+                .filter_map(|(event_type, schema)| {
+                    let schema = serde_json::to_value(&schema).ok()?;
+                    // The engine's tests compile every generated schema, so
+                    // a failure here cannot happen with a released build;
+                    // an unknown type is then reported for that event.
+                    let validator = jsonschema::options()
+                        .should_validate_formats(true)
+                        .build(&schema)
+                        .ok()?;
+                    Some((event_type, validator))
+                })
+                .collect();
+            Schemas { validators }
+        })
+    }
+
+    /// Checks one payload against the schema of its type and version.
+    pub fn check(&self, event_type: &str, version: u32, payload: &Value) -> Result<(), Fault> {
+        let fault = |detail: String| Fault::Schema {
+            event_type: event_type.to_owned(),
+            version,
+            detail,
+        };
+        if version != EVENT_SCHEMA_VERSION {
+            return Err(fault(format!(
+                "this build knows schema version {EVENT_SCHEMA_VERSION} only"
+            )));
+        }
+        let Some(validator) = self.validators.get(event_type) else {
+            return Err(fault(format!(
+                "unknown event type; known: {}",
+                Event::TYPES.join(", ")
+            )));
+        };
+        if validator.is_valid(payload) {
+            return Ok(());
+        }
+        let errors: Vec<String> = validator
+            .iter_errors(payload)
+            .take(SCHEMA_ERRORS_SHOWN_MAX)
+            .map(|error| format!("{} at `{}`", error, error.instance_path()))
+            .collect();
+        Err(fault(errors.join("; ")))
+    }
+}

@@ -1,0 +1,11 @@
+//! The replay crate's one integration test binary: histories driven through
+//! the core, appended to real stores, exported, verified, tampered with,
+//! inspected and checked.
+
+mod canonical;
+mod check;
+mod driver;
+mod equivalence;
+mod example;
+mod support;
+mod tamper;
