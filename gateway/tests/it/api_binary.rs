@@ -92,3 +92,47 @@ async fn insecure_mode_refuses_a_public_address() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("only a loopback address"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apikey_create_prints_the_key_once_and_stores_only_its_hash() {
+    let url = database_url();
+    let imx = |args: Vec<&str>| {
+        let url = url.clone();
+        let args: Vec<String> = args.into_iter().map(str::to_owned).collect();
+        async move {
+            Command::new(env!("CARGO_BIN_EXE_imx"))
+                .arg("--database-url")
+                .arg(&url)
+                .args(&args)
+                .output()
+                .await
+                .expect("imx runs")
+        }
+    };
+    let created = imx(vec![
+        "apikey", "create", "--role", "operator", "--role", "finance", "--name", "ci",
+    ])
+    .await;
+    assert_eq!(
+        created.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    let key = String::from_utf8_lossy(&created.stdout).trim().to_owned();
+    assert!(key.starts_with("imx_") && key.len() == 4 + 64, "{key}");
+    let listed = imx(vec!["apikey", "list"]).await;
+    let listing = String::from_utf8_lossy(&listed.stdout).into_owned();
+    assert!(listing.contains("\tci\toperator,finance\t"), "{listing}");
+    assert!(
+        !listing.contains(&key),
+        "the key itself is never shown again"
+    );
+    let store = engine::store::open(&url).await.expect("the store opens");
+    let stored = store.list_api_keys().await.expect("keys");
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].key_hash, imx_gateway::api::auth::hash_key(&key));
+    let refused = imx(vec!["apikey", "create", "--role", "finance"]).await;
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("at least one built-in role"));
+}
