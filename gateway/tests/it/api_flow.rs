@@ -319,3 +319,68 @@ async fn run_updates_follow_runs_of_a_workflow() {
         api.stop().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_events_of_unknown_and_finished_runs() {
+    let url = database_urls().remove(0);
+    let api = TestApi::start(&url, config(), true).await;
+    let admin = api.api_key(&["admin"]).await;
+    let (name, source) = named(NOOP_WORKFLOW, "ended");
+    register(&api, &admin, &source).await;
+    let run_id = start(&api, &admin, &name).await;
+    let done = api
+        .data(
+            &admin,
+            "query($id: ID!) { run(id: $id) { status lastSeq } }",
+            json!({"id": run_id}),
+        )
+        .await;
+    assert_eq!(
+        done["run"]["status"], "SUCCEEDED",
+        "noop runs end at start: {done}"
+    );
+    let last = done["run"]["lastSeq"].as_u64().expect("lastSeq");
+    let mut ws = Ws::connect(&api, &admin).await.expect("the socket opens");
+    ws.subscribe(
+        "gone",
+        RUN_EVENTS,
+        json!({"id": "00000000-0000-7000-8000-000000000000", "after": 0}),
+    )
+    .await;
+    let message = ws.next().await.expect("a message");
+    // A resolver error arrives as a `next` with errors, then `complete`.
+    assert_eq!(message["type"], "next", "{message}");
+    assert_eq!(
+        message["payload"]["errors"][0]["extensions"]["code"], "NOT_FOUND",
+        "{message}"
+    );
+    let message = ws.next().await.expect("a message");
+    assert_eq!(message["type"], "complete", "{message}");
+    // Everything already seen: the stream completes at once.
+    ws.subscribe("seen", RUN_EVENTS, json!({"id": run_id, "after": last}))
+        .await;
+    let message = ws.next().await.expect("a message");
+    assert_eq!(
+        (message["type"].as_str(), message["id"].as_str()),
+        (Some("complete"), Some("seen")),
+        "{message}"
+    );
+    // From the start: every event, then complete.
+    ws.subscribe("all", RUN_EVENTS, json!({"id": run_id, "after": 0}))
+        .await;
+    let mut seqs = Vec::new();
+    loop {
+        let message = ws.next().await.expect("a message");
+        if message["type"] == "complete" {
+            break;
+        }
+        seqs.push(
+            message["payload"]["data"]["runEvents"]["seq"]
+                .as_u64()
+                .expect("seq"),
+        );
+    }
+    assert_eq!(seqs, (1..=last).collect::<Vec<_>>());
+    ws.close().await;
+    api.stop().await;
+}
