@@ -35,6 +35,8 @@ pub enum Command {
     Agent(AgentArgs),
     /// Audit the event log: export, verify, inspect a run, check a new version.
     Replay(crate::replay::ReplayArgs),
+    /// Manage API keys for `imx serve` (create prints the key once).
+    Apikey(imx_gateway::api::apikey::ApiKeyArgs),
 }
 
 #[derive(Debug, Args)]
@@ -147,6 +149,9 @@ pub struct ServeArgs {
     /// Lease on a claimed task, in ms: after a crash, its tasks wait this long.
     #[arg(long, default_value_t = engine::runtime::LEASE_MS_DEFAULT)]
     pub lease_ms: u64,
+    /// The GraphQL/HTTP API (listen address, auth, limits).
+    #[command(flatten)]
+    pub api: imx_gateway::api::ApiArgs,
 }
 
 #[derive(Debug, Args)]

@@ -46,6 +46,10 @@ fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
         cli::Command::Serve(args) => block_on(serve::serve(&url, &args)),
         cli::Command::Agent(args) => block_on(agent::agent(&url, &args)),
         cli::Command::Replay(args) => replay::run(args, &url),
+        cli::Command::Apikey(args) => block_on(async move {
+            imx_gateway::api::apikey::run(&url, args).await?;
+            Ok(ExitCode::SUCCESS)
+        }),
     }
 }
 

@@ -79,13 +79,28 @@ pub async fn serve(url: &str, args: &ServeArgs) -> anyhow::Result<std::process::
         lease_ms: args.lease_ms,
         ..Config::default()
     };
+    // The API settings are checked before anything starts.
+    let api_config = args
+        .api
+        .clone()
+        .into_config()
+        .context("invalid API settings")?;
+    imx_gateway::api::init_json_logging();
     let node = start_node(url, config, args.executors).await?;
+    let control: Arc<dyn imx_gateway::api::Control> = node.runtime.clone();
+    let api = imx_gateway::api::bind_api(api_config, node.runtime.store().clone(), Some(control))
+        .await
+        .context("cannot start the API")?;
     eprintln!(
-        "imx serve: working on {url} as {} ({} workers); Ctrl-C stops",
+        "imx serve: working on {url} as {} ({} workers); API on http://{}/graphql; Ctrl-C stops",
         node.runtime.config().node,
-        args.workers
+        args.workers,
+        api.local_addr()
+            .map_or_else(|| "?".to_owned(), |addr| addr.to_string()),
     );
-    shutdown_signal().await;
+    api.serve(shutdown_signal())
+        .await
+        .context("the API failed")?;
     eprintln!("imx serve: stopping (running steps get a grace period)");
     node.handle.shutdown().await;
     Ok(std::process::ExitCode::SUCCESS)

@@ -211,6 +211,14 @@ pub struct RunCancelRequested {
     pub reason: Option<String>,
 }
 
+/// Someone asked to run a failed run's failed, skipped and cancelled steps
+/// again; steps that succeeded keep their outputs. The run is running again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct RunRetryRequested {
+    pub at: DateTime<Utc>,
+    pub by: Option<String>,
+}
+
 /// Every step finished and none failed uncovered; `output` is the rendered `output`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct RunSucceeded {
@@ -330,6 +338,7 @@ events! {
     ChildRunFinished => "child_run.finished",
     ForEachExpanded => "for_each.expanded",
     RunCancelRequested => "run.cancel_requested",
+    RunRetryRequested => "run.retry_requested",
     RunSucceeded => "run.succeeded",
     RunFailed => "run.failed",
     RunCancelled => "run.cancelled",

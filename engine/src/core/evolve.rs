@@ -79,6 +79,7 @@ impl RunState {
         let result = match event {
             Event::RunStarted(_)
             | Event::RunCancelRequested(_)
+            | Event::RunRetryRequested(_)
             | Event::RunSucceeded(_)
             | Event::RunFailed(_)
             | Event::RunCancelled(_)
@@ -140,6 +141,9 @@ impl RunState {
                     Some(by) => format!("{reason} (by {by})"),
                     None => reason,
                 });
+            }
+            (RunStatus::Failed, Event::RunRetryRequested(_)) if !self.timed_out => {
+                self.reopen_for_retry();
             }
             (Running | Waiting, Event::RunSucceeded(succeeded)) if done && !ending => {
                 self.output = Some(succeeded.output.clone());

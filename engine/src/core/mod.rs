@@ -13,6 +13,7 @@ mod execution;
 pub mod graph;
 pub mod histories;
 pub mod keys;
+mod retry;
 pub mod run;
 mod schedule;
 pub mod scope;

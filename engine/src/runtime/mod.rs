@@ -16,6 +16,7 @@ mod follow;
 mod input;
 mod projection;
 mod queues;
+mod retry;
 mod worker;
 mod workflows;
 
@@ -138,6 +139,10 @@ pub enum Error {
         step: String,
         status: String,
     },
+    #[error(
+        "IMX0410: run {run_id} is {status}; only a failed run (not one that timed out) can be retried"
+    )]
+    NotRetryable { run_id: RunId, status: String },
     #[error("IMX0408: the store holds a run the engine cannot read: {what}")]
     Corrupt { what: String },
     #[error(

@@ -7,11 +7,13 @@
 //! projection rows. Architecture invariant: no code path updates or deletes a
 //! row of `events`; database triggers reject it on both backends.
 
+mod api_keys;
 mod error;
 mod postgres;
 mod prepare;
 mod registry;
 mod retry;
+mod runs_newer;
 mod schema;
 mod sqlite;
 mod types;
@@ -19,10 +21,12 @@ mod types;
 use std::future::Future;
 use std::time::Duration;
 
+pub use api_keys::ApiKeyRecord;
 pub use error::Error;
 pub use postgres::PostgresStore;
 pub use registry::{NewWorkflow, WORKFLOW_SOURCE_BYTES_MAX, WORKFLOWS_LIST_MAX, WorkflowRecord};
 pub use retry::{RetryPolicy, retry};
+pub use runs_newer::NewerRunsQuery;
 pub use sqlite::SqliteStore;
 pub use types::*;
 

@@ -63,6 +63,8 @@ fn serve(url: &str) -> std::process::Child {
             "--database-url",
             url,
             "serve",
+            "--listen",
+            "127.0.0.1:0",
             "--lease-ms",
             "500",
             "--workers",

@@ -1,5 +1,12 @@
 //! The `imx` binary's one integration test binary: runs the real executable.
 
+mod api;
+mod api_auth;
+mod api_binary;
+mod api_flow;
+mod api_limits;
+mod api_pagination;
+mod api_schema;
 mod crash;
 mod replay;
 mod run;

@@ -202,7 +202,7 @@ fn serve_carries_out_a_run_started_without_wait() {
         "running",
         "only recorded, not carried out"
     );
-    let _serve = store.spawn(&["serve"]);
+    let _serve = store.spawn(&["serve", "--listen", "127.0.0.1:0"]);
     let document = store.wait_for(&run_id, "succeeded");
     assert_eq!(document["steps"]["nap"]["status"], "succeeded");
 }

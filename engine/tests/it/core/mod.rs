@@ -7,6 +7,7 @@ mod driver;
 mod endings;
 mod events;
 mod props;
+mod retry_run;
 mod rules;
 mod sim;
 mod support;

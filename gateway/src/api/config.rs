@@ -1,0 +1,314 @@
+//! `imx serve`'s API settings: flags with `IMX_*` environment variables,
+//! checked once at start-up into an [`ApiConfig`] (clap args -> validated
+//! config, as ripgrep's lowargs -> hiargs).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{ArgAction, Args, ValueEnum};
+use jsonwebtoken::{Algorithm, DecodingKey};
+
+/// Default GraphQL selection depth limit.
+pub const QUERY_DEPTH_MAX: usize = 12;
+/// Default GraphQL complexity limit (each field costs 1, connections cost per item).
+pub const QUERY_COMPLEXITY_MAX: usize = 1_000;
+/// Default largest `first`/`last` of a connection.
+pub const PAGE_SIZE_MAX: u32 = 100;
+/// Default largest request body, in bytes.
+pub const BODY_BYTES_MAX: usize = 256 * 1024;
+/// Default operations per second per caller (token refill rate).
+pub const RATE_PER_SECOND: u32 = 50;
+/// Default token bucket size per caller.
+pub const RATE_BURST: u32 = 100;
+/// Default time one HTTP operation may take, in ms.
+pub const REQUEST_TIMEOUT_MS: u64 = 30_000;
+/// Default longest wait between two reads of the global log for subscriptions, in ms.
+pub const SUBSCRIPTION_POLL_MS: u64 = 200;
+/// Default most open subscriptions per server.
+pub const SUBSCRIPTIONS_MAX: i64 = 1_000;
+/// Default most events replayed to answer `runAt` or a run's steps.
+pub const HISTORY_EVENTS_MAX: u64 = 100_000;
+
+/// The flags of the API server.
+#[derive(Debug, Clone, Args)]
+pub struct ApiArgs {
+    /// Address to listen on.
+    #[arg(long, env = "IMX_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// Development only: no authentication; refuses a non-loopback address.
+    #[arg(long, env = "IMX_INSECURE_NO_AUTH")]
+    pub insecure_no_auth: bool,
+    /// JWT signature algorithm; enables bearer JWTs.
+    #[arg(long, env = "IMX_JWT_ALGORITHM", value_enum)]
+    pub jwt_algorithm: Option<JwtAlgorithm>,
+    /// HS256 shared secret (at least 32 bytes).
+    #[arg(long, env = "IMX_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// RS256/ES256 public key (PEM file).
+    #[arg(long, env = "IMX_JWT_PUBLIC_KEY")]
+    pub jwt_public_key: Option<PathBuf>,
+    /// Required `iss` claim.
+    #[arg(long, env = "IMX_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+    /// Required `aud` claim.
+    #[arg(long, env = "IMX_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+    /// Claim holding the caller's role or roles (string or list).
+    #[arg(long, env = "IMX_JWT_ROLE_CLAIM", default_value = "roles")]
+    pub jwt_role_claim: String,
+    /// Serve GraphiQL on GET /graphql.
+    #[arg(long, env = "IMX_GRAPHIQL", default_value_t = true, action = ArgAction::Set)]
+    pub graphiql: bool,
+    /// Answer introspection queries.
+    #[arg(long, env = "IMX_INTROSPECTION", default_value_t = true, action = ArgAction::Set)]
+    pub introspection: bool,
+    #[arg(long, env = "IMX_QUERY_DEPTH_MAX", default_value_t = QUERY_DEPTH_MAX)]
+    pub query_depth_max: usize,
+    #[arg(long, env = "IMX_QUERY_COMPLEXITY_MAX", default_value_t = QUERY_COMPLEXITY_MAX)]
+    pub query_complexity_max: usize,
+    #[arg(long, env = "IMX_PAGE_SIZE_MAX", default_value_t = PAGE_SIZE_MAX)]
+    pub page_size_max: u32,
+    #[arg(long, env = "IMX_BODY_BYTES_MAX", default_value_t = BODY_BYTES_MAX)]
+    pub body_bytes_max: usize,
+    #[arg(long, env = "IMX_RATE_PER_SECOND", default_value_t = RATE_PER_SECOND)]
+    pub rate_per_second: u32,
+    #[arg(long, env = "IMX_RATE_BURST", default_value_t = RATE_BURST)]
+    pub rate_burst: u32,
+    #[arg(long, env = "IMX_REQUEST_TIMEOUT_MS", default_value_t = REQUEST_TIMEOUT_MS)]
+    pub request_timeout_ms: u64,
+    #[arg(long, env = "IMX_SUBSCRIPTION_POLL_MS", default_value_t = SUBSCRIPTION_POLL_MS)]
+    pub subscription_poll_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[value(rename_all = "verbatim")]
+pub enum JwtAlgorithm {
+    HS256,
+    RS256,
+    ES256,
+}
+
+/// Why the API settings cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    #[error("--listen {value:?} is not an address like 127.0.0.1:8080: {source}")]
+    Listen {
+        value: String,
+        source: std::net::AddrParseError,
+    },
+    #[error(
+        "--insecure-no-auth refuses to listen on {addr}: without authentication only a loopback address (127.0.0.1, ::1) is allowed"
+    )]
+    InsecureNonLoopback { addr: SocketAddr },
+    #[error("--insecure-no-auth cannot be combined with JWT settings; pick one")]
+    InsecureWithJwt,
+    #[error("{algorithm:?} needs {needs}")]
+    JwtKeyMissing {
+        algorithm: JwtAlgorithm,
+        needs: &'static str,
+    },
+    #[error("--jwt-secret must be at least {min} bytes long for HS256 (got {got})")]
+    JwtSecretShort { min: usize, got: usize },
+    #[error("cannot read the JWT public key {path}: {source}")]
+    JwtKeyRead {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the JWT public key {path} is not a valid {algorithm:?} PEM key: {source}")]
+    JwtKeyInvalid {
+        path: PathBuf,
+        algorithm: JwtAlgorithm,
+        source: jsonwebtoken::errors::Error,
+    },
+    #[error(
+        "JWT settings given without --jwt-algorithm (HS256, RS256 or ES256): the algorithm is pinned, never taken from the token"
+    )]
+    JwtAlgorithmMissing,
+    #[error("JWTs need both --jwt-issuer and --jwt-audience: tokens are checked against them")]
+    JwtClaimsMissing,
+    #[error("{setting} must be at least 1")]
+    Zero { setting: &'static str },
+}
+
+/// HS256 secrets shorter than this are refused (RFC 7518 3.2: key >= hash size).
+pub const JWT_SECRET_BYTES_MIN: usize = 32;
+
+/// How bearer JWTs are checked.
+#[derive(Clone)]
+pub struct JwtConfig {
+    pub algorithm: Algorithm,
+    pub key: DecodingKey,
+    pub issuer: String,
+    pub audience: String,
+    pub role_claim: String,
+}
+
+impl std::fmt::Debug for JwtConfig {
+    // The key stays out of logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JwtConfig")
+            .field("algorithm", &self.algorithm)
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .field("role_claim", &self.role_claim)
+            .finish()
+    }
+}
+
+/// The limits every request meets.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub query_depth_max: usize,
+    pub query_complexity_max: usize,
+    pub page_size_max: u32,
+    pub body_bytes_max: usize,
+    pub rate_per_second: u32,
+    pub rate_burst: u32,
+    pub request_timeout_ms: u64,
+    pub subscription_poll_ms: u64,
+    pub history_events_max: u64,
+    pub subscriptions_max: i64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            query_depth_max: QUERY_DEPTH_MAX,
+            query_complexity_max: QUERY_COMPLEXITY_MAX,
+            page_size_max: PAGE_SIZE_MAX,
+            body_bytes_max: BODY_BYTES_MAX,
+            rate_per_second: RATE_PER_SECOND,
+            rate_burst: RATE_BURST,
+            request_timeout_ms: REQUEST_TIMEOUT_MS,
+            subscription_poll_ms: SUBSCRIPTION_POLL_MS,
+            history_events_max: HISTORY_EVENTS_MAX,
+            subscriptions_max: SUBSCRIPTIONS_MAX,
+        }
+    }
+}
+
+/// The validated API configuration.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    pub listen: SocketAddr,
+    /// No authentication at all (development; loopback only).
+    pub insecure_no_auth: bool,
+    pub jwt: Option<JwtConfig>,
+    pub graphiql: bool,
+    pub introspection: bool,
+    pub limits: Limits,
+}
+
+impl ApiArgs {
+    /// Checks every setting once; the error says which flag to fix.
+    pub fn into_config(self) -> Result<ApiConfig, Error> {
+        let listen: SocketAddr = self.listen.parse().map_err(|source| Error::Listen {
+            value: self.listen.clone(),
+            source,
+        })?;
+        let jwt = self.jwt()?;
+        if self.insecure_no_auth {
+            if jwt.is_some() {
+                return Err(Error::InsecureWithJwt);
+            }
+            if !listen.ip().is_loopback() {
+                return Err(Error::InsecureNonLoopback { addr: listen });
+            }
+        }
+        let limits = Limits {
+            query_depth_max: nonzero(self.query_depth_max, "--query-depth-max")?,
+            query_complexity_max: nonzero(self.query_complexity_max, "--query-complexity-max")?,
+            page_size_max: nonzero(self.page_size_max as usize, "--page-size-max")? as u32,
+            body_bytes_max: nonzero(self.body_bytes_max, "--body-bytes-max")?,
+            rate_per_second: nonzero(self.rate_per_second as usize, "--rate-per-second")? as u32,
+            rate_burst: nonzero(self.rate_burst as usize, "--rate-burst")? as u32,
+            request_timeout_ms: nonzero(self.request_timeout_ms as usize, "--request-timeout-ms")?
+                as u64,
+            subscription_poll_ms: nonzero(
+                self.subscription_poll_ms as usize,
+                "--subscription-poll-ms",
+            )? as u64,
+            history_events_max: HISTORY_EVENTS_MAX,
+            subscriptions_max: SUBSCRIPTIONS_MAX,
+        };
+        Ok(ApiConfig {
+            listen,
+            insecure_no_auth: self.insecure_no_auth,
+            jwt,
+            graphiql: self.graphiql,
+            introspection: self.introspection,
+            limits,
+        })
+    }
+
+    fn jwt(&self) -> Result<Option<JwtConfig>, Error> {
+        let Some(algorithm) = self.jwt_algorithm else {
+            if self.jwt_secret.is_some()
+                || self.jwt_public_key.is_some()
+                || self.jwt_issuer.is_some()
+                || self.jwt_audience.is_some()
+            {
+                return Err(Error::JwtAlgorithmMissing);
+            }
+            return Ok(None);
+        };
+        let (Some(issuer), Some(audience)) = (&self.jwt_issuer, &self.jwt_audience) else {
+            return Err(Error::JwtClaimsMissing);
+        };
+        let key = match algorithm {
+            JwtAlgorithm::HS256 => {
+                let secret = self.jwt_secret.as_ref().ok_or(Error::JwtKeyMissing {
+                    algorithm,
+                    needs: "--jwt-secret (IMX_JWT_SECRET)",
+                })?;
+                if secret.len() < JWT_SECRET_BYTES_MIN {
+                    return Err(Error::JwtSecretShort {
+                        min: JWT_SECRET_BYTES_MIN,
+                        got: secret.len(),
+                    });
+                }
+                DecodingKey::from_secret(secret.as_bytes())
+            }
+            JwtAlgorithm::RS256 | JwtAlgorithm::ES256 => {
+                let path = self.jwt_public_key.as_ref().ok_or(Error::JwtKeyMissing {
+                    algorithm,
+                    needs: "--jwt-public-key PEM_FILE (IMX_JWT_PUBLIC_KEY)",
+                })?;
+                let pem = std::fs::read(path).map_err(|source| Error::JwtKeyRead {
+                    path: path.clone(),
+                    source,
+                })?;
+                let parsed = if algorithm == JwtAlgorithm::RS256 {
+                    DecodingKey::from_rsa_pem(&pem)
+                } else {
+                    DecodingKey::from_ec_pem(&pem)
+                };
+                parsed.map_err(|source| Error::JwtKeyInvalid {
+                    path: path.clone(),
+                    algorithm,
+                    source,
+                })?
+            }
+        };
+        Ok(Some(JwtConfig {
+            algorithm: match algorithm {
+                JwtAlgorithm::HS256 => Algorithm::HS256,
+                JwtAlgorithm::RS256 => Algorithm::RS256,
+                JwtAlgorithm::ES256 => Algorithm::ES256,
+            },
+            key,
+            issuer: issuer.clone(),
+            audience: audience.clone(),
+            role_claim: self.jwt_role_claim.clone(),
+        }))
+    }
+}
+
+fn nonzero(value: usize, setting: &'static str) -> Result<usize, Error> {
+    if value == 0 {
+        Err(Error::Zero { setting })
+    } else {
+        Ok(value)
+    }
+}

@@ -1,0 +1,302 @@
+//! The HTTP surface: `/graphql` (POST operations, GET GraphiQL or WebSocket
+//! upgrade), `/graphql/ws`, `/healthz`, `/readyz`, `/metrics`. Everything a
+//! request can be refused for (size, credentials, rate, JSON, batching) is
+//! checked here, before the schema sees it.
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_graphql::http::{ALL_WEBSOCKET_PROTOCOLS, GraphiQLSource};
+use async_graphql::{Data, ErrorExtensions};
+use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Request, State, WebSocketUpgrade};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use tracing::Instrument;
+
+use super::auth::{Authenticator, Principal};
+use super::config::ApiConfig;
+use super::error::{ApiError, Code, code_for_engine_message};
+use super::metrics::Metrics;
+use super::schema::ApiSchema;
+
+/// Shared by every handler.
+#[derive(Clone)]
+pub struct AppState {
+    pub schema: ApiSchema,
+    pub auth: Authenticator,
+    pub limiter: Arc<DefaultKeyedRateLimiter<String>>,
+    pub metrics: Arc<Metrics>,
+    pub store: Arc<engine::store::Store>,
+    pub graphiql: bool,
+    pub timeout: Duration,
+    pub body_bytes_max: usize,
+}
+
+pub fn router(config: &ApiConfig, state: AppState) -> Router {
+    Router::new()
+        .route("/graphql", get(graphql_get).post(graphql_post))
+        .route("/graphql/ws", get(graphql_get))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        // Bodies over the limit are refused with 413 before any parsing.
+        .layer(DefaultBodyLimit::max(config.limits.body_bytes_max))
+        .with_state(state)
+}
+
+pub fn rate_limiter(config: &ApiConfig) -> DefaultKeyedRateLimiter<String> {
+    let rate = NonZeroU32::new(config.limits.rate_per_second).unwrap_or(NonZeroU32::MIN);
+    let burst = NonZeroU32::new(config.limits.rate_burst).unwrap_or(NonZeroU32::MIN);
+    RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst))
+}
+
+/// A JSON GraphQL-style error body with an HTTP status.
+fn error_response(status: StatusCode, error: &ApiError) -> Response {
+    let body = serde_json::json!({
+        "errors": [{"message": error.message, "extensions": {"code": error.code.as_str()}}]
+    });
+    let mut response = (status, axum::Json(body)).into_response();
+    if status == StatusCode::UNAUTHORIZED {
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer"),
+        );
+    }
+    response
+}
+
+async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Principal, Response> {
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok());
+    state
+        .auth
+        .authenticate(authorization)
+        .await
+        .map_err(|error| {
+            let status = match error.code {
+                Code::Unauthenticated => StatusCode::UNAUTHORIZED,
+                Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+                _ => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            error_response(status, &error)
+        })
+}
+
+async fn graphql_post(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let began = Instant::now();
+    let response = match body {
+        Ok(body) => graphql_operation(&state, &headers, &body).await,
+        Err(rejection) => {
+            let status = rejection.status();
+            let error = if status == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::limit(format!(
+                    "the request body is larger than {} bytes (body_bytes_max)",
+                    state.body_bytes_max
+                ))
+            } else {
+                ApiError::validation(format!("the request body cannot be read: {rejection}"))
+            };
+            error_response(status, &error)
+        }
+    };
+    state
+        .metrics
+        .api_seconds
+        .observe(began.elapsed().as_secs_f64());
+    let outcome = match response.status().as_u16() {
+        200 => "ok",
+        400 | 413 => "invalid",
+        401 => "unauthenticated",
+        403 => "forbidden",
+        429 => "rate_limited",
+        _ => "error",
+    };
+    state
+        .metrics
+        .api_operations
+        .with_label_values(&[outcome])
+        .inc();
+    response
+}
+
+async fn graphql_operation(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Response {
+    let principal = match authenticate(state, headers).await {
+        Ok(principal) => principal,
+        Err(response) => return response,
+    };
+    if state.limiter.check_key(&principal.id).is_err() {
+        let error = ApiError::limit(
+            "rate limit exceeded for this caller (rate_per_second/rate_burst); slow down and retry",
+        );
+        return error_response(StatusCode::TOO_MANY_REQUESTS, &error);
+    }
+    // A JSON array (a batch) does not parse as one request: batching is refused.
+    let request: async_graphql::Request = match serde_json::from_slice(body) {
+        Ok(request) => request,
+        Err(error) => {
+            let message = format!(
+                "the body is not one GraphQL request as JSON ({{\"query\": …, \"variables\": …}}; batches are not accepted): {error}"
+            );
+            return error_response(StatusCode::BAD_REQUEST, &ApiError::validation(message));
+        }
+    };
+    let span =
+        tracing::info_span!("graphql", caller = %principal.id, operation = ?request.operation_name);
+    let request = request.data(principal);
+    let execution = state.schema.execute(request).instrument(span);
+    let Ok(mut response) = tokio::time::timeout(state.timeout, execution).await else {
+        let error = ApiError::limit(format!(
+            "the operation took longer than {} ms (request_timeout_ms)",
+            state.timeout.as_millis()
+        ));
+        return error_response(StatusCode::REQUEST_TIMEOUT, &error);
+    };
+    let status = classify(&mut response);
+    (status, axum::Json(response)).into_response()
+}
+
+/// Gives every error a code (async-graphql's own parse, validation and
+/// limit errors have none) and picks the HTTP status: 403 when a FORBIDDEN
+/// error left no data, 400 when the operation failed before execution.
+fn classify(response: &mut async_graphql::Response) -> StatusCode {
+    let mut forbidden = false;
+    let mut before_execution = !response.errors.is_empty();
+    for error in &mut response.errors {
+        let code = error
+            .extensions
+            .as_ref()
+            .and_then(|extensions| extensions.get("code"))
+            .and_then(|value| match value {
+                async_graphql::Value::String(code) => Some(code.clone()),
+                _ => None,
+            });
+        let code = code.unwrap_or_else(|| {
+            let code = code_for_engine_message(&error.message);
+            error.extensions = ApiError::new(code, error.message.clone())
+                .extend()
+                .extensions;
+            code.as_str().to_owned()
+        });
+        forbidden |= code == Code::Forbidden.as_str();
+        before_execution &= error.path.is_empty();
+    }
+    let no_data = response.data == async_graphql::Value::Null;
+    if forbidden && no_data {
+        StatusCode::FORBIDDEN
+    } else if before_execution && no_data {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    }
+}
+
+/// GET /graphql: a WebSocket upgrade for subscriptions, else GraphiQL.
+async fn graphql_get(State(state): State<AppState>, request: Request) -> Response {
+    let (mut parts, _) = request.into_parts();
+    let is_upgrade = parts
+        .headers
+        .get(header::UPGRADE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.eq_ignore_ascii_case("websocket"));
+    if !is_upgrade {
+        if !state.graphiql {
+            return (
+                StatusCode::NOT_FOUND,
+                "GraphiQL is switched off on this server",
+            )
+                .into_response();
+        }
+        return Html(
+            GraphiQLSource::build()
+                .endpoint("/graphql")
+                .subscription_endpoint("/graphql")
+                .finish(),
+        )
+        .into_response();
+    }
+    let protocol = match GraphQLProtocol::from_request_parts(&mut parts, &state).await {
+        Ok(protocol) => protocol,
+        Err(rejection) => return rejection.into_response(),
+    };
+    let upgrade = match WebSocketUpgrade::from_request_parts(&mut parts, &state).await {
+        Ok(upgrade) => upgrade,
+        Err(rejection) => return rejection.into_response(),
+    };
+    let header_authorization = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned);
+    upgrade
+        .protocols(ALL_WEBSOCKET_PROTOCOLS)
+        .on_upgrade(move |socket| {
+            let auth = state.auth.clone();
+            GraphQLWebSocket::new(socket, state.schema.clone(), protocol)
+                .on_connection_init(move |payload| async move {
+                    // The token comes with the upgrade or in connection_init's payload.
+                    let from_payload = ["authorization", "Authorization"].iter().find_map(|key| {
+                        payload
+                            .get(*key)
+                            .and_then(|v| v.as_str())
+                            .map(str::to_owned)
+                    });
+                    let authorization = header_authorization.or(from_payload);
+                    let principal = auth
+                        .authenticate(authorization.as_deref())
+                        .await
+                        .map_err(|error| async_graphql::Error::new(error.message))?;
+                    let mut data = Data::default();
+                    data.insert(principal);
+                    Ok(data)
+                })
+                .serve()
+        })
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    match state.store.ready().await {
+        Ok(true) => (StatusCode::OK, "ready\n").into_response(),
+        Ok(false) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: the database has migrations this node has not applied; run `imx migrate`\n",
+        )
+            .into_response(),
+        Err(error) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {error}\n"),
+        )
+            .into_response(),
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    match state.store.queue_depth().await {
+        Ok(depth) => state.metrics.queue_depth.set(depth as i64),
+        Err(error) => tracing::warn!(%error, "reading the queue depth failed"),
+    }
+    match state.store.expired_leases(chrono::Utc::now()).await {
+        Ok(count) => state.metrics.expired_leases.set(count as i64),
+        Err(error) => tracing::warn!(%error, "counting expired leases failed"),
+    }
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+        .into_response()
+}

@@ -1,0 +1,189 @@
+//! The API of `imx serve`: GraphQL over HTTP and WebSocket, health and
+//! metrics, authentication and limits. [`serve_api`] runs it until the
+//! shutdown future completes.
+
+pub mod apikey;
+pub mod auth;
+pub mod config;
+pub mod control;
+pub mod error;
+mod http;
+pub mod metrics;
+mod runtime_control;
+pub mod schema;
+mod tail;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use engine::store::Store;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+pub use config::{ApiArgs, ApiConfig};
+pub use control::Control;
+
+/// Why the API could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("the HTTP server failed: {0}")]
+    Serve(std::io::Error),
+    #[error("cannot read the event log head: {0}")]
+    Store(#[from] engine::store::Error),
+    #[error("cannot set up metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+}
+
+/// A server bound to its address, not yet serving.
+pub struct BoundApi {
+    listener: TcpListener,
+    router: axum::Router,
+    shutdown: watch::Sender<bool>,
+}
+
+impl std::fmt::Debug for BoundApi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BoundApi")
+            .field("listener", &self.listener)
+            .finish_non_exhaustive()
+    }
+}
+
+impl BoundApi {
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.listener.local_addr().ok()
+    }
+
+    /// Serves until `shutdown` completes, then ends subscriptions and
+    /// waits for in-flight requests.
+    pub async fn serve(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), Error> {
+        let stop = self.shutdown;
+        let signal = async move {
+            shutdown.await;
+            tracing::info!("shutting down the API");
+            let _ = stop.send(true);
+        };
+        axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(signal)
+            .await
+            .map_err(Error::Serve)
+    }
+}
+
+/// Binds the listener and builds everything; serve with [`BoundApi::serve`].
+pub async fn bind_api(
+    config: ApiConfig,
+    store: Arc<Store>,
+    control: Option<Arc<dyn Control>>,
+) -> Result<BoundApi, Error> {
+    if config.insecure_no_auth {
+        eprintln!(
+            "\x1b[1;31mWARNING: --insecure-no-auth: the API accepts every request as admin, without credentials. Development only.\x1b[0m"
+        );
+    }
+    let metrics = Arc::new(metrics::Metrics::new()?);
+    let (shutdown, shutdown_seen) = watch::channel(false);
+    let tail = tail::LogTail::start(
+        store.clone(),
+        Duration::from_millis(config.limits.subscription_poll_ms),
+        shutdown_seen,
+        metrics.clone(),
+    )
+    .await?;
+    let context = schema::ApiContext {
+        store: store.clone(),
+        control,
+        limits: config.limits.clone(),
+        tail,
+        metrics: metrics.clone(),
+    };
+    let state = http::AppState {
+        schema: schema::build(&config, context),
+        auth: auth::Authenticator {
+            insecure_no_auth: config.insecure_no_auth,
+            jwt: config.jwt.clone(),
+            store: store.clone(),
+        },
+        limiter: Arc::new(http::rate_limiter(&config)),
+        metrics,
+        store,
+        graphiql: config.graphiql,
+        timeout: Duration::from_millis(config.limits.request_timeout_ms),
+        body_bytes_max: config.limits.body_bytes_max,
+    };
+    let router = http::router(&config, state);
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| Error::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    tracing::info!(addr = %config.listen, "API listening");
+    Ok(BoundApi {
+        listener,
+        router,
+        shutdown,
+    })
+}
+
+/// Runs the API on `config.listen` until `shutdown` completes.
+pub async fn serve_api(
+    config: ApiConfig,
+    store: Arc<Store>,
+    control: Option<Arc<dyn Control>>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    bind_api(config, store, control)
+        .await?
+        .serve(shutdown)
+        .await
+}
+
+/// Completes on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = interrupt.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}
+
+/// JSON log lines on stderr; `IMX_LOG` (or `RUST_LOG`) filters, default `info`.
+pub fn init_json_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("IMX_LOG")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .with_current_span(true)
+        .with_span_list(true)
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

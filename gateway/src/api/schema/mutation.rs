@@ -1,0 +1,242 @@
+//! Commands: register workflows, start, cancel and retry runs, decide
+//! approvals. Each checks the caller's role first, then the run's state,
+//! then asks the runtime.
+
+use async_graphql::{Context, ID, Json, Object};
+use engine::core::state::{ExecStatus, RunState};
+use engine::store::EventStore;
+use serde_json::Value;
+use tracing::Instrument;
+use uuid::Uuid;
+
+use super::types::{
+    Diagnostic, RegisterWorkflowResult, Run, StartRunPayload, Workflow, WorkflowRejected,
+};
+use super::{ApiContext, authorize, history, parse_run_id};
+use crate::api::auth::{Permission, Principal};
+use crate::api::control::Decision;
+use crate::api::error::{ApiError, Code};
+
+#[derive(Debug)]
+pub struct Mutation;
+
+/// Largest workflow source accepted, in bytes (the DSL's own limit).
+pub const SOURCE_BYTES_MAX: usize = engine::core::dsl::SOURCE_BYTES_MAX;
+
+#[Object]
+impl Mutation {
+    /// Validates and registers a workflow; returns the workflow, or every
+    /// problem the validator found (nothing registered then).
+    async fn register_workflow(
+        &self,
+        ctx: &Context<'_>,
+        source: String,
+    ) -> async_graphql::Result<RegisterWorkflowResult> {
+        let (api, _) = authorize(ctx, Permission::Operate, "registering a workflow")?;
+        if source.len() > SOURCE_BYTES_MAX {
+            return Err(ApiError::limit(format!(
+                "the source is {} bytes; the limit is {SOURCE_BYTES_MAX}",
+                source.len()
+            ))
+            .into());
+        }
+        let parsed = engine::core::dsl::parse(&source);
+        if parsed.has_errors() {
+            return Ok(RegisterWorkflowResult::WorkflowRejected(WorkflowRejected {
+                diagnostics: parsed.diagnostics.iter().map(Diagnostic::from).collect(),
+            }));
+        }
+        let record = api
+            .control()?
+            .register_workflow(&source)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(RegisterWorkflowResult::Workflow(Workflow::from(record)))
+    }
+
+    /// Starts a run of a registered workflow (newest version unless given).
+    /// The same idempotency key returns the same run (`created: false`).
+    async fn start_run(
+        &self,
+        ctx: &Context<'_>,
+        workflow: String,
+        version: Option<String>,
+        input: Option<Json<Value>>,
+        idempotency_key: Option<String>,
+    ) -> async_graphql::Result<StartRunPayload> {
+        let (api, _) = authorize(ctx, Permission::Operate, "starting a run")?;
+        let input = input.map_or_else(|| Value::Object(Default::default()), |json| json.0);
+        let started = api
+            .control()?
+            .start_run(&workflow, version.as_deref(), input, idempotency_key)
+            .await
+            .map_err(ApiError::from)?;
+        let run = load_run(api, started.run_id).await?;
+        Ok(StartRunPayload {
+            run,
+            created: started.created,
+        })
+    }
+
+    /// Asks the run to stop; running steps are cancelled.
+    async fn cancel_run(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        reason: Option<String>,
+    ) -> async_graphql::Result<Run> {
+        let (api, principal) = authorize(ctx, Permission::Operate, "cancelling a run")?;
+        let run_id = parse_run_id(&id)?;
+        let run = load_run(api, run_id).await?;
+        if is_finished(&run.0.row.status) {
+            return Err(conflict(format!(
+                "run {run_id} already ended ({})",
+                run.0.row.status
+            )));
+        }
+        api.control()?
+            .cancel_run(run_id, &principal.id, reason)
+            .instrument(tracing::info_span!("run", run_id = %run_id, action = "cancel"))
+            .await
+            .map_err(ApiError::from)?;
+        Ok(load_run(api, run_id).await?)
+    }
+
+    /// Re-runs the failed and skipped steps of a failed run, keeping the
+    /// outputs of the steps that succeeded; same run id.
+    async fn retry_run(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Run> {
+        let (api, principal) = authorize(ctx, Permission::Operate, "retrying a run")?;
+        let run_id = parse_run_id(&id)?;
+        let run = load_run(api, run_id).await?;
+        if run.0.row.status != "failed" {
+            return Err(conflict(format!(
+                "only failed runs can be retried; run {run_id} is {}",
+                run.0.row.status
+            )));
+        }
+        api.control()?
+            .retry_run(run_id, &principal.id)
+            .instrument(tracing::info_span!("run", run_id = %run_id, action = "retry"))
+            .await
+            .map_err(ApiError::from)?;
+        Ok(load_run(api, run_id).await?)
+    }
+
+    /// Approves a waiting `approval` step.
+    async fn approve_step(
+        &self,
+        ctx: &Context<'_>,
+        run_id: ID,
+        step: String,
+        index: Option<u32>,
+        comment: Option<String>,
+    ) -> async_graphql::Result<Run> {
+        decide(ctx, run_id, step, index, comment, true).await
+    }
+
+    /// Rejects a waiting `approval` step; the step fails without retry.
+    async fn reject_step(
+        &self,
+        ctx: &Context<'_>,
+        run_id: ID,
+        step: String,
+        index: Option<u32>,
+        comment: Option<String>,
+    ) -> async_graphql::Result<Run> {
+        decide(ctx, run_id, step, index, comment, false).await
+    }
+}
+
+/// Most characters in an approval comment.
+pub const COMMENT_CHARS_MAX: usize = 2_000;
+
+async fn decide(
+    ctx: &Context<'_>,
+    run_id: ID,
+    step: String,
+    index: Option<u32>,
+    comment: Option<String>,
+    granted: bool,
+) -> async_graphql::Result<Run> {
+    let (api, principal) = authorize(ctx, Permission::Approve, "deciding an approval")?;
+    let run_id = parse_run_id(&run_id)?;
+    if comment
+        .as_ref()
+        .is_some_and(|c| c.chars().count() > COMMENT_CHARS_MAX)
+    {
+        return Err(ApiError::limit(format!(
+            "comments hold at most {COMMENT_CHARS_MAX} characters"
+        ))
+        .into());
+    }
+    load_run(api, run_id).await?;
+    let state = history::state_at(&api.store, run_id, None, api.limits.history_events_max).await?;
+    let role = waiting_approval_role(&state, &step, index)?;
+    principal.require_approval_role(role.as_deref())?;
+    let decision = Decision {
+        run_id,
+        step,
+        index,
+        by: principal_name(principal),
+        comment,
+    };
+    let control = api.control()?;
+    let span = tracing::info_span!("run", run_id = %run_id, action = if granted { "approve" } else { "reject" });
+    let result = if granted {
+        control.approve(decision).instrument(span).await
+    } else {
+        control.reject(decision).instrument(span).await
+    };
+    result.map_err(ApiError::from)?;
+    Ok(load_run(api, run_id).await?)
+}
+
+/// The `with.role` of the approval waiting at `step`/`index`; CONFLICT when
+/// nothing waits there, NOT_FOUND for an unknown step.
+fn waiting_approval_role(
+    state: &RunState,
+    step: &str,
+    index: Option<u32>,
+) -> Result<Option<String>, ApiError> {
+    let step_state = state
+        .step(step)
+        .ok_or_else(|| ApiError::not_found(format!("the run has no step {step:?}")))?;
+    let execution = step_state
+        .execution(index)
+        .filter(|exec| exec.status == ExecStatus::Waiting && exec.approval_request.is_some())
+        .ok_or_else(|| {
+            ApiError::new(
+                Code::Conflict,
+                format!(
+                    "step {step:?} is not waiting for an approval ({})",
+                    step_state.status.as_str()
+                ),
+            )
+        })?;
+    Ok(execution
+        .approval_request
+        .as_ref()
+        .and_then(|request| request.get("role"))
+        .and_then(Value::as_str)
+        .map(str::to_owned))
+}
+
+fn principal_name(principal: &Principal) -> String {
+    principal.id.clone()
+}
+
+fn is_finished(status: &str) -> bool {
+    matches!(status, "succeeded" | "failed" | "cancelled")
+}
+
+fn conflict(message: String) -> async_graphql::Error {
+    ApiError::new(Code::Conflict, message).into()
+}
+
+async fn load_run(api: &ApiContext, run_id: Uuid) -> Result<Run, ApiError> {
+    api.store
+        .get_run(run_id)
+        .await?
+        .map(Run)
+        .ok_or_else(|| ApiError::not_found(format!("run {run_id} not found")))
+}

@@ -1,0 +1,416 @@
+//! The GraphQL output types and their conversion from engine types at the
+//! edge (STYLE.md rule 5: only the gateway knows wire formats).
+
+use async_graphql::{ComplexObject, Context, Enum, Json, Object, SimpleObject, Union};
+use chrono::{DateTime, Utc};
+use engine::core::state::{RunState, StepState};
+use engine::store::{EventStore, RecordedEvent, RunRecord};
+use serde_json::Value;
+
+use super::{ApiContext, cursor, history};
+use crate::api::control::WorkflowRecord;
+use crate::api::error::ApiError;
+
+#[derive(Enum, Copy, Clone, Debug, Eq, PartialEq)]
+pub enum RunStatus {
+    Pending,
+    Running,
+    Waiting,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl RunStatus {
+    pub fn parse(text: &str) -> Option<RunStatus> {
+        Some(match text {
+            "pending" => RunStatus::Pending,
+            "running" => RunStatus::Running,
+            "waiting" => RunStatus::Waiting,
+            "succeeded" => RunStatus::Succeeded,
+            "failed" => RunStatus::Failed,
+            "cancelled" => RunStatus::Cancelled,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Pending => "pending",
+            RunStatus::Running => "running",
+            RunStatus::Waiting => "waiting",
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "failed",
+            RunStatus::Cancelled => "cancelled",
+        }
+    }
+}
+
+#[derive(Enum, Copy, Clone, Debug, Eq, PartialEq)]
+pub enum StepStatus {
+    Pending,
+    Running,
+    Waiting,
+    Succeeded,
+    Failed,
+    Skipped,
+    Cancelled,
+}
+
+impl StepStatus {
+    fn parse(text: &str) -> StepStatus {
+        match text {
+            "running" => StepStatus::Running,
+            "waiting" => StepStatus::Waiting,
+            "succeeded" => StepStatus::Succeeded,
+            "failed" => StepStatus::Failed,
+            "skipped" => StepStatus::Skipped,
+            "cancelled" => StepStatus::Cancelled,
+            _ => StepStatus::Pending,
+        }
+    }
+}
+
+/// Relay page information.
+#[derive(SimpleObject, Clone, Debug, Default)]
+pub struct PageInfo {
+    pub has_next_page: bool,
+    pub has_previous_page: bool,
+    pub start_cursor: Option<String>,
+    pub end_cursor: Option<String>,
+}
+
+/// A workflow run, as its read model has it; details come from its log.
+#[derive(Debug)]
+pub struct Run(pub RunRecord);
+
+#[Object]
+impl Run {
+    async fn id(&self) -> async_graphql::ID {
+        async_graphql::ID(self.0.row.run_id.to_string())
+    }
+    async fn workflow(&self) -> &str {
+        &self.0.row.workflow
+    }
+    /// The pinned workflow version (`sha256:…`).
+    async fn version(&self) -> &str {
+        &self.0.row.version
+    }
+    async fn status(&self) -> RunStatus {
+        RunStatus::parse(&self.0.row.status).unwrap_or(RunStatus::Pending)
+    }
+    async fn input(&self) -> Json<Value> {
+        Json(self.0.row.input.clone())
+    }
+    async fn output(&self) -> Option<Json<Value>> {
+        self.0.row.output.clone().map(Json)
+    }
+    async fn error(&self) -> Option<&str> {
+        self.0.row.error.as_deref()
+    }
+    async fn parent_run_id(&self) -> Option<async_graphql::ID> {
+        self.0
+            .row
+            .parent_run_id
+            .map(|id| async_graphql::ID(id.to_string()))
+    }
+    async fn idempotency_key(&self) -> Option<&str> {
+        self.0.row.idempotency_key.as_deref()
+    }
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.row.created_at
+    }
+    async fn updated_at(&self) -> DateTime<Utc> {
+        self.0.row.updated_at
+    }
+    /// Seq of the run's last event.
+    async fn last_seq(&self) -> u64 {
+        self.0.last_seq
+    }
+    /// Every step, in step id order, folded from the run's log.
+    #[graphql(complexity = "10 * child_complexity")]
+    async fn steps(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Step>> {
+        let api = ctx.data::<ApiContext>()?;
+        let state = history::state_at(
+            &api.store,
+            self.0.row.run_id,
+            None,
+            api.limits.history_events_max,
+        )
+        .await?;
+        Ok(Step::all(&state))
+    }
+    /// The run's events in seq order, paginated.
+    #[graphql(complexity = "first.unwrap_or(20).max(0) as usize * child_complexity")]
+    async fn events(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<RunEventConnection> {
+        let api = ctx.data::<ApiContext>()?;
+        let first = api.page_size(first)?;
+        let after_seq = after
+            .as_deref()
+            .map(cursor::decode_event)
+            .transpose()?
+            .unwrap_or(0);
+        let mut events = api
+            .store
+            .read_stream(self.0.row.run_id, after_seq, first + 1)
+            .await
+            .map_err(ApiError::from)?;
+        let has_next_page = events.len() > first as usize;
+        events.truncate(first as usize);
+        let edges: Vec<RunEventEdge> = events
+            .into_iter()
+            .map(|event| RunEventEdge {
+                cursor: cursor::encode_event(event.seq),
+                node: RunEvent(event),
+            })
+            .collect();
+        Ok(RunEventConnection {
+            page_info: PageInfo {
+                has_next_page,
+                has_previous_page: after_seq > 0,
+                start_cursor: edges.first().map(|edge| edge.cursor.clone()),
+                end_cursor: edges.last().map(|edge| edge.cursor.clone()),
+            },
+            edges,
+        })
+    }
+}
+
+/// One step of a run.
+#[derive(SimpleObject, Clone, Debug)]
+pub struct Step {
+    pub id: String,
+    pub status: StepStatus,
+    /// Attempts over all executions (for_each items included).
+    pub attempts: u32,
+    pub output: Option<Json<Value>>,
+    /// Why it failed, was skipped or cancelled.
+    pub error: Option<String>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub duration_ms: Option<i64>,
+    /// Items of a for_each step, once expanded.
+    pub items: Option<u32>,
+    /// The rendered `with` of an approval step waiting for a decision.
+    pub approval_request: Option<Json<Value>>,
+}
+
+impl Step {
+    pub fn all(state: &RunState) -> Vec<Step> {
+        state
+            .steps
+            .iter()
+            .map(|(id, step)| Step::of(id, step))
+            .collect()
+    }
+
+    fn of(id: &str, step: &StepState) -> Step {
+        let approval_request = step
+            .executions
+            .iter()
+            .find(|exec| exec.approval_request.is_some() && exec.approval.is_none())
+            .and_then(|exec| exec.approval_request.clone())
+            .map(Json);
+        Step {
+            id: id.to_owned(),
+            status: StepStatus::parse(step.status.as_str()),
+            attempts: step.attempts(),
+            output: step.output.clone().map(Json),
+            error: step.reason.clone(),
+            started_at: step.started_at,
+            finished_at: step.finished_at,
+            duration_ms: step
+                .started_at
+                .zip(step.finished_at)
+                .map(|(start, end)| (end - start).num_milliseconds()),
+            items: step.items.as_ref().map(|items| items.len() as u32),
+            approval_request,
+        }
+    }
+}
+
+/// The state of a run as of one seq, replayed with the core.
+#[derive(SimpleObject, Debug)]
+pub struct RunSnapshot {
+    pub run_id: async_graphql::ID,
+    pub seq: u64,
+    pub status: RunStatus,
+    pub workflow: String,
+    pub version: String,
+    pub input: Json<Value>,
+    pub output: Option<Json<Value>>,
+    pub error: Option<String>,
+    pub steps: Vec<Step>,
+    /// The run document (as `imx run --json` prints it).
+    pub document: Json<Value>,
+}
+
+impl RunSnapshot {
+    pub fn of(state: &RunState) -> RunSnapshot {
+        RunSnapshot {
+            run_id: async_graphql::ID(state.run_id.map(|id| id.to_string()).unwrap_or_default()),
+            seq: state.seq,
+            status: RunStatus::parse(state.status.as_str()).unwrap_or(RunStatus::Pending),
+            workflow: state.workflow.clone(),
+            version: state.version.clone(),
+            input: Json(state.input.clone()),
+            output: state.output.clone().map(Json),
+            error: state.failure.clone(),
+            steps: Step::all(state),
+            document: Json(state.document()),
+        }
+    }
+}
+
+/// One event of a run's log.
+#[derive(Debug)]
+pub struct RunEvent(pub RecordedEvent);
+
+#[Object]
+impl RunEvent {
+    async fn run_id(&self) -> async_graphql::ID {
+        async_graphql::ID(self.0.run_id.to_string())
+    }
+    /// Gap-free per run, from 1.
+    async fn seq(&self) -> u64 {
+        self.0.seq
+    }
+    /// Position in the global log.
+    async fn position(&self) -> u64 {
+        self.0.position
+    }
+    /// e.g. `step.succeeded`.
+    async fn r#type(&self) -> &str {
+        &self.0.event_type
+    }
+    async fn schema_version(&self) -> u32 {
+        self.0.schema_version
+    }
+    async fn payload(&self) -> Json<Value> {
+        Json(self.0.payload.clone())
+    }
+    async fn recorded_at(&self) -> DateTime<Utc> {
+        self.0.recorded_at
+    }
+    /// This event's link in the run's hash chain.
+    async fn hash(&self) -> &str {
+        &self.0.hash
+    }
+}
+
+#[derive(SimpleObject, Debug)]
+pub struct RunEventEdge {
+    pub cursor: String,
+    pub node: RunEvent,
+}
+
+#[derive(SimpleObject, Debug)]
+pub struct RunEventConnection {
+    pub edges: Vec<RunEventEdge>,
+    pub page_info: PageInfo,
+}
+
+#[derive(SimpleObject, Debug)]
+pub struct RunEdge {
+    pub cursor: String,
+    pub node: Run,
+}
+
+#[derive(SimpleObject, Debug)]
+pub struct RunConnection {
+    pub edges: Vec<RunEdge>,
+    pub page_info: PageInfo,
+}
+
+/// A registered workflow version.
+#[derive(SimpleObject, Clone, Debug)]
+#[graphql(complex)]
+pub struct Workflow {
+    pub name: String,
+    pub version: String,
+    pub source: String,
+    pub registered_at: DateTime<Utc>,
+}
+
+#[ComplexObject]
+impl Workflow {
+    /// The DAG as a Mermaid flowchart.
+    async fn mermaid(&self) -> async_graphql::Result<String> {
+        let parsed = engine::core::dsl::parse(&self.source);
+        let workflow = parsed
+            .workflow
+            .ok_or_else(|| ApiError::validation("the stored source no longer parses"))?;
+        Ok(engine::core::graph::mermaid(&workflow))
+    }
+}
+
+impl From<WorkflowRecord> for Workflow {
+    fn from(record: WorkflowRecord) -> Self {
+        Workflow {
+            name: record.name,
+            version: record.version,
+            source: record.source,
+            registered_at: record.registered_at,
+        }
+    }
+}
+
+/// One problem the validator found in a workflow source.
+#[derive(SimpleObject, Clone, Debug)]
+pub struct Diagnostic {
+    /// Stable code, e.g. `IMX0012`.
+    pub code: String,
+    /// `error` or `warning`.
+    pub severity: String,
+    pub message: String,
+    pub hint: Option<String>,
+    pub line: u32,
+    pub column: u32,
+}
+
+impl From<&engine::core::dsl::Diagnostic> for Diagnostic {
+    fn from(diagnostic: &engine::core::dsl::Diagnostic) -> Self {
+        Diagnostic {
+            code: diagnostic.code.as_str().to_owned(),
+            severity: diagnostic.severity.as_str().to_owned(),
+            message: diagnostic.message.clone(),
+            hint: diagnostic.hint.clone(),
+            line: diagnostic.line,
+            column: diagnostic.column,
+        }
+    }
+}
+
+/// The source was rejected; nothing was registered.
+#[derive(SimpleObject, Clone, Debug)]
+pub struct WorkflowRejected {
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+#[derive(Union, Debug)]
+pub enum RegisterWorkflowResult {
+    Workflow(Workflow),
+    WorkflowRejected(WorkflowRejected),
+}
+
+/// What startRun did.
+#[derive(SimpleObject, Debug)]
+pub struct StartRunPayload {
+    pub run: Run,
+    /// False when the idempotency key returned an existing run.
+    pub created: bool,
+}
+
+/// A change to a run, for `runUpdates`.
+#[derive(SimpleObject, Debug)]
+pub struct RunUpdate {
+    /// The event that changed the run.
+    pub event: RunEvent,
+    /// The run after the event (read model; may already be newer).
+    pub run: Run,
+}
