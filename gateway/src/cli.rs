@@ -66,8 +66,18 @@ pub struct StoreArgs {
     pub database_url: String,
 }
 
+/// Which executors a node that carries out steps has.
+#[derive(Debug, Clone, Copy, Default, Args)]
+pub struct ExecutorArgs {
+    /// Allow `uses: exec` steps to run programs on this node (off by default).
+    #[arg(long = "enable-exec", env = "IMX_ENABLE_EXEC")]
+    pub enable_exec: bool,
+}
+
 #[derive(Debug, Args)]
 pub struct RunArgs {
+    #[command(flatten)]
+    pub executors: ExecutorArgs,
     /// A workflow file (registered first) or the name of a registered workflow.
     pub workflow: String,
     /// The run input: JSON text, or @FILE to read it from a file.
@@ -129,6 +139,8 @@ pub struct DecisionArgs {
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
+    #[command(flatten)]
+    pub executors: ExecutorArgs,
     /// Concurrent step attempts on this node.
     #[arg(long, default_value_t = engine::runtime::WORKERS_DEFAULT)]
     pub workers: usize,

@@ -72,7 +72,13 @@ impl Progress {
             };
             if let Some(bar) = &bar {
                 match step.status.is_terminal() {
-                    true => bar.finish_with_message(line),
+                    true => {
+                        let style = ProgressStyle::with_template("{prefix} {msg}")
+                            .unwrap_or_else(|_| ProgressStyle::default_spinner());
+                        bar.set_style(style);
+                        bar.set_prefix(mark(step.status));
+                        bar.finish_with_message(line);
+                    }
                     false => bar.set_message(line),
                 }
             }
@@ -115,6 +121,7 @@ impl Progress {
             _ => String::new(),
         };
         let attempts = match (&step.items, step.attempts()) {
+            (Some(items), _) if items.len() == 1 => "(1 item) ".to_owned(),
             (Some(items), _) => format!("({} items) ", items.len()),
             (None, 0 | 1) => String::new(),
             (None, n) => format!("({n} attempts) "),
@@ -132,6 +139,15 @@ impl Progress {
             "{id:<width$}  {:<9} {attempts}{duration}{reason}",
             step.status.as_str()
         )
+    }
+}
+
+/// The mark a finished step's line starts with on a terminal.
+fn mark(status: StepStatus) -> &'static str {
+    match status {
+        StepStatus::Succeeded => "✓",
+        StepStatus::Failed => "✗",
+        _ => "-",
     }
 }
 

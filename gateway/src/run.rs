@@ -16,6 +16,7 @@ use std::time::Duration;
 use anyhow::Context;
 use engine::core::dsl;
 use engine::core::state::{RunState, RunStatus};
+use engine::core::workflow::StepKind;
 use engine::runtime::{Config, Runtime, StartRequest};
 use engine::store::{RunId, Store};
 use serde_json::Value;
@@ -50,7 +51,7 @@ pub async fn run(url: &str, args: &RunArgs) -> anyhow::Result<ExitCode> {
         resume_on_start: false,
         ..Config::default()
     };
-    let runtime = open_runtime(url, config).await?;
+    let runtime = open_runtime(url, config, args.executors).await?;
     let (name, version) = match &source {
         Some((file, text)) => {
             check_source(file, text)?;
@@ -80,6 +81,7 @@ pub async fn run(url: &str, args: &RunArgs) -> anyhow::Result<ExitCode> {
     let Some(handle) = handle else {
         return print_started(&runtime, started.run_id, args.json).await;
     };
+    warn_about_outside_work(&runtime, started.run_id).await;
     let outcome = wait(&runtime, started.run_id, args.json).await;
     handle.shutdown().await;
     outcome
@@ -92,9 +94,9 @@ async fn print_started(
 ) -> anyhow::Result<ExitCode> {
     if json {
         let state = runtime.state(run_id).await?;
-        println!("{}", serde_json::to_string_pretty(&state.document())?);
+        emit(&serde_json::to_string_pretty(&state.document())?);
     } else {
-        println!("{run_id}");
+        emit(&run_id.to_string());
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -127,14 +129,58 @@ async fn wait(
     };
     progress.finish();
     if json {
-        println!("{}", serde_json::to_string_pretty(&state.document())?);
+        emit(&serde_json::to_string_pretty(&state.document())?);
     } else {
-        println!("{}", summary(&state));
+        emit(&summary(&state));
     }
     Ok(match state.status {
         RunStatus::Succeeded => ExitCode::SUCCESS,
         _ => ExitCode::FAILURE,
     })
+}
+
+/// Steps this process cannot carry out itself: say who will, so that a
+/// waiting `imx run --wait` does not look stuck.
+async fn warn_about_outside_work(runtime: &Runtime<Store>, run_id: RunId) {
+    let Ok(state) = runtime.state(run_id).await else {
+        return;
+    };
+    let Ok((workflow, _)) = runtime
+        .workflow(&state.workflow, Some(&state.version))
+        .await
+    else {
+        return;
+    };
+    for step in workflow.steps.values() {
+        match step.uses {
+            StepKind::Agent => {
+                let queue = step
+                    .with
+                    .get("queue")
+                    .and_then(Value::as_str)
+                    .unwrap_or("QUEUE");
+                eprintln!(
+                    "note: step `{}` waits for an agent: imx agent --queue {queue} -- COMMAND",
+                    step.id
+                );
+            }
+            kind if needs_executor(kind) && !runtime.executes(kind) => {
+                eprintln!(
+                    "note: step `{}` uses `{kind}`, which this process does not execute; an `imx serve` that does will carry it out",
+                    step.id
+                );
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Kinds carried out by an executor (the others are the core's or the runtime's).
+fn needs_executor(kind: StepKind) -> bool {
+    matches!(
+        kind,
+        StepKind::Http | StepKind::Exec | StepKind::KafkaPublish
+    )
 }
 
 fn summary(state: &RunState) -> String {
@@ -231,4 +277,10 @@ fn refused(error: engine::runtime::Error) -> anyhow::Error {
         }
         other => other.into(),
     }
+}
+
+/// Writes a line to stdout; a closed pipe (`imx … | head`) is not an error.
+pub fn emit(text: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout().lock(), "{text}");
 }

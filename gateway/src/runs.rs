@@ -8,11 +8,31 @@ use engine::runtime::Config;
 use engine::store::{EventStore, RunId, RunQuery};
 use serde_json::json;
 
+use crate::cli::ExecutorArgs;
 use crate::cli::{DecisionArgs, RunsArgs, ShowArgs};
+use crate::run::emit;
 use crate::serve::open_runtime;
 
+/// The run statuses `--status` accepts.
+const RUN_STATUSES: [&str; 6] = [
+    "pending",
+    "running",
+    "waiting",
+    "succeeded",
+    "failed",
+    "cancelled",
+];
+
 pub async fn list(url: &str, args: &RunsArgs) -> anyhow::Result<ExitCode> {
-    let runtime = open_runtime(url, Config::default()).await?;
+    if let Some(status) = &args.status
+        && !RUN_STATUSES.contains(&status.as_str())
+    {
+        anyhow::bail!(
+            "unknown run status `{status}`: use one of {}",
+            RUN_STATUSES.join(", ")
+        );
+    }
+    let runtime = open_runtime(url, Config::default(), ExecutorArgs::default()).await?;
     let query = RunQuery {
         status: args.status.clone(),
         workflow: args.workflow.clone(),
@@ -37,53 +57,56 @@ pub async fn list(url: &str, args: &RunsArgs) -> anyhow::Result<ExitCode> {
                 })
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&runs)?);
+        emit(&serde_json::to_string_pretty(&runs)?);
         return Ok(ExitCode::SUCCESS);
     }
     if page.items.is_empty() {
         eprintln!("no runs");
         return Ok(ExitCode::SUCCESS);
     }
-    println!("{:<36}  {:<9}  {:<24}  CREATED", "ID", "STATUS", "WORKFLOW");
+    emit(&format!(
+        "{:<36}  {:<9}  {:<24}  CREATED",
+        "ID", "STATUS", "WORKFLOW"
+    ));
     for run in &page.items {
-        println!(
+        emit(&format!(
             "{:<36}  {:<9}  {:<24}  {}",
             run.row.run_id,
             run.row.status,
             run.row.workflow,
             run.row.created_at.format("%Y-%m-%d %H:%M:%S")
-        );
+        ));
     }
     Ok(ExitCode::SUCCESS)
 }
 
 pub async fn show(url: &str, args: &ShowArgs) -> anyhow::Result<ExitCode> {
     let run_id = parse_run_id(&args.run_id)?;
-    let runtime = open_runtime(url, Config::default()).await?;
+    let runtime = open_runtime(url, Config::default(), ExecutorArgs::default()).await?;
     let state = runtime.state(run_id).await?;
     let document = state.document();
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&document)?);
+        emit(&serde_json::to_string_pretty(&document)?);
         return Ok(ExitCode::SUCCESS);
     }
-    println!("run       {run_id}");
-    println!("workflow  {} ({})", state.workflow, state.version);
-    println!("status    {}", state.status.as_str());
+    emit(&format!("run       {run_id}"));
+    emit(&format!("workflow  {} ({})", state.workflow, state.version));
+    emit(&format!("status    {}", state.status.as_str()));
     if let Some(error) = &state.failure {
-        println!("error     {error}");
+        emit(&format!("error     {error}"));
     }
-    println!("input     {}", state.input);
+    emit(&format!("input     {}", state.input));
     if let Some(output) = &state.output {
-        println!("output    {output}");
+        emit(&format!("output    {output}"));
     }
     let width = state.steps.keys().map(String::len).max().unwrap_or(4);
     for (id, step) in &state.steps {
         let reason = step.reason.as_deref().unwrap_or_default();
-        println!(
+        emit(&format!(
             "  {id:<width$}  {:<9}  attempts {}  {reason}",
             step.status.as_str(),
             step.attempts()
-        );
+        ));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -95,18 +118,18 @@ pub async fn decide(url: &str, args: &DecisionArgs, granted: bool) -> anyhow::Re
         .clone()
         .or_else(|| std::env::var("USER").ok())
         .unwrap_or_else(|| "cli".to_owned());
-    let runtime = open_runtime(url, Config::default()).await?;
+    let runtime = open_runtime(url, Config::default(), ExecutorArgs::default()).await?;
     let comment = args.comment.clone();
     let state = match granted {
         true => runtime.approve(run_id, &args.step, &by, comment).await?,
         false => runtime.reject(run_id, &args.step, &by, comment).await?,
     };
     let verb = if granted { "approved" } else { "rejected" };
-    println!(
+    emit(&format!(
         "{verb} {} of run {run_id}; the run is {}",
         args.step,
         state.status.as_str()
-    );
+    ));
     Ok(ExitCode::SUCCESS)
 }
 

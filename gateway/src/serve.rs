@@ -5,11 +5,11 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use engine::executor::Executor;
+use engine::executor::{ExecConfig, ExecExecutor, Executor, HttpConfig, HttpExecutor};
 use engine::runtime::{Config, Runtime, RuntimeHandle};
 use engine::store::Store;
 
-use crate::cli::ServeArgs;
+use crate::cli::{ExecutorArgs, ServeArgs};
 
 /// A started runtime on an opened store.
 #[derive(Debug)]
@@ -19,23 +19,56 @@ pub struct Node {
 }
 
 /// Opens the store at `url` (migrating it) with nothing started.
-pub async fn open_runtime(url: &str, config: Config) -> anyhow::Result<Arc<Runtime<Store>>> {
-    let store = engine::store::open(url)
+pub async fn open_runtime(
+    url: &str,
+    config: Config,
+    which: ExecutorArgs,
+) -> anyhow::Result<Arc<Runtime<Store>>> {
+    let store = open_store(url)
         .await
         .with_context(|| format!("cannot open the store at {url}"))?;
-    Ok(Runtime::new(Arc::new(store), executors(), config))
+    Ok(Runtime::new(Arc::new(store), executors(which)?, config))
 }
 
-/// The executors this build has (step kinds the core and runtime handle
-/// themselves need none: noop, fail, sleep, approval, workflow, agent).
-pub fn executors() -> Vec<Arc<dyn Executor>> {
-    Vec::new()
+/// Most attempts at opening a store whose migration raced another process.
+const OPEN_ATTEMPTS_MAX: u32 = 5;
+/// Wait between those attempts, in ms.
+const OPEN_RETRY_MS: u64 = 200;
+
+/// Opens (and migrates) the store. Processes started together on a new
+/// SQLite file race to migrate it; the loser sees a half-applied migration
+/// and succeeds once the winner committed, so a failed migration is retried.
+async fn open_store(url: &str) -> Result<Store, engine::store::Error> {
+    let mut attempt = 1;
+    loop {
+        match engine::store::open(url).await {
+            Err(engine::store::Error::Migrate { .. }) if attempt < OPEN_ATTEMPTS_MAX => {
+                attempt += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(OPEN_RETRY_MS)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// The executors of this node. Kinds the core and the runtime handle
+/// themselves need none: noop, fail, sleep, approval, workflow, agent. A
+/// node without `exec` does not claim `exec` steps at all (they wait for a
+/// node that has it) rather than failing them.
+pub fn executors(which: ExecutorArgs) -> anyhow::Result<Vec<Arc<dyn Executor>>> {
+    let mut executors: Vec<Arc<dyn Executor>> = vec![Arc::new(
+        HttpExecutor::new(HttpConfig::default()).context("cannot set up the http executor")?,
+    )];
+    if which.enable_exec {
+        executors.push(Arc::new(ExecExecutor::new(ExecConfig::enabled())));
+    }
+    Ok(executors)
 }
 
 /// Opens the store and starts workers and timers; resumes unfinished runs
 /// when `config.resume_on_start`.
-pub async fn start_node(url: &str, config: Config) -> anyhow::Result<Node> {
-    let runtime = open_runtime(url, config).await?;
+pub async fn start_node(url: &str, config: Config, which: ExecutorArgs) -> anyhow::Result<Node> {
+    let runtime = open_runtime(url, config, which).await?;
     let handle = runtime.start().await.context("cannot start the runtime")?;
     Ok(Node { runtime, handle })
 }
@@ -46,7 +79,7 @@ pub async fn serve(url: &str, args: &ServeArgs) -> anyhow::Result<std::process::
         lease_ms: args.lease_ms,
         ..Config::default()
     };
-    let node = start_node(url, config).await?;
+    let node = start_node(url, config, args.executors).await?;
     eprintln!(
         "imx serve: working on {url} as {} ({} workers); Ctrl-C stops",
         node.runtime.config().node,

@@ -31,8 +31,9 @@ use tokio::process::{ChildStdin, Command};
 
 use super::{Attempt, Outcome};
 
-/// Most bytes of stdout collected; more fails the attempt (1 MiB).
-pub const STDOUT_BYTES_MAX: usize = 1024 * 1024;
+/// Most bytes of stdout collected; more fails the attempt. The runtime's
+/// output limit: more could not become a step's output anyway.
+pub const STDOUT_BYTES_MAX: usize = crate::runtime::OUTPUT_BYTES_MAX;
 /// Bytes at the end of stderr kept for the error message and the output (4 KiB).
 pub const STDERR_TAIL_BYTES_MAX: usize = 4 * 1024;
 /// `PATH` given to commands when the engine's own environment has none.
@@ -176,7 +177,7 @@ pub async fn run_command(spec: CommandSpec) -> Outcome {
         )
     };
     let Ok(((), status, stdout, stderr)) = tokio::time::timeout(spec.timeout, collect).await else {
-        // Dropping `collect` drops `group`'s last use; the guard kills the group.
+        // `collect` is gone (and with it the borrows); the guard kills the group.
         drop(group);
         return Outcome::failed(
             format!(

@@ -13,6 +13,7 @@ use tokio::sync::{Notify, watch};
 use crate::core::decide::Effect;
 use crate::core::event::{Event, StepFailed, StepSucceeded, TimerFired};
 use crate::core::state::RunState;
+use crate::core::workflow::Workflow;
 use crate::executor::{Attempt, Executor, Outcome};
 use crate::store::{self, ClaimedTask, EventStore};
 
@@ -80,7 +81,30 @@ impl<S: EventStore> Runtime<S> {
             // Cancelled, timed out or already recorded while it waited.
             return self.drop_task(task).await;
         }
-        let scheduled = crate::core::outstanding(&workflow, &state, &self.config.secrets)
+        let outcome = match self.rendered_attempt(&workflow, &state, task, &wanted) {
+            Some(attempt) => match self.run_attempt(task, executor.as_ref(), &attempt).await {
+                Some(outcome) => outcome,
+                // Lease lost or attempt cancelled: the result is not ours to record.
+                None => return Ok(()),
+            },
+            None => Outcome::failed("the step's input cannot be rendered on this node", false),
+        };
+        let outcome = self.checked(outcome);
+        let facts =
+            move |_: &RunState, now: DateTime<Utc>| Ok(vec![result_event(&wanted, &outcome, now)]);
+        self.record(task, facts).await
+    }
+
+    /// The attempt as the executor sees it: the input rendered again from
+    /// the log with this node's secrets.
+    fn rendered_attempt(
+        &self,
+        workflow: &Workflow,
+        state: &RunState,
+        task: &ClaimedTask,
+        wanted: &AttemptTask,
+    ) -> Option<Attempt> {
+        crate::core::outstanding(workflow, state, &self.config.secrets)
             .into_iter()
             .find_map(|effect| match effect {
                 Effect::ScheduleStep {
@@ -90,53 +114,18 @@ impl<S: EventStore> Runtime<S> {
                     input,
                     deadline,
                     ..
-                } if key == wanted.key && attempt == wanted.attempt => {
-                    Some((kind, input, deadline))
-                }
-                _ => None,
-            });
-        let outcome = match scheduled {
-            Some((kind, input, deadline)) => {
-                let attempt = Attempt {
+                } if key == wanted.key && attempt == wanted.attempt => Some(Attempt {
                     run_id: task.run_id,
                     step: wanted.step.clone(),
                     index: wanted.index,
-                    attempt: wanted.attempt,
-                    idempotency_key: wanted.key.clone(),
+                    attempt,
+                    idempotency_key: key,
                     kind,
                     input,
                     deadline,
-                };
-                match self.run_attempt(task, executor.as_ref(), &attempt).await {
-                    Some(outcome) => outcome,
-                    // Lease lost or attempt cancelled: the result is not ours to record.
-                    None => return Ok(()),
-                }
-            }
-            None => Outcome::failed("the step's input cannot be rendered on this node", false),
-        };
-        let outcome = self.checked(outcome);
-        let facts = move |_: &RunState, now: DateTime<Utc>| {
-            let (step, index, attempt) = (wanted.step.clone(), wanted.index, wanted.attempt);
-            Ok(vec![match &outcome {
-                Outcome::Succeeded { output } => Event::StepSucceeded(StepSucceeded {
-                    at: now,
-                    step,
-                    index,
-                    attempt,
-                    output: output.clone(),
                 }),
-                Outcome::Failed { error, retryable } => Event::StepFailed(StepFailed {
-                    at: now,
-                    step,
-                    index,
-                    attempt,
-                    error: error.clone(),
-                    retryable: *retryable,
-                }),
-            }])
-        };
-        self.record(task, facts).await
+                _ => None,
+            })
     }
 
     /// Redacts secrets and enforces the output size limit.
@@ -208,6 +197,10 @@ impl<S: EventStore> Runtime<S> {
                         Err(store::Error::LeaseLost { .. }) => break None,
                         Err(error) => eprintln!("imx runtime: renewing the lease of task {}: {error}", task.task_id),
                     }
+                    // Cancelled or timed out by another node: stop working.
+                    if !self.still_current(task, attempt).await {
+                        break None;
+                    }
                 }
             }
         };
@@ -215,6 +208,18 @@ impl<S: EventStore> Runtime<S> {
             cancels.remove(&cancel_key);
         }
         outcome
+    }
+
+    /// False once the log says the attempt is over (cancelled, timed out,
+    /// recorded by someone else); true when unsure.
+    async fn still_current(&self, task: &ClaimedTask, attempt: &Attempt) -> bool {
+        match self.load(task.run_id).await {
+            Ok((_, state)) => state
+                .step(&attempt.step)
+                .and_then(|step| step.execution(attempt.index))
+                .is_some_and(|exec| exec.attempt == attempt.attempt && exec.status.is_in_flight()),
+            Err(_) => true,
+        }
     }
 
     /// Stops an attempt running in this process (run cancelled, timed out).
@@ -259,5 +264,27 @@ impl<S: EventStore> Runtime<S> {
             Ok(()) | Err(store::Error::LeaseLost { .. }) => Ok(()),
             Err(error) => Err(error.into()),
         }
+    }
+}
+
+/// `step.succeeded` or `step.failed` for the attempt's outcome.
+fn result_event(wanted: &AttemptTask, outcome: &Outcome, now: DateTime<Utc>) -> Event {
+    let (step, index, attempt) = (wanted.step.clone(), wanted.index, wanted.attempt);
+    match outcome {
+        Outcome::Succeeded { output } => Event::StepSucceeded(StepSucceeded {
+            at: now,
+            step,
+            index,
+            attempt,
+            output: output.clone(),
+        }),
+        Outcome::Failed { error, retryable } => Event::StepFailed(StepFailed {
+            at: now,
+            step,
+            index,
+            attempt,
+            error: error.clone(),
+            retryable: *retryable,
+        }),
     }
 }

@@ -211,6 +211,11 @@ impl<S: EventStore> Runtime<S> {
         &self.config
     }
 
+    /// True when this node has an executor for `kind`.
+    pub fn executes(&self, kind: crate::core::workflow::StepKind) -> bool {
+        self.executors.contains_key(&step_queue(kind))
+    }
+
     /// Run ids as their runs change in this process (a hint: read the run).
     pub fn changes(&self) -> broadcast::Receiver<RunId> {
         self.changes.subscribe()

@@ -183,7 +183,12 @@ impl<S: EventStore> Runtime<S> {
                 continue;
             }
             tokio::select! {
-                _ = self.store.wait_for_work(poll) => {}
+                woken = self.store.wait_for_work(poll) => {
+                    // The database is away: do not spin on it.
+                    if woken.is_err() {
+                        tokio::time::sleep(poll).await;
+                    }
+                }
                 _ = stop.changed() => {}
                 _ = slots.acquire(), if slots.available_permits() == 0 => {}
             }

@@ -62,7 +62,7 @@ impl<S: EventStore> Runtime<S> {
     }
 
     /// The workflow `name` at `version` (`None`: the latest), and its version.
-    pub(super) async fn workflow(
+    pub async fn workflow(
         &self,
         name: &str,
         version: Option<&str>,

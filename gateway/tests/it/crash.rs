@@ -3,7 +3,8 @@
 //! 50 runs of a 20-step workflow (durable sleeps and noops) are in flight,
 //! restarted each time; in the end every run succeeded, each step has one
 //! `step.succeeded` event, and the hash chain of the whole log verifies.
-//! A failure prints the seed; `IMX_CRASH_SEED=N` replays the same kill times.
+//! The same with two nodes on PostgreSQL. A failure prints the seed;
+//! `IMX_CRASH_SEED=N` replays the same kill times.
 
 use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
@@ -75,6 +76,46 @@ fn serve(url: &str) -> std::process::Child {
 
 #[test]
 fn serve_survives_sigkill_at_random_moments() {
+    let folder = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite://{}/imx.db", folder.path().display());
+    crash_test(&url, folder.path(), 1);
+}
+
+/// The same on PostgreSQL with two `imx serve` nodes sharing the database,
+/// one of them killed at each moment.
+#[test]
+fn two_postgres_nodes_survive_sigkill_at_random_moments() {
+    let Some(database) = postgres_database() else {
+        return;
+    };
+    let folder = tempfile::tempdir().expect("temp dir");
+    crash_test(&database.url, folder.path(), 2);
+}
+
+/// A test database, dropped afterwards (the cluster's disk is shared).
+struct PgDatabase {
+    url: String,
+    admin_url: String,
+    name: String,
+    _lock: std::fs::File,
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        let Ok(runtime) = tokio::runtime::Runtime::new() else {
+            return;
+        };
+        runtime.block_on(async {
+            if let Ok(admin) = sqlx::PgPool::connect(&self.admin_url).await {
+                let drop = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+                let _ = sqlx::query(sqlx::AssertSqlSafe(drop)).execute(&admin).await;
+                admin.close().await;
+            }
+        });
+    }
+}
+
+fn crash_test(url: &str, folder: &std::path::Path, nodes: usize) {
     let seed = std::env::var("IMX_CRASH_SEED")
         .ok()
         .and_then(|seed| seed.parse().ok())
@@ -85,40 +126,100 @@ fn serve_survives_sigkill_at_random_moments() {
         });
     eprintln!("crash test seed {seed} (replay with IMX_CRASH_SEED={seed})");
     let mut random = Random(seed);
-    let folder = tempfile::tempdir().expect("temp dir");
-    let url = format!("sqlite://{}/imx.db", folder.path().display());
-    let file = folder.path().join("crashy.yaml");
+    let file = folder.join("crashy.yaml");
     std::fs::write(&file, workflow()).expect("write the workflow");
     let file = file.display().to_string();
-    let mut runs = Vec::new();
     for i in 0..RUNS {
         // Naps long enough that runs are in flight through all the kills.
         let nap = format!("{}ms", 300 + (i % 5) * 100);
         let input = format!(r#"{{"nap": "{nap}"}}"#);
-        let started = super::imx(&["--database-url", &url, "run", &file, "--input", &input]);
+        let started = super::imx(&["--database-url", url, "run", &file, "--input", &input]);
         assert_eq!(started.code, 0, "seed {seed}: {started:?}");
-        runs.push(started.stdout.trim().to_owned());
     }
+    let mut servers: Vec<Option<std::process::Child>> = (0..nodes).map(|_| None).collect();
     for _ in 0..KILLS {
-        let mut child = serve(&url);
+        for server in servers.iter_mut().filter(|server| server.is_none()) {
+            *server = Some(serve(url));
+        }
         std::thread::sleep(Duration::from_millis(
             random.between(KILL_AFTER_MS_MIN, KILL_AFTER_MS_MAX),
         ));
-        child.kill().expect("SIGKILL imx serve");
-        child.wait().expect("reap imx serve");
+        let victim = random.between(0, nodes as u64) as usize;
+        if let Some(mut child) = servers[victim].take() {
+            child.kill().expect("SIGKILL imx serve");
+            child.wait().expect("reap imx serve");
+        }
     }
-    let before = succeeded(&url);
+    let before = succeeded(url);
     eprintln!("{before} of {RUNS} runs succeeded before the last restart");
     assert!(
         before < RUNS,
         "seed {seed}: the kills came after the work; lengthen the naps"
     );
-    let mut last = serve(&url);
-    let finished = wait_until_all_succeeded(&url, Duration::from_millis(FINISH_MS_MAX));
-    let _ = last.kill();
-    let _ = last.wait();
+    for server in servers.iter_mut().filter(|server| server.is_none()) {
+        *server = Some(serve(url));
+    }
+    let finished = wait_until_all_succeeded(url, Duration::from_millis(FINISH_MS_MAX));
+    for mut child in servers.into_iter().flatten() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
     assert!(finished, "seed {seed}: not every run succeeded in time");
-    verify(&url, seed);
+    verify(url, seed);
+}
+
+/// A fresh database in the test cluster (`scripts/test-postgres`) and the
+/// shared lock on the cluster (the store's restart test takes it alone);
+/// `None`, loudly, when no cluster is configured outside CI.
+fn postgres_database() -> Option<PgDatabase> {
+    let admin_url = match std::env::var("IMX_TEST_POSTGRES_URL") {
+        Ok(url) if !url.is_empty() => url,
+        _ if std::env::var("CI").is_ok_and(|ci| ci == "true") => {
+            panic!("IMX_TEST_POSTGRES_URL is unset: run `eval \"$(scripts/test-postgres)\"` first")
+        }
+        _ => {
+            eprintln!(
+                "!!!!!! SKIPPED: the PostgreSQL crash test did NOT run: IMX_TEST_POSTGRES_URL is unset"
+            );
+            return None;
+        }
+    };
+    let folder = std::env::var("IMX_TEST_POSTGRES_DATA")
+        .ok()
+        .and_then(|data| {
+            std::path::Path::new(&data)
+                .parent()
+                .map(std::path::Path::to_path_buf)
+        })
+        .unwrap_or_else(std::env::temp_dir);
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(folder.join("imx-tests.lock"))
+        .expect("open the cluster lock");
+    lock.lock_shared().expect("lock the test cluster");
+    let name = format!("imx_crash_{}", uuid::Uuid::now_v7().simple());
+    let runtime = tokio::runtime::Runtime::new().expect("tokio");
+    runtime.block_on(async {
+        let admin = sqlx::PgPool::connect(&admin_url)
+            .await
+            .expect("connect to the test cluster");
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&admin)
+            .await
+            .expect("create a test database");
+        admin.close().await;
+    });
+    let (base, _) = admin_url
+        .rsplit_once('/')
+        .expect("URL with a database name");
+    Some(PgDatabase {
+        url: format!("{base}/{name}"),
+        admin_url: admin_url.clone(),
+        name,
+        _lock: lock,
+    })
 }
 
 fn succeeded(url: &str) -> usize {

@@ -250,9 +250,7 @@ steps:
 output: { got: "{{ steps.work.output }}" }
 "#,
     );
-    // Migrate once first: concurrent first opens of a new SQLite file race
-    // in the store's migration (reported to the store's owner).
-    assert_eq!(store.runs(), Vec::<Value>::new());
+    // Two agents and a run open the new store at once: their migrations race.
     let script = r#"read task; printf '{"key": "%s", "task": %s}' "$IMX_IDEMPOTENCY_KEY" "$task""#;
     let _agents = [
         store.spawn(&["agent", "--queue", "builders", "--", "sh", "-c", script]),
@@ -266,4 +264,82 @@ output: { got: "{{ steps.work.output }}" }
     assert_eq!(got["key"], format!("{run_id}/work"));
     assert_eq!(got["task"]["input"]["payload"]["n"], 21);
     assert_eq!(got["task"]["attempt"], 1);
+}
+
+#[test]
+fn exec_runs_only_where_enabled() {
+    let store = Store::new();
+    let file = store.file(
+        "local.yaml",
+        r#"
+name: local
+steps:
+  say: { uses: exec, with: { command: [echo, "hello {{ run.workflow }}"] } }
+output: { said: "{{ steps.say.output.stdout }}" }
+"#,
+    );
+    let started = store.imx(&["run", &file]);
+    let run_id = started.stdout.trim().to_owned();
+    // A node without exec leaves the step alone instead of failing it: give
+    // it the time of another run (a nap) to do the wrong thing.
+    let _plain = store.spawn(&["serve"]);
+    let input = r#"{"names": ["x"], "nap": "500ms"}"#;
+    let other = store.imx(&["run", &hello(), "--input", input, "--wait"]);
+    assert_eq!(other.code, 0, "{other:?}");
+    let waiting = store.document(&run_id);
+    assert_eq!(waiting["steps"]["say"]["status"], "running", "{waiting}");
+    let ran = store.imx(&["run", &file, "--enable-exec", "--wait", "--json"]);
+    assert_eq!(ran.code, 0, "{ran:?}");
+    assert_eq!(parse(&ran)["output"]["said"], "hello local\n");
+    let _exec = store.spawn(&["serve", "--enable-exec"]);
+    store.wait_for(&run_id, "succeeded");
+}
+
+#[test]
+fn http_steps_reach_a_real_server() {
+    let store = Store::new();
+    let site = tempfile::tempdir().expect("site folder");
+    std::fs::write(site.path().join("order.json"), r#"{"items": ["a", "b"]}"#).expect("write");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .expect("a free port");
+    let _server = Background(
+        Command::new("python3")
+            .args([
+                "-m",
+                "http.server",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+            ])
+            .current_dir(site.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3 -m http.server"),
+    );
+    let file = store.file(
+        "fetch.yaml",
+        r#"
+name: fetch
+input: { type: object, required: [base_url] }
+steps:
+  get:
+    uses: http
+    with: { method: GET, url: "{{ input.base_url }}/order.json" }
+    retry: { max_attempts: 20, backoff: fixed, initial_interval: 100ms }
+  each: { needs: [get], for_each: "{{ steps.get.output.body['items'] }}", uses: noop, with: { item: "{{ item }}" } }
+output: { count: "{{ steps.each.output | length }}", status: "{{ steps.get.output.status }}" }
+"#,
+    );
+    let input = format!(r#"{{"base_url": "http://127.0.0.1:{port}"}}"#);
+    // Retries cover the moments before the server listens.
+    let ran = store.imx(&["run", &file, "--input", &input, "--wait", "--json"]);
+    assert_eq!(ran.code, 0, "{ran:?}");
+    let document = parse(&ran);
+    assert_eq!(
+        document["output"],
+        serde_json::json!({"count": 2, "status": 200})
+    );
 }

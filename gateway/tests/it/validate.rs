@@ -48,7 +48,8 @@ fn validate_walks_folders_and_counts_problems_of_all_files() {
 
 #[test]
 fn validate_rejects_two_files_with_the_same_workflow_name() {
-    let dir = tempdir("duplicate-names");
+    let guard = tempdir("duplicate-names");
+    let dir = guard.path();
     let source = std::fs::read_to_string(repo_root().join("workflows/shipping.yaml"))
         .expect("example exists");
     std::fs::write(dir.join("a.yaml"), &source).expect("write");
@@ -77,7 +78,8 @@ fn validate_names_a_missing_path() {
 
 #[test]
 fn validate_reports_a_file_that_is_not_utf8() {
-    let dir = tempdir("not-utf8");
+    let guard = tempdir("not-utf8");
+    let dir = guard.path();
     std::fs::write(dir.join("bad.yaml"), [0x6e, 0x61, 0xff, 0xfe]).expect("write");
     let outcome = imx(&[
         "validate",
@@ -132,9 +134,10 @@ fn graph_of_an_invalid_workflow_prints_its_diagnostics() {
     );
 }
 
-fn tempdir(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("imx-gateway-test-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("create temp dir");
-    dir
+/// A fresh folder, deleted when the returned guard drops.
+fn tempdir(name: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("imx-gateway-{name}-"))
+        .tempdir()
+        .expect("create temp dir")
 }

@@ -7,11 +7,12 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
+use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
 use super::read::{self, EVENT_COLUMNS};
-use super::{PostgresStore, rows};
+use super::{PostgresStore, fast, rows};
 use crate::chain::GENESIS_HASH;
 use crate::store::error::Error;
 use crate::store::prepare::{self, Checked};
@@ -33,11 +34,15 @@ pub(super) async fn append_batch(
     requests: &[AppendRequest],
 ) -> Result<Vec<Result<Appended, Error>>, Error> {
     let checked = prepare::check_batch(&store.config, requests)?;
+    if let Some(results) = fast::try_append_all(store, &checked).await? {
+        return Ok(results);
+    }
     let mut order: Vec<usize> = (0..checked.len()).collect();
     order.sort_by_key(|&index| checked[index].request.run_id);
     let mut results: Vec<Option<Result<Appended, Error>>> =
         (0..checked.len()).map(|_| None).collect();
     // Each round settles a request or commits, so this bound is generous.
+    let mut raced = false;
     for _round in 0..=2 * checked.len() + 2 {
         let pending: Vec<usize> = order
             .iter()
@@ -47,7 +52,7 @@ pub(super) async fn append_batch(
         if pending.is_empty() {
             break;
         }
-        match attempt(store, &checked, &pending).await? {
+        match attempt(store, &checked, &pending, raced).await? {
             Attempt::Committed(done) => {
                 for (index, appended) in done {
                     results[index] = Some(Ok(appended));
@@ -55,8 +60,11 @@ pub(super) async fn append_batch(
                 break;
             }
             Attempt::Settled(index, result) => results[index] = Some(result),
-            Attempt::Again => {}
+            Attempt::Again => raced = true,
         }
+    }
+    if let Ok(mut cache) = store.heads.lock() {
+        cache.remember(results.iter().flatten().flatten());
     }
     Ok(results
         .into_iter()
@@ -78,6 +86,7 @@ async fn attempt(
     store: &PostgresStore,
     checked: &[Checked<'_>],
     pending: &[usize],
+    raced: bool,
 ) -> Result<Attempt, Error> {
     let now = store.now();
     let mut transaction = store.pool.begin().await?;
@@ -85,17 +94,17 @@ async fn attempt(
         .iter()
         .map(|&index| checked[index].request)
         .collect();
-    if let Some((position, error)) = taken_key(&mut transaction, &requests).await? {
+    if let Some((position, error)) = taken_key(&mut transaction, &requests, raced).await? {
         return Ok(Attempt::Settled(pending[position], Err(error)));
     }
     if let Some((position, error)) = complete_tasks(&mut transaction, &requests, now).await? {
         return Ok(Attempt::Settled(pending[position], Err(error)));
     }
-    match rows::write_rows_and_lock(&mut transaction, &requests, now).await {
+    let heads = match rows::write_rows_and_lock(&mut transaction, &requests, now).await {
         Err(error) if is_key_violation(&error) => return Ok(Attempt::Again),
         result => result?,
-    }
-    let (mut log_head, run_heads) = heads(&mut transaction, &requests).await?;
+    };
+    let (mut log_head, run_heads) = parse_heads(&heads)?;
     for (position, request) in requests.iter().enumerate() {
         let (last_seq, _) = run_heads
             .get(&request.run_id)
@@ -148,14 +157,18 @@ async fn attempt(
     ))
 }
 
-/// The first request whose run row claims an idempotency key another run holds.
+/// The first request whose run row claims an idempotency key another run
+/// holds. Only starts are checked (later appends repeat their own run's
+/// key), unless a unique violation showed a race: then all keyed requests.
 async fn taken_key(
     connection: &mut PgConnection,
     requests: &[&AppendRequest],
+    raced: bool,
 ) -> Result<Option<(usize, Error)>, Error> {
     let keyed: Vec<(usize, &str, Uuid)> = requests
         .iter()
         .enumerate()
+        .filter(|(_, request)| raced || request.expected_seq == 0)
         .filter_map(|(position, request)| {
             let run = request.projection.run.as_ref()?;
             Some((position, run.idempotency_key.as_deref()?, run.run_id))
@@ -233,27 +246,15 @@ async fn complete_tasks(
 
 type RunHeads = HashMap<Uuid, (u64, String)>;
 
-/// The log head and each run's head in one round trip (the row without a
-/// run id is the log head). Must run after the log lock is held.
-async fn heads(
-    connection: &mut PgConnection,
-    requests: &[&AppendRequest],
-) -> Result<(LogHead, RunHeads), Error> {
-    let run_ids: Vec<Uuid> = requests.iter().map(|request| request.run_id).collect();
-    let rows = sqlx::query(
-        "(SELECT NULL::uuid AS run_id, position AS seq, log_hash AS hash FROM events ORDER BY position DESC LIMIT 1) \
-         UNION ALL SELECT r.run_id, e.seq, e.hash FROM UNNEST($1::uuid[]) AS r(run_id) \
-         CROSS JOIN LATERAL (SELECT seq, hash FROM events WHERE run_id = r.run_id ORDER BY seq DESC LIMIT 1) e",
-    )
-    .bind(&run_ids)
-    .fetch_all(&mut *connection)
-    .await?;
+/// The log head and each run's head from `imx_lock_log_heads` rows (the row
+/// without a run id is the log head).
+fn parse_heads(rows: &[PgRow]) -> Result<(LogHead, RunHeads), Error> {
     let mut log_head = LogHead::genesis();
     let mut run_heads = RunHeads::new();
-    for row in &rows {
-        let seq = prepare::to_u64(row.try_get("seq")?, "seq")?;
-        let hash: String = row.try_get("hash")?;
-        match row.try_get::<Option<Uuid>, _>("run_id")? {
+    for row in rows {
+        let seq = prepare::to_u64(row.try_get("head_seq")?, "seq")?;
+        let hash: String = row.try_get("head_hash")?;
+        match row.try_get::<Option<Uuid>, _>("head_run_id")? {
             None => {
                 log_head = LogHead {
                     position: seq,

@@ -4,6 +4,7 @@
 //! commit order, `FOR UPDATE SKIP LOCKED` leases, and LISTEN/NOTIFY wake-ups.
 
 mod append;
+mod fast;
 mod read;
 mod rows;
 mod work;
@@ -36,6 +37,8 @@ pub struct PostgresStore {
     /// The task that LISTENs and turns notifications into `work` wake-ups;
     /// started by the first `wait_for_work`.
     listener: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The heads this node last wrote, for one-round-trip appends.
+    heads: Mutex<fast::HeadCache>,
 }
 
 impl PostgresStore {
@@ -109,8 +112,11 @@ impl Drop for PostgresStore {
 
 impl EventStore for PostgresStore {
     async fn connect(url: &str, config: StoreConfig) -> Result<Self, Error> {
+        // The append statements are big and always shaped alike: plan them
+        // once per connection instead of on every execution.
         let options = PgConnectOptions::from_str(url)
-            .map_err(|error| Error::invalid(format!("bad PostgreSQL URL: {error}")))?;
+            .map_err(|error| Error::invalid(format!("bad PostgreSQL URL: {error}")))?
+            .options([("plan_cache_mode", "force_generic_plan")]);
         let pool = PgPoolOptions::new()
             .max_connections(config.pool_connections_max)
             .acquire_timeout(Duration::from_millis(config.acquire_timeout_ms))
@@ -121,6 +127,7 @@ impl EventStore for PostgresStore {
             config,
             work: Arc::new(Notify::new()),
             listener: Mutex::new(None),
+            heads: Mutex::default(),
         };
         store.migrate().await?;
         Ok(store)

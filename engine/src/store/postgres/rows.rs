@@ -4,7 +4,9 @@
 //! what a single-event transition pays for, so this statement carries it all.
 
 use chrono::{DateTime, Utc};
-use sqlx::PgConnection;
+use sqlx::postgres::{PgArguments, PgRow};
+use sqlx::query::Query;
+use sqlx::{PgConnection, Postgres};
 use uuid::Uuid;
 
 use super::WORK_CHANNEL;
@@ -12,51 +14,195 @@ use super::append::LOG_LOCK_KEY;
 use crate::store::error::Error;
 use crate::store::types::*;
 
-/// Data-modifying CTEs run to completion before the final SELECT reads their
-/// counts; the lock's argument depends on every count, so the log lock is
-/// taken after all row locks (the order every transaction follows).
-const WRITE_ROWS: &str = "WITH \
-    r AS (INSERT INTO runs (run_id, workflow, version, status, input, output, error, parent_run_id, \
-        idempotency_key, created_at, updated_at) \
-        SELECT u.run_id, u.workflow, u.version, u.status, u.input::json, u.output::json, u.error, \
-        u.parent_run_id, u.idempotency_key, u.created_at, u.updated_at \
-        FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], \
-        $8::uuid[], $9::text[], $10::timestamptz[], $11::timestamptz[]) AS u(run_id, workflow, version, \
-        status, input, output, error, parent_run_id, idempotency_key, created_at, updated_at) \
-        ON CONFLICT (run_id) DO UPDATE SET workflow = EXCLUDED.workflow, version = EXCLUDED.version, \
-        status = EXCLUDED.status, input = EXCLUDED.input, output = EXCLUDED.output, error = EXCLUDED.error, \
-        parent_run_id = EXCLUDED.parent_run_id, idempotency_key = EXCLUDED.idempotency_key, \
-        created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at RETURNING 1), \
-    s AS (INSERT INTO steps (run_id, step_id, status, attempts, output, error, updated_at) \
-        SELECT u.run_id, u.step_id, u.status, u.attempts, u.output::json, u.error, u.updated_at \
-        FROM UNNEST($12::uuid[], $13::text[], $14::text[], $15::int4[], $16::text[], $17::text[], \
-        $18::timestamptz[]) AS u(run_id, step_id, status, attempts, output, error, updated_at) \
-        ON CONFLICT (run_id, step_id) DO UPDATE SET status = EXCLUDED.status, attempts = EXCLUDED.attempts, \
-        output = EXCLUDED.output, error = EXCLUDED.error, updated_at = EXCLUDED.updated_at RETURNING 1), \
-    t AS (INSERT INTO tasks (task_id, run_id, queue, payload, available_at, created_at) \
-        SELECT u.task_id, u.run_id, u.queue, u.payload::json, u.available_at, $24 \
-        FROM UNNEST($19::uuid[], $20::uuid[], $21::text[], $22::text[], $23::timestamptz[]) \
-        AS u(task_id, run_id, queue, payload, available_at) RETURNING 1), \
-    tm AS (INSERT INTO timers (timer_id, run_id, queue, payload, fire_at, created_at) \
-        SELECT u.timer_id, u.run_id, u.queue, u.payload::json, u.fire_at, $24 \
-        FROM UNNEST($25::uuid[], $26::uuid[], $27::text[], $28::text[], $29::timestamptz[]) \
-        AS u(timer_id, run_id, queue, payload, fire_at) RETURNING 1), \
-    ct AS (DELETE FROM timers d USING UNNEST($30::uuid[], $31::uuid[]) AS c(timer_id, run_id) \
-        WHERE d.timer_id = c.timer_id AND d.run_id = c.run_id RETURNING 1), \
-    done AS MATERIALIZED (SELECT (SELECT count(*) FROM r) + (SELECT count(*) FROM s) + (SELECT count(*) FROM tm) \
-        + (SELECT count(*) FROM ct) AS rows, (SELECT count(*) FROM t) AS tasks) \
-    SELECT (SELECT count(*) FROM (SELECT pg_notify($33, '') FROM done WHERE done.tasks > 0 OFFSET 0) AS sent) AS notified, \
-    (SELECT count(*) FROM (SELECT pg_advisory_xact_lock($32 + 0 * (done.rows + done.tasks)) FROM done OFFSET 0) AS locked) \
-    AS locked";
+/// Data-modifying CTEs shared by both statements: completions, run and step
+/// upserts, tasks, timers, cancelled timers, and the NOTIFY (sent once, when
+/// tasks were enqueued). They run to completion before anything reads their
+/// counts, and the log-lock functions get every count as an argument, so the
+/// log lock is taken after all row locks (the order every transaction follows).
+macro_rules! row_ctes {
+    () => {
+        "WITH \
+            r AS (INSERT INTO runs (run_id, workflow, version, status, input, output, error, parent_run_id, \
+                idempotency_key, created_at, updated_at) \
+                SELECT u.run_id, u.workflow, u.version, u.status, u.input::json, u.output::json, u.error, \
+                u.parent_run_id, u.idempotency_key, u.created_at, u.updated_at \
+                FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], \
+                $8::uuid[], $9::text[], $10::timestamptz[], $11::timestamptz[]) AS u(run_id, workflow, version, \
+                status, input, output, error, parent_run_id, idempotency_key, created_at, updated_at) \
+                ON CONFLICT (run_id) DO UPDATE SET workflow = EXCLUDED.workflow, version = EXCLUDED.version, \
+                status = EXCLUDED.status, input = EXCLUDED.input, output = EXCLUDED.output, error = EXCLUDED.error, \
+                parent_run_id = EXCLUDED.parent_run_id, idempotency_key = EXCLUDED.idempotency_key, \
+                created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at RETURNING 1), \
+            s AS (INSERT INTO steps (run_id, step_id, status, attempts, output, error, updated_at) \
+                SELECT u.run_id, u.step_id, u.status, u.attempts, u.output::json, u.error, u.updated_at \
+                FROM UNNEST($12::uuid[], $13::text[], $14::text[], $15::int4[], $16::text[], $17::text[], \
+                $18::timestamptz[]) AS u(run_id, step_id, status, attempts, output, error, updated_at) \
+                ON CONFLICT (run_id, step_id) DO UPDATE SET status = EXCLUDED.status, attempts = EXCLUDED.attempts, \
+                output = EXCLUDED.output, error = EXCLUDED.error, updated_at = EXCLUDED.updated_at RETURNING 1), \
+            t AS (INSERT INTO tasks (task_id, run_id, queue, payload, available_at, created_at) \
+                SELECT u.task_id, u.run_id, u.queue, u.payload::json, u.available_at, $24 \
+                FROM UNNEST($19::uuid[], $20::uuid[], $21::text[], $22::text[], $23::timestamptz[]) \
+                AS u(task_id, run_id, queue, payload, available_at) RETURNING 1), \
+            tm AS (INSERT INTO timers (timer_id, run_id, queue, payload, fire_at, created_at) \
+                SELECT u.timer_id, u.run_id, u.queue, u.payload::json, u.fire_at, $24 \
+                FROM UNNEST($25::uuid[], $26::uuid[], $27::text[], $28::text[], $29::timestamptz[]) \
+                AS u(timer_id, run_id, queue, payload, fire_at) RETURNING 1), \
+            ct AS (DELETE FROM timers d USING UNNEST($30::uuid[], $31::uuid[]) AS c(timer_id, run_id) \
+                WHERE d.timer_id = c.timer_id AND d.run_id = c.run_id RETURNING 1), \
+            cp AS (DELETE FROM tasks d USING UNNEST($35::uuid[], $36::uuid[]) AS c(task_id, token) \
+                WHERE d.task_id = c.task_id AND d.lease_token = c.token AND d.lease_expires_at > $24 RETURNING 1), \
+            done AS MATERIALIZED (SELECT (SELECT count(*) FROM cp) AS completed, (SELECT count(*) FROM r) + (SELECT count(*) FROM s) + (SELECT count(*) FROM tm) \
+                + (SELECT count(*) FROM ct) AS rows, (SELECT count(*) FROM t) AS tasks), \
+            notified AS MATERIALIZED (SELECT count(*) AS n FROM (SELECT pg_notify($33, '') FROM done \
+                WHERE done.tasks > 0 OFFSET 0) AS sent)"
+    };
+}
 
-/// Writes the rows of `requests` (each request's projection and work) and
-/// takes the log lock, in one round trip. Rows are sorted by key so that
-/// concurrent transactions lock them in the same order.
+/// The rows, then the log lock and the heads read after it (migration 0004).
+const WRITE_ROWS: &str = concat!(
+    row_ctes!(),
+    " SELECT h.head_run_id, h.head_seq, h.head_hash FROM done, notified, \
+     LATERAL imx_lock_log_heads($32, $34::uuid[], done.completed + done.rows + done.tasks + notified.n) AS h"
+);
+
+/// Everything in one statement (migration 0005): the rows, then the check
+/// that the remembered heads are still the real ones (under the log lock),
+/// then the events, which join the check so they are inserted after it.
+const APPEND_ALL: &str = concat!(
+    row_ctes!(),
+    ", chk AS MATERIALIZED (SELECT imx_check_log_heads($32, done.rows + done.tasks + notified.n, \
+        done.completed, $37, $38, $39, $34::uuid[], $40::int8[], $41::text[]) AS ok FROM done, notified), \
+     ev AS (INSERT INTO events (position, run_id, seq, event_type, schema_version, payload, recorded_at, \
+        prev_hash, hash, log_hash, append_id) SELECT e.position, e.run_id, e.seq, e.event_type, \
+        e.schema_version, e.payload::json, e.recorded_at, e.prev_hash, e.hash, e.log_hash, e.append_id \
+        FROM UNNEST($42::int8[], $43::uuid[], $44::int8[], $45::text[], $46::int4[], $47::text[], \
+        $48::timestamptz[], $49::text[], $50::text[], $51::text[], $52::uuid[]) AS e(position, run_id, seq, \
+        event_type, schema_version, payload, recorded_at, prev_hash, hash, log_hash, append_id), chk \
+        WHERE chk.ok RETURNING 1) \
+     SELECT count(*) AS appended FROM ev"
+);
+
+/// Writes the rows of `requests` (each request's projection and work), takes
+/// the log lock and returns the heads (`imx_lock_log_heads` rows), in one
+/// round trip. Completions were done before (`$35`/`$36` stay empty).
 pub(super) async fn write_rows_and_lock(
     connection: &mut PgConnection,
     requests: &[&AppendRequest],
     now: DateTime<Utc>,
-) -> Result<(), Error> {
+) -> Result<Vec<PgRow>, Error> {
+    let query = bind_rows(sqlx::query(WRITE_ROWS), requests, now, false);
+    Ok(query.fetch_all(&mut *connection).await?)
+}
+
+/// The whole append as one statement (an implicit transaction): rows,
+/// completions, the check of the remembered heads under the log lock, and
+/// the sealed events. `IX001` means the heads (or a lease) were not as
+/// remembered and nothing was written.
+pub(super) async fn append_all(
+    pool: &sqlx::PgPool,
+    requests: &[&AppendRequest],
+    heads: &RememberedHeads,
+    events: &[(&RecordedEvent, &String, Uuid)],
+    now: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    let completing = requests
+        .iter()
+        .filter(|request| request.complete.is_some())
+        .count();
+    bind_rows(sqlx::query(APPEND_ALL), requests, now, true)
+        .bind(completing as i64)
+        .bind(heads.log.position as i64)
+        .bind(heads.log.log_hash.clone())
+        .bind(
+            heads
+                .runs
+                .iter()
+                .map(|(_, seq, _)| *seq as i64)
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            heads
+                .runs
+                .iter()
+                .map(|(_, _, hash)| hash.clone())
+                .collect::<Vec<_>>(),
+        )
+        .bind(col(events, |(event, _, _)| event.position as i64))
+        .bind(col(events, |(event, _, _)| event.run_id))
+        .bind(col(events, |(event, _, _)| event.seq as i64))
+        .bind(col(events, |(event, _, _)| event.event_type.clone()))
+        .bind(col(events, |(event, _, _)| event.schema_version as i32))
+        .bind(col(events, |(_, payload, _)| (*payload).clone()))
+        .bind(col(events, |(event, _, _)| event.recorded_at))
+        .bind(col(events, |(event, _, _)| event.prev_hash.clone()))
+        .bind(col(events, |(event, _, _)| event.hash.clone()))
+        .bind(col(events, |(event, _, _)| event.log_hash.clone()))
+        .bind(col(events, |(_, _, append_id)| *append_id))
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// The heads an `append_all` was sealed against; `runs` is in request order
+/// (run id, seq, hash), matching `$34`.
+#[derive(Debug)]
+pub(super) struct RememberedHeads {
+    pub log: LogHead,
+    pub runs: Vec<(Uuid, u64, String)>,
+}
+
+/// Binds `$1`..`$36`: the rows of `requests`, sorted by key so that
+/// concurrent transactions lock them in the same order.
+fn bind_rows<'q>(
+    query: Query<'q, Postgres, PgArguments>,
+    requests: &[&AppendRequest],
+    now: DateTime<Utc>,
+    with_completions: bool,
+) -> Query<'q, Postgres, PgArguments> {
+    let tasks: Vec<(Uuid, &NewTask)> = requests
+        .iter()
+        .flat_map(|request| request.enqueue.iter().map(|task| (request.run_id, task)))
+        .collect();
+    let timers: Vec<(Uuid, &NewTimer)> = requests
+        .iter()
+        .flat_map(|request| request.timers.iter().map(|timer| (request.run_id, timer)))
+        .collect();
+    let mut completions: Vec<(Uuid, Uuid)> = requests
+        .iter()
+        .filter(|_| with_completions)
+        .filter_map(|request| request.complete.map(|(task_id, token)| (task_id, token.0)))
+        .collect();
+    completions.sort();
+    let cancelled: Vec<(Uuid, Uuid)> = requests
+        .iter()
+        .flat_map(|request| request.cancel_timers.iter().map(|id| (*id, request.run_id)))
+        .collect();
+    bind_projections(query, requests)
+        .bind(col(&tasks, |(_, task)| task.task_id))
+        .bind(col(&tasks, |(run_id, _)| *run_id))
+        .bind(col(&tasks, |(_, task)| task.queue.clone()))
+        .bind(col(&tasks, |(_, task)| task.payload.to_string()))
+        .bind(col(&tasks, |(_, task)| task.available_at.unwrap_or(now)))
+        .bind(now)
+        .bind(col(&timers, |(_, timer)| timer.timer_id))
+        .bind(col(&timers, |(run_id, _)| *run_id))
+        .bind(col(&timers, |(_, timer)| timer.queue.clone()))
+        .bind(col(&timers, |(_, timer)| timer.payload.to_string()))
+        .bind(col(&timers, |(_, timer)| timer.fire_at))
+        .bind(col(&cancelled, |(timer_id, _)| *timer_id))
+        .bind(col(&cancelled, |(_, run_id)| *run_id))
+        .bind(LOG_LOCK_KEY)
+        .bind(WORK_CHANNEL)
+        .bind(col(requests, |request| request.run_id))
+        .bind(col(&completions, |(task_id, _)| *task_id))
+        .bind(col(&completions, |(_, token)| *token))
+}
+
+/// Binds `$1`..`$18`: run rows and step rows.
+fn bind_projections<'q>(
+    query: Query<'q, Postgres, PgArguments>,
+    requests: &[&AppendRequest],
+) -> Query<'q, Postgres, PgArguments> {
     let projections: Vec<&ProjectionUpdate> =
         requests.iter().map(|request| &request.projection).collect();
     let mut runs: Vec<&RunRow> = projections
@@ -73,157 +219,34 @@ pub(super) async fn write_rows_and_lock(
     steps.reverse();
     steps.dedup_by(|a, b| a.run_id == b.run_id && a.step_id == b.step_id);
     steps.reverse();
-    let tasks: Vec<(Uuid, &NewTask)> = requests
-        .iter()
-        .flat_map(|request| request.enqueue.iter().map(|task| (request.run_id, task)))
-        .collect();
-    let timers: Vec<(Uuid, &NewTimer)> = requests
-        .iter()
-        .flat_map(|request| request.timers.iter().map(|timer| (request.run_id, timer)))
-        .collect();
-    let cancelled: Vec<(Uuid, Uuid)> = requests
-        .iter()
-        .flat_map(|request| {
-            request
-                .cancel_timers
-                .iter()
-                .map(|timer_id| (*timer_id, request.run_id))
-        })
-        .collect();
-    sqlx::query(WRITE_ROWS)
-        .bind(runs.iter().map(|run| run.run_id).collect::<Vec<_>>())
-        .bind(
-            runs.iter()
-                .map(|run| run.workflow.clone())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            runs.iter()
-                .map(|run| run.version.clone())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            runs.iter()
-                .map(|run| run.status.clone())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            runs.iter()
-                .map(|run| run.input.to_string())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            runs.iter()
-                .map(|run| run.output.as_ref().map(ToString::to_string))
-                .collect::<Vec<_>>(),
-        )
-        .bind(runs.iter().map(|run| run.error.clone()).collect::<Vec<_>>())
-        .bind(runs.iter().map(|run| run.parent_run_id).collect::<Vec<_>>())
-        .bind(
-            runs.iter()
-                .map(|run| run.idempotency_key.clone())
-                .collect::<Vec<_>>(),
-        )
-        .bind(runs.iter().map(|run| run.created_at).collect::<Vec<_>>())
-        .bind(runs.iter().map(|run| run.updated_at).collect::<Vec<_>>())
-        .bind(steps.iter().map(|step| step.run_id).collect::<Vec<_>>())
-        .bind(
-            steps
-                .iter()
-                .map(|step| step.step_id.clone())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            steps
-                .iter()
-                .map(|step| step.status.clone())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            steps
-                .iter()
-                .map(|step| i32::try_from(step.attempts).unwrap_or(i32::MAX))
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            steps
-                .iter()
-                .map(|step| step.output.as_ref().map(ToString::to_string))
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            steps
-                .iter()
-                .map(|step| step.error.clone())
-                .collect::<Vec<_>>(),
-        )
-        .bind(steps.iter().map(|step| step.updated_at).collect::<Vec<_>>())
-        .bind(
-            tasks
-                .iter()
-                .map(|(_, task)| task.task_id)
-                .collect::<Vec<_>>(),
-        )
-        .bind(tasks.iter().map(|(run_id, _)| *run_id).collect::<Vec<_>>())
-        .bind(
-            tasks
-                .iter()
-                .map(|(_, task)| task.queue.clone())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            tasks
-                .iter()
-                .map(|(_, task)| task.payload.to_string())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            tasks
-                .iter()
-                .map(|(_, task)| task.available_at.unwrap_or(now))
-                .collect::<Vec<_>>(),
-        )
-        .bind(now)
-        .bind(
-            timers
-                .iter()
-                .map(|(_, timer)| timer.timer_id)
-                .collect::<Vec<_>>(),
-        )
-        .bind(timers.iter().map(|(run_id, _)| *run_id).collect::<Vec<_>>())
-        .bind(
-            timers
-                .iter()
-                .map(|(_, timer)| timer.queue.clone())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            timers
-                .iter()
-                .map(|(_, timer)| timer.payload.to_string())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            timers
-                .iter()
-                .map(|(_, timer)| timer.fire_at)
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            cancelled
-                .iter()
-                .map(|(timer_id, _)| *timer_id)
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            cancelled
-                .iter()
-                .map(|(_, run_id)| *run_id)
-                .collect::<Vec<_>>(),
-        )
-        .bind(LOG_LOCK_KEY)
-        .bind(WORK_CHANNEL)
-        .execute(&mut *connection)
-        .await?;
-    Ok(())
+    query
+        .bind(col(&runs, |run| run.run_id))
+        .bind(col(&runs, |run| run.workflow.clone()))
+        .bind(col(&runs, |run| run.version.clone()))
+        .bind(col(&runs, |run| run.status.clone()))
+        .bind(col(&runs, |run| run.input.to_string()))
+        .bind(col(&runs, |run| {
+            run.output.as_ref().map(ToString::to_string)
+        }))
+        .bind(col(&runs, |run| run.error.clone()))
+        .bind(col(&runs, |run| run.parent_run_id))
+        .bind(col(&runs, |run| run.idempotency_key.clone()))
+        .bind(col(&runs, |run| run.created_at))
+        .bind(col(&runs, |run| run.updated_at))
+        .bind(col(&steps, |step| step.run_id))
+        .bind(col(&steps, |step| step.step_id.clone()))
+        .bind(col(&steps, |step| step.status.clone()))
+        .bind(col(&steps, |step| {
+            i32::try_from(step.attempts).unwrap_or(i32::MAX)
+        }))
+        .bind(col(&steps, |step| {
+            step.output.as_ref().map(ToString::to_string)
+        }))
+        .bind(col(&steps, |step| step.error.clone()))
+        .bind(col(&steps, |step| step.updated_at))
+}
+
+/// One column of a multi-row statement: `field` of every item.
+fn col<T, U>(items: &[T], field: impl Fn(&T) -> U) -> Vec<U> {
+    items.iter().map(field).collect()
 }

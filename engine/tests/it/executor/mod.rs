@@ -2,6 +2,7 @@
 //! and real child processes.
 
 mod exec;
+mod flows;
 mod http;
 
 use std::time::Duration;

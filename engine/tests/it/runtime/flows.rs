@@ -1,6 +1,6 @@
 //! Workflows run to their end through the runtime: pure chains, failures
-//! with `continue_on_error`, retries on durable timers, approvals, child
-//! runs, `for_each`, idempotent starts, cancellation and bad input.
+//! with `continue_on_error`, retries on durable timers, child runs,
+//! `for_each`, idempotent starts, secrets and bad input.
 
 use engine::core::state::RunStatus;
 use engine::runtime::{Error, StartRequest};
@@ -14,12 +14,11 @@ both_backends!(flows:
     failure_with_continue_on_error,
     retries_wait_on_durable_timers,
     oversized_output_fails_without_retry,
-    approval_granted_and_rejected,
     child_workflow_output_reaches_parent,
     for_each_items_in_order,
     idempotent_start_returns_the_same_run,
-    cancel_stops_a_sleeping_run,
     bad_input_writes_nothing,
+    secrets_reach_executors_but_never_the_log,
 );
 
 const CHAIN: &str = r#"
@@ -160,46 +159,6 @@ steps:
     node.stop().await;
 }
 
-const GATED: &str = r#"
-name: gated
-steps:
-  ask: { uses: approval, with: { role: ops, message: "ship?" } }
-  ship: { needs: [ask], uses: noop, with: { by: "{{ steps.ask.output.by }}" } }
-"#;
-
-async fn approval_granted_and_rejected(url: &str) {
-    let node = Node::start(url).await;
-    node.register(GATED).await;
-    let granted = node.start_run("gated", json!({})).await;
-    let waiting = node
-        .wait_for(granted, |s| s.status == RunStatus::Waiting)
-        .await;
-    assert_eq!(waiting.document()["steps"]["ask"]["status"], "waiting");
-    let early = node.runtime.approve(granted, "ship", "ada", None).await;
-    assert!(matches!(early, Err(Error::NotWaiting { .. })), "{early:?}");
-    node.runtime
-        .approve(granted, "ask", "ada", Some("fine".to_owned()))
-        .await
-        .expect("approve");
-    let document = node.finished(granted).await;
-    assert_eq!(document["status"], "succeeded");
-    assert_eq!(document["steps"]["ship"]["output"], json!({"by": "ada"}));
-    let again = node.runtime.approve(granted, "ask", "ada", None).await;
-    assert!(matches!(again, Err(Error::RunFinished { .. })), "{again:?}");
-
-    let rejected = node.start_run("gated", json!({})).await;
-    node.wait_for(rejected, |s| s.status == RunStatus::Waiting)
-        .await;
-    node.runtime
-        .reject(rejected, "ask", "bob", Some("no".to_owned()))
-        .await
-        .expect("reject");
-    let document = node.finished(rejected).await;
-    assert_eq!(document["status"], "failed");
-    assert_eq!(document["steps"]["ship"]["status"], "skipped");
-    node.stop().await;
-}
-
 async fn child_workflow_output_reaches_parent(url: &str) {
     let node = Node::start(url).await;
     node.register(
@@ -313,35 +272,6 @@ async fn idempotent_start_returns_the_same_run(url: &str) {
     node.stop().await;
 }
 
-async fn cancel_stops_a_sleeping_run(url: &str) {
-    let node = Node::start(url).await;
-    node.register(
-        r#"
-name: sleepy
-steps:
-  nap: { uses: sleep, with: { duration: 1h } }
-  after: { needs: [nap], uses: noop }
-"#,
-    )
-    .await;
-    let run_id = node.start_run("sleepy", json!({})).await;
-    node.runtime
-        .cancel_run(
-            run_id,
-            Some("ada".to_owned()),
-            Some("changed my mind".to_owned()),
-        )
-        .await
-        .expect("cancel");
-    let document = node.finished(run_id).await;
-    assert_eq!(document["status"], "cancelled");
-    assert_eq!(document["steps"]["nap"]["status"], "cancelled");
-    assert_eq!(document["steps"]["after"]["status"], "skipped");
-    let again = node.runtime.cancel_run(run_id, None, None).await;
-    assert!(matches!(again, Err(Error::RunFinished { .. })), "{again:?}");
-    node.stop().await;
-}
-
 async fn bad_input_writes_nothing(url: &str) {
     let node = Node::start(url).await;
     node.register(CHAIN).await;
@@ -387,5 +317,49 @@ async fn bad_input_writes_nothing(url: &str) {
         })
         .await;
     assert!(runs.expect("list").items.is_empty(), "nothing was written");
+    node.stop().await;
+}
+
+async fn secrets_reach_executors_but_never_the_log(url: &str) {
+    const SECRET: &str = "s3cr3t-value";
+    let config = engine::runtime::Config {
+        secrets: [("TOKEN", SECRET)].into_iter().collect(),
+        ..super::test_config()
+    };
+    let node = Node::start_with(url, config).await;
+    node.register(
+        r#"
+name: secretive
+steps:
+  call:
+    uses: http
+    with: { method: GET, url: "http://test.invalid/x", json: { echo: "Bearer {{ secrets.TOKEN }}" } }
+  note: { needs: [call], uses: noop, with: { token: "{{ secrets.TOKEN }}" } }
+"#,
+    )
+    .await;
+    let run_id = node.start_run("secretive", json!({})).await;
+    let document = node.finished(run_id).await;
+    assert_eq!(document["status"], "succeeded", "{document}");
+    let call = &document["steps"]["call"]["output"];
+    assert_eq!(
+        call["echo_bytes"],
+        "Bearer ".len() + SECRET.len(),
+        "the executor saw the value"
+    );
+    assert_eq!(call["echo"], "Bearer ***", "its output was redacted");
+    assert_eq!(document["steps"]["note"]["output"], json!({"token": "***"}));
+    let events = node
+        .runtime
+        .store()
+        .read_stream(run_id, 0, 1_000)
+        .await
+        .expect("read");
+    let leaked: Vec<_> = events
+        .iter()
+        .filter(|event| event.payload.to_string().contains(SECRET))
+        .map(|event| event.event_type.clone())
+        .collect();
+    assert!(leaked.is_empty(), "secret in {leaked:?}");
     node.stop().await;
 }

@@ -3,6 +3,8 @@
 
 mod flows;
 mod recovery;
+mod steering;
+mod work;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,18 +25,26 @@ pub struct Node {
     pub handle: Option<RuntimeHandle>,
 }
 
+/// Fast polling and short leases for tests.
+pub fn test_config() -> Config {
+    Config {
+        workers: 4,
+        poll_ms: 20,
+        lease_ms: 5_000,
+        shutdown_grace_ms: 2_000,
+        ..Config::default()
+    }
+}
+
 impl Node {
     pub async fn start(url: &str) -> Node {
+        Node::start_with(url, test_config()).await
+    }
+
+    pub async fn start_with(url: &str, config: Config) -> Node {
         let store = engine::store::open_with(url, StoreConfig::default())
             .await
             .expect("open the store");
-        let config = Config {
-            workers: 4,
-            poll_ms: 20,
-            lease_ms: 5_000,
-            shutdown_grace_ms: 2_000,
-            ..Config::default()
-        };
         let executors: Vec<Arc<dyn Executor>> = vec![Arc::new(Scripted)];
         let runtime = Runtime::new(Arc::new(store), executors, config);
         let handle = runtime.start().await.expect("start the runtime");
@@ -97,9 +107,20 @@ impl Node {
     }
 }
 
-/// The `http` kind in tests, scripted by `with.json`: fails retryably while
-/// `attempt <= fail_times`, returns `output_bytes` bytes when asked, else
-/// succeeds with `{echo, attempt, key}`.
+/// Executions started per idempotency key, over every test's `Scripted`.
+pub static CALLS: std::sync::LazyLock<std::sync::Mutex<std::collections::BTreeMap<String, u32>>> =
+    std::sync::LazyLock::new(Default::default);
+
+/// How many times an attempt of `key` started executing.
+pub fn calls(key: &str) -> u32 {
+    CALLS
+        .lock()
+        .map_or(0, |calls| calls.get(key).copied().unwrap_or(0))
+}
+
+/// The `http` kind in tests, scripted by `with.json`: waits `delay_ms`,
+/// fails retryably while `attempt <= fail_times`, returns `output_bytes`
+/// bytes when asked, else succeeds with `{echo, attempt, key}`.
 #[derive(Debug)]
 pub struct Scripted;
 
@@ -111,6 +132,12 @@ impl Executor for Scripted {
     fn execute<'a>(&'a self, attempt: &'a Attempt) -> BoxFuture<'a, Outcome> {
         Box::pin(async move {
             let script = attempt.input.get("json").cloned().unwrap_or(Value::Null);
+            if let Ok(mut calls) = CALLS.lock() {
+                *calls.entry(attempt.idempotency_key.clone()).or_default() += 1;
+            }
+            if let Some(delay) = script.get("delay_ms").and_then(Value::as_u64) {
+                tokio::time::sleep(Duration::from_millis(delay)).await;
+            }
             let fail_times = script.get("fail_times").and_then(Value::as_u64);
             if fail_times.is_some_and(|times| u64::from(attempt.attempt) <= times) {
                 return Outcome::failed(format!("scripted failure {}", attempt.attempt), true);
@@ -121,9 +148,11 @@ impl Executor for Scripted {
                     output: json!({ "text": text }),
                 };
             }
+            let echo = script.get("echo").cloned().unwrap_or(Value::Null);
             Outcome::Succeeded {
                 output: json!({
-                    "echo": script.get("echo").cloned().unwrap_or(Value::Null),
+                    "echo_bytes": echo.as_str().map(str::len),
+                    "echo": echo,
                     "attempt": attempt.attempt,
                     "key": attempt.idempotency_key,
                 }),

@@ -425,3 +425,36 @@ pub async fn retried_append_is_idempotent<S: EventStore>(database: Database) {
         1
     );
 }
+
+/// Two nodes on one database take turns: each one's remembered heads go
+/// stale every time, and the log still comes out whole.
+pub async fn two_nodes_interleave_appends<S: EventStore>(database: Database) {
+    let fixture = Fixture::<S>::open(database, StoreConfig::default()).await;
+    let other = S::connect(&fixture.url, StoreConfig::default())
+        .await
+        .expect("second node");
+    let nodes = [fixture.store.as_ref(), &other];
+    let shared = new_id();
+    nodes[0]
+        .append(start_request(shared, "shared", start_time(), None))
+        .await
+        .expect("start");
+    for turn in 0..10_u64 {
+        let node = nodes[(turn % 2) as usize];
+        let tick = AppendRequest::new(
+            shared,
+            turn + 1,
+            vec![event("Tick", json!({ "turn": turn }))],
+        );
+        node.append(tick).await.expect("append on the shared run");
+        node.append(start_request(new_id(), "own", start_time(), None))
+            .await
+            .expect("a run of its own");
+    }
+    let log = whole_log(fixture.store.as_ref()).await;
+    assert_eq!(log.len(), 1 + 10 * 2);
+    chain::verify_log(&LogHead::genesis(), &log).expect("one log chain");
+    let stream = other.read_stream(shared, 0, 100).await.expect("stream");
+    assert_eq!(seqs(&stream), (1..=11).collect::<Vec<_>>());
+    chain::verify_run(&stream).expect("one run chain");
+}

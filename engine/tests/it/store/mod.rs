@@ -235,6 +235,7 @@ macro_rules! contract_tests {
             case!(racing_appenders_get_gap_free_seqs);
             case!(batch_settles_each_run);
             case!(retried_append_is_idempotent);
+            case!(two_nodes_interleave_appends);
             case!(four_workers_share_tasks_through_leases);
             case!(expired_or_taken_lease_is_fenced);
             case!(timers_fire_in_order_once);

@@ -34,6 +34,7 @@ impl Recorded {
 struct Shared {
     requests: Arc<Mutex<Vec<Recorded>>>,
     flaky_calls: Arc<AtomicUsize>,
+    carrier_calls: Arc<AtomicUsize>,
 }
 
 /// A running server; it stops with the test's runtime.
@@ -166,6 +167,15 @@ async fn answer(
                 (StatusCode::SERVICE_UNAVAILABLE, "try again").into_response()
             } else {
                 (json, format!(r#"{{"attempts_seen":{calls}}}"#)).into_response()
+            }
+        }
+        // workflows/shipping.yaml's carrier: busy once, then books.
+        "/carrier/shipments" => {
+            let calls = shared.carrier_calls.fetch_add(1, Ordering::SeqCst) + 1;
+            if calls < 2 {
+                (StatusCode::SERVICE_UNAVAILABLE, "busy").into_response()
+            } else {
+                (json, r#"{"tracking":"T-1"}"#).into_response()
             }
         }
         path => match path

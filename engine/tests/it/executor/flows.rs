@@ -1,0 +1,152 @@
+//! Example workflows from `workflows/` run by the real runtime (on SQLite)
+//! with the real executors against a real HTTP server and real programs.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use engine::core::Secrets;
+use engine::core::state::RunState;
+use engine::executor::{ExecConfig, HttpConfig, standard_executors};
+use engine::runtime::{Config, Runtime, StartRequest};
+use engine::store::{EventStore, RunId, Store, StoreConfig};
+use serde_json::{Value, json};
+
+use super::http::server::Server;
+use crate::schema::repo_path;
+
+/// How long a run may take before the test fails.
+const RUN_WAIT_MS_MAX: u64 = 30_000;
+
+struct Node {
+    runtime: Arc<Runtime<Store>>,
+    _database: crate::store::Database,
+}
+
+impl Node {
+    async fn start(secrets: Secrets) -> (Node, engine::runtime::RuntimeHandle) {
+        let database = crate::store::sqlite_database();
+        let store = engine::store::open_with(&database.url, StoreConfig::default())
+            .await
+            .expect("open the store");
+        let executors =
+            standard_executors(HttpConfig::default(), ExecConfig::enabled()).expect("executors");
+        let config = Config {
+            workers: 4,
+            poll_ms: 20,
+            secrets,
+            ..Config::default()
+        };
+        let runtime = Runtime::new(Arc::new(store), executors, config);
+        let handle = runtime.start().await.expect("start the runtime");
+        let node = Node {
+            runtime,
+            _database: database,
+        };
+        (node, handle)
+    }
+
+    async fn run(&self, example: &str, input: Value) -> (RunId, Value) {
+        let source = std::fs::read_to_string(repo_path(&format!("workflows/{example}.yaml")))
+            .expect("read the example");
+        self.runtime
+            .register_source(&source)
+            .await
+            .expect("register the example");
+        let request = StartRequest {
+            workflow: example.to_owned(),
+            input,
+            ..StartRequest::default()
+        };
+        let mut changes = self.runtime.changes();
+        let run_id = self.runtime.start_run(request).await.expect("start").run_id;
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(RUN_WAIT_MS_MAX);
+        loop {
+            let state: RunState = self.runtime.state(run_id).await.expect("read the run");
+            if state.is_finished() {
+                return (run_id, state.document());
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{:#}",
+                state.document()
+            );
+            // Woken by the node's appends; the timeout covers a missed wake-up.
+            let _ = tokio::time::timeout(Duration::from_millis(50), changes.recv()).await;
+        }
+    }
+
+    /// Every payload of the run's events, as one text.
+    async fn log_text(&self, run_id: RunId) -> String {
+        let events = self
+            .runtime
+            .store()
+            .read_stream(run_id, 0, 1_000)
+            .await
+            .expect("read the log");
+        events
+            .iter()
+            .map(|event| format!("{} {}\n", event.event_type, event.payload))
+            .collect()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shipping_books_through_a_busy_carrier_and_keeps_the_token_out_of_the_log() {
+    let server = Server::start().await;
+    let secrets: Secrets = [("CARRIER_TOKEN", "carrier-token-123")]
+        .into_iter()
+        .collect();
+    let (node, handle) = Node::start(secrets).await;
+    let input = json!({ "order": "o-7", "base_url": server.base });
+    let (run_id, document) = node.run("shipping", input).await;
+    handle.shutdown().await;
+    assert_eq!(document["status"], "succeeded", "{document:#}");
+    assert_eq!(document["output"]["tracking"], "T-1");
+    assert_eq!(document["steps"]["book"]["attempts"], 2, "{document:#}");
+    let requests = server.requests();
+    assert_eq!(requests.len(), 2);
+    for request in &requests {
+        assert_eq!(
+            request.header("idempotency-key"),
+            Some(&*format!("{run_id}/book"))
+        );
+        assert_eq!(
+            request.header("authorization"),
+            Some("Bearer carrier-token-123")
+        );
+        let body: Value = serde_json::from_slice(&request.body).expect("JSON body");
+        assert_eq!(
+            body,
+            json!({ "reference": "o-7", "parent_run": run_id.to_string() })
+        );
+    }
+    let log = node.log_text(run_id).await;
+    assert!(!log.contains("carrier-token-123"), "{log}");
+    assert!(log.contains("HTTP 503 Service Unavailable: busy"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disk_housekeeping_prunes_measures_and_enforces_the_budget() {
+    let folder = tempfile::tempdir().expect("temp dir");
+    let path = folder.path().display().to_string();
+    std::fs::write(folder.path().join("fresh.log"), vec![b'x'; 64 * 1024]).expect("write");
+    let (node, handle) = Node::start(Secrets::none()).await;
+    let input = json!({ "folder": path, "folders": [path], "budget_kib": 1_000_000 });
+    let (_, within) = node.run("disk-housekeeping", input).await;
+    let input = json!({ "folder": path, "folders": [path], "budget_kib": 0 });
+    let (_, over) = node.run("disk-housekeeping", input).await;
+    handle.shutdown().await;
+    assert_eq!(within["status"], "succeeded", "{within:#}");
+    let usage = within["output"]["usage"].as_str().expect("du's text");
+    let (kib, measured) = usage.trim_end().split_once('\t').expect("`KIB\tPATH`");
+    assert_eq!(measured, path);
+    assert!(kib.parse::<u64>().is_ok_and(|kib| kib >= 64), "{usage}");
+    assert_eq!(within["steps"]["over_budget"]["status"], "skipped");
+    assert!(
+        folder.path().join("fresh.log").exists(),
+        "a fresh file was pruned"
+    );
+    assert_eq!(over["status"], "failed", "{over:#}");
+    assert_eq!(over["steps"]["over_budget"]["status"], "failed");
+    assert_eq!(over["steps"]["report"]["status"], "skipped");
+}

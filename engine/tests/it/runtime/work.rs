@@ -1,0 +1,166 @@
+//! Workers: a long attempt keeps its lease against a second node, the
+//! attempt deadline stops the executor, and shutdown lets a running attempt
+//! finish and record its result, a cancel from another node stops an
+//! attempt, the run timeout ends a run.
+
+use std::time::Duration;
+
+use engine::core::state::RunStatus;
+use serde_json::json;
+
+use super::{Node, both_backends, calls, test_config};
+
+both_backends!(work:
+    long_attempt_keeps_its_lease,
+    deadline_stops_the_executor,
+    shutdown_lets_a_running_attempt_finish,
+    cancel_from_another_node_stops_the_attempt,
+    run_timeout_fails_the_run,
+);
+
+async fn long_attempt_keeps_its_lease(url: &str) {
+    let config = engine::runtime::Config {
+        lease_ms: 300,
+        ..test_config()
+    };
+    let first = Node::start_with(url, config.clone()).await;
+    let second = Node::start_with(url, config).await;
+    first
+        .register(
+            r#"
+name: slow
+steps:
+  call: { uses: http, with: { method: GET, url: "http://test.invalid/x", json: { delay_ms: 1500 } } }
+"#,
+        )
+        .await;
+    let run_id = first.start_run("slow", json!({})).await;
+    let document = first.finished(run_id).await;
+    assert_eq!(document["status"], "succeeded", "{document}");
+    // Five lease periods passed; renewals kept the other node off it.
+    assert_eq!(calls(&format!("{run_id}/call")), 1);
+    second.stop().await;
+    first.stop().await;
+}
+
+async fn deadline_stops_the_executor(url: &str) {
+    let node = Node::start(url).await;
+    node.register(
+        r#"
+name: stuck
+steps:
+  call:
+    uses: http
+    with: { method: GET, url: "http://test.invalid/x", json: { delay_ms: 600000 } }
+    timeout: 200ms
+    retry: { max_attempts: 1 }
+"#,
+    )
+    .await;
+    let run_id = node.start_run("stuck", json!({})).await;
+    let document = node.finished(run_id).await;
+    assert_eq!(document["status"], "failed", "{document}");
+    let error = document["steps"]["call"]["error"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        error.contains("deadline") || error.contains("timed out"),
+        "{error}"
+    );
+    node.stop().await;
+}
+
+async fn shutdown_lets_a_running_attempt_finish(url: &str) {
+    let node = Node::start(url).await;
+    node.register(
+        r#"
+name: finishing
+steps:
+  call: { uses: http, with: { method: GET, url: "http://test.invalid/x", json: { delay_ms: 300 } } }
+"#,
+    )
+    .await;
+    let run_id = node.start_run("finishing", json!({})).await;
+    let key = format!("{run_id}/call");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while calls(&key) == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the attempt never started"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let runtime = std::sync::Arc::clone(&node.runtime);
+    node.stop().await;
+    let state = runtime.state(run_id).await.expect("state");
+    assert_eq!(
+        state.status,
+        RunStatus::Succeeded,
+        "recorded before the node stopped"
+    );
+}
+
+/// A run cancelled through another node stops the attempt running here
+/// (noticed at the next lease renewal) instead of letting it run to its end.
+async fn cancel_from_another_node_stops_the_attempt(url: &str) {
+    let config = engine::runtime::Config {
+        lease_ms: 300,
+        ..test_config()
+    };
+    let worker = Node::start_with(url, config).await;
+    worker
+        .register(
+            r#"
+name: long
+steps:
+  call: { uses: http, with: { method: GET, url: "http://test.invalid/x", json: { delay_ms: 600000 } } }
+"#,
+        )
+        .await;
+    let run_id = worker.start_run("long", json!({})).await;
+    let key = format!("{run_id}/call");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while calls(&key) == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the attempt never started"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Another process's runtime: no workers, only the API.
+    let store = engine::store::open(url).await.expect("open");
+    let api = engine::runtime::Runtime::new(std::sync::Arc::new(store), Vec::new(), test_config());
+    api.cancel_run(run_id, None, Some("stop".to_owned()))
+        .await
+        .expect("cancel");
+    let document = worker.finished(run_id).await;
+    assert_eq!(document["status"], "cancelled");
+    // The worker lets go within a renewal period: shutdown does not wait
+    // for the 10-minute attempt (its grace is 2 s).
+    let stopped = tokio::time::timeout(Duration::from_secs(5), worker.stop()).await;
+    assert!(stopped.is_ok(), "the cancelled attempt was still running");
+}
+
+async fn run_timeout_fails_the_run(url: &str) {
+    let node = Node::start(url).await;
+    node.register(
+        r#"
+name: late
+timeout: 300ms
+steps:
+  nap: { uses: sleep, with: { duration: 1h } }
+"#,
+    )
+    .await;
+    let document = node.finished(node.start_run("late", json!({})).await).await;
+    assert_eq!(document["status"], "failed", "{document}");
+    assert_eq!(document["steps"]["nap"]["status"], "cancelled");
+    assert!(
+        document["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("timed out"),
+        "{document}"
+    );
+    node.stop().await;
+}
