@@ -150,3 +150,75 @@ async fn disk_housekeeping_prunes_measures_and_enforces_the_budget() {
     assert_eq!(over["steps"]["over_budget"]["status"], "failed");
     assert_eq!(over["steps"]["report"]["status"], "skipped");
 }
+
+/// The `METHOD PATH` of every request the server received, in order.
+fn calls(server: &Server) -> Vec<String> {
+    server
+        .requests()
+        .iter()
+        .map(|request| format!("{} {}", request.method, request.path))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploy_promotes_a_healthy_canary_and_keeps_the_token_out_of_the_log() {
+    let server = Server::start().await;
+    let secrets: Secrets = [("DEPLOY_TOKEN", "deploy-token-456")].into_iter().collect();
+    let (node, handle) = Node::start(secrets).await;
+    let input = json!({
+        "base_url": server.base, "service": "web", "image": "web:1.2.3",
+        "bake": "50ms", "smoke_tests": true,
+    });
+    let (run_id, document) = node.run("deploy", input).await;
+    handle.shutdown().await;
+    assert_eq!(document["status"], "succeeded", "{document:#}");
+    assert_eq!(
+        document["output"],
+        json!({ "service": "web", "image": "web:1.2.3", "smoke": "succeeded", "promoted": true })
+    );
+    assert_eq!(document["steps"]["rollback"]["status"], "skipped");
+    let calls = calls(&server);
+    assert_eq!(calls.len(), 4, "{calls:?}");
+    assert_eq!(calls[0], "POST /deployments/web/canary");
+    // smoke and health run side by side after the bake, in either order
+    let mut after_bake = calls[1..3].to_vec();
+    after_bake.sort();
+    assert_eq!(
+        after_bake,
+        [
+            "GET /deployments/web/canary/health",
+            "GET /deployments/web/canary/smoke"
+        ]
+    );
+    assert_eq!(calls[3], "POST /deployments/web/promote");
+    let log = node.log_text(run_id).await;
+    assert!(!log.contains("deploy-token-456"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploy_rolls_back_a_canary_that_never_gets_healthy() {
+    let server = Server::start().await;
+    let secrets: Secrets = [("DEPLOY_TOKEN", "deploy-token-456")].into_iter().collect();
+    let (node, handle) = Node::start(secrets).await;
+    let input = json!({
+        "base_url": server.base, "service": "api", "image": "api:9", "bake": "50ms",
+    });
+    let (_, document) = node.run("deploy", input).await;
+    handle.shutdown().await;
+    // health fails for good (2 attempts, fixed backoff), nothing covers it.
+    assert_eq!(document["status"], "failed", "{document:#}");
+    assert_eq!(document["steps"]["health"]["status"], "failed");
+    assert_eq!(document["steps"]["health"]["attempts"], 2);
+    assert_eq!(document["steps"]["smoke"]["status"], "skipped");
+    assert_eq!(document["steps"]["promote"]["status"], "skipped");
+    assert_eq!(document["steps"]["rollback"]["status"], "succeeded");
+    assert_eq!(
+        calls(&server),
+        [
+            "POST /deployments/api/canary",
+            "GET /deployments/api/canary/health",
+            "GET /deployments/api/canary/health",
+            "DELETE /deployments/api/canary",
+        ]
+    );
+}

@@ -178,6 +178,15 @@ async fn answer(
                 (json, r#"{"tracking":"T-1"}"#).into_response()
             }
         }
+        // workflows/deploy.yaml's deployment API: service `web` is healthy,
+        // any other service's canary never passes its health check.
+        path if path.starts_with("/deployments/") => {
+            if path.ends_with("/canary/health") && !path.starts_with("/deployments/web/") {
+                (StatusCode::SERVICE_UNAVAILABLE, "canary unhealthy").into_response()
+            } else {
+                (json, r#"{"ok":true}"#).into_response()
+            }
+        }
         path => match path
             .strip_prefix("/status/")
             .and_then(|code| code.parse::<u16>().ok())
