@@ -46,6 +46,13 @@ impl Node {
     }
 
     async fn run(&self, example: &str, input: Value) -> (RunId, Value) {
+        let run_id = self.start_run(example, input).await;
+        let document = self.wait_until(run_id, RunState::is_finished).await;
+        (run_id, document)
+    }
+
+    /// Registers `workflows/<example>.yaml` and starts a run of it.
+    async fn start_run(&self, example: &str, input: Value) -> RunId {
         let source = std::fs::read_to_string(repo_path(&format!("workflows/{example}.yaml")))
             .expect("read the example");
         self.runtime
@@ -57,13 +64,17 @@ impl Node {
             input,
             ..StartRequest::default()
         };
+        self.runtime.start_run(request).await.expect("start").run_id
+    }
+
+    /// Waits until the run's state satisfies `done`; returns its document.
+    async fn wait_until(&self, run_id: RunId, done: impl Fn(&RunState) -> bool) -> Value {
         let mut changes = self.runtime.changes();
-        let run_id = self.runtime.start_run(request).await.expect("start").run_id;
         let deadline = tokio::time::Instant::now() + Duration::from_millis(RUN_WAIT_MS_MAX);
         loop {
             let state: RunState = self.runtime.state(run_id).await.expect("read the run");
-            if state.is_finished() {
-                return (run_id, state.document());
+            if done(&state) {
+                return state.document();
             }
             assert!(
                 tokio::time::Instant::now() < deadline,
@@ -220,5 +231,92 @@ async fn deploy_rolls_back_a_canary_that_never_gets_healthy() {
             "GET /deployments/api/canary/health",
             "DELETE /deployments/api/canary",
         ]
+    );
+}
+
+/// The JSON bodies the server received on `path`, in order.
+fn bodies(server: &Server, path: &str) -> Vec<Value> {
+    server
+        .requests()
+        .iter()
+        .filter(|request| request.path == path)
+        .map(|request| serde_json::from_slice(&request.body).expect("JSON body"))
+        .collect()
+}
+
+fn step_is_waiting(step: &'static str) -> impl Fn(&RunState) -> bool {
+    move |state| state.document()["steps"][step]["status"] == "waiting"
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn incident_escalation_escalates_a_rejected_page_and_closes_the_incident() {
+    let server = Server::start().await;
+    let (node, handle) = Node::start(Secrets::none()).await;
+    let alert = json!({ "id": "inc-9", "severity": "critical", "summary": "db down" });
+    let run_id = node
+        .start_run(
+            "incident-escalation",
+            json!({ "base_url": server.base, "alert": alert }),
+        )
+        .await;
+    node.wait_until(run_id, step_is_waiting("acknowledge"))
+        .await;
+    node.runtime
+        .reject(
+            run_id,
+            "acknowledge",
+            "oncall-bob",
+            Some("asleep".to_owned()),
+        )
+        .await
+        .expect("reject the page");
+    let document = node.wait_until(run_id, RunState::is_finished).await;
+    handle.shutdown().await;
+    // The rejection fails `acknowledge`, continue_on_error keeps the run going.
+    assert_eq!(document["status"], "succeeded", "{document:#}");
+    assert_eq!(
+        document["output"],
+        json!({ "acknowledged": "failed", "escalated": "succeeded" })
+    );
+    let pages: Vec<Value> = bodies(&server, "/pager/pages")
+        .into_iter()
+        .map(|page| page["to"].clone())
+        .collect();
+    assert_eq!(
+        pages,
+        [json!("oncall"), json!("manager"), json!("director")]
+    );
+    assert_eq!(
+        bodies(&server, "/incidents/inc-9"),
+        [json!({ "state": "closed", "acknowledged": false, "escalated": true })]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn incident_escalation_closes_an_acknowledged_page_without_escalating() {
+    let server = Server::start().await;
+    let (node, handle) = Node::start(Secrets::none()).await;
+    let alert = json!({ "id": "inc-10", "severity": "minor", "summary": "disk 80%" });
+    let run_id = node
+        .start_run(
+            "incident-escalation",
+            json!({ "base_url": server.base, "alert": alert }),
+        )
+        .await;
+    node.wait_until(run_id, step_is_waiting("acknowledge"))
+        .await;
+    node.runtime
+        .approve(run_id, "acknowledge", "oncall-bob", None)
+        .await
+        .expect("acknowledge the page");
+    let document = node.wait_until(run_id, RunState::is_finished).await;
+    handle.shutdown().await;
+    assert_eq!(document["status"], "succeeded", "{document:#}");
+    assert_eq!(document["steps"]["escalate"]["status"], "skipped");
+    assert_eq!(document["steps"]["wake_director"]["status"], "skipped");
+    assert_eq!(bodies(&server, "/pager/pages").len(), 1);
+    assert_eq!(
+        bodies(&server, "/incidents/inc-10"),
+        [json!({ "state": "closed", "acknowledged": true, "escalated": false })]
     );
 }

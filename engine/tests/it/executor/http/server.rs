@@ -178,6 +178,9 @@ async fn answer(
                 (json, r#"{"tracking":"T-1"}"#).into_response()
             }
         }
+        // workflows/incident-escalation.yaml's pager and incident tracker.
+        "/pager/pages" => (json, r#"{"paged":true}"#).into_response(),
+        path if path.starts_with("/incidents/") => (json, r#"{"ok":true}"#).into_response(),
         // workflows/deploy.yaml's deployment API: service `web` is healthy,
         // any other service's canary never passes its health check.
         path if path.starts_with("/deployments/") => {
