@@ -320,3 +320,69 @@ async fn incident_escalation_closes_an_acknowledged_page_without_escalating() {
         [json!({ "state": "closed", "acknowledged": true, "escalated": false })]
     );
 }
+
+/// The warehouse of workflows/order-fulfilment.yaml: an agent that packs
+/// one item per task.
+#[derive(Debug)]
+struct Packer;
+
+impl engine::executor::Executor for Packer {
+    fn kind(&self) -> engine::core::workflow::StepKind {
+        engine::core::workflow::StepKind::Agent
+    }
+
+    fn execute<'a>(
+        &'a self,
+        attempt: &'a engine::executor::Attempt,
+    ) -> engine::executor::BoxFuture<'a, engine::executor::Outcome> {
+        Box::pin(async move {
+            engine::executor::Outcome::Succeeded {
+                output: json!({ "packed": attempt.input["payload"]["sku"] }),
+            }
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn order_fulfilment_charges_packs_waits_for_finance_and_ships_through_the_child() {
+    let server = Server::start().await;
+    let secrets: Secrets = [("CARRIER_TOKEN", "carrier-token-123")]
+        .into_iter()
+        .collect();
+    let (node, handle) = Node::start(secrets).await;
+    let warehouse = node
+        .runtime
+        .start_agent(engine::runtime::agent_queue("warehouse"), Arc::new(Packer));
+    let shipping = std::fs::read_to_string(repo_path("workflows/shipping.yaml")).expect("read");
+    node.runtime
+        .register_source(&shipping)
+        .await
+        .expect("register the child workflow");
+    let run_id = node
+        .start_run(
+            "order-fulfilment",
+            json!({ "order_id": "o-1", "base_url": server.base }),
+        )
+        .await;
+    node.wait_until(run_id, step_is_waiting("approve")).await;
+    node.runtime
+        .approve(run_id, "approve", "finance-fay", Some("ok".to_owned()))
+        .await
+        .expect("approve");
+    let document = node.wait_until(run_id, RunState::is_finished).await;
+    warehouse.shutdown().await;
+    handle.shutdown().await;
+    assert_eq!(document["status"], "succeeded", "{document:#}");
+    assert_eq!(document["output"], json!({ "tracking": "T-1" }));
+    assert_eq!(
+        document["steps"]["pack"]["output"],
+        json!([{ "packed": "tea" }, { "packed": "cup" }, { "packed": "pot" }]),
+        "for_each outputs in item order"
+    );
+    assert_eq!(
+        bodies(&server, "/pay/charge"),
+        [json!({ "order": "o-1" })],
+        "the unpaid order is charged once"
+    );
+    assert_eq!(document["steps"]["cleanup"]["status"], "succeeded");
+}

@@ -178,6 +178,13 @@ async fn answer(
                 (json, r#"{"tracking":"T-1"}"#).into_response()
             }
         }
+        // workflows/order-fulfilment.yaml's shop and payment provider.
+        path if path.starts_with("/shop/orders/") => (
+            json,
+            r#"{"status":"unpaid","items":[{"sku":"tea"},{"sku":"cup"},{"sku":"pot"}]}"#,
+        )
+            .into_response(),
+        "/pay/charge" => (json, r#"{"charged":true}"#).into_response(),
         // workflows/incident-escalation.yaml's pager and incident tracker.
         "/pager/pages" => (json, r#"{"paged":true}"#).into_response(),
         path if path.starts_with("/incidents/") => (json, r#"{"ok":true}"#).into_response(),
