@@ -1,5 +1,6 @@
-//! Example workflows from `workflows/` run by the real runtime (on SQLite)
-//! with the real executors against a real HTTP server and real programs.
+//! Example workflows from `workflows/` run by the real runtime, on SQLite and
+//! on the real PostgreSQL, with the real executors against a real HTTP server
+//! and real programs.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,18 +14,18 @@ use serde_json::{Value, json};
 
 use super::http::server::Server;
 use crate::schema::repo_path;
+use crate::store::Database;
 
 /// How long a run may take before the test fails.
 const RUN_WAIT_MS_MAX: u64 = 30_000;
 
 struct Node {
     runtime: Arc<Runtime<Store>>,
-    _database: crate::store::Database,
+    _database: Database,
 }
 
 impl Node {
-    async fn start(secrets: Secrets) -> (Node, engine::runtime::RuntimeHandle) {
-        let database = crate::store::sqlite_database();
+    async fn start(database: Database, secrets: Secrets) -> (Node, engine::runtime::RuntimeHandle) {
         let store = engine::store::open_with(&database.url, StoreConfig::default())
             .await
             .expect("open the store");
@@ -101,13 +102,14 @@ impl Node {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn shipping_books_through_a_busy_carrier_and_keeps_the_token_out_of_the_log() {
+async fn shipping_books_through_a_busy_carrier_and_keeps_the_token_out_of_the_log(
+    database: Database,
+) {
     let server = Server::start().await;
     let secrets: Secrets = [("CARRIER_TOKEN", "carrier-token-123")]
         .into_iter()
         .collect();
-    let (node, handle) = Node::start(secrets).await;
+    let (node, handle) = Node::start(database, secrets).await;
     let input = json!({ "order": "o-7", "base_url": server.base });
     let (run_id, document) = node.run("shipping", input).await;
     handle.shutdown().await;
@@ -136,12 +138,11 @@ async fn shipping_books_through_a_busy_carrier_and_keeps_the_token_out_of_the_lo
     assert!(log.contains("HTTP 503 Service Unavailable: busy"), "{log}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn disk_housekeeping_prunes_measures_and_enforces_the_budget() {
+async fn disk_housekeeping_prunes_measures_and_enforces_the_budget(database: Database) {
     let folder = tempfile::tempdir().expect("temp dir");
     let path = folder.path().display().to_string();
     std::fs::write(folder.path().join("fresh.log"), vec![b'x'; 64 * 1024]).expect("write");
-    let (node, handle) = Node::start(Secrets::none()).await;
+    let (node, handle) = Node::start(database, Secrets::none()).await;
     let input = json!({ "folder": path, "folders": [path], "budget_kib": 1_000_000 });
     let (_, within) = node.run("disk-housekeeping", input).await;
     let input = json!({ "folder": path, "folders": [path], "budget_kib": 0 });
@@ -171,11 +172,10 @@ fn calls(server: &Server) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn deploy_promotes_a_healthy_canary_and_keeps_the_token_out_of_the_log() {
+async fn deploy_promotes_a_healthy_canary_and_keeps_the_token_out_of_the_log(database: Database) {
     let server = Server::start().await;
     let secrets: Secrets = [("DEPLOY_TOKEN", "deploy-token-456")].into_iter().collect();
-    let (node, handle) = Node::start(secrets).await;
+    let (node, handle) = Node::start(database, secrets).await;
     let input = json!({
         "base_url": server.base, "service": "web", "image": "web:1.2.3",
         "bake": "50ms", "smoke_tests": true,
@@ -206,11 +206,10 @@ async fn deploy_promotes_a_healthy_canary_and_keeps_the_token_out_of_the_log() {
     assert!(!log.contains("deploy-token-456"), "{log}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn deploy_rolls_back_a_canary_that_never_gets_healthy() {
+async fn deploy_rolls_back_a_canary_that_never_gets_healthy(database: Database) {
     let server = Server::start().await;
     let secrets: Secrets = [("DEPLOY_TOKEN", "deploy-token-456")].into_iter().collect();
-    let (node, handle) = Node::start(secrets).await;
+    let (node, handle) = Node::start(database, secrets).await;
     let input = json!({
         "base_url": server.base, "service": "api", "image": "api:9", "bake": "50ms",
     });
@@ -248,10 +247,9 @@ fn step_is_waiting(step: &'static str) -> impl Fn(&RunState) -> bool {
     move |state| state.document()["steps"][step]["status"] == "waiting"
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn incident_escalation_escalates_a_rejected_page_and_closes_the_incident() {
+async fn incident_escalation_escalates_a_rejected_page_and_closes_the_incident(database: Database) {
     let server = Server::start().await;
-    let (node, handle) = Node::start(Secrets::none()).await;
+    let (node, handle) = Node::start(database, Secrets::none()).await;
     let alert = json!({ "id": "inc-9", "severity": "critical", "summary": "db down" });
     let run_id = node
         .start_run(
@@ -292,10 +290,9 @@ async fn incident_escalation_escalates_a_rejected_page_and_closes_the_incident()
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn incident_escalation_closes_an_acknowledged_page_without_escalating() {
+async fn incident_escalation_closes_an_acknowledged_page_without_escalating(database: Database) {
     let server = Server::start().await;
-    let (node, handle) = Node::start(Secrets::none()).await;
+    let (node, handle) = Node::start(database, Secrets::none()).await;
     let alert = json!({ "id": "inc-10", "severity": "minor", "summary": "disk 80%" });
     let run_id = node
         .start_run(
@@ -343,13 +340,14 @@ impl engine::executor::Executor for Packer {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn order_fulfilment_charges_packs_waits_for_finance_and_ships_through_the_child() {
+async fn order_fulfilment_charges_packs_waits_for_finance_and_ships_through_the_child(
+    database: Database,
+) {
     let server = Server::start().await;
     let secrets: Secrets = [("CARRIER_TOKEN", "carrier-token-123")]
         .into_iter()
         .collect();
-    let (node, handle) = Node::start(secrets).await;
+    let (node, handle) = Node::start(database, secrets).await;
     let warehouse = node
         .runtime
         .start_agent(engine::runtime::agent_queue("warehouse"), Arc::new(Packer));
@@ -386,3 +384,32 @@ async fn order_fulfilment_charges_packs_waits_for_finance_and_ships_through_the_
     );
     assert_eq!(document["steps"]["cleanup"]["status"], "succeeded");
 }
+
+/// Every flow above, once per backend.
+macro_rules! on_both_backends {
+    ($backend:ident, $database:expr) => {
+        mod $backend {
+            macro_rules! case {
+                ($name:ident) => {
+                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                    async fn $name() {
+                        if let Some(database) = $database {
+                            super::$name(database).await;
+                        }
+                    }
+                };
+            }
+
+            case!(shipping_books_through_a_busy_carrier_and_keeps_the_token_out_of_the_log);
+            case!(disk_housekeeping_prunes_measures_and_enforces_the_budget);
+            case!(deploy_promotes_a_healthy_canary_and_keeps_the_token_out_of_the_log);
+            case!(deploy_rolls_back_a_canary_that_never_gets_healthy);
+            case!(incident_escalation_escalates_a_rejected_page_and_closes_the_incident);
+            case!(incident_escalation_closes_an_acknowledged_page_without_escalating);
+            case!(order_fulfilment_charges_packs_waits_for_finance_and_ships_through_the_child);
+        }
+    };
+}
+
+on_both_backends!(sqlite, Some(crate::store::sqlite_database()));
+on_both_backends!(postgres, crate::store::postgres_database().await);
