@@ -385,6 +385,78 @@ async fn order_fulfilment_charges_packs_waits_for_finance_and_ships_through_the_
     assert_eq!(document["steps"]["cleanup"]["status"], "succeeded");
 }
 
+/// An `http` step against a server that fails twice, then answers.
+const FLAKY: &str = r#"
+name: flaky
+input: { type: object, required: [base_url], properties: { base_url: { type: string } } }
+steps:
+  call:
+    uses: http
+    retry: { max_attempts: 3, backoff: fixed, initial_interval: 300ms }
+    with: { method: GET, url: "{{ input.base_url }}/flaky" }
+"#;
+
+/// The retry delay of [`FLAKY`], in milliseconds.
+const FLAKY_BACKOFF_MS: i64 = 300;
+
+async fn http_step_retries_on_durable_timers_with_one_idempotency_key(database: Database) {
+    let server = Server::start().await;
+    let (node, handle) = Node::start(database, Secrets::none()).await;
+    node.runtime.register_source(FLAKY).await.expect("register");
+    let request = StartRequest {
+        workflow: "flaky".to_owned(),
+        input: json!({ "base_url": server.base }),
+        ..StartRequest::default()
+    };
+    let run_id = node.runtime.start_run(request).await.expect("start").run_id;
+    let document = node.wait_until(run_id, RunState::is_finished).await;
+    handle.shutdown().await;
+    assert_eq!(document["status"], "succeeded", "{document:#}");
+    assert_eq!(document["steps"]["call"]["attempts"], 3);
+    assert_eq!(
+        document["steps"]["call"]["output"]["body"],
+        json!({ "attempts_seen": 3 })
+    );
+    let requests = server.requests();
+    assert_eq!(requests.len(), 3);
+    let key = format!("{run_id}/call");
+    for request in &requests {
+        assert_eq!(request.header("idempotency-key"), Some(key.as_str()));
+    }
+    // Each retry waited for its durable timer: the next attempt was handed
+    // out no earlier than the timer's fire time, which is the backoff after
+    // the failure.
+    let events = node
+        .runtime
+        .store()
+        .read_stream(run_id, 0, 1_000)
+        .await
+        .expect("read the log");
+    let at = |event: &engine::store::RecordedEvent, field: &str| {
+        let text = event.payload[field].as_str().expect("a time field");
+        chrono::DateTime::parse_from_rfc3339(text).expect("RFC 3339")
+    };
+    let failures: Vec<_> = events
+        .iter()
+        .filter(|e| e.event_type == "step.failed")
+        .collect();
+    let retries: Vec<_> = events
+        .iter()
+        .filter(|e| e.event_type == "step.retry_scheduled")
+        .collect();
+    let scheduled: Vec<_> = events
+        .iter()
+        .filter(|e| e.event_type == "step.scheduled")
+        .collect();
+    assert_eq!((failures.len(), retries.len(), scheduled.len()), (2, 2, 3));
+    for attempt in 0..2 {
+        let fire_at = at(retries[attempt], "fire_at");
+        let backoff = fire_at - at(failures[attempt], "at");
+        assert_eq!(backoff.num_milliseconds(), FLAKY_BACKOFF_MS);
+        assert!(at(scheduled[attempt + 1], "at") >= fire_at);
+    }
+}
+
 /// Every flow above, once per backend.
 macro_rules! on_both_backends {
     ($backend:ident, $database:expr) => {
@@ -407,6 +479,7 @@ macro_rules! on_both_backends {
             case!(incident_escalation_escalates_a_rejected_page_and_closes_the_incident);
             case!(incident_escalation_closes_an_acknowledged_page_without_escalating);
             case!(order_fulfilment_charges_packs_waits_for_finance_and_ships_through_the_child);
+            case!(http_step_retries_on_durable_timers_with_one_idempotency_key);
         }
     };
 }
