@@ -252,7 +252,7 @@ impl<S: EventStore> Runtime<S> {
     ) -> Result<store::Appended, store::Error> {
         let mut backoff_ms = UNAVAILABLE_BACKOFF_MS;
         for _ in 0..UNAVAILABLE_RETRIES_MAX {
-            match self.store.append(request.clone()).await {
+            match self.timed_append(request.clone()).await {
                 Err(error) if error.is_retryable() => {
                     tokio::time::sleep(std::time::Duration::from_millis(backoff_ms)).await;
                     backoff_ms = (backoff_ms * 2).min(2_000);
@@ -260,7 +260,16 @@ impl<S: EventStore> Runtime<S> {
                 other => return other,
             }
         }
-        self.store.append(request).await
+        self.timed_append(request).await
+    }
+
+    /// One store append, its duration sent to [`Runtime::append_timings`].
+    async fn timed_append(&self, request: AppendRequest) -> Result<store::Appended, store::Error> {
+        let begin = std::time::Instant::now();
+        let appended = self.store.append(request).await;
+        // No receiver is fine: nobody exports timings.
+        let _ = self.append_timings.send(begin.elapsed());
+        appended
     }
 
     /// Records a run's first events; `Existing` when the idempotency key (or
@@ -310,7 +319,10 @@ impl<S: EventStore> Runtime<S> {
         all_effects.append(&mut settled.effects);
         let mut request = self.request(run_id, 0, &events, &state, now);
         self.add_work(&mut request, run_id, &all_effects, now);
-        match self.store.start_run(request).await {
+        let begin = std::time::Instant::now();
+        let outcome = self.store.start_run(request).await;
+        let _ = self.append_timings.send(begin.elapsed());
+        match outcome {
             Ok(store::StartOutcome::Started(_)) => {
                 self.remember(run_id, &workflow, &state);
                 let _ = self.changes.send(run_id);

@@ -52,6 +52,8 @@ pub const POLL_MS_DEFAULT: u64 = 200;
 pub const SHUTDOWN_GRACE_MS_DEFAULT: u64 = 10_000;
 /// Most times one fact is retried after losing a seq race.
 pub const CONFLICT_RETRIES_MAX: usize = 1_000;
+/// Append timings buffered per [`Runtime::append_timings`] receiver.
+pub const APPEND_TIMINGS_BUFFER: usize = 4_096;
 /// Most runs whose folded state is cached in memory.
 pub const RUN_CACHE_MAX: usize = 10_000;
 /// Environment variable prefix of secrets: `IMX_SECRET_<NAME>`.
@@ -186,6 +188,8 @@ pub struct Runtime<S: EventStore> {
     config: Config,
     cache: Mutex<advance::Cache>,
     changes: broadcast::Sender<RunId>,
+    /// How long each store append took; see [`Runtime::append_timings`].
+    append_timings: broadcast::Sender<std::time::Duration>,
     cancels: Mutex<HashMap<String, Arc<tokio::sync::Notify>>>,
 }
 
@@ -198,12 +202,14 @@ impl<S: EventStore> Runtime<S> {
             .map(|executor| (step_queue(executor.kind()), executor))
             .collect();
         let (changes, _) = broadcast::channel(1024);
+        let (append_timings, _) = broadcast::channel(APPEND_TIMINGS_BUFFER);
         Arc::new(Runtime {
             store,
             executors,
             config,
             cache: Mutex::new(advance::Cache::default()),
             changes,
+            append_timings,
             cancels: Mutex::new(HashMap::new()),
         })
     }
@@ -224,6 +230,14 @@ impl<S: EventStore> Runtime<S> {
     /// Run ids as their runs change in this process (a hint: read the run).
     pub fn changes(&self) -> broadcast::Receiver<RunId> {
         self.changes.subscribe()
+    }
+
+    /// The duration of every store append this node makes from now on, so
+    /// that a host can export it (the runtime stays free of any metrics
+    /// crate). A receiver that falls behind by [`APPEND_TIMINGS_BUFFER`]
+    /// loses the oldest timings; nothing waits for receivers.
+    pub fn append_timings(&self) -> broadcast::Receiver<std::time::Duration> {
+        self.append_timings.subscribe()
     }
 
     fn now(&self) -> DateTime<Utc> {

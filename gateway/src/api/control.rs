@@ -91,6 +91,11 @@ pub trait Control: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<(), ControlError>>;
     fn approve(&self, decision: Decision) -> BoxFuture<'_, Result<(), ControlError>>;
     fn reject(&self, decision: Decision) -> BoxFuture<'_, Result<(), ControlError>>;
+    /// The durations of the runtime's store appends, for `imx_append_seconds`;
+    /// `None` when there is no runtime to time.
+    fn append_timings(&self) -> Option<tokio::sync::broadcast::Receiver<std::time::Duration>> {
+        None
+    }
 }
 
 impl From<ControlError> for super::error::ApiError {

@@ -15,6 +15,11 @@ use prometheus::{
 /// Step attempts whose start is remembered to time them; older ones are dropped.
 pub const TIMED_ATTEMPTS_MAX: usize = 10_000;
 
+/// The smallest append histogram bucket: appends are sub-millisecond on SQLite.
+pub const APPEND_BUCKET_SECONDS_MIN: f64 = 0.000_05;
+/// Append buckets, doubling from the smallest (up to about 1.6 s).
+pub const APPEND_BUCKETS: usize = 16;
+
 /// (run, step, index, attempt).
 type AttemptKey = (uuid::Uuid, String, Option<u64>, u64);
 
@@ -27,6 +32,7 @@ pub struct Metrics {
     pub runs_started: IntCounter,
     pub runs_finished: IntCounterVec,
     pub step_seconds: HistogramVec,
+    pub append_seconds: Histogram,
     pub queue_depth: IntGauge,
     pub expired_leases: IntGauge,
     pub log_position: IntGauge,
@@ -67,9 +73,20 @@ impl Metrics {
         let step_seconds = HistogramVec::new(
             HistogramOpts::new(
                 "imx_step_duration_seconds",
-                "Step attempt time from start to result, by kind (log tail)",
+                "Step attempt time from start (or scheduling, for pure kinds) to result, by kind (log tail)",
             ),
             &["kind", "outcome"],
+        )?;
+        let append_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "imx_append_seconds",
+                "Time of one store append by this node's runtime",
+            )
+            .buckets(prometheus::exponential_buckets(
+                APPEND_BUCKET_SECONDS_MIN,
+                2.0,
+                APPEND_BUCKETS,
+            )?),
         )?;
         let queue_depth = IntGauge::new("imx_queue_depth", "Tasks in the work queue (at scrape)")?;
         let expired_leases = IntGauge::new(
@@ -83,6 +100,7 @@ impl Metrics {
         registry.register(Box::new(runs_started.clone()))?;
         registry.register(Box::new(runs_finished.clone()))?;
         registry.register(Box::new(step_seconds.clone()))?;
+        registry.register(Box::new(append_seconds.clone()))?;
         registry.register(Box::new(queue_depth.clone()))?;
         registry.register(Box::new(expired_leases.clone()))?;
         registry.register(Box::new(log_position.clone()))?;
@@ -94,6 +112,7 @@ impl Metrics {
             runs_started,
             runs_finished,
             step_seconds,
+            append_seconds,
             queue_depth,
             expired_leases,
             log_position,
@@ -107,8 +126,8 @@ impl Metrics {
         SubscriptionGuard(self.subscriptions.clone())
     }
 
-    /// Counts one event of the global log.
-    pub fn observe_event(&self, event: &RecordedEvent) {
+    /// Counts one event of the global log; `kind` labels a step's duration.
+    pub fn observe_event(&self, event: &RecordedEvent, kind: &str) {
         let payload = &event.payload;
         let field = |name: &str| payload.get(name);
         let key = || {
@@ -134,7 +153,10 @@ impl Metrics {
             "run.succeeded" => self.runs_finished.with_label_values(&["succeeded"]).inc(),
             "run.failed" => self.runs_finished.with_label_values(&["failed"]).inc(),
             "run.cancelled" => self.runs_finished.with_label_values(&["cancelled"]).inc(),
-            "step.started" => {
+            // Pure kinds (noop, sleep) have no `step.started`: they are timed
+            // from scheduling; an executor's `step.started` restarts the clock
+            // so that its histogram holds the attempt, not the queue wait.
+            "step.scheduled" | "step.started" => {
                 if started.len() >= TIMED_ATTEMPTS_MAX {
                     started.clear();
                 }
@@ -146,9 +168,8 @@ impl Metrics {
                 if let (Some(begin), Some(end)) = (started.remove(&key()), at()) {
                     let outcome = &event.event_type["step.".len()..];
                     let seconds = (end - begin).num_microseconds().unwrap_or(0) as f64 / 1e6;
-                    // Events do not name the step kind; `step` covers executor steps.
                     self.step_seconds
-                        .with_label_values(&["step", outcome])
+                        .with_label_values(&[kind, outcome])
                         .observe(seconds.max(0.0));
                 }
             }

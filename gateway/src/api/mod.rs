@@ -11,6 +11,7 @@ mod http;
 pub mod metrics;
 mod runtime_control;
 pub mod schema;
+mod step_kinds;
 mod tail;
 
 use std::future::Future;
@@ -101,6 +102,12 @@ pub async fn bind_api(
         metrics.clone(),
     )
     .await?;
+    if let Some(timings) = control
+        .as_ref()
+        .and_then(|control| control.append_timings())
+    {
+        tokio::spawn(observe_appends(timings, metrics.clone(), tail.shutdown()));
+    }
     let context = schema::ApiContext {
         store: store.clone(),
         control,
@@ -135,6 +142,26 @@ pub async fn bind_api(
         router,
         shutdown,
     })
+}
+
+/// Feeds the runtime's append timings into `imx_append_seconds` until shutdown.
+async fn observe_appends(
+    mut timings: tokio::sync::broadcast::Receiver<Duration>,
+    metrics: Arc<metrics::Metrics>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            timing = timings.recv() => match timing {
+                Ok(timing) => metrics.append_seconds.observe(timing.as_secs_f64()),
+                // Timings lost while behind are not counted.
+                Err(RecvError::Lagged(_)) => {}
+                Err(RecvError::Closed) => return,
+            },
+        }
+    }
 }
 
 /// Runs the API on `config.listen` until `shutdown` completes.

@@ -188,4 +188,8 @@ impl Control for Runtime<Store> {
         }
         .boxed()
     }
+
+    fn append_timings(&self) -> Option<tokio::sync::broadcast::Receiver<std::time::Duration>> {
+        Some(Runtime::append_timings(self))
+    }
 }

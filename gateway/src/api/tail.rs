@@ -10,6 +10,7 @@ use engine::store::{EventStore, RecordedEvent, Store};
 use tokio::sync::{broadcast, watch};
 
 use super::metrics::Metrics;
+use super::step_kinds::StepKinds;
 
 /// Events buffered per subscriber before it counts as lagging.
 pub const TAIL_BUFFER_EVENTS: usize = 4_096;
@@ -66,6 +67,7 @@ async fn follow(
     mut shutdown: watch::Receiver<bool>,
     metrics: Arc<Metrics>,
 ) {
+    let mut kinds = StepKinds::new(store.clone());
     loop {
         if *shutdown.borrow() {
             return;
@@ -75,7 +77,11 @@ async fn follow(
                 let full = batch.len() as u32 == READ_LOG_BATCH;
                 for event in batch {
                     position = event.position;
-                    metrics.observe_event(&event);
+                    let kind = match event.event_type.as_str() {
+                        "step.succeeded" | "step.failed" => kinds.kind(&event).await,
+                        _ => super::step_kinds::KIND_UNKNOWN,
+                    };
+                    metrics.observe_event(&event, kind);
                     // No receiver is fine: nobody subscribes right now.
                     let _ = sender.send(Arc::new(event));
                 }

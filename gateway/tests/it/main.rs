@@ -5,6 +5,7 @@ mod api_auth;
 mod api_binary;
 mod api_flow;
 mod api_limits;
+mod api_metrics;
 mod api_pagination;
 mod api_schema;
 mod crash;
