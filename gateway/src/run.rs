@@ -234,18 +234,8 @@ fn read_source(workflow: &str) -> anyhow::Result<Option<(String, String)>> {
         }
         return Ok(None);
     }
-    let size = std::fs::metadata(path)
-        .map_err(|error| Refused(format!("{workflow}: cannot read the file: {error}")))?
-        .len();
-    if size > dsl::SOURCE_BYTES_MAX as u64 {
-        return Err(Refused(format!(
-            "{workflow}: {size} bytes, more than the limit of {} bytes",
-            dsl::SOURCE_BYTES_MAX
-        ))
-        .into());
-    }
-    let text = std::fs::read_to_string(path)
-        .map_err(|error| Refused(format!("{workflow}: cannot read the file: {error}")))?;
+    let text = crate::validate::read_workflow_source(path)
+        .map_err(|message| Refused(format!("{workflow}: {message}")))?;
     Ok(Some((workflow.to_owned(), text)))
 }
 

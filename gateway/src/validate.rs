@@ -12,8 +12,9 @@ use engine::core::workflow::Workflow;
 
 use crate::cli::{GraphArgs, GraphFormat, ValidateArgs};
 
-/// Largest workflow file `imx` reads; larger files are reported, not parsed.
-pub const WORKFLOW_FILE_BYTES_MAX: u64 = 1024 * 1024;
+/// Largest workflow file `imx` reads (the DSL's own source limit); larger
+/// files are reported, not parsed.
+pub const WORKFLOW_FILE_BYTES_MAX: u64 = dsl::SOURCE_BYTES_MAX as u64;
 
 pub fn validate(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
     let files = collect_workflow_files(&args.paths)?;
@@ -111,7 +112,9 @@ fn file_error(code: dsl::Code, message: String, hint: Option<String>) -> dsl::Di
     }
 }
 
-fn read_workflow_source(file: &Path) -> Result<String, String> {
+/// Reads a workflow file within [`WORKFLOW_FILE_BYTES_MAX`], as UTF-8; the
+/// error says what is wrong with the file (the caller names it).
+pub(crate) fn read_workflow_source(file: &Path) -> Result<String, String> {
     let metadata = std::fs::metadata(file).map_err(|err| format!("cannot read file: {err}"))?;
     if metadata.len() > WORKFLOW_FILE_BYTES_MAX {
         return Err(format!(
