@@ -19,7 +19,7 @@ use crate::store::{self, ClaimedTask, EventStore};
 
 use super::advance::Advanced;
 use super::queues::{AttemptTask, TimerTask};
-use super::{Error, Runtime};
+use super::{Error, Runtime, TASK_CLAIMS_MAX};
 
 impl<S: EventStore> Runtime<S> {
     /// A fired timer: `timer.fired`, or `step.succeeded` for a `sleep`.
@@ -82,6 +82,7 @@ impl<S: EventStore> Runtime<S> {
             return self.drop_task(task).await;
         }
         let outcome = match self.rendered_attempt(&workflow, &state, task, &wanted) {
+            _ if task.claims > TASK_CLAIMS_MAX => abandoned(task.claims - 1),
             Some(attempt) => match self.run_attempt(task, executor.as_ref(), &attempt).await {
                 Some(outcome) => outcome,
                 // Lease lost or attempt cancelled: the result is not ours to record.
@@ -265,6 +266,21 @@ impl<S: EventStore> Runtime<S> {
             Err(error) => Err(error.into()),
         }
     }
+}
+
+/// The dead letter: an attempt whose task was claimed more than
+/// [`TASK_CLAIMS_MAX`] times without a result (each holder crashed or hung
+/// until its lease ran out) fails instead of being handed out forever. It
+/// is retryable, so the step's retry policy decides what happens next.
+fn abandoned(expired: u32) -> Outcome {
+    Outcome::failed(
+        format!(
+            "abandoned: this attempt was handed to a worker {expired} times and each time its lease \
+             expired without a result (a node running it crashed or hung); look for crashes in \
+             the node logs, or give the step a shorter `timeout`"
+        ),
+        true,
+    )
 }
 
 /// `step.succeeded` or `step.failed` for the attempt's outcome.
