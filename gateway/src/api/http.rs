@@ -25,6 +25,7 @@ use super::config::ApiConfig;
 use super::error::{ApiError, Code, code_for_engine_message};
 use super::metrics::Metrics;
 use super::schema::ApiSchema;
+use super::ws_limit::WebSocketSession;
 
 /// Shared by every handler.
 #[derive(Clone)]
@@ -259,6 +260,7 @@ async fn graphql_get(State(state): State<AppState>, request: Request) -> Respons
                         .map_err(|error| async_graphql::Error::new(error.message))?;
                     let mut data = Data::default();
                     data.insert(principal);
+                    data.insert(WebSocketSession);
                     Ok(data)
                 })
                 .serve()

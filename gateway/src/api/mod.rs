@@ -13,6 +13,7 @@ mod runtime_control;
 pub mod schema;
 mod step_kinds;
 mod tail;
+mod ws_limit;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -115,14 +116,15 @@ pub async fn bind_api(
         tail,
         metrics: metrics.clone(),
     };
+    let limiter = Arc::new(http::rate_limiter(&config));
     let state = http::AppState {
-        schema: schema::build(&config, context),
+        schema: schema::build(&config, context, limiter.clone()),
         auth: auth::Authenticator {
             insecure_no_auth: config.insecure_no_auth,
             jwt: config.jwt.clone(),
             store: store.clone(),
         },
-        limiter: Arc::new(http::rate_limiter(&config)),
+        limiter,
         metrics,
         store,
         graphiql: config.graphiql,

@@ -6,6 +6,7 @@ mod api_binary;
 mod api_flow;
 mod api_limits;
 mod api_metrics;
+mod api_ops;
 mod api_pagination;
 mod api_schema;
 mod crash;
