@@ -17,6 +17,7 @@ use axum::extract::{DefaultBodyLimit, FromRequestParts, Request, State, WebSocke
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
+use engine::store::EventStore;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use tracing::Instrument;
 
@@ -35,6 +36,7 @@ pub struct AppState {
     pub limiter: Arc<DefaultKeyedRateLimiter<String>>,
     pub metrics: Arc<Metrics>,
     pub store: Arc<engine::store::Store>,
+    pub tail: Arc<super::tail::LogTail>,
     pub graphiql: bool,
     pub timeout: Duration,
     pub body_bytes_max: usize,
@@ -287,7 +289,26 @@ async fn readyz(State(state): State<AppState>) -> Response {
     }
 }
 
+/// Longest a scrape waits for the log tail to reach the log's head, in ms.
+pub const METRICS_CATCH_UP_MS: u64 = 2_000;
+
+/// The run and step counters come from the log tail: a scrape first lets the
+/// tail reach the head of the log as of the scrape, so what finished before
+/// the scrape began is counted (unless the tail is over
+/// [`METRICS_CATCH_UP_MS`] behind; `imx_log_position` then shows by how much).
 async fn metrics(State(state): State<AppState>) -> Response {
+    match state.store.log_head().await {
+        Ok(head) => {
+            let wait = Duration::from_millis(METRICS_CATCH_UP_MS);
+            if !state.tail.caught_up(head.position, wait).await {
+                tracing::warn!(
+                    head = head.position,
+                    "the log tail did not reach the head within {METRICS_CATCH_UP_MS} ms"
+                );
+            }
+        }
+        Err(error) => tracing::warn!(%error, "reading the log head failed"),
+    }
     match state.store.queue_depth().await {
         Ok(depth) => state.metrics.queue_depth.set(depth as i64),
         Err(error) => tracing::warn!(%error, "reading the queue depth failed"),

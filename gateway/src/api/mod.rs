@@ -107,13 +107,13 @@ pub async fn bind_api(
         .as_ref()
         .and_then(|control| control.append_timings())
     {
-        tokio::spawn(observe_appends(timings, metrics.clone(), tail.shutdown()));
+        tokio::spawn(observe_appends(timings, metrics.clone(), tail.clone()));
     }
     let context = schema::ApiContext {
         store: store.clone(),
         control,
         limits: config.limits.clone(),
-        tail,
+        tail: tail.clone(),
         metrics: metrics.clone(),
     };
     let limiter = Arc::new(http::rate_limiter(&config));
@@ -127,6 +127,7 @@ pub async fn bind_api(
         limiter,
         metrics,
         store,
+        tail,
         graphiql: config.graphiql,
         timeout: Duration::from_millis(config.limits.request_timeout_ms),
         body_bytes_max: config.limits.body_bytes_max,
@@ -146,20 +147,25 @@ pub async fn bind_api(
     })
 }
 
-/// Feeds the runtime's append timings into `imx_append_seconds` until shutdown.
+/// Feeds the runtime's append timings into `imx_append_seconds` and wakes
+/// the log tail after each append, until shutdown.
 async fn observe_appends(
     mut timings: tokio::sync::broadcast::Receiver<Duration>,
     metrics: Arc<metrics::Metrics>,
-    mut shutdown: watch::Receiver<bool>,
+    tail: Arc<tail::LogTail>,
 ) {
     use tokio::sync::broadcast::error::RecvError;
+    let mut shutdown = tail.shutdown();
     loop {
         tokio::select! {
             _ = shutdown.changed() => return,
             timing = timings.recv() => match timing {
-                Ok(timing) => metrics.append_seconds.observe(timing.as_secs_f64()),
+                Ok(timing) => {
+                    metrics.append_seconds.observe(timing.as_secs_f64());
+                    tail.wake();
+                }
                 // Timings lost while behind are not counted.
-                Err(RecvError::Lagged(_)) => {}
+                Err(RecvError::Lagged(_)) => tail.wake(),
                 Err(RecvError::Closed) => return,
             },
         }
