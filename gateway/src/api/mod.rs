@@ -209,6 +209,18 @@ pub async fn shutdown_signal() {
     }
 }
 
+/// Plain log lines on stderr for the other commands (`imx run`, `imx agent`):
+/// warnings only unless `IMX_LOG` (or `RUST_LOG`) says otherwise.
+pub fn init_text_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("IMX_LOG")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
 /// JSON log lines on stderr; `IMX_LOG` (or `RUST_LOG`) filters, default `info`.
 pub fn init_json_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("IMX_LOG")

@@ -206,7 +206,12 @@ pub struct Ws {
 impl Ws {
     /// Connects and authenticates in `connection_init`; Err with the close reason on refusal.
     pub async fn connect(api: &TestApi, token: &str) -> Result<Ws, String> {
-        let url = format!("{}/graphql", api.base.replace("http://", "ws://"));
+        Ws::connect_to(&api.base, token).await
+    }
+
+    /// Connects to the server at `base` (`http://host:port`).
+    pub async fn connect_to(base: &str, token: &str) -> Result<Ws, String> {
+        let url = format!("{}/graphql", base.replace("http://", "ws://"));
         let mut request = url.into_client_request().expect("a ws request");
         request.headers_mut().insert(
             "Sec-WebSocket-Protocol",

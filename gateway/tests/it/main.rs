@@ -5,6 +5,7 @@ mod api_auth;
 mod api_binary;
 mod api_flow;
 mod api_limits;
+mod api_logs;
 mod api_metrics;
 mod api_ops;
 mod api_pagination;
