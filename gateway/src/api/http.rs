@@ -157,6 +157,7 @@ async fn graphql_operation(state: &AppState, headers: &HeaderMap, body: &[u8]) -
     };
     let span =
         tracing::info_span!("graphql", caller = %principal.id, operation = ?request.operation_name);
+    span.in_scope(|| tracing::debug!("operation received"));
     let request = request.data(principal);
     let execution = state.schema.execute(request).instrument(span);
     let Ok(mut response) = tokio::time::timeout(state.timeout, execution).await else {
@@ -278,7 +279,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
         Ok(true) => (StatusCode::OK, "ready\n").into_response(),
         Ok(false) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: the database has migrations this node has not applied; run `imx migrate`\n",
+            "not ready: the database's migrations differ from this node's: run `imx migrate` when it is behind, or run a newer imx when the database is ahead\n",
         )
             .into_response(),
         Err(error) => (

@@ -10,6 +10,7 @@ mod api_metrics;
 mod api_ops;
 mod api_pagination;
 mod api_schema;
+mod api_shutdown;
 mod crash;
 mod replay;
 mod run;
