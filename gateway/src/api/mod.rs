@@ -8,6 +8,7 @@ pub mod config;
 pub mod control;
 pub mod error;
 mod http;
+pub mod jwks;
 pub mod metrics;
 mod runtime_control;
 pub mod schema;

@@ -4,6 +4,7 @@ mod api;
 mod api_auth;
 mod api_binary;
 mod api_flow;
+mod api_jwks;
 mod api_limits;
 mod api_logs;
 mod api_metrics;
