@@ -1,6 +1,7 @@
-//! Operational limits over the wire: a blocked operation gets a timeout
-//! answer instead of hanging, and operations sent over WebSocket draw from
-//! the same per-caller rate limit as HTTP ones.
+//! Operational behaviour over the wire: a blocked operation gets a timeout
+//! answer instead of hanging, operations sent over WebSocket draw from the
+//! same per-caller rate limit as HTTP ones, and subscriptions on a node
+//! without a runtime follow runs another node carries out.
 
 use imx_gateway::api::config::Limits;
 use serde_json::{Value, json};
@@ -167,4 +168,58 @@ async fn websocket_operations_count_against_the_callers_rate_limit() {
     ws.close().await;
     other_ws.close().await;
     api.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscriptions_on_one_node_see_runs_carried_out_by_another() {
+    for url in database_urls() {
+        // The watcher has no runtime: everything it sees comes through the store.
+        let watcher = TestApi::start(&url, config(), false).await;
+        let worker = TestApi::start(&url, config(), true).await;
+        let admin = worker.api_key(&["admin"]).await;
+        let (name, source) = named(NOOP_WORKFLOW, "across");
+        register(&worker, &admin, &source).await;
+        let mut updates = Ws::connect(&watcher, &admin).await.expect("connects");
+        let filter = json!({"filter": {"workflow": name}});
+        updates
+            .subscribe(
+                "u",
+                "subscription($filter: RunUpdatesFilter) { runUpdates(filter: $filter) { event { type } run { id status } } }",
+                filter,
+            )
+            .await;
+        let run_id = start(&worker, &admin, &name).await;
+        let mut events = Ws::connect(&watcher, &admin).await.expect("connects");
+        let query = "subscription($id: ID!) { runEvents(runId: $id, afterSeq: 0) { seq type } }";
+        events.subscribe("e", query, json!({"id": run_id})).await;
+        let mut seqs = Vec::new();
+        let mut last = String::new();
+        loop {
+            let message = events.next().await.expect("a message");
+            if message["type"] == "complete" {
+                break;
+            }
+            let event = &message["payload"]["data"]["runEvents"];
+            assert!(event.is_object(), "{message}");
+            seqs.push(event["seq"].as_u64().expect("a seq"));
+            last = event["type"].as_str().unwrap_or_default().to_owned();
+        }
+        let expected: Vec<u64> = (1..=seqs.len() as u64).collect();
+        assert_eq!(seqs, expected, "every event once, in order");
+        assert_eq!(last, "run.succeeded");
+        // runUpdates reaches the run's end too.
+        loop {
+            let message = updates.next().await.expect("an update");
+            let update = &message["payload"]["data"]["runUpdates"];
+            assert_eq!(update["run"]["id"], run_id.as_str(), "{message}");
+            if update["event"]["type"] == "run.succeeded" {
+                assert_eq!(update["run"]["status"], "SUCCEEDED");
+                break;
+            }
+        }
+        events.close().await;
+        updates.close().await;
+        worker.stop().await;
+        watcher.stop().await;
+    }
 }
