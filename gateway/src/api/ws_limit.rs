@@ -1,15 +1,18 @@
-//! Per-caller rate limiting of the operations sent over a WebSocket: every
-//! graphql-transport-ws `subscribe` message is one operation and draws from
-//! the caller's bucket, the same bucket as its HTTP operations (those are
-//! checked in `http.rs` before parsing, to answer 429). One connection can
-//! otherwise start unbounded work with a single upgrade.
+//! Limits of the operations sent over a WebSocket, which `http.rs` does not
+//! see: every graphql-transport-ws `subscribe` message is one operation and
+//! draws from the caller's rate bucket, the same bucket as its HTTP
+//! operations (those are checked in `http.rs` before parsing, to answer
+//! 429), and a query or mutation sent that way has the same time limit as
+//! over HTTP. One connection could otherwise start unbounded work with a
+//! single upgrade.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_graphql::extensions::{
-    Extension, ExtensionContext, ExtensionFactory, NextPrepareRequest,
+    Extension, ExtensionContext, ExtensionFactory, NextExecute, NextPrepareRequest,
 };
-use async_graphql::{Request, ServerError, ServerResult};
+use async_graphql::{Request, Response, ServerError, ServerResult};
 use governor::DefaultKeyedRateLimiter;
 
 use super::auth::Principal;
@@ -20,21 +23,32 @@ use super::error::ApiError;
 #[derive(Debug, Clone, Copy)]
 pub struct WebSocketSession;
 
-/// The schema extension that charges WebSocket operations to their caller.
-pub struct WebSocketRateLimit {
+/// The schema extension that limits WebSocket operations.
+pub struct WebSocketLimits {
     pub limiter: Arc<DefaultKeyedRateLimiter<String>>,
+    /// `request_timeout_ms` for queries and mutations (subscriptions are long-lived).
+    pub timeout: Duration,
 }
 
-impl ExtensionFactory for WebSocketRateLimit {
+impl ExtensionFactory for WebSocketLimits {
     fn create(&self) -> Arc<dyn Extension> {
         Arc::new(Check {
             limiter: Arc::clone(&self.limiter),
+            timeout: self.timeout,
         })
     }
 }
 
 struct Check {
     limiter: Arc<DefaultKeyedRateLimiter<String>>,
+    timeout: Duration,
+}
+
+/// A GraphQL error with `extensions.code`.
+fn server_error(error: ApiError) -> ServerError {
+    let mut refused = ServerError::new(error.message.clone(), None);
+    refused.extensions = async_graphql::Error::from(error).extensions;
+    refused
 }
 
 #[async_graphql::async_trait::async_trait]
@@ -55,11 +69,29 @@ impl Extension for Check {
                 let error = ApiError::limit(
                     "rate limit exceeded for this caller (rate_per_second/rate_burst): every subscribe message counts as one operation; slow down and retry",
                 );
-                let mut refused = ServerError::new(error.message.clone(), None);
-                refused.extensions = async_graphql::Error::from(error).extensions;
-                return Err(refused);
+                return Err(server_error(error));
             }
         }
         next.run(ctx, request).await
+    }
+
+    /// Queries and mutations only: async-graphql runs subscriptions without
+    /// this hook.
+    async fn execute(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        operation_name: Option<&str>,
+        next: NextExecute<'_>,
+    ) -> Response {
+        if ctx.data_opt::<WebSocketSession>().is_none() {
+            return next.run(ctx, operation_name).await;
+        }
+        match tokio::time::timeout(self.timeout, next.run(ctx, operation_name)).await {
+            Ok(response) => response,
+            Err(_) => Response::from_errors(vec![server_error(ApiError::limit(format!(
+                "the operation took longer than {} ms (request_timeout_ms)",
+                self.timeout.as_millis()
+            )))]),
+        }
     }
 }

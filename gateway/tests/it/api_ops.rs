@@ -83,6 +83,21 @@ async fn a_blocked_operation_gets_a_timeout_answer_not_a_hang() {
             waited < WAIT,
             "the answer came after {waited:?}, not at the timeout"
         );
+        // The same over the WebSocket: `next` with the LIMIT error, then `complete`.
+        let mut ws = Ws::connect(&api, &admin).await.expect("connects");
+        ws.subscribe("t", REGISTER, json!({"source": source})).await;
+        let answer = ws.next().await.expect("an answer");
+        assert_eq!(
+            (
+                &answer["id"],
+                &answer["payload"]["errors"][0]["extensions"]["code"]
+            ),
+            (&json!("t"), &json!("LIMIT")),
+            "{answer}"
+        );
+        let complete = ws.next().await.expect("complete");
+        assert_eq!(complete["type"], "complete", "{complete}");
+        ws.close().await;
         // Reads do not wait on the lock: the server keeps answering.
         let data = api.data(&admin, "{ workflows { name } }", json!({})).await;
         assert!(data["workflows"].is_array(), "{data}");

@@ -106,6 +106,11 @@ async fn sigterm_finishes_the_in_flight_request_and_step() {
     });
     line_with(&mut lines, "operation received").await;
 
+    // A subscriber is connected when the signal comes.
+    let mut ws = Ws::connect_to(&base, "none").await.expect("connects");
+    let updates = "subscription { runUpdates { event { type } } }";
+    ws.subscribe("u", updates, json!({})).await;
+
     let pid = child.id().expect("a pid").to_string();
     let killed = Command::new("kill").args(["-TERM", &pid]).status().await;
     assert!(killed.expect("kill runs").success());
@@ -137,6 +142,17 @@ async fn sigterm_finishes_the_in_flight_request_and_step() {
         .expect("the FIFO opens");
     release.write_all(b"x").await.expect("the step is released");
     drop(release);
+    // The subscription ends and the socket closes; the process does not wait on it.
+    let mut ended = Vec::new();
+    while let Some(message) = ws.next().await {
+        let kind = message["type"].as_str().unwrap_or_default().to_owned();
+        let closed = kind == "closed";
+        ended.push(kind);
+        if closed {
+            break;
+        }
+    }
+    assert!(ended.contains(&"complete".to_owned()), "{ended:?}");
     let status = tokio::time::timeout(WAIT, child.wait())
         .await
         .expect("stops in time");

@@ -21,7 +21,7 @@ use super::control::Control;
 use super::error::ApiError;
 use super::metrics::Metrics;
 use super::tail::LogTail;
-use super::ws_limit::WebSocketRateLimit;
+use super::ws_limit::WebSocketLimits;
 
 pub use mutation::Mutation;
 pub use query::Query;
@@ -105,7 +105,10 @@ pub fn build(
 ) -> ApiSchema {
     let mut builder = Schema::build(Query, Mutation, Subscription)
         .data(context)
-        .extension(WebSocketRateLimit { limiter })
+        .extension(WebSocketLimits {
+            limiter,
+            timeout: std::time::Duration::from_millis(config.limits.request_timeout_ms),
+        })
         .limit_depth(config.limits.query_depth_max)
         .limit_complexity(config.limits.query_complexity_max)
         .limit_directives(DIRECTIVES_MAX);
