@@ -4,19 +4,23 @@
 //! operations (those are checked in `http.rs` before parsing, to answer
 //! 429), and a query or mutation sent that way has the same time limit as
 //! over HTTP. One connection could otherwise start unbounded work with a
-//! single upgrade.
+//! single upgrade. Parse, validation and limit errors of async-graphql
+//! itself get their `extensions.code` here too (`http.rs` adds them to
+//! HTTP answers).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_graphql::extensions::{
-    Extension, ExtensionContext, ExtensionFactory, NextExecute, NextPrepareRequest,
+    Extension, ExtensionContext, ExtensionFactory, NextExecute, NextParseQuery, NextPrepareRequest,
+    NextValidation,
 };
-use async_graphql::{Request, Response, ServerError, ServerResult};
+use async_graphql::parser::types::ExecutableDocument;
+use async_graphql::{Request, Response, ServerError, ServerResult, ValidationResult, Variables};
 use governor::DefaultKeyedRateLimiter;
 
 use super::auth::Principal;
-use super::error::ApiError;
+use super::error::{ApiError, code_for_engine_message};
 
 /// Put into a WebSocket connection's session data (with its [`Principal`]):
 /// operations carrying it are counted here, HTTP ones are not.
@@ -42,6 +46,20 @@ impl ExtensionFactory for WebSocketLimits {
 struct Check {
     limiter: Arc<DefaultKeyedRateLimiter<String>>,
     timeout: Duration,
+}
+
+/// `error` with a code judged from its message, unless it has one.
+fn with_code(mut error: ServerError) -> ServerError {
+    let has_code = error
+        .extensions
+        .as_ref()
+        .is_some_and(|extensions| extensions.get("code").is_some());
+    if !has_code {
+        let code = code_for_engine_message(&error.message);
+        error.extensions =
+            async_graphql::Error::from(ApiError::new(code, error.message.clone())).extensions;
+    }
+    error
 }
 
 /// A GraphQL error with `extensions.code`.
@@ -73,6 +91,33 @@ impl Extension for Check {
             }
         }
         next.run(ctx, request).await
+    }
+
+    async fn parse_query(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        query: &str,
+        variables: &Variables,
+        next: NextParseQuery<'_>,
+    ) -> ServerResult<ExecutableDocument> {
+        let parsed = next.run(ctx, query, variables).await;
+        match ctx.data_opt::<WebSocketSession>() {
+            Some(_) => parsed.map_err(with_code),
+            None => parsed,
+        }
+    }
+
+    /// Depth and complexity limits are checked here too.
+    async fn validation(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        next: NextValidation<'_>,
+    ) -> Result<ValidationResult, Vec<ServerError>> {
+        let validated = next.run(ctx).await;
+        match ctx.data_opt::<WebSocketSession>() {
+            Some(_) => validated.map_err(|errors| errors.into_iter().map(with_code).collect()),
+            None => validated,
+        }
     }
 
     /// Queries and mutations only: async-graphql runs subscriptions without

@@ -238,3 +238,46 @@ async fn subscriptions_on_one_node_see_runs_carried_out_by_another() {
         watcher.stop().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_errors_carry_codes_like_http_ones() {
+    let url = database_urls().remove(0);
+    let api = TestApi::start(&url, config(), false).await;
+    let viewer = api.api_key(&["viewer"]).await;
+    let depth_100 = format!(
+        "subscription {{ runUpdates {{ run {{ {}__typename{} }} }} }}",
+        "steps { ".repeat(50),
+        " }".repeat(50)
+    );
+    let cases = [
+        ("depth 100", depth_100.as_str()),
+        ("syntax error", "subscription { runUpdates("),
+        ("unknown field", "subscription { nope }"),
+        (
+            "unknown run",
+            "subscription { runEvents(runId: \"00000000-0000-7000-8000-000000000000\") { seq } }",
+        ),
+    ];
+    let mut ws = Ws::connect(&api, &viewer).await.expect("connects");
+    let mut table = String::new();
+    for (id, (name, query)) in cases.iter().enumerate() {
+        ws.subscribe(&id.to_string(), query, json!({})).await;
+        let answer = ws.next().await.expect("an answer");
+        let code = answer["payload"]["errors"][0]["extensions"]["code"]
+            .as_str()
+            .unwrap_or("<none>")
+            .to_owned();
+        table.push_str(&format!("{name:14} {} {code}\n", answer["type"]));
+        let complete = ws.next().await.expect("complete");
+        assert_eq!(complete["type"], "complete", "{complete}");
+    }
+    expect_test::expect![[r#"
+        depth 100      "next" LIMIT
+        syntax error   "next" VALIDATION
+        unknown field  "next" VALIDATION
+        unknown run    "next" NOT_FOUND
+    "#]]
+    .assert_eq(&table);
+    ws.close().await;
+    api.stop().await;
+}
