@@ -23,7 +23,21 @@ const HASH_CHUNK_BYTES: usize = 1 << 20;
 /// Lines held in memory for the per-stage breakdown.
 const BREAKDOWN_LINES: usize = 100_000;
 
+/// The machine's load averages (1, 5, 15 min), printed beside the figures:
+/// the machine is shared, and the ratios only mean something with them.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|text| {
+            text.split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_else(|_| "unknown".to_owned())
+}
+
 fn main() {
+    let load_at_start = load_average();
     let events: u64 = std::env::args()
         .skip(1)
         .find_map(|arg| arg.parse().ok())
@@ -61,17 +75,30 @@ fn main() {
     let digest = sha256_file(&path);
     let sha_time = started.elapsed();
 
-    let started = Instant::now();
-    let reader = BufReader::with_capacity(
-        HASH_CHUNK_BYTES,
-        File::open(&path).expect("open the export"),
-    );
-    let options = replay::Options {
-        expect_head: Some(trailer.head.clone()),
+    let verify = |tuning: replay::Tuning| {
+        let started = Instant::now();
+        let reader = BufReader::with_capacity(
+            HASH_CHUNK_BYTES,
+            File::open(&path).expect("open the export"),
+        );
+        let options = replay::Options {
+            expect_head: Some(trailer.head.clone()),
+        };
+        let summary =
+            replay::verify_reader_tuned(reader, options, tuning).expect("the export verifies");
+        assert_eq!(summary.events, written);
+        (started.elapsed(), summary)
     };
-    let summary = replay::verify_reader(reader, options).expect("the export verifies");
-    let verify_time = started.elapsed();
-    assert_eq!(summary.events, written);
+    let tuned = replay::Tuning::default();
+    let (verify_time, summary) = verify(tuned);
+    let (one_worker_time, _) = verify(replay::Tuning {
+        workers: 1,
+        ..tuned
+    });
+    let (normative_time, _) = verify(replay::Tuning {
+        fast_path: false,
+        ..tuned
+    });
 
     let started = Instant::now();
     let online = runtime
@@ -107,10 +134,25 @@ fn main() {
         );
     };
     row("baseline: raw SHA-256 of the export file", sha_time);
-    row("verify FILE (chains + schemas)", verify_time);
+    row(
+        &format!("verify FILE ({} workers, fast path)", tuned.workers),
+        verify_time,
+    );
+    row("verify FILE (1 worker, fast path)", one_worker_time);
+    row(
+        &format!(
+            "verify FILE ({} workers, normative path only: before)",
+            tuned.workers
+        ),
+        normative_time,
+    );
     row("verify (store, SQLite)", store_time);
     row("export (store → file)", export_time);
     breakdown(&path);
+    println!(
+        "\nload average (1 5 15 min): {load_at_start} at the start, {} at the end",
+        load_average()
+    );
 }
 
 /// Where verify's time goes: each stage over the first lines of the file
@@ -161,7 +203,7 @@ fn breakdown(path: &std::path::Path) {
             std::hint::black_box(out);
         },
     );
-    stage("+ schema check", &|line| {
+    stage("+ schema check (jsonschema)", &|line| {
         let event = parse(line);
         let mut out = Vec::new();
         replay::canonical::canonical_event_bytes(&event, &mut out).expect("canonical");
@@ -169,6 +211,39 @@ fn breakdown(path: &std::path::Path) {
         schemas
             .check(&event.event_type, event.schema_version, &event.payload)
             .expect("valid");
+    });
+    println!("| fast path: parse onto a borrowed tape | |");
+    let fast_stage = |name: &str, work: &dyn Fn(&str, &mut Vec<u8>)| {
+        stage(name, &|line| {
+            let mut out = Vec::with_capacity(1024);
+            work(line, &mut out);
+            std::hint::black_box(out);
+        });
+    };
+    fast_stage("parse the line (fields + payload tape)", &|line, _| {
+        let mut tape = replay::tape::Tape::default();
+        std::hint::black_box(replay::fast::parse_line(line, &mut tape).expect("parses"));
+    });
+    fast_stage("+ canonical bytes from the tape", &|line, out| {
+        let mut tape = replay::tape::Tape::default();
+        let fields = replay::fast::parse_line(line, &mut tape).expect("parses");
+        replay::fast::write_canonical(&fields, &tape, out).expect("canonical");
+    });
+    fast_stage("+ SHA-256 of them", &|line, out| {
+        let mut tape = replay::tape::Tape::default();
+        let fields = replay::fast::parse_line(line, &mut tape).expect("parses");
+        replay::fast::write_canonical(&fields, &tape, out).expect("canonical");
+        std::hint::black_box(Sha256::digest(&out[..]));
+    });
+    fast_stage("+ compiled schema check", &|line, out| {
+        let mut tape = replay::tape::Tape::default();
+        let fields = replay::fast::parse_line(line, &mut tape).expect("parses");
+        replay::fast::write_canonical(&fields, &tape, out).expect("canonical");
+        std::hint::black_box(Sha256::digest(&out[..]));
+        assert!(schemas.accepts(fields.event_type, fields.schema_version, &tape));
+    });
+    fast_stage("whole fast path (fast::accepts_line)", &|line, _| {
+        assert!(replay::fast::accepts_line(line));
     });
 }
 

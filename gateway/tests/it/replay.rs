@@ -114,7 +114,7 @@ fn export_verify_tamper_and_inspect_through_the_binary() {
     assert_eq!(broken.code, 1);
     assert!(
         broken.stderr.starts_with(&format!(
-            "verify failed: run {RUN} seq 4 (position 4) at line 5: hash "
+            "verify failed: IMX0510: run {RUN} seq 4 (position 4) at line 5: hash "
         )),
         "{}",
         broken.stderr
@@ -254,5 +254,114 @@ fn check_names_the_runs_a_new_version_cannot_take_over() {
     assert_eq!(
         (same.code, same.stdout.lines().nth(1)),
         (0, Some("no run in flight on another version: safe"))
+    );
+}
+
+/// Replaces every run of 64 hex digits (hashes differ with the store's clock).
+fn mask_hashes(text: &str) -> String {
+    let mut out = String::new();
+    let mut run = String::new();
+    for c in text.chars().chain(std::iter::once(' ')) {
+        if c.is_ascii_hexdigit() {
+            run.push(c);
+            continue;
+        }
+        out.push_str(if run.len() == 64 { "HASH" } else { &run });
+        run.clear();
+        out.push(c);
+    }
+    out.pop();
+    out
+}
+
+#[test]
+fn every_verify_finding_and_replay_error_prints_its_code_and_a_hint() {
+    let folder = tempfile::tempdir().expect("a temp folder");
+    let url = format!("sqlite://{}/imx.db", folder.path().display());
+    append(&url, &with_run(histories::retry_then_ok().settled().events));
+    let export = imx(&["replay", "export", "--database-url", &url]);
+    assert_eq!(export.code, 0, "{}", export.stderr);
+    let lines: Vec<&str> = export.stdout.lines().collect();
+    let without = |skip: usize| {
+        let kept: Vec<&str> = (0..lines.len())
+            .filter(|n| *n != skip)
+            .map(|n| lines[n])
+            .collect();
+        kept.join("\n") + "\n"
+    };
+    let mut duplicated = lines.clone();
+    duplicated.insert(5, lines[4]);
+    let mut garbage = lines.clone();
+    garbage[3] = "{\"run_id\": 42}";
+    let files = [
+        (
+            "edited",
+            export
+                .stdout
+                .replace("connection reset", "connection rested"),
+        ),
+        ("deleted", without(4)),
+        ("duplicated", duplicated.join("\n") + "\n"),
+        ("malformed", garbage.join("\n") + "\n"),
+        ("no header", without(0)),
+        ("no trailer", without(lines.len() - 1)),
+    ];
+    let mut report = String::new();
+    for (name, text) in files {
+        let path = folder.path().join(format!("{name}.jsonl"));
+        std::fs::write(&path, text).expect("write");
+        let verified = imx(&["replay", "verify", path.to_str().expect("UTF-8")]);
+        report.push_str(&format!(
+            "{name} (exit {}):\n{}",
+            verified.code, verified.stderr
+        ));
+    }
+    let file = folder.path().join("export.jsonl");
+    std::fs::write(&file, &export.stdout).expect("write");
+    let file = file.to_str().expect("UTF-8");
+    let wrong_head = "a".repeat(64);
+    let head = imx(&["replay", "verify", file, "--expect-head", &wrong_head]);
+    report.push_str(&format!("head (exit {}):\n{}", head.code, head.stderr));
+    let run = RUN.to_string();
+    let unknown = Uuid::from_u128(7).to_string();
+    for (name, args) in [
+        (
+            "inspect --at",
+            vec!["replay", "inspect", &run, "--at", "99", "--file", file],
+        ),
+        (
+            "inspect unknown run",
+            vec!["replay", "inspect", &unknown, "--file", file],
+        ),
+        (
+            "export --since",
+            vec!["replay", "export", "--since", "99", "--database-url", &url],
+        ),
+    ] {
+        let failed = imx(&args);
+        report.push_str(&format!(
+            "{name} (exit {}):\n{}",
+            failed.code, failed.stderr
+        ));
+    }
+    expect![[r#"
+    "#]]
+    .assert_eq(&mask_hashes(&report));
+
+    let json = imx(&[
+        "replay",
+        "verify",
+        file,
+        "--expect-head",
+        &wrong_head,
+        "--json",
+    ]);
+    let document: serde_json::Value = serde_json::from_str(&json.stdout).expect("JSON");
+    assert_eq!(
+        (
+            &document["problem"]["code"],
+            &document["problem"]["fault"]["kind"]
+        ),
+        (&json!("IMX0520"), &json!("head_mismatch"))
     );
 }
