@@ -345,6 +345,33 @@ fn every_verify_finding_and_replay_error_prints_its_code_and_a_hint() {
         ));
     }
     expect![[r#"
+        edited (exit 1):
+        verify failed: IMX0510: run 01960000-0000-7000-8000-000000000042 seq 4 (position 4) at line 5: hash HASH does not match the recomputed HASH: the event was edited (payload or metadata)
+          hint: the history was changed at this event: compare it with the store (`imx replay inspect RUN --at SEQ`) or an earlier export; do not trust anything after this line
+        deleted (exit 1):
+        verify failed: IMX0503: run 01960000-0000-7000-8000-000000000042 seq 5 (position 5) at line 5: seq 5 where 4 was expected: event seq 4 was deleted, or events were reordered
+          hint: events were removed, added or moved at this place: compare with the store (`imx replay verify`) or an earlier export; do not trust anything after this line
+        duplicated (exit 1):
+        verify failed: IMX0504: run 01960000-0000-7000-8000-000000000042 seq 4 (position 4) at line 6: seq 4 appears a second time: the event was duplicated
+          hint: events were removed, added or moved at this place: compare with the store (`imx replay verify`) or an earlier export; do not trust anything after this line
+        malformed (exit 1):
+        verify failed: IMX0501: history at line 4: line 4 is not a valid line of the export format: invalid type: integer `42`, expected a formatted UUID string at line 1 column 13
+          hint: the file is not an export as `imx replay export` writes it: export again, or check how the file was copied (line endings, encoding, truncation)
+        no header (exit 1):
+        verify failed: IMX0502: history at line 1: the file does not start with an `imx-event-log` v1 header: the first line is not a header
+          hint: the file is not an export as `imx replay export` writes it: export again, or check how the file was copied (line endings, encoding, truncation)
+        no trailer (exit 1):
+        verify failed: IMX0517: run 01960000-0000-7000-8000-000000000042 seq 12 (position 12): the file ends without a trailer: it was truncated
+          hint: the end of the file is not the end of the export: the file was cut or extended; export again, and verify with the head kept at export time
+        head (exit 1):
+        verify failed: IMX0520: run 01960000-0000-7000-8000-000000000042 seq 12 (position 12): the history ends with head HASH, expected HASH: the tail was truncated or rewritten
+          hint: the history does not end where the head kept at export time says: its tail was cut or rewritten; check the head you passed to --expect-head
+        inspect --at (exit 1):
+        error: IMX0535: run 01960000-0000-7000-8000-000000000042: --at 99 is beyond the run's last seq 12; pass a seq from 1 to 12
+        inspect unknown run (exit 1):
+        error: IMX0531: run 00000000-0000-0000-0000-000000000007 has no events in this history; list runs with `imx runs` (or check the file's scope)
+        export --since (exit 1):
+        error: IMX0532: --since 99 is beyond the log's last position 12; pass a position the log has reached (the `position` of an earlier export's trailer)
     "#]]
     .assert_eq(&mask_hashes(&report));
 
