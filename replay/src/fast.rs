@@ -86,7 +86,8 @@ pub(crate) fn fast_checks<'a>(
 /// a `false` costs verify time, never a verdict.
 pub fn accepts_line(text: &str) -> bool {
     let mut tape = Tape::default();
-    fast_checks(text, &mut tape, &mut Vec::new(), None).is_some()
+    let mut canonical = Vec::with_capacity(text.len());
+    fast_checks(text, &mut tape, &mut canonical, None).is_some()
 }
 
 /// Parses an event line: the fields, and the payload onto `tape` (cleared
