@@ -13,7 +13,7 @@ use std::fmt;
 use std::io::Write;
 
 use engine::chain::CANONICAL_INTEGER_MAX;
-use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, Visitor};
 use uuid::Uuid;
 
 use crate::compiled::{is_date_time, is_uuid};
@@ -94,6 +94,109 @@ pub fn accepts_line(text: &str) -> bool {
 /// first). `None` unless it is exactly the ten fields, once each, strings
 /// without escapes, a payload the tape takes.
 pub fn parse_line<'a>(text: &'a str, tape: &mut Tape<'a>) -> Option<Fields<'a>> {
+    parse_exported(text, tape).or_else(|| parse_any_order(text, tape))
+}
+
+/// Bytes after the payload of a line as the exporter writes it:
+/// `,"recorded_at":"…27…","prev_hash":"…64…","hash":"…64…","log_hash":"…64…"}`.
+const EXPORTED_TAIL_BYTES: usize = 16 + 27 + 15 + 64 + 10 + 64 + 14 + 64 + 2;
+
+/// The exporter's own spelling of an event line, matched byte for byte
+/// around the payload (which serde_json parses onto the tape): it skips
+/// the generic parse of the ten fields, a third of the parsing time.
+/// Every string it takes is checked afterwards (hex, UUID, time) by
+/// [`fast_checks`], so a quote or escape in them is refused there.
+fn parse_exported<'a>(text: &'a str, tape: &mut Tape<'a>) -> Option<Fields<'a>> {
+    tape.nodes.clear();
+    let tail_start = text.len().checked_sub(EXPORTED_TAIL_BYTES)?;
+    let mut head = Cursor { text, at: 0 };
+    head.literal("{\"run_id\":\"")?;
+    let run_id = head.take(36)?;
+    head.literal("\",\"seq\":")?;
+    let seq = head.integer()?;
+    head.literal(",\"position\":")?;
+    let position = head.integer()?;
+    head.literal(",\"event_type\":\"")?;
+    let event_type = head.plain_string()?;
+    head.literal("\",\"schema_version\":")?;
+    let schema_version = u32::try_from(head.integer()?).ok()?;
+    head.literal(",\"payload\":")?;
+    let mut deserializer = serde_json::Deserializer::from_str(text.get(head.at..tail_start)?);
+    tape.seed().deserialize(&mut deserializer).ok()?;
+    deserializer.end().ok()?;
+    let mut tail = Cursor {
+        text,
+        at: tail_start,
+    };
+    tail.literal(",\"recorded_at\":\"")?;
+    let recorded_at = tail.take(27)?;
+    tail.literal("\",\"prev_hash\":\"")?;
+    let prev_hash = tail.take(64)?;
+    tail.literal("\",\"hash\":\"")?;
+    let hash = tail.take(64)?;
+    tail.literal("\",\"log_hash\":\"")?;
+    let log_hash = tail.take(64)?;
+    tail.literal("\"}")?;
+    Some(Fields {
+        run_id,
+        seq,
+        position,
+        event_type,
+        schema_version,
+        recorded_at,
+        prev_hash,
+        hash,
+        log_hash,
+    })
+}
+
+/// A read position in a line.
+struct Cursor<'a> {
+    text: &'a str,
+    at: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn literal(&mut self, expected: &str) -> Option<()> {
+        let end = self.at + expected.len();
+        (self.text.get(self.at..end)? == expected).then(|| self.at = end)
+    }
+
+    fn take(&mut self, bytes: usize) -> Option<&'a str> {
+        let taken = self.text.get(self.at..self.at + bytes)?;
+        self.at += bytes;
+        Some(taken)
+    }
+
+    /// A JSON integer as the exporter writes it: digits, no leading zero.
+    fn integer(&mut self) -> Option<u64> {
+        let rest = self.text.get(self.at..)?.as_bytes();
+        let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+        if digits == 0 || (digits > 1 && rest[0] == b'0') {
+            return None;
+        }
+        let value = self.take(digits)?.parse().ok()?;
+        Some(value)
+    }
+
+    /// String content up to the closing quote: printable ASCII without
+    /// escapes (so the JSON string is exactly these bytes).
+    fn plain_string(&mut self) -> Option<&'a str> {
+        let rest = self.text.get(self.at..)?.as_bytes();
+        let length = rest.iter().position(|b| *b == b'"')?;
+        let plain = rest[..length]
+            .iter()
+            .all(|b| (0x20..0x7f).contains(b) && *b != b'\\');
+        if !plain {
+            return None;
+        }
+        self.take(length)
+    }
+}
+
+/// Any valid spelling of an event line: the ten fields in any order, with
+/// any whitespace (only strings with escapes are left to the normative path).
+fn parse_any_order<'a>(text: &'a str, tape: &mut Tape<'a>) -> Option<Fields<'a>> {
     tape.nodes.clear();
     let mut deserializer = serde_json::Deserializer::from_str(text);
     let fields = deserializer

@@ -78,6 +78,9 @@ fn the_fast_path_refuses_what_it_cannot_vouch_for() {
         json!({"at": "2026-01-01T00:00:00Z", "output": {"b": 1, "a": [true, null, "x\ny"]}}),
     );
     assert!(replay::fast::accepts_line(&line), "{line}");
+    // Other valid spellings of the same line are taken too (the generic parse).
+    let spaced = line.replace("\"seq\":1", "\"seq\": 1");
+    assert!(replay::fast::accepts_line(&spaced), "{spaced}");
     let refused = [
         // Edited payload (hash no longer matches).
         line.replace("x\\ny", "x\\nz"),
@@ -86,7 +89,8 @@ fn the_fast_path_refuses_what_it_cannot_vouch_for() {
             "\"a\":[true,null,\"x\\ny\"],\"b\":1",
             "\"b\":1,\"a\":[true,null,\"x\\ny\"]",
         ),
-        // An escaped field name, a float, an unknown field.
+        // A leading zero (not JSON), an escaped field name, a float, an unknown field.
+        line.replace("\"seq\":1,", "\"seq\":01,"),
         line.replace("\"seq\":1", "\"s\\u0065q\":1"),
         sealed_line(
             "run.succeeded",
