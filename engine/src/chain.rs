@@ -15,7 +15,10 @@
 
 mod canonical;
 
-pub use canonical::{canonical_json, write_canonical_event};
+pub use canonical::{
+    canonical_event_into, canonical_json, utf16_order, write_canonical_event,
+    write_string as write_json_string,
+};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};

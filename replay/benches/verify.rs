@@ -217,17 +217,17 @@ fn breakdown(path: &std::path::Path) {
         },
     );
     stage(
-        "+ canonical bytes (replay::canonical, what verify uses)",
+        "+ canonical bytes (chain::canonical_event_into, what verify uses)",
         &|line| {
             let mut out = Vec::new();
-            replay::canonical::canonical_event_bytes(&parse(line), &mut out).expect("canonical");
+            chain::canonical_event_into(&parse(line), &mut out).expect("canonical");
             std::hint::black_box(out);
         },
     );
     stage("+ schema check (jsonschema)", &|line| {
         let event = parse(line);
         let mut out = Vec::new();
-        replay::canonical::canonical_event_bytes(&event, &mut out).expect("canonical");
+        chain::canonical_event_into(&event, &mut out).expect("canonical");
         std::hint::black_box(out);
         schemas
             .check(&event.event_type, event.schema_version, &event.payload)

@@ -217,7 +217,7 @@ fn is_recorded_at(text: &str) -> bool {
 pub fn write_canonical(fields: &Fields, tape: &Tape, out: &mut Vec<u8>) -> Option<()> {
     out.clear();
     out.extend_from_slice(b"{\"event_type\":");
-    crate::canonical::write_string(fields.event_type, out);
+    engine::chain::write_json_string(fields.event_type, out);
     out.extend_from_slice(b",\"payload\":");
     if tape.write_canonical(0, out)? != tape.nodes.len() {
         return None;

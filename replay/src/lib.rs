@@ -2,7 +2,6 @@
 //! state of a run at any event (with the core's own `evolve`), export, and
 //! check that a new workflow version can take over runs in flight.
 
-pub mod canonical;
 pub mod check;
 pub mod compiled;
 pub mod export;

@@ -98,7 +98,7 @@ impl<'a> Tape<'a> {
             Node::Bool(true) => out.extend_from_slice(b"true"),
             Node::Bool(false) => out.extend_from_slice(b"false"),
             Node::Int(value) => write!(out, "{value}").ok()?,
-            Node::Str(text) | Node::Key(text) => crate::canonical::write_string(text, out),
+            Node::Str(text) | Node::Key(text) => engine::chain::write_json_string(text, out),
             Node::Array { len, end } => {
                 out.push(b'[');
                 let mut at = index + 1;
@@ -121,7 +121,7 @@ impl<'a> Tape<'a> {
                     let Some(Node::Key(key)) = self.nodes.get(at) else {
                         return None;
                     };
-                    crate::canonical::write_string(key, out);
+                    engine::chain::write_json_string(key, out);
                     out.push(b':');
                     at = self.write_canonical(at + 1, out)?;
                 }
@@ -221,7 +221,7 @@ impl<'de> Visitor<'de> for ValueSeed<'_, 'de> {
         let mut previous_key: Option<usize> = None;
         while let Some(key) = map.next_key_seed(KeySeed)? {
             if let Some(Node::Key(previous)) = previous_key.and_then(|p| self.nodes.get(p))
-                && utf16_order(previous, &key) != Ordering::Less
+                && engine::chain::utf16_order(previous, &key) != Ordering::Less
             {
                 return Err(de::Error::custom("object keys not strictly ascending"));
             }
@@ -263,13 +263,4 @@ impl<'de> Visitor<'de> for KeySeed {
     fn visit_str<E: de::Error>(self, value: &str) -> Result<Self::Value, E> {
         Ok(Cow::Owned(value.to_owned()))
     }
-}
-
-/// JCS orders keys by UTF-16 code units; UTF-8 byte order agrees except
-/// when characters beyond U+FFFF meet U+E000..U+FFFF.
-pub fn utf16_order(a: &str, b: &str) -> Ordering {
-    if a.is_ascii() && b.is_ascii() {
-        return a.cmp(b);
-    }
-    a.encode_utf16().cmp(b.encode_utf16())
 }

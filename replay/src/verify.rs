@@ -356,10 +356,8 @@ pub(crate) fn local_checks(event: &RecordedEvent, canonical: &mut Vec<u8>) -> Re
     let prev_hash = decode(&event.prev_hash).ok_or_else(|| bad_hex("prev_hash"))?;
     let hash = decode(&event.hash).ok_or_else(|| bad_hex("hash"))?;
     let log_hash = decode(&event.log_hash).ok_or_else(|| bad_hex("log_hash"))?;
-    crate::canonical::canonical_event_bytes(event, canonical).map_err(|fault| {
-        Fault::NotCanonical {
-            detail: fault.to_string(),
-        }
+    engine::chain::canonical_event_into(event, canonical).map_err(|fault| Fault::NotCanonical {
+        detail: fault.to_string(),
     })?;
     let recomputed = sha256(&prev_hash, canonical);
     let edited = (recomputed != hash).then(|| Fault::Edited {

@@ -32,6 +32,24 @@ pub fn write_canonical_event(
     canonical_payload: &str,
     out: &mut Vec<u8>,
 ) -> Result<(), ChainFault> {
+    write_event(event, out, |out| {
+        out.extend_from_slice(canonical_payload.as_bytes());
+        Ok(())
+    })
+}
+
+/// Writes the bytes [`super::canonical_event_bytes`] returns for `event`
+/// into `out` (cleared first), canonicalising the payload on the way: what
+/// a verifier uses when it holds the event but not its canonical payload.
+pub fn canonical_event_into(event: &RecordedEvent, out: &mut Vec<u8>) -> Result<(), ChainFault> {
+    write_event(event, out, |out| write_value(&event.payload, out))
+}
+
+fn write_event(
+    event: &RecordedEvent,
+    out: &mut Vec<u8>,
+    payload: impl FnOnce(&mut Vec<u8>) -> Result<(), ChainFault>,
+) -> Result<(), ChainFault> {
     out.clear();
     check_integer(event.position)?;
     check_integer(event.seq)?;
@@ -39,7 +57,7 @@ pub fn write_canonical_event(
     out.extend_from_slice(b"{\"event_type\":");
     write_string(&event.event_type, out);
     out.extend_from_slice(b",\"payload\":");
-    out.extend_from_slice(canonical_payload.as_bytes());
+    payload(out)?;
     out.extend_from_slice(b",\"position\":");
     write_display(event.position, out);
     out.extend_from_slice(b",\"recorded_at\":\"");
@@ -74,7 +92,7 @@ fn write_display(value: impl std::fmt::Display, out: &mut Vec<u8>) {
 }
 
 /// Appends the RFC 8785 text of `value` to `out`.
-pub fn write_value(value: &Value, out: &mut Vec<u8>) -> Result<(), ChainFault> {
+fn write_value(value: &Value, out: &mut Vec<u8>) -> Result<(), ChainFault> {
     match value {
         Value::Null => out.extend_from_slice(b"null"),
         Value::Bool(true) => out.extend_from_slice(b"true"),
@@ -147,7 +165,7 @@ fn write_number(number: &Number, out: &mut Vec<u8>) -> Result<(), ChainFault> {
 
 /// JCS orders keys by UTF-16 code units; UTF-8 byte order agrees except
 /// when characters beyond U+FFFF meet U+E000..U+FFFF.
-fn utf16_order(a: &str, b: &str) -> Ordering {
+pub fn utf16_order(a: &str, b: &str) -> Ordering {
     if a.is_ascii() && b.is_ascii() {
         return a.cmp(b);
     }
@@ -156,7 +174,7 @@ fn utf16_order(a: &str, b: &str) -> Ordering {
 
 /// JCS string escaping: `"`, `\`, `\b \f \n \r \t`, other controls as
 /// `\u00xx` (lowercase), everything else as UTF-8.
-fn write_string(text: &str, out: &mut Vec<u8>) {
+pub fn write_string(text: &str, out: &mut Vec<u8>) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     out.push(b'"');
     let bytes = text.as_bytes();

@@ -154,9 +154,9 @@ fn fast_path_applies(value: &Value) -> bool {
         Value::Array(items) => items.iter().all(fast_path_applies),
         Value::Object(map) => {
             let keys: Vec<&String> = map.keys().collect();
-            keys.windows(2)
-                .all(|pair| replay::tape::utf16_order(pair[0], pair[1]) == std::cmp::Ordering::Less)
-                && map.values().all(fast_path_applies)
+            keys.windows(2).all(|pair| {
+                engine::chain::utf16_order(pair[0], pair[1]) == std::cmp::Ordering::Less
+            }) && map.values().all(fast_path_applies)
         }
         _ => true,
     }

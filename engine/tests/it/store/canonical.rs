@@ -1,5 +1,6 @@
 //! The fast canonical writer (`chain::canonical_json`,
-//! `chain::write_canonical_event`, `chain::seal_canonical`) writes exactly the
+//! `chain::write_canonical_event`, `chain::canonical_event_into`,
+//! `chain::seal_canonical`) writes exactly the
 //! normative bytes: `serde_json_canonicalizer` for payloads and
 //! `chain::canonical_event_bytes` for events, on tricky fixed values and on
 //! random JSON (control characters, non-BMP keys, floats, big integers).
@@ -58,6 +59,14 @@ fn same_bytes(payload: &Value, seq: u64) -> Result<(), String> {
                 fast.map(String::from_utf8)
             ));
         }
+    }
+    let mut into = Vec::new();
+    chain::canonical_event_into(&event, &mut into).map_err(|fault| fault.to_string())?;
+    if into != chain::canonical_event_bytes(&event).map_err(|fault| fault.to_string())? {
+        return Err(format!(
+            "canonical_event_into: {:?}",
+            String::from_utf8(into)
+        ));
     }
     let mut sealed = event.clone();
     chain::seal(&mut sealed, chain::GENESIS_HASH, chain::GENESIS_HASH)
