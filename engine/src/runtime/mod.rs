@@ -12,6 +12,7 @@
 
 mod advance;
 mod attempt;
+mod commit;
 mod follow;
 mod input;
 mod projection;
@@ -34,6 +35,7 @@ use crate::core::{evolve, run};
 use crate::executor::Executor;
 use crate::store::{self, EventStore, RunId};
 
+pub use commit::{COMMIT_BATCH_MAX, COMMIT_QUEUE_MAX, CommitCounts};
 pub use input::input_problems;
 pub use queues::{STEP_QUEUE_PREFIX, TIMER_QUEUE, agent_queue, step_queue};
 pub use worker::RuntimeHandle;
@@ -191,6 +193,8 @@ pub struct Runtime<S: EventStore> {
     /// How long each store append took; see [`Runtime::append_timings`].
     append_timings: broadcast::Sender<std::time::Duration>,
     cancels: Mutex<HashMap<String, Arc<tokio::sync::Notify>>>,
+    /// Batches every append of this node into shared transactions.
+    committer: commit::Committer,
 }
 
 impl<S: EventStore> Runtime<S> {
@@ -211,6 +215,7 @@ impl<S: EventStore> Runtime<S> {
             changes,
             append_timings,
             cancels: Mutex::new(HashMap::new()),
+            committer: commit::Committer::default(),
         })
     }
 
