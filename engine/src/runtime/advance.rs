@@ -168,7 +168,7 @@ impl<S: EventStore> Runtime<S> {
             match self.append_retrying(&request).await {
                 Ok(_) => {
                     self.remember(run_id, &workflow, &state);
-                    let _ = self.changes.send(run_id);
+                    self.announce(run_id, &state);
                     return Ok((Advanced::Appended(Box::new(state)), settled.effects));
                 }
                 Err(store::Error::Conflict { .. }) => self.forget(run_id),
@@ -290,7 +290,7 @@ impl<S: EventStore> Runtime<S> {
         match self.append_retrying(&request).await {
             Ok(_) => {
                 self.remember(run_id, &workflow, &state);
-                let _ = self.changes.send(run_id);
+                self.announce(run_id, &state);
                 let started = super::Started {
                     run_id,
                     existing: false,

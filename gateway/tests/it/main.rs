@@ -8,6 +8,7 @@ mod api_limits;
 mod api_metrics;
 mod api_pagination;
 mod api_schema;
+mod bench;
 mod crash;
 mod replay;
 mod run;
