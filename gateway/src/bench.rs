@@ -48,6 +48,7 @@ pub async fn run(args: BenchRunArgs) -> anyhow::Result<ExitCode> {
         None
     };
     println!("machine: {}", machine());
+    println!("commit_batch_max: {}", args.commit_batch_max);
     let mut rows = Vec::new();
     for backend in &args.backend {
         match backend {
@@ -101,6 +102,7 @@ async fn bench_store(
     let config = Config {
         workers: most.max(WORKERS_DEFAULT),
         resume_on_start: false,
+        commit_batch_max: args.commit_batch_max,
         ..Config::default()
     };
     let executors = crate::serve::executors(ExecutorArgs::default())?;

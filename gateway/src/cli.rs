@@ -204,6 +204,9 @@ pub struct BenchRunArgs {
     pub postgres_url: Option<String>,
     #[arg(long, value_enum, value_delimiter = ',', default_value = "noop,http")]
     pub workflow: Vec<BenchWorkflow>,
+    /// Most appends per transaction (1: group commit off, for comparison).
+    #[arg(long, default_value_t = engine::runtime::COMMIT_BATCH_MAX)]
+    pub commit_batch_max: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

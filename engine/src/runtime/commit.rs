@@ -16,7 +16,8 @@ use crate::store::{self, AppendRequest, Appended, EventStore};
 
 use super::Runtime;
 
-/// Most appends written in one transaction.
+/// Default for `Config::commit_batch_max`: most appends written in one
+/// transaction.
 pub const COMMIT_BATCH_MAX: usize = 128;
 /// Most appends waiting for the committer; senders wait beyond it.
 pub const COMMIT_QUEUE_MAX: usize = 4_096;
@@ -83,7 +84,7 @@ impl Committer {
     /// when there is none or the last one is gone (its tokio runtime ended).
     /// The task ends when the node (the only sender) is dropped, after
     /// answering everything queued.
-    fn sender<S: EventStore>(&self, store: &Arc<S>) -> Option<mpsc::Sender<Job>> {
+    fn sender<S: EventStore>(&self, store: &Arc<S>, batch_max: usize) -> Option<mpsc::Sender<Job>> {
         let mut slot = self.sender.lock().ok()?;
         if let Some(sender) = slot.as_ref().filter(|sender| !sender.is_closed()) {
             return Some(sender.clone());
@@ -91,6 +92,7 @@ impl Committer {
         let (sender, receiver) = mpsc::channel(COMMIT_QUEUE_MAX);
         let task = CommitTask {
             store: Arc::clone(store),
+            batch_max: batch_max.max(1),
             transactions: Arc::clone(&self.transactions),
             appends: Arc::clone(&self.appends),
             queued: Arc::clone(&self.queued),
@@ -138,7 +140,8 @@ impl<S: EventStore> Runtime<S> {
     }
 
     async fn group_append(&self, request: &AppendRequest) -> Result<Appended, store::Error> {
-        let Some(sender) = self.committer.sender(&self.store) else {
+        let batch_max = self.config.commit_batch_max;
+        let Some(sender) = self.committer.sender(&self.store, batch_max) else {
             return self.store.append(request.clone()).await;
         };
         let (reply, answer) = oneshot::channel();
@@ -164,6 +167,7 @@ impl<S: EventStore> Runtime<S> {
 /// The committer task's side.
 struct CommitTask<S> {
     store: Arc<S>,
+    batch_max: usize,
     transactions: Arc<AtomicU64>,
     appends: Arc<AtomicU64>,
     queued: Arc<AtomicU64>,
@@ -180,14 +184,14 @@ impl<S: EventStore> CommitTask<S> {
                 }
                 self.queued.fetch_sub(1, Ordering::Relaxed);
             }
-            while pending.len() < COMMIT_BATCH_MAX {
+            while pending.len() < self.batch_max {
                 match receiver.try_recv() {
                     Ok(job) => pending.push_back(job),
                     Err(_) => break,
                 }
                 self.queued.fetch_sub(1, Ordering::Relaxed);
             }
-            let batch = take_batch(&mut pending);
+            let batch = take_batch(&mut pending, self.batch_max);
             self.commit(batch).await;
         }
     }
@@ -226,19 +230,18 @@ impl<S: EventStore> CommitTask<S> {
     }
 }
 
-/// The next batch from the front of `queued`: at most [`COMMIT_BATCH_MAX`]
-/// requests, at most one per run and one per idempotency key. A second
+/// The next batch from the front of `queued`: at most `batch_max` requests, at most one per run and one per idempotency key. A second
 /// append of the same run, or a second start with the same key, waits for
 /// the next batch, where it meets the first one's outcome as it would alone
 /// (a seq conflict; the key taken, so the start returns the existing run).
-fn take_batch(queued: &mut VecDeque<Job>) -> Vec<Job> {
+fn take_batch(queued: &mut VecDeque<Job>, batch_max: usize) -> Vec<Job> {
     let mut batch = Vec::new();
     let mut runs = HashSet::new();
     let mut keys = HashSet::new();
     let mut later = VecDeque::new();
     while let Some(job) = queued.pop_front() {
         let key = idempotency_key(&job.request);
-        let fits = batch.len() < COMMIT_BATCH_MAX
+        let fits = batch.len() < batch_max
             && !runs.contains(&job.request.run_id)
             && key.is_none_or(|key| !keys.contains(key));
         if fits {

@@ -78,6 +78,8 @@ pub struct Config {
     pub secrets: Secrets,
     /// [`Runtime::start`] resumes every unfinished run first.
     pub resume_on_start: bool,
+    /// Most appends committed in one transaction (1 turns group commit off).
+    pub commit_batch_max: usize,
 }
 
 impl Default for Config {
@@ -91,6 +93,7 @@ impl Default for Config {
             node: format!("imx-{}", store::new_id().simple()),
             secrets: secrets_from_env(),
             resume_on_start: true,
+            commit_batch_max: COMMIT_BATCH_MAX,
         }
     }
 }
