@@ -1,5 +1,5 @@
 //! Group commit: every append this node makes goes through one committer
-//! task, which writes whatever is queued (up to [`COMMIT_BATCH_MAX`]) in ONE
+//! task, which writes whatever is queued (up to `Config::commit_batch_max`) in ONE
 //! `append_batch` transaction and answers each caller with its own result.
 //!
 //! A caller alone is committed at once (a batch of one); batches form from
