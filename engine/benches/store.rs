@@ -11,9 +11,9 @@
 use std::time::Instant;
 
 use chrono::Utc;
+use engine::bench::{Baseline, create_postgres_database, drop_postgres_database};
 use engine::store::*;
 use serde_json::json;
-use uuid::Uuid;
 
 /// Single-event transactions per measurement.
 const SINGLE_EVENTS: usize = 1_000;
@@ -47,16 +47,16 @@ fn main() {
         let folder = tempfile::tempdir().expect("temp dir");
         let url = format!("sqlite://{}/bench.db", folder.path().display());
         let store = SqliteStore::connect(&url, StoreConfig::default()).await.expect("open SQLite");
-        let baseline = Baseline::Sqlite(store.pool().clone());
+        let baseline = Baseline::of_sqlite(&store);
         measure("sqlite", &store, &baseline, &mut rows).await;
         match std::env::var("IMX_TEST_POSTGRES_URL") {
             Ok(admin_url) => {
-                let url = fresh_postgres_database(&admin_url).await;
+                let url = create_postgres_database(&admin_url, "imx_bench").await.expect("create database");
                 let store = PostgresStore::connect(&url, StoreConfig::default()).await.expect("open Postgres");
-                let baseline = Baseline::Postgres(store.pool().clone());
+                let baseline = Baseline::of_postgres(&store);
                 measure("postgres", &store, &baseline, &mut rows).await;
                 store.pool().close().await;
-                drop_postgres_database(&admin_url, &url).await;
+                drop_postgres_database(&admin_url, &url).await.expect("drop database");
             }
             Err(_) => eprintln!("!!! PostgreSQL NOT measured: IMX_TEST_POSTGRES_URL is unset (run scripts/test-postgres)"),
         }
@@ -82,7 +82,7 @@ async fn measure<S: EventStore>(
     baseline: &Baseline,
     rows: &mut Vec<Row>,
 ) {
-    baseline.create_table().await;
+    baseline.create_table().await.expect("baseline table");
     let runs: Vec<RunId> = (0..RUNS).map(|_| new_id()).collect();
     for run_id in &runs {
         store
@@ -96,14 +96,21 @@ async fn measure<S: EventStore>(
     let mut seconds: [Vec<f64>; 5] = Default::default();
     let mut wal: [Vec<f64>; 5] = Default::default();
     for round in 0..ROUNDS {
-        let (started, lsn) = (Instant::now(), baseline.wal_position().await);
+        let (started, lsn) = (
+            Instant::now(),
+            baseline.wal_position().await.expect("WAL position"),
+        );
         baseline
             .insert_single(round * SINGLE_EVENTS, SINGLE_EVENTS)
-            .await;
+            .await
+            .expect("baseline inserts");
         seconds[0].push(secs(started));
-        wal[0].push(baseline.wal_since(lsn).await);
+        wal[0].push(baseline.wal_since(lsn).await.expect("WAL bytes"));
         for (slot, full) in [(1, false), (2, true)] {
-            let (started, lsn) = (Instant::now(), baseline.wal_position().await);
+            let (started, lsn) = (
+                Instant::now(),
+                baseline.wal_position().await.expect("WAL position"),
+            );
             for index in 0..SINGLE_EVENTS {
                 let (run_id, seq) = (runs[index % RUNS], next_seq + (index / RUNS) as u64);
                 store
@@ -112,16 +119,23 @@ async fn measure<S: EventStore>(
                     .expect("append");
             }
             seconds[slot].push(secs(started));
-            wal[slot].push(baseline.wal_since(lsn).await);
+            wal[slot].push(baseline.wal_since(lsn).await.expect("WAL bytes"));
             next_seq += (SINGLE_EVENTS / RUNS) as u64;
         }
-        let (started, lsn) = (Instant::now(), baseline.wal_position().await);
+        let (started, lsn) = (
+            Instant::now(),
+            baseline.wal_position().await.expect("WAL position"),
+        );
         baseline
             .insert_batches(round * BATCHES, BATCHES, BATCH_RUNS)
-            .await;
+            .await
+            .expect("baseline batches");
         seconds[3].push(secs(started));
-        wal[3].push(baseline.wal_since(lsn).await);
-        let (started, lsn) = (Instant::now(), baseline.wal_position().await);
+        wal[3].push(baseline.wal_since(lsn).await.expect("WAL bytes"));
+        let (started, lsn) = (
+            Instant::now(),
+            baseline.wal_position().await.expect("WAL position"),
+        );
         for _ in 0..BATCHES {
             let batch: Vec<AppendRequest> = (0..BATCH_RUNS)
                 .map(|_| transition(new_id(), 0, true))
@@ -130,7 +144,7 @@ async fn measure<S: EventStore>(
             assert!(results.iter().all(Result::is_ok), "batch appends succeed");
         }
         seconds[4].push(secs(started));
-        wal[4].push(baseline.wal_since(lsn).await);
+        wal[4].push(baseline.wal_since(lsn).await.expect("WAL bytes"));
     }
     let median = |values: &[f64]| {
         let mut values = values.to_vec();
@@ -221,150 +235,6 @@ fn transition(run_id: RunId, expected_seq: u64, full: bool) -> AppendRequest {
         });
     }
     request
-}
-
-/// The same event rows, inserted plainly into `bench_events`.
-enum Baseline {
-    Sqlite(sqlx::SqlitePool),
-    Postgres(sqlx::PgPool),
-}
-
-const HASH: &str = "5df1126bff2d9da46a508e55ca6d1dfd0c8c754b3e2b8d881310d116822bad98";
-
-fn baseline_payload() -> String {
-    let payload = json!({ "step": "fetch", "attempt": 1, "output": { "status": 200, "body": "x".repeat(200) }, "at": Utc::now() });
-    serde_json_canonicalizer::to_string(&payload).expect("canonical")
-}
-
-impl Baseline {
-    async fn create_table(&self) {
-        match self {
-            Baseline::Sqlite(pool) => {
-                let sql = "CREATE TABLE bench_events (position INTEGER PRIMARY KEY, run_id TEXT NOT NULL, seq INTEGER NOT NULL, \
-                    event_type TEXT NOT NULL, schema_version INTEGER NOT NULL, payload TEXT NOT NULL, recorded_at TEXT NOT NULL, \
-                    prev_hash TEXT NOT NULL, hash TEXT NOT NULL, log_hash TEXT NOT NULL, append_id TEXT NOT NULL, \
-                    UNIQUE (run_id, seq)) STRICT";
-                sqlx::query(sql)
-                    .execute(pool)
-                    .await
-                    .expect("baseline table");
-            }
-            Baseline::Postgres(pool) => {
-                // Same columns, types, keys and indexes; no triggers.
-                sqlx::query("CREATE TABLE bench_events (LIKE events INCLUDING ALL)")
-                    .execute(pool)
-                    .await
-                    .expect("baseline table");
-            }
-        }
-    }
-
-    /// The server's WAL insert position (0 on SQLite).
-    async fn wal_position(&self) -> i64 {
-        match self {
-            Baseline::Sqlite(_) => 0,
-            Baseline::Postgres(pool) => sqlx::query_scalar(
-                "SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), '0/0')::int8",
-            )
-            .fetch_one(pool)
-            .await
-            .expect("WAL position"),
-        }
-    }
-
-    /// WAL bytes written since `from` (by everyone: the bench is the only writer).
-    async fn wal_since(&self, from: i64) -> f64 {
-        (self.wal_position().await - from) as f64
-    }
-
-    /// `count` one-row transactions, positions from `first`.
-    async fn insert_single(&self, first: usize, count: usize) {
-        for position in first..first + count {
-            self.insert(position, 1).await;
-        }
-    }
-
-    /// `batches` transactions of `size` rows, batch numbers from `first`.
-    async fn insert_batches(&self, first: usize, batches: usize, size: usize) {
-        for batch in first..first + batches {
-            self.insert(1_000_000_000 + batch * size, size).await;
-        }
-    }
-
-    /// Inserts `count` rows with positions from `first` in one transaction.
-    async fn insert(&self, first: usize, count: usize) {
-        let payload = baseline_payload();
-        let now = Utc::now();
-        let rows: Vec<(i64, Uuid)> = (0..count)
-            .map(|offset| ((first + offset) as i64 + 1, Uuid::now_v7()))
-            .collect();
-        match self {
-            Baseline::Sqlite(pool) => {
-                let mut transaction = pool.begin_with("BEGIN IMMEDIATE").await.expect("begin");
-                for (position, run_id) in &rows {
-                    sqlx::query(
-                        "INSERT INTO bench_events (position, run_id, seq, event_type, schema_version, payload, recorded_at, \
-                         prev_hash, hash, log_hash, append_id) VALUES (?1, ?2, 1, 'StepSucceeded', 1, ?3, ?4, ?5, ?5, ?5, ?6)",
-                    )
-                    .bind(position)
-                    .bind(run_id.to_string())
-                    .bind(&payload)
-                    .bind(now.to_rfc3339())
-                    .bind(HASH)
-                    .bind(Uuid::now_v7().to_string())
-                    .execute(&mut *transaction)
-                    .await
-                    .expect("insert");
-                }
-                transaction.commit().await.expect("commit");
-            }
-            Baseline::Postgres(pool) => {
-                let count = rows.len();
-                sqlx::query(
-                    "INSERT INTO bench_events (position, run_id, seq, event_type, schema_version, payload, recorded_at, \
-                     prev_hash, hash, log_hash, append_id) SELECT p, r, 1, 'StepSucceeded', 1, $3::json, $4, $5, $5, $5, a \
-                     FROM UNNEST($1::int8[], $2::uuid[], $6::uuid[]) AS t(p, r, a)",
-                )
-                .bind(rows.iter().map(|(position, _)| *position).collect::<Vec<_>>())
-                .bind(rows.iter().map(|(_, run_id)| *run_id).collect::<Vec<_>>())
-                .bind(&payload)
-                .bind(now)
-                .bind(HASH)
-                .bind((0..count).map(|_| Uuid::now_v7()).collect::<Vec<_>>())
-                .execute(pool)
-                .await
-                .expect("insert");
-            }
-        }
-    }
-}
-
-async fn fresh_postgres_database(admin_url: &str) -> String {
-    let name = format!("imx_bench_{}", Uuid::now_v7().simple());
-    let admin = sqlx::PgPool::connect(admin_url)
-        .await
-        .expect("connect to the cluster");
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&admin)
-        .await
-        .expect("create database");
-    admin.close().await;
-    let (base, _) = admin_url.rsplit_once('/').expect("URL with a database");
-    format!("{base}/{name}")
-}
-
-async fn drop_postgres_database(admin_url: &str, url: &str) {
-    let (_, name) = url.rsplit_once('/').expect("URL with a database");
-    let admin = sqlx::PgPool::connect(admin_url)
-        .await
-        .expect("connect to the cluster");
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-    )))
-    .execute(&admin)
-    .await
-    .expect("drop the bench database");
-    admin.close().await;
 }
 
 fn secs(started: Instant) -> f64 {

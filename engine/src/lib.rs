@@ -4,6 +4,7 @@
 //! Architecture invariant: everything under [`core`] is pure. It performs no
 //! I/O and reads no clock or randomness; time and ids are arguments.
 
+pub mod bench;
 pub mod chain;
 pub mod core;
 pub mod executor;

@@ -37,6 +37,8 @@ pub enum Command {
     Replay(crate::replay::ReplayArgs),
     /// Manage API keys for `imx serve` (create prints the key once).
     Apikey(imx_gateway::api::apikey::ApiKeyArgs),
+    /// Measure the engine: `imx bench run` prints runs/s and latencies.
+    Bench(BenchArgs),
 }
 
 #[derive(Debug, Args)]
@@ -165,4 +167,58 @@ pub struct AgentArgs {
     /// The command to run per task: task JSON on stdin, output JSON on stdout.
     #[arg(last = true, required = true)]
     pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    pub command: BenchCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Runs workflows through an in-process runtime on scratch databases and
+    /// prints runs/s, step transitions/s and run latency beside the
+    /// database's raw commit rate measured in the same run.
+    Run(BenchRunArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchRunArgs {
+    /// Runs per measurement.
+    #[arg(long, default_value_t = 1_000)]
+    pub runs: usize,
+    /// Runs in flight at once, one measurement each.
+    #[arg(long, value_delimiter = ',', default_value = "1,8,32")]
+    pub concurrency: Vec<usize>,
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "sqlite,postgres"
+    )]
+    pub backend: Vec<BenchBackend>,
+    /// A PostgreSQL URL whose user may create databases (a scratch database
+    /// is created next to it and dropped after).
+    #[arg(long, env = "IMX_BENCH_POSTGRES_URL")]
+    pub postgres_url: Option<String>,
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "noop,http")]
+    pub workflow: Vec<BenchWorkflow>,
+    /// Most appends per transaction (1: group commit off, for comparison).
+    #[arg(long, default_value_t = engine::runtime::COMMIT_BATCH_MAX)]
+    pub commit_batch_max: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BenchBackend {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BenchWorkflow {
+    /// Ten `noop` steps in a chain (decided inline: one commit per run).
+    Noop,
+    /// Ten `http` steps in a chain against a local server.
+    Http,
 }

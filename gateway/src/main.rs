@@ -2,6 +2,7 @@
 //! hands it to the module that carries it out.
 
 mod agent;
+mod bench;
 mod cli;
 mod progress;
 mod replay;
@@ -50,6 +51,9 @@ fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
         cli::Command::Serve(args) => block_on(serve::serve(&url, &args)),
         cli::Command::Agent(args) => block_on(agent::agent(&url, &args)),
         cli::Command::Replay(args) => replay::run(args, &url),
+        cli::Command::Bench(args) => match args.command {
+            cli::BenchCommand::Run(args) => block_on(bench::run(args)),
+        },
         cli::Command::Apikey(args) => block_on(async move {
             imx_gateway::api::apikey::run(&url, args).await?;
             Ok(ExitCode::SUCCESS)

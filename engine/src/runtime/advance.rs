@@ -22,10 +22,6 @@ use super::{CONFLICT_RETRIES_MAX, Error, RUN_CACHE_MAX, Runtime, is_stale, proje
 
 /// Most events read from a stream per page.
 const STREAM_PAGE_MAX: u32 = 1_000;
-/// Most times one append is retried while the database is unavailable.
-const UNAVAILABLE_RETRIES_MAX: u32 = 20;
-/// Wait between those retries, in ms (doubling, capped at 2 s).
-const UNAVAILABLE_BACKOFF_MS: u64 = 50;
 
 /// Folded states and workflow definitions this node has seen.
 #[derive(Debug, Default)]
@@ -169,10 +165,10 @@ impl<S: EventStore> Runtime<S> {
                 .filter(|name| !state.timers.contains_key(*name))
                 .map(|name| timer_uuid(run_id, name))
                 .collect();
-            match self.append_retrying(request).await {
+            match self.append_retrying(&request).await {
                 Ok(_) => {
                     self.remember(run_id, &workflow, &state);
-                    let _ = self.changes.send(run_id);
+                    self.announce(run_id, &state);
                     return Ok((Advanced::Appended(Box::new(state)), settled.effects));
                 }
                 Err(store::Error::Conflict { .. }) => self.forget(run_id),
@@ -244,34 +240,6 @@ impl<S: EventStore> Runtime<S> {
         request
     }
 
-    /// Appends, retrying while the database is briefly unavailable (the
-    /// append id makes a retried append idempotent).
-    pub(super) async fn append_retrying(
-        &self,
-        request: AppendRequest,
-    ) -> Result<store::Appended, store::Error> {
-        let mut backoff_ms = UNAVAILABLE_BACKOFF_MS;
-        for _ in 0..UNAVAILABLE_RETRIES_MAX {
-            match self.timed_append(request.clone()).await {
-                Err(error) if error.is_retryable() => {
-                    tokio::time::sleep(std::time::Duration::from_millis(backoff_ms)).await;
-                    backoff_ms = (backoff_ms * 2).min(2_000);
-                }
-                other => return other,
-            }
-        }
-        self.timed_append(request).await
-    }
-
-    /// One store append, its duration sent to [`Runtime::append_timings`].
-    async fn timed_append(&self, request: AppendRequest) -> Result<store::Appended, store::Error> {
-        let begin = std::time::Instant::now();
-        let appended = self.store.append(request).await;
-        // No receiver is fine: nobody exports timings.
-        let _ = self.append_timings.send(begin.elapsed());
-        appended
-    }
-
     /// Records a run's first events; `Existing` when the idempotency key (or
     /// the deterministic child id) already names a run. Then carries out the
     /// effects on other runs.
@@ -319,25 +287,28 @@ impl<S: EventStore> Runtime<S> {
         all_effects.append(&mut settled.effects);
         let mut request = self.request(run_id, 0, &events, &state, now);
         self.add_work(&mut request, run_id, &all_effects, now);
-        let begin = std::time::Instant::now();
-        let outcome = self.store.start_run(request).await;
-        let _ = self.append_timings.send(begin.elapsed());
-        match outcome {
-            Ok(store::StartOutcome::Started(_)) => {
+        match self.append_retrying(&request).await {
+            Ok(_) => {
                 self.remember(run_id, &workflow, &state);
-                let _ = self.changes.send(run_id);
+                self.announce(run_id, &state);
                 let started = super::Started {
                     run_id,
                     existing: false,
                 };
                 Ok((started, all_effects))
             }
-            Ok(store::StartOutcome::Existing(existing)) => {
-                let started = super::Started {
-                    run_id: existing.row.run_id,
-                    existing: true,
-                };
-                Ok((started, Vec::new()))
+            // As the store's `start_run`: the key names a run already.
+            Err(store::Error::IdempotencyKeyTaken { run_id: owner, .. }) => {
+                match self.store.get_run(owner).await? {
+                    Some(existing) => {
+                        let started = super::Started {
+                            run_id: existing.row.run_id,
+                            existing: true,
+                        };
+                        Ok((started, Vec::new()))
+                    }
+                    None => Err(store::Error::RunNotFound { run_id: owner }.into()),
+                }
             }
             // Someone started this very run id first (a child run started by
             // two nodes recovering the same parent).

@@ -12,6 +12,7 @@
 
 mod advance;
 mod attempt;
+mod commit;
 mod follow;
 mod input;
 mod projection;
@@ -34,6 +35,7 @@ use crate::core::{evolve, run};
 use crate::executor::Executor;
 use crate::store::{self, EventStore, RunId};
 
+pub use commit::{COMMIT_BATCH_MAX, COMMIT_QUEUE_MAX, CommitCounts};
 pub use input::input_problems;
 pub use queues::{STEP_QUEUE_PREFIX, TIMER_QUEUE, agent_queue, step_queue};
 pub use worker::RuntimeHandle;
@@ -57,6 +59,8 @@ pub const TASK_CLAIMS_MAX: u32 = 5;
 pub const CONFLICT_RETRIES_MAX: usize = 1_000;
 /// Append timings buffered per [`Runtime::append_timings`] receiver.
 pub const APPEND_TIMINGS_BUFFER: usize = 4_096;
+/// Run ends buffered per [`Runtime::ends`] receiver.
+pub const RUN_ENDS_BUFFER: usize = 4_096;
 /// Most runs whose folded state is cached in memory.
 pub const RUN_CACHE_MAX: usize = 10_000;
 /// Environment variable prefix of secrets: `IMX_SECRET_<NAME>`.
@@ -77,6 +81,8 @@ pub struct Config {
     pub secrets: Secrets,
     /// [`Runtime::start`] resumes every unfinished run first.
     pub resume_on_start: bool,
+    /// Most appends committed in one transaction (1 turns group commit off).
+    pub commit_batch_max: usize,
 }
 
 impl Default for Config {
@@ -90,6 +96,7 @@ impl Default for Config {
             node: format!("imx-{}", store::new_id().simple()),
             secrets: secrets_from_env(),
             resume_on_start: true,
+            commit_batch_max: COMMIT_BATCH_MAX,
         }
     }
 }
@@ -191,9 +198,12 @@ pub struct Runtime<S: EventStore> {
     config: Config,
     cache: Mutex<advance::Cache>,
     changes: broadcast::Sender<RunId>,
+    ends: broadcast::Sender<RunId>,
     /// How long each store append took; see [`Runtime::append_timings`].
     append_timings: broadcast::Sender<std::time::Duration>,
     cancels: Mutex<HashMap<String, Arc<tokio::sync::Notify>>>,
+    /// Batches every append of this node into shared transactions.
+    committer: commit::Committer,
 }
 
 impl<S: EventStore> Runtime<S> {
@@ -205,6 +215,7 @@ impl<S: EventStore> Runtime<S> {
             .map(|executor| (step_queue(executor.kind()), executor))
             .collect();
         let (changes, _) = broadcast::channel(1024);
+        let (ends, _) = broadcast::channel(RUN_ENDS_BUFFER);
         let (append_timings, _) = broadcast::channel(APPEND_TIMINGS_BUFFER);
         Arc::new(Runtime {
             store,
@@ -212,8 +223,10 @@ impl<S: EventStore> Runtime<S> {
             config,
             cache: Mutex::new(advance::Cache::default()),
             changes,
+            ends,
             append_timings,
             cancels: Mutex::new(HashMap::new()),
+            committer: commit::Committer::default(),
         })
     }
 
@@ -235,12 +248,29 @@ impl<S: EventStore> Runtime<S> {
         self.changes.subscribe()
     }
 
+    /// Run ids as their runs end (succeeded, failed, cancelled) through
+    /// this process's appends. A receiver that falls behind by
+    /// [`RUN_ENDS_BUFFER`] loses the oldest (read the runs then).
+    pub fn ends(&self) -> broadcast::Receiver<RunId> {
+        self.ends.subscribe()
+    }
+
     /// The duration of every store append this node makes from now on, so
     /// that a host can export it (the runtime stays free of any metrics
     /// crate). A receiver that falls behind by [`APPEND_TIMINGS_BUFFER`]
     /// loses the oldest timings; nothing waits for receivers.
     pub fn append_timings(&self) -> broadcast::Receiver<std::time::Duration> {
         self.append_timings.subscribe()
+    }
+
+    /// Tells [`Runtime::changes`] (and [`Runtime::ends`] when it ended)
+    /// that an append changed the run.
+    fn announce(&self, run_id: RunId, state: &RunState) {
+        // No receiver is fine: nobody listens.
+        let _ = self.changes.send(run_id);
+        if state.is_finished() {
+            let _ = self.ends.send(run_id);
+        }
     }
 
     fn now(&self) -> DateTime<Utc> {

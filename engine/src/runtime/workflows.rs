@@ -80,6 +80,11 @@ impl<S: EventStore> Runtime<S> {
                 name: name.to_owned(),
                 version: version.map(str::to_owned),
             })?;
+        // "Latest" must be asked of the store, but its model is immutable:
+        // a version seen before is not loaded again.
+        if let Some(workflow) = self.cached_workflow(name, &record.version) {
+            return Ok((workflow, record.version));
+        }
         let workflow: Workflow = serde_json::from_value(record.model).map_err(|error| {
             Error::corrupt(format!(
                 "workflow {name} {}: model does not load: {error}",

@@ -12,6 +12,7 @@ mod api_ops;
 mod api_pagination;
 mod api_schema;
 mod api_shutdown;
+mod bench;
 mod crash;
 mod replay;
 mod run;

@@ -1,7 +1,9 @@
 //! Runtime tests: real workflows run to their end state through the runtime
 //! on SQLite and on a real PostgreSQL (`scripts/test-postgres`), plus the
 
+mod commit;
 mod flows;
+mod gated;
 mod recovery;
 mod steering;
 mod work;

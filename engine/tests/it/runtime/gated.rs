@@ -1,0 +1,163 @@
+//! A store wrapper for group-commit tests: records the size of every
+//! `append_batch` and, while its gate is shut, holds appends back, so a test
+//! can let requests queue behind a commit in flight and know the batch that
+//! follows.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use engine::store::*;
+use tokio::sync::watch;
+
+#[derive(Debug)]
+pub struct Gated {
+    inner: Store,
+    /// True while appends are held back.
+    shut: watch::Sender<bool>,
+    batches: Mutex<Vec<usize>>,
+}
+
+impl Gated {
+    pub async fn open(url: &str) -> Gated {
+        let inner = engine::store::open(url).await.expect("open the store");
+        Gated::wrap(inner)
+    }
+
+    fn wrap(inner: Store) -> Gated {
+        Gated {
+            inner,
+            shut: watch::Sender::new(false),
+            batches: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Appends from now on wait for [`Gated::release`].
+    pub fn shut(&self) {
+        self.shut.send_replace(true);
+    }
+
+    pub fn release(&self) {
+        self.shut.send_replace(false);
+    }
+
+    /// The size of every `append_batch` call so far, in order.
+    pub fn batches(&self) -> Vec<usize> {
+        self.batches.lock().expect("batches").clone()
+    }
+}
+
+impl EventStore for Gated {
+    async fn connect(url: &str, config: StoreConfig) -> Result<Self, Error> {
+        Ok(Gated::wrap(Store::connect(url, config).await?))
+    }
+
+    fn config(&self) -> &StoreConfig {
+        self.inner.config()
+    }
+
+    async fn migrate(&self) -> Result<(), Error> {
+        self.inner.migrate().await
+    }
+
+    async fn ping(&self) -> Result<(), Error> {
+        self.inner.ping().await
+    }
+
+    async fn append_batch(
+        &self,
+        requests: Vec<AppendRequest>,
+    ) -> Result<Vec<Result<Appended, Error>>, Error> {
+        self.batches.lock().expect("batches").push(requests.len());
+        let mut shut = self.shut.subscribe();
+        let _ = shut.wait_for(|shut| !*shut).await;
+        self.inner.append_batch(requests).await
+    }
+
+    async fn read_stream(
+        &self,
+        run_id: RunId,
+        after_seq: u64,
+        max: u32,
+    ) -> Result<Vec<RecordedEvent>, Error> {
+        self.inner.read_stream(run_id, after_seq, max).await
+    }
+
+    async fn read_log(&self, after_position: u64, max: u32) -> Result<Vec<RecordedEvent>, Error> {
+        self.inner.read_log(after_position, max).await
+    }
+
+    async fn log_head(&self) -> Result<LogHead, Error> {
+        self.inner.log_head().await
+    }
+
+    async fn get_run(&self, run_id: RunId) -> Result<Option<RunRecord>, Error> {
+        self.inner.get_run(run_id).await
+    }
+
+    async fn find_run_by_key(&self, key: &str) -> Result<Option<RunRecord>, Error> {
+        self.inner.find_run_by_key(key).await
+    }
+
+    async fn get_steps(&self, run_id: RunId) -> Result<Vec<StepRow>, Error> {
+        self.inner.get_steps(run_id).await
+    }
+
+    async fn list_runs(&self, query: &RunQuery) -> Result<Page<RunRecord, RunCursor>, Error> {
+        self.inner.list_runs(query).await
+    }
+
+    async fn claim_tasks(
+        &self,
+        worker: &str,
+        queue: &str,
+        max: u32,
+        lease_ms: u64,
+    ) -> Result<Vec<ClaimedTask>, Error> {
+        self.inner.claim_tasks(worker, queue, max, lease_ms).await
+    }
+
+    async fn renew_lease(
+        &self,
+        task_id: TaskId,
+        token: LeaseToken,
+        lease_ms: u64,
+    ) -> Result<Lease, Error> {
+        self.inner.renew_lease(task_id, token, lease_ms).await
+    }
+
+    async fn complete_task(&self, task_id: TaskId, token: LeaseToken) -> Result<(), Error> {
+        self.inner.complete_task(task_id, token).await
+    }
+
+    async fn due_timers(&self, now: DateTime<Utc>, max: u32) -> Result<Vec<FiredTimer>, Error> {
+        self.inner.due_timers(now, max).await
+    }
+
+    async fn wait_for_work(&self, timeout: Duration) -> Result<bool, Error> {
+        self.inner.wait_for_work(timeout).await
+    }
+
+    async fn rebuild_projections<F>(&self, fold: F) -> Result<RebuildStats, Error>
+    where
+        F: FnMut(&[RecordedEvent]) -> ProjectionUpdate + Send,
+    {
+        self.inner.rebuild_projections(fold).await
+    }
+
+    async fn register_workflow(&self, workflow: NewWorkflow) -> Result<WorkflowRecord, Error> {
+        self.inner.register_workflow(workflow).await
+    }
+
+    async fn get_workflow(
+        &self,
+        name: &str,
+        version: Option<&str>,
+    ) -> Result<Option<WorkflowRecord>, Error> {
+        self.inner.get_workflow(name, version).await
+    }
+
+    async fn list_workflows(&self) -> Result<Vec<WorkflowRecord>, Error> {
+        self.inner.list_workflows().await
+    }
+}
