@@ -230,25 +230,18 @@ impl<S: EventStore> CommitTask<S> {
     }
 }
 
-/// The next batch from the front of `queued`: at most `batch_max` requests, at most one per run and one per idempotency key. A second
-/// append of the same run, or a second start with the same key, waits for
-/// the next batch, where it meets the first one's outcome as it would alone
-/// (a seq conflict; the key taken, so the start returns the existing run).
+/// The next batch from the front of `queued`: at most `batch_max` requests,
+/// at most one per run (the store refuses a run twice in one batch). A
+/// second append of the same run waits for the next batch, where it meets
+/// the first one's outcome as it would alone (a seq conflict). Two starts
+/// with one idempotency key may share a batch: the store answers the
+/// second with the key taken, so that start returns the existing run.
 fn take_batch(queued: &mut VecDeque<Job>, batch_max: usize) -> Vec<Job> {
     let mut batch = Vec::new();
     let mut runs = HashSet::new();
-    let mut keys = HashSet::new();
     let mut later = VecDeque::new();
     while let Some(job) = queued.pop_front() {
-        let key = idempotency_key(&job.request);
-        let fits = batch.len() < batch_max
-            && !runs.contains(&job.request.run_id)
-            && key.is_none_or(|key| !keys.contains(key));
-        if fits {
-            runs.insert(job.request.run_id);
-            if let Some(key) = key {
-                keys.insert(key.to_owned());
-            }
+        if batch.len() < batch_max && runs.insert(job.request.run_id) {
             batch.push(job);
         } else {
             later.push_back(job);
@@ -256,14 +249,4 @@ fn take_batch(queued: &mut VecDeque<Job>, batch_max: usize) -> Vec<Job> {
     }
     *queued = later;
     batch
-}
-
-/// The key a start claims (later appends repeat their run's key, which
-/// they cannot share with another run's start).
-fn idempotency_key(request: &AppendRequest) -> Option<&str> {
-    request
-        .projection
-        .run
-        .as_ref()
-        .and_then(|run| run.idempotency_key.as_deref())
 }

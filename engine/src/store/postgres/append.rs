@@ -158,7 +158,7 @@ async fn attempt(
 }
 
 /// The first request whose run row claims an idempotency key another run
-/// holds. Only starts are checked (later appends repeat their own run's
+/// holds, or an earlier request of the batch claims. Only starts are checked (later appends repeat their own run's
 /// key), unless a unique violation showed a race: then all keyed requests.
 async fn taken_key(
     connection: &mut PgConnection,
@@ -183,19 +183,25 @@ async fn taken_key(
             .bind(&keys)
             .fetch_all(&mut *connection)
             .await?;
-    let owners: HashMap<String, Uuid> = owners.into_iter().collect();
-    Ok(keyed.into_iter().find_map(|(position, key, run_id)| {
-        let owner = *owners.get(key)?;
-        (owner != run_id).then(|| {
-            (
-                position,
-                Error::IdempotencyKeyTaken {
-                    key: key.to_owned(),
-                    run_id: owner,
-                },
-            )
-        })
-    }))
+    // A key an earlier request of this batch claims counts as taken too
+    // (two starts with one key in one group commit).
+    let mut owners: HashMap<String, Uuid> = owners.into_iter().collect();
+    for (position, key, run_id) in keyed {
+        match owners.get(key) {
+            Some(&owner) if owner != run_id => {
+                let key = key.to_owned();
+                return Ok(Some((
+                    position,
+                    Error::IdempotencyKeyTaken { key, run_id: owner },
+                )));
+            }
+            Some(_) => {}
+            None => {
+                owners.insert(key.to_owned(), run_id);
+            }
+        }
+    }
+    Ok(None)
 }
 
 fn is_key_violation(error: &Error) -> bool {

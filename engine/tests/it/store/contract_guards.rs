@@ -66,6 +66,26 @@ pub async fn idempotent_start_returns_existing_run<S: EventStore>(database: Data
         .filter(|event| event.payload["key"] == json!("order-43"))
         .count();
     assert_eq!(starts, 1, "one RunStarted for the key");
+    // Two starts with one key in ONE batch (group commit): the first is
+    // written, the second is told the key is taken, the others are written.
+    let (keyed, other) = (new_id(), new_id());
+    let batch = vec![
+        start_request(keyed, "orders", t0, Some("order-44")),
+        start_request(new_id(), "orders", t0, Some("order-44")),
+        start_request(other, "orders", t0, None),
+    ];
+    let results = store.append_batch(batch).await.expect("batch");
+    assert!(results[0].is_ok(), "{:?}", results[0]);
+    assert!(
+        matches!(&results[1], Err(Error::IdempotencyKeyTaken { run_id, .. }) if *run_id == keyed),
+        "{:?}",
+        results[1]
+    );
+    assert!(results[2].is_ok(), "{:?}", results[2]);
+    let by_key = store.find_run_by_key("order-44").await.expect("by key");
+    assert_eq!(by_key.map(|run| run.row.run_id), Some(keyed));
+    assert!(store.get_run(other).await.expect("get").is_some());
+
     let not_start = AppendRequest::new(new_id(), 3, vec![]);
     assert!(matches!(
         store.start_run(not_start).await,
