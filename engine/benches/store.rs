@@ -24,7 +24,7 @@ const BATCHES: usize = 30;
 /// Runs the single-event transitions cycle through.
 const RUNS: usize = 50;
 /// Interleaved repetitions of every workload; the median is reported.
-const ROUNDS: usize = 3;
+const ROUNDS: usize = 5;
 
 struct Row {
     backend: &'static str,
@@ -32,6 +32,8 @@ struct Row {
     events: usize,
     seconds: f64,
     baseline: Option<f64>,
+    /// PostgreSQL only: WAL bytes written per event (median round).
+    wal_bytes: Option<f64>,
 }
 
 fn main() {
@@ -40,6 +42,7 @@ fn main() {
         .build()
         .expect("tokio runtime");
     let mut rows = Vec::new();
+    let load_before = load_average();
     runtime.block_on(async {
         let folder = tempfile::tempdir().expect("temp dir");
         let url = format!("sqlite://{}/bench.db", folder.path().display());
@@ -52,11 +55,25 @@ fn main() {
                 let store = PostgresStore::connect(&url, StoreConfig::default()).await.expect("open Postgres");
                 let baseline = Baseline::Postgres(store.pool().clone());
                 measure("postgres", &store, &baseline, &mut rows).await;
+                store.pool().close().await;
+                drop_postgres_database(&admin_url, &url).await;
             }
             Err(_) => eprintln!("!!! PostgreSQL NOT measured: IMX_TEST_POSTGRES_URL is unset (run scripts/test-postgres)"),
         }
     });
     print_table(&rows);
+    println!(
+        "\nload average (1 min) before: {load_before}, after: {}",
+        load_average()
+    );
+}
+
+/// The 1-minute load average (Linux), to note how busy the machine was.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|text| text.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "unknown".to_owned())
 }
 
 async fn measure<S: EventStore>(
@@ -77,14 +94,16 @@ async fn measure<S: EventStore>(
     // Rounds interleave the workloads so that noise from other processes on
     // the machine hits baseline and store alike; medians are reported.
     let mut seconds: [Vec<f64>; 5] = Default::default();
+    let mut wal: [Vec<f64>; 5] = Default::default();
     for round in 0..ROUNDS {
-        let started = Instant::now();
+        let (started, lsn) = (Instant::now(), baseline.wal_position().await);
         baseline
             .insert_single(round * SINGLE_EVENTS, SINGLE_EVENTS)
             .await;
         seconds[0].push(secs(started));
+        wal[0].push(baseline.wal_since(lsn).await);
         for (slot, full) in [(1, false), (2, true)] {
-            let started = Instant::now();
+            let (started, lsn) = (Instant::now(), baseline.wal_position().await);
             for index in 0..SINGLE_EVENTS {
                 let (run_id, seq) = (runs[index % RUNS], next_seq + (index / RUNS) as u64);
                 store
@@ -93,14 +112,16 @@ async fn measure<S: EventStore>(
                     .expect("append");
             }
             seconds[slot].push(secs(started));
+            wal[slot].push(baseline.wal_since(lsn).await);
             next_seq += (SINGLE_EVENTS / RUNS) as u64;
         }
-        let started = Instant::now();
+        let (started, lsn) = (Instant::now(), baseline.wal_position().await);
         baseline
             .insert_batches(round * BATCHES, BATCHES, BATCH_RUNS)
             .await;
         seconds[3].push(secs(started));
-        let started = Instant::now();
+        wal[3].push(baseline.wal_since(lsn).await);
+        let (started, lsn) = (Instant::now(), baseline.wal_position().await);
         for _ in 0..BATCHES {
             let batch: Vec<AppendRequest> = (0..BATCH_RUNS)
                 .map(|_| transition(new_id(), 0, true))
@@ -109,16 +130,17 @@ async fn measure<S: EventStore>(
             assert!(results.iter().all(Result::is_ok), "batch appends succeed");
         }
         seconds[4].push(secs(started));
+        wal[4].push(baseline.wal_since(lsn).await);
     }
-    let median = |slot: usize| {
-        let mut values = seconds[slot].clone();
+    let median = |values: &[f64]| {
+        let mut values = values.to_vec();
         values.sort_by(f64::total_cmp);
         values[values.len() / 2]
     };
     let single = SINGLE_EVENTS;
     let batched = BATCHES * BATCH_RUNS;
-    let base_single = single as f64 / median(0);
-    let base_batch = batched as f64 / median(3);
+    let base_single = single as f64 / median(&seconds[0]);
+    let base_batch = batched as f64 / median(&seconds[3]);
     let workloads = [
         ("baseline: INSERT, 1 event per tx", single, None),
         ("append: event only, 1 per tx", single, Some(base_single)),
@@ -134,21 +156,33 @@ async fn measure<S: EventStore>(
             Some(base_batch),
         ),
     ];
-    for (slot, (workload, events, baseline)) in workloads.into_iter().enumerate() {
+    for (slot, (workload, events, base)) in workloads.into_iter().enumerate() {
+        let wal_bytes =
+            matches!(baseline, Baseline::Postgres(_)).then(|| median(&wal[slot]) / events as f64);
         rows.push(Row {
             backend,
             workload,
             events,
-            seconds: median(slot),
-            baseline,
+            seconds: median(&seconds[slot]),
+            baseline: base,
+            wal_bytes,
         });
     }
 }
 
 /// One step's transition: an event, and (when `full`) the run row, the step
-/// row and the next task, as the runtime writes them.
+/// row and the next task, as the runtime writes them: the run row keeps its
+/// `created_at` (the run's start; here derived from its UUID v7) and moves
+/// `updated_at`.
 fn transition(run_id: RunId, expected_seq: u64, full: bool) -> AppendRequest {
     let now = Utc::now();
+    let created_at = run_id
+        .get_timestamp()
+        .and_then(|at| {
+            let (seconds, nanos) = at.to_unix();
+            chrono::DateTime::from_timestamp(seconds as i64, nanos)
+        })
+        .unwrap_or(now);
     let payload = json!({ "step": "fetch", "attempt": 1, "output": { "status": 200, "body": "x".repeat(200) }, "at": now });
     let event = NewEvent {
         event_type: "StepSucceeded".to_owned(),
@@ -167,7 +201,7 @@ fn transition(run_id: RunId, expected_seq: u64, full: bool) -> AppendRequest {
             error: None,
             parent_run_id: None,
             idempotency_key: None,
-            created_at: now,
+            created_at,
             updated_at: now,
         });
         request.projection.steps.push(StepRow {
@@ -223,6 +257,24 @@ impl Baseline {
                     .expect("baseline table");
             }
         }
+    }
+
+    /// The server's WAL insert position (0 on SQLite).
+    async fn wal_position(&self) -> i64 {
+        match self {
+            Baseline::Sqlite(_) => 0,
+            Baseline::Postgres(pool) => sqlx::query_scalar(
+                "SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), '0/0')::int8",
+            )
+            .fetch_one(pool)
+            .await
+            .expect("WAL position"),
+        }
+    }
+
+    /// WAL bytes written since `from` (by everyone: the bench is the only writer).
+    async fn wal_since(&self, from: i64) -> f64 {
+        (self.wal_position().await - from) as f64
     }
 
     /// `count` one-row transactions, positions from `first`.
@@ -301,22 +353,41 @@ async fn fresh_postgres_database(admin_url: &str) -> String {
     format!("{base}/{name}")
 }
 
+async fn drop_postgres_database(admin_url: &str, url: &str) {
+    let (_, name) = url.rsplit_once('/').expect("URL with a database");
+    let admin = sqlx::PgPool::connect(admin_url)
+        .await
+        .expect("connect to the cluster");
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+    )))
+    .execute(&admin)
+    .await
+    .expect("drop the bench database");
+    admin.close().await;
+}
+
 fn secs(started: Instant) -> f64 {
     started.elapsed().as_secs_f64()
 }
 
 fn print_table(rows: &[Row]) {
-    println!("| backend | workload | events | seconds | events/s | vs baseline |");
-    println!("| --- | --- | ---: | ---: | ---: | ---: |");
+    println!(
+        "| backend | workload | events | seconds | events/s | vs baseline | WAL bytes/event |"
+    );
+    println!("| --- | --- | ---: | ---: | ---: | ---: | ---: |");
     for row in rows {
         let events_per_second = row.events as f64 / row.seconds;
         let ratio = row.baseline.map_or_else(
             || "1.00 (baseline)".to_owned(),
             |base| format!("{:.2}", events_per_second / base),
         );
+        let wal = row
+            .wal_bytes
+            .map_or_else(|| "-".to_owned(), |bytes| format!("{bytes:.0}"));
         println!(
-            "| {} | {} | {} | {:.3} | {:.0} | {} |",
-            row.backend, row.workload, row.events, row.seconds, events_per_second, ratio
+            "| {} | {} | {} | {:.3} | {:.0} | {} | {} |",
+            row.backend, row.workload, row.events, row.seconds, events_per_second, ratio, wal
         );
     }
 }

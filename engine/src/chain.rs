@@ -13,6 +13,10 @@
 //!   order: deleting a whole run, reordering runs or truncating the log's tail
 //!   (against a recorded [`LogHead`]) is detected.
 
+mod canonical;
+
+pub use canonical::{canonical_json, write_canonical_event};
+
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -181,6 +185,27 @@ pub fn seal(
 ) -> Result<(), ChainFault> {
     event.prev_hash = run_prev_hash.to_owned();
     event.hash = event_hash(event)?;
+    event.log_hash = log_hash(log_prev_hash, &event.hash)?;
+    Ok(())
+}
+
+/// [`seal`] for an append that already holds the payload's canonical text
+/// (`canonical_payload == canonical_json(&event.payload)`): the same hashes
+/// without canonicalizing the payload a second time.
+pub fn seal_canonical(
+    event: &mut RecordedEvent,
+    canonical_payload: &str,
+    run_prev_hash: &str,
+    log_prev_hash: &str,
+) -> Result<(), ChainFault> {
+    let prev = decode_hash("prev_hash", run_prev_hash)?;
+    let mut bytes = Vec::with_capacity(canonical_payload.len() + 256);
+    write_canonical_event(event, canonical_payload, &mut bytes)?;
+    let mut hasher = Sha256::new();
+    hasher.update(prev);
+    hasher.update(&bytes);
+    event.prev_hash = run_prev_hash.to_owned();
+    event.hash = hex::encode(hasher.finalize());
     event.log_hash = log_hash(log_prev_hash, &event.hash)?;
     Ok(())
 }

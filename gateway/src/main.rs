@@ -33,6 +33,10 @@ fn main() -> ExitCode {
 
 fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
     let url = cli.store.database_url.clone();
+    // `serve` logs JSON lines; everything else plain warnings (the runtime's).
+    if !matches!(cli.command, cli::Command::Serve(_)) {
+        imx_gateway::api::init_text_logging();
+    }
     match cli.command {
         cli::Command::Validate(args) => validate::validate(&args),
         cli::Command::Graph(args) => validate::graph(&args),

@@ -156,7 +156,8 @@ fn report_verification(
                     serde_json::json!({ "ok": false, "problem": problem })
                 );
             }
-            eprintln!("verify failed: {problem}");
+            // `verify failed: IMX05xx: run … seq … at line …: what`, then what to do.
+            eprintln!("verify failed: {problem}\n  hint: {}", problem.fault.hint());
             Ok(ExitCode::FAILURE)
         }
     }

@@ -5,7 +5,6 @@
 //! is not sure about (floats, integers beyond ±2^53-1) back to it. Tests
 //! compare the two on every event they produce and on random JSON.
 
-use std::cmp::Ordering;
 use std::io::Write;
 
 use engine::chain::{self, CANONICAL_INTEGER_MAX, RecordedEvent};
@@ -31,11 +30,11 @@ fn fast(event: &RecordedEvent, out: &mut Vec<u8>) -> Option<()> {
     }
     // The seven keys, already in UTF-16 order (all ASCII).
     out.extend_from_slice(b"{\"event_type\":");
-    string(&event.event_type, out);
+    write_string(&event.event_type, out);
     out.extend_from_slice(b",\"payload\":");
     value(&event.payload, out)?;
     write!(out, ",\"position\":{},\"recorded_at\":", event.position).ok()?;
-    string(&chain::format_recorded_at(event.recorded_at), out);
+    write_string(&chain::format_recorded_at(event.recorded_at), out);
     write!(
         out,
         ",\"run_id\":\"{}\",\"schema_version\":{},\"seq\":{}}}",
@@ -63,7 +62,7 @@ fn value(value: &Value, out: &mut Vec<u8>) -> Option<()> {
             }
             write!(out, "{number}").ok()?;
         }
-        Value::String(text) => string(text, out),
+        Value::String(text) => write_string(text, out),
         Value::Array(items) => {
             out.push(b'[');
             for (n, item) in items.iter().enumerate() {
@@ -86,7 +85,7 @@ fn value(value: &Value, out: &mut Vec<u8>) -> Option<()> {
                 }
             } else {
                 let mut entries: Vec<(&String, &Value)> = map.iter().collect();
-                entries.sort_by(|a, b| utf16_order(a.0, b.0));
+                entries.sort_by(|a, b| crate::tape::utf16_order(a.0, b.0));
                 for (n, (key, item)) in entries.into_iter().enumerate() {
                     entry(n, key, item, out)?;
                 }
@@ -101,23 +100,14 @@ fn entry(n: usize, key: &str, item: &Value, out: &mut Vec<u8>) -> Option<()> {
     if n > 0 {
         out.push(b',');
     }
-    string(key, out);
+    write_string(key, out);
     out.push(b':');
     value(item, out)
 }
 
-/// JCS orders keys by UTF-16 code units; UTF-8 byte order agrees except
-/// when characters beyond U+FFFF meet U+E000..U+FFFF.
-fn utf16_order(a: &str, b: &str) -> Ordering {
-    if a.is_ascii() && b.is_ascii() {
-        return a.cmp(b);
-    }
-    a.encode_utf16().cmp(b.encode_utf16())
-}
-
 /// JCS string escaping: `"`, `\`, `\b \f \n \r \t`, other controls as
 /// `\u00xx` (lowercase), everything else as UTF-8.
-fn string(text: &str, out: &mut Vec<u8>) {
+pub(crate) fn write_string(text: &str, out: &mut Vec<u8>) {
     out.push(b'"');
     let bytes = text.as_bytes();
     let mut start = 0;

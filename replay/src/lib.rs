@@ -4,46 +4,64 @@
 
 pub mod canonical;
 pub mod check;
+pub mod compiled;
 pub mod export;
+pub mod fast;
+pub mod fault;
 pub mod format;
 pub mod inspect;
 pub mod online;
 pub mod pipeline;
 pub mod schemas;
+pub mod tape;
 pub mod verify;
 
 pub use check::{Incompatibility, compatibility};
 pub use export::export;
 pub use format::Scope;
-pub use pipeline::verify_reader;
+pub use pipeline::{Tuning, verify_reader, verify_reader_tuned};
 pub use verify::{Options, Problem, Summary, Verifier};
 
 use uuid::Uuid;
 
 /// Why an audit command could not do its work (a history that fails
-/// verification is a [`verify::Problem`], not an error).
+/// verification is a [`verify::Problem`], not an error). Codes `IMX053x` are
+/// stable (`docs/errors.md`); store errors keep their own `IMX03xx`, and an
+/// unreadable export its problem's `IMX05xx`.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     #[error(transparent)]
     Store(#[from] engine::store::Error),
-    #[error("cannot read or write the export: {0}")]
+    #[error("IMX0530: cannot read or write the export: {0}")]
     Io(#[from] std::io::Error),
-    #[error("run {run_id} has no events in this history; list runs with `imx runs`")]
+    #[error(
+        "IMX0531: run {run_id} has no events in this history; list runs with `imx runs` (or check the file's scope)"
+    )]
     RunNotFound { run_id: Uuid },
-    #[error("--since {since} is beyond the log's last position {head}")]
+    #[error(
+        "IMX0532: --since {since} is beyond the log's last position {head}; pass a position the log has reached (the `position` of an earlier export's trailer)"
+    )]
     SinceBeyondHead { since: u64, head: u64 },
-    #[error("run {run_id} seq {seq}: the event cannot be read: {source}")]
+    #[error(
+        "IMX0533: run {run_id} seq {seq}: the event cannot be read by this imx: {source}; run `imx replay verify`, or use the imx version that wrote it"
+    )]
     Event {
         run_id: Uuid,
         seq: u64,
         source: engine::core::event::Error,
     },
-    #[error("the core rejects the history: {0}")]
+    #[error(
+        "IMX0534: the core rejects the history: {0}; run `imx replay verify` on it (a verified history that the core rejects is a bug: report it)"
+    )]
     Evolve(#[from] engine::core::evolve::Error),
-    #[error("run {run_id}: --at {at} is beyond the run's last seq {last}")]
+    #[error(
+        "IMX0535: run {run_id}: --at {at} is beyond the run's last seq {last}; pass a seq from 1 to {last}"
+    )]
     AtBeyondEnd { run_id: Uuid, at: u64, last: u64 },
-    #[error("workflow {name} {version} in the registry does not load: {detail}")]
+    #[error(
+        "IMX0536: workflow {name} {version} in the registry does not load: {detail}; it was registered by another imx version: check with that version"
+    )]
     Registry {
         name: String,
         version: String,

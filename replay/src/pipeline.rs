@@ -1,6 +1,8 @@
 //! `verify_reader`: verification of an export file as a pipeline. One
 //! thread reads lines in batches, workers parse them and make each event's
-//! own checks (canonical bytes, hash, schema) in parallel, and the calling
+//! own checks (canonical bytes, hash, schema, and the log link to the line
+//! before in the batch) in parallel, first by the fast path
+//! (`crate::fast`), else the normative way, and the calling
 //! thread follows the chains in file order, so the first problem reported
 //! is the same as with one thread. Memory is bounded by the queues:
 //! at most `2 * QUEUE_BATCHES_MAX` batches of `BATCH_LINES` lines in flight.
@@ -12,11 +14,13 @@ use std::sync::{Arc, Mutex};
 
 use uuid::Uuid;
 
+use crate::fast::fast_checks;
 use crate::format::{
     ChainParams, FORMAT_NAME, FORMAT_VERSION, Header, LINE_BYTES_MAX, Line, Trailer,
 };
+use crate::tape::Tape;
 use crate::verify::{
-    Checked, Fault, Options, Problem, Summary, Verifier, is_hex_hash, local_checks,
+    Checked, Digest32, Fault, Options, Problem, Summary, Verifier, is_hex_hash, local_checks,
 };
 
 /// Lines per batch handed to a worker.
@@ -49,11 +53,48 @@ enum Item {
     },
 }
 
-type Lines = (u64, Vec<(u64, String)>, Option<Problem>);
+/// Lines read, in one text: `(line number, start, end)` of each.
+#[derive(Default)]
+struct Batch {
+    text: String,
+    lines: Vec<(u64, usize, usize)>,
+}
+
+type Lines = (u64, Batch, Option<Problem>);
 type Examined = (u64, Vec<Item>, Option<Problem>);
+
+/// How the pipeline runs (the verdict never depends on it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tuning {
+    /// Worker threads (at least 1).
+    pub workers: usize,
+    /// Try `crate::fast` on each event line before the normative checks.
+    pub fast_path: bool,
+}
+
+impl Default for Tuning {
+    /// A worker per core (up to `WORKERS_MAX`), fast path on.
+    fn default() -> Self {
+        Tuning {
+            workers: std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .clamp(1, WORKERS_MAX),
+            fast_path: true,
+        }
+    }
+}
 
 /// Verifies an export read from `reader`; see the module comment.
 pub fn verify_reader(reader: impl BufRead + Send, options: Options) -> Result<Summary, Problem> {
+    verify_reader_tuned(reader, options, Tuning::default())
+}
+
+/// [`verify_reader`] with the pipeline's tuning given (benchmarks, tests).
+pub fn verify_reader_tuned(
+    reader: impl BufRead + Send,
+    options: Options,
+    tuning: Tuning,
+) -> Result<Summary, Problem> {
     let mut lines = LineReader {
         reader,
         number: 0,
@@ -64,17 +105,15 @@ pub fn verify_reader(reader: impl BufRead + Send, options: Options) -> Result<Su
     }
     let header = parse_header(lines.text())?;
     let mut verifier = Verifier::new(header.scope, header.start, options);
-    let workers = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .clamp(1, WORKERS_MAX);
     std::thread::scope(|scope| {
         let (to_workers, from_reader) = sync_channel::<Lines>(QUEUE_BATCHES_MAX);
         let (to_follower, from_workers) = sync_channel::<Examined>(QUEUE_BATCHES_MAX);
         scope.spawn(move || read_batches(lines, &to_workers));
         let from_reader = Arc::new(Mutex::new(from_reader));
-        for _ in 0..workers {
+        for _ in 0..tuning.workers.max(1) {
             let (from_reader, to_follower) = (Arc::clone(&from_reader), to_follower.clone());
-            scope.spawn(move || examine_batches(&from_reader, &to_follower));
+            let fast_path = tuning.fast_path;
+            scope.spawn(move || examine_batches(&from_reader, &to_follower, fast_path));
         }
         drop(to_follower);
         follow(&mut verifier, &from_workers)
@@ -85,11 +124,18 @@ pub fn verify_reader(reader: impl BufRead + Send, options: Options) -> Result<Su
 fn read_batches<R: BufRead>(mut lines: LineReader<R>, to_workers: &SyncSender<Lines>) {
     let mut index = 0;
     loop {
-        let mut batch = Vec::with_capacity(BATCH_LINES);
+        let mut batch = Batch {
+            text: String::with_capacity(BATCH_LINES * 640),
+            lines: Vec::with_capacity(BATCH_LINES),
+        };
         let mut error = None;
-        while batch.len() < BATCH_LINES {
+        while batch.lines.len() < BATCH_LINES {
             match lines.next_line() {
-                Ok(true) => batch.push((lines.number, lines.text().to_owned())),
+                Ok(true) => {
+                    let start = batch.text.len();
+                    batch.text.push_str(lines.text());
+                    batch.lines.push((lines.number, start, batch.text.len()));
+                }
                 Ok(false) => break,
                 Err(problem) => {
                     error = Some(problem);
@@ -97,7 +143,7 @@ fn read_batches<R: BufRead>(mut lines: LineReader<R>, to_workers: &SyncSender<Li
                 }
             }
         }
-        let last = batch.len() < BATCH_LINES;
+        let last = batch.lines.len() < BATCH_LINES;
         // A closed queue means the follower stopped at a problem: stop too.
         if to_workers.send((index, batch, error)).is_err() || last {
             return;
@@ -106,21 +152,48 @@ fn read_batches<R: BufRead>(mut lines: LineReader<R>, to_workers: &SyncSender<Li
     }
 }
 
-fn examine_batches(from_reader: &Mutex<Receiver<Lines>>, to_follower: &SyncSender<Examined>) {
+fn examine_batches(
+    from_reader: &Mutex<Receiver<Lines>>,
+    to_follower: &SyncSender<Examined>,
+    fast_path: bool,
+) {
     let mut canonical = Vec::with_capacity(1024);
     loop {
         let next = from_reader.lock().map(|receiver| receiver.recv());
-        let Ok(Ok((index, lines, error))) = next else {
+        let Ok(Ok((index, batch, error))) = next else {
             return;
         };
-        let items = lines
-            .into_iter()
-            .map(|(number, text)| examine(number, &text, &mut canonical))
-            .collect();
+        let items = examine_batch(&batch, &mut canonical, fast_path);
         if to_follower.send((index, items, error)).is_err() {
             return;
         }
     }
+}
+
+fn examine_batch(batch: &Batch, canonical: &mut Vec<u8>, fast_path: bool) -> Vec<Item> {
+    let mut tape = Tape::default();
+    // The log hash the line before claims, to check this line's log link here.
+    let mut previous_log_hash: Option<Digest32> = None;
+    let mut items = Vec::with_capacity(batch.lines.len());
+    for &(number, start, end) in &batch.lines {
+        let text = batch.text.get(start..end).unwrap_or_default();
+        let fast = fast_path
+            .then(|| fast_checks(text, &mut tape, canonical, previous_log_hash.as_ref()))
+            .flatten();
+        let item = match fast {
+            Some(checked) => Item::Event {
+                number,
+                checked: Box::new(checked),
+            },
+            None => examine(number, text, canonical),
+        };
+        previous_log_hash = match &item {
+            Item::Event { checked, .. } => checked.local.as_ref().ok().map(|local| local.log_hash),
+            _ => None,
+        };
+        items.push(item);
+    }
+    items
 }
 
 fn examine(number: u64, text: &str, canonical: &mut Vec<u8>) -> Item {

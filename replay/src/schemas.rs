@@ -1,5 +1,7 @@
 //! The event payload schemas (`schemas/events/*.schema.json`, generated from
-//! the core's types by `event::schemas()`), compiled once per process.
+//! the core's types by `event::schemas()`), compiled once per process: by
+//! `jsonschema` (the verdict and its message) and, where it can, by
+//! [`crate::compiled`] (the verifier's fast path over a parsed tape).
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
@@ -7,6 +9,8 @@ use std::sync::OnceLock;
 use engine::core::event::{EVENT_SCHEMA_VERSION, Event};
 use serde_json::Value;
 
+use crate::compiled::Compiled;
+use crate::tape::Tape;
 use crate::verify::Fault;
 
 /// Most schema errors named in one report.
@@ -16,6 +20,7 @@ pub const SCHEMA_ERRORS_SHOWN_MAX: usize = 3;
 #[derive(Debug)]
 pub struct Schemas {
     validators: HashMap<&'static str, jsonschema::Validator>,
+    fast: HashMap<&'static str, Compiled>,
 }
 
 impl Schemas {
@@ -23,10 +28,19 @@ impl Schemas {
     pub fn get() -> &'static Schemas {
         static SCHEMAS: OnceLock<Schemas> = OnceLock::new();
         SCHEMAS.get_or_init(|| {
-            let validators = Event::schemas()
+            let schemas: Vec<(&'static str, Value)> = Event::schemas()
                 .into_iter()
                 .filter_map(|(event_type, schema)| {
-                    let schema = serde_json::to_value(&schema).ok()?;
+                    Some((event_type, serde_json::to_value(&schema).ok()?))
+                })
+                .collect();
+            let fast = schemas
+                .iter()
+                .filter_map(|(event_type, schema)| Some((*event_type, Compiled::new(schema)?)))
+                .collect();
+            let validators = schemas
+                .into_iter()
+                .filter_map(|(event_type, schema)| {
                     // The engine's tests compile every generated schema, so
                     // a failure here cannot happen with a released build;
                     // an unknown type is then reported for that event.
@@ -37,8 +51,25 @@ impl Schemas {
                     Some((event_type, validator))
                 })
                 .collect();
-            Schemas { validators }
+            Schemas { validators, fast }
         })
+    }
+
+    /// The fast path's check of a payload parsed onto `tape`: `true` when it
+    /// is valid, `false` when invalid or not sure (then ask [`Schemas::check`]).
+    pub fn accepts(&self, event_type: &str, version: u32, tape: &Tape) -> bool {
+        version == EVENT_SCHEMA_VERSION
+            && self.validators.contains_key(event_type)
+            && self
+                .fast
+                .get(event_type)
+                .is_some_and(|compiled| compiled.accepts(tape))
+    }
+
+    /// How many event types the fast path can check (the others always go
+    /// to `jsonschema`); the tests expect all of them.
+    pub fn compiled_types(&self) -> usize {
+        self.fast.len()
     }
 
     /// Checks one payload against the schema of its type and version.

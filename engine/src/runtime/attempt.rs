@@ -19,18 +19,16 @@ use crate::store::{self, ClaimedTask, EventStore};
 
 use super::advance::Advanced;
 use super::queues::{AttemptTask, TimerTask};
-use super::{Error, Runtime};
+use super::{Error, Runtime, TASK_CLAIMS_MAX};
 
 impl<S: EventStore> Runtime<S> {
     /// A fired timer: `timer.fired`, or `step.succeeded` for a `sleep`.
     pub(super) async fn fire_timer(&self, task: &ClaimedTask) -> Result<(), Error> {
         let Ok(timer) = serde_json::from_value::<TimerTask>(task.payload.clone()) else {
-            eprintln!(
-                "imx runtime: dropping timer task {} with an unknown payload",
-                task.task_id
-            );
+            tracing::warn!("dropping a timer task with an unknown payload");
             return self.drop_task(task).await;
         };
+        tracing::debug!("timer fired");
         let facts = move |_: &RunState, now: DateTime<Utc>| {
             Ok(vec![match &timer {
                 TimerTask::Core { timer } => Event::TimerFired(TimerFired {
@@ -62,10 +60,7 @@ impl<S: EventStore> Runtime<S> {
         _stop: watch::Receiver<bool>,
     ) -> Result<(), Error> {
         let Ok(wanted) = serde_json::from_value::<AttemptTask>(task.payload.clone()) else {
-            eprintln!(
-                "imx runtime: dropping task {} with an unknown payload",
-                task.task_id
-            );
+            tracing::warn!("dropping a task with an unknown payload");
             return self.drop_task(task).await;
         };
         let (workflow, state) = match self.load(task.run_id).await {
@@ -79,17 +74,30 @@ impl<S: EventStore> Runtime<S> {
             .is_some_and(|exec| exec.attempt == wanted.attempt && exec.status.is_in_flight());
         if !current {
             // Cancelled, timed out or already recorded while it waited.
+            tracing::debug!("the attempt is no longer current; dropping its task");
             return self.drop_task(task).await;
         }
+        tracing::debug!(kind = executor.kind().as_str(), "attempt started");
         let outcome = match self.rendered_attempt(&workflow, &state, task, &wanted) {
+            _ if task.claims > TASK_CLAIMS_MAX => abandoned(task.claims - 1),
             Some(attempt) => match self.run_attempt(task, executor.as_ref(), &attempt).await {
                 Some(outcome) => outcome,
                 // Lease lost or attempt cancelled: the result is not ours to record.
-                None => return Ok(()),
+                None => {
+                    tracing::info!("attempt stopped: cancelled, timed out or lease lost");
+                    return Ok(());
+                }
             },
             None => Outcome::failed("the step's input cannot be rendered on this node", false),
         };
+        // Logged after redaction: secrets never reach a log line.
         let outcome = self.checked(outcome);
+        match &outcome {
+            Outcome::Succeeded { .. } => tracing::info!("attempt succeeded"),
+            Outcome::Failed { error, retryable } => {
+                tracing::warn!(%error, retryable, "attempt failed");
+            }
+        }
         let facts =
             move |_: &RunState, now: DateTime<Utc>| Ok(vec![result_event(&wanted, &outcome, now)]);
         self.record(task, facts).await
@@ -195,7 +203,7 @@ impl<S: EventStore> Runtime<S> {
                     match self.store.renew_lease(task.task_id, task.lease.token, self.config.lease_ms).await {
                         Ok(_) => {}
                         Err(store::Error::LeaseLost { .. }) => break None,
-                        Err(error) => eprintln!("imx runtime: renewing the lease of task {}: {error}", task.task_id),
+                        Err(error) => tracing::warn!(%error, "renewing the task's lease failed; retrying"),
                     }
                     // Cancelled or timed out by another node: stop working.
                     if !self.still_current(task, attempt).await {
@@ -243,9 +251,7 @@ impl<S: EventStore> Runtime<S> {
         match self.advance(task.run_id, facts, complete).await {
             Ok(Advanced::Appended(_)) => Ok(()),
             Ok(Advanced::Stale(reason)) => {
-                if std::env::var_os("IMX_DEBUG").is_some() {
-                    eprintln!("imx runtime: dropping a stale fact: {reason}");
-                }
+                tracing::debug!(%reason, "dropping a stale fact");
                 self.drop_task(task).await
             }
             Err(Error::Store(store::Error::LeaseLost { .. })) => Ok(()),
@@ -265,6 +271,21 @@ impl<S: EventStore> Runtime<S> {
             Err(error) => Err(error.into()),
         }
     }
+}
+
+/// The dead letter: an attempt whose task was claimed more than
+/// [`TASK_CLAIMS_MAX`] times without a result (each holder crashed or hung
+/// until its lease ran out) fails instead of being handed out forever. It
+/// is retryable, so the step's retry policy decides what happens next.
+fn abandoned(expired: u32) -> Outcome {
+    Outcome::failed(
+        format!(
+            "abandoned: this attempt was handed to a worker {expired} times and each time its lease \
+             expired without a result (a node running it crashed or hung); look for crashes in \
+             the node logs, or give the step a shorter `timeout`"
+        ),
+        true,
+    )
 }
 
 /// `step.succeeded` or `step.failed` for the attempt's outcome.

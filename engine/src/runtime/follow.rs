@@ -162,11 +162,11 @@ impl<S: EventStore> Runtime<S> {
         while let Some(job) = jobs.pop_front() {
             done += 1;
             if done > FOLLOW_JOBS_MAX {
-                eprintln!("imx runtime: run {run_id}: too many follow-up jobs; recovery continues");
+                tracing::warn!(run_id = %run_id, "too many follow-up jobs; recovery continues");
                 return;
             }
             if let Err(error) = self.carry_out(job, &mut jobs).await {
-                eprintln!("imx runtime: run {run_id}: {error}; recovery will retry");
+                tracing::warn!(run_id = %run_id, %error, "a follow-up job failed; recovery will retry");
             }
         }
     }

@@ -50,6 +50,9 @@ pub const WORKERS_DEFAULT: usize = 8;
 pub const POLL_MS_DEFAULT: u64 = 200;
 /// Default time running attempts get to finish on shutdown, in ms.
 pub const SHUTDOWN_GRACE_MS_DEFAULT: u64 = 10_000;
+/// Most times one task is handed out (its lease expiring each time) before
+/// the attempt is recorded as failed ("abandoned") instead of run again.
+pub const TASK_CLAIMS_MAX: u32 = 5;
 /// Most times one fact is retried after losing a seq race.
 pub const CONFLICT_RETRIES_MAX: usize = 1_000;
 /// Append timings buffered per [`Runtime::append_timings`] receiver.

@@ -8,11 +8,13 @@ use std::time::Duration;
 
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
+use tracing::Instrument;
+use tracing::field::Empty;
 
 use crate::executor::Executor;
 use crate::store::{ClaimedTask, EventStore, RunQuery};
 
-use super::queues::TIMER_QUEUE;
+use super::queues::{AttemptTask, TIMER_QUEUE, TimerTask};
 use super::{Error, Runtime};
 
 /// Most tasks claimed in one call.
@@ -112,7 +114,7 @@ impl<S: EventStore> Runtime<S> {
         }
         .await;
         if let Err(error) = result {
-            eprintln!("imx runtime: cannot resume run {run_id}: {error}");
+            tracing::warn!(run_id = %run_id, %error, "cannot resume the run");
         }
     }
 
@@ -122,7 +124,7 @@ impl<S: EventStore> Runtime<S> {
             match self.store.due_timers(self.now(), TIMER_BATCH_MAX).await {
                 Ok(fired) if fired.len() as u32 == TIMER_BATCH_MAX => continue,
                 Ok(_) => {}
-                Err(error) => eprintln!("imx runtime: firing timers: {error}"),
+                Err(error) => tracing::warn!(%error, "firing due timers failed; retrying"),
             }
             tokio::select! {
                 _ = tokio::time::sleep(poll) => {}
@@ -161,7 +163,7 @@ impl<S: EventStore> Runtime<S> {
                 let tasks = match claimed {
                     Ok(tasks) => tasks,
                     Err(error) => {
-                        eprintln!("imx runtime: claiming from {queue}: {error}");
+                        tracing::warn!(%queue, %error, "claiming tasks failed; retrying");
                         continue;
                     }
                 };
@@ -173,10 +175,14 @@ impl<S: EventStore> Runtime<S> {
                     let runtime = Arc::clone(&self);
                     let executor = queues.get(queue).cloned();
                     let stop = stop.clone();
-                    running.spawn(async move {
-                        runtime.handle_task(task, executor, stop).await;
-                        drop(permit);
-                    });
+                    let span = task_span(&task);
+                    running.spawn(
+                        async move {
+                            runtime.handle_task(task, executor, stop).await;
+                            drop(permit);
+                        }
+                        .instrument(span),
+                    );
                 }
             }
             if claimed_any {
@@ -214,17 +220,72 @@ impl<S: EventStore> Runtime<S> {
         let result = match (task.queue.as_str(), executor) {
             (TIMER_QUEUE, _) => self.fire_timer(&task).await,
             (_, Some(executor)) => self.execute_task(&task, executor, stop).await,
-            (queue, None) => {
-                eprintln!("imx runtime: no executor for queue {queue}");
+            (_, None) => {
+                tracing::warn!("no executor on this node for the task's queue");
                 Ok(())
             }
         };
         if let Err(error) = result {
             // The task stays; its lease expires and it is tried again.
-            eprintln!(
-                "imx runtime: task {} of run {}: {error}",
-                task.task_id, task.run_id
-            );
+            tracing::warn!(%error, "the task failed; it is tried again when its lease expires");
         }
+    }
+}
+
+/// The span every log line about one task is in: the run always; the step,
+/// item and attempt whenever the task concerns a step (an attempt, a
+/// `sleep` ending, a step's retry or timeout timer).
+fn task_span(task: &ClaimedTask) -> tracing::Span {
+    let span = tracing::info_span!(
+        "task",
+        run_id = %task.run_id,
+        task_id = %task.task_id,
+        queue = %task.queue,
+        step = Empty,
+        index = Empty,
+        attempt = Empty,
+        timer = Empty,
+    );
+    let step = if task.queue == TIMER_QUEUE {
+        match serde_json::from_value::<TimerTask>(task.payload.clone()) {
+            Ok(TimerTask::Sleep {
+                step,
+                index,
+                attempt,
+                ..
+            }) => Some((step, index, attempt)),
+            Ok(TimerTask::Core { timer }) => {
+                span.record("timer", timer.as_str());
+                step_of_timer(&timer)
+            }
+            Err(_) => None,
+        }
+    } else {
+        serde_json::from_value::<AttemptTask>(task.payload.clone())
+            .ok()
+            .map(|wanted| (wanted.step, wanted.index, wanted.attempt))
+    };
+    if let Some((step, index, attempt)) = step {
+        span.record("step", step.as_str());
+        if let Some(index) = index {
+            span.record("index", index);
+        }
+        span.record("attempt", attempt);
+    }
+    span
+}
+
+/// (step, index, attempt) of a core timer named
+/// `timeout|retry/<step>[/<index>]/<attempt>` (see `core::keys`).
+fn step_of_timer(timer: &str) -> Option<(String, Option<u32>, u32)> {
+    let mut parts = timer.split('/');
+    let (Some("timeout" | "retry"), Some(step)) = (parts.next(), parts.next()) else {
+        return None;
+    };
+    let rest: Vec<u32> = parts.map(str::parse).collect::<Result<_, _>>().ok()?;
+    match rest[..] {
+        [attempt] => Some((step.to_owned(), None, attempt)),
+        [index, attempt] => Some((step.to_owned(), Some(index), attempt)),
+        _ => None,
     }
 }

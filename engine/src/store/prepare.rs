@@ -123,8 +123,7 @@ fn check_rows(request: &AppendRequest) -> Result<(), Error> {
 
 /// RFC 8785 text of a payload, refusing numbers canonical JSON would round.
 pub(crate) fn canonical_payload(payload: &Value) -> Result<String, String> {
-    chain::check_canonical_numbers(payload).map_err(|fault| fault.to_string())?;
-    serde_json_canonicalizer::to_string(payload).map_err(|error| error.to_string())
+    chain::canonical_json(payload).map_err(|fault| fault.to_string())
 }
 
 /// Turns a checked request into recorded events following the run's head
@@ -151,8 +150,13 @@ pub(crate) fn seal(
             hash: String::new(),
             log_hash: String::new(),
         };
-        chain::seal(&mut recorded, &run_hash, &log_head.log_hash)
-            .map_err(|fault| Error::corrupt(format!("sealing an event: {fault}")))?;
+        chain::seal_canonical(
+            &mut recorded,
+            &checked.payloads[offset],
+            &run_hash,
+            &log_head.log_hash,
+        )
+        .map_err(|fault| Error::corrupt(format!("sealing an event: {fault}")))?;
         run_hash.clone_from(&recorded.hash);
         *log_head = LogHead {
             position: recorded.position,

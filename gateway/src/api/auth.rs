@@ -11,10 +11,10 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use engine::store::{ApiKeyRecord, Store};
-use jsonwebtoken::{Validation, decode};
+use jsonwebtoken::{DecodingKey, Validation, decode, decode_header};
 use sha2::{Digest, Sha256};
 
-use super::config::JwtConfig;
+use super::config::{JwtConfig, JwtKeys};
 use super::error::{ApiError, Code};
 
 /// The built-in roles, in the order of what they may do.
@@ -206,13 +206,13 @@ impl Authenticator {
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         validation.validate_nbf = true;
         validation.leeway = JWT_LEEWAY_S;
-        let data =
-            decode::<serde_json::Value>(token, &config.key, &validation).map_err(|error| {
-                ApiError::new(
-                    Code::Unauthenticated,
-                    format!("invalid bearer token: {error}"),
-                )
-            })?;
+        let key = config.key_for(token)?;
+        let data = decode::<serde_json::Value>(token, key, &validation).map_err(|error| {
+            ApiError::new(
+                Code::Unauthenticated,
+                format!("invalid bearer token: {error}"),
+            )
+        })?;
         let claims = data.claims;
         let roles = match claims.get(&config.role_claim) {
             Some(serde_json::Value::String(role)) => vec![role.clone()],
@@ -230,6 +230,29 @@ impl Authenticator {
             id: format!("jwt:{subject}"),
             roles,
         })
+    }
+}
+
+impl JwtConfig {
+    /// The key a token is checked with: the one key, or the JWKS key its
+    /// `kid` header names.
+    fn key_for(&self, token: &str) -> Result<&DecodingKey, ApiError> {
+        let unauthenticated = |message: String| ApiError::new(Code::Unauthenticated, message);
+        match &self.keys {
+            JwtKeys::One(key) => Ok(key),
+            JwtKeys::ById(keys) => {
+                let header = decode_header(token)
+                    .map_err(|error| unauthenticated(format!("invalid bearer token: {error}")))?;
+                let Some(kid) = header.kid else {
+                    return Err(unauthenticated(
+                        "the token names no key (`kid` header); this server checks tokens against a key set".to_owned(),
+                    ));
+                };
+                keys.get(&kid).ok_or_else(|| {
+                    unauthenticated(format!("no key {kid:?} in this server's key set"))
+                })
+            }
+        }
     }
 }
 

@@ -8,6 +8,8 @@ use std::path::PathBuf;
 use clap::{ArgAction, Args, ValueEnum};
 use jsonwebtoken::{Algorithm, DecodingKey};
 
+pub use super::jwks::JwtKeys;
+
 /// Default GraphQL selection depth limit.
 pub const QUERY_DEPTH_MAX: usize = 12;
 /// Default GraphQL complexity limit (each field costs 1, connections cost per item).
@@ -45,8 +47,11 @@ pub struct ApiArgs {
     #[arg(long, env = "IMX_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
     /// RS256/ES256 public key (PEM file).
-    #[arg(long, env = "IMX_JWT_PUBLIC_KEY")]
+    #[arg(long, env = "IMX_JWT_PUBLIC_KEY", conflicts_with = "jwt_jwks")]
     pub jwt_public_key: Option<PathBuf>,
+    /// RS256/ES256 public keys as a JWKS file; the token's `kid` picks the key.
+    #[arg(long, env = "IMX_JWT_JWKS")]
+    pub jwt_jwks: Option<PathBuf>,
     /// Required `iss` claim.
     #[arg(long, env = "IMX_JWT_ISSUER")]
     pub jwt_issuer: Option<String>,
@@ -127,6 +132,10 @@ pub enum Error {
     JwtAlgorithmMissing,
     #[error("JWTs need both --jwt-issuer and --jwt-audience: tokens are checked against them")]
     JwtClaimsMissing,
+    #[error(transparent)]
+    Jwks(#[from] super::jwks::Error),
+    #[error("a JWKS file is for RS256/ES256; HS256 takes --jwt-secret")]
+    JwksWithSecret,
     #[error("{setting} must be at least 1")]
     Zero { setting: &'static str },
 }
@@ -138,7 +147,7 @@ pub const JWT_SECRET_BYTES_MIN: usize = 32;
 #[derive(Clone)]
 pub struct JwtConfig {
     pub algorithm: Algorithm,
-    pub key: DecodingKey,
+    pub keys: JwtKeys,
     pub issuer: String,
     pub audience: String,
     pub role_claim: String,
@@ -246,6 +255,7 @@ impl ApiArgs {
         let Some(algorithm) = self.jwt_algorithm else {
             if self.jwt_secret.is_some()
                 || self.jwt_public_key.is_some()
+                || self.jwt_jwks.is_some()
                 || self.jwt_issuer.is_some()
                 || self.jwt_audience.is_some()
             {
@@ -256,7 +266,12 @@ impl ApiArgs {
         let (Some(issuer), Some(audience)) = (&self.jwt_issuer, &self.jwt_audience) else {
             return Err(Error::JwtClaimsMissing);
         };
-        let key = match algorithm {
+        let keys = match algorithm {
+            JwtAlgorithm::HS256 if self.jwt_jwks.is_some() => return Err(Error::JwksWithSecret),
+            JwtAlgorithm::RS256 | JwtAlgorithm::ES256 if self.jwt_jwks.is_some() => {
+                let path = self.jwt_jwks.as_deref().unwrap_or(std::path::Path::new(""));
+                super::jwks::read(path, algorithm)?
+            }
             JwtAlgorithm::HS256 => {
                 let secret = self.jwt_secret.as_ref().ok_or(Error::JwtKeyMissing {
                     algorithm,
@@ -268,12 +283,12 @@ impl ApiArgs {
                         got: secret.len(),
                     });
                 }
-                DecodingKey::from_secret(secret.as_bytes())
+                JwtKeys::One(DecodingKey::from_secret(secret.as_bytes()))
             }
             JwtAlgorithm::RS256 | JwtAlgorithm::ES256 => {
                 let path = self.jwt_public_key.as_ref().ok_or(Error::JwtKeyMissing {
                     algorithm,
-                    needs: "--jwt-public-key PEM_FILE (IMX_JWT_PUBLIC_KEY)",
+                    needs: "--jwt-public-key PEM_FILE (IMX_JWT_PUBLIC_KEY) or --jwt-jwks JWKS_FILE (IMX_JWT_JWKS)",
                 })?;
                 let pem = std::fs::read(path).map_err(|source| Error::JwtKeyRead {
                     path: path.clone(),
@@ -284,11 +299,11 @@ impl ApiArgs {
                 } else {
                     DecodingKey::from_ec_pem(&pem)
                 };
-                parsed.map_err(|source| Error::JwtKeyInvalid {
+                JwtKeys::One(parsed.map_err(|source| Error::JwtKeyInvalid {
                     path: path.clone(),
                     algorithm,
                     source,
-                })?
+                })?)
             }
         };
         Ok(Some(JwtConfig {
@@ -297,7 +312,7 @@ impl ApiArgs {
                 JwtAlgorithm::RS256 => Algorithm::RS256,
                 JwtAlgorithm::ES256 => Algorithm::ES256,
             },
-            key,
+            keys,
             issuer: issuer.clone(),
             audience: audience.clone(),
             role_claim: self.jwt_role_claim.clone(),

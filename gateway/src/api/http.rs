@@ -17,6 +17,7 @@ use axum::extract::{DefaultBodyLimit, FromRequestParts, Request, State, WebSocke
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
+use engine::store::EventStore;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use tracing::Instrument;
 
@@ -25,6 +26,7 @@ use super::config::ApiConfig;
 use super::error::{ApiError, Code, code_for_engine_message};
 use super::metrics::Metrics;
 use super::schema::ApiSchema;
+use super::ws_limit::WebSocketSession;
 
 /// Shared by every handler.
 #[derive(Clone)]
@@ -34,6 +36,7 @@ pub struct AppState {
     pub limiter: Arc<DefaultKeyedRateLimiter<String>>,
     pub metrics: Arc<Metrics>,
     pub store: Arc<engine::store::Store>,
+    pub tail: Arc<super::tail::LogTail>,
     pub graphiql: bool,
     pub timeout: Duration,
     pub body_bytes_max: usize,
@@ -154,6 +157,7 @@ async fn graphql_operation(state: &AppState, headers: &HeaderMap, body: &[u8]) -
     };
     let span =
         tracing::info_span!("graphql", caller = %principal.id, operation = ?request.operation_name);
+    span.in_scope(|| tracing::debug!("operation received"));
     let request = request.data(principal);
     let execution = state.schema.execute(request).instrument(span);
     let Ok(mut response) = tokio::time::timeout(state.timeout, execution).await else {
@@ -259,6 +263,7 @@ async fn graphql_get(State(state): State<AppState>, request: Request) -> Respons
                         .map_err(|error| async_graphql::Error::new(error.message))?;
                     let mut data = Data::default();
                     data.insert(principal);
+                    data.insert(WebSocketSession);
                     Ok(data)
                 })
                 .serve()
@@ -274,7 +279,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
         Ok(true) => (StatusCode::OK, "ready\n").into_response(),
         Ok(false) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: the database has migrations this node has not applied; run `imx migrate`\n",
+            "not ready: the database's migrations differ from this node's: run `imx migrate` when it is behind, or run a newer imx when the database is ahead\n",
         )
             .into_response(),
         Err(error) => (
@@ -285,7 +290,26 @@ async fn readyz(State(state): State<AppState>) -> Response {
     }
 }
 
+/// Longest a scrape waits for the log tail to reach the log's head, in ms.
+pub const METRICS_CATCH_UP_MS: u64 = 2_000;
+
+/// The run and step counters come from the log tail: a scrape first lets the
+/// tail reach the head of the log as of the scrape, so what finished before
+/// the scrape began is counted (unless the tail is over
+/// [`METRICS_CATCH_UP_MS`] behind; `imx_log_position` then shows by how much).
 async fn metrics(State(state): State<AppState>) -> Response {
+    match state.store.log_head().await {
+        Ok(head) => {
+            let wait = Duration::from_millis(METRICS_CATCH_UP_MS);
+            if !state.tail.caught_up(head.position, wait).await {
+                tracing::warn!(
+                    head = head.position,
+                    "the log tail did not reach the head within {METRICS_CATCH_UP_MS} ms"
+                );
+            }
+        }
+        Err(error) => tracing::warn!(%error, "reading the log head failed"),
+    }
     match state.store.queue_depth().await {
         Ok(depth) => state.metrics.queue_depth.set(depth as i64),
         Err(error) => tracing::warn!(%error, "reading the queue depth failed"),

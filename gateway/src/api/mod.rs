@@ -8,11 +8,13 @@ pub mod config;
 pub mod control;
 pub mod error;
 mod http;
+pub mod jwks;
 pub mod metrics;
 mod runtime_control;
 pub mod schema;
 mod step_kinds;
 mod tail;
+mod ws_limit;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -106,25 +108,27 @@ pub async fn bind_api(
         .as_ref()
         .and_then(|control| control.append_timings())
     {
-        tokio::spawn(observe_appends(timings, metrics.clone(), tail.shutdown()));
+        tokio::spawn(observe_appends(timings, metrics.clone(), tail.clone()));
     }
     let context = schema::ApiContext {
         store: store.clone(),
         control,
         limits: config.limits.clone(),
-        tail,
+        tail: tail.clone(),
         metrics: metrics.clone(),
     };
+    let limiter = Arc::new(http::rate_limiter(&config));
     let state = http::AppState {
-        schema: schema::build(&config, context),
+        schema: schema::build(&config, context, limiter.clone()),
         auth: auth::Authenticator {
             insecure_no_auth: config.insecure_no_auth,
             jwt: config.jwt.clone(),
             store: store.clone(),
         },
-        limiter: Arc::new(http::rate_limiter(&config)),
+        limiter,
         metrics,
         store,
+        tail,
         graphiql: config.graphiql,
         timeout: Duration::from_millis(config.limits.request_timeout_ms),
         body_bytes_max: config.limits.body_bytes_max,
@@ -144,20 +148,25 @@ pub async fn bind_api(
     })
 }
 
-/// Feeds the runtime's append timings into `imx_append_seconds` until shutdown.
+/// Feeds the runtime's append timings into `imx_append_seconds` and wakes
+/// the log tail after each append, until shutdown.
 async fn observe_appends(
     mut timings: tokio::sync::broadcast::Receiver<Duration>,
     metrics: Arc<metrics::Metrics>,
-    mut shutdown: watch::Receiver<bool>,
+    tail: Arc<tail::LogTail>,
 ) {
     use tokio::sync::broadcast::error::RecvError;
+    let mut shutdown = tail.shutdown();
     loop {
         tokio::select! {
             _ = shutdown.changed() => return,
             timing = timings.recv() => match timing {
-                Ok(timing) => metrics.append_seconds.observe(timing.as_secs_f64()),
+                Ok(timing) => {
+                    metrics.append_seconds.observe(timing.as_secs_f64());
+                    tail.wake();
+                }
                 // Timings lost while behind are not counted.
-                Err(RecvError::Lagged(_)) => {}
+                Err(RecvError::Lagged(_)) => tail.wake(),
                 Err(RecvError::Closed) => return,
             },
         }
@@ -199,6 +208,18 @@ pub async fn shutdown_signal() {
     {
         let _ = interrupt.await;
     }
+}
+
+/// Plain log lines on stderr for the other commands (`imx run`, `imx agent`):
+/// warnings only unless `IMX_LOG` (or `RUST_LOG`) says otherwise.
+pub fn init_text_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("IMX_LOG")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 /// JSON log lines on stderr; `IMX_LOG` (or `RUST_LOG`) filters, default `info`.

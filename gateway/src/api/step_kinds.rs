@@ -34,6 +34,20 @@ impl StepKinds {
         }
     }
 
+    /// Remembers the workflow version a `run.started` event pins, so that
+    /// the run's step results need no store read (one per run, serial in
+    /// the tail, was what made the tail fall behind under load).
+    pub fn learn(&mut self, started: &RecordedEvent) {
+        let field = |name: &str| started.payload.get(name).and_then(|v| v.as_str());
+        if let (Some(name), Some(version)) = (field("workflow"), field("version")) {
+            if self.runs.len() >= RUNS_REMEMBERED_MAX {
+                self.runs.clear();
+            }
+            self.runs
+                .insert(started.run_id, (name.to_owned(), version.to_owned()));
+        }
+    }
+
     /// The kind of the step `event` names, or [`KIND_UNKNOWN`].
     pub async fn kind(&mut self, event: &RecordedEvent) -> &'static str {
         let Some(step) = event.payload.get("step").and_then(|v| v.as_str()) else {

@@ -10,7 +10,7 @@ use engine::runtime::{Config as RuntimeConfig, Runtime, RuntimeHandle};
 use engine::store::Store;
 use futures_util::{SinkExt, StreamExt};
 use imx_gateway::api::auth::new_api_key;
-use imx_gateway::api::config::{ApiConfig, JwtConfig, Limits};
+use imx_gateway::api::config::{ApiConfig, JwtConfig, JwtKeys, Limits};
 use imx_gateway::api::{Control, bind_api};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header};
 use serde_json::{Value, json};
@@ -41,7 +41,7 @@ pub fn config() -> ApiConfig {
         insecure_no_auth: false,
         jwt: Some(JwtConfig {
             algorithm: Algorithm::HS256,
-            key: DecodingKey::from_secret(SECRET.as_bytes()),
+            keys: JwtKeys::One(DecodingKey::from_secret(SECRET.as_bytes())),
             issuer: ISSUER.to_owned(),
             audience: AUDIENCE.to_owned(),
             role_claim: "roles".to_owned(),
@@ -206,7 +206,12 @@ pub struct Ws {
 impl Ws {
     /// Connects and authenticates in `connection_init`; Err with the close reason on refusal.
     pub async fn connect(api: &TestApi, token: &str) -> Result<Ws, String> {
-        let url = format!("{}/graphql", api.base.replace("http://", "ws://"));
+        Ws::connect_to(&api.base, token).await
+    }
+
+    /// Connects to the server at `base` (`http://host:port`).
+    pub async fn connect_to(base: &str, token: &str) -> Result<Ws, String> {
+        let url = format!("{}/graphql", base.replace("http://", "ws://"));
         let mut request = url.into_client_request().expect("a ws request");
         request.headers_mut().insert(
             "Sec-WebSocket-Protocol",

@@ -251,7 +251,9 @@ async fn es256_tokens_and_key_confusion() {
     let mut config = config();
     config.jwt = Some(imx_gateway::api::config::JwtConfig {
         algorithm: Algorithm::ES256,
-        key: jsonwebtoken::DecodingKey::from_ec_pem(public_pem.as_bytes()).expect("a public key"),
+        keys: imx_gateway::api::config::JwtKeys::One(
+            jsonwebtoken::DecodingKey::from_ec_pem(public_pem.as_bytes()).expect("a public key"),
+        ),
         issuer: ISSUER.to_owned(),
         audience: AUDIENCE.to_owned(),
         role_claim: "roles".to_owned(),

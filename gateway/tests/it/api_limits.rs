@@ -226,7 +226,7 @@ fn configuration_is_checked_once_at_start() {
         error: JWTs need both --jwt-issuer and --jwt-audience: tokens are checked against them
         error: --jwt-secret must be at least 32 bytes long for HS256 (got 5)
         ok 127.0.0.1:8080 jwt=true
-        error: RS256 needs --jwt-public-key PEM_FILE (IMX_JWT_PUBLIC_KEY)
+        error: RS256 needs --jwt-public-key PEM_FILE (IMX_JWT_PUBLIC_KEY) or --jwt-jwks JWKS_FILE (IMX_JWT_JWKS)
         error: JWT settings given without --jwt-algorithm (HS256, RS256 or ES256): the algorithm is pinned, never taken from the token
         error: --page-size-max must be at least 1"#]].assert_eq(&text);
 }

@@ -114,7 +114,7 @@ fn export_verify_tamper_and_inspect_through_the_binary() {
     assert_eq!(broken.code, 1);
     assert!(
         broken.stderr.starts_with(&format!(
-            "verify failed: run {RUN} seq 4 (position 4) at line 5: hash "
+            "verify failed: IMX0510: run {RUN} seq 4 (position 4) at line 5: hash "
         )),
         "{}",
         broken.stderr
@@ -254,5 +254,141 @@ fn check_names_the_runs_a_new_version_cannot_take_over() {
     assert_eq!(
         (same.code, same.stdout.lines().nth(1)),
         (0, Some("no run in flight on another version: safe"))
+    );
+}
+
+/// Replaces every run of 64 hex digits (hashes differ with the store's clock).
+fn mask_hashes(text: &str) -> String {
+    let mut out = String::new();
+    let mut run = String::new();
+    for c in text.chars().chain(std::iter::once(' ')) {
+        if c.is_ascii_hexdigit() {
+            run.push(c);
+            continue;
+        }
+        out.push_str(if run.len() == 64 { "HASH" } else { &run });
+        run.clear();
+        out.push(c);
+    }
+    out.pop();
+    out
+}
+
+#[test]
+fn every_verify_finding_and_replay_error_prints_its_code_and_a_hint() {
+    let folder = tempfile::tempdir().expect("a temp folder");
+    let url = format!("sqlite://{}/imx.db", folder.path().display());
+    append(&url, &with_run(histories::retry_then_ok().settled().events));
+    let export = imx(&["replay", "export", "--database-url", &url]);
+    assert_eq!(export.code, 0, "{}", export.stderr);
+    let lines: Vec<&str> = export.stdout.lines().collect();
+    let without = |skip: usize| {
+        let kept: Vec<&str> = (0..lines.len())
+            .filter(|n| *n != skip)
+            .map(|n| lines[n])
+            .collect();
+        kept.join("\n") + "\n"
+    };
+    let mut duplicated = lines.clone();
+    duplicated.insert(5, lines[4]);
+    let mut garbage = lines.clone();
+    garbage[3] = "{\"run_id\": 42}";
+    let files = [
+        (
+            "edited",
+            export
+                .stdout
+                .replace("connection reset", "connection rested"),
+        ),
+        ("deleted", without(4)),
+        ("duplicated", duplicated.join("\n") + "\n"),
+        ("malformed", garbage.join("\n") + "\n"),
+        ("no header", without(0)),
+        ("no trailer", without(lines.len() - 1)),
+    ];
+    let mut report = String::new();
+    for (name, text) in files {
+        let path = folder.path().join(format!("{name}.jsonl"));
+        std::fs::write(&path, text).expect("write");
+        let verified = imx(&["replay", "verify", path.to_str().expect("UTF-8")]);
+        report.push_str(&format!(
+            "{name} (exit {}):\n{}",
+            verified.code, verified.stderr
+        ));
+    }
+    let file = folder.path().join("export.jsonl");
+    std::fs::write(&file, &export.stdout).expect("write");
+    let file = file.to_str().expect("UTF-8");
+    let wrong_head = "a".repeat(64);
+    let head = imx(&["replay", "verify", file, "--expect-head", &wrong_head]);
+    report.push_str(&format!("head (exit {}):\n{}", head.code, head.stderr));
+    let run = RUN.to_string();
+    let unknown = Uuid::from_u128(7).to_string();
+    for (name, args) in [
+        (
+            "inspect --at",
+            vec!["replay", "inspect", &run, "--at", "99", "--file", file],
+        ),
+        (
+            "inspect unknown run",
+            vec!["replay", "inspect", &unknown, "--file", file],
+        ),
+        (
+            "export --since",
+            vec!["replay", "export", "--since", "99", "--database-url", &url],
+        ),
+    ] {
+        let failed = imx(&args);
+        report.push_str(&format!(
+            "{name} (exit {}):\n{}",
+            failed.code, failed.stderr
+        ));
+    }
+    expect![[r#"
+        edited (exit 1):
+        verify failed: IMX0510: run 01960000-0000-7000-8000-000000000042 seq 4 (position 4) at line 5: hash HASH does not match the recomputed HASH: the event was edited (payload or metadata)
+          hint: the history was changed at this event: compare it with the store (`imx replay inspect RUN --at SEQ`) or an earlier export; do not trust anything after this line
+        deleted (exit 1):
+        verify failed: IMX0503: run 01960000-0000-7000-8000-000000000042 seq 5 (position 5) at line 5: seq 5 where 4 was expected: event seq 4 was deleted, or events were reordered
+          hint: events were removed, added or moved at this place: compare with the store (`imx replay verify`) or an earlier export; do not trust anything after this line
+        duplicated (exit 1):
+        verify failed: IMX0504: run 01960000-0000-7000-8000-000000000042 seq 4 (position 4) at line 6: seq 4 appears a second time: the event was duplicated
+          hint: events were removed, added or moved at this place: compare with the store (`imx replay verify`) or an earlier export; do not trust anything after this line
+        malformed (exit 1):
+        verify failed: IMX0501: history at line 4: line 4 is not a valid line of the export format: invalid type: integer `42`, expected a formatted UUID string at line 1 column 13
+          hint: the file is not an export as `imx replay export` writes it: export again, or check how the file was copied (line endings, encoding, truncation)
+        no header (exit 1):
+        verify failed: IMX0502: history at line 1: the file does not start with an `imx-event-log` v1 header: the first line is not a header
+          hint: the file is not an export as `imx replay export` writes it: export again, or check how the file was copied (line endings, encoding, truncation)
+        no trailer (exit 1):
+        verify failed: IMX0517: run 01960000-0000-7000-8000-000000000042 seq 12 (position 12): the file ends without a trailer: it was truncated
+          hint: the end of the file is not the end of the export: the file was cut or extended; export again, and verify with the head kept at export time
+        head (exit 1):
+        verify failed: IMX0520: run 01960000-0000-7000-8000-000000000042 seq 12 (position 12): the history ends with head HASH, expected HASH: the tail was truncated or rewritten
+          hint: the history does not end where the head kept at export time says: its tail was cut or rewritten; check the head you passed to --expect-head
+        inspect --at (exit 1):
+        error: IMX0535: run 01960000-0000-7000-8000-000000000042: --at 99 is beyond the run's last seq 12; pass a seq from 1 to 12
+        inspect unknown run (exit 1):
+        error: IMX0531: run 00000000-0000-0000-0000-000000000007 has no events in this history; list runs with `imx runs` (or check the file's scope)
+        export --since (exit 1):
+        error: IMX0532: --since 99 is beyond the log's last position 12; pass a position the log has reached (the `position` of an earlier export's trailer)
+    "#]]
+    .assert_eq(&mask_hashes(&report));
+
+    let json = imx(&[
+        "replay",
+        "verify",
+        file,
+        "--expect-head",
+        &wrong_head,
+        "--json",
+    ]);
+    let document: serde_json::Value = serde_json::from_str(&json.stdout).expect("JSON");
+    assert_eq!(
+        (
+            &document["problem"]["code"],
+            &document["problem"]["fault"]["kind"]
+        ),
+        (&json!("IMX0520"), &json!("head_mismatch"))
     );
 }

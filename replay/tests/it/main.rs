@@ -7,5 +7,6 @@ mod check;
 mod driver;
 mod equivalence;
 mod example;
+mod fast;
 mod support;
 mod tamper;

@@ -1,17 +1,20 @@
 //! The one-round-trip append. A node remembers the log head and the heads
-//! of the runs it appended to; when a batch's heads are all remembered, it
-//! seals the events against them and sends everything as ONE statement that
-//! checks, under the log lock, that the heads are still the real ones. With
-//! one writer per database (a node's group committer) that is the common
-//! case; when another writer got in between, the check fails, nothing is
-//! written, and the caller takes the four-round-trip path.
+//! of the runs it appended to (only heads it saw commit); when a batch's
+//! heads are all remembered, it seals the events against them and sends
+//! everything as ONE statement that takes the log lock after its row writes
+//! and then inserts the events. Under the lock, a committed head is final,
+//! so UNIQUE (position) and UNIQUE (run_id, seq) are the whole head check:
+//! when another writer got in between, the insert fails, nothing is
+//! written, and the caller takes the four-round-trip path, which reads the
+//! heads under the lock. With one writer per database (a node's group
+//! committer) the fast path is the common case.
 
 use std::collections::HashMap;
 
 use uuid::Uuid;
 
 use super::PostgresStore;
-use super::rows::{self, RememberedHeads};
+use super::rows;
 use crate::chain::GENESIS_HASH;
 use crate::store::error::Error;
 use crate::store::prepare::{self, Checked};
@@ -76,6 +79,14 @@ impl HeadCache {
     }
 }
 
+/// The heads an append is sealed against; `runs` in request order
+/// (run id, seq, hash).
+#[derive(Debug)]
+struct RememberedHeads {
+    log: LogHead,
+    runs: Vec<(Uuid, u64, String)>,
+}
+
 /// Appends `checked` in one statement, or returns `None` (nothing written)
 /// when the heads are not remembered or turned out stale.
 pub(super) async fn try_append_all(
@@ -119,7 +130,7 @@ pub(super) async fn try_append_all(
         })
         .collect();
     let requests: Vec<&AppendRequest> = checked.iter().map(|item| item.request).collect();
-    let result = rows::append_all(&store.pool, &requests, &remembered, &events, now).await;
+    let result = rows::append_all(&store.pool, &requests, &events, now).await;
     let run_ids = requests.iter().map(|request| request.run_id);
     match result {
         Ok(()) => {}

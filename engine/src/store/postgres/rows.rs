@@ -47,10 +47,11 @@ macro_rules! row_ctes {
                 SELECT u.timer_id, u.run_id, u.queue, u.payload::json, u.fire_at, $24 \
                 FROM UNNEST($25::uuid[], $26::uuid[], $27::text[], $28::text[], $29::timestamptz[]) \
                 AS u(timer_id, run_id, queue, payload, fire_at) RETURNING 1), \
-            ct AS (DELETE FROM timers d USING UNNEST($30::uuid[], $31::uuid[]) AS c(timer_id, run_id) \
-                WHERE d.timer_id = c.timer_id AND d.run_id = c.run_id RETURNING 1), \
-            cp AS (DELETE FROM tasks d USING UNNEST($35::uuid[], $36::uuid[]) AS c(task_id, token) \
-                WHERE d.task_id = c.task_id AND d.lease_token = c.token AND d.lease_expires_at > $24 RETURNING 1), \
+            ct AS (DELETE FROM timers d WHERE d.timer_id = ANY($30::uuid[]) \
+                AND (d.timer_id, d.run_id) IN (SELECT * FROM UNNEST($30::uuid[], $31::uuid[])) RETURNING 1), \
+            cp AS (DELETE FROM tasks d WHERE d.task_id = ANY($35::uuid[]) \
+                AND (d.task_id, d.lease_token) IN (SELECT * FROM UNNEST($35::uuid[], $36::uuid[])) \
+                AND d.lease_expires_at > $24 RETURNING 1), \
             done AS MATERIALIZED (SELECT (SELECT count(*) FROM cp) AS completed, (SELECT count(*) FROM r) + (SELECT count(*) FROM s) + (SELECT count(*) FROM tm) \
                 + (SELECT count(*) FROM ct) AS rows, (SELECT count(*) FROM t) AS tasks), \
             notified AS MATERIALIZED (SELECT count(*) AS n FROM (SELECT pg_notify($33, '') FROM done \
@@ -65,18 +66,23 @@ const WRITE_ROWS: &str = concat!(
      LATERAL imx_lock_log_heads($32, $34::uuid[], done.completed + done.rows + done.tasks + notified.n) AS h"
 );
 
-/// Everything in one statement (migration 0005): the rows, then the check
-/// that the remembered heads are still the real ones (under the log lock),
-/// then the events, which join the check so they are inserted after it.
+/// Everything in one statement: the rows, the log lock (taken after every
+/// row lock, the order all transactions follow), then the events, sealed
+/// against the heads this node committed. A stale head makes the events
+/// INSERT fail on UNIQUE (position) or (run_id, seq); a lost lease fails the
+/// statement through `imx_fail` (IX001, migration 0006). The events join
+/// `chk`, so they are inserted last.
 const APPEND_ALL: &str = concat!(
     row_ctes!(),
-    ", chk AS MATERIALIZED (SELECT imx_check_log_heads($32, done.rows + done.tasks + notified.n, \
-        done.completed, $37, $38, $39, $34::uuid[], $40::int8[], $41::text[]) AS ok FROM done, notified), \
+    ", lk AS MATERIALIZED (SELECT pg_advisory_xact_lock($32) FROM done, notified), \
+     chk AS MATERIALIZED (SELECT CASE WHEN done.completed <> $37 \
+        THEN imx_fail('IX001', 'imx: a completed task''s lease is no longer held') ELSE true END AS ok \
+        FROM done, lk), \
      ev AS (INSERT INTO events (position, run_id, seq, event_type, schema_version, payload, recorded_at, \
         prev_hash, hash, log_hash, append_id) SELECT e.position, e.run_id, e.seq, e.event_type, \
         e.schema_version, e.payload::json, e.recorded_at, e.prev_hash, e.hash, e.log_hash, e.append_id \
-        FROM UNNEST($42::int8[], $43::uuid[], $44::int8[], $45::text[], $46::int4[], $47::text[], \
-        $48::timestamptz[], $49::text[], $50::text[], $51::text[], $52::uuid[]) AS e(position, run_id, seq, \
+        FROM UNNEST($38::int8[], $39::uuid[], $40::int8[], $41::text[], $42::int4[], $43::text[], \
+        $44::timestamptz[], $45::text[], $46::text[], $47::text[], $48::uuid[]) AS e(position, run_id, seq, \
         event_type, schema_version, payload, recorded_at, prev_hash, hash, log_hash, append_id), chk \
         WHERE chk.ok RETURNING 1) \
      SELECT count(*) AS appended FROM ev"
@@ -95,13 +101,11 @@ pub(super) async fn write_rows_and_lock(
 }
 
 /// The whole append as one statement (an implicit transaction): rows,
-/// completions, the check of the remembered heads under the log lock, and
-/// the sealed events. `IX001` means the heads (or a lease) were not as
-/// remembered and nothing was written.
+/// completions and the sealed events. `IX001` (a lease was lost) or a
+/// unique violation (another writer moved a head) mean nothing was written.
 pub(super) async fn append_all(
     pool: &sqlx::PgPool,
     requests: &[&AppendRequest],
-    heads: &RememberedHeads,
     events: &[(&RecordedEvent, &String, Uuid)],
     now: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
@@ -111,22 +115,6 @@ pub(super) async fn append_all(
         .count();
     bind_rows(sqlx::query(APPEND_ALL), requests, now, true)
         .bind(completing as i64)
-        .bind(heads.log.position as i64)
-        .bind(heads.log.log_hash.clone())
-        .bind(
-            heads
-                .runs
-                .iter()
-                .map(|(_, seq, _)| *seq as i64)
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            heads
-                .runs
-                .iter()
-                .map(|(_, _, hash)| hash.clone())
-                .collect::<Vec<_>>(),
-        )
         .bind(col(events, |(event, _, _)| event.position as i64))
         .bind(col(events, |(event, _, _)| event.run_id))
         .bind(col(events, |(event, _, _)| event.seq as i64))
@@ -141,14 +129,6 @@ pub(super) async fn append_all(
         .execute(pool)
         .await?;
     Ok(())
-}
-
-/// The heads an `append_all` was sealed against; `runs` is in request order
-/// (run id, seq, hash), matching `$34`.
-#[derive(Debug)]
-pub(super) struct RememberedHeads {
-    pub log: LogHead,
-    pub runs: Vec<(Uuid, u64, String)>,
 }
 
 /// Binds `$1`..`$36`: the rows of `requests`, sorted by key so that

@@ -1,12 +1,20 @@
 //! SQLite appends (single and batched, one transaction) and the projection
 //! rebuild. Under `BEGIN IMMEDIATE` this transaction is the only writer, so
-//! every check (expected seq, lease, idempotency key) is made before writing.
+//! every check (expected seq, lease, idempotency key) is made before writing:
+//! the heads, leases and key owners of the whole batch are read with one
+//! statement each, each request is decided in order (as if its predecessors
+//! were already written), and the accepted ones are written with one
+//! statement per kind of row (`rows.rs`).
+
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
-use sqlx::SqliteConnection;
+use sqlx::{Row, SqliteConnection};
+use uuid::Uuid;
 
 use super::read::{self, EVENT_COLUMNS};
-use super::{SqliteStore, time_text, uuid_text};
+use super::{SqliteStore, rows, time_text, uuid_text};
+use crate::chain::GENESIS_HASH;
 use crate::store::error::Error;
 use crate::store::prepare::{self, Checked};
 use crate::store::types::*;
@@ -18,88 +26,224 @@ pub(super) async fn append_batch(
     let checked = prepare::check_batch(&store.config, requests)?;
     let mut transaction = store.write_transaction().await?;
     let now = store.now();
-    let mut log_head = read::log_head(&mut transaction).await?;
+    let mut known = Known::read(&mut transaction, &checked, now).await?;
     let mut results = Vec::with_capacity(checked.len());
-    let mut enqueued = false;
+    let mut accepted: Vec<(&Checked<'_>, Vec<RecordedEvent>)> = Vec::new();
     for item in &checked {
-        let result = append_one(&mut transaction, item, &mut log_head, now).await?;
-        enqueued |= result.is_ok() && !item.request.enqueue.is_empty();
-        results.push(result);
+        match known.decide(&mut transaction, item, now).await? {
+            Decision::Write(events) => {
+                results.push(Ok(Appended {
+                    run_id: item.request.run_id,
+                    events: events.clone(),
+                }));
+                accepted.push((item, events));
+            }
+            Decision::Settled(result) => results.push(result),
+        }
     }
+    rows::insert_events(&mut transaction, &accepted).await?;
+    let written: Vec<&AppendRequest> = accepted.iter().map(|(item, _)| item.request).collect();
+    let projections: Vec<&ProjectionUpdate> =
+        written.iter().map(|request| &request.projection).collect();
+    rows::write_projections(&mut transaction, &projections).await?;
+    rows::write_work(&mut transaction, &written, now).await?;
     transaction.commit().await?;
-    if enqueued {
+    if written.iter().any(|request| !request.enqueue.is_empty()) {
         store.wake_workers();
     }
     Ok(results)
 }
 
-/// The outer error aborts the whole transaction; the inner one rejects only
-/// this request, which has written nothing.
-async fn append_one(
-    connection: &mut SqliteConnection,
-    item: &Checked<'_>,
-    log_head: &mut LogHead,
-    now: DateTime<Utc>,
-) -> Result<Result<Appended, Error>, Error> {
-    let request = item.request;
-    let run_id = request.run_id;
-    let (last_seq, last_hash) = run_head(connection, run_id).await?;
-    if last_seq != request.expected_seq {
-        if let Some(events) = already_appended(connection, request).await? {
-            return Ok(Ok(Appended { run_id, events }));
-        }
-        let conflict = Error::Conflict {
-            run_id,
-            expected_seq: request.expected_seq,
-            actual_seq: Some(last_seq),
-        };
-        return Ok(Err(conflict));
-    }
-    if let Some((task_id, token)) = request.complete
-        && !lease_held(connection, task_id, token, now).await?
-    {
-        return Ok(Err(Error::LeaseLost { task_id }));
-    }
-    if let Some(key) = request
-        .projection
-        .run
-        .as_ref()
-        .and_then(|run| run.idempotency_key.as_deref())
-    {
-        let owner: Option<String> =
-            sqlx::query_scalar("SELECT run_id FROM runs WHERE idempotency_key = ?1")
-                .bind(key)
-                .fetch_optional(&mut *connection)
-                .await?;
-        if let Some(owner) = owner.map(|text| read::parse_uuid(&text)).transpose()?
-            && owner != run_id
-        {
-            return Ok(Err(Error::IdempotencyKeyTaken {
-                key: key.to_owned(),
-                run_id: owner,
-            }));
-        }
-    }
-    let events = prepare::seal(item, &last_hash, log_head, now)?;
-    insert_events(connection, &events, item).await?;
-    write_projection(connection, &request.projection).await?;
-    write_work(connection, request, now).await?;
-    Ok(Ok(Appended { run_id, events }))
+enum Decision {
+    /// Sealed events to write.
+    Write(Vec<RecordedEvent>),
+    /// Not written: an earlier attempt's events (a retry), or why not.
+    Settled(Result<Appended, Error>),
 }
 
-async fn run_head(
-    connection: &mut SqliteConnection,
-    run_id: RunId,
-) -> Result<(u64, String), Error> {
-    let row: Option<(i64, String)> =
-        sqlx::query_as("SELECT seq, hash FROM events WHERE run_id = ?1 ORDER BY seq DESC LIMIT 1")
-            .bind(uuid_text(run_id))
-            .fetch_optional(&mut *connection)
-            .await?;
-    match row {
-        Some((seq, hash)) => Ok((prepare::to_u64(seq, "seq")?, hash)),
-        None => Ok((0, crate::chain::GENESIS_HASH.to_owned())),
+/// What the database holds for a batch, kept up to date as requests are
+/// accepted, so each request is decided as if the ones before it were written.
+struct Known {
+    log_head: LogHead,
+    run_heads: HashMap<String, (u64, String)>,
+    /// (task, token) of the leases still held.
+    leases: HashSet<(String, String)>,
+    /// Idempotency key to the run that holds it.
+    owners: HashMap<String, Uuid>,
+}
+
+impl Known {
+    async fn read(
+        connection: &mut SqliteConnection,
+        checked: &[Checked<'_>],
+        now: DateTime<Utc>,
+    ) -> Result<Known, Error> {
+        let run_ids: Vec<String> = checked
+            .iter()
+            .map(|item| uuid_text(item.request.run_id))
+            .collect();
+        let (log_head, run_heads) = heads(connection, &run_ids).await?;
+        let completing: Vec<(String, String)> = checked
+            .iter()
+            .filter_map(|item| item.request.complete)
+            .map(|(task_id, token)| (uuid_text(task_id), uuid_text(token.0)))
+            .collect();
+        let keys: Vec<&str> = checked
+            .iter()
+            .filter_map(|item| {
+                item.request
+                    .projection
+                    .run
+                    .as_ref()?
+                    .idempotency_key
+                    .as_deref()
+            })
+            .collect();
+        Ok(Known {
+            log_head,
+            run_heads,
+            leases: held_leases(connection, &completing, now).await?,
+            owners: key_owners(connection, &keys).await?,
+        })
     }
+
+    async fn decide(
+        &mut self,
+        connection: &mut SqliteConnection,
+        item: &Checked<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<Decision, Error> {
+        let request = item.request;
+        let run_id = request.run_id;
+        let (last_seq, last_hash) = self
+            .run_heads
+            .get(&uuid_text(run_id))
+            .cloned()
+            .unwrap_or((0, GENESIS_HASH.to_owned()));
+        if last_seq != request.expected_seq {
+            if let Some(events) = already_appended(connection, request).await? {
+                return Ok(Decision::Settled(Ok(Appended { run_id, events })));
+            }
+            return Ok(Decision::Settled(Err(Error::Conflict {
+                run_id,
+                expected_seq: request.expected_seq,
+                actual_seq: Some(last_seq),
+            })));
+        }
+        let lease = request
+            .complete
+            .map(|(task_id, token)| (task_id, (uuid_text(task_id), uuid_text(token.0))));
+        if let Some((task_id, lease)) = &lease
+            && !self.leases.contains(lease)
+        {
+            return Ok(Decision::Settled(Err(Error::LeaseLost {
+                task_id: *task_id,
+            })));
+        }
+        let key = request
+            .projection
+            .run
+            .as_ref()
+            .and_then(|run| run.idempotency_key.as_deref());
+        if let Some(key) = key
+            && let Some(&owner) = self.owners.get(key)
+            && owner != run_id
+        {
+            return Ok(Decision::Settled(Err(Error::IdempotencyKeyTaken {
+                key: key.to_owned(),
+                run_id: owner,
+            })));
+        }
+        // Accepted: what the database will hold once it is written.
+        if let Some((_, lease)) = lease {
+            self.leases.remove(&lease);
+        }
+        if let Some(key) = key {
+            self.owners.insert(key.to_owned(), run_id);
+        }
+        let events = prepare::seal(item, &last_hash, &mut self.log_head, now)?;
+        if let Some(last) = events.last() {
+            self.run_heads
+                .insert(uuid_text(run_id), (last.seq, last.hash.clone()));
+        }
+        Ok(Decision::Write(events))
+    }
+}
+
+/// The log head and the heads of `run_ids`, in one statement.
+async fn heads(
+    connection: &mut SqliteConnection,
+    run_ids: &[String],
+) -> Result<(LogHead, HashMap<String, (u64, String)>), Error> {
+    let json = serde_json::to_string(run_ids)
+        .map_err(|error| Error::invalid(format!("encoding run ids: {error}")))?;
+    let rows = sqlx::query(
+        "SELECT NULL AS run_id, position AS seq, log_hash AS hash FROM          (SELECT position, log_hash FROM events ORDER BY position DESC LIMIT 1)          UNION ALL SELECT e.run_id, e.seq, e.hash FROM json_each(?1) AS j JOIN events e          ON e.run_id = j.value AND e.seq = (SELECT MAX(seq) FROM events m WHERE m.run_id = j.value)",
+    )
+    .bind(json)
+    .fetch_all(&mut *connection)
+    .await?;
+    let mut log_head = LogHead::genesis();
+    let mut run_heads = HashMap::new();
+    for row in rows {
+        let seq = prepare::to_u64(row.try_get("seq")?, "seq")?;
+        let hash: String = row.try_get("hash")?;
+        match row.try_get::<Option<String>, _>("run_id")? {
+            None => {
+                log_head = LogHead {
+                    position: seq,
+                    log_hash: hash,
+                }
+            }
+            Some(run_id) => {
+                run_heads.insert(run_id, (seq, hash));
+            }
+        }
+    }
+    Ok((log_head, run_heads))
+}
+
+/// Which of the (task, token) leases are still held at `now`.
+async fn held_leases(
+    connection: &mut SqliteConnection,
+    completing: &[(String, String)],
+    now: DateTime<Utc>,
+) -> Result<HashSet<(String, String)>, Error> {
+    if completing.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let json = serde_json::to_string(completing)
+        .map_err(|error| Error::invalid(format!("encoding leases: {error}")))?;
+    let held: Vec<(String, String)> = sqlx::query_as(
+        "SELECT t.task_id, t.lease_token FROM json_each(?1) AS j JOIN tasks t          ON t.task_id = j.value ->> 0 AND t.lease_token = j.value ->> 1 WHERE t.lease_expires_at > ?2",
+    )
+    .bind(json)
+    .bind(time_text(now))
+    .fetch_all(&mut *connection)
+    .await?;
+    Ok(held.into_iter().collect())
+}
+
+/// The runs that hold any of `keys`.
+async fn key_owners(
+    connection: &mut SqliteConnection,
+    keys: &[&str],
+) -> Result<HashMap<String, Uuid>, Error> {
+    if keys.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let json = serde_json::to_string(keys)
+        .map_err(|error| Error::invalid(format!("encoding keys: {error}")))?;
+    let owners: Vec<(String, String)> = sqlx::query_as(
+        "SELECT idempotency_key, run_id FROM runs WHERE idempotency_key IN (SELECT value FROM json_each(?1))",
+    )
+    .bind(json)
+    .fetch_all(&mut *connection)
+    .await?;
+    owners
+        .into_iter()
+        .map(|(key, run_id)| Ok((key, read::parse_uuid(&run_id)?)))
+        .collect()
 }
 
 /// The events this very request wrote in an earlier attempt whose outcome
@@ -126,162 +270,6 @@ async fn already_appended(
             .first()
             .is_some_and(|event| event.seq == request.expected_seq + 1);
     Ok(complete.then_some(events))
-}
-
-async fn lease_held(
-    connection: &mut SqliteConnection,
-    task_id: TaskId,
-    token: LeaseToken,
-    now: DateTime<Utc>,
-) -> Result<bool, Error> {
-    let held: Option<i64> = sqlx::query_scalar(
-        "SELECT 1 FROM tasks WHERE task_id = ?1 AND lease_token = ?2 AND lease_expires_at > ?3",
-    )
-    .bind(uuid_text(task_id))
-    .bind(uuid_text(token.0))
-    .bind(time_text(now))
-    .fetch_optional(&mut *connection)
-    .await?;
-    Ok(held.is_some())
-}
-
-async fn insert_events(
-    connection: &mut SqliteConnection,
-    events: &[RecordedEvent],
-    item: &Checked<'_>,
-) -> Result<(), Error> {
-    let append_id = uuid_text(item.request.append_id);
-    for (event, payload) in events.iter().zip(&item.payloads) {
-        sqlx::query(
-            "INSERT INTO events (position, run_id, seq, event_type, schema_version, payload, recorded_at, \
-             prev_hash, hash, log_hash, append_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-        )
-        .bind(prepare::to_i64(event.position)?)
-        .bind(uuid_text(event.run_id))
-        .bind(prepare::to_i64(event.seq)?)
-        .bind(&event.event_type)
-        .bind(i64::from(event.schema_version))
-        .bind(payload)
-        .bind(time_text(event.recorded_at))
-        .bind(&event.prev_hash)
-        .bind(&event.hash)
-        .bind(&event.log_hash)
-        .bind(&append_id)
-        .execute(&mut *connection)
-        .await
-        .map_err(|error| unique_is_conflict(error, item.request))?;
-    }
-    Ok(())
-}
-
-/// The UNIQUE (run_id, seq) constraint is the last line of defence against
-/// a forked stream; a violation means another writer won.
-fn unique_is_conflict(error: sqlx::Error, request: &AppendRequest) -> Error {
-    match &error {
-        sqlx::Error::Database(database) if database.is_unique_violation() => Error::Conflict {
-            run_id: request.run_id,
-            expected_seq: request.expected_seq,
-            actual_seq: None,
-        },
-        _ => error.into(),
-    }
-}
-
-pub(super) async fn write_projection(
-    connection: &mut SqliteConnection,
-    projection: &ProjectionUpdate,
-) -> Result<(), Error> {
-    if let Some(run) = &projection.run {
-        sqlx::query(
-            "INSERT INTO runs (run_id, workflow, version, status, input, output, error, parent_run_id, \
-             idempotency_key, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) \
-             ON CONFLICT (run_id) DO UPDATE SET workflow = excluded.workflow, version = excluded.version, \
-             status = excluded.status, input = excluded.input, output = excluded.output, error = excluded.error, \
-             parent_run_id = excluded.parent_run_id, idempotency_key = excluded.idempotency_key, \
-             created_at = excluded.created_at, updated_at = excluded.updated_at",
-        )
-        .bind(uuid_text(run.run_id))
-        .bind(&run.workflow)
-        .bind(&run.version)
-        .bind(&run.status)
-        .bind(run.input.to_string())
-        .bind(run.output.as_ref().map(ToString::to_string))
-        .bind(&run.error)
-        .bind(run.parent_run_id.map(uuid_text))
-        .bind(&run.idempotency_key)
-        .bind(time_text(run.created_at))
-        .bind(time_text(run.updated_at))
-        .execute(&mut *connection)
-        .await?;
-    }
-    for step in &projection.steps {
-        sqlx::query(
-            "INSERT INTO steps (run_id, step_id, status, attempts, output, error, updated_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (run_id, step_id) DO UPDATE SET \
-             status = excluded.status, attempts = excluded.attempts, output = excluded.output, \
-             error = excluded.error, updated_at = excluded.updated_at",
-        )
-        .bind(uuid_text(step.run_id))
-        .bind(&step.step_id)
-        .bind(&step.status)
-        .bind(i64::from(step.attempts))
-        .bind(step.output.as_ref().map(ToString::to_string))
-        .bind(&step.error)
-        .bind(time_text(step.updated_at))
-        .execute(&mut *connection)
-        .await?;
-    }
-    Ok(())
-}
-
-async fn write_work(
-    connection: &mut SqliteConnection,
-    request: &AppendRequest,
-    now: DateTime<Utc>,
-) -> Result<(), Error> {
-    let run = uuid_text(request.run_id);
-    for task in &request.enqueue {
-        sqlx::query(
-            "INSERT INTO tasks (task_id, run_id, queue, payload, available_at, created_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        )
-        .bind(uuid_text(task.task_id))
-        .bind(&run)
-        .bind(&task.queue)
-        .bind(task.payload.to_string())
-        .bind(time_text(task.available_at.unwrap_or(now)))
-        .bind(time_text(now))
-        .execute(&mut *connection)
-        .await?;
-    }
-    for timer in &request.timers {
-        sqlx::query(
-            "INSERT INTO timers (timer_id, run_id, queue, payload, fire_at, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        )
-        .bind(uuid_text(timer.timer_id))
-        .bind(&run)
-        .bind(&timer.queue)
-        .bind(timer.payload.to_string())
-        .bind(time_text(timer.fire_at))
-        .bind(time_text(now))
-        .execute(&mut *connection)
-        .await?;
-    }
-    for timer_id in &request.cancel_timers {
-        sqlx::query("DELETE FROM timers WHERE timer_id = ?1 AND run_id = ?2")
-            .bind(uuid_text(*timer_id))
-            .bind(&run)
-            .execute(&mut *connection)
-            .await?;
-    }
-    if let Some((task_id, _)) = request.complete {
-        // The lease was checked in this transaction, which holds the lock.
-        sqlx::query("DELETE FROM tasks WHERE task_id = ?1")
-            .bind(uuid_text(task_id))
-            .execute(&mut *connection)
-            .await?;
-    }
-    Ok(())
 }
 
 pub(super) async fn rebuild_projections<F>(
@@ -314,7 +302,7 @@ where
             .map(read::event_from_row)
             .collect::<Result<Vec<_>, _>>()?;
         let update = fold(&events);
-        write_projection(&mut transaction, &update).await?;
+        rows::write_projections(&mut transaction, &[&update]).await?;
         stats.runs += 1;
         stats.events += events.len() as u64;
     }

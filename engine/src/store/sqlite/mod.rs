@@ -4,6 +4,7 @@
 
 mod append;
 mod read;
+mod rows;
 mod work;
 mod workflows;
 
@@ -12,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use sqlx::SqliteConnection;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
@@ -55,23 +57,24 @@ impl SqliteStore {
         // Keep one permit for a worker that is between a claim and a wait.
         self.work.notify_one();
     }
+}
 
-    async fn check_schema(&self) -> Result<(), Error> {
-        let table: Option<String> =
-            sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table' AND name = ?1")
-                .bind(MIGRATIONS_TABLE)
-                .fetch_optional(&self.pool)
-                .await?;
-        let version: Option<i64> = match table {
-            Some(_) => {
-                sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations")
-                    .fetch_one(&self.pool)
-                    .await?
-            }
-            None => None,
-        };
-        check_version(&SQLITE_MIGRATOR, version)
-    }
+/// Fails when the file was migrated by a newer imx (`IMX0306`).
+async fn check_schema(connection: &mut SqliteConnection) -> Result<(), Error> {
+    let table: Option<String> =
+        sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table' AND name = ?1")
+            .bind(MIGRATIONS_TABLE)
+            .fetch_optional(&mut *connection)
+            .await?;
+    let version: Option<i64> = match table {
+        Some(_) => {
+            sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations")
+                .fetch_one(&mut *connection)
+                .await?
+        }
+        None => None,
+    };
+    check_version(&SQLITE_MIGRATOR, version)
 }
 
 impl EventStore for SqliteStore {
@@ -113,8 +116,21 @@ impl EventStore for SqliteStore {
     }
 
     async fn migrate(&self) -> Result<(), Error> {
-        self.check_schema().await?;
-        Ok(SQLITE_MIGRATOR.run(&self.pool).await?)
+        // sqlx takes no lock for SQLite migrations: two processes opening a
+        // fresh file at once (`imx serve` and `imx run` on an empty ./.imx/)
+        // would both apply them. Holding SQLite's write lock for the whole
+        // check-and-migrate makes the others wait (busy timeout) and then
+        // find every migration applied; sqlx nests each migration's own
+        // transaction as a SAVEPOINT inside this one.
+        let mut transaction = self.write_transaction().await?;
+        check_schema(&mut transaction).await?;
+        // `run_direct` is what `run` calls; `run(&mut *transaction)` itself
+        // trips sqlx's "Acquire is not general enough" in an async trait fn.
+        SQLITE_MIGRATOR
+            .run_direct(None, &mut *transaction, false)
+            .await?;
+        transaction.commit().await?;
+        Ok(())
     }
 
     async fn ping(&self) -> Result<(), Error> {

@@ -1,11 +1,15 @@
 //! Workers: a long attempt keeps its lease against a second node, the
 //! attempt deadline stops the executor, and shutdown lets a running attempt
 //! finish and record its result, a cancel from another node stops an
-//! attempt, the run timeout ends a run.
+//! attempt, the run timeout ends a run, and a task whose holders keep
+//! crashing is dead-lettered as a failed attempt.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use engine::core::state::RunStatus;
+use engine::runtime::{Runtime, StartRequest, TASK_CLAIMS_MAX};
+use engine::store::EventStore;
 use serde_json::json;
 
 use super::{Node, both_backends, calls, test_config};
@@ -16,6 +20,7 @@ both_backends!(work:
     shutdown_lets_a_running_attempt_finish,
     cancel_from_another_node_stops_the_attempt,
     run_timeout_fails_the_run,
+    abandoned_task_fails_its_attempt,
 );
 
 async fn long_attempt_keeps_its_lease(url: &str) {
@@ -163,4 +168,62 @@ steps:
         "{document}"
     );
     node.stop().await;
+}
+
+/// A task handed out `TASK_CLAIMS_MAX` times without a result (its holders
+/// "crashed": claimed with a 1 ms lease and never reported) is not run a
+/// sixth time: its attempt fails as abandoned and the retry runs normally.
+async fn abandoned_task_fails_its_attempt(url: &str) {
+    let store = Arc::new(engine::store::open(url).await.expect("open the store"));
+    let idle = Runtime::new(Arc::clone(&store), Vec::new(), test_config());
+    idle.register_source(
+        r#"
+name: poison
+steps:
+  call:
+    uses: http
+    with: { method: GET, url: "http://test.invalid/x", json: { echo: fine } }
+    retry: { max_attempts: 2, initial_interval: 10ms }
+"#,
+    )
+    .await
+    .expect("register");
+    let request = StartRequest {
+        workflow: "poison".to_owned(),
+        ..StartRequest::default()
+    };
+    let run_id = idle.start_run(request).await.expect("start").run_id;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut claims = 0;
+    while claims < TASK_CLAIMS_MAX {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "claimed {claims} times"
+        );
+        let claimed = store
+            .claim_tasks("crashing-node", "step:http", 1, 1)
+            .await
+            .expect("claim");
+        claims += u32::try_from(claimed.len()).expect("a few tasks");
+    }
+    let node = Node::start(url).await;
+    let document = node.finished(run_id).await;
+    node.stop().await;
+    assert_eq!(document["status"], "succeeded", "{document}");
+    assert_eq!(document["steps"]["call"]["attempts"], 2, "{document}");
+    assert_eq!(document["steps"]["call"]["output"]["attempt"], 2);
+    let events = store.read_stream(run_id, 0, 100).await.expect("read");
+    let failed: Vec<_> = events
+        .iter()
+        .filter(|event| event.event_type == "step.failed")
+        .collect();
+    assert_eq!(failed.len(), 1, "{events:?}");
+    assert_eq!(failed[0].payload["attempt"], 1);
+    let error = failed[0].payload["error"].as_str().unwrap_or_default();
+    assert!(
+        error.starts_with("abandoned: this attempt was handed to a worker 5 times"),
+        "{error}"
+    );
+    // Attempt 1 never reached the executor again; attempt 2 ran once.
+    assert_eq!(calls(&format!("{run_id}/call")), 1);
 }

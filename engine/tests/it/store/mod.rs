@@ -2,6 +2,7 @@
 //! real PostgreSQL (from `scripts/test-postgres`), chain tamper tests, the
 //! Postgres restart test and backend-specific checks.
 
+mod canonical;
 mod chain;
 mod contract;
 mod contract_guards;
@@ -23,6 +24,7 @@ pub struct Fixture<S> {
     pub url: String,
     pub raw: Raw,
     _folder: Option<tempfile::TempDir>,
+    _dropper: Option<DropDatabase>,
     _cluster: Option<std::fs::File>,
 }
 
@@ -41,6 +43,7 @@ impl<S: EventStore> Fixture<S> {
             url: database.url,
             raw,
             _folder: database.folder,
+            _dropper: database.dropper,
             _cluster: database.cluster,
         }
     }
@@ -57,8 +60,84 @@ pub fn start_time() -> DateTime<Utc> {
 pub struct Database {
     pub url: String,
     pub folder: Option<tempfile::TempDir>,
+    /// Drops the PostgreSQL database when the test is done (declared before
+    /// `cluster`, so it runs while the cluster lock is still held).
+    pub dropper: Option<DropDatabase>,
     /// A lock on the shared test cluster (see [`ClusterUse`]).
     pub cluster: Option<std::fs::File>,
+}
+
+/// Drops a per-test PostgreSQL database on drop, so that test runs do not
+/// fill a developer's cluster (sessions still open are ended: `FORCE`).
+pub struct DropDatabase {
+    admin_url: String,
+    name: String,
+}
+
+impl Drop for DropDatabase {
+    fn drop(&mut self) {
+        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
+        // Drop cannot await: a thread of its own with a small runtime, joined
+        // so that the database is gone when the test returns.
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|error| error.to_string())?;
+            runtime
+                .block_on(async {
+                    let admin = sqlx::PgPool::connect(&admin_url).await?;
+                    let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+                    sqlx::query(sqlx::AssertSqlSafe(sql))
+                        .execute(&admin)
+                        .await?;
+                    admin.close().await;
+                    Ok::<_, sqlx::Error>(())
+                })
+                .map_err(|error| error.to_string())
+        })
+        .join();
+        if let Ok(Err(error)) | Err(error) = dropped.map_err(|_| "panicked".to_owned()) {
+            eprintln!(
+                "warning: could not drop test database {}: {error}",
+                self.name
+            );
+        }
+    }
+}
+
+/// Test databases older than this are left over from runs that were killed
+/// (a finished test drops its own); the suite drops them when it starts.
+const STALE_DATABASE_AGE_MS: u64 = 60 * 60 * 1000;
+
+/// Drops `imx_test_*` databases created more than [`STALE_DATABASE_AGE_MS`]
+/// ago (the name holds a UUID v7, whose first 48 bits are the creation time
+/// in ms). A database still in use is left alone (no `FORCE`).
+async fn drop_stale_databases(admin: &sqlx::PgPool) {
+    let names: Vec<String> =
+        sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE 'imx\\_test\\_%'")
+            .fetch_all(admin)
+            .await
+            .unwrap_or_default();
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_millis() as u64);
+    for name in names {
+        let created_ms = name
+            .strip_prefix("imx_test_")
+            .and_then(|id| uuid::Uuid::parse_str(id).ok())
+            .and_then(|id| id.get_timestamp())
+            .map(|at| {
+                let (seconds, nanos) = at.to_unix();
+                seconds * 1000 + u64::from(nanos) / 1_000_000
+            });
+        if created_ms.is_some_and(|created| created + STALE_DATABASE_AGE_MS < now_ms) {
+            let sql = format!("DROP DATABASE IF EXISTS {name}");
+            if let Err(error) = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(admin).await {
+                eprintln!("note: stale test database {name} not dropped: {error}");
+            }
+        }
+    }
 }
 
 /// How a test uses the shared PostgreSQL cluster: most share it; the one
@@ -102,6 +181,7 @@ pub fn sqlite_database() -> Database {
     Database {
         url,
         folder: Some(folder),
+        dropper: None,
         cluster: None,
     }
 }
@@ -119,6 +199,10 @@ pub async fn postgres_database_for(how: ClusterUse) -> Option<Database> {
     let admin = sqlx::PgPool::connect(&admin_url)
         .await
         .expect("connect to the test cluster");
+    static STALE_DROPPED: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+    STALE_DROPPED
+        .get_or_init(|| drop_stale_databases(&admin))
+        .await;
     sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
         .execute(&admin)
         .await
@@ -130,6 +214,7 @@ pub async fn postgres_database_for(how: ClusterUse) -> Option<Database> {
     Some(Database {
         url: format!("{base}/{name}"),
         folder: None,
+        dropper: Some(DropDatabase { admin_url, name }),
         cluster: Some(cluster),
     })
 }

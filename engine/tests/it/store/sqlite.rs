@@ -1,9 +1,11 @@
 //! Opening stores by URL, and what only the SQLite backend promises (its
 //! file, folder, WAL mode and durability settings).
 
+use std::sync::Arc;
+
 use engine::store::{self, EventStore, SqliteStore, Store, StoreConfig};
 
-use super::{contract, sqlite_database};
+use super::{contract, fixtures, sqlite_database, start_time};
 
 #[tokio::test]
 async fn open_picks_the_backend_and_creates_the_sqlite_folder() {
@@ -48,4 +50,62 @@ async fn sqlite_runs_in_wal_mode_with_full_sync_and_a_busy_timeout() {
 async fn the_url_picked_store_passes_the_contract_too() {
     contract::append_and_read::<Store>(sqlite_database()).await;
     contract::idempotent_start_returns_existing_run::<Store>(sqlite_database()).await;
+}
+
+/// Regression: `imx serve` and `imx run` started together on an empty
+/// `./.imx/` both migrated the fresh file and one failed ("table events
+/// already exists", or SQLITE_BUSY). Every open of a fresh file must succeed
+/// and leave one complete schema.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_opens_of_a_fresh_file_all_migrate_safely() {
+    const OPENERS: usize = 8;
+    for _attempt in 0..3 {
+        let database = sqlite_database();
+        let start = Arc::new(tokio::sync::Barrier::new(OPENERS));
+        let openers: Vec<_> = (0..OPENERS)
+            .map(|_| {
+                let (url, start) = (database.url.clone(), Arc::clone(&start));
+                tokio::spawn(async move {
+                    start.wait().await;
+                    SqliteStore::connect(&url, StoreConfig::default()).await
+                })
+            })
+            .collect();
+        let mut stores = Vec::new();
+        for opener in openers {
+            stores.push(
+                opener
+                    .await
+                    .expect("opener task")
+                    .expect("open the fresh file"),
+            );
+        }
+        for store in &stores {
+            let run_id = store::new_id();
+            let request = fixtures::start_request(run_id, "race", start_time(), None);
+            store.append(request).await.expect("append on every store");
+        }
+        let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations")
+            .fetch_one(stores[0].pool())
+            .await
+            .expect("count migrations");
+        let runs: i64 = sqlx::query_scalar("SELECT count(*) FROM runs")
+            .fetch_one(stores[0].pool())
+            .await
+            .expect("count runs");
+        assert_eq!((applied, runs), (migration_files(), OPENERS as i64));
+    }
+}
+
+/// How many migrations the SQLite schema has (one file each).
+fn migration_files() -> i64 {
+    let folder = concat!(env!("CARGO_MANIFEST_DIR"), "/../migrations/sqlite");
+    let files = std::fs::read_dir(folder).expect("the migrations folder");
+    files
+        .filter(|entry| {
+            entry
+                .as_ref()
+                .is_ok_and(|entry| entry.path().extension().is_some_and(|ext| ext == "sql"))
+        })
+        .count() as i64
 }

@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use async_graphql::{Context, Schema};
 use engine::store::Store;
+use governor::DefaultKeyedRateLimiter;
 
 use super::auth::{Permission, Principal};
 use super::config::{ApiConfig, Limits};
@@ -20,6 +21,7 @@ use super::control::Control;
 use super::error::ApiError;
 use super::metrics::Metrics;
 use super::tail::LogTail;
+use super::ws_limit::WebSocketLimits;
 
 pub use mutation::Mutation;
 pub use query::Query;
@@ -96,9 +98,17 @@ pub fn parse_run_id(id: &async_graphql::ID) -> Result<uuid::Uuid, ApiError> {
 
 /// Builds the schema with the configured limits. Batching is refused by
 /// the HTTP handler; depth and complexity are checked before any resolver runs.
-pub fn build(config: &ApiConfig, context: ApiContext) -> ApiSchema {
+pub fn build(
+    config: &ApiConfig,
+    context: ApiContext,
+    limiter: Arc<DefaultKeyedRateLimiter<String>>,
+) -> ApiSchema {
     let mut builder = Schema::build(Query, Mutation, Subscription)
         .data(context)
+        .extension(WebSocketLimits {
+            limiter,
+            timeout: std::time::Duration::from_millis(config.limits.request_timeout_ms),
+        })
         .limit_depth(config.limits.query_depth_max)
         .limit_complexity(config.limits.query_complexity_max)
         .limit_directives(DIRECTIVES_MAX);

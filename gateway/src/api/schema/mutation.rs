@@ -173,6 +173,13 @@ async fn decide(
     let state = history::state_at(&api.store, run_id, None, api.limits.history_events_max).await?;
     let role = waiting_approval_role(&state, &step, index)?;
     principal.require_approval_role(role.as_deref())?;
+    let span = tracing::info_span!(
+        "run",
+        run_id = %run_id,
+        step = %step,
+        index = ?index,
+        action = if granted { "approve" } else { "reject" },
+    );
     let decision = Decision {
         run_id,
         step,
@@ -181,7 +188,6 @@ async fn decide(
         comment,
     };
     let control = api.control()?;
-    let span = tracing::info_span!("run", run_id = %run_id, action = if granted { "approve" } else { "reject" });
     let result = if granted {
         control.approve(decision).instrument(span).await
     } else {
