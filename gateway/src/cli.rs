@@ -71,11 +71,19 @@ pub struct StoreArgs {
 }
 
 /// Which executors a node that carries out steps has.
-#[derive(Debug, Clone, Copy, Default, Args)]
+#[derive(Debug, Clone, Default, Args)]
 pub struct ExecutorArgs {
     /// Allow `uses: exec` steps to run programs on this node (off by default).
     #[arg(long = "enable-exec", env = "IMX_ENABLE_EXEC")]
     pub enable_exec: bool,
+    /// Kafka bootstrap servers (`host:port,host:port`) for `uses: kafka.publish`
+    /// steps; without them this node leaves those steps to a node that has them.
+    #[arg(
+        long = "kafka-brokers",
+        env = "IMX_KAFKA_BROKERS",
+        value_name = "HOST:PORT,…"
+    )]
+    pub kafka_brokers: Option<String>,
 }
 
 #[derive(Debug, Args)]

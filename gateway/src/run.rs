@@ -51,7 +51,7 @@ pub async fn run(url: &str, args: &RunArgs) -> anyhow::Result<ExitCode> {
         resume_on_start: false,
         ..Config::default()
     };
-    let runtime = open_runtime(url, config, args.executors).await?;
+    let runtime = open_runtime(url, config, args.executors.clone()).await?;
     let (name, version) = match &source {
         Some((file, text)) => {
             check_source(file, text)?;
@@ -166,12 +166,28 @@ async fn warn_about_outside_work(runtime: &Runtime<Store>, run_id: RunId) {
             }
             kind if needs_executor(kind) && !runtime.executes(kind) => {
                 eprintln!(
-                    "note: step `{}` uses `{kind}`, which this process does not execute; an `imx serve` that does will carry it out",
-                    step.id
+                    "note: step `{}` uses `{kind}`, which this process does not execute{}; an `imx serve` that does will carry it out",
+                    step.id,
+                    how_to_execute(kind)
                 );
             }
             _ => {}
         }
+    }
+}
+
+/// The switch that gives a process the executor of `kind`, as a note's tail.
+fn how_to_execute(kind: StepKind) -> String {
+    use engine::executor::exec::{ENABLE_EXEC_ENV, ENABLE_EXEC_FLAG};
+    use engine::executor::kafka::{KAFKA_BROKERS_ENV, KAFKA_BROKERS_FLAG};
+    match kind {
+        StepKind::Exec => {
+            format!(" (enable it with `{ENABLE_EXEC_FLAG}` or `{ENABLE_EXEC_ENV}=1`)")
+        }
+        StepKind::KafkaPublish => format!(
+            " (no Kafka brokers configured: give `{KAFKA_BROKERS_FLAG} HOST:PORT` or set `{KAFKA_BROKERS_ENV}`)"
+        ),
+        _ => String::new(),
     }
 }
 

@@ -5,7 +5,9 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use engine::executor::{ExecConfig, ExecExecutor, Executor, HttpConfig, HttpExecutor};
+use engine::executor::{
+    ExecConfig, ExecExecutor, Executor, HttpConfig, HttpExecutor, KafkaConfig, KafkaExecutor,
+};
 use engine::runtime::{Config, Runtime, RuntimeHandle};
 use engine::store::Store;
 
@@ -53,14 +55,20 @@ async fn open_store(url: &str) -> Result<Store, engine::store::Error> {
 
 /// The executors of this node. Kinds the core and the runtime handle
 /// themselves need none: noop, fail, sleep, approval, workflow, agent. A
-/// node without `exec` does not claim `exec` steps at all (they wait for a
-/// node that has it) rather than failing them.
+/// node without `exec` (or without Kafka brokers) does not claim `exec` (or
+/// `kafka.publish`) steps at all (they wait for a node that has it) rather
+/// than failing them.
 pub fn executors(which: ExecutorArgs) -> anyhow::Result<Vec<Arc<dyn Executor>>> {
     let mut executors: Vec<Arc<dyn Executor>> = vec![Arc::new(
         HttpExecutor::new(HttpConfig::default()).context("cannot set up the http executor")?,
     )];
     if which.enable_exec {
         executors.push(Arc::new(ExecExecutor::new(ExecConfig::enabled())));
+    }
+    if let Some(brokers) = which.kafka_brokers {
+        let kafka = KafkaExecutor::new(KafkaConfig::new(brokers))
+            .context("cannot set up the kafka.publish executor")?;
+        executors.push(Arc::new(kafka));
     }
     Ok(executors)
 }
@@ -86,7 +94,7 @@ pub async fn serve(url: &str, args: &ServeArgs) -> anyhow::Result<std::process::
         .into_config()
         .context("invalid API settings")?;
     imx_gateway::api::init_json_logging();
-    let node = start_node(url, config, args.executors).await?;
+    let node = start_node(url, config, args.executors.clone()).await?;
     let control: Arc<dyn imx_gateway::api::Control> = node.runtime.clone();
     let api = imx_gateway::api::bind_api(api_config, node.runtime.store().clone(), Some(control))
         .await

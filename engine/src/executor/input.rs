@@ -104,7 +104,7 @@ pub(crate) fn optional_duration_ms(
 }
 
 /// Strings, numbers and booleans as the text a header, query or variable carries.
-fn scalar_text(value: &Value) -> Option<String> {
+pub(crate) fn scalar_text(value: &Value) -> Option<String> {
     match value {
         Value::String(text) => Some(text.clone()),
         Value::Number(number) => Some(number.to_string()),

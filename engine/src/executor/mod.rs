@@ -33,10 +33,12 @@ pub mod command;
 pub mod exec;
 pub mod http;
 mod input;
+pub mod kafka;
 
 pub use command::{CommandSpec, StdoutFormat, run_command};
 pub use exec::{ExecConfig, ExecExecutor};
 pub use http::{HttpConfig, HttpExecutor};
+pub use kafka::{KafkaConfig, KafkaExecutor};
 
 /// One attempt of one step (or of one `for_each` item).
 #[derive(Debug, Clone, PartialEq)]

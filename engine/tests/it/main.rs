@@ -4,6 +4,7 @@ mod core;
 mod dsl;
 mod executor;
 mod graph;
+mod kafka;
 mod runtime;
 mod schema;
 mod store;

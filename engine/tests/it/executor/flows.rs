@@ -1,36 +1,50 @@
 //! Example workflows from `workflows/` run by the real runtime, on SQLite and
-//! on the real PostgreSQL, with the real executors against a real HTTP server
-//! and real programs.
+//! on the real PostgreSQL, with the real executors against a real HTTP server,
+//! real programs and (the `kafka` module's flows) a real Kafka broker.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use engine::core::Secrets;
 use engine::core::state::RunState;
-use engine::executor::{ExecConfig, HttpConfig, standard_executors};
+use engine::executor::{ExecConfig, Executor, HttpConfig, standard_executors};
 use engine::runtime::{Config, Runtime, StartRequest};
 use engine::store::{EventStore, RunId, Store, StoreConfig};
 use serde_json::{Value, json};
 
 use super::http::server::Server;
+use crate::kafka::flows::{
+    nightly_data_pipeline_loads_the_partitions_and_announces_the_load,
+    payment_events_publishes_reviewed_and_unreviewed_payments_to_the_audit_topic,
+};
 use crate::schema::repo_path;
 use crate::store::Database;
 
 /// How long a run may take before the test fails.
 const RUN_WAIT_MS_MAX: u64 = 30_000;
 
-struct Node {
-    runtime: Arc<Runtime<Store>>,
+pub(crate) struct Node {
+    pub(crate) runtime: Arc<Runtime<Store>>,
     _database: Database,
 }
 
 impl Node {
     async fn start(database: Database, secrets: Secrets) -> (Node, engine::runtime::RuntimeHandle) {
+        Node::start_with(database, secrets, Vec::new()).await
+    }
+
+    /// A node with the standard executors plus `extra` (a Kafka executor).
+    pub(crate) async fn start_with(
+        database: Database,
+        secrets: Secrets,
+        extra: Vec<Arc<dyn Executor>>,
+    ) -> (Node, engine::runtime::RuntimeHandle) {
         let store = engine::store::open_with(&database.url, StoreConfig::default())
             .await
             .expect("open the store");
-        let executors =
+        let mut executors =
             standard_executors(HttpConfig::default(), ExecConfig::enabled()).expect("executors");
+        executors.extend(extra);
         let config = Config {
             workers: 4,
             poll_ms: 20,
@@ -46,14 +60,14 @@ impl Node {
         (node, handle)
     }
 
-    async fn run(&self, example: &str, input: Value) -> (RunId, Value) {
+    pub(crate) async fn run(&self, example: &str, input: Value) -> (RunId, Value) {
         let run_id = self.start_run(example, input).await;
         let document = self.wait_until(run_id, RunState::is_finished).await;
         (run_id, document)
     }
 
     /// Registers `workflows/<example>.yaml` and starts a run of it.
-    async fn start_run(&self, example: &str, input: Value) -> RunId {
+    pub(crate) async fn start_run(&self, example: &str, input: Value) -> RunId {
         let source = std::fs::read_to_string(repo_path(&format!("workflows/{example}.yaml")))
             .expect("read the example");
         self.runtime
@@ -69,7 +83,11 @@ impl Node {
     }
 
     /// Waits until the run's state satisfies `done`; returns its document.
-    async fn wait_until(&self, run_id: RunId, done: impl Fn(&RunState) -> bool) -> Value {
+    pub(crate) async fn wait_until(
+        &self,
+        run_id: RunId,
+        done: impl Fn(&RunState) -> bool,
+    ) -> Value {
         let mut changes = self.runtime.changes();
         let deadline = tokio::time::Instant::now() + Duration::from_millis(RUN_WAIT_MS_MAX);
         loop {
@@ -480,6 +498,8 @@ macro_rules! on_both_backends {
             case!(incident_escalation_closes_an_acknowledged_page_without_escalating);
             case!(order_fulfilment_charges_packs_waits_for_finance_and_ships_through_the_child);
             case!(http_step_retries_on_durable_timers_with_one_idempotency_key);
+            case!(nightly_data_pipeline_loads_the_partitions_and_announces_the_load);
+            case!(payment_events_publishes_reviewed_and_unreviewed_payments_to_the_audit_topic);
         }
     };
 }

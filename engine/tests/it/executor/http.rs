@@ -1,7 +1,7 @@
 //! The `http` executor against a real HTTP server on 127.0.0.1 that records
 //! every request it gets and answers according to the path.
 
-pub(super) mod server;
+pub(crate) mod server;
 
 use std::time::Duration;
 

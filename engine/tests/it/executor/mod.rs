@@ -2,8 +2,8 @@
 //! and real child processes.
 
 mod exec;
-mod flows;
-mod http;
+pub(crate) mod flows;
+pub(crate) mod http;
 
 use std::time::Duration;
 
@@ -17,7 +17,7 @@ use uuid::Uuid;
 const RUN_ID: Uuid = Uuid::from_u128(0x0193_0000_0000_7000_8000_0000_0000_00aa);
 
 /// The first attempt of step `work` with `input` as its rendered `with`, no deadline.
-fn attempt(kind: StepKind, input: Value) -> Attempt {
+pub(crate) fn attempt(kind: StepKind, input: Value) -> Attempt {
     Attempt {
         run_id: RUN_ID,
         step: "work".to_owned(),
@@ -31,14 +31,14 @@ fn attempt(kind: StepKind, input: Value) -> Attempt {
 }
 
 /// `attempt` with a deadline `ms` milliseconds from now.
-fn with_deadline_ms(mut attempt: Attempt, ms: i64) -> Attempt {
+pub(crate) fn with_deadline_ms(mut attempt: Attempt, ms: i64) -> Attempt {
     attempt.deadline = Some(Utc::now() + chrono::Duration::milliseconds(ms));
     attempt
 }
 
 /// The outcome as one line (`ok <output>` or `failed(retryable) <error>`),
 /// with `replace` pairs applied (ports and paths differ per run).
-fn render(outcome: &Outcome, replace: &[(&str, &str)]) -> String {
+pub(crate) fn render(outcome: &Outcome, replace: &[(&str, &str)]) -> String {
     let text = match outcome {
         Outcome::Succeeded { output } => format!("ok {output}"),
         Outcome::Failed { error, retryable } => {

@@ -197,6 +197,24 @@ async fn answer(
                 (json, r#"{"ok":true}"#).into_response()
             }
         }
+        // workflows/nightly-data-pipeline.yaml's export store (partition pN
+        // holds N * 100 rows) and warehouse (a load echoes its row count).
+        path if path.starts_with("/exports/") && path.ends_with("/partitions") => {
+            (json, r#"{"partitions":["p1","p2","p3"]}"#).into_response()
+        }
+        path if path.starts_with("/exports/") => {
+            let rows = path
+                .rsplit_once("/partitions/p")
+                .and_then(|(_, n)| n.parse::<u64>().ok())
+                .map_or(0, |n| n * 100);
+            (json, format!(r#"{{"rows":{rows}}}"#)).into_response()
+        }
+        "/warehouse/loads" => {
+            let rows = serde_json::from_slice::<serde_json::Value>(&body)
+                .map(|load| load["rows"].clone())
+                .unwrap_or_default();
+            (json, format!(r#"{{"load_id":"L-1","rows":{rows}}}"#)).into_response()
+        }
         path => match path
             .strip_prefix("/status/")
             .and_then(|code| code.parse::<u16>().ok())
