@@ -1,7 +1,8 @@
 //! Backend-independent work around an append: validating requests against the
 //! limits before anything is written, and sealing events into the chains.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::hash::Hash;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -208,4 +209,28 @@ pub(crate) fn to_i64(value: u64) -> Result<i64, Error> {
 /// A signed database integer back to `u64`.
 pub(crate) fn to_u64(value: i64, what: &str) -> Result<u64, Error> {
     u64::try_from(value).map_err(|_| Error::corrupt(format!("negative {what} {value}")))
+}
+
+/// Splits head rows `(run id, seq, hash)` into the log head (the row
+/// without a run id: its seq is the position, its hash the log hash) and
+/// each run's `(seq, hash)`; no log-head row means the genesis head.
+pub(crate) fn split_heads<K: Eq + Hash>(
+    rows: impl IntoIterator<Item = (Option<K>, u64, String)>,
+) -> (LogHead, HashMap<K, (u64, String)>) {
+    let mut log_head = LogHead::genesis();
+    let mut run_heads = HashMap::new();
+    for (run_id, seq, hash) in rows {
+        match run_id {
+            None => {
+                log_head = LogHead {
+                    position: seq,
+                    log_hash: hash,
+                }
+            }
+            Some(run_id) => {
+                run_heads.insert(run_id, (seq, hash));
+            }
+        }
+    }
+    (log_head, run_heads)
 }

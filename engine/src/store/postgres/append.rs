@@ -258,24 +258,14 @@ type RunHeads = HashMap<Uuid, (u64, String)>;
 /// The log head and each run's head from `imx_lock_log_heads` rows (the row
 /// without a run id is the log head).
 fn parse_heads(rows: &[PgRow]) -> Result<(LogHead, RunHeads), Error> {
-    let mut log_head = LogHead::genesis();
-    let mut run_heads = RunHeads::new();
-    for row in rows {
-        let seq = prepare::to_u64(row.try_get("head_seq")?, "seq")?;
-        let hash: String = row.try_get("head_hash")?;
-        match row.try_get::<Option<Uuid>, _>("head_run_id")? {
-            None => {
-                log_head = LogHead {
-                    position: seq,
-                    log_hash: hash,
-                }
-            }
-            Some(run_id) => {
-                run_heads.insert(run_id, (seq, hash));
-            }
-        }
-    }
-    Ok((log_head, run_heads))
+    let rows = rows
+        .iter()
+        .map(|row| {
+            let seq = prepare::to_u64(row.try_get("head_seq")?, "seq")?;
+            Ok((row.try_get("head_run_id")?, seq, row.try_get("head_hash")?))
+        })
+        .collect::<Result<Vec<_>, Error>>()?;
+    Ok(prepare::split_heads(rows))
 }
 
 /// The events this very request wrote in an earlier attempt whose outcome

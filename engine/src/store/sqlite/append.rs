@@ -183,24 +183,14 @@ async fn heads(
     .bind(json)
     .fetch_all(&mut *connection)
     .await?;
-    let mut log_head = LogHead::genesis();
-    let mut run_heads = HashMap::new();
-    for row in rows {
-        let seq = prepare::to_u64(row.try_get("seq")?, "seq")?;
-        let hash: String = row.try_get("hash")?;
-        match row.try_get::<Option<String>, _>("run_id")? {
-            None => {
-                log_head = LogHead {
-                    position: seq,
-                    log_hash: hash,
-                }
-            }
-            Some(run_id) => {
-                run_heads.insert(run_id, (seq, hash));
-            }
-        }
-    }
-    Ok((log_head, run_heads))
+    let rows = rows
+        .iter()
+        .map(|row| {
+            let seq = prepare::to_u64(row.try_get("seq")?, "seq")?;
+            Ok((row.try_get("run_id")?, seq, row.try_get("hash")?))
+        })
+        .collect::<Result<Vec<_>, Error>>()?;
+    Ok(prepare::split_heads(rows))
 }
 
 /// Which of the (task, token) leases are still held at `now`.
