@@ -358,3 +358,19 @@ pub async fn wait_status(api: &TestApi, token: &str, run_id: &str, status: &str)
         let _ = tokio::time::timeout(Duration::from_millis(200), changes.recv()).await;
     }
 }
+
+/// A server on the first test database allowing each caller 1 operation a
+/// second with a burst of 3, and two viewer keys (two callers).
+pub async fn rate_limited_api() -> (TestApi, String, String) {
+    let url = database_urls().remove(0);
+    let mut config = config();
+    config.limits = imx_gateway::api::config::Limits {
+        rate_per_second: 1,
+        rate_burst: 3,
+        ..config.limits
+    };
+    let api = TestApi::start(&url, config, false).await;
+    let one = api.api_key(&["viewer"]).await;
+    let other = api.api_key(&["viewer"]).await;
+    (api, one, other)
+}

@@ -5,7 +5,6 @@
 use clap::Parser;
 use expect_test::expect;
 use imx_gateway::api::ApiArgs;
-use imx_gateway::api::config::Limits;
 use serde_json::json;
 
 use crate::api::*;
@@ -66,16 +65,7 @@ async fn abusive_requests_are_rejected_before_resolvers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_rate_limit_answers_429_per_caller() {
-    let url = database_urls().remove(0);
-    let mut config = config();
-    config.limits = Limits {
-        rate_per_second: 1,
-        rate_burst: 3,
-        ..config.limits
-    };
-    let api = TestApi::start(&url, config, false).await;
-    let one = api.api_key(&["viewer"]).await;
-    let other = api.api_key(&["viewer"]).await;
+    let (api, one, other) = rate_limited_api().await;
     let mut statuses = Vec::new();
     for _ in 0..4 {
         statuses.push(api.post(Some(&one), "{ __typename }", json!({})).await.0);

@@ -3,7 +3,6 @@
 //! same per-caller rate limit as HTTP ones, and subscriptions on a node
 //! without a runtime follow runs another node carries out.
 
-use imx_gateway::api::config::Limits;
 use serde_json::{Value, json};
 use sqlx::Connection;
 
@@ -131,16 +130,7 @@ async fn ws_operation(ws: &mut Ws, id: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websocket_operations_count_against_the_callers_rate_limit() {
-    let url = database_urls().remove(0);
-    let mut config = config();
-    config.limits = Limits {
-        rate_per_second: 1,
-        rate_burst: 3,
-        ..config.limits
-    };
-    let api = TestApi::start(&url, config, false).await;
-    let one = api.api_key(&["viewer"]).await;
-    let other = api.api_key(&["viewer"]).await;
+    let (api, one, other) = rate_limited_api().await;
     // Two HTTP operations and one over the socket use up the burst of 3.
     for _ in 0..2 {
         assert_eq!(
