@@ -4,6 +4,9 @@
 //! Baseline, measured in the same run over the same file: raw SHA-256 of its
 //! bytes (what any verifier must at least pay). File measurements are
 //! repeated `REPEATS` times, interleaved, and the best time is reported.
+//!
+//! `IMX_BENCH_EXPORT=FILE` keeps the export in FILE; when FILE exists
+//! already, only the file rows are measured, on it (quick iterations).
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read};
@@ -45,6 +48,20 @@ fn main() {
         .skip(1)
         .find_map(|arg| arg.parse().ok())
         .unwrap_or(EVENTS_DEFAULT);
+    // IMX_BENCH_EXPORT=FILE: keep the export there, or when FILE exists,
+    // measure only the file rows on it (no store: quick iterations).
+    let kept = std::env::var_os("IMX_BENCH_EXPORT").map(std::path::PathBuf::from);
+    if let Some(path) = kept.as_ref().filter(|path| path.exists()) {
+        let head = trailer_head(path);
+        let events = measure_file(path, &head, None);
+        println!("{events} events from {}", path.display());
+        breakdown(path);
+        println!(
+            "\nload average (1 5 15 min): {load_at_start} at the start, {} at the end",
+            load_average()
+        );
+        return;
+    }
     let folder = tempfile::tempdir().expect("a temp folder");
     let url = format!("sqlite://{}/imx.db", folder.path().display());
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -59,7 +76,7 @@ fn main() {
     let written = runtime.block_on(fill(&store, events));
     let fill_time = started.elapsed();
 
-    let path = folder.path().join("export.jsonl");
+    let path = kept.unwrap_or_else(|| folder.path().join("export.jsonl"));
     let started = Instant::now();
     let mut out = BufWriter::new(File::create(&path).expect("create the export"));
     let trailer = runtime
@@ -72,23 +89,38 @@ fn main() {
         .expect("export");
     drop(out);
     let export_time = started.elapsed();
-    let bytes = std::fs::metadata(&path).expect("the export").len();
+    let verified = measure_file(
+        &path,
+        &trailer.head,
+        Some((&runtime, &store, fill_time, export_time)),
+    );
+    assert_eq!(verified, written);
+    breakdown(&path);
+    println!(
+        "\nload average (1 5 15 min): {load_at_start} at the start, {} at the end",
+        load_average()
+    );
+}
 
-    let digest = sha256_file(&path);
-    let mut sha_time = Duration::MAX;
+/// The store part of a full run: its runtime and store, and how long the
+/// fill and the export took.
+type StoreRun<'a> = (&'a tokio::runtime::Runtime, &'a Store, Duration, Duration);
 
+/// Measures raw SHA-256 and verify over the export at `path` (whose head
+/// is `head`), plus the store rows when given, and prints the table.
+/// Returns the events verified.
+fn measure_file(path: &std::path::Path, head: &str, store: Option<StoreRun>) -> u64 {
+    let bytes = std::fs::metadata(path).expect("the export").len();
+    let digest = sha256_file(path);
     let verify = |tuning: replay::Tuning| {
         let started = Instant::now();
-        let reader = BufReader::with_capacity(
-            HASH_CHUNK_BYTES,
-            File::open(&path).expect("open the export"),
-        );
+        let reader =
+            BufReader::with_capacity(HASH_CHUNK_BYTES, File::open(path).expect("open the export"));
         let options = replay::Options {
-            expect_head: Some(trailer.head.clone()),
+            expect_head: Some(head.to_owned()),
         };
         let summary =
             replay::verify_reader_tuned(reader, options, tuning).expect("the export verifies");
-        assert_eq!(summary.events, written);
         (started.elapsed(), summary)
     };
     let tuned = replay::Tuning::default();
@@ -100,14 +132,14 @@ fn main() {
         fast_path: false,
         ..tuned
     };
-    // The machine is shared: each measurement is repeated, interleaved with
-    // the others, and the best time is kept.
-    let (mut verify_time, mut one_worker_time, mut normative_time) =
-        (Duration::MAX, Duration::MAX, Duration::MAX);
+    // The machine may be shared: each measurement is repeated, interleaved
+    // with the others, and the best time is kept.
+    let (mut sha_time, mut verify_time, mut one_worker_time, mut normative_time) =
+        (Duration::MAX, Duration::MAX, Duration::MAX, Duration::MAX);
     let mut summary = None;
     for _ in 0..REPEATS {
         let started = Instant::now();
-        assert_eq!(sha256_file(&path), digest);
+        assert_eq!(sha256_file(path), digest);
         sha_time = sha_time.min(started.elapsed());
         let (time, verified) = verify(tuned);
         verify_time = verify_time.min(time);
@@ -116,40 +148,38 @@ fn main() {
         normative_time = normative_time.min(verify(normative).0);
     }
     let summary = summary.expect("verified at least once");
-
-    let started = Instant::now();
-    let online = runtime
-        .block_on(replay::online::verify_store(
-            &store,
-            replay::Options::default(),
-        ))
-        .expect("read the store")
-        .expect("the store verifies");
-    let store_time = started.elapsed();
-    assert_eq!(online.head, summary.head);
-
+    let events = summary.events;
     println!(
-        "{written} events in {} runs, export {:.1} MB (SHA-256 {})",
+        "{events} events in {} runs, export {:.1} MB (SHA-256 {})",
         summary.runs,
         bytes as f64 / 1e6,
         &digest[..16]
     );
-    println!(
-        "(filling the store took {:.1} s)\n",
-        fill_time.as_secs_f64()
-    );
-    println!("| benchmark | time | events/s | MB/s | vs SHA-256 |");
-    println!("| --- | ---: | ---: | ---: | ---: |");
     let row = |name: &str, time: Duration| {
         let seconds = time.as_secs_f64();
         println!(
             "| {name} | {:.2} s | {:.0} | {:.1} | {:.3}x |",
             seconds,
-            written as f64 / seconds,
+            events as f64 / seconds,
             bytes as f64 / 1e6 / seconds,
             sha_time.as_secs_f64() / seconds
         );
     };
+    let store_rows = store.map(|(runtime, store, fill_time, export_time)| {
+        println!("(filling the store took {:.1} s)", fill_time.as_secs_f64());
+        let started = Instant::now();
+        let online = runtime
+            .block_on(replay::online::verify_store(
+                store,
+                replay::Options::default(),
+            ))
+            .expect("read the store")
+            .expect("the store verifies");
+        assert_eq!(online.head, summary.head);
+        (started.elapsed(), export_time)
+    });
+    println!("\n| benchmark | time | events/s | MB/s | vs SHA-256 |");
+    println!("| --- | ---: | ---: | ---: | ---: |");
     row("baseline: raw SHA-256 of the export file", sha_time);
     row(
         &format!("verify FILE ({} workers, fast path)", tuned.workers),
@@ -163,13 +193,22 @@ fn main() {
         ),
         normative_time,
     );
-    row("verify (store, SQLite)", store_time);
-    row("export (store → file)", export_time);
-    breakdown(&path);
-    println!(
-        "\nload average (1 5 15 min): {load_at_start} at the start, {} at the end",
-        load_average()
-    );
+    if let Some((store_time, export_time)) = store_rows {
+        row("verify (store, SQLite)", store_time);
+        row("export (store → file)", export_time);
+    }
+    events
+}
+
+/// The head in the trailer of the export at `path` (its last line).
+fn trailer_head(path: &std::path::Path) -> String {
+    let text = std::fs::read_to_string(path).expect("read the export");
+    let last = text.lines().last().expect("a trailer line");
+    let line: serde_json::Value = serde_json::from_str(last).expect("a JSON trailer");
+    line["trailer"]["head"]
+        .as_str()
+        .expect("trailer.head")
+        .to_owned()
 }
 
 /// Where verify's time goes: each stage over the first lines of the file

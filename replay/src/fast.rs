@@ -10,10 +10,10 @@
 //! the same hashes.
 
 use std::fmt;
-use std::io::Write;
 
 use engine::chain::CANONICAL_INTEGER_MAX;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, Visitor};
+use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::compiled::{is_date_time, is_uuid};
@@ -21,9 +21,12 @@ use crate::schemas::Schemas;
 use crate::tape::Tape;
 use crate::verify::{Checked, Digest32, Local, decode, sha256};
 
-/// The fields of an event line but the payload, borrowed from it.
+/// The fields of an event line, borrowed from it (the payload's value is
+/// on the tape).
 #[derive(Clone, Debug)]
 pub struct Fields<'a> {
+    /// The payload's text as it stands in the line, when the parse knows it.
+    pub payload: Option<&'a str>,
     pub run_id: &'a str,
     pub seq: u64,
     pub position: u64,
@@ -57,8 +60,7 @@ pub(crate) fn fast_checks<'a>(
     let prev_hash = decode(fields.prev_hash)?;
     let hash = decode(fields.hash)?;
     let log_hash = decode(fields.log_hash)?;
-    write_canonical(&fields, tape, canonical)?;
-    if sha256(&prev_hash, canonical) != hash
+    if event_hash(&fields, tape, &prev_hash, canonical)? != hash
         || !Schemas::get().accepts(fields.event_type, fields.schema_version, tape)
     {
         return None;
@@ -124,6 +126,7 @@ fn parse_exported<'a>(text: &'a str, tape: &mut Tape<'a>) -> Option<Fields<'a>> 
     let mut deserializer = serde_json::Deserializer::from_str(text.get(head.at..tail_start)?);
     tape.seed().deserialize(&mut deserializer).ok()?;
     deserializer.end().ok()?;
+    let payload = text.get(head.at..tail_start);
     let mut tail = Cursor {
         text,
         at: tail_start,
@@ -138,6 +141,7 @@ fn parse_exported<'a>(text: &'a str, tape: &mut Tape<'a>) -> Option<Fields<'a>> 
     let log_hash = tail.take(64)?;
     tail.literal("\"}")?;
     Some(Fields {
+        payload,
         run_id,
         seq,
         position,
@@ -212,22 +216,67 @@ fn is_recorded_at(text: &str) -> bool {
     text.len() == 27 && text.as_bytes()[19] == b'.' && is_date_time(text)
 }
 
+/// `hash(e)` of the event: SHA-256 of `prev_hash` and the canonical bytes.
+/// When the payload's text in the line is already canonical (as every
+/// export writes it), those bytes are hashed where they stand, between the
+/// hashed fields written around them; else the canonical bytes are written
+/// from the tape into `scratch` first. `None`: the tape is not well formed.
+fn event_hash(
+    fields: &Fields,
+    tape: &Tape,
+    prev_hash: &Digest32,
+    scratch: &mut Vec<u8>,
+) -> Option<Digest32> {
+    let Some(payload) = fields.payload.filter(|text| tape.is_canonical_text(text)) else {
+        write_canonical(fields, tape, scratch)?;
+        return Some(sha256(prev_hash, scratch));
+    };
+    let mut hasher = Sha256::new();
+    hasher.update(prev_hash);
+    scratch.clear();
+    write_head(fields, scratch);
+    hasher.update(&scratch[..]);
+    hasher.update(payload.as_bytes());
+    scratch.clear();
+    write_tail(fields, scratch);
+    hasher.update(&scratch[..]);
+    Some(hasher.finalize().into())
+}
+
 /// Writes the canonical bytes of the seven hashed fields into `out`
 /// (cleared first), keys in UTF-16 order, the payload from the tape.
 pub fn write_canonical(fields: &Fields, tape: &Tape, out: &mut Vec<u8>) -> Option<()> {
     out.clear();
-    out.extend_from_slice(b"{\"event_type\":");
-    engine::chain::write_json_string(fields.event_type, out);
-    out.extend_from_slice(b",\"payload\":");
+    write_head(fields, out);
     if tape.write_canonical(0, out)? != tape.nodes.len() {
         return None;
     }
-    write!(
-        out,
-        ",\"position\":{},\"recorded_at\":\"{}\",\"run_id\":\"{}\",\"schema_version\":{},\"seq\":{}}}",
-        fields.position, fields.recorded_at, fields.run_id, fields.schema_version, fields.seq
-    )
-    .ok()
+    write_tail(fields, out);
+    Some(())
+}
+
+/// The canonical bytes before the payload's value.
+fn write_head(fields: &Fields, out: &mut Vec<u8>) {
+    out.extend_from_slice(b"{\"event_type\":");
+    engine::chain::write_json_string(fields.event_type, out);
+    out.extend_from_slice(b",\"payload\":");
+}
+
+/// The canonical bytes after the payload's value (`recorded_at` and
+/// `run_id` were checked to need no escaping).
+fn write_tail(fields: &Fields, out: &mut Vec<u8>) {
+    let mut digits = itoa::Buffer::new();
+    out.extend_from_slice(b",\"position\":");
+    out.extend_from_slice(digits.format(fields.position).as_bytes());
+    out.extend_from_slice(b",\"recorded_at\":\"");
+    out.extend_from_slice(fields.recorded_at.as_bytes());
+    out.extend_from_slice(b"\",\"run_id\":\"");
+    out.extend_from_slice(fields.run_id.as_bytes());
+    out.extend_from_slice(b"\",\"schema_version\":");
+    out.extend_from_slice(digits.format(fields.schema_version).as_bytes());
+    out.extend_from_slice(b",\"seq\":");
+    out.extend_from_slice(digits.format(fields.seq).as_bytes());
+    out.push(b'}');
 }
 
 /// Reads the top-level object of an event line: exactly the ten fields,
@@ -275,6 +324,7 @@ impl<'de> Visitor<'de> for LineVisitor<'_, 'de> {
         let missing = || de::Error::custom("missing field");
         payload.ok_or_else(missing)?;
         Ok(Fields {
+            payload: None,
             run_id: run_id.ok_or_else(missing)?,
             seq: seq.ok_or_else(missing)?,
             position: position.ok_or_else(missing)?,

@@ -1,11 +1,13 @@
 //! `verify_reader`: verification of an export file as a pipeline. One
-//! thread reads lines in batches, workers parse them and make each event's
+//! thread reads the file in batches of whole lines (big reads, lines found
+//! with a SIMD search, no copy per line), workers parse them and make each event's
 //! own checks (canonical bytes, hash, schema, and the log link to the line
 //! before in the batch) in parallel, first by the fast path
 //! (`crate::fast`), else the normative way, and the calling
 //! thread follows the chains in file order, so the first problem reported
 //! is the same as with one thread. Memory is bounded by the queues:
-//! at most `2 * QUEUE_BATCHES_MAX` batches of `BATCH_LINES` lines in flight.
+//! at most `2 * QUEUE_BATCHES_MAX` batches of about `BATCH_BYTES` (or one
+//! line, up to `LINE_BYTES_MAX`) in flight.
 
 use std::collections::BTreeMap;
 use std::io::BufRead;
@@ -23,8 +25,9 @@ use crate::verify::{
     Checked, Digest32, Fault, Options, Problem, Summary, Verifier, is_hex_hash, local_checks,
 };
 
-/// Lines per batch handed to a worker.
-pub const BATCH_LINES: usize = 256;
+/// Bytes of whole lines per batch handed to a worker (a batch holds at
+/// least one line, however long).
+pub const BATCH_BYTES: usize = 256 * 1024;
 /// Batches waiting in each queue (read → workers, workers → chain follower).
 pub const QUEUE_BATCHES_MAX: usize = 8;
 /// Most worker threads, whatever the machine has.
@@ -34,7 +37,7 @@ pub const WORKERS_MAX: usize = 8;
 enum Item {
     Event {
         number: u64,
-        checked: Box<Checked>,
+        checked: Checked,
     },
     BadTime {
         number: u64,
@@ -53,10 +56,11 @@ enum Item {
     },
 }
 
-/// Lines read, in one text: `(line number, start, end)` of each.
+/// Whole lines read, in one buffer: `(line number, start, end)` of each
+/// (the end excludes the line break). Not yet checked to be UTF-8.
 #[derive(Default)]
 struct Batch {
-    text: String,
+    text: Vec<u8>,
     lines: Vec<(u64, usize, usize)>,
 }
 
@@ -70,6 +74,8 @@ pub struct Tuning {
     pub workers: usize,
     /// Try `crate::fast` on each event line before the normative checks.
     pub fast_path: bool,
+    /// Bytes of whole lines per batch (at least one line per batch).
+    pub batch_bytes: usize,
 }
 
 impl Default for Tuning {
@@ -80,6 +86,7 @@ impl Default for Tuning {
                 .map_or(1, |n| n.get())
                 .clamp(1, WORKERS_MAX),
             fast_path: true,
+            batch_bytes: BATCH_BYTES,
         }
     }
 }
@@ -95,20 +102,14 @@ pub fn verify_reader_tuned(
     options: Options,
     tuning: Tuning,
 ) -> Result<Summary, Problem> {
-    let mut lines = LineReader {
-        reader,
-        number: 0,
-        buffer: String::new(),
-    };
-    if !lines.next_line()? {
-        return Err(header_problem("the file is empty"));
-    }
-    let header = parse_header(lines.text())?;
+    let mut reader = reader;
+    let header = parse_header(&read_header(&mut reader)?)?;
     let mut verifier = Verifier::new(header.scope, header.start, options);
     std::thread::scope(|scope| {
         let (to_workers, from_reader) = sync_channel::<Lines>(QUEUE_BATCHES_MAX);
         let (to_follower, from_workers) = sync_channel::<Examined>(QUEUE_BATCHES_MAX);
-        scope.spawn(move || read_batches(lines, &to_workers));
+        let batch_bytes = tuning.batch_bytes.max(1);
+        scope.spawn(move || read_batches(reader, batch_bytes, &to_workers));
         let from_reader = Arc::new(Mutex::new(from_reader));
         for _ in 0..tuning.workers.max(1) {
             let (from_reader, to_follower) = (Arc::clone(&from_reader), to_follower.clone());
@@ -121,34 +122,127 @@ pub fn verify_reader_tuned(
     verifier.finish()
 }
 
-fn read_batches<R: BufRead>(mut lines: LineReader<R>, to_workers: &SyncSender<Lines>) {
-    let mut index = 0;
-    loop {
-        let mut batch = Batch {
-            text: String::with_capacity(BATCH_LINES * 640),
-            lines: Vec::with_capacity(BATCH_LINES),
-        };
+/// The first line, the header (at most `LINE_BYTES_MAX` bytes).
+fn read_header(reader: &mut impl BufRead) -> Result<String, Problem> {
+    let mut line = Vec::new();
+    let limit = u64::try_from(LINE_BYTES_MAX).unwrap_or(u64::MAX) + 1;
+    std::io::Read::take(&mut *reader, limit)
+        .read_until(b'\n', &mut line)
+        .map_err(|error| header_problem(&error.to_string()))?;
+    if line.is_empty() {
+        return Err(header_problem("the file is empty"));
+    }
+    if line.len() > LINE_BYTES_MAX {
+        return Err(header_problem(&format!(
+            "longer than {LINE_BYTES_MAX} bytes"
+        )));
+    }
+    let text = String::from_utf8(line).map_err(|_| header_problem("not UTF-8"))?;
+    Ok(text.trim_end_matches(['\n', '\r']).to_owned())
+}
+
+/// Reads the lines after the header in batches of whole lines, numbered
+/// from 2, until the end of the file, a read error or a line longer than
+/// `LINE_BYTES_MAX` (the batch that reached it carries the problem).
+fn read_batches(mut reader: impl BufRead, batch_bytes: usize, to_workers: &SyncSender<Lines>) {
+    let mut number = 1;
+    // The start of a line whose end is not read yet.
+    let mut carried: Vec<u8> = Vec::new();
+    for index in 0.. {
+        let mut text = Vec::with_capacity(batch_bytes + carried.len().max(64 * 1024));
+        text.append(&mut carried);
         let mut error = None;
-        while batch.lines.len() < BATCH_LINES {
-            match lines.next_line() {
-                Ok(true) => {
-                    let start = batch.text.len();
-                    batch.text.push_str(lines.text());
-                    batch.lines.push((lines.number, start, batch.text.len()));
-                }
-                Ok(false) => break,
-                Err(problem) => {
-                    error = Some(problem);
+        let mut at_end = false;
+        // Read until the batch holds a line break past batch_bytes, or the end.
+        while text.len() < batch_bytes || memchr::memchr(b'\n', &text).is_none() {
+            let read = match reader.fill_buf() {
+                Ok(buffer) => buffer,
+                Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(read_error) => {
+                    error = Some(read_error.to_string());
                     break;
                 }
+            };
+            if read.is_empty() {
+                at_end = true;
+                break;
+            }
+            let taken = read.len();
+            text.extend_from_slice(read);
+            reader.consume(taken);
+            if text.len() > LINE_BYTES_MAX && memchr::memchr(b'\n', &text).is_none() {
+                break;
             }
         }
-        let last = batch.lines.len() < BATCH_LINES;
+        // Lines end at a line break; an unfinished last one waits for the
+        // next batch, unless the file ends (or reading failed) here.
+        let complete = match memchr::memrchr(b'\n', &text) {
+            _ if at_end || error.is_some() => text.len(),
+            Some(last_break) => last_break + 1,
+            None => 0,
+        };
+        carried.extend_from_slice(&text[complete..]);
+        text.truncate(complete);
+        let mut batch = Batch {
+            lines: Vec::with_capacity(text.len() / 256 + 1),
+            text: Vec::new(),
+        };
+        let mut start = 0;
+        let breaks = memchr::memchr_iter(b'\n', &text)
+            .chain((start_of_last(&text) < text.len()).then_some(text.len()));
+        let mut problem = None;
+        for end in breaks {
+            number += 1;
+            let line_end = if text[start..end].ends_with(b"\r") {
+                end - 1
+            } else {
+                end
+            };
+            if line_end - start > LINE_BYTES_MAX {
+                problem = Some(malformed(
+                    number,
+                    format!("longer than {LINE_BYTES_MAX} bytes"),
+                ));
+                break;
+            }
+            batch.lines.push((number, start, line_end));
+            start = end + 1;
+        }
+        if problem.is_none() && carried.len() > LINE_BYTES_MAX {
+            problem = Some(malformed(
+                number + 1,
+                format!("longer than {LINE_BYTES_MAX} bytes"),
+            ));
+        }
+        if problem.is_none()
+            && let Some(detail) = error
+        {
+            problem = Some(malformed(number + 1, detail));
+        }
+        batch.text = text;
+        let last = at_end || problem.is_some();
         // A closed queue means the follower stopped at a problem: stop too.
-        if to_workers.send((index, batch, error)).is_err() || last {
+        if to_workers.send((index, batch, problem)).is_err() || last {
             return;
         }
-        index += 1;
+    }
+}
+
+/// Where the last line of `text` starts (after its last line break).
+fn start_of_last(text: &[u8]) -> usize {
+    memchr::memrchr(b'\n', text).map_or(0, |last_break| last_break + 1)
+}
+
+fn malformed(number: u64, detail: String) -> Problem {
+    Problem {
+        run_id: None,
+        seq: None,
+        position: None,
+        line: Some(number),
+        fault: Box::new(Fault::Malformed {
+            line: number,
+            detail,
+        }),
     }
 }
 
@@ -176,15 +270,19 @@ fn examine_batch(batch: &Batch, canonical: &mut Vec<u8>, fast_path: bool) -> Vec
     let mut previous_log_hash: Option<Digest32> = None;
     let mut items = Vec::with_capacity(batch.lines.len());
     for &(number, start, end) in &batch.lines {
-        let text = batch.text.get(start..end).unwrap_or_default();
+        let Ok(text) = std::str::from_utf8(batch.text.get(start..end).unwrap_or_default()) else {
+            items.push(Item::Malformed {
+                number,
+                detail: "not UTF-8".to_owned(),
+            });
+            previous_log_hash = None;
+            continue;
+        };
         let fast = fast_path
             .then(|| fast_checks(text, &mut tape, canonical, previous_log_hash.as_ref()))
             .flatten();
         let item = match fast {
-            Some(checked) => Item::Event {
-                number,
-                checked: Box::new(checked),
-            },
+            Some(checked) => Item::Event { number, checked },
             None => examine(number, text, canonical),
         };
         previous_log_hash = match &item {
@@ -203,7 +301,7 @@ fn examine(number: u64, text: &str, canonical: &mut Vec<u8>) -> Item {
             match line.into_recorded() {
                 Ok(event) => Item::Event {
                     number,
-                    checked: Box::new(Checked::of(&event, local_checks(&event, canonical))),
+                    checked: Checked::of(&event, local_checks(&event, canonical)),
                 },
                 Err(value) => Item::BadTime {
                     number,
@@ -354,44 +452,4 @@ fn parse_header(text: &str) -> Result<Header, Problem> {
         ));
     }
     Ok(header)
-}
-
-/// Reads lines with a length bound, reusing one buffer.
-struct LineReader<R> {
-    reader: R,
-    number: u64,
-    buffer: String,
-}
-
-impl<R: BufRead> LineReader<R> {
-    /// Reads the next line into the buffer; false at the end of the file.
-    fn next_line(&mut self) -> Result<bool, Problem> {
-        self.buffer.clear();
-        self.number += 1;
-        let limit = u64::try_from(LINE_BYTES_MAX).unwrap_or(u64::MAX) + 1;
-        let read = std::io::Read::take(&mut self.reader, limit).read_line(&mut self.buffer);
-        let number = self.number;
-        let malformed = |detail: String| Problem {
-            run_id: None,
-            seq: None,
-            position: None,
-            line: Some(number),
-            fault: Box::new(Fault::Malformed {
-                line: number,
-                detail,
-            }),
-        };
-        match read {
-            Ok(0) => Ok(false),
-            Ok(_) if self.buffer.len() > LINE_BYTES_MAX => {
-                Err(malformed(format!("longer than {LINE_BYTES_MAX} bytes")))
-            }
-            Ok(_) => Ok(true),
-            Err(error) => Err(malformed(error.to_string())),
-        }
-    }
-
-    fn text(&self) -> &str {
-        self.buffer.trim_end_matches(['\n', '\r'])
-    }
 }

@@ -90,6 +90,32 @@ impl<'a> Tape<'a> {
         })
     }
 
+    /// Whether `text`, the JSON this tape was parsed from, is already its
+    /// canonical form byte for byte, so it can be hashed as it stands.
+    /// The tape holds only what JCS writes unchanged (keys in order,
+    /// integers, which JSON spells one way only, `-0` being parsed as a
+    /// float and refused); a string borrowed from the text had no escape
+    /// (and JSON allows no raw control character), so it reads the same.
+    /// What is left is whitespace between tokens, and exactly then is the
+    /// text longer than the canonical bytes this sums up.
+    pub fn is_canonical_text(&self, text: &str) -> bool {
+        let mut canonical = 0usize;
+        for node in &self.nodes {
+            canonical += match node {
+                Node::Null | Node::Bool(true) => 4,
+                Node::Bool(false) => 5,
+                Node::Int(value) => itoa::Buffer::new().format(*value).len(),
+                Node::Str(Cow::Borrowed(text)) => text.len() + 2,
+                Node::Key(Cow::Borrowed(key)) => key.len() + 3,
+                Node::Str(Cow::Owned(_)) | Node::Key(Cow::Owned(_)) => return false,
+                Node::Array { len, .. } | Node::Object { len, .. } => {
+                    (*len as usize).saturating_sub(1) + 2
+                }
+            };
+        }
+        !self.nodes.is_empty() && canonical == text.len()
+    }
+
     /// Appends the canonical bytes of the value at `index` to `out`; returns
     /// the index after it, `None` if the tape is not well formed.
     pub fn write_canonical(&self, index: usize, out: &mut Vec<u8>) -> Option<usize> {

@@ -100,7 +100,8 @@ pub struct Verifier {
     log_position: u64,
     log_hash: Digest32,
     last_position: u64,
-    runs: HashMap<Uuid, RunChain>,
+    /// Keyed by a fast hasher with a random seed (files may be hostile).
+    runs: HashMap<Uuid, RunChain, foldhash::fast::RandomState>,
     events: u64,
     last_event: Option<(Uuid, u64, u64)>,
     /// Reused for every event's canonical bytes.
@@ -119,7 +120,7 @@ impl Verifier {
             log_hash: decode(&start.log_hash).unwrap_or(GENESIS),
             scope,
             options,
-            runs: HashMap::new(),
+            runs: HashMap::default(),
             events: 0,
             last_event: None,
             canonical: Vec::with_capacity(1024),
@@ -145,7 +146,7 @@ impl Verifier {
     /// The checks that need the chain state, in the documented order, given
     /// the event's [`local_checks`] (made here or on another thread).
     pub(crate) fn sequence(&mut self, event: &Checked) -> Result<(), Fault> {
-        let local = event.local.as_ref().map_err(Clone::clone)?;
+        let local = event.local.as_ref().map_err(|fault| (**fault).clone())?;
         let expected_prev = self.check_seq(event, local)?;
         self.check_position(event)?;
         if local.prev_hash != expected_prev {
@@ -155,7 +156,7 @@ impl Verifier {
             });
         }
         if let Some(edited) = &local.edited {
-            return Err(edited.clone());
+            return Err((**edited).clone());
         }
         // A worker may have checked the log link from the same log hash already.
         if self.log_chain && local.log_checked_from != Some(self.log_hash) {
@@ -168,7 +169,7 @@ impl Verifier {
             }
         }
         if let Some(schema) = &local.schema {
-            return Err(schema.clone());
+            return Err((**schema).clone());
         }
         self.advance(event, local);
         Ok(())
@@ -321,8 +322,9 @@ pub(crate) struct Local {
     pub prev_hash: Digest32,
     pub hash: Digest32,
     pub log_hash: Digest32,
-    pub edited: Option<Fault>,
-    pub schema: Option<Fault>,
+    /// Faults are rare: boxed, they keep a checked event small.
+    pub edited: Option<Box<Fault>>,
+    pub schema: Option<Box<Fault>>,
     /// `Some(h)`: `log_hash` is known to be `SHA-256(h || hash)`.
     pub log_checked_from: Option<Digest32>,
 }
@@ -333,11 +335,11 @@ pub(crate) struct Checked {
     pub run_id: Uuid,
     pub seq: u64,
     pub position: u64,
-    pub local: Result<Local, Fault>,
+    pub local: Result<Local, Box<Fault>>,
 }
 
 impl Checked {
-    pub(crate) fn of(event: &RecordedEvent, local: Result<Local, Fault>) -> Checked {
+    pub(crate) fn of(event: &RecordedEvent, local: Result<Local, Box<Fault>>) -> Checked {
         Checked {
             run_id: event.run_id,
             seq: event.seq,
@@ -349,24 +351,34 @@ impl Checked {
 
 /// Decodes the hashes, recomputes `hash` from the event's own `prev_hash`
 /// and checks the payload's schema. `Err`: the event cannot be checked at all.
-pub(crate) fn local_checks(event: &RecordedEvent, canonical: &mut Vec<u8>) -> Result<Local, Fault> {
-    let bad_hex = |field: &str| Fault::BadHex {
-        field: field.to_owned(),
+pub(crate) fn local_checks(
+    event: &RecordedEvent,
+    canonical: &mut Vec<u8>,
+) -> Result<Local, Box<Fault>> {
+    let bad_hex = |field: &str| {
+        Box::new(Fault::BadHex {
+            field: field.to_owned(),
+        })
     };
     let prev_hash = decode(&event.prev_hash).ok_or_else(|| bad_hex("prev_hash"))?;
     let hash = decode(&event.hash).ok_or_else(|| bad_hex("hash"))?;
     let log_hash = decode(&event.log_hash).ok_or_else(|| bad_hex("log_hash"))?;
-    engine::chain::canonical_event_into(event, canonical).map_err(|fault| Fault::NotCanonical {
-        detail: fault.to_string(),
+    engine::chain::canonical_event_into(event, canonical).map_err(|fault| {
+        Box::new(Fault::NotCanonical {
+            detail: fault.to_string(),
+        })
     })?;
     let recomputed = sha256(&prev_hash, canonical);
-    let edited = (recomputed != hash).then(|| Fault::Edited {
-        expected: hex::encode(recomputed),
-        found: event.hash.clone(),
+    let edited = (recomputed != hash).then(|| {
+        Box::new(Fault::Edited {
+            expected: hex::encode(recomputed),
+            found: event.hash.clone(),
+        })
     });
     let schema = Schemas::get()
         .check(&event.event_type, event.schema_version, &event.payload)
-        .err();
+        .err()
+        .map(Box::new);
     Ok(Local {
         prev_hash,
         hash,

@@ -5,14 +5,15 @@
 //! accept nothing that `jsonschema` rejects.
 
 use chrono::{TimeZone, Utc};
-use engine::chain::{self, RecordedEvent};
+use engine::chain::{self, LogHead, RecordedEvent};
 use engine::core::event::Event;
 use proptest::prelude::*;
-use replay::format::{EventLine, Line};
+use replay::format::{ChainParams, EventLine, Header, Line};
 use replay::schemas::Schemas;
 use replay::tape::Tape;
 use serde::de::DeserializeSeed;
 use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::driver::example_runs;
@@ -38,6 +39,42 @@ fn sealed_line(event_type: &str, payload: Value) -> String {
     event.hash = chain::event_hash(&event).expect("canonical");
     event.log_hash = chain::log_hash(chain::GENESIS_HASH, &event.hash).expect("hex");
     Line::Event(Box::new(EventLine::from_recorded(&event))).to_text()
+}
+
+/// An event line whose `hash` covers the canonical fields around
+/// `payload` exactly as written here, canonical or not.
+fn line_hashed_as_written(payload: &str) -> String {
+    let (run_id, recorded_at) = (
+        "01960000-0000-7000-8000-000000000001",
+        "2026-11-24T12:00:00.000000Z",
+    );
+    let hashed = format!(
+        "{{\"event_type\":\"run.succeeded\",\"payload\":{payload},\"position\":1,\"recorded_at\":\"{recorded_at}\",\"run_id\":\"{run_id}\",\"schema_version\":1,\"seq\":1}}"
+    );
+    let mut bytes = vec![0u8; 32];
+    bytes.extend_from_slice(hashed.as_bytes());
+    let hash = hex::encode(Sha256::digest(&bytes));
+    let log_hash = chain::log_hash(chain::GENESIS_HASH, &hash).expect("hex");
+    format!(
+        "{{\"run_id\":\"{run_id}\",\"seq\":1,\"position\":1,\"event_type\":\"run.succeeded\",\"schema_version\":1,\"payload\":{payload},\"recorded_at\":\"{recorded_at}\",\"prev_hash\":\"{}\",\"hash\":\"{hash}\",\"log_hash\":\"{log_hash}\"}}",
+        chain::GENESIS_HASH
+    )
+}
+
+/// The header of a whole-log export.
+fn genesis_header() -> String {
+    Line::Header(Box::new(Header {
+        format: replay::format::FORMAT_NAME.to_owned(),
+        format_version: replay::format::FORMAT_VERSION,
+        chain: ChainParams::v1(),
+        scope: replay::Scope::default(),
+        start: LogHead {
+            position: 0,
+            log_hash: chain::GENESIS_HASH.to_owned(),
+        },
+        exported_at: Utc::now(),
+    }))
+    .to_text()
 }
 
 fn parse_onto_tape<'a>(text: &'a str, tape: &mut Tape<'a>) -> bool {
@@ -112,6 +149,37 @@ fn the_fast_path_refuses_what_it_cannot_vouch_for() {
     ];
     for text in refused {
         assert!(!replay::fast::accepts_line(&text), "accepted {text}");
+    }
+}
+
+#[test]
+fn a_payload_is_hashed_where_it_stands_only_when_it_is_canonical() {
+    // The canonical spelling, hashed as written: a sound line, taken.
+    let canonical = r#"{"at":"2026-01-01T00:00:00Z","output":{"a":[1,-2,"x y"],"b":null}}"#;
+    assert!(replay::fast::accepts_line(&line_hashed_as_written(
+        canonical
+    )));
+    // Other spellings of the same value, hashed as written: the normative
+    // hash covers the canonical bytes instead, so these are edited events,
+    // and hashing the text where it stands must not vouch for them.
+    let other_spellings = [
+        r#"{"at":"2026-01-01T00:00:00Z", "output":{"a":[1,-2,"x y"],"b":null}}"#,
+        r#"{"at":"2026-01-01T00:00:00Z","output":{"a":[1,-2,"x y"],"b":null} }"#,
+        r#"{"at":"2026-01-01T00:00:00Z","output":{"a":[1,-2,"x\u0020y"],"b":null}}"#,
+        r#"{"at":"2026-01-01T00:00:00Z","output":{"a":[1,-2,"x y"],"b":null},"x":-0}"#,
+        r#"{"at":"2026-01-01T00:00:00Z","output":{"a":[1.0,-2,"x y"],"b":null}}"#,
+        r#"{"at":"2026-01-01T00:00:00Z","output":{"a":[1e0,-2,"x y"],"b":null}}"#,
+        r#"{"at":"2026-01-01T00:00:00Z","output":{"b":null,"a":[1,-2,"x y"]}}"#,
+        r#"{"at":"2026\/01\/01","output":null}"#,
+    ];
+    for payload in other_spellings {
+        let line = line_hashed_as_written(payload);
+        assert!(!replay::fast::accepts_line(&line), "accepted {line}");
+        let verdict = replay::verify_reader(
+            format!("{}\n{line}\n", genesis_header()).as_bytes(),
+            replay::Options::default(),
+        );
+        assert!(verdict.is_err(), "verify accepted {line}");
     }
 }
 
@@ -251,6 +319,15 @@ proptest! {
         let applies = fast_path_applies(&output);
         let line = sealed_line("run.succeeded", json!({"at": "2026-01-01T00:00:00Z", "output": output}));
         let accepted = replay::fast::accepts_line(&line);
+        // A text the tape calls canonical is its canonical bytes.
+        for text in [output.to_string(), serde_json::to_string_pretty(&output).unwrap_or_default()] {
+            let mut tape = Tape::default();
+            if parse_onto_tape(&text, &mut tape) && tape.is_canonical_text(&text) {
+                let mut written = Vec::new();
+                tape.write_canonical(0, &mut written);
+                prop_assert_eq!(String::from_utf8_lossy(&written), text.as_str());
+            }
+        }
         // Accepted means the fast canonical bytes hash to the normative hash.
         prop_assert!(accepted || !applies, "refused {}", line);
     }

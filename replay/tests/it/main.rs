@@ -8,5 +8,6 @@ mod driver;
 mod equivalence;
 mod example;
 mod fast;
+mod reader;
 mod support;
 mod tamper;

@@ -7,14 +7,13 @@
 use engine::chain::{self, GENESIS_HASH};
 use replay::format::{EventLine, Line};
 use replay::verify::Fault;
-use replay::{Options, Scope, verify_reader};
+use replay::{Options, Scope, Tuning, verify_reader, verify_reader_tuned};
 use serde_json::Value;
 use uuid::Uuid;
 
 use crate::driver::example_runs;
-use engine::core::event::EventEnvelope;
 
-use crate::support::{RunLog, append_runs, block_on, canned_runs, export_text, sqlite};
+use crate::support::{append_runs, block_on, canned_runs, export_text, sqlite};
 
 /// splitmix64: a tiny, seedable generator, enough for choosing tampers.
 struct Rng(u64);
@@ -65,35 +64,12 @@ impl Authentic {
     }
 }
 
+/// The export of the canned and example runs.
 fn authentic() -> Authentic {
-    authentic_of(1)
-}
-
-/// The canned and example runs, `copies` times under other run ids.
-fn authentic_of(copies: u128) -> Authentic {
     block_on(async {
         let fixture = sqlite().await;
         let mut runs = canned_runs();
         runs.extend(example_runs());
-        let runs: Vec<RunLog> = (0..copies)
-            .flat_map(|copy| {
-                runs.iter().map(move |run| {
-                    let run_id = Uuid::from_u128(run.events[0].run_id.as_u128() + (copy << 64));
-                    let events = run
-                        .events
-                        .iter()
-                        .map(|event| EventEnvelope {
-                            run_id,
-                            ..event.clone()
-                        })
-                        .collect();
-                    RunLog {
-                        events,
-                        live: run.live.clone(),
-                    }
-                })
-            })
-            .collect();
         append_runs(&fixture, &runs, 2).await;
         let text = export_text(&fixture, Scope::default()).await;
         let lines: Vec<String> = text.lines().map(str::to_owned).collect();
@@ -277,6 +253,10 @@ fn fault_kind(fault: &Fault) -> String {
 }
 
 fn check_seed(authentic: &Authentic, seed: u64) -> Result<(), String> {
+    check_seed_tuned(authentic, seed, Tuning::default())
+}
+
+fn check_seed_tuned(authentic: &Authentic, seed: u64, tuning: Tuning) -> Result<(), String> {
     let mut rng = Rng(seed);
     let kind = TAMPERS[rng.range(0, TAMPERS.len())];
     let (lines, faults) = tamper(authentic, kind, &mut rng);
@@ -285,7 +265,7 @@ fn check_seed(authentic: &Authentic, seed: u64) -> Result<(), String> {
     let options = Options {
         expect_head: Some(authentic.head.clone()),
     };
-    let problem = match verify_reader(text.as_bytes(), options) {
+    let problem = match verify_reader_tuned(text.as_bytes(), options, tuning) {
         Ok(summary) => return Err(format!("{kind:?} was not detected: {summary:?}")),
         Err(problem) => problem,
     };
@@ -346,17 +326,27 @@ fn every_tamper_is_detected_at_the_exact_run_and_seq() {
 
 #[test]
 fn tampers_in_a_file_of_many_batches_are_found_in_file_order() {
-    let authentic = authentic_of(20);
-    let batches = authentic.events() / replay::pipeline::BATCH_LINES;
-    assert!(
-        batches > replay::pipeline::QUEUE_BATCHES_MAX,
-        "more batches than a queue holds ({batches})"
-    );
-    let failures: Vec<String> = (0..40)
-        .filter_map(|seed| {
-            check_seed(&authentic, seed)
-                .err()
-                .map(|error| format!("seed {seed}: {error}"))
+    let authentic = authentic();
+    let bytes: usize = authentic.lines.iter().map(|line| line.len() + 1).sum();
+    // Batches of about 4 KiB, and of one line each.
+    let failures: Vec<String> = [4096, 1]
+        .into_iter()
+        .flat_map(|batch_bytes| {
+            let batches = bytes / batch_bytes;
+            assert!(
+                batches > replay::pipeline::QUEUE_BATCHES_MAX,
+                "more batches than a queue holds ({batches})"
+            );
+            let tuning = Tuning {
+                batch_bytes,
+                ..Tuning::default()
+            };
+            let authentic = &authentic;
+            (0..40).filter_map(move |seed| {
+                check_seed_tuned(authentic, seed, tuning)
+                    .err()
+                    .map(|error| format!("seed {seed}, batches of {batch_bytes} bytes: {error}"))
+            })
         })
         .collect();
     assert!(failures.is_empty(), "{}", failures.join("\n"));
