@@ -28,6 +28,10 @@ use super::{EventStore, prepare};
 /// created work.
 pub const WORK_CHANNEL: &str = "imx_work";
 
+/// Prepared statements kept per connection: the append's shapes (up to 2 x
+/// 64, rows.rs) and the store's other statements.
+const STATEMENT_CACHE_CAPACITY: usize = 256;
+
 /// The PostgreSQL backend.
 #[derive(Debug)]
 pub struct PostgresStore {
@@ -112,11 +116,13 @@ impl Drop for PostgresStore {
 
 impl EventStore for PostgresStore {
     async fn connect(url: &str, config: StoreConfig) -> Result<Self, Error> {
-        // The append statements are big and always shaped alike: plan them
-        // once per connection instead of on every execution.
+        // The append statements are big, one text per shape of append
+        // (rows.rs, a few dozen in use): prepare and plan each once per
+        // connection instead of on every execution, and keep them all.
         let options = PgConnectOptions::from_str(url)
             .map_err(|error| Error::invalid(format!("bad PostgreSQL URL: {error}")))?
-            .options([("plan_cache_mode", "force_generic_plan")]);
+            .options([("plan_cache_mode", "force_generic_plan")])
+            .statement_cache_capacity(STATEMENT_CACHE_CAPACITY);
         let pool = PgPoolOptions::new()
             .max_connections(config.pool_connections_max)
             .acquire_timeout(Duration::from_millis(config.acquire_timeout_ms))

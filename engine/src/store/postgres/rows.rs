@@ -1,12 +1,21 @@
 //! The non-event rows of a PostgreSQL append, written in ONE statement (one
 //! round trip): run and step upserts, new tasks and timers, cancelled timers,
-//! the wake-up NOTIFY, and finally the log lock. Round trips, not rows, are
-//! what a single-event transition pays for, so this statement carries it all.
+//! completed tasks, the wake-up NOTIFY, then the log lock, then either the
+//! events (the one-statement append) or the heads read under the lock (the
+//! slow path). Round trips, not rows, are what a single-event transition
+//! pays for, so this statement carries it all.
+//!
+//! The statement is built for the append's shape: only the parts that have
+//! rows get a CTE and parameters. A part with nothing to write still costs
+//! the server its executor nodes, index opens and array decoding, and a
+//! one-event transition pays that on every commit (measured in
+//! docs/bench-store.md). One text per shape, so each is prepared once per
+//! connection and planned generically (`plan_cache_mode`).
 
 use chrono::{DateTime, Utc};
+use sqlx::error::BoxDynError;
 use sqlx::postgres::{PgArguments, PgRow};
-use sqlx::query::Query;
-use sqlx::{PgConnection, Postgres};
+use sqlx::{Arguments, AssertSqlSafe, Encode, PgConnection, Postgres, Type};
 use uuid::Uuid;
 
 use super::WORK_CHANNEL;
@@ -14,216 +23,419 @@ use super::append::LOG_LOCK_KEY;
 use crate::store::error::Error;
 use crate::store::types::*;
 
-/// Data-modifying CTEs shared by both statements: completions, run and step
-/// upserts, tasks, timers, cancelled timers, and the NOTIFY (sent once, when
-/// tasks were enqueued). They run to completion before anything reads their
-/// counts, and the log-lock functions get every count as an argument, so the
-/// log lock is taken after all row locks (the order every transaction follows).
-macro_rules! row_ctes {
-    () => {
-        "WITH \
-            r AS (INSERT INTO runs (run_id, workflow, version, status, input, output, error, parent_run_id, \
-                idempotency_key, created_at, updated_at) \
-                SELECT u.run_id, u.workflow, u.version, u.status, u.input::json, u.output::json, u.error, \
-                u.parent_run_id, u.idempotency_key, u.created_at, u.updated_at \
-                FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], \
-                $8::uuid[], $9::text[], $10::timestamptz[], $11::timestamptz[]) AS u(run_id, workflow, version, \
-                status, input, output, error, parent_run_id, idempotency_key, created_at, updated_at) \
-                ON CONFLICT (run_id) DO UPDATE SET workflow = EXCLUDED.workflow, version = EXCLUDED.version, \
-                status = EXCLUDED.status, input = EXCLUDED.input, output = EXCLUDED.output, error = EXCLUDED.error, \
-                parent_run_id = EXCLUDED.parent_run_id, idempotency_key = EXCLUDED.idempotency_key, \
-                created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at RETURNING 1), \
-            s AS (INSERT INTO steps (run_id, step_id, status, attempts, output, error, updated_at) \
-                SELECT u.run_id, u.step_id, u.status, u.attempts, u.output::json, u.error, u.updated_at \
-                FROM UNNEST($12::uuid[], $13::text[], $14::text[], $15::int4[], $16::text[], $17::text[], \
-                $18::timestamptz[]) AS u(run_id, step_id, status, attempts, output, error, updated_at) \
-                ON CONFLICT (run_id, step_id) DO UPDATE SET status = EXCLUDED.status, attempts = EXCLUDED.attempts, \
-                output = EXCLUDED.output, error = EXCLUDED.error, updated_at = EXCLUDED.updated_at RETURNING 1), \
-            t AS (INSERT INTO tasks (task_id, run_id, queue, payload, available_at, created_at) \
-                SELECT u.task_id, u.run_id, u.queue, u.payload::json, u.available_at, $24 \
-                FROM UNNEST($19::uuid[], $20::uuid[], $21::text[], $22::text[], $23::timestamptz[]) \
-                AS u(task_id, run_id, queue, payload, available_at) RETURNING 1), \
-            tm AS (INSERT INTO timers (timer_id, run_id, queue, payload, fire_at, created_at) \
-                SELECT u.timer_id, u.run_id, u.queue, u.payload::json, u.fire_at, $24 \
-                FROM UNNEST($25::uuid[], $26::uuid[], $27::text[], $28::text[], $29::timestamptz[]) \
-                AS u(timer_id, run_id, queue, payload, fire_at) RETURNING 1), \
-            ct AS (DELETE FROM timers d WHERE d.timer_id = ANY($30::uuid[]) \
-                AND (d.timer_id, d.run_id) IN (SELECT * FROM UNNEST($30::uuid[], $31::uuid[])) RETURNING 1), \
-            cp AS (DELETE FROM tasks d WHERE d.task_id = ANY($35::uuid[]) \
-                AND (d.task_id, d.lease_token) IN (SELECT * FROM UNNEST($35::uuid[], $36::uuid[])) \
-                AND d.lease_expires_at > $24 RETURNING 1), \
-            done AS MATERIALIZED (SELECT (SELECT count(*) FROM cp) AS completed, (SELECT count(*) FROM r) + (SELECT count(*) FROM s) + (SELECT count(*) FROM tm) \
-                + (SELECT count(*) FROM ct) AS rows, (SELECT count(*) FROM t) AS tasks), \
-            notified AS MATERIALIZED (SELECT count(*) AS n FROM (SELECT pg_notify($33, '') FROM done \
-                WHERE done.tasks > 0 OFFSET 0) AS sent)"
-    };
-}
-
-/// The rows, then the log lock and the heads read after it (migration 0004).
-const WRITE_ROWS: &str = concat!(
-    row_ctes!(),
-    " SELECT h.head_run_id, h.head_seq, h.head_hash FROM done, notified, \
-     LATERAL imx_lock_log_heads($32, $34::uuid[], done.completed + done.rows + done.tasks + notified.n) AS h"
-);
-
-/// Everything in one statement: the rows, the log lock (taken after every
-/// row lock, the order all transactions follow), then the events, sealed
-/// against the heads this node committed. A stale head makes the events
-/// INSERT fail on UNIQUE (position) or (run_id, seq); a lost lease fails the
-/// statement through `imx_fail` (IX001, migration 0006). The events join
-/// `chk`, so they are inserted last.
-const APPEND_ALL: &str = concat!(
-    row_ctes!(),
-    ", lk AS MATERIALIZED (SELECT pg_advisory_xact_lock($32) FROM done, notified), \
-     chk AS MATERIALIZED (SELECT CASE WHEN done.completed <> $37 \
-        THEN imx_fail('IX001', 'imx: a completed task''s lease is no longer held') ELSE true END AS ok \
-        FROM done, lk), \
-     ev AS (INSERT INTO events (position, run_id, seq, event_type, schema_version, payload, recorded_at, \
-        prev_hash, hash, log_hash, append_id) SELECT e.position, e.run_id, e.seq, e.event_type, \
-        e.schema_version, e.payload::json, e.recorded_at, e.prev_hash, e.hash, e.log_hash, e.append_id \
-        FROM UNNEST($38::int8[], $39::uuid[], $40::int8[], $41::text[], $42::int4[], $43::text[], \
-        $44::timestamptz[], $45::text[], $46::text[], $47::text[], $48::uuid[]) AS e(position, run_id, seq, \
-        event_type, schema_version, payload, recorded_at, prev_hash, hash, log_hash, append_id), chk \
-        WHERE chk.ok RETURNING 1) \
-     SELECT count(*) AS appended FROM ev"
-);
-
 /// Writes the rows of `requests` (each request's projection and work), takes
 /// the log lock and returns the heads (`imx_lock_log_heads` rows), in one
-/// round trip. Completions were done before (`$35`/`$36` stay empty).
+/// round trip. Completions were done before.
 pub(super) async fn write_rows_and_lock(
     connection: &mut PgConnection,
     requests: &[&AppendRequest],
     now: DateTime<Utc>,
 ) -> Result<Vec<PgRow>, Error> {
-    let query = bind_rows(sqlx::query(WRITE_ROWS), requests, now, false);
-    Ok(query.fetch_all(&mut *connection).await?)
+    let mut statement = Statement::default();
+    let done = statement.rows(&Rows::of(requests, now, false))?;
+    let lock = statement.bind(LOG_LOCK_KEY)?;
+    let run_ids = statement.bind(col(requests, |request| request.run_id))?;
+    let after_rows = done.sum();
+    statement.push(&format!(
+        " SELECT h.head_run_id, h.head_seq, h.head_hash FROM {from}\
+         imx_lock_log_heads({lock}, {run_ids}::uuid[], {after_rows}) AS h",
+        from = done.from_lateral(),
+    ));
+    let (sql, arguments) = statement.finish();
+    Ok(sqlx::query_with(AssertSqlSafe(sql), arguments)
+        .fetch_all(&mut *connection)
+        .await?)
 }
 
 /// The whole append as one statement (an implicit transaction): rows,
-/// completions and the sealed events. `IX001` (a lease was lost) or a
-/// unique violation (another writer moved a head) mean nothing was written.
+/// completions, the log lock (taken after every row lock, the order all
+/// transactions follow), then the events, sealed against the heads this
+/// node committed. A stale head makes the events INSERT fail on UNIQUE
+/// (position) or (run_id, seq); a lost lease fails the statement through
+/// `imx_fail` (IX001, migration 0006). Either way nothing was written.
 pub(super) async fn append_all(
     pool: &sqlx::PgPool,
     requests: &[&AppendRequest],
     events: &[(&RecordedEvent, &String, Uuid)],
     now: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
-    let completing = requests
-        .iter()
-        .filter(|request| request.complete.is_some())
-        .count();
-    bind_rows(sqlx::query(APPEND_ALL), requests, now, true)
-        .bind(completing as i64)
-        .bind(col(events, |(event, _, _)| event.position as i64))
-        .bind(col(events, |(event, _, _)| event.run_id))
-        .bind(col(events, |(event, _, _)| event.seq as i64))
-        .bind(col(events, |(event, _, _)| event.event_type.clone()))
-        .bind(col(events, |(event, _, _)| event.schema_version as i32))
-        .bind(col(events, |(_, payload, _)| (*payload).clone()))
-        .bind(col(events, |(event, _, _)| event.recorded_at))
-        .bind(col(events, |(event, _, _)| event.prev_hash.clone()))
-        .bind(col(events, |(event, _, _)| event.hash.clone()))
-        .bind(col(events, |(event, _, _)| event.log_hash.clone()))
-        .bind(col(events, |(_, _, append_id)| *append_id))
+    let mut statement = Statement::default();
+    let rows = Rows::of(requests, now, true);
+    let done = statement.rows(&rows)?;
+    let lock = statement.bind(LOG_LOCK_KEY)?;
+    statement.cte("lk AS MATERIALIZED");
+    statement.push(&format!(
+        "SELECT pg_advisory_xact_lock({lock}){})",
+        done.from()
+    ));
+    let mut join = ", lk".to_owned();
+    if !rows.completions.is_empty() {
+        let expected = statement.bind(rows.completions.len() as i64)?;
+        statement.push(&format!(
+            ", chk AS MATERIALIZED (SELECT CASE WHEN done.completed <> {expected} \
+             THEN imx_fail('IX001', 'imx: a completed task''s lease is no longer held') \
+             ELSE true END AS ok FROM done, lk)"
+        ));
+        join = ", lk, chk WHERE chk.ok".to_owned();
+    }
+    let columns = [
+        statement.bind(col(events, |(event, _, _)| event.position as i64))?,
+        statement.bind(col(events, |(event, _, _)| event.run_id))?,
+        statement.bind(col(events, |(event, _, _)| event.seq as i64))?,
+        statement.bind(col(events, |(event, _, _)| event.event_type.clone()))?,
+        statement.bind(col(events, |(event, _, _)| event.schema_version as i32))?,
+        statement.bind(col(events, |(_, payload, _)| (*payload).clone()))?,
+        statement.bind(col(events, |(event, _, _)| event.recorded_at))?,
+        statement.bind(col(events, |(event, _, _)| event.prev_hash.clone()))?,
+        statement.bind(col(events, |(event, _, _)| event.hash.clone()))?,
+        statement.bind(col(events, |(event, _, _)| event.log_hash.clone()))?,
+        statement.bind(col(events, |(_, _, append_id)| *append_id))?,
+    ];
+    let [
+        position,
+        run_id,
+        seq,
+        event_type,
+        schema_version,
+        payload,
+        recorded_at,
+        prev_hash,
+        hash,
+        log_hash,
+        append_id,
+    ] = columns;
+    statement.push(&format!(
+        " INSERT INTO events (position, run_id, seq, event_type, schema_version, payload, recorded_at, \
+         prev_hash, hash, log_hash, append_id) SELECT e.position, e.run_id, e.seq, e.event_type, \
+         e.schema_version, e.payload::json, e.recorded_at, e.prev_hash, e.hash, e.log_hash, e.append_id \
+         FROM UNNEST({position}::int8[], {run_id}::uuid[], {seq}::int8[], {event_type}::text[], \
+         {schema_version}::int4[], {payload}::text[], {recorded_at}::timestamptz[], {prev_hash}::text[], \
+         {hash}::text[], {log_hash}::text[], {append_id}::uuid[]) AS e(position, run_id, seq, event_type, \
+         schema_version, payload, recorded_at, prev_hash, hash, log_hash, append_id){join}"
+    ));
+    let (sql, arguments) = statement.finish();
+    sqlx::query_with(AssertSqlSafe(sql), arguments)
         .execute(pool)
         .await?;
     Ok(())
 }
 
-/// Binds `$1`..`$36`: the rows of `requests`, sorted by key so that
-/// concurrent transactions lock them in the same order.
-fn bind_rows<'q>(
-    query: Query<'q, Postgres, PgArguments>,
-    requests: &[&AppendRequest],
+/// The rows of an append, each kind sorted by key so that concurrent
+/// transactions lock them in the same order.
+struct Rows<'a> {
+    runs: Vec<&'a RunRow>,
+    steps: Vec<&'a StepRow>,
+    tasks: Vec<(Uuid, &'a NewTask)>,
+    timers: Vec<(Uuid, &'a NewTimer)>,
+    /// (timer id, run id)
+    cancelled: Vec<(Uuid, Uuid)>,
+    /// (task id, lease token)
+    completions: Vec<(Uuid, Uuid)>,
     now: DateTime<Utc>,
-    with_completions: bool,
-) -> Query<'q, Postgres, PgArguments> {
-    let tasks: Vec<(Uuid, &NewTask)> = requests
-        .iter()
-        .flat_map(|request| request.enqueue.iter().map(|task| (request.run_id, task)))
-        .collect();
-    let timers: Vec<(Uuid, &NewTimer)> = requests
-        .iter()
-        .flat_map(|request| request.timers.iter().map(|timer| (request.run_id, timer)))
-        .collect();
-    let mut completions: Vec<(Uuid, Uuid)> = requests
-        .iter()
-        .filter(|_| with_completions)
-        .filter_map(|request| request.complete.map(|(task_id, token)| (task_id, token.0)))
-        .collect();
-    completions.sort();
-    let cancelled: Vec<(Uuid, Uuid)> = requests
-        .iter()
-        .flat_map(|request| request.cancel_timers.iter().map(|id| (*id, request.run_id)))
-        .collect();
-    bind_projections(query, requests)
-        .bind(col(&tasks, |(_, task)| task.task_id))
-        .bind(col(&tasks, |(run_id, _)| *run_id))
-        .bind(col(&tasks, |(_, task)| task.queue.clone()))
-        .bind(col(&tasks, |(_, task)| task.payload.to_string()))
-        .bind(col(&tasks, |(_, task)| task.available_at.unwrap_or(now)))
-        .bind(now)
-        .bind(col(&timers, |(_, timer)| timer.timer_id))
-        .bind(col(&timers, |(run_id, _)| *run_id))
-        .bind(col(&timers, |(_, timer)| timer.queue.clone()))
-        .bind(col(&timers, |(_, timer)| timer.payload.to_string()))
-        .bind(col(&timers, |(_, timer)| timer.fire_at))
-        .bind(col(&cancelled, |(timer_id, _)| *timer_id))
-        .bind(col(&cancelled, |(_, run_id)| *run_id))
-        .bind(LOG_LOCK_KEY)
-        .bind(WORK_CHANNEL)
-        .bind(col(requests, |request| request.run_id))
-        .bind(col(&completions, |(task_id, _)| *task_id))
-        .bind(col(&completions, |(_, token)| *token))
 }
 
-/// Binds `$1`..`$18`: run rows and step rows.
-fn bind_projections<'q>(
-    query: Query<'q, Postgres, PgArguments>,
-    requests: &[&AppendRequest],
-) -> Query<'q, Postgres, PgArguments> {
-    let projections: Vec<&ProjectionUpdate> =
-        requests.iter().map(|request| &request.projection).collect();
-    let mut runs: Vec<&RunRow> = projections
-        .iter()
-        .filter_map(|projection| projection.run.as_ref())
-        .collect();
-    runs.sort_by_key(|run| run.run_id);
-    let mut steps: Vec<&StepRow> = projections
-        .iter()
-        .flat_map(|projection| &projection.steps)
-        .collect();
-    steps.sort_by(|a, b| (a.run_id, &a.step_id).cmp(&(b.run_id, &b.step_id)));
-    // ON CONFLICT cannot touch one row twice in a statement: last one wins.
-    steps.reverse();
-    steps.dedup_by(|a, b| a.run_id == b.run_id && a.step_id == b.step_id);
-    steps.reverse();
-    query
-        .bind(col(&runs, |run| run.run_id))
-        .bind(col(&runs, |run| run.workflow.clone()))
-        .bind(col(&runs, |run| run.version.clone()))
-        .bind(col(&runs, |run| run.status.clone()))
-        .bind(col(&runs, |run| run.input.to_string()))
-        .bind(col(&runs, |run| {
-            run.output.as_ref().map(ToString::to_string)
-        }))
-        .bind(col(&runs, |run| run.error.clone()))
-        .bind(col(&runs, |run| run.parent_run_id))
-        .bind(col(&runs, |run| run.idempotency_key.clone()))
-        .bind(col(&runs, |run| run.created_at))
-        .bind(col(&runs, |run| run.updated_at))
-        .bind(col(&steps, |step| step.run_id))
-        .bind(col(&steps, |step| step.step_id.clone()))
-        .bind(col(&steps, |step| step.status.clone()))
-        .bind(col(&steps, |step| {
-            i32::try_from(step.attempts).unwrap_or(i32::MAX)
-        }))
-        .bind(col(&steps, |step| {
-            step.output.as_ref().map(ToString::to_string)
-        }))
-        .bind(col(&steps, |step| step.error.clone()))
-        .bind(col(&steps, |step| step.updated_at))
+impl<'a> Rows<'a> {
+    fn of(requests: &[&'a AppendRequest], now: DateTime<Utc>, with_completions: bool) -> Self {
+        let mut runs: Vec<&RunRow> = requests
+            .iter()
+            .filter_map(|request| request.projection.run.as_ref())
+            .collect();
+        runs.sort_by_key(|run| run.run_id);
+        let mut steps: Vec<&StepRow> = requests
+            .iter()
+            .flat_map(|request| &request.projection.steps)
+            .collect();
+        steps.sort_by(|a, b| (a.run_id, &a.step_id).cmp(&(b.run_id, &b.step_id)));
+        // ON CONFLICT cannot touch one row twice in a statement: last one wins.
+        steps.reverse();
+        steps.dedup_by(|a, b| a.run_id == b.run_id && a.step_id == b.step_id);
+        steps.reverse();
+        let mut completions: Vec<(Uuid, Uuid)> = requests
+            .iter()
+            .filter(|_| with_completions)
+            .filter_map(|request| request.complete.map(|(task_id, token)| (task_id, token.0)))
+            .collect();
+        completions.sort();
+        Rows {
+            runs,
+            steps,
+            tasks: requests
+                .iter()
+                .flat_map(|request| request.enqueue.iter().map(|task| (request.run_id, task)))
+                .collect(),
+            timers: requests
+                .iter()
+                .flat_map(|request| request.timers.iter().map(|timer| (request.run_id, timer)))
+                .collect(),
+            cancelled: requests
+                .iter()
+                .flat_map(|request| request.cancel_timers.iter().map(|id| (*id, request.run_id)))
+                .collect(),
+            completions,
+            now,
+        }
+    }
+}
+
+/// The CTEs a statement wrote for its rows: what the log lock must follow.
+#[derive(Default)]
+struct Done {
+    /// `done` (counts) and `notified` were written.
+    ctes: Vec<&'static str>,
+}
+
+impl Done {
+    /// ` FROM done, notified` (what was written), or nothing.
+    fn from(&self) -> String {
+        if self.ctes.is_empty() {
+            String::new()
+        } else {
+            format!(" FROM {}", self.ctes.join(", "))
+        }
+    }
+
+    /// `done, notified, LATERAL ` (what was written), or nothing.
+    fn from_lateral(&self) -> String {
+        if self.ctes.is_empty() {
+            String::new()
+        } else {
+            format!("{}, LATERAL ", self.ctes.join(", "))
+        }
+    }
+
+    /// Every count, as an expression that makes its reader wait for the writes.
+    fn sum(&self) -> &'static str {
+        if self.ctes.is_empty() {
+            "0"
+        } else {
+            "done.completed + done.rows + done.tasks"
+        }
+    }
+}
+
+/// SQL text and its arguments, built together so that they always agree.
+#[derive(Default)]
+struct Statement {
+    sql: String,
+    arguments: PgArguments,
+}
+
+impl Statement {
+    /// Adds an argument; returns its placeholder (`$n`).
+    fn bind<'q, T: Encode<'q, Postgres> + Type<Postgres> + 'q>(
+        &mut self,
+        value: T,
+    ) -> Result<String, sqlx::Error> {
+        self.arguments
+            .add(value)
+            .map_err(|error: BoxDynError| sqlx::Error::Encode(error))?;
+        Ok(format!("${}", self.arguments.len()))
+    }
+
+    fn push(&mut self, sql: &str) {
+        self.sql.push_str(sql);
+    }
+
+    /// Opens a CTE (`head` is `name AS` or `name AS MATERIALIZED`),
+    /// with `WITH` when it is the first.
+    fn cte(&mut self, head: &str) {
+        let lead = if self.sql.is_empty() { "WITH " } else { ", " };
+        self.sql.push_str(lead);
+        self.sql.push_str(head);
+        self.sql.push_str(" (");
+    }
+
+    fn finish(self) -> (String, PgArguments) {
+        (self.sql, self.arguments)
+    }
+
+    /// Writes a CTE per kind of row that `rows` has, then `done` (their
+    /// counts) and `notified` (the NOTIFY, when tasks were enqueued), which
+    /// the log lock reads so that it is taken after every row lock.
+    fn rows(&mut self, rows: &Rows) -> Result<Done, sqlx::Error> {
+        let mut counted: [Vec<&str>; 3] = Default::default();
+        let [written, enqueued, completed] = &mut counted;
+        let mut now = None;
+        if !rows.runs.is_empty() {
+            self.runs(&rows.runs)?;
+            written.push("r");
+        }
+        if !rows.steps.is_empty() {
+            self.steps(&rows.steps)?;
+            written.push("s");
+        }
+        if !rows.tasks.is_empty() {
+            let at = self.now(&mut now, rows.now)?;
+            let tasks = &rows.tasks;
+            let [task_id, run_id, queue, payload, available_at] = [
+                self.bind(col(tasks, |(_, task)| task.task_id))?,
+                self.bind(col(tasks, |(run_id, _)| *run_id))?,
+                self.bind(col(tasks, |(_, task)| task.queue.clone()))?,
+                self.bind(col(tasks, |(_, task)| task.payload.to_string()))?,
+                self.bind(col(tasks, |(_, task)| {
+                    task.available_at.unwrap_or(rows.now)
+                }))?,
+            ];
+            self.cte("t AS");
+            self.push(&format!(
+                "INSERT INTO tasks (task_id, run_id, queue, payload, available_at, created_at) \
+                 SELECT u.task_id, u.run_id, u.queue, u.payload::json, u.available_at, {at} \
+                 FROM UNNEST({task_id}::uuid[], {run_id}::uuid[], {queue}::text[], {payload}::text[], \
+                 {available_at}::timestamptz[]) AS u(task_id, run_id, queue, payload, available_at) RETURNING 1)"
+            ));
+            enqueued.push("t");
+        }
+        if !rows.timers.is_empty() {
+            let at = self.now(&mut now, rows.now)?;
+            let timers = &rows.timers;
+            let [timer_id, run_id, queue, payload, fire_at] = [
+                self.bind(col(timers, |(_, timer)| timer.timer_id))?,
+                self.bind(col(timers, |(run_id, _)| *run_id))?,
+                self.bind(col(timers, |(_, timer)| timer.queue.clone()))?,
+                self.bind(col(timers, |(_, timer)| timer.payload.to_string()))?,
+                self.bind(col(timers, |(_, timer)| timer.fire_at))?,
+            ];
+            self.cte("tm AS");
+            self.push(&format!(
+                "INSERT INTO timers (timer_id, run_id, queue, payload, fire_at, created_at) \
+                 SELECT u.timer_id, u.run_id, u.queue, u.payload::json, u.fire_at, {at} \
+                 FROM UNNEST({timer_id}::uuid[], {run_id}::uuid[], {queue}::text[], {payload}::text[], \
+                 {fire_at}::timestamptz[]) AS u(timer_id, run_id, queue, payload, fire_at) RETURNING 1)"
+            ));
+            written.push("tm");
+        }
+        if !rows.cancelled.is_empty() {
+            let timer_ids = self.bind(col(&rows.cancelled, |(timer_id, _)| *timer_id))?;
+            let run_ids = self.bind(col(&rows.cancelled, |(_, run_id)| *run_id))?;
+            self.cte("ct AS");
+            self.push(&format!(
+                "DELETE FROM timers d WHERE d.timer_id = ANY({timer_ids}::uuid[]) \
+                 AND (d.timer_id, d.run_id) IN (SELECT * FROM UNNEST({timer_ids}::uuid[], {run_ids}::uuid[])) \
+                 RETURNING 1)"
+            ));
+            written.push("ct");
+        }
+        if !rows.completions.is_empty() {
+            let at = self.now(&mut now, rows.now)?;
+            let task_ids = self.bind(col(&rows.completions, |(task_id, _)| *task_id))?;
+            let tokens = self.bind(col(&rows.completions, |(_, token)| *token))?;
+            self.cte("cp AS");
+            self.push(&format!(
+                "DELETE FROM tasks d WHERE d.task_id = ANY({task_ids}::uuid[]) \
+                 AND (d.task_id, d.lease_token) IN (SELECT * FROM UNNEST({task_ids}::uuid[], {tokens}::uuid[])) \
+                 AND d.lease_expires_at > {at} RETURNING 1)"
+            ));
+            completed.push("cp");
+        }
+        if self.sql.is_empty() {
+            return Ok(Done::default());
+        }
+        let count = |names: &[&str]| {
+            if names.is_empty() {
+                "0::int8".to_owned()
+            } else {
+                names
+                    .iter()
+                    .map(|name| format!("(SELECT count(*) FROM {name})"))
+                    .collect::<Vec<_>>()
+                    .join(" + ")
+            }
+        };
+        self.push(&format!(
+            ", done AS MATERIALIZED (SELECT {} AS completed, {} AS rows, {} AS tasks)",
+            count(completed),
+            count(written),
+            count(enqueued)
+        ));
+        let mut done = Done { ctes: vec!["done"] };
+        // Idle nodes wake up once per transaction that created work.
+        if !rows.tasks.is_empty() {
+            let channel = self.bind(WORK_CHANNEL)?;
+            self.push(&format!(
+                ", notified AS MATERIALIZED (SELECT pg_notify({channel}, '') FROM done)"
+            ));
+            done.ctes.push("notified");
+        }
+        Ok(done)
+    }
+
+    /// The placeholder of the append's time, bound on first use.
+    fn now(
+        &mut self,
+        slot: &mut Option<String>,
+        now: DateTime<Utc>,
+    ) -> Result<String, sqlx::Error> {
+        if let Some(placeholder) = slot {
+            return Ok(placeholder.clone());
+        }
+        let placeholder = self.bind(now)?;
+        *slot = Some(placeholder.clone());
+        Ok(placeholder)
+    }
+
+    fn runs(&mut self, runs: &[&RunRow]) -> Result<(), sqlx::Error> {
+        let [run_id, workflow, version, status, input, output, error] = [
+            self.bind(col(runs, |run| run.run_id))?,
+            self.bind(col(runs, |run| run.workflow.clone()))?,
+            self.bind(col(runs, |run| run.version.clone()))?,
+            self.bind(col(runs, |run| run.status.clone()))?,
+            self.bind(col(runs, |run| run.input.to_string()))?,
+            self.bind(col(runs, |run| {
+                run.output.as_ref().map(ToString::to_string)
+            }))?,
+            self.bind(col(runs, |run| run.error.clone()))?,
+        ];
+        let [parent_run_id, idempotency_key, created_at, updated_at] = [
+            self.bind(col(runs, |run| run.parent_run_id))?,
+            self.bind(col(runs, |run| run.idempotency_key.clone()))?,
+            self.bind(col(runs, |run| run.created_at))?,
+            self.bind(col(runs, |run| run.updated_at))?,
+        ];
+        self.cte("r AS");
+        self.push(&format!(
+            "INSERT INTO runs (run_id, workflow, version, status, input, output, error, parent_run_id, \
+             idempotency_key, created_at, updated_at) \
+             SELECT u.run_id, u.workflow, u.version, u.status, u.input::json, u.output::json, u.error, \
+             u.parent_run_id, u.idempotency_key, u.created_at, u.updated_at \
+             FROM UNNEST({run_id}::uuid[], {workflow}::text[], {version}::text[], {status}::text[], \
+             {input}::text[], {output}::text[], {error}::text[], {parent_run_id}::uuid[], \
+             {idempotency_key}::text[], {created_at}::timestamptz[], {updated_at}::timestamptz[]) \
+             AS u(run_id, workflow, version, status, input, output, error, parent_run_id, idempotency_key, \
+             created_at, updated_at) \
+             ON CONFLICT (run_id) DO UPDATE SET workflow = EXCLUDED.workflow, version = EXCLUDED.version, \
+             status = EXCLUDED.status, input = EXCLUDED.input, output = EXCLUDED.output, error = EXCLUDED.error, \
+             parent_run_id = EXCLUDED.parent_run_id, idempotency_key = EXCLUDED.idempotency_key, \
+             created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at RETURNING 1)"
+        ));
+        Ok(())
+    }
+
+    fn steps(&mut self, steps: &[&StepRow]) -> Result<(), sqlx::Error> {
+        let [run_id, step_id, status, attempts, output, error, updated_at] = [
+            self.bind(col(steps, |step| step.run_id))?,
+            self.bind(col(steps, |step| step.step_id.clone()))?,
+            self.bind(col(steps, |step| step.status.clone()))?,
+            self.bind(col(steps, |step| {
+                i32::try_from(step.attempts).unwrap_or(i32::MAX)
+            }))?,
+            self.bind(col(steps, |step| {
+                step.output.as_ref().map(ToString::to_string)
+            }))?,
+            self.bind(col(steps, |step| step.error.clone()))?,
+            self.bind(col(steps, |step| step.updated_at))?,
+        ];
+        self.cte("s AS");
+        self.push(&format!(
+            "INSERT INTO steps (run_id, step_id, status, attempts, output, error, updated_at) \
+             SELECT u.run_id, u.step_id, u.status, u.attempts, u.output::json, u.error, u.updated_at \
+             FROM UNNEST({run_id}::uuid[], {step_id}::text[], {status}::text[], {attempts}::int4[], \
+             {output}::text[], {error}::text[], {updated_at}::timestamptz[]) \
+             AS u(run_id, step_id, status, attempts, output, error, updated_at) \
+             ON CONFLICT (run_id, step_id) DO UPDATE SET status = EXCLUDED.status, attempts = EXCLUDED.attempts, \
+             output = EXCLUDED.output, error = EXCLUDED.error, updated_at = EXCLUDED.updated_at RETURNING 1)"
+        ));
+        Ok(())
+    }
 }
 
 /// One column of a multi-row statement: `field` of every item.

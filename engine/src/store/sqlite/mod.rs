@@ -10,13 +10,13 @@ mod workflows;
 
 use std::str::FromStr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use sqlx::SqliteConnection;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
+use sqlx::{Connection, SqliteConnection};
 use tokio::sync::Notify;
 
 use super::error::Error;
@@ -77,6 +77,38 @@ async fn check_schema(connection: &mut SqliteConnection) -> Result<(), Error> {
     check_version(&SQLITE_MIGRATOR, version)
 }
 
+/// Puts the file in WAL mode from one connection, retrying while others
+/// open it at the same moment (several nodes or tasks starting on a fresh
+/// `./.imx/`): the switch needs the file to itself, and SQLite answers
+/// SQLITE_BUSY to a connection that finds it shared instead of waiting out
+/// the busy timeout. WAL mode is persistent, so once it is on, every
+/// connection's own switch (sqlx issues it on connect) is a no-op.
+async fn enable_wal(options: &SqliteConnectOptions, patience: Duration) -> Result<(), Error> {
+    let deadline = Instant::now() + patience;
+    let mut backoff = Duration::from_millis(2);
+    loop {
+        match SqliteConnection::connect_with(options).await {
+            Ok(connection) => {
+                connection.close().await?;
+                return Ok(());
+            }
+            Err(sqlx::Error::Database(error)) if is_busy(&*error) && Instant::now() < deadline => {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_millis(100));
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
+}
+
+/// SQLITE_BUSY, or one of its extended codes (the primary code is the low byte).
+fn is_busy(error: &dyn sqlx::error::DatabaseError) -> bool {
+    error
+        .code()
+        .and_then(|code| code.parse::<i32>().ok())
+        .is_some_and(|code| code & 0xff == 5)
+}
+
 impl EventStore for SqliteStore {
     async fn connect(url: &str, config: StoreConfig) -> Result<Self, Error> {
         let options = SqliteConnectOptions::from_str(url)
@@ -91,6 +123,9 @@ impl EventStore for SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(busy);
+        if !in_memory {
+            enable_wal(&options, busy).await?;
+        }
         let mut pool = SqlitePoolOptions::new().acquire_timeout(busy);
         pool = if in_memory {
             // Every connection to `:memory:` is its own database: keep one.

@@ -371,3 +371,153 @@ pub async fn wait_for_work_wakes_on_enqueue<S: EventStore>(database: Database) {
         "woken, not timed out"
     );
 }
+
+/// Parts an append may carry, one bit each in `every_shape_of_append_writes_its_rows`.
+const RUN_ROW: u8 = 1;
+const STEP_ROW: u8 = 2;
+const ENQUEUE: u8 = 4;
+const TIMER: u8 = 8;
+const CANCEL_TIMER: u8 = 16;
+const COMPLETE: u8 = 32;
+
+/// Every combination of the parts an append carries (run row, step row,
+/// new task, new timer, cancelled timer, completed task) writes exactly
+/// those, through both writes of a node: the one-statement append (heads
+/// remembered) and the path that reads the heads under the lock (another
+/// node wrote in between). The PostgreSQL statement is built per shape.
+pub async fn every_shape_of_append_writes_its_rows<S: EventStore>(database: Database) {
+    let fixture = Fixture::<S>::open(database, StoreConfig::default()).await;
+    let first = &fixture.store;
+    let config = StoreConfig {
+        clock: Arc::new(fixture.clock.clone()),
+        ..StoreConfig::default()
+    };
+    let second = S::connect(&fixture.url, config)
+        .await
+        .expect("a second node");
+    let far = start_time() + Duration::days(365);
+    for shape in 0..64u8 {
+        for (node, writer) in [("first", first.as_ref()), ("second", &second)] {
+            let label = format!("shape {shape:06b} by the {node} node");
+            let start_queue = format!("start-{shape}-{node}");
+            let queue = format!("shape-{shape}-{node}");
+            let started_timer = NewTimer {
+                timer_id: new_id(),
+                queue: start_queue.clone(),
+                fire_at: start_time(),
+                payload: json!({ "at": "start" }),
+            };
+            let started_timer_id = started_timer.timer_id;
+            // The start goes through the first node: the second one's
+            // remembered heads are stale for every append it makes.
+            let run_id = start_with_tasks(
+                first.as_ref(),
+                vec![task(&start_queue, 0)],
+                vec![started_timer],
+            )
+            .await;
+            let claimed = first
+                .claim_tasks("worker", &start_queue, 1, LEASE_MS)
+                .await
+                .expect("claim the start's task")
+                .remove(0);
+            let mut request = AppendRequest::new(
+                run_id,
+                1,
+                vec![event("StepCompleted", json!({ "shape": shape }))],
+            );
+            if shape & RUN_ROW != 0 {
+                let mut run = start_request(run_id, "work", start_time(), None)
+                    .projection
+                    .run
+                    .expect("a run row");
+                run.status = "succeeded".to_owned();
+                request.projection.run = Some(run);
+            }
+            if shape & STEP_ROW != 0 {
+                request.projection.steps.push(StepRow {
+                    run_id,
+                    step_id: "step".to_owned(),
+                    status: "succeeded".to_owned(),
+                    attempts: 1,
+                    output: Some(json!({ "shape": shape })),
+                    error: None,
+                    updated_at: start_time(),
+                });
+            }
+            let new_task = task(&queue, 1);
+            let new_task_id = new_task.task_id;
+            if shape & ENQUEUE != 0 {
+                request.enqueue.push(new_task);
+            }
+            let new_timer = NewTimer {
+                timer_id: new_id(),
+                queue: queue.clone(),
+                fire_at: start_time(),
+                payload: json!({ "at": "later" }),
+            };
+            let new_timer_id = new_timer.timer_id;
+            if shape & TIMER != 0 {
+                request.timers.push(new_timer);
+            }
+            if shape & CANCEL_TIMER != 0 {
+                request.cancel_timers.push(started_timer_id);
+            }
+            if shape & COMPLETE != 0 {
+                request.complete = Some((claimed.task_id, claimed.lease.token));
+            }
+            writer.append(request).await.expect(&label);
+
+            let stream = first.read_stream(run_id, 0, 10).await.expect("stream");
+            assert_eq!(stream.len(), 2, "{label}: both events");
+            let run = first.get_run(run_id).await.expect("run").expect("run row");
+            let status = if shape & RUN_ROW != 0 {
+                "succeeded"
+            } else {
+                "running"
+            };
+            assert_eq!(run.row.status, status, "{label}: run row");
+            let steps = first.get_steps(run_id).await.expect("steps");
+            assert_eq!(
+                steps.len(),
+                usize::from(shape & STEP_ROW != 0),
+                "{label}: step rows"
+            );
+            let tasks = first
+                .claim_tasks("checker", &queue, 10, LEASE_MS)
+                .await
+                .expect("claim");
+            let task_ids: Vec<TaskId> = tasks.iter().map(|task| task.task_id).collect();
+            let expected: Vec<TaskId> = (shape & ENQUEUE != 0)
+                .then_some(new_task_id)
+                .into_iter()
+                .collect();
+            assert_eq!(task_ids, expected, "{label}: enqueued");
+            let fired: BTreeSet<TimerId> = first
+                .due_timers(far, 1_000)
+                .await
+                .expect("due timers")
+                .into_iter()
+                .map(|timer| timer.timer_id)
+                .collect();
+            assert_eq!(
+                fired.contains(&new_timer_id),
+                shape & TIMER != 0,
+                "{label}: new timer"
+            );
+            assert_eq!(
+                fired.contains(&started_timer_id),
+                shape & CANCEL_TIMER == 0,
+                "{label}: cancelled timer"
+            );
+            let renewed = first
+                .renew_lease(claimed.task_id, claimed.lease.token, LEASE_MS)
+                .await;
+            assert_eq!(
+                renewed.is_err(),
+                shape & COMPLETE != 0,
+                "{label}: completed task"
+            );
+        }
+    }
+}

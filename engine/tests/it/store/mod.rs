@@ -324,6 +324,7 @@ macro_rules! contract_tests {
             case!(four_workers_share_tasks_through_leases);
             case!(expired_or_taken_lease_is_fenced);
             case!(timers_fire_in_order_once);
+            case!(every_shape_of_append_writes_its_rows);
             case!(idempotent_start_returns_existing_run);
             case!(rebuilt_projections_equal_incremental);
             case!(database_rejects_update_and_delete_of_events);
