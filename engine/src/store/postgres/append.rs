@@ -34,7 +34,28 @@ pub(super) async fn append_batch(
     requests: &[AppendRequest],
 ) -> Result<Vec<Result<Appended, Error>>, Error> {
     let checked = prepare::check_batch(&store.config, requests)?;
-    if let Some(results) = fast::try_append_all(store, &checked).await? {
+    let creates_work = requests.iter().any(|request| !request.enqueue.is_empty());
+    let notify = creates_work && store.wakes.notify_now();
+    let results = append_checked(store, &checked, notify).await;
+    // What committed: a request's tasks, and the NOTIFY with them.
+    let created_work = results.as_ref().is_ok_and(|results| {
+        results
+            .iter()
+            .zip(requests)
+            .any(|(result, request)| result.is_ok() && !request.enqueue.is_empty())
+    });
+    store
+        .wakes
+        .appended(&store.pool, created_work, notify && created_work);
+    results
+}
+
+async fn append_checked(
+    store: &PostgresStore,
+    checked: &[Checked<'_>],
+    notify: bool,
+) -> Result<Vec<Result<Appended, Error>>, Error> {
+    if let Some(results) = fast::try_append_all(store, checked, notify).await? {
         return Ok(results);
     }
     let mut order: Vec<usize> = (0..checked.len()).collect();
@@ -52,7 +73,7 @@ pub(super) async fn append_batch(
         if pending.is_empty() {
             break;
         }
-        match attempt(store, &checked, &pending, raced).await? {
+        match attempt(store, checked, &pending, raced, notify).await? {
             Attempt::Committed(done) => {
                 for (index, appended) in done {
                     results[index] = Some(Ok(appended));
@@ -68,7 +89,7 @@ pub(super) async fn append_batch(
     }
     Ok(results
         .into_iter()
-        .zip(&checked)
+        .zip(checked)
         .map(|(result, item)| {
             result.unwrap_or_else(|| {
                 let request = item.request;
@@ -87,6 +108,7 @@ async fn attempt(
     checked: &[Checked<'_>],
     pending: &[usize],
     raced: bool,
+    notify: bool,
 ) -> Result<Attempt, Error> {
     let now = store.now();
     let mut transaction = store.pool.begin().await?;
@@ -100,7 +122,7 @@ async fn attempt(
     if let Some((position, error)) = complete_tasks(&mut transaction, &requests, now).await? {
         return Ok(Attempt::Settled(pending[position], Err(error)));
     }
-    let heads = match rows::write_rows_and_lock(&mut transaction, &requests, now).await {
+    let heads = match rows::write_rows_and_lock(&mut transaction, &requests, now, notify).await {
         Err(error) if is_key_violation(&error) => return Ok(Attempt::Again),
         result => result?,
     };
@@ -379,7 +401,7 @@ where
             projection: update,
             ..AppendRequest::new(run_id, 0, Vec::new())
         };
-        rows::write_rows_and_lock(&mut transaction, &[&rows], store.now()).await?;
+        rows::write_rows_and_lock(&mut transaction, &[&rows], store.now(), false).await?;
         stats.runs += 1;
         stats.events += events.len() as u64;
     }

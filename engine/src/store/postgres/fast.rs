@@ -92,6 +92,7 @@ struct RememberedHeads {
 pub(super) async fn try_append_all(
     store: &PostgresStore,
     checked: &[Checked<'_>],
+    notify: bool,
 ) -> Result<Option<Vec<Result<Appended, Error>>>, Error> {
     // Starts with an idempotency key need the key looked up first.
     let keyed_start = |item: &Checked<'_>| {
@@ -130,7 +131,7 @@ pub(super) async fn try_append_all(
         })
         .collect();
     let requests: Vec<&AppendRequest> = checked.iter().map(|item| item.request).collect();
-    let result = rows::append_all(&store.pool, &requests, &events, now).await;
+    let result = rows::append_all(&store.pool, &requests, &events, now, notify).await;
     let run_ids = requests.iter().map(|request| request.run_id);
     match result {
         Ok(()) => {}

@@ -7,8 +7,11 @@ mod append;
 mod fast;
 mod read;
 mod rows;
+mod wake;
 mod work;
 mod workflows;
+
+pub use wake::REMOTE_WAKE_INTERVAL;
 
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
@@ -16,7 +19,6 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
-use tokio::sync::Notify;
 
 use super::error::Error;
 use super::registry::{NewWorkflow, WorkflowRecord};
@@ -24,8 +26,8 @@ use super::schema::{MIGRATIONS_TABLE, POSTGRES_MIGRATOR, check_version};
 use super::types::*;
 use super::{EventStore, prepare};
 
-/// The channel `NOTIFY` wakes idle nodes on, once per transaction that
-/// created work.
+/// The channel `NOTIFY` wakes idle nodes on (at most once per
+/// `wake::REMOTE_WAKE_INTERVAL` per node, see wake.rs).
 pub const WORK_CHANNEL: &str = "imx_work";
 
 /// Prepared statements kept per connection: the append's shapes (up to 2 x
@@ -37,8 +39,9 @@ const STATEMENT_CACHE_CAPACITY: usize = 256;
 pub struct PostgresStore {
     pool: PgPool,
     config: StoreConfig,
-    work: Arc<Notify>,
-    /// The task that LISTENs and turns notifications into `work` wake-ups;
+    /// Wake-ups of this node's workers and (NOTIFY) of the other nodes'.
+    wakes: wake::Wakes,
+    /// The task that LISTENs and turns notifications into local wake-ups;
     /// started by the first `wait_for_work`.
     listener: Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// The heads this node last wrote, for one-round-trip appends.
@@ -81,7 +84,7 @@ impl PostgresStore {
         }
         let mut listener = PgListener::connect_with(&self.pool).await?;
         listener.listen(WORK_CHANNEL).await?;
-        let work = Arc::clone(&self.work);
+        let work = Arc::clone(&self.wakes.local);
         let task = tokio::spawn(async move {
             loop {
                 match listener.recv().await {
@@ -131,7 +134,7 @@ impl EventStore for PostgresStore {
         let store = PostgresStore {
             pool,
             config,
-            work: Arc::new(Notify::new()),
+            wakes: wake::Wakes::default(),
             listener: Mutex::new(None),
             heads: Mutex::default(),
         };
@@ -223,7 +226,7 @@ impl EventStore for PostgresStore {
 
     async fn wait_for_work(&self, timeout: Duration) -> Result<bool, Error> {
         self.start_listener().await?;
-        Ok(tokio::time::timeout(timeout, self.work.notified())
+        Ok(tokio::time::timeout(timeout, self.wakes.local.notified())
             .await
             .is_ok())
     }

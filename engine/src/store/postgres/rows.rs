@@ -1,6 +1,6 @@
 //! The non-event rows of a PostgreSQL append, written in ONE statement (one
 //! round trip): run and step upserts, new tasks and timers, cancelled timers,
-//! completed tasks, the wake-up NOTIFY, then the log lock, then either the
+//! completed tasks, the wake-up NOTIFY when one is due (wake.rs), then the log lock, then either the
 //! events (the one-statement append) or the heads read under the lock (the
 //! slow path). Round trips, not rows, are what a single-event transition
 //! pays for, so this statement carries it all.
@@ -30,16 +30,17 @@ pub(super) async fn write_rows_and_lock(
     connection: &mut PgConnection,
     requests: &[&AppendRequest],
     now: DateTime<Utc>,
+    notify: bool,
 ) -> Result<Vec<PgRow>, Error> {
     let mut statement = Statement::default();
-    let done = statement.rows(&Rows::of(requests, now, false))?;
+    let done = statement.rows(&Rows::of(requests, now, false), notify)?;
     let lock = statement.bind(LOG_LOCK_KEY)?;
     let run_ids = statement.bind(col(requests, |request| request.run_id))?;
     let after_rows = done.sum();
     statement.push(&format!(
         " SELECT h.head_run_id, h.head_seq, h.head_hash FROM {from}\
          imx_lock_log_heads({lock}, {run_ids}::uuid[], {after_rows}) AS h",
-        from = done.from_lateral(),
+        from = done.lateral_prefix(),
     ));
     let (sql, arguments) = statement.finish();
     Ok(sqlx::query_with(AssertSqlSafe(sql), arguments)
@@ -58,15 +59,16 @@ pub(super) async fn append_all(
     requests: &[&AppendRequest],
     events: &[(&RecordedEvent, &String, Uuid)],
     now: DateTime<Utc>,
+    notify: bool,
 ) -> Result<(), sqlx::Error> {
     let mut statement = Statement::default();
     let rows = Rows::of(requests, now, true);
-    let done = statement.rows(&rows)?;
+    let done = statement.rows(&rows, notify)?;
     let lock = statement.bind(LOG_LOCK_KEY)?;
     statement.cte("lk AS MATERIALIZED");
     statement.push(&format!(
         "SELECT pg_advisory_xact_lock({lock}){})",
-        done.from()
+        done.sql_from()
     ));
     let mut join = ", lk".to_owned();
     if !rows.completions.is_empty() {
@@ -186,7 +188,7 @@ struct Done {
 
 impl Done {
     /// ` FROM done, notified` (what was written), or nothing.
-    fn from(&self) -> String {
+    fn sql_from(&self) -> String {
         if self.ctes.is_empty() {
             String::new()
         } else {
@@ -195,7 +197,7 @@ impl Done {
     }
 
     /// `done, notified, LATERAL ` (what was written), or nothing.
-    fn from_lateral(&self) -> String {
+    fn lateral_prefix(&self) -> String {
         if self.ctes.is_empty() {
             String::new()
         } else {
@@ -250,9 +252,10 @@ impl Statement {
     }
 
     /// Writes a CTE per kind of row that `rows` has, then `done` (their
-    /// counts) and `notified` (the NOTIFY, when tasks were enqueued), which
-    /// the log lock reads so that it is taken after every row lock.
-    fn rows(&mut self, rows: &Rows) -> Result<Done, sqlx::Error> {
+    /// counts) and `notified` (the NOTIFY, when `notify` and tasks were
+    /// enqueued), which the log lock reads so that it is taken after every
+    /// row lock.
+    fn rows(&mut self, rows: &Rows, notify: bool) -> Result<Done, sqlx::Error> {
         let mut counted: [Vec<&str>; 3] = Default::default();
         let [written, enqueued, completed] = &mut counted;
         let mut now = None;
@@ -348,8 +351,8 @@ impl Statement {
             count(enqueued)
         ));
         let mut done = Done { ctes: vec!["done"] };
-        // Idle nodes wake up once per transaction that created work.
-        if !rows.tasks.is_empty() {
+        // Other nodes' idle workers (wake.rs decides when).
+        if notify && !rows.tasks.is_empty() {
             let channel = self.bind(WORK_CHANNEL)?;
             self.push(&format!(
                 ", notified AS MATERIALIZED (SELECT pg_notify({channel}, '') FROM done)"

@@ -11,6 +11,7 @@ mod contract_work;
 mod fixtures;
 mod outage;
 mod sqlite;
+mod wake;
 
 use chrono::{DateTime, TimeZone, Utc};
 use engine::store::{EventStore, ManualClock, StoreConfig};
