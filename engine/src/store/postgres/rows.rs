@@ -14,7 +14,7 @@
 
 use chrono::{DateTime, Utc};
 use sqlx::error::BoxDynError;
-use sqlx::postgres::{PgArguments, PgRow};
+use sqlx::postgres::{PgArguments, PgHasArrayType, PgRow};
 use sqlx::{Arguments, AssertSqlSafe, Encode, PgConnection, Postgres, Type};
 use uuid::Uuid;
 
@@ -80,40 +80,39 @@ pub(super) async fn append_all(
         ));
         join = ", lk, chk WHERE chk.ok".to_owned();
     }
-    let columns = [
-        statement.bind(col(events, |(event, _, _)| event.position as i64))?,
-        statement.bind(col(events, |(event, _, _)| event.run_id))?,
-        statement.bind(col(events, |(event, _, _)| event.seq as i64))?,
-        statement.bind(col(events, |(event, _, _)| event.event_type.clone()))?,
-        statement.bind(col(events, |(event, _, _)| event.schema_version as i32))?,
-        statement.bind(col(events, |(_, payload, _)| (*payload).clone()))?,
-        statement.bind(col(events, |(event, _, _)| event.recorded_at))?,
-        statement.bind(col(events, |(event, _, _)| event.prev_hash.clone()))?,
-        statement.bind(col(events, |(event, _, _)| event.hash.clone()))?,
-        statement.bind(col(events, |(event, _, _)| event.log_hash.clone()))?,
-        statement.bind(col(events, |(_, _, append_id)| *append_id))?,
-    ];
-    let [
-        position,
-        run_id,
-        seq,
-        event_type,
-        schema_version,
-        payload,
-        recorded_at,
-        prev_hash,
-        hash,
-        log_hash,
-        append_id,
-    ] = columns;
+    let mut e = Source::of(events.len());
+    statement.column(&mut e, events, "int8", |(event, _, _)| {
+        event.position as i64
+    })?;
+    statement.column(&mut e, events, "uuid", |(event, _, _)| event.run_id)?;
+    statement.column(&mut e, events, "int8", |(event, _, _)| event.seq as i64)?;
+    statement.column(&mut e, events, "text", |(event, _, _)| {
+        event.event_type.clone()
+    })?;
+    statement.column(&mut e, events, "int4", |(event, _, _)| {
+        event.schema_version as i32
+    })?;
+    statement.column(&mut e, events, "text", |(_, payload, _)| (*payload).clone())?;
+    statement.column(&mut e, events, "timestamptz", |(event, _, _)| {
+        event.recorded_at
+    })?;
+    statement.column(&mut e, events, "text", |(event, _, _)| {
+        event.prev_hash.clone()
+    })?;
+    statement.column(&mut e, events, "text", |(event, _, _)| event.hash.clone())?;
+    statement.column(&mut e, events, "text", |(event, _, _)| {
+        event.log_hash.clone()
+    })?;
+    statement.column(&mut e, events, "uuid", |(_, _, append_id)| *append_id)?;
     statement.push(&format!(
         " INSERT INTO events (position, run_id, seq, event_type, schema_version, payload, recorded_at, \
          prev_hash, hash, log_hash, append_id) SELECT e.position, e.run_id, e.seq, e.event_type, \
          e.schema_version, e.payload::json, e.recorded_at, e.prev_hash, e.hash, e.log_hash, e.append_id \
-         FROM UNNEST({position}::int8[], {run_id}::uuid[], {seq}::int8[], {event_type}::text[], \
-         {schema_version}::int4[], {payload}::text[], {recorded_at}::timestamptz[], {prev_hash}::text[], \
-         {hash}::text[], {log_hash}::text[], {append_id}::uuid[]) AS e(position, run_id, seq, event_type, \
-         schema_version, payload, recorded_at, prev_hash, hash, log_hash, append_id){join}"
+         FROM {}{join}",
+        e.sql(
+            "e(position, run_id, seq, event_type, schema_version, payload, recorded_at, prev_hash, hash, \
+             log_hash, append_id)"
+        )
     ));
     let (sql, arguments) = statement.finish();
     sqlx::query_with(AssertSqlSafe(sql), arguments)
@@ -270,40 +269,40 @@ impl Statement {
         if !rows.tasks.is_empty() {
             let at = self.now(&mut now, rows.now)?;
             let tasks = &rows.tasks;
-            let [task_id, run_id, queue, payload, available_at] = [
-                self.bind(col(tasks, |(_, task)| task.task_id))?,
-                self.bind(col(tasks, |(run_id, _)| *run_id))?,
-                self.bind(col(tasks, |(_, task)| task.queue.clone()))?,
-                self.bind(col(tasks, |(_, task)| task.payload.to_string()))?,
-                self.bind(col(tasks, |(_, task)| {
-                    task.available_at.unwrap_or(rows.now)
-                }))?,
-            ];
+            let mut u = Source::of(tasks.len());
+            self.column(&mut u, tasks, "uuid", |(_, task)| task.task_id)?;
+            self.column(&mut u, tasks, "uuid", |(run_id, _)| *run_id)?;
+            self.column(&mut u, tasks, "text", |(_, task)| task.queue.clone())?;
+            self.column(&mut u, tasks, "text", |(_, task)| task.payload.to_string())?;
+            self.column(&mut u, tasks, "timestamptz", |(_, task)| {
+                task.available_at.unwrap_or(rows.now)
+            })?;
             self.cte("t AS");
             self.push(&format!(
                 "INSERT INTO tasks (task_id, run_id, queue, payload, available_at, created_at) \
                  SELECT u.task_id, u.run_id, u.queue, u.payload::json, u.available_at, {at} \
-                 FROM UNNEST({task_id}::uuid[], {run_id}::uuid[], {queue}::text[], {payload}::text[], \
-                 {available_at}::timestamptz[]) AS u(task_id, run_id, queue, payload, available_at) RETURNING 1)"
+                 FROM {} RETURNING 1)",
+                u.sql("u(task_id, run_id, queue, payload, available_at)")
             ));
             enqueued.push("t");
         }
         if !rows.timers.is_empty() {
             let at = self.now(&mut now, rows.now)?;
             let timers = &rows.timers;
-            let [timer_id, run_id, queue, payload, fire_at] = [
-                self.bind(col(timers, |(_, timer)| timer.timer_id))?,
-                self.bind(col(timers, |(run_id, _)| *run_id))?,
-                self.bind(col(timers, |(_, timer)| timer.queue.clone()))?,
-                self.bind(col(timers, |(_, timer)| timer.payload.to_string()))?,
-                self.bind(col(timers, |(_, timer)| timer.fire_at))?,
-            ];
+            let mut u = Source::of(timers.len());
+            self.column(&mut u, timers, "uuid", |(_, timer)| timer.timer_id)?;
+            self.column(&mut u, timers, "uuid", |(run_id, _)| *run_id)?;
+            self.column(&mut u, timers, "text", |(_, timer)| timer.queue.clone())?;
+            self.column(&mut u, timers, "text", |(_, timer)| {
+                timer.payload.to_string()
+            })?;
+            self.column(&mut u, timers, "timestamptz", |(_, timer)| timer.fire_at)?;
             self.cte("tm AS");
             self.push(&format!(
                 "INSERT INTO timers (timer_id, run_id, queue, payload, fire_at, created_at) \
                  SELECT u.timer_id, u.run_id, u.queue, u.payload::json, u.fire_at, {at} \
-                 FROM UNNEST({timer_id}::uuid[], {run_id}::uuid[], {queue}::text[], {payload}::text[], \
-                 {fire_at}::timestamptz[]) AS u(timer_id, run_id, queue, payload, fire_at) RETURNING 1)"
+                 FROM {} RETURNING 1)",
+                u.sql("u(timer_id, run_id, queue, payload, fire_at)")
             ));
             written.push("tm");
         }
@@ -377,67 +376,114 @@ impl Statement {
     }
 
     fn runs(&mut self, runs: &[&RunRow]) -> Result<(), sqlx::Error> {
-        let [run_id, workflow, version, status, input, output, error] = [
-            self.bind(col(runs, |run| run.run_id))?,
-            self.bind(col(runs, |run| run.workflow.clone()))?,
-            self.bind(col(runs, |run| run.version.clone()))?,
-            self.bind(col(runs, |run| run.status.clone()))?,
-            self.bind(col(runs, |run| run.input.to_string()))?,
-            self.bind(col(runs, |run| {
-                run.output.as_ref().map(ToString::to_string)
-            }))?,
-            self.bind(col(runs, |run| run.error.clone()))?,
-        ];
-        let [parent_run_id, idempotency_key, created_at, updated_at] = [
-            self.bind(col(runs, |run| run.parent_run_id))?,
-            self.bind(col(runs, |run| run.idempotency_key.clone()))?,
-            self.bind(col(runs, |run| run.created_at))?,
-            self.bind(col(runs, |run| run.updated_at))?,
-        ];
+        let mut u = Source::of(runs.len());
+        self.column(&mut u, runs, "uuid", |run| run.run_id)?;
+        self.column(&mut u, runs, "text", |run| run.workflow.clone())?;
+        self.column(&mut u, runs, "text", |run| run.version.clone())?;
+        self.column(&mut u, runs, "text", |run| run.status.clone())?;
+        self.column(&mut u, runs, "text", |run| run.input.to_string())?;
+        self.column(&mut u, runs, "text", |run| {
+            run.output.as_ref().map(ToString::to_string)
+        })?;
+        self.column(&mut u, runs, "text", |run| run.error.clone())?;
+        self.column(&mut u, runs, "uuid", |run| run.parent_run_id)?;
+        self.column(&mut u, runs, "text", |run| run.idempotency_key.clone())?;
+        self.column(&mut u, runs, "timestamptz", |run| run.created_at)?;
+        self.column(&mut u, runs, "timestamptz", |run| run.updated_at)?;
         self.cte("r AS");
         self.push(&format!(
             "INSERT INTO runs (run_id, workflow, version, status, input, output, error, parent_run_id, \
              idempotency_key, created_at, updated_at) \
              SELECT u.run_id, u.workflow, u.version, u.status, u.input::json, u.output::json, u.error, \
-             u.parent_run_id, u.idempotency_key, u.created_at, u.updated_at \
-             FROM UNNEST({run_id}::uuid[], {workflow}::text[], {version}::text[], {status}::text[], \
-             {input}::text[], {output}::text[], {error}::text[], {parent_run_id}::uuid[], \
-             {idempotency_key}::text[], {created_at}::timestamptz[], {updated_at}::timestamptz[]) \
-             AS u(run_id, workflow, version, status, input, output, error, parent_run_id, idempotency_key, \
-             created_at, updated_at) \
+             u.parent_run_id, u.idempotency_key, u.created_at, u.updated_at FROM {} \
              ON CONFLICT (run_id) DO UPDATE SET workflow = EXCLUDED.workflow, version = EXCLUDED.version, \
              status = EXCLUDED.status, input = EXCLUDED.input, output = EXCLUDED.output, error = EXCLUDED.error, \
              parent_run_id = EXCLUDED.parent_run_id, idempotency_key = EXCLUDED.idempotency_key, \
-             created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at RETURNING 1)"
+             created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at RETURNING 1)",
+            u.sql(
+                "u(run_id, workflow, version, status, input, output, error, parent_run_id, \
+                 idempotency_key, created_at, updated_at)"
+            )
         ));
         Ok(())
     }
 
     fn steps(&mut self, steps: &[&StepRow]) -> Result<(), sqlx::Error> {
-        let [run_id, step_id, status, attempts, output, error, updated_at] = [
-            self.bind(col(steps, |step| step.run_id))?,
-            self.bind(col(steps, |step| step.step_id.clone()))?,
-            self.bind(col(steps, |step| step.status.clone()))?,
-            self.bind(col(steps, |step| {
-                i32::try_from(step.attempts).unwrap_or(i32::MAX)
-            }))?,
-            self.bind(col(steps, |step| {
-                step.output.as_ref().map(ToString::to_string)
-            }))?,
-            self.bind(col(steps, |step| step.error.clone()))?,
-            self.bind(col(steps, |step| step.updated_at))?,
-        ];
+        let mut u = Source::of(steps.len());
+        self.column(&mut u, steps, "uuid", |step| step.run_id)?;
+        self.column(&mut u, steps, "text", |step| step.step_id.clone())?;
+        self.column(&mut u, steps, "text", |step| step.status.clone())?;
+        self.column(&mut u, steps, "int4", |step| {
+            i32::try_from(step.attempts).unwrap_or(i32::MAX)
+        })?;
+        self.column(&mut u, steps, "text", |step| {
+            step.output.as_ref().map(ToString::to_string)
+        })?;
+        self.column(&mut u, steps, "text", |step| step.error.clone())?;
+        self.column(&mut u, steps, "timestamptz", |step| step.updated_at)?;
         self.cte("s AS");
         self.push(&format!(
             "INSERT INTO steps (run_id, step_id, status, attempts, output, error, updated_at) \
              SELECT u.run_id, u.step_id, u.status, u.attempts, u.output::json, u.error, u.updated_at \
-             FROM UNNEST({run_id}::uuid[], {step_id}::text[], {status}::text[], {attempts}::int4[], \
-             {output}::text[], {error}::text[], {updated_at}::timestamptz[]) \
-             AS u(run_id, step_id, status, attempts, output, error, updated_at) \
-             ON CONFLICT (run_id, step_id) DO UPDATE SET status = EXCLUDED.status, attempts = EXCLUDED.attempts, \
-             output = EXCLUDED.output, error = EXCLUDED.error, updated_at = EXCLUDED.updated_at RETURNING 1)"
+             FROM {} ON CONFLICT (run_id, step_id) DO UPDATE SET status = EXCLUDED.status, \
+             attempts = EXCLUDED.attempts, output = EXCLUDED.output, error = EXCLUDED.error, \
+             updated_at = EXCLUDED.updated_at RETURNING 1)",
+            u.sql("u(run_id, step_id, status, attempts, output, error, updated_at)")
         ));
         Ok(())
+    }
+
+    /// Binds one column of `items` into `source`: the value itself when
+    /// there is one item, else an array of them.
+    fn column<T, U>(
+        &mut self,
+        source: &mut Source,
+        items: &[T],
+        sql_type: &'static str,
+        field: impl Fn(&T) -> U,
+    ) -> Result<(), sqlx::Error>
+    where
+        U: for<'q> Encode<'q, Postgres> + Type<Postgres> + PgHasArrayType,
+    {
+        let placeholder = match items {
+            [item] => self.bind(field(item))?,
+            _ => self.bind(col(items, field))?,
+        };
+        source.columns.push((placeholder, sql_type));
+        Ok(())
+    }
+}
+
+/// What a CTE reads its rows from: a one-row `VALUES` of scalars when
+/// there is one row (nothing to decode as arrays, no function scan to
+/// materialize: the common one-run transition), else `UNNEST` of arrays.
+struct Source {
+    single: bool,
+    /// (placeholder, SQL type of one value)
+    columns: Vec<(String, &'static str)>,
+}
+
+impl Source {
+    fn of(rows: usize) -> Self {
+        Source {
+            single: rows == 1,
+            columns: Vec::new(),
+        }
+    }
+
+    /// `(VALUES (...)) AS alias(names)` or `UNNEST(...) AS alias(names)`.
+    fn sql(&self, alias_and_names: &str) -> String {
+        let (brackets, open, close) = if self.single {
+            ("", "(VALUES (", "))")
+        } else {
+            ("[]", "UNNEST(", ")")
+        };
+        let columns: Vec<String> = self
+            .columns
+            .iter()
+            .map(|(placeholder, sql_type)| format!("{placeholder}::{sql_type}{brackets}"))
+            .collect();
+        format!("{open}{}{close} AS {alias_and_names}", columns.join(", "))
     }
 }
 
