@@ -1,16 +1,18 @@
 //! The non-event rows of a PostgreSQL append, written in ONE statement (one
-//! round trip): run and step upserts, new tasks and timers, cancelled timers,
-//! completed tasks, the wake-up NOTIFY when one is due (wake.rs), then the log lock, then either the
-//! events (the one-statement append) or the heads read under the lock (the
-//! slow path). Round trips, not rows, are what a single-event transition
-//! pays for, so this statement carries it all.
+//! round trip): run and step upserts, new tasks and timers, cancelled
+//! timers, completed tasks, the wake-up NOTIFY when one is due (wake.rs),
+//! then the log lock, then either the events (the one-statement append) or
+//! the heads read under the lock (the slow path). Round trips, not rows,
+//! are what a single-event transition pays for, so this statement carries
+//! it all.
 //!
 //! The statement is built for the append's shape: only the parts that have
-//! rows get a CTE and parameters. A part with nothing to write still costs
-//! the server its executor nodes, index opens and array decoding, and a
-//! one-event transition pays that on every commit (measured in
-//! docs/bench-store.md). One text per shape, so each is prepared once per
-//! connection and planned generically (`plan_cache_mode`).
+//! rows get a CTE and parameters, and a part with one row reads it from a
+//! one-row VALUES instead of UNNEST over arrays. A part with nothing to
+//! write still costs the server its executor nodes, index opens and array
+//! decoding, and a one-event transition pays that on every commit
+//! (measured in docs/bench-store.md). One text per shape, so each is
+//! prepared once per connection and planned generically (`plan_cache_mode`).
 
 use chrono::{DateTime, Utc};
 use sqlx::error::BoxDynError;
