@@ -153,8 +153,10 @@ fn read_batches(mut reader: impl BufRead, batch_bytes: usize, to_workers: &SyncS
         text.append(&mut carried);
         let mut error = None;
         let mut at_end = false;
-        // Read until the batch holds a line break past batch_bytes, or the end.
-        while text.len() < batch_bytes || memchr::memchr(b'\n', &text).is_none() {
+        // Read until the batch holds a line break past batch_bytes, or the
+        // end. What was carried over holds no break (it followed the last).
+        let mut has_break = false;
+        while text.len() < batch_bytes || !has_break {
             let read = match reader.fill_buf() {
                 Ok(buffer) => buffer,
                 Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
@@ -168,9 +170,10 @@ fn read_batches(mut reader: impl BufRead, batch_bytes: usize, to_workers: &SyncS
                 break;
             }
             let taken = read.len();
+            has_break |= memchr::memchr(b'\n', read).is_some();
             text.extend_from_slice(read);
             reader.consume(taken);
-            if text.len() > LINE_BYTES_MAX && memchr::memchr(b'\n', &text).is_none() {
+            if text.len() > LINE_BYTES_MAX && !has_break {
                 break;
             }
         }
