@@ -258,8 +258,10 @@ async fn complete_tasks(
     let task_ids: Vec<Uuid> = completing.iter().map(|(_, task_id, _)| *task_id).collect();
     let tokens: Vec<Uuid> = completing.iter().map(|(_, _, token)| *token).collect();
     let done: Vec<Uuid> = sqlx::query_scalar(
-        // `= ANY` keeps this an index lookup whatever the planner thinks of
-        // the arrays' size (a join with UNNEST planned a scan of all tasks).
+        // `= ANY` lets the planner use the primary key (a join with UNNEST
+        // was planned as a scan of all tasks). A generic plan made while
+        // `tasks` is tiny may still scan it, until autovacuum's ANALYZE
+        // (minutes at most under churn) invalidates the cached plan.
         "DELETE FROM tasks t WHERE t.task_id = ANY($1::uuid[]) \
          AND (t.task_id, t.lease_token) IN (SELECT * FROM UNNEST($1::uuid[], $2::uuid[])) \
          AND t.lease_expires_at > $3 RETURNING t.task_id",
