@@ -44,9 +44,7 @@ pub(super) async fn append_batch(
             .zip(requests)
             .any(|(result, request)| result.is_ok() && !request.enqueue.is_empty())
     });
-    store
-        .wakes
-        .appended(&store.pool, created_work, notify && created_work);
+    store.wakes.appended(&store.pool, notify, created_work);
     results
 }
 

@@ -56,10 +56,11 @@ impl Wakes {
         true
     }
 
-    /// After an append: `created_work` when it committed tasks, `notified`
-    /// when its statement carried the NOTIFY (`notify_now` said so).
-    pub(super) fn appended(&self, pool: &PgPool, created_work: bool, notified: bool) {
-        if notified && !created_work {
+    /// After an append: `notify` is what `notify_now` said (its statement
+    /// carried the NOTIFY), `created_work` whether it committed tasks (and
+    /// so the NOTIFY with them).
+    pub(super) fn appended(&self, pool: &PgPool, notify: bool, created_work: bool) {
+        if notify && !created_work {
             // Taken for a NOTIFY that did not commit: the next one may go.
             if let Ok(mut remote) = self.remote.lock() {
                 remote.last = None;
@@ -69,7 +70,7 @@ impl Wakes {
             return;
         }
         self.wake_local();
-        if !notified {
+        if !notify {
             self.notify_at_interval_end(pool);
         }
     }
