@@ -1,7 +1,8 @@
 //! The verifier's fast path for one event line of an export: parse the
-//! line once, borrowing its strings (payload onto a [`Tape`]), write the
-//! canonical bytes from that, hash them and check the payload with the
-//! compiled schema. It only ever says "this line is fine": any doubt (a
+//! line once, borrowing its strings (payload onto a [`Tape`]), hash the
+//! canonical bytes (the payload's own text when the tape proves it
+//! canonical, as exports write it; else bytes written from the tape) and
+//! check the payload with the compiled schema. It only ever says "this line is fine": any doubt (a
 //! field spelled otherwise than the exporter writes it, a float, keys out
 //! of order, a hash or schema mismatch) returns `None`, and the caller
 //! checks the line the normative way (`verify::local_checks`), which also
