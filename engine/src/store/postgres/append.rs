@@ -257,9 +257,8 @@ async fn complete_tasks(
     let tokens: Vec<Uuid> = completing.iter().map(|(_, _, token)| *token).collect();
     let done: Vec<Uuid> = sqlx::query_scalar(
         // `= ANY` lets the planner use the primary key (a join with UNNEST
-        // was planned as a scan of all tasks). A generic plan made while
-        // `tasks` is tiny may still scan it, until autovacuum's ANALYZE
-        // (minutes at most under churn) invalidates the cached plan.
+        // was planned as a scan of all tasks); `enable_seqscan = off` (mod.rs)
+        // keeps a generic plan made on a small queue from scanning a big one.
         "DELETE FROM tasks t WHERE t.task_id = ANY($1::uuid[]) \
          AND (t.task_id, t.lease_token) IN (SELECT * FROM UNNEST($1::uuid[], $2::uuid[])) \
          AND t.lease_expires_at > $3 RETURNING t.task_id",

@@ -10,6 +10,7 @@ mod contract_registry;
 mod contract_work;
 mod fixtures;
 mod outage;
+mod plans;
 mod sqlite;
 mod wake;
 
