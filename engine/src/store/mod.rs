@@ -346,3 +346,11 @@ impl EventStore for Store {
         delegate!(self, store => store.list_workflows().await)
     }
 }
+
+/// Wakes every worker of this node waiting in `wait_for_work` (after a
+/// commit that created work, or another node's notification); one permit
+/// is kept for a worker between a claim and its wait.
+fn wake_workers(work: &tokio::sync::Notify) {
+    work.notify_waiters();
+    work.notify_one();
+}

@@ -94,8 +94,7 @@ impl PostgresStore {
                     // everyone so they look, then let `recv` reconnect.
                     Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
                 }
-                work.notify_waiters();
-                work.notify_one();
+                super::wake_workers(&work);
             }
         });
         if let Ok(mut guard) = self.listener.lock()

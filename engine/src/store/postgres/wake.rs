@@ -69,17 +69,10 @@ impl Wakes {
         if !created_work {
             return;
         }
-        self.wake_local();
+        crate::store::wake_workers(&self.local);
         if !notify {
             self.notify_at_interval_end(pool);
         }
-    }
-
-    /// Wakes this node's waiting workers (one keeps a permit for a worker
-    /// between a claim and its wait).
-    pub(super) fn wake_local(&self) {
-        self.local.notify_waiters();
-        self.local.notify_one();
     }
 
     fn notify_at_interval_end(&self, pool: &PgPool) {

@@ -53,9 +53,7 @@ impl SqliteStore {
     }
 
     fn wake_workers(&self) {
-        self.work.notify_waiters();
-        // Keep one permit for a worker that is between a claim and a wait.
-        self.work.notify_one();
+        super::wake_workers(&self.work);
     }
 }
 

@@ -14,29 +14,6 @@ use super::{Database, Fixture, start_time};
 
 const LEASE_MS: u64 = 10_000;
 
-fn task(queue: &str, n: usize) -> NewTask {
-    NewTask {
-        task_id: new_id(),
-        queue: queue.to_owned(),
-        payload: json!({ "n": n }),
-        available_at: None,
-    }
-}
-
-/// Starts a run whose start enqueues `tasks`.
-async fn start_with_tasks<S: EventStore>(
-    store: &S,
-    tasks: Vec<NewTask>,
-    timers: Vec<NewTimer>,
-) -> RunId {
-    let run_id = new_id();
-    let mut request = start_request(run_id, "work", start_time(), None);
-    request.enqueue = tasks;
-    request.timers = timers;
-    store.append(request).await.expect("start with work");
-    run_id
-}
-
 #[derive(Default)]
 struct Ledger {
     /// Every claim of a task: (claimed at, lease).
@@ -396,17 +373,18 @@ pub async fn every_shape_of_append_writes_its_rows<S: EventStore>(database: Data
         .await
         .expect("a second node");
     let far = start_time() + Duration::days(365);
+    let due_timer = |queue: &str| NewTimer {
+        timer_id: new_id(),
+        queue: queue.to_owned(),
+        fire_at: start_time(),
+        payload: json!({}),
+    };
     for shape in 0..64u8 {
         for (node, writer) in [("first", first.as_ref()), ("second", &second)] {
             let label = format!("shape {shape:06b} by the {node} node");
             let start_queue = format!("start-{shape}-{node}");
             let queue = format!("shape-{shape}-{node}");
-            let started_timer = NewTimer {
-                timer_id: new_id(),
-                queue: start_queue.clone(),
-                fire_at: start_time(),
-                payload: json!({ "at": "start" }),
-            };
+            let started_timer = due_timer(&start_queue);
             let started_timer_id = started_timer.timer_id;
             // The start goes through the first node: the second one's
             // remembered heads are stale for every append it makes.
@@ -450,12 +428,7 @@ pub async fn every_shape_of_append_writes_its_rows<S: EventStore>(database: Data
             if shape & ENQUEUE != 0 {
                 request.enqueue.push(new_task);
             }
-            let new_timer = NewTimer {
-                timer_id: new_id(),
-                queue: queue.clone(),
-                fire_at: start_time(),
-                payload: json!({ "at": "later" }),
-            };
+            let new_timer = due_timer(&queue);
             let new_timer_id = new_timer.timer_id;
             if shape & TIMER != 0 {
                 request.timers.push(new_timer);

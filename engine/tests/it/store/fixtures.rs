@@ -6,8 +6,11 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use engine::store::{
-    AppendRequest, NewEvent, ProjectionUpdate, RecordedEvent, RunId, RunRow, StepRow,
+    AppendRequest, EventStore, NewEvent, NewTask, NewTimer, ProjectionUpdate, RecordedEvent, RunId,
+    RunRow, StepRow, new_id,
 };
+
+use super::start_time;
 use serde_json::{Value, json};
 
 pub fn event(event_type: &str, payload: Value) -> NewEvent {
@@ -146,4 +149,28 @@ fn fold_events(run_id: RunId, events: &[&NewEvent]) -> ProjectionUpdate {
         run,
         steps: steps.into_values().collect(),
     }
+}
+
+/// A task on `queue`, told apart by `n`.
+pub fn task(queue: &str, n: usize) -> NewTask {
+    NewTask {
+        task_id: new_id(),
+        queue: queue.to_owned(),
+        payload: json!({ "n": n }),
+        available_at: None,
+    }
+}
+
+/// Starts a run whose start enqueues `tasks` and sets `timers`.
+pub async fn start_with_tasks<S: EventStore>(
+    store: &S,
+    tasks: Vec<NewTask>,
+    timers: Vec<NewTimer>,
+) -> RunId {
+    let run_id = new_id();
+    let mut request = start_request(run_id, "work", start_time(), None);
+    request.enqueue = tasks;
+    request.timers = timers;
+    store.append(request).await.expect("start with work");
+    run_id
 }

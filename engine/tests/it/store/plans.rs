@@ -7,8 +7,8 @@ use engine::store::*;
 use serde_json::json;
 use sqlx::PgPool;
 
-use super::fixtures::{event, start_request};
-use super::{postgres_database, start_time};
+use super::fixtures::{event, start_with_tasks, task};
+use super::postgres_database;
 
 /// Sequential scans of `tasks` so far, as the statistics collector counts
 /// them (every backend flushes its counts when it next goes idle; the
@@ -18,6 +18,19 @@ async fn tasks_seq_scans(raw: &PgPool) -> i64 {
         .fetch_one(raw)
         .await
         .expect("pg_stat_user_tables")
+}
+
+/// Adds `count` ready tasks on another queue, straight into the table.
+async fn add_waiting_tasks(raw: &PgPool, count: i32) {
+    sqlx::query(
+        "INSERT INTO tasks (task_id, run_id, queue, payload, available_at, created_at) \
+         SELECT gen_random_uuid(), gen_random_uuid(), 'elsewhere', '{}', now(), now() \
+         FROM generate_series(1, $1)",
+    )
+    .bind(count)
+    .execute(raw)
+    .await
+    .expect("waiting tasks");
 }
 
 /// Makes the store's connection report its statistics now.
@@ -34,15 +47,7 @@ async fn flush(store: &PostgresStore) {
 
 /// Starts a run with one task, claims it and completes it in an append.
 async fn complete_one(store: &PostgresStore) {
-    let run_id = new_id();
-    let mut start = start_request(run_id, "work", start_time(), None);
-    start.enqueue.push(NewTask {
-        task_id: new_id(),
-        queue: "plans".to_owned(),
-        payload: json!({}),
-        available_at: None,
-    });
-    store.append(start).await.expect("start with a task");
+    let run_id = start_with_tasks(store, vec![task("plans", 0)], vec![]).await;
     let claimed = store
         .claim_tasks("worker", "plans", 1, 60_000)
         .await
@@ -84,14 +89,7 @@ async fn completing_a_task_does_not_scan_a_grown_queue() {
         .expect("ANALYZE");
     complete_one(&store).await;
     // The queue grows, with no ANALYZE after it.
-    sqlx::query(
-        "INSERT INTO tasks (task_id, run_id, queue, payload, available_at, created_at) \
-         SELECT gen_random_uuid(), gen_random_uuid(), 'elsewhere', '{}', now(), now() \
-         FROM generate_series(1, 20000)",
-    )
-    .execute(&raw)
-    .await
-    .expect("a long queue");
+    add_waiting_tasks(&raw, 20_000).await;
     flush(&store).await;
     let before = tasks_seq_scans(&raw).await;
     for _ in 0..5 {

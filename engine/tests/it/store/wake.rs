@@ -5,23 +5,10 @@
 use std::time::{Duration, Instant};
 
 use engine::store::*;
-use serde_json::json;
 use sqlx::postgres::PgListener;
 
-use super::fixtures::start_request;
-use super::{postgres_database, start_time};
-
-/// Starts a run whose start enqueues one task.
-async fn enqueue(store: &PostgresStore) {
-    let mut request = start_request(new_id(), "work", start_time(), None);
-    request.enqueue.push(NewTask {
-        task_id: new_id(),
-        queue: "jobs".to_owned(),
-        payload: json!({}),
-        available_at: None,
-    });
-    store.append(request).await.expect("enqueue");
-}
+use super::fixtures::{start_with_tasks, task};
+use super::postgres_database;
 
 /// The notifications `listener` receives until none came for a second.
 async fn received(listener: &mut PgListener) -> usize {
@@ -49,15 +36,15 @@ async fn other_nodes_hear_of_every_enqueue_with_one_notify_per_interval() {
 
     // Two enqueues back to back: the first carries the NOTIFY; the second,
     // inside the interval, gets its own at the interval's end.
-    enqueue(&writer).await;
-    enqueue(&writer).await;
+    start_with_tasks(&writer, vec![task("jobs", 0)], vec![]).await;
+    start_with_tasks(&writer, vec![task("jobs", 0)], vec![]).await;
     assert_eq!(received(&mut other_node).await, 2, "one NOTIFY each");
 
     // Many: at most one per interval (plus the trailing one), not one each.
     let started = Instant::now();
     let enqueues = 40;
     for _ in 0..enqueues {
-        enqueue(&writer).await;
+        start_with_tasks(&writer, vec![task("jobs", 0)], vec![]).await;
     }
     let intervals = started.elapsed().as_millis() / REMOTE_WAKE_INTERVAL.as_millis();
     let count = received(&mut other_node).await;
