@@ -12,7 +12,7 @@ use engine::core::event::{
 };
 use engine::core::histories::{RUN_ID, step, t0, workflow};
 use engine::core::workflow::{StepKind, Workflow};
-use engine::core::{Effect, RunState, Secrets, replay, settle, start_run};
+use engine::core::{Effect, Host, RunState, Secrets, replay, settle, start_run};
 use serde_json::{Value, json};
 
 const FAN_OUT_STEPS: usize = 1_000;
@@ -86,7 +86,7 @@ fn settle_into(
     now: chrono::DateTime<chrono::Utc>,
     secrets: &Secrets,
 ) -> Vec<(String, u32)> {
-    let settled = settle(flow, state, now, secrets).expect("settle");
+    let settled = settle(flow, state, now, Host::in_process(secrets)).expect("settle");
     log.extend(settled.events);
     settled
         .effects

@@ -20,13 +20,16 @@ use crate::core::event::{
 };
 use crate::core::keys;
 use crate::core::schedule::{self, Context};
-use crate::core::scope::{self, Secrets};
+use crate::core::scope::{self, Host};
 use crate::core::state::{ExecStatus, Execution, RunState, RunStatus, StepState, StepStatus};
-use crate::core::template;
 use crate::core::workflow::{Step, StepKind, TriggerRule, Workflow};
 
 /// Most items one `for_each` may expand to.
 pub const FOR_EACH_ITEMS_MAX: usize = 10_000;
+/// Most events one `decide` call records beyond the budget it was given:
+/// the budget is checked before each unit of work (a step, an execution),
+/// and one unit records at most this many (scheduled + an inline result).
+pub const DECISION_OVERSHOOT_MAX: usize = 2;
 
 /// Work for the runtime. Effects are never stored; the events that pair with
 /// them are, so recovery can rebuild them with [`crate::core::run::outstanding`].
@@ -166,7 +169,21 @@ pub fn decide(
     workflow: &Workflow,
     state: &RunState,
     now: DateTime<Utc>,
-    secrets: &Secrets,
+    host: Host<'_>,
+) -> Decision {
+    decide_within(workflow, state, now, host, usize::MAX)
+}
+
+/// [`decide`], stopping once the decision holds `events_max` events (at most
+/// [`DECISION_OVERSHOOT_MAX`] more): what is left is decided by the next
+/// call, on the state after these events. A 10,000-item `for_each` of pure
+/// steps so becomes many appends of bounded size instead of one too large.
+pub fn decide_within(
+    workflow: &Workflow,
+    state: &RunState,
+    now: DateTime<Utc>,
+    host: Host<'_>,
+    events_max: usize,
 ) -> Decision {
     let mut out = Decision::default();
     let Some(run_id) = state.run_id else {
@@ -179,8 +196,9 @@ pub fn decide(
         workflow,
         state,
         now,
-        secrets,
+        host,
         run_id,
+        events_max,
     };
     if let Some(reason) = ending_reason(state) {
         wind_down(&context, &reason, &mut out);
@@ -189,6 +207,9 @@ pub fn decide(
         // looking each step up, which kept decide at O(n log n) per call.
         let mut definitions = workflow.steps.iter().peekable();
         for (id, step_state) in &state.steps {
+            if context.is_full(&out) {
+                break;
+            }
             while definitions.next_if(|(def_id, _)| *def_id < id).is_some() {}
             if let Some((_, step)) = definitions.next_if(|(def_id, _)| *def_id == id) {
                 advance_step(&context, step, step_state, &mut out);
@@ -221,6 +242,9 @@ fn advance_step(context: &Context<'_>, step: &Step, state: &StepState, out: &mut
                 None => u32::MAX,
             };
             for (position, exec) in state.executions.iter().enumerate() {
+                if context.is_full(out) {
+                    break;
+                }
                 let index = state.items.as_ref().map(|_| position as u32);
                 advance_execution(context, step, state, index, exec, &mut capacity, out);
             }
@@ -306,7 +330,7 @@ fn start_step(context: &Context<'_>, step: &Step, out: &mut Decision) {
             step: step.id.clone(),
             index: None,
             attempt: 0,
-            error: context.secrets.redact_text(&error),
+            error: context.host.secrets.redact_text(&error),
             retryable: false,
         }));
     };
@@ -315,18 +339,9 @@ fn start_step(context: &Context<'_>, step: &Step, out: &mut Decision) {
         Some(Err(reason)) => return skip(reason, out),
         Some(Ok(())) => {}
     }
-    let scope = || {
-        scope::step_scope(
-            context.workflow,
-            context.state,
-            &step.id,
-            None,
-            1,
-            context.secrets,
-        )
-    };
+    let scope = || scope::step_scope(context.workflow, context.state, &step.id, None, 1);
     if let Some(condition) = &step.condition {
-        match template::evaluate_condition(condition, &scope()) {
+        match context.host.condition(condition, &scope()) {
             Ok(true) => {}
             Ok(false) => return skip(format!("`if: {condition}` is false"), out),
             Err(err) => return fail(format!("cannot evaluate `if`: {err}"), out),
@@ -335,7 +350,21 @@ fn start_step(context: &Context<'_>, step: &Step, out: &mut Decision) {
     let Some(for_each) = &step.for_each else {
         return schedule::schedule(context, step, None, None, 1, out);
     };
-    let items = match template::render(&for_each.items, &scope()) {
+    let rendered = match context.host.render(&for_each.items, &scope()) {
+        // The items are recorded and every item's scope is built from the
+        // record: a list that read a secret cannot be recorded whole.
+        Ok(rendered) if !rendered.tainted.is_empty() => {
+            return fail(
+                "`for_each` read a secret: its items are recorded in the event log, so they \
+                 cannot hold secrets; read `secrets.*` in the step's `with` instead"
+                    .to_owned(),
+                out,
+            );
+        }
+        Ok(rendered) => Ok(rendered.value),
+        Err(err) => Err(err),
+    };
+    let items = match rendered {
         Ok(Value::Array(items)) if items.len() <= FOR_EACH_ITEMS_MAX => items,
         Ok(Value::Array(items)) => {
             return fail(
@@ -351,7 +380,7 @@ fn start_step(context: &Context<'_>, step: &Step, out: &mut Decision) {
     };
     let items: Vec<Value> = items
         .into_iter()
-        .map(|item| context.secrets.redact(item))
+        .map(|item| context.host.secrets.redact(item))
         .collect();
     out.events.push(Event::ForEachExpanded(ForEachExpanded {
         at: now,
@@ -397,6 +426,9 @@ fn trigger_verdict(
 /// Cancellation or run timeout: skip what has not started, cancel the rest.
 fn wind_down(context: &Context<'_>, reason: &str, out: &mut Decision) {
     for (id, state) in &context.state.steps {
+        if context.is_full(out) {
+            return;
+        }
         match state.status {
             StepStatus::Pending => out.events.push(Event::StepSkipped(StepSkipped {
                 at: context.now,
@@ -471,7 +503,7 @@ fn complete(context: &Context<'_>, out: &mut Decision) {
 
 /// The rendered output, or why the run failed.
 fn run_outcome(context: &Context<'_>) -> Result<Value, String> {
-    let (workflow, state, secrets) = (context.workflow, context.state, context.secrets);
+    let (workflow, state, host) = (context.workflow, context.state, context.host);
     for (id, step) in &state.steps {
         let covered = workflow.step(id).is_some_and(|s| s.continue_on_error);
         if step.status == StepStatus::Failed && !covered {
@@ -482,8 +514,11 @@ fn run_outcome(context: &Context<'_>) -> Result<Value, String> {
     let Some(output) = &workflow.output else {
         return Ok(Value::Null);
     };
-    let scope = scope::run_scope(workflow, state, secrets);
-    template::render(output, &scope)
-        .map(|output| secrets.redact(output))
-        .map_err(|err| secrets.redact_text(&format!("cannot render the run output: {err}")))
+    let scope = scope::run_scope(workflow, state);
+    host.render(output, &scope)
+        .map(|output| output.recorded(host.secrets))
+        .map_err(|err| {
+            host.secrets
+                .redact_text(&format!("cannot render the run output: {err}"))
+        })
 }

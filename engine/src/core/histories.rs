@@ -16,7 +16,7 @@ use crate::core::event::{
     StepFailed, StepStarted, StepSucceeded, TimerFired,
 };
 use crate::core::run::{settle, start_run};
-use crate::core::scope::Secrets;
+use crate::core::scope::{Host, Secrets};
 use crate::core::state::RunState;
 use crate::core::workflow::{ForEach, RetryPolicy, Step, StepKind, TriggerRule, Workflow};
 
@@ -122,7 +122,7 @@ impl History {
     pub fn settled(mut self) -> History {
         let now = self.events.last().map_or_else(t0, |e| e.event.at());
         if let Ok(mut state) = self.state()
-            && let Ok(settled) = settle(&self.workflow, &mut state, now, &Secrets::none())
+            && let Ok(settled) = settle(&self.workflow, &mut state, now, Host::none())
         {
             self.events.extend(settled.events);
         }
@@ -296,7 +296,12 @@ impl HistoryBuilder {
             return;
         }
         self.unsettled = false;
-        if let Ok(settled) = settle(&self.workflow, &mut self.state, self.now, &self.secrets) {
+        if let Ok(settled) = settle(
+            &self.workflow,
+            &mut self.state,
+            self.now,
+            Host::in_process(&self.secrets),
+        ) {
             self.events.extend(settled.events);
         }
     }

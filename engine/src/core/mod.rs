@@ -22,10 +22,10 @@ pub mod template;
 pub mod version;
 pub mod workflow;
 
-pub use decide::{Decision, Effect, decide};
+pub use decide::{Decision, Effect, decide, decide_within};
 pub use event::{Event, EventEnvelope};
 pub use evolve::{evolve, replay};
 pub use run::{Settled, outstanding, settle, start_run};
 pub use schedule::add_ms;
-pub use scope::Secrets;
+pub use scope::{Host, Secrets};
 pub use state::{RunState, RunStatus, StepStatus};

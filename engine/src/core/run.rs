@@ -6,18 +6,22 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::core::decide::{Effect, decide};
+use crate::core::decide::{Effect, decide_within};
 use crate::core::event::{EventEnvelope, ParentRun, RunStarted};
 use crate::core::evolve;
 use crate::core::keys;
 use crate::core::schedule::{self, Context, add_ms};
-use crate::core::scope::Secrets;
+use crate::core::scope::Host;
 use crate::core::state::{ExecStatus, RunState};
 use crate::core::workflow::{StepKind, Workflow};
 
 /// Most decide rounds one [`settle`] runs; each round records at least one
 /// event, so only a bug could reach it.
 pub const SETTLE_ROUNDS_MAX: usize = 100_000;
+/// Events one [`settle`] records before it stops with [`Settled::more`] set
+/// (plus at most [`crate::core::decide::DECISION_OVERSHOOT_MAX`]): one append
+/// stays far below the store's event limit however wide a fan-out is.
+pub const SETTLE_EVENTS_MAX: usize = 400;
 
 /// Why the core could not advance a run.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -37,6 +41,8 @@ pub enum Error {
 pub struct Settled {
     pub events: Vec<EventEnvelope>,
     pub effects: Vec<Effect>,
+    /// Stopped at [`SETTLE_EVENTS_MAX`]: append these, then settle again.
+    pub more: bool,
 }
 
 /// The `run.started` event of a new run (seq 1) and the run-timeout timer.
@@ -70,18 +76,35 @@ pub fn start_run(
     (EventEnvelope::new(run_id, 1, started), effects)
 }
 
-/// Decides and evolves until nothing is left to decide at `now`. On error the
+/// Decides and evolves until nothing is left to decide at `now`, or until
+/// [`SETTLE_EVENTS_MAX`] events (then [`Settled::more`] is set). On error the
 /// state may be part-way: drop it and rebuild from the stored log.
 pub fn settle(
     workflow: &Workflow,
     state: &mut RunState,
     now: DateTime<Utc>,
-    secrets: &Secrets,
+    host: Host<'_>,
+) -> Result<Settled, Error> {
+    settle_within(workflow, state, now, host, SETTLE_EVENTS_MAX)
+}
+
+/// [`settle`] with a smaller budget than [`SETTLE_EVENTS_MAX`].
+pub fn settle_within(
+    workflow: &Workflow,
+    state: &mut RunState,
+    now: DateTime<Utc>,
+    host: Host<'_>,
+    events_max: usize,
 ) -> Result<Settled, Error> {
     let run_id = state.run_id.ok_or(Error::NotStarted)?;
     let mut settled = Settled::default();
     for _ in 0..SETTLE_ROUNDS_MAX {
-        let decision = decide(workflow, state, now, secrets);
+        let room = events_max.saturating_sub(settled.events.len());
+        if room == 0 {
+            settled.more = true;
+            return Ok(settled);
+        }
+        let decision = decide_within(workflow, state, now, host, room);
         if decision.events.is_empty() {
             settled.effects.extend(decision.effects);
             return Ok(settled);
@@ -100,7 +123,7 @@ pub fn settle(
 /// pending timer, every attempt handed out and not finished, every open
 /// approval and child run. Executors deduplicate by idempotency key, and the
 /// child run id is deterministic, so issuing them again is safe.
-pub fn outstanding(workflow: &Workflow, state: &RunState, secrets: &Secrets) -> Vec<Effect> {
+pub fn outstanding(workflow: &Workflow, state: &RunState, host: Host<'_>) -> Vec<Effect> {
     let Some(run_id) = state.run_id else {
         return Vec::new();
     };
@@ -119,8 +142,9 @@ pub fn outstanding(workflow: &Workflow, state: &RunState, secrets: &Secrets) -> 
         workflow,
         state,
         now: state.started_at.unwrap_or(DateTime::<Utc>::MIN_UTC),
-        secrets,
+        host,
         run_id,
+        events_max: usize::MAX,
     };
     for (id, step_state) in &state.steps {
         let Some(step) = workflow.step(id) else {
@@ -132,9 +156,10 @@ pub fn outstanding(workflow: &Workflow, state: &RunState, secrets: &Secrets) -> 
             }
             let index = step_state.items.as_ref().map(|_| position as u32);
             let item = index.and_then(|i| Some((i, step_state.items.as_ref()?.get(i as usize)?)));
-            let Ok(input) = schedule::render_input(&context, step, item, exec.attempt) else {
+            let Ok(rendered) = schedule::render_input(&context, step, item, exec.attempt) else {
                 continue;
             };
+            let input = rendered.value;
             let key = keys::idempotency_key(run_id, id, index);
             effects.push(match (step.uses, exec.status, exec.child_run_id) {
                 (_, _, Some(child_run_id)) => Effect::StartChildRun {

@@ -12,9 +12,9 @@ use crate::core::event::{
     ApprovalRequested, ChildRunStarted, Event, ParentRun, StepFailed, StepScheduled, StepSucceeded,
 };
 use crate::core::keys;
-use crate::core::scope::{self, Secrets};
+use crate::core::scope::{self, Host};
 use crate::core::state::{Execution, RunState};
-use crate::core::template;
+use crate::core::template::Rendered;
 use crate::core::workflow::{Step, StepKind, Workflow};
 
 /// Everything a decision reads.
@@ -23,8 +23,17 @@ pub(crate) struct Context<'a> {
     pub workflow: &'a Workflow,
     pub state: &'a RunState,
     pub now: DateTime<Utc>,
-    pub secrets: &'a Secrets,
+    pub host: Host<'a>,
     pub run_id: Uuid,
+    /// The decision stops adding work once it holds this many events.
+    pub events_max: usize,
+}
+
+impl Context<'_> {
+    /// Whether `out` used up the events this decision may record.
+    pub fn is_full(&self, out: &Decision) -> bool {
+        out.events.len() >= self.events_max
+    }
 }
 
 /// `at + ms`, saturating far in the future instead of overflowing.
@@ -35,23 +44,17 @@ pub fn add_ms(at: DateTime<Utc>, ms: u64) -> DateTime<Utc> {
         .unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
-/// The executor's copy of an attempt's input (secrets resolved).
+/// An attempt's input: the executor's copy (secrets resolved) and what reads a secret.
 pub(crate) fn render_input(
     context: &Context<'_>,
     step: &Step,
     item: Option<(u32, &Value)>,
     attempt: u32,
-) -> Result<Value, String> {
-    let scope = scope::step_scope(
-        context.workflow,
-        context.state,
-        &step.id,
-        item,
-        attempt,
-        context.secrets,
-    );
-    template::render(&step.with, &scope).map_err(|err| {
+) -> Result<Rendered, String> {
+    let scope = scope::step_scope(context.workflow, context.state, &step.id, item, attempt);
+    context.host.render(&step.with, &scope).map_err(|err| {
         context
+            .host
             .secrets
             .redact_text(&format!("cannot render `with`: {err}"))
     })
@@ -77,14 +80,15 @@ pub(crate) fn schedule(
             retryable,
         })
     };
-    let input = match render_input(context, step, item, attempt) {
-        Ok(input) => input,
+    let rendered = match render_input(context, step, item, attempt) {
+        Ok(rendered) => rendered,
         // Rendering is deterministic: retrying cannot help, so the execution
         // fails before the attempt starts.
         Err(error) => return out.events.push(failed(error, attempt - 1, false)),
     };
     let key = keys::idempotency_key(context.run_id, &step.id, index);
-    let redacted = context.secrets.redact(input.clone());
+    let redacted = rendered.recorded(context.host.secrets);
+    let input = rendered.value;
     let deadline = match step.uses.is_pure() {
         true => None,
         false => step.timeout_ms.map(|ms| add_ms(now, ms)),
@@ -179,13 +183,15 @@ fn hand_out(context: &Context<'_>, step: &Step, attempt: Attempt, out: &mut Deci
                 request: input,
             });
         }
-        StepKind::Workflow => match child_run(context, step, index, attempt, &key, &input) {
-            Ok((event, effect)) => {
-                out.events.push(event);
-                out.effects.push(effect);
+        StepKind::Workflow => {
+            match child_run(context, step, index, attempt, &key, &input, &redacted) {
+                Ok((event, effect)) => {
+                    out.events.push(event);
+                    out.effects.push(effect);
+                }
+                Err(error) => out.events.push(failed(error, false)),
             }
-            Err(error) => out.events.push(failed(error, false)),
-        },
+        }
         kind => out.effects.push(Effect::ScheduleStep {
             key,
             step: step.id.clone(),
@@ -206,6 +212,7 @@ fn child_run(
     attempt: u32,
     key: &str,
     input: &Value,
+    redacted: &Value,
 ) -> Result<(Event, Effect), String> {
     let Some(Value::String(workflow)) = input.get("name") else {
         return Err("`uses: workflow` needs `with.name`, the child workflow's name".to_owned());
@@ -219,7 +226,7 @@ fn child_run(
         attempt,
         child_run_id,
         workflow: workflow.clone(),
-        input: context.secrets.redact(child_input.clone()),
+        input: redacted.get("input").cloned().unwrap_or(Value::Null),
     });
     let effect = Effect::StartChildRun {
         child_run_id,

@@ -13,15 +13,25 @@ use crate::core::decide::Effect;
 use crate::core::event::{Event, EventEnvelope};
 use crate::core::evolve;
 use crate::core::run::{self, Settled};
+use crate::core::scope::Host;
 use crate::core::state::RunState;
 use crate::core::workflow::Workflow;
-use crate::store::{self, AppendRequest, EventStore, LeaseToken, NewEvent, RunId, TaskId};
+use crate::store::{self, AppendRequest, EventStore, LeaseToken, NewEvent, NewTask, RunId, TaskId};
 
-use super::queues::timer_uuid;
+use super::queues::{TIMER_QUEUE, TimerTask, timer_uuid};
 use super::{CONFLICT_RETRIES_MAX, Error, RUN_CACHE_MAX, Runtime, is_stale, projection};
 
 /// Most events read from a stream per page.
 const STREAM_PAGE_MAX: u32 = 1_000;
+/// Most facts one advance records before settling (each caller records one or two).
+const FACTS_MAX: usize = 16;
+
+// One advance appends its facts and at most two settle rounds' worth of
+// events (see `settle_all`): always within the store's limit per append.
+const _: () = assert!(
+    2 * (run::SETTLE_EVENTS_MAX + crate::core::decide::DECISION_OVERSHOOT_MAX) + FACTS_MAX
+        <= store::EVENTS_PER_APPEND_MAX
+);
 
 /// Folded states and workflow definitions this node has seen.
 #[derive(Debug, Default)]
@@ -142,7 +152,13 @@ impl<S: EventStore> Runtime<S> {
             let timers_before: BTreeSet<String> = state.timers.keys().cloned().collect();
             let now = self.now();
             let mut events = Vec::new();
-            for fact in facts(&state, now)? {
+            let facts = facts(&state, now)?;
+            debug_assert!(
+                facts.len() <= FACTS_MAX,
+                "{} facts in one advance",
+                facts.len()
+            );
+            for fact in facts {
                 let envelope = EventEnvelope::new(run_id, state.seq + 1, fact);
                 match state.apply(&envelope) {
                     Ok(()) => events.push(envelope),
@@ -152,14 +168,25 @@ impl<S: EventStore> Runtime<S> {
                     Err(error) => return Err(Error::corrupt(error)),
                 }
             }
-            let settled = self.settle_all(&workflow, &mut state, now)?;
-            events.extend(settled.events);
-            if events.is_empty() {
+            let (state, settled, request) = self
+                .settle_off_thread(&workflow, state, events, expected_seq, now)
+                .await?;
+            let Some(mut request) = request else {
+                // Nothing to record. A task that asked for this (a
+                // `Continue` someone else already carried out) is done.
+                if let Some((task_id, token)) = complete {
+                    match self.store.complete_task(task_id, token).await {
+                        Ok(()) | Err(store::Error::LeaseLost { .. }) => {}
+                        Err(error) => return Err(error.into()),
+                    }
+                }
                 return Ok((Advanced::Appended(Box::new(state)), settled.effects));
-            }
-            let mut request = self.request(run_id, expected_seq, &events, &state, now);
+            };
             request.complete = complete;
             self.add_work(&mut request, run_id, &settled.effects, now);
+            if settled.more {
+                request.enqueue.push(continue_task(now));
+            }
             request.cancel_timers = timers_before
                 .iter()
                 .filter(|name| !state.timers.contains_key(*name))
@@ -181,63 +208,38 @@ impl<S: EventStore> Runtime<S> {
         Err(Error::Contended { run_id })
     }
 
-    /// `settle`, then fail inline the attempts whose effect cannot be carried
-    /// out (a `sleep` without a valid duration, an `agent` without a queue)
-    /// and settle again, until nothing more changes.
-    pub(super) fn settle_all(
+    /// Settles `state` after `events` (the facts, already applied) and builds
+    /// the append, on a blocking thread: templates and serialisation are CPU
+    /// work that must not hold up the async workers. `None` when there is
+    /// nothing to append.
+    async fn settle_off_thread(
         &self,
-        workflow: &Workflow,
-        state: &mut RunState,
-        now: DateTime<Utc>,
-    ) -> Result<Settled, Error> {
-        let mut all = Settled::default();
-        loop {
-            let settled = run::settle(workflow, state, now, &self.config.secrets)?;
-            let mut failures = Vec::new();
-            let mut effects = Vec::new();
-            for effect in settled.effects {
-                match super::follow::unworkable(&effect, now) {
-                    Some(failure) => failures.push(failure),
-                    None => effects.push(effect),
-                }
-            }
-            all.events.extend(settled.events);
-            all.effects.extend(effects);
-            if failures.is_empty() {
-                return Ok(all);
-            }
-            for failure in failures {
-                let envelope =
-                    EventEnvelope::new(state.run_id.unwrap_or_default(), state.seq + 1, failure);
-                state.apply(&envelope).map_err(Error::corrupt)?;
-                all.events.push(envelope);
-            }
-        }
-    }
-
-    /// The append of `events` with the projection rows they touch.
-    pub(super) fn request(
-        &self,
-        run_id: RunId,
+        workflow: &Arc<Workflow>,
+        mut state: RunState,
+        mut events: Vec<EventEnvelope>,
         expected_seq: u64,
-        events: &[EventEnvelope],
-        state: &RunState,
         now: DateTime<Utc>,
-    ) -> AppendRequest {
-        let new_events = events
-            .iter()
-            .map(|envelope| {
-                let (event_type, schema_version, payload) = envelope.event.to_payload();
-                NewEvent {
-                    event_type: event_type.to_owned(),
-                    schema_version,
-                    payload,
-                }
-            })
-            .collect();
-        let mut request = AppendRequest::new(run_id, expected_seq, new_events);
-        request.projection = projection::update(state, events, now);
-        request
+    ) -> Result<(RunState, Settled, Option<AppendRequest>), Error> {
+        let run_id = state.run_id.unwrap_or_default();
+        let workflow = Arc::clone(workflow);
+        let secrets = self.config.secrets.clone();
+        let evaluator = Arc::clone(&self.config.evaluator);
+        tokio::task::spawn_blocking(move || {
+            let host = Host {
+                secrets: &secrets,
+                evaluator: &*evaluator,
+            };
+            let mut settled = settle_all(&workflow, &mut state, now, host)?;
+            events.append(&mut settled.events);
+            let request =
+                (!events.is_empty()).then(|| request(run_id, expected_seq, &events, &state, now));
+            Ok((state, settled, request))
+        })
+        .await
+        .map_err(|join| Error::Decide {
+            run_id,
+            detail: join.to_string(),
+        })?
     }
 
     /// Records a run's first events; `Existing` when the idempotency key (or
@@ -280,13 +282,16 @@ impl<S: EventStore> Runtime<S> {
         );
         let mut state = RunState::new();
         state.apply(&started).map_err(Error::corrupt)?;
-        let mut settled = self.settle_all(&workflow, &mut state, now)?;
-        let mut events = vec![started];
-        events.append(&mut settled.events);
+        let (state, mut settled, request) = self
+            .settle_off_thread(&workflow, state, vec![started], 0, now)
+            .await?;
+        let mut request = request.ok_or_else(|| Error::corrupt("a start without events"))?;
         let mut all_effects: Vec<Effect> = effects;
         all_effects.append(&mut settled.effects);
-        let mut request = self.request(run_id, 0, &events, &state, now);
         self.add_work(&mut request, run_id, &all_effects, now);
+        if settled.more {
+            request.enqueue.push(continue_task(now));
+        }
         match self.append_retrying(&request).await {
             Ok(_) => {
                 self.remember(run_id, &workflow, &state);
@@ -321,5 +326,82 @@ impl<S: EventStore> Runtime<S> {
             }
             Err(error) => Err(error.into()),
         }
+    }
+}
+
+/// `settle`, then fail inline the attempts whose effect cannot be carried
+/// out (a `sleep` without a valid duration, an `agent` without a queue)
+/// and settle again, until nothing more changes or the settle budget is
+/// used up ([`Settled::more`]). At most `2 * (SETTLE_EVENTS_MAX +
+/// DECISION_OVERSHOOT_MAX)` events: each failure answers a scheduled attempt
+/// of the last round.
+pub(super) fn settle_all(
+    workflow: &Workflow,
+    state: &mut RunState,
+    now: DateTime<Utc>,
+    host: Host<'_>,
+) -> Result<Settled, Error> {
+    let mut all = Settled::default();
+    loop {
+        let room = run::SETTLE_EVENTS_MAX.saturating_sub(all.events.len());
+        if room == 0 {
+            all.more = true;
+            return Ok(all);
+        }
+        let settled = run::settle_within(workflow, state, now, host, room)?;
+        let mut failures = Vec::new();
+        for effect in settled.effects {
+            match super::follow::unworkable(&effect, now) {
+                Some(failure) => failures.push(failure),
+                None => all.effects.push(effect),
+            }
+        }
+        all.events.extend(settled.events);
+        all.more = settled.more;
+        let quiet = failures.is_empty();
+        for failure in failures {
+            let envelope =
+                EventEnvelope::new(state.run_id.unwrap_or_default(), state.seq + 1, failure);
+            state.apply(&envelope).map_err(Error::corrupt)?;
+            all.events.push(envelope);
+        }
+        if quiet || all.more {
+            return Ok(all);
+        }
+    }
+}
+
+/// The append of `events` with the projection rows they touch.
+pub(super) fn request(
+    run_id: RunId,
+    expected_seq: u64,
+    events: &[EventEnvelope],
+    state: &RunState,
+    now: DateTime<Utc>,
+) -> AppendRequest {
+    let new_events = events
+        .iter()
+        .map(|envelope| {
+            let (event_type, schema_version, payload) = envelope.event.to_payload();
+            NewEvent {
+                event_type: event_type.to_owned(),
+                schema_version,
+                payload,
+            }
+        })
+        .collect();
+    let mut request = AppendRequest::new(run_id, expected_seq, new_events);
+    request.projection = projection::update(state, events, now);
+    request
+}
+
+/// The durable note that a run stopped at the settle budget: any node that
+/// claims it settles the run again ([`TimerTask::Continue`]).
+fn continue_task(now: DateTime<Utc>) -> NewTask {
+    NewTask {
+        task_id: store::new_id(),
+        queue: TIMER_QUEUE.to_owned(),
+        payload: serde_json::to_value(TimerTask::Continue).unwrap_or_default(),
+        available_at: Some(now),
     }
 }

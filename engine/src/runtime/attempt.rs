@@ -29,26 +29,8 @@ impl<S: EventStore> Runtime<S> {
             return self.drop_task(task).await;
         };
         tracing::debug!("timer fired");
-        let facts = move |_: &RunState, now: DateTime<Utc>| {
-            Ok(vec![match &timer {
-                TimerTask::Core { timer } => Event::TimerFired(TimerFired {
-                    at: now,
-                    timer_id: timer.clone(),
-                }),
-                TimerTask::Sleep {
-                    step,
-                    index,
-                    attempt,
-                    duration_ms,
-                } => Event::StepSucceeded(StepSucceeded {
-                    at: now,
-                    step: step.clone(),
-                    index: *index,
-                    attempt: *attempt,
-                    output: json!({ "slept_ms": duration_ms }),
-                }),
-            }])
-        };
+        let facts =
+            move |_: &RunState, now: DateTime<Utc>| Ok(fact(&timer, now).into_iter().collect());
         self.record(task, facts).await
     }
 
@@ -112,7 +94,7 @@ impl<S: EventStore> Runtime<S> {
         task: &ClaimedTask,
         wanted: &AttemptTask,
     ) -> Option<Attempt> {
-        crate::core::outstanding(workflow, state, &self.config.secrets)
+        crate::core::outstanding(workflow, state, self.host())
             .into_iter()
             .find_map(|effect| match effect {
                 Effect::ScheduleStep {
@@ -308,4 +290,28 @@ fn result_event(wanted: &AttemptTask, outcome: &Outcome, now: DateTime<Utc>) -> 
             retryable: *retryable,
         }),
     }
+}
+
+/// The event a fired core or `sleep` timer records; none for `Continue`
+/// (nothing happened: the core has more to decide).
+fn fact(timer: &TimerTask, now: DateTime<Utc>) -> Option<Event> {
+    Some(match timer {
+        TimerTask::Core { timer } => Event::TimerFired(TimerFired {
+            at: now,
+            timer_id: timer.clone(),
+        }),
+        TimerTask::Sleep {
+            step,
+            index,
+            attempt,
+            duration_ms,
+        } => Event::StepSucceeded(StepSucceeded {
+            at: now,
+            step: step.clone(),
+            index: *index,
+            attempt: *attempt,
+            output: json!({ "slept_ms": duration_ms }),
+        }),
+        TimerTask::Continue => return None,
+    })
 }

@@ -29,8 +29,9 @@ use serde_json::Value;
 use tokio::sync::broadcast;
 
 use crate::core::event::{ApprovalGranted, ApprovalRejected, Event, RunCancelRequested};
-use crate::core::scope::Secrets;
+use crate::core::scope::{Host, Secrets};
 use crate::core::state::{ExecStatus, RunState};
+use crate::core::template::{Evaluator, InProcess};
 use crate::core::{evolve, run};
 use crate::executor::Executor;
 use crate::store::{self, EventStore, RunId};
@@ -79,6 +80,8 @@ pub struct Config {
     pub node: String,
     /// `secrets.NAME` for the steps this node renders and executes.
     pub secrets: Secrets,
+    /// Where this node evaluates templates (a sandbox process on `imx` nodes).
+    pub evaluator: Arc<dyn Evaluator>,
     /// [`Runtime::start`] resumes every unfinished run first.
     pub resume_on_start: bool,
     /// Most appends committed in one transaction (1 turns group commit off).
@@ -95,6 +98,7 @@ impl Default for Config {
             output_bytes_max: OUTPUT_BYTES_MAX,
             node: format!("imx-{}", store::new_id().simple()),
             secrets: secrets_from_env(),
+            evaluator: Arc::new(InProcess),
             resume_on_start: true,
             commit_batch_max: COMMIT_BATCH_MAX,
         }
@@ -161,6 +165,8 @@ pub enum Error {
         "IMX0409: run {run_id}: gave up after {CONFLICT_RETRIES_MAX} appends lost the race to other writers"
     )]
     Contended { run_id: RunId },
+    #[error("IMX0411: deciding run {run_id} stopped inside the engine: {detail}")]
+    Decide { run_id: RunId, detail: String },
 }
 
 impl Error {
@@ -275,6 +281,14 @@ impl<S: EventStore> Runtime<S> {
 
     fn now(&self) -> DateTime<Utc> {
         self.store.config().clock.now()
+    }
+
+    /// This node's secrets and template evaluator, for the core.
+    fn host(&self) -> Host<'_> {
+        Host {
+            secrets: &self.config.secrets,
+            evaluator: &*self.config.evaluator,
+        }
     }
 
     /// The folded state of a run, read from the log.

@@ -46,6 +46,9 @@ pub(super) enum TimerTask {
         attempt: u32,
         duration_ms: u64,
     },
+    /// The run's last append stopped at the settle budget: settle it again.
+    /// Durable, so that whichever node claims it carries the run on.
+    Continue,
 }
 
 /// The store id of a run's timer: derived from its name, so that the

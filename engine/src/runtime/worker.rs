@@ -105,7 +105,7 @@ impl<S: EventStore> Runtime<S> {
     async fn resume_run(&self, run_id: crate::store::RunId) {
         let result = async {
             let (workflow, state) = self.load(run_id).await?;
-            let effects = crate::core::outstanding(&workflow, &state, &self.config.secrets)
+            let effects = crate::core::outstanding(&workflow, &state, self.host())
                 .into_iter()
                 .filter(|effect| matches!(effect, crate::core::Effect::StartChildRun { .. }))
                 .collect();
@@ -258,7 +258,7 @@ fn task_span(task: &ClaimedTask) -> tracing::Span {
                 span.record("timer", timer.as_str());
                 step_of_timer(&timer)
             }
-            Err(_) => None,
+            Ok(TimerTask::Continue) | Err(_) => None,
         }
     } else {
         serde_json::from_value::<AttemptTask>(task.payload.clone())

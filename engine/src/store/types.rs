@@ -28,6 +28,18 @@ pub fn new_id() -> Uuid {
 pub const PAYLOAD_BYTES_MAX: usize = 1024 * 1024;
 /// Default most events in one run's append.
 pub const EVENTS_PER_APPEND_MAX: usize = 1_000;
+/// Room in one event's payload for everything besides the one large value
+/// it may carry (ids, keys, times, a clipped error message).
+pub const EVENT_FIELDS_BYTES_MAX: usize = 64 * 1024;
+
+// A rendered value (a step's input, `for_each` items, the run output) and an
+// executor's output each fit in one event; redaction never makes them longer
+// (secrets shorter than the `***` they become are not matched).
+const _: () = assert!(
+    crate::core::template::TEMPLATE_OUTPUT_BYTES_MAX + EVENT_FIELDS_BYTES_MAX <= PAYLOAD_BYTES_MAX
+);
+const _: () =
+    assert!(crate::runtime::OUTPUT_BYTES_MAX + EVENT_FIELDS_BYTES_MAX <= PAYLOAD_BYTES_MAX);
 /// Default most run appends in one `append_batch` transaction.
 pub const BATCH_RUNS_MAX: usize = 1_000;
 /// Default largest page a read may ask for (events, runs, tasks, timers).

@@ -1,7 +1,8 @@
 //! Templates: the exact-value rule, interpolation, conditions, limits, errors.
 
+use engine::core::Secrets;
 use engine::core::template::{
-    TEMPLATE_OUTPUT_BYTES_MAX, evaluate_condition, exact_expression, expression_references, render,
+    Error, Rendered, TEMPLATE_OUTPUT_BYTES_MAX, exact_expression, expression_references,
     template_references,
 };
 use expect_test::{Expect, expect};
@@ -18,9 +19,25 @@ fn scope() -> Value {
         },
         "run": {"id": "run-1", "workflow": "demo", "attempt": 1},
         "item": {"sku": "X1"},
-        "index": 0,
-        "secrets": {"TOKEN": "s3cr3t"}
+        "index": 0
     })
+}
+
+fn secrets() -> Secrets {
+    [("TOKEN", "s3cr3t")].into_iter().collect()
+}
+
+/// Renders `template` against `scope` with [`secrets`]: the executor's copy.
+fn render(template: &Value, scope: &Value) -> Result<Value, Error> {
+    engine::core::template::render(template, scope, &secrets()).map(|rendered| rendered.value)
+}
+
+fn render_tainted(template: &Value) -> Result<Rendered, Error> {
+    engine::core::template::render(template, &scope(), &secrets())
+}
+
+fn evaluate_condition(expression: &str, scope: &Value) -> Result<bool, Error> {
+    engine::core::template::evaluate_condition(expression, scope, &secrets())
 }
 
 /// Renders `template` against [`scope`] and shows the JSON result or the error.
@@ -323,12 +340,12 @@ fn output_larger_than_the_limit_is_an_error() {
     let big = json!({"input": {"text": "x".repeat(half)}});
     let err = render(&json!("{{ input.text }}{{ input.text }}"), &big).expect_err("too large");
     expect![[r#"
-        `{{ input.text }}{{ input.text }}` renders to more than 1048576 bytes, the limit for one template
+        `{{ input.text }}{{ input.text }}` renders to more than 524288 bytes, the limit for one template
     "#]]
     .assert_eq(&format!("{err}\n"));
     let err = render(&json!("{{ input.text ~ input.text }}"), &big).expect_err("too large");
     expect![[r#"
-        `{{ input.text ~ input.text }}` renders to more than 1048576 bytes, the limit for one template
+        `{{ input.text ~ input.text }}` renders to more than 524288 bytes, the limit for one template
     "#]]
     .assert_eq(&format!("{err}\n"));
     let fits = render(&json!("{{ input.text }}"), &big).expect("fits");
@@ -458,13 +475,13 @@ fn regression_a_huge_value_was_built_before_the_size_check() {
     check(
         json!("{{ 'x' * 2000000 }}"),
         expect![[r#"
-        error: `{{ 'x' * 2000000 }}` renders to more than 1048576 bytes, the limit for one template
-    "#]],
+            error: `{{ 'x' * 2000000 }}` renders to more than 524288 bytes, the limit for one template
+        "#]],
     );
     check(
         json!("{% for i in range(50) %}{{ 'x' * 1000000 }}{% endfor %}"),
         expect![[r#"
-            error: `{% for i in range(50) %}{{ 'x' * 1000000 }}{% endfor %}` renders to more than 1048576 bytes, the limit for one template
+            error: `{% for i in range(50) %}{{ 'x' * 1000000 }}{% endfor %}` renders to more than 524288 bytes, the limit for one template
         "#]],
     );
 }
@@ -477,4 +494,113 @@ fn an_undefined_condition_whose_probe_cannot_compile_still_gets_an_error() {
         error: cannot render `input.missing if '%}' else false`: undefined value
     "#]],
     );
+}
+
+#[test]
+fn regression_transformed_secrets_reached_the_event_log() {
+    // Redaction matched the exact secret only: each of these recorded it.
+    for template in [
+        "{{ secrets.TOKEN | upper }}",
+        "{{ secrets.TOKEN[0:5] }}",
+        "{{ secrets.TOKEN | list }}",
+        "prefix {{ secrets.TOKEN | replace('s', 'z') }}",
+        "{{ {secrets.TOKEN: 1} }}",
+        "{{ secrets | items | list }}",
+        "{{ secrets | tojson }}",
+    ] {
+        let rendered = render_tainted(&json!({"leaf": template, "plain": "{{ input.order_id }}"}))
+            .expect(template);
+        let recorded = rendered.recorded(&secrets());
+        assert_eq!(
+            recorded,
+            json!({"leaf": "***", "plain": "A-17"}),
+            "{template} is recorded as *** whole"
+        );
+        assert_eq!(rendered.tainted, ["/leaf"], "{template}");
+        assert_ne!(
+            rendered.value["leaf"],
+            json!("***"),
+            "{template}: the executor's copy keeps the value"
+        );
+    }
+}
+
+#[test]
+fn reading_secret_names_or_printing_secrets_shows_names_only() {
+    for template in [
+        "{{ debug() }}",
+        "names: {{ secrets }}",
+        "{{ secrets | list }}",
+    ] {
+        let rendered = render_tainted(&json!(template)).expect(template);
+        let text = rendered.value.to_string();
+        assert!(!text.contains("s3cr3t"), "{template}: {text}");
+        assert!(
+            text.contains("TOKEN"),
+            "{template} names the secret: {text}"
+        );
+    }
+}
+
+#[test]
+fn an_error_after_reading_a_secret_does_not_quote_it() {
+    let err = render_tainted(&json!("{{ secrets.TOKEN + 1 }}")).expect_err("cannot add");
+    let text = err.to_string();
+    assert!(!text.contains("s3cr3t"), "{text}");
+    assert!(text.contains("read a secret"), "{text}");
+    let err = evaluate_condition("secrets.TOKEN | int > input.missing", &scope()).expect_err("bad");
+    assert!(!err.to_string().contains("s3cr3t"), "{err}");
+}
+
+#[test]
+fn regression_a_lazily_repeated_list_hung_the_worker() {
+    // `*` on a list is lazy in minijinja (no fuel), and the engine walked the
+    // 10^16-item result outside the fuel: the check for undefined values and
+    // printing it. Every walk is now bounded by the output budget.
+    let bomb = "[[1] * 100000000] * 100000000";
+    for template in [
+        format!("{{{{ {bomb} }}}}"),
+        format!("text {{{{ {bomb} }}}}"),
+        format!("{{{{ [{bomb}] }}}}"),
+        format!("{{{{ {{'k': {bomb}}} }}}}"),
+    ] {
+        let err = render(&json!(template), &scope()).expect_err(&template);
+        assert!(
+            matches!(err, Error::TooLarge { .. })
+                || err.to_string().contains("more than 524288 bytes"),
+            "{template}: {err}"
+        );
+    }
+    // Using it without walking it is fine.
+    check(
+        json!(format!("{{{{ ({bomb}) | length }}}}")),
+        expect![[r#"
+            100000000
+        "#]],
+    );
+    check_condition(
+        &format!("({bomb}) | length > 5"),
+        expect![[r#"
+            true
+        "#]],
+    );
+}
+
+#[test]
+fn a_rendered_tree_shares_one_output_budget() {
+    let third = TEMPLATE_OUTPUT_BYTES_MAX / 3;
+    let big = json!({"input": {"text": "x".repeat(third)}});
+    let template =
+        json!({"a": "{{ input.text }}", "b": "{{ input.text }}", "c": "{{ input.text }}"});
+    let err = render(&template, &big).expect_err("three thirds and the keys are too many");
+    assert!(matches!(err, Error::TooLarge { .. }), "{err}");
+    let two = json!({"a": "{{ input.text }}", "b": "{{ input.text }}"});
+    assert!(render(&two, &big).is_ok());
+}
+
+#[test]
+fn errors_quote_at_most_the_start_of_a_long_template() {
+    let long = format!("{{{{ input.missing }}}}{}", "x".repeat(10_000));
+    let err = render(&json!(long), &scope()).expect_err("missing");
+    assert!(err.to_string().len() < 1_000, "{err}");
 }

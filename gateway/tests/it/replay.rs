@@ -184,7 +184,7 @@ fn check_names_the_runs_a_new_version_cannot_take_over() {
         &old,
         &mut state,
         histories::t0(),
-        &engine::core::Secrets::none(),
+        engine::core::Host::none(),
     )
     .expect("settle");
     let mut events = vec![started];

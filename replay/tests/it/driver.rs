@@ -12,7 +12,7 @@ use engine::core::event::{
     StepSucceeded, TimerFired,
 };
 use engine::core::workflow::{StepKind, Workflow};
-use engine::core::{Effect, RunState, Secrets, settle, start_run};
+use engine::core::{Effect, Host, RunState, Secrets, settle, start_run};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -41,7 +41,7 @@ pub fn drive(workflow: &Workflow, run_id: Uuid, input: Value, secrets: &Secrets)
     let mut arrivals = 0u64;
     let mut pending = effects;
     loop {
-        let settled = settle(workflow, &mut state, now, secrets).expect("settle");
+        let settled = settle(workflow, &mut state, now, Host::in_process(secrets)).expect("settle");
         log.extend(settled.events);
         pending.extend(settled.effects);
         for effect in pending.drain(..) {

@@ -5,7 +5,7 @@
 use engine::chain;
 use engine::core::histories::{step, t0, workflow};
 use engine::core::workflow::StepKind;
-use engine::core::{RunState, Secrets, settle, start_run};
+use engine::core::{Host, RunState, settle, start_run};
 use expect_test::expect;
 use replay::format::{LINE_BYTES_MAX, Line};
 use replay::{Options, Scope, verify_reader};
@@ -31,7 +31,7 @@ fn hello_run() -> RunLog {
     );
     let mut state = RunState::new();
     state.apply(&started).expect("run.started applies");
-    let settled = settle(&flow, &mut state, t0(), &Secrets::none()).expect("settle");
+    let settled = settle(&flow, &mut state, t0(), Host::none()).expect("settle");
     let mut events = vec![started];
     events.extend(settled.events);
     RunLog {

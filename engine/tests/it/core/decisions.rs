@@ -2,7 +2,7 @@
 //! the snapshot shows the log, then what `decide` returns on its state.
 
 use engine::core::histories::{self, History};
-use engine::core::{Secrets, decide};
+use engine::core::{Host, decide};
 use expect_test::{Expect, expect};
 
 use super::support::{render_decision, render_log};
@@ -17,8 +17,8 @@ fn check(history: History, expected: Expect) {
         .last()
         .map(|e| e.event.at())
         .unwrap_or_else(histories::t0);
-    let decision = decide(&history.workflow, &state, now, &Secrets::none());
-    let again = decide(&history.workflow, &state, now, &Secrets::none());
+    let decision = decide(&history.workflow, &state, now, Host::none());
+    let again = decide(&history.workflow, &state, now, Host::none());
     assert_eq!(decision, again, "decide is not a function of its arguments");
     let text = format!(
         "{}--- decide:\n{}",
@@ -208,7 +208,7 @@ fn recovery_reissues_every_effect_still_owed() {
     flow.timeout_ms = Some(3_600_000);
     let history = HistoryBuilder::start(flow, json!({"url": "https://a.example"})).settled();
     let state = history.state().expect("replays");
-    let owed = engine::core::outstanding(&history.workflow, &state, &Secrets::none());
+    let owed = engine::core::outstanding(&history.workflow, &state, Host::none());
     let text: String = owed
         .iter()
         .map(|effect| format!("{}\n", super::support::render_effect(effect)))

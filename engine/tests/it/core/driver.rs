@@ -12,7 +12,9 @@ use engine::core::event::{
 };
 use engine::core::histories::{RUN_ID, t0};
 use engine::core::workflow::{StepKind, Workflow};
-use engine::core::{Effect, RunState, Secrets, decide, outstanding, replay, settle, start_run};
+use engine::core::{
+    Effect, Host, RunState, Secrets, decide, outstanding, replay, settle, start_run,
+};
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -260,8 +262,13 @@ impl<'w> Driver<'w> {
             self.rejected += 1;
             return Ok(());
         }
-        let settled = settle(self.workflow, &mut self.state, self.now, &self.secrets)
-            .map_err(|err| err.to_string())?;
+        let settled = settle(
+            self.workflow,
+            &mut self.state,
+            self.now,
+            Host::in_process(&self.secrets),
+        )
+        .map_err(|err| err.to_string())?;
         if world.crash() {
             // Crash before the append: nothing of it is durable; the sender
             // delivers the fact again later.
@@ -286,14 +293,19 @@ impl<'w> Driver<'w> {
     /// every effect still owed.
     pub fn recover(&mut self, world: &mut dyn World) -> Result<(), String> {
         self.state = replay(&self.log).map_err(|err| err.to_string())?;
-        let effects = outstanding(self.workflow, &self.state, &self.secrets);
+        let effects = outstanding(self.workflow, &self.state, Host::in_process(&self.secrets));
         self.carry_out(effects, world);
         self.settle_and_carry_out(world)
     }
 
     fn settle_and_carry_out(&mut self, world: &mut dyn World) -> Result<(), String> {
-        let settled = settle(self.workflow, &mut self.state, self.now, &self.secrets)
-            .map_err(|err| err.to_string())?;
+        let settled = settle(
+            self.workflow,
+            &mut self.state,
+            self.now,
+            Host::in_process(&self.secrets),
+        )
+        .map_err(|err| err.to_string())?;
         self.log.extend(settled.events);
         self.check_quiet()?;
         self.carry_out(settled.effects, world);
@@ -302,7 +314,12 @@ impl<'w> Driver<'w> {
 
     /// Idempotence: deciding again on a settled state yields nothing.
     fn check_quiet(&self) -> Result<(), String> {
-        let again = decide(self.workflow, &self.state, self.now, &self.secrets);
+        let again = decide(
+            self.workflow,
+            &self.state,
+            self.now,
+            Host::in_process(&self.secrets),
+        );
         match again.is_empty() {
             true => Ok(()),
             false => Err(format!("deciding twice duplicated work: {again:?}")),

@@ -3,7 +3,7 @@
 
 use engine::core::histories::{step, workflow};
 use engine::core::workflow::{Backoff, RetryPolicy, StepKind, TriggerRule, Workflow};
-use engine::core::{Secrets, decide};
+use engine::core::{Host, Secrets, decide};
 use expect_test::{Expect, expect};
 use serde_json::{Value, json};
 
@@ -16,7 +16,7 @@ pub(super) fn check(workflow: &Workflow, input: Value, world: &mut dyn World, ex
     if let Err(err) = driver.run(input, world) {
         panic!("the run broke: {err}\n{}", render_brief(&driver.log));
     }
-    let again = decide(workflow, &driver.state, driver.now, &Secrets::none());
+    let again = decide(workflow, &driver.state, driver.now, Host::none());
     assert!(again.is_empty(), "a finished run still decides {again:?}");
     let text = format!(
         "{}=> {} {}\n",

@@ -15,7 +15,7 @@ use std::sync::OnceLock;
 use engine::core::event::{ChildOutcome, Event, EventEnvelope};
 use engine::core::histories::{step, workflow};
 use engine::core::workflow::{Backoff, RetryPolicy, Step, StepKind, TriggerRule, Workflow};
-use engine::core::{Secrets, decide, outstanding, replay};
+use engine::core::{Host, Secrets, decide, outstanding, replay};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
@@ -290,11 +290,11 @@ fn check_invariants(flow: &Workflow, driver: &Driver<'_>, secrets: &Secrets) -> 
             }
         }
     }
-    let left = decide(flow, state, driver.now, secrets);
+    let left = decide(flow, state, driver.now, Host::in_process(secrets));
     if !left.is_empty() {
         return Err(format!("the finished run still decides {left:?}"));
     }
-    let owed = outstanding(flow, state, secrets);
+    let owed = outstanding(flow, state, Host::in_process(secrets));
     if !owed.is_empty() {
         return Err(format!("the finished run still owes {owed:?}"));
     }
