@@ -165,7 +165,7 @@ pub enum Error {
         "IMX0409: run {run_id}: gave up after {CONFLICT_RETRIES_MAX} appends lost the race to other writers"
     )]
     Contended { run_id: RunId },
-    #[error("IMX0411: deciding run {run_id} stopped inside the engine: {detail}")]
+    #[error("IMX0412: deciding run {run_id} stopped inside the engine: {detail}")]
     Decide { run_id: RunId, detail: String },
 }
 
