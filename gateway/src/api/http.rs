@@ -5,6 +5,7 @@
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use async_graphql::http::{ALL_WEBSOCKET_PROTOCOLS, GraphiQLSource};
@@ -13,11 +14,13 @@ use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use axum::extract::{DefaultBodyLimit, FromRequestParts, Request, State, WebSocketUpgrade};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use engine::store::EventStore;
+use futures_util::{SinkExt, StreamExt};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use tracing::Instrument;
 
@@ -40,17 +43,33 @@ pub struct AppState {
     pub graphiql: bool,
     pub timeout: Duration,
     pub body_bytes_max: usize,
+    /// `websocket_init_timeout_ms`.
+    pub websocket_init_timeout: Duration,
 }
 
+/// The main listener's routes; `/metrics` only when it has no listener of
+/// its own (`metrics_listen`).
 pub fn router(config: &ApiConfig, state: AppState) -> Router {
-    Router::new()
+    let routes = Router::new()
         .route("/graphql", get(graphql_get).post(graphql_post))
         .route("/graphql/ws", get(graphql_get))
         .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
+        .route("/readyz", get(readyz));
+    let routes = match config.metrics_listen {
+        Some(_) => routes,
+        None => routes.route("/metrics", get(metrics)),
+    };
+    routes
         // Bodies over the limit are refused with 413 before any parsing.
         .layer(DefaultBodyLimit::max(config.limits.body_bytes_max))
+        .with_state(state)
+}
+
+/// The routes of the `metrics_listen` listener: `/metrics` and `/healthz`.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
         .with_state(state)
 }
 
@@ -243,32 +262,101 @@ async fn graphql_get(State(state): State<AppState>, request: Request) -> Respons
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
         .map(str::to_owned);
+    // A frame or message over the body limit ends the socket before it is
+    // buffered or parsed; `connection_init` is parsed before authentication.
     upgrade
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
-        .on_upgrade(move |socket| {
-            let auth = state.auth.clone();
-            GraphQLWebSocket::new(socket, state.schema.clone(), protocol)
-                .on_connection_init(move |payload| async move {
-                    // The token comes with the upgrade or in connection_init's payload.
-                    let from_payload = ["authorization", "Authorization"].iter().find_map(|key| {
-                        payload
-                            .get(*key)
-                            .and_then(|v| v.as_str())
-                            .map(str::to_owned)
-                    });
-                    let authorization = header_authorization.or(from_payload);
-                    let principal = auth
-                        .authenticate(authorization.as_deref())
-                        .await
-                        .map_err(|error| async_graphql::Error::new(error.message))?;
-                    let mut data = Data::default();
-                    data.insert(principal);
-                    data.insert(WebSocketSession);
-                    Ok(data)
-                })
-                .serve()
-        })
+        .max_message_size(state.body_bytes_max)
+        .max_frame_size(state.body_bytes_max)
+        .on_upgrade(move |socket| serve_websocket(socket, state, protocol, header_authorization))
 }
+
+/// graphql-transport-ws on an upgraded socket. Until `connection_init`
+/// has authenticated the caller, the socket has `websocket_init_timeout_ms`;
+/// then it is closed with 4408 (the protocol's code for it).
+async fn serve_websocket(
+    socket: WebSocket,
+    state: AppState,
+    protocol: GraphQLProtocol,
+    header_authorization: Option<String>,
+) {
+    let initialised = Arc::new(AtomicBool::new(false));
+    let timed_out = Arc::new(AtomicBool::new(false));
+    let (mut sink, stream) = socket.split();
+    let deadline = {
+        let initialised = Arc::clone(&initialised);
+        let timed_out = Arc::clone(&timed_out);
+        let limit = state.websocket_init_timeout;
+        async move {
+            tokio::time::sleep(limit).await;
+            if initialised.load(Ordering::Acquire) {
+                std::future::pending::<()>().await;
+            }
+            timed_out.store(true, Ordering::Release);
+        }
+    };
+    let too_large = Arc::new(AtomicBool::new(false));
+    let stream = {
+        let too_large = Arc::clone(&too_large);
+        stream.take_until(deadline).inspect(move |message| {
+            if let Err(error) = message
+                && error.to_string().contains("Space limit exceeded")
+            {
+                too_large.store(true, Ordering::Release);
+            }
+        })
+    };
+    let auth = state.auth.clone();
+    let init_done = Arc::clone(&initialised);
+    GraphQLWebSocket::new_with_pair(&mut sink, stream, state.schema.clone(), protocol)
+        .on_connection_init(move |payload| async move {
+            // The token comes with the upgrade or in connection_init's payload.
+            let from_payload = ["authorization", "Authorization"].iter().find_map(|key| {
+                payload
+                    .get(*key)
+                    .and_then(|v| v.as_str())
+                    .map(str::to_owned)
+            });
+            let authorization = header_authorization.or(from_payload);
+            let principal = auth
+                .authenticate(authorization.as_deref())
+                .await
+                .map_err(|error| async_graphql::Error::new(error.message))?;
+            init_done.store(true, Ordering::Release);
+            let mut data = Data::default();
+            data.insert(principal);
+            data.insert(WebSocketSession);
+            Ok(data)
+        })
+        .serve()
+        .await;
+    let refusal = if timed_out.load(Ordering::Acquire) {
+        Some((
+            WEBSOCKET_CLOSE_INIT_TIMEOUT,
+            "Connection initialisation timeout: send connection_init within websocket_init_timeout_ms",
+        ))
+    } else if too_large.load(Ordering::Acquire) {
+        Some((
+            WEBSOCKET_CLOSE_TOO_BIG,
+            "message larger than body_bytes_max",
+        ))
+    } else {
+        None
+    };
+    if let Some((code, reason)) = refusal {
+        let frame = CloseFrame {
+            code,
+            reason: reason.into(),
+        };
+        // The peer may be gone already; the socket closes either way.
+        let _ = sink.send(Message::Close(Some(frame))).await;
+    }
+}
+
+/// graphql-transport-ws: `connection_init` not received in time.
+pub const WEBSOCKET_CLOSE_INIT_TIMEOUT: u16 = 4408;
+/// RFC 6455: a message too big to process.
+pub const WEBSOCKET_CLOSE_TOO_BIG: u16 = 1009;
 
 async fn healthz() -> &'static str {
     "ok\n"
