@@ -5,22 +5,19 @@
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use async_graphql::ErrorExtensions;
 use async_graphql::http::{ALL_WEBSOCKET_PROTOCOLS, GraphiQLSource};
-use async_graphql::{Data, ErrorExtensions};
-use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
+use async_graphql_axum::GraphQLProtocol;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use axum::extract::{DefaultBodyLimit, FromRequestParts, Request, State, WebSocketUpgrade};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use engine::store::EventStore;
-use futures_util::{SinkExt, StreamExt};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use tracing::Instrument;
 
@@ -29,7 +26,6 @@ use super::config::ApiConfig;
 use super::error::{ApiError, Code, code_for_engine_message};
 use super::metrics::Metrics;
 use super::schema::ApiSchema;
-use super::ws_limit::WebSocketSession;
 
 /// Shared by every handler.
 #[derive(Clone)]
@@ -268,95 +264,10 @@ async fn graphql_get(State(state): State<AppState>, request: Request) -> Respons
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
         .max_message_size(state.body_bytes_max)
         .max_frame_size(state.body_bytes_max)
-        .on_upgrade(move |socket| serve_websocket(socket, state, protocol, header_authorization))
-}
-
-/// graphql-transport-ws on an upgraded socket. Until `connection_init`
-/// has authenticated the caller, the socket has `websocket_init_timeout_ms`;
-/// then it is closed with 4408 (the protocol's code for it).
-async fn serve_websocket(
-    socket: WebSocket,
-    state: AppState,
-    protocol: GraphQLProtocol,
-    header_authorization: Option<String>,
-) {
-    let initialised = Arc::new(AtomicBool::new(false));
-    let timed_out = Arc::new(AtomicBool::new(false));
-    let (mut sink, stream) = socket.split();
-    let deadline = {
-        let initialised = Arc::clone(&initialised);
-        let timed_out = Arc::clone(&timed_out);
-        let limit = state.websocket_init_timeout;
-        async move {
-            tokio::time::sleep(limit).await;
-            if initialised.load(Ordering::Acquire) {
-                std::future::pending::<()>().await;
-            }
-            timed_out.store(true, Ordering::Release);
-        }
-    };
-    let too_large = Arc::new(AtomicBool::new(false));
-    let stream = {
-        let too_large = Arc::clone(&too_large);
-        stream.take_until(deadline).inspect(move |message| {
-            if let Err(error) = message
-                && error.to_string().contains("Space limit exceeded")
-            {
-                too_large.store(true, Ordering::Release);
-            }
+        .on_upgrade(move |socket| {
+            super::websocket::serve(socket, state, protocol, header_authorization)
         })
-    };
-    let auth = state.auth.clone();
-    let init_done = Arc::clone(&initialised);
-    GraphQLWebSocket::new_with_pair(&mut sink, stream, state.schema.clone(), protocol)
-        .on_connection_init(move |payload| async move {
-            // The token comes with the upgrade or in connection_init's payload.
-            let from_payload = ["authorization", "Authorization"].iter().find_map(|key| {
-                payload
-                    .get(*key)
-                    .and_then(|v| v.as_str())
-                    .map(str::to_owned)
-            });
-            let authorization = header_authorization.or(from_payload);
-            let principal = auth
-                .authenticate(authorization.as_deref())
-                .await
-                .map_err(|error| async_graphql::Error::new(error.message))?;
-            init_done.store(true, Ordering::Release);
-            let mut data = Data::default();
-            data.insert(principal);
-            data.insert(WebSocketSession);
-            Ok(data)
-        })
-        .serve()
-        .await;
-    let refusal = if timed_out.load(Ordering::Acquire) {
-        Some((
-            WEBSOCKET_CLOSE_INIT_TIMEOUT,
-            "Connection initialisation timeout: send connection_init within websocket_init_timeout_ms",
-        ))
-    } else if too_large.load(Ordering::Acquire) {
-        Some((
-            WEBSOCKET_CLOSE_TOO_BIG,
-            "message larger than body_bytes_max",
-        ))
-    } else {
-        None
-    };
-    if let Some((code, reason)) = refusal {
-        let frame = CloseFrame {
-            code,
-            reason: reason.into(),
-        };
-        // The peer may be gone already; the socket closes either way.
-        let _ = sink.send(Message::Close(Some(frame))).await;
-    }
 }
-
-/// graphql-transport-ws: `connection_init` not received in time.
-pub const WEBSOCKET_CLOSE_INIT_TIMEOUT: u16 = 4408;
-/// RFC 6455: a message too big to process.
-pub const WEBSOCKET_CLOSE_TOO_BIG: u16 = 1009;
 
 async fn healthz() -> &'static str {
     "ok\n"

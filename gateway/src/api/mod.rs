@@ -15,6 +15,7 @@ mod runtime_control;
 pub mod schema;
 mod step_kinds;
 mod tail;
+mod websocket;
 mod ws_limit;
 
 use std::future::Future;
