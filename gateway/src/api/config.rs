@@ -110,12 +110,16 @@ pub struct ApiArgs {
     pub request_timeout_ms: u64,
     #[arg(long, env = "IMX_SUBSCRIPTION_POLL_MS", default_value_t = SUBSCRIPTION_POLL_MS)]
     pub subscription_poll_ms: u64,
+    /// Most open subscriptions of one caller (API key or JWT subject).
     #[arg(long, env = "IMX_SUBSCRIPTIONS_PER_CALLER_MAX", default_value_t = SUBSCRIPTIONS_PER_CALLER_MAX)]
     pub subscriptions_per_caller_max: i64,
+    /// Time to send a whole request head (also the longest wait for the next request on a keep-alive connection).
     #[arg(long, env = "IMX_HEADER_READ_TIMEOUT_MS", default_value_t = HEADER_READ_TIMEOUT_MS)]
     pub header_read_timeout_ms: u64,
+    /// A connection with no request in flight and no byte moved for this long is closed.
     #[arg(long, env = "IMX_IDLE_TIMEOUT_MS", default_value_t = IDLE_TIMEOUT_MS)]
     pub idle_timeout_ms: u64,
+    /// Time a WebSocket has to authenticate with connection_init (then closed with 4408).
     #[arg(long, env = "IMX_WEBSOCKET_INIT_TIMEOUT_MS", default_value_t = WEBSOCKET_INIT_TIMEOUT_MS)]
     pub websocket_init_timeout_ms: u64,
 }
