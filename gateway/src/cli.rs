@@ -30,7 +30,7 @@ pub enum Command {
     /// Reject a waiting approval step (the step fails).
     Reject(DecisionArgs),
     /// Work on the store: workers, timers, and every unfinished run resumed.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Carry out `uses: agent` tasks of one queue with a local command.
     Agent(AgentArgs),
     /// Audit the event log: export, verify, inspect a run, check a new version.
@@ -74,7 +74,11 @@ pub struct StoreArgs {
 #[derive(Debug, Clone, Default, Args)]
 pub struct ExecutorArgs {
     /// Allow `uses: exec` steps to run programs on this node (off by default).
-    #[arg(long = "enable-exec", env = "IMX_ENABLE_EXEC")]
+    #[arg(
+        long = "enable-exec",
+        env = "IMX_ENABLE_EXEC",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
     pub enable_exec: bool,
     /// Kafka bootstrap servers (`host:port,host:port`) for `uses: kafka.publish`
     /// steps; without them this node leaves those steps to a node that has them.
@@ -128,6 +132,20 @@ pub struct RunsArgs {
 pub enum RunsCommand {
     /// One run: status, input, output and every step.
     Show(ShowArgs),
+    /// Cancel a run: pending steps are skipped, running ones cancelled.
+    /// Exit 2 when the run is unknown or already ended.
+    Cancel(CancelArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CancelArgs {
+    pub run_id: String,
+    /// Why, recorded in the run's `run.cancel_requested` event.
+    #[arg(long)]
+    pub reason: Option<String>,
+    /// Who cancels (default: $USER).
+    #[arg(long)]
+    pub by: Option<String>,
 }
 
 #[derive(Debug, Args)]

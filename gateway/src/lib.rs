@@ -2,3 +2,4 @@
 //! so that integration tests can run a real server in-process.
 
 pub mod api;
+pub mod bounded;

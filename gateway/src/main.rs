@@ -44,6 +44,7 @@ fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
         cli::Command::Run(args) => block_on(run::run(&url, &args)),
         cli::Command::Runs(args) => match &args.command {
             Some(cli::RunsCommand::Show(show)) => block_on(runs::show(&url, show)),
+            Some(cli::RunsCommand::Cancel(cancel)) => block_on(runs::cancel(&url, cancel)),
             None => block_on(runs::list(&url, &args)),
         },
         cli::Command::Approve(args) => block_on(runs::decide(&url, &args, true)),

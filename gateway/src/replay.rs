@@ -164,8 +164,8 @@ fn report_verification(
 }
 
 fn load_workflow(path: &Path) -> anyhow::Result<Option<Workflow>> {
-    let source =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let source = crate::validate::read_workflow_source(path)
+        .map_err(|message| anyhow::anyhow!("{}: {message}", path.display()))?;
     let parsed = engine::core::dsl::parse(&source);
     for diagnostic in &parsed.diagnostics {
         eprintln!("{}", diagnostic.render(&path.display().to_string()));

@@ -25,8 +25,10 @@ use crate::cli::RunArgs;
 use crate::progress::Progress;
 use crate::serve::{open_runtime, shutdown_signal};
 
-/// Largest `--input @FILE`, in bytes.
-const INPUT_FILE_BYTES_MAX: u64 = 16 * 1024 * 1024;
+/// Largest `--input` (text or `@FILE`), in bytes: the input is stored in
+/// the `run.started` event, whose payload cannot be larger, so a larger
+/// input is refused before it is read further or parsed.
+pub const INPUT_BYTES_MAX: u64 = engine::store::PAYLOAD_BYTES_MAX as u64;
 /// The exit code of a run refused before anything was written.
 pub const EXIT_REFUSED: u8 = 2;
 /// How often `--wait` looks at the run when nothing in this process changed it.
@@ -218,23 +220,28 @@ fn parse_input(input: Option<&str>) -> anyhow::Result<Value> {
     };
     let (text, origin) = match input.strip_prefix('@') {
         Some(file) => {
-            let size = std::fs::metadata(file)
-                .map_err(|error| {
-                    Refused(format!("--input @{file}: cannot read the file: {error}"))
-                })?
-                .len();
-            if size > INPUT_FILE_BYTES_MAX {
+            use imx_gateway::bounded::{Error, read_file};
+            let bytes =
+                read_file(Path::new(file), INPUT_BYTES_MAX).map_err(|error| match error {
+                    Error::TooLarge { limit } => Refused(format!(
+                        "--input @{file}: the file is more than the limit of {limit} bytes (a run's input is stored in its first event)"
+                    )),
+                    other => Refused(format!("--input @{file}: cannot read the file: {other}")),
+                })?;
+            let text = String::from_utf8(bytes)
+                .map_err(|error| Refused(format!("--input @{file}: not UTF-8 text: {error}")))?;
+            (text, format!("--input @{file}"))
+        }
+        None => {
+            if input.len() as u64 > INPUT_BYTES_MAX {
                 return Err(Refused(format!(
-                    "--input @{file}: {size} bytes, more than the limit of {INPUT_FILE_BYTES_MAX} bytes"
+                    "--input is {} bytes, more than the limit of {INPUT_BYTES_MAX} bytes (a run's input is stored in its first event)",
+                    input.len()
                 ))
                 .into());
             }
-            let text = std::fs::read_to_string(file).map_err(|error| {
-                Refused(format!("--input @{file}: cannot read the file: {error}"))
-            })?;
-            (text, format!("--input @{file}"))
+            (input.to_owned(), "--input".to_owned())
         }
-        None => (input.to_owned(), "--input".to_owned()),
     };
     serde_json::from_str(&text)
         .map_err(|error| Refused(format!("{origin} is not valid JSON: {error}")).into())
@@ -278,7 +285,11 @@ fn check_source(file: &str, text: &str) -> anyhow::Result<()> {
 fn refused(error: engine::runtime::Error) -> anyhow::Error {
     use engine::runtime::Error as E;
     match error {
-        E::InvalidInput { .. } | E::UnknownWorkflow { .. } | E::InvalidWorkflow { .. } => {
+        E::InvalidInput { .. }
+        | E::UnknownWorkflow { .. }
+        | E::InvalidWorkflow { .. }
+        | E::InvalidIdempotencyKey { .. }
+        | E::Store(engine::store::Error::PayloadTooLarge { .. }) => {
             Refused(error.to_string()).into()
         }
         other => other.into(),

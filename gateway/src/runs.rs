@@ -1,5 +1,5 @@
-//! `imx runs`, `imx runs show RUN_ID`, `imx approve` and `imx reject`: read
-//! and steer runs in the configured store.
+//! `imx runs`, `imx runs show RUN_ID`, `imx runs cancel RUN_ID`, `imx
+//! approve` and `imx reject`: read and steer runs in the configured store.
 
 use std::process::ExitCode;
 
@@ -9,8 +9,8 @@ use engine::store::{EventStore, RunId, RunQuery};
 use serde_json::json;
 
 use crate::cli::ExecutorArgs;
-use crate::cli::{DecisionArgs, RunsArgs, ShowArgs};
-use crate::run::emit;
+use crate::cli::{CancelArgs, DecisionArgs, RunsArgs, ShowArgs};
+use crate::run::{Refused, emit};
 use crate::serve::open_runtime;
 
 /// The run statuses `--status` accepts.
@@ -128,6 +128,37 @@ pub async fn decide(url: &str, args: &DecisionArgs, granted: bool) -> anyhow::Re
     emit(&format!(
         "{verb} {} of run {run_id}; the run is {}",
         args.step,
+        state.status.as_str()
+    ));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `run.cancel_requested` through the engine's own cancel (the one GraphQL
+/// `cancelRun` uses), so that an operator can stop a poison run without
+/// the API. An unknown or finished run is refused (exit 2): nothing is written.
+pub async fn cancel(url: &str, args: &CancelArgs) -> anyhow::Result<ExitCode> {
+    use engine::runtime::Error as E;
+    let run_id = parse_run_id(&args.run_id).map_err(|error| Refused(format!("{error:#}")))?;
+    let by = args
+        .by
+        .clone()
+        .or_else(|| std::env::var("USER").ok())
+        .unwrap_or_else(|| "cli".to_owned());
+    let runtime = open_runtime(url, Config::default(), ExecutorArgs::default()).await?;
+    let state = match runtime
+        .cancel_run(run_id, Some(by), args.reason.clone())
+        .await
+    {
+        Ok(state) => state,
+        Err(
+            error @ (E::RunNotFound { .. }
+            | E::RunFinished { .. }
+            | E::Store(engine::store::Error::RunNotFound { .. })),
+        ) => return Err(Refused(error.to_string()).into()),
+        Err(other) => return Err(other.into()),
+    };
+    emit(&format!(
+        "cancel requested for run {run_id}; the run is {}",
         state.status.as_str()
     ));
     Ok(ExitCode::SUCCESS)

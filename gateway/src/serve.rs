@@ -106,6 +106,9 @@ pub async fn serve(url: &str, args: &ServeArgs) -> anyhow::Result<std::process::
         api.local_addr()
             .map_or_else(|| "?".to_owned(), |addr| addr.to_string()),
     );
+    if let Some(addr) = api.metrics_addr() {
+        eprintln!("imx serve: metrics on http://{addr}/metrics (not on the API address)");
+    }
     api.serve(shutdown_signal())
         .await
         .context("the API failed")?;

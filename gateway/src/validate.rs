@@ -113,16 +113,16 @@ fn file_error(code: dsl::Code, message: String, hint: Option<String>) -> dsl::Di
 }
 
 /// Reads a workflow file within [`WORKFLOW_FILE_BYTES_MAX`], as UTF-8; the
-/// error says what is wrong with the file (the caller names it).
+/// error says what is wrong with the file (the caller names it). The read
+/// is bounded whatever the file's metadata says (`/dev/zero` reports 0).
 pub(crate) fn read_workflow_source(file: &Path) -> Result<String, String> {
-    let metadata = std::fs::metadata(file).map_err(|err| format!("cannot read file: {err}"))?;
-    if metadata.len() > WORKFLOW_FILE_BYTES_MAX {
-        return Err(format!(
-            "file is {} bytes, more than the limit of {WORKFLOW_FILE_BYTES_MAX}; split the workflow",
-            metadata.len()
-        ));
-    }
-    let bytes = std::fs::read(file).map_err(|err| format!("cannot read file: {err}"))?;
+    use imx_gateway::bounded::{Error, read_file};
+    let bytes = read_file(file, WORKFLOW_FILE_BYTES_MAX).map_err(|error| match error {
+        Error::TooLarge { limit } => {
+            format!("file is more than the limit of {limit} bytes; split the workflow")
+        }
+        other => format!("cannot read file: {other}"),
+    })?;
     String::from_utf8(bytes).map_err(|err| {
         format!(
             "file is not UTF-8 (byte {})",

@@ -167,6 +167,36 @@ pub enum Error {
     Contended { run_id: RunId },
     #[error("IMX0412: deciding run {run_id} stopped inside the engine: {detail}")]
     Decide { run_id: RunId, detail: String },
+    #[error(
+        "IMX0411: the idempotency key {problem}; use 1 to {IDEMPOTENCY_KEY_BYTES_MAX} bytes of printable text (a UUID, a request id, `order-42`)"
+    )]
+    InvalidIdempotencyKey { problem: String },
+}
+
+/// Longest idempotency key a run start accepts, in bytes (UTF-8): a key
+/// names a request, and is stored and indexed with the run.
+pub const IDEMPOTENCY_KEY_BYTES_MAX: usize = 255;
+
+/// A key is 1 to [`IDEMPOTENCY_KEY_BYTES_MAX`] bytes without control
+/// characters: NUL cannot be stored in PostgreSQL text, and the others
+/// would make keys that look alike in logs and terminals differ.
+pub fn check_idempotency_key(key: &str) -> Result<(), Error> {
+    let problem = if key.is_empty() {
+        "is empty".to_owned()
+    } else if key.len() > IDEMPOTENCY_KEY_BYTES_MAX {
+        format!(
+            "is {} bytes, more than {IDEMPOTENCY_KEY_BYTES_MAX}",
+            key.len()
+        )
+    } else if let Some((at, found)) = key.char_indices().find(|(_, c)| c.is_control()) {
+        format!(
+            "holds the control character U+{:04X} at byte {at}",
+            u32::from(found)
+        )
+    } else {
+        return Ok(());
+    };
+    Err(Error::InvalidIdempotencyKey { problem })
 }
 
 impl Error {
@@ -300,6 +330,9 @@ impl<S: EventStore> Runtime<S> {
     /// core settles at once (pure steps, first tasks and timers) in one
     /// append. With an idempotency key already used, returns that run.
     pub async fn start_run(&self, request: StartRequest) -> Result<Started, Error> {
+        if let Some(key) = &request.idempotency_key {
+            check_idempotency_key(key)?;
+        }
         let (workflow, version) = self
             .workflow(&request.workflow, request.version.as_deref())
             .await?;

@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use clap::builder::BoolishValueParser;
 use clap::{ArgAction, Args, ValueEnum};
 use jsonwebtoken::{Algorithm, DecodingKey};
 
@@ -28,8 +29,26 @@ pub const REQUEST_TIMEOUT_MS: u64 = 30_000;
 pub const SUBSCRIPTION_POLL_MS: u64 = 200;
 /// Default most open subscriptions per server.
 pub const SUBSCRIPTIONS_MAX: i64 = 1_000;
+/// Default most open subscriptions of one caller (one principal), so that
+/// one key cannot take every slot of [`SUBSCRIPTIONS_MAX`].
+pub const SUBSCRIPTIONS_PER_CALLER_MAX: i64 = 100;
 /// Default most events replayed to answer `runAt` or a run's steps.
 pub const HISTORY_EVENTS_MAX: u64 = 100_000;
+/// Default time a client has to send a request's headers, in ms. hyper
+/// starts this clock when it begins waiting for a request head, so it also
+/// bounds how long a keep-alive connection may wait for its next request.
+pub const HEADER_READ_TIMEOUT_MS: u64 = 10_000;
+/// Default time a connection with no request in flight may stay without a
+/// byte read or written before it is closed, in ms.
+pub const IDLE_TIMEOUT_MS: u64 = 60_000;
+/// Default time a WebSocket has after the upgrade to complete
+/// `connection_init` (authenticated) before it is closed (4408), in ms.
+pub const WEBSOCKET_INIT_TIMEOUT_MS: u64 = 5_000;
+/// Largest `--jwt-secret-file` read, in bytes.
+pub const JWT_SECRET_FILE_BYTES_MAX: u64 = 4 * 1024;
+
+// One caller's share is a part of the whole.
+const _: () = assert!(SUBSCRIPTIONS_PER_CALLER_MAX <= SUBSCRIPTIONS_MAX);
 
 /// The flags of the API server.
 #[derive(Debug, Clone, Args)]
@@ -37,15 +56,23 @@ pub struct ApiArgs {
     /// Address to listen on.
     #[arg(long, env = "IMX_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: String,
+    /// Serve `/metrics` on this address instead of on --listen (which then
+    /// no longer answers it): keep the unauthenticated metrics off the API's network.
+    #[arg(long, env = "IMX_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
     /// Development only: no authentication; refuses a non-loopback address.
-    #[arg(long, env = "IMX_INSECURE_NO_AUTH")]
+    #[arg(long, env = "IMX_INSECURE_NO_AUTH", value_parser = BoolishValueParser::new())]
     pub insecure_no_auth: bool,
     /// JWT signature algorithm; enables bearer JWTs.
     #[arg(long, env = "IMX_JWT_ALGORITHM", value_enum)]
     pub jwt_algorithm: Option<JwtAlgorithm>,
-    /// HS256 shared secret (at least 32 bytes).
+    /// HS256 shared secret (at least 32 bytes). Visible to `ps` as a flag:
+    /// prefer --jwt-secret-file or the environment variable.
     #[arg(long, env = "IMX_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
+    /// A file holding the HS256 shared secret (one trailing newline is ignored).
+    #[arg(long, env = "IMX_JWT_SECRET_FILE", conflicts_with = "jwt_secret")]
+    pub jwt_secret_file: Option<PathBuf>,
     /// RS256/ES256 public key (PEM file).
     #[arg(long, env = "IMX_JWT_PUBLIC_KEY", conflicts_with = "jwt_jwks")]
     pub jwt_public_key: Option<PathBuf>,
@@ -62,10 +89,10 @@ pub struct ApiArgs {
     #[arg(long, env = "IMX_JWT_ROLE_CLAIM", default_value = "roles")]
     pub jwt_role_claim: String,
     /// Serve GraphiQL on GET /graphql.
-    #[arg(long, env = "IMX_GRAPHIQL", default_value_t = true, action = ArgAction::Set)]
+    #[arg(long, env = "IMX_GRAPHIQL", default_value_t = true, action = ArgAction::Set, value_parser = BoolishValueParser::new())]
     pub graphiql: bool,
     /// Answer introspection queries.
-    #[arg(long, env = "IMX_INTROSPECTION", default_value_t = true, action = ArgAction::Set)]
+    #[arg(long, env = "IMX_INTROSPECTION", default_value_t = true, action = ArgAction::Set, value_parser = BoolishValueParser::new())]
     pub introspection: bool,
     #[arg(long, env = "IMX_QUERY_DEPTH_MAX", default_value_t = QUERY_DEPTH_MAX)]
     pub query_depth_max: usize,
@@ -83,6 +110,18 @@ pub struct ApiArgs {
     pub request_timeout_ms: u64,
     #[arg(long, env = "IMX_SUBSCRIPTION_POLL_MS", default_value_t = SUBSCRIPTION_POLL_MS)]
     pub subscription_poll_ms: u64,
+    /// Most open subscriptions of one caller (API key or JWT subject).
+    #[arg(long, env = "IMX_SUBSCRIPTIONS_PER_CALLER_MAX", default_value_t = SUBSCRIPTIONS_PER_CALLER_MAX)]
+    pub subscriptions_per_caller_max: i64,
+    /// Time to send a whole request head (also the longest wait for the next request on a keep-alive connection).
+    #[arg(long, env = "IMX_HEADER_READ_TIMEOUT_MS", default_value_t = HEADER_READ_TIMEOUT_MS)]
+    pub header_read_timeout_ms: u64,
+    /// A connection with no request in flight and no byte moved for this long is closed.
+    #[arg(long, env = "IMX_IDLE_TIMEOUT_MS", default_value_t = IDLE_TIMEOUT_MS)]
+    pub idle_timeout_ms: u64,
+    /// Time a WebSocket has to authenticate with connection_init (then closed with 4408).
+    #[arg(long, env = "IMX_WEBSOCKET_INIT_TIMEOUT_MS", default_value_t = WEBSOCKET_INIT_TIMEOUT_MS)]
+    pub websocket_init_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -118,7 +157,7 @@ pub enum Error {
     #[error("cannot read the JWT public key {path}: {source}")]
     JwtKeyRead {
         path: PathBuf,
-        source: std::io::Error,
+        source: crate::bounded::Error,
     },
     #[error("the JWT public key {path} is not a valid {algorithm:?} PEM key: {source}")]
     JwtKeyInvalid {
@@ -138,6 +177,20 @@ pub enum Error {
     JwksWithSecret,
     #[error("{setting} must be at least 1")]
     Zero { setting: &'static str },
+    #[error("--metrics-listen {value:?} is not an address like 127.0.0.1:9090: {source}")]
+    MetricsListen {
+        value: String,
+        source: std::net::AddrParseError,
+    },
+    #[error("--metrics-listen {addr} is the --listen address; pick another port")]
+    MetricsListenSame { addr: SocketAddr },
+    #[error("cannot read the JWT secret file {path}: {source}")]
+    JwtSecretRead {
+        path: PathBuf,
+        source: crate::bounded::Error,
+    },
+    #[error("--subscriptions-per-caller-max {got} is more than the server's {max} subscriptions")]
+    CallerShareTooLarge { got: i64, max: i64 },
 }
 
 /// HS256 secrets shorter than this are refused (RFC 7518 3.2: key >= hash size).
@@ -178,6 +231,10 @@ pub struct Limits {
     pub subscription_poll_ms: u64,
     pub history_events_max: u64,
     pub subscriptions_max: i64,
+    pub subscriptions_per_caller_max: i64,
+    pub header_read_timeout_ms: u64,
+    pub idle_timeout_ms: u64,
+    pub websocket_init_timeout_ms: u64,
 }
 
 impl Default for Limits {
@@ -193,6 +250,10 @@ impl Default for Limits {
             subscription_poll_ms: SUBSCRIPTION_POLL_MS,
             history_events_max: HISTORY_EVENTS_MAX,
             subscriptions_max: SUBSCRIPTIONS_MAX,
+            subscriptions_per_caller_max: SUBSCRIPTIONS_PER_CALLER_MAX,
+            header_read_timeout_ms: HEADER_READ_TIMEOUT_MS,
+            idle_timeout_ms: IDLE_TIMEOUT_MS,
+            websocket_init_timeout_ms: WEBSOCKET_INIT_TIMEOUT_MS,
         }
     }
 }
@@ -201,6 +262,8 @@ impl Default for Limits {
 #[derive(Debug, Clone)]
 pub struct ApiConfig {
     pub listen: SocketAddr,
+    /// `/metrics` on its own listener; `None`: on `listen`.
+    pub metrics_listen: Option<SocketAddr>,
     /// No authentication at all (development; loopback only).
     pub insecure_no_auth: bool,
     pub jwt: Option<JwtConfig>,
@@ -216,6 +279,10 @@ impl ApiArgs {
             value: self.listen.clone(),
             source,
         })?;
+        let metrics_listen = self.metrics_listen()?;
+        if metrics_listen == Some(listen) && listen.port() != 0 {
+            return Err(Error::MetricsListenSame { addr: listen });
+        }
         let jwt = self.jwt()?;
         if self.insecure_no_auth {
             if jwt.is_some() {
@@ -240,9 +307,20 @@ impl ApiArgs {
             )? as u64,
             history_events_max: HISTORY_EVENTS_MAX,
             subscriptions_max: SUBSCRIPTIONS_MAX,
+            subscriptions_per_caller_max: self.subscriptions_per_caller_max()?,
+            header_read_timeout_ms: nonzero_ms(
+                self.header_read_timeout_ms,
+                "--header-read-timeout-ms",
+            )?,
+            idle_timeout_ms: nonzero_ms(self.idle_timeout_ms, "--idle-timeout-ms")?,
+            websocket_init_timeout_ms: nonzero_ms(
+                self.websocket_init_timeout_ms,
+                "--websocket-init-timeout-ms",
+            )?,
         };
         Ok(ApiConfig {
             listen,
+            metrics_listen,
             insecure_no_auth: self.insecure_no_auth,
             jwt,
             graphiql: self.graphiql,
@@ -251,9 +329,64 @@ impl ApiArgs {
         })
     }
 
+    fn metrics_listen(&self) -> Result<Option<SocketAddr>, Error> {
+        let Some(value) = &self.metrics_listen else {
+            return Ok(None);
+        };
+        value
+            .parse()
+            .map(Some)
+            .map_err(|source| Error::MetricsListen {
+                value: value.clone(),
+                source,
+            })
+    }
+
+    fn subscriptions_per_caller_max(&self) -> Result<i64, Error> {
+        let got = self.subscriptions_per_caller_max;
+        if got < 1 {
+            return Err(Error::Zero {
+                setting: "--subscriptions-per-caller-max",
+            });
+        }
+        if got > SUBSCRIPTIONS_MAX {
+            return Err(Error::CallerShareTooLarge {
+                got,
+                max: SUBSCRIPTIONS_MAX,
+            });
+        }
+        Ok(got)
+    }
+
+    /// The HS256 secret from --jwt-secret or --jwt-secret-file (bounded
+    /// read; one trailing newline, as editors and `echo` add, is not part of it).
+    fn jwt_secret(&self) -> Result<Option<Vec<u8>>, Error> {
+        if let Some(secret) = &self.jwt_secret {
+            return Ok(Some(secret.as_bytes().to_vec()));
+        }
+        let Some(path) = &self.jwt_secret_file else {
+            return Ok(None);
+        };
+        let mut bytes =
+            crate::bounded::read_file(path, JWT_SECRET_FILE_BYTES_MAX).map_err(|source| {
+                Error::JwtSecretRead {
+                    path: path.clone(),
+                    source,
+                }
+            })?;
+        if bytes.ends_with(b"\n") {
+            bytes.pop();
+            if bytes.ends_with(b"\r") {
+                bytes.pop();
+            }
+        }
+        Ok(Some(bytes))
+    }
+
     fn jwt(&self) -> Result<Option<JwtConfig>, Error> {
         let Some(algorithm) = self.jwt_algorithm else {
             if self.jwt_secret.is_some()
+                || self.jwt_secret_file.is_some()
                 || self.jwt_public_key.is_some()
                 || self.jwt_jwks.is_some()
                 || self.jwt_issuer.is_some()
@@ -273,9 +406,9 @@ impl ApiArgs {
                 super::jwks::read(path, algorithm)?
             }
             JwtAlgorithm::HS256 => {
-                let secret = self.jwt_secret.as_ref().ok_or(Error::JwtKeyMissing {
+                let secret = self.jwt_secret()?.ok_or(Error::JwtKeyMissing {
                     algorithm,
-                    needs: "--jwt-secret (IMX_JWT_SECRET)",
+                    needs: "--jwt-secret-file FILE (IMX_JWT_SECRET_FILE) or IMX_JWT_SECRET",
                 })?;
                 if secret.len() < JWT_SECRET_BYTES_MIN {
                     return Err(Error::JwtSecretShort {
@@ -283,17 +416,19 @@ impl ApiArgs {
                         got: secret.len(),
                     });
                 }
-                JwtKeys::One(DecodingKey::from_secret(secret.as_bytes()))
+                JwtKeys::One(DecodingKey::from_secret(&secret))
             }
             JwtAlgorithm::RS256 | JwtAlgorithm::ES256 => {
                 let path = self.jwt_public_key.as_ref().ok_or(Error::JwtKeyMissing {
                     algorithm,
                     needs: "--jwt-public-key PEM_FILE (IMX_JWT_PUBLIC_KEY) or --jwt-jwks JWKS_FILE (IMX_JWT_JWKS)",
                 })?;
-                let pem = std::fs::read(path).map_err(|source| Error::JwtKeyRead {
-                    path: path.clone(),
-                    source,
-                })?;
+                let pem = crate::bounded::read_file(path, super::jwks::JWKS_BYTES_MAX).map_err(
+                    |source| Error::JwtKeyRead {
+                        path: path.clone(),
+                        source,
+                    },
+                )?;
                 let parsed = if algorithm == JwtAlgorithm::RS256 {
                     DecodingKey::from_rsa_pem(&pem)
                 } else {
@@ -317,6 +452,14 @@ impl ApiArgs {
             audience: audience.clone(),
             role_claim: self.jwt_role_claim.clone(),
         }))
+    }
+}
+
+fn nonzero_ms(value: u64, setting: &'static str) -> Result<u64, Error> {
+    if value == 0 {
+        Err(Error::Zero { setting })
+    } else {
+        Ok(value)
     }
 }
 

@@ -7,9 +7,9 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use async_graphql::ErrorExtensions;
 use async_graphql::http::{ALL_WEBSOCKET_PROTOCOLS, GraphiQLSource};
-use async_graphql::{Data, ErrorExtensions};
-use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
+use async_graphql_axum::GraphQLProtocol;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -26,7 +26,6 @@ use super::config::ApiConfig;
 use super::error::{ApiError, Code, code_for_engine_message};
 use super::metrics::Metrics;
 use super::schema::ApiSchema;
-use super::ws_limit::WebSocketSession;
 
 /// Shared by every handler.
 #[derive(Clone)]
@@ -40,17 +39,33 @@ pub struct AppState {
     pub graphiql: bool,
     pub timeout: Duration,
     pub body_bytes_max: usize,
+    /// `websocket_init_timeout_ms`.
+    pub websocket_init_timeout: Duration,
 }
 
+/// The main listener's routes; `/metrics` only when it has no listener of
+/// its own (`metrics_listen`).
 pub fn router(config: &ApiConfig, state: AppState) -> Router {
-    Router::new()
+    let routes = Router::new()
         .route("/graphql", get(graphql_get).post(graphql_post))
         .route("/graphql/ws", get(graphql_get))
         .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
+        .route("/readyz", get(readyz));
+    let routes = match config.metrics_listen {
+        Some(_) => routes,
+        None => routes.route("/metrics", get(metrics)),
+    };
+    routes
         // Bodies over the limit are refused with 413 before any parsing.
         .layer(DefaultBodyLimit::max(config.limits.body_bytes_max))
+        .with_state(state)
+}
+
+/// The routes of the `metrics_listen` listener: `/metrics` and `/healthz`.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
         .with_state(state)
 }
 
@@ -243,30 +258,14 @@ async fn graphql_get(State(state): State<AppState>, request: Request) -> Respons
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
         .map(str::to_owned);
+    // A frame or message over the body limit ends the socket before it is
+    // buffered or parsed; `connection_init` is parsed before authentication.
     upgrade
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
+        .max_message_size(state.body_bytes_max)
+        .max_frame_size(state.body_bytes_max)
         .on_upgrade(move |socket| {
-            let auth = state.auth.clone();
-            GraphQLWebSocket::new(socket, state.schema.clone(), protocol)
-                .on_connection_init(move |payload| async move {
-                    // The token comes with the upgrade or in connection_init's payload.
-                    let from_payload = ["authorization", "Authorization"].iter().find_map(|key| {
-                        payload
-                            .get(*key)
-                            .and_then(|v| v.as_str())
-                            .map(str::to_owned)
-                    });
-                    let authorization = header_authorization.or(from_payload);
-                    let principal = auth
-                        .authenticate(authorization.as_deref())
-                        .await
-                        .map_err(|error| async_graphql::Error::new(error.message))?;
-                    let mut data = Data::default();
-                    data.insert(principal);
-                    data.insert(WebSocketSession);
-                    Ok(data)
-                })
-                .serve()
+            super::websocket::serve(socket, state, protocol, header_authorization)
         })
 }
 

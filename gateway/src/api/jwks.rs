@@ -42,7 +42,7 @@ pub enum Error {
     #[error("cannot read the JWKS file {path}: {source}")]
     Read {
         path: String,
-        source: std::io::Error,
+        source: crate::bounded::Error,
     },
     #[error("the JWKS file {path} is larger than {JWKS_BYTES_MAX} bytes")]
     TooLarge { path: String },
@@ -83,15 +83,15 @@ pub enum Error {
 /// algorithm or for encryption are skipped (sets often hold several kinds).
 pub fn read(path: &Path, algorithm: JwtAlgorithm) -> Result<JwtKeys, Error> {
     let shown = path.display().to_string();
-    let read = |source| Error::Read {
-        path: shown.clone(),
-        source,
-    };
-    let size = std::fs::metadata(path).map_err(read)?.len();
-    if size > JWKS_BYTES_MAX {
-        return Err(Error::TooLarge { path: shown });
-    }
-    let text = std::fs::read(path).map_err(read)?;
+    let text = crate::bounded::read_file(path, JWKS_BYTES_MAX).map_err(|source| match source {
+        crate::bounded::Error::TooLarge { .. } => Error::TooLarge {
+            path: shown.clone(),
+        },
+        source => Error::Read {
+            path: shown.clone(),
+            source,
+        },
+    })?;
     let set: JwkSet = serde_json::from_slice(&text).map_err(|source| Error::Parse {
         path: shown.clone(),
         source,

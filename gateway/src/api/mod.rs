@@ -9,11 +9,13 @@ pub mod control;
 pub mod error;
 mod http;
 pub mod jwks;
+mod listener;
 pub mod metrics;
 mod runtime_control;
 pub mod schema;
 mod step_kinds;
 mod tail;
+mod websocket;
 mod ws_limit;
 
 use std::future::Future;
@@ -37,8 +39,6 @@ pub enum Error {
         addr: SocketAddr,
         source: std::io::Error,
     },
-    #[error("the HTTP server failed: {0}")]
-    Serve(std::io::Error),
     #[error("cannot read the event log head: {0}")]
     Store(#[from] engine::store::Error),
     #[error("cannot set up metrics: {0}")]
@@ -49,6 +49,9 @@ pub enum Error {
 pub struct BoundApi {
     listener: TcpListener,
     router: axum::Router,
+    /// `/metrics` on its own listener (`metrics_listen`).
+    metrics: Option<(TcpListener, axum::Router)>,
+    timeouts: listener::Timeouts,
     shutdown: watch::Sender<bool>,
 }
 
@@ -56,6 +59,10 @@ impl std::fmt::Debug for BoundApi {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BoundApi")
             .field("listener", &self.listener)
+            .field(
+                "metrics",
+                &self.metrics.as_ref().map(|(listener, _)| listener),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -65,6 +72,12 @@ impl BoundApi {
         self.listener.local_addr().ok()
     }
 
+    /// The address of the metrics listener, when `metrics_listen` is set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        let (listener, _) = self.metrics.as_ref()?;
+        listener.local_addr().ok()
+    }
+
     /// Serves until `shutdown` completes, then ends subscriptions and
     /// waits for in-flight requests.
     pub async fn serve(
@@ -72,15 +85,29 @@ impl BoundApi {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), Error> {
         let stop = self.shutdown;
+        let mut stopped = stop.subscribe();
         let signal = async move {
             shutdown.await;
             tracing::info!("shutting down the API");
             let _ = stop.send(true);
         };
-        axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(signal)
-            .await
-            .map_err(Error::Serve)
+        let main = listener::serve(self.listener, self.router, self.timeouts, signal);
+        match self.metrics {
+            Some((metrics_listener, metrics_router)) => {
+                let metrics_stop = async move {
+                    let _ = stopped.wait_for(|stop| *stop).await;
+                };
+                let metrics = listener::serve(
+                    metrics_listener,
+                    metrics_router,
+                    self.timeouts,
+                    metrics_stop,
+                );
+                tokio::join!(main, metrics);
+            }
+            None => main.await,
+        }
+        Ok(())
     }
 }
 
@@ -116,6 +143,7 @@ pub async fn bind_api(
         limits: config.limits.clone(),
         tail: tail.clone(),
         metrics: metrics.clone(),
+        subscribers: Arc::default(),
     };
     let limiter = Arc::new(http::rate_limiter(&config));
     let state = http::AppState {
@@ -132,20 +160,35 @@ pub async fn bind_api(
         graphiql: config.graphiql,
         timeout: Duration::from_millis(config.limits.request_timeout_ms),
         body_bytes_max: config.limits.body_bytes_max,
+        websocket_init_timeout: Duration::from_millis(config.limits.websocket_init_timeout_ms),
     };
-    let router = http::router(&config, state);
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| Error::Bind {
-            addr: config.listen,
-            source,
-        })?;
+    let router = http::router(&config, state.clone());
+    let listener = bind(config.listen).await?;
     tracing::info!(addr = %config.listen, "API listening");
+    let metrics = match config.metrics_listen {
+        Some(addr) => {
+            let metrics_listener = bind(addr).await?;
+            tracing::info!(%addr, "metrics listening");
+            Some((metrics_listener, http::metrics_router(state)))
+        }
+        None => None,
+    };
     Ok(BoundApi {
         listener,
         router,
+        metrics,
+        timeouts: listener::Timeouts {
+            header_read: Duration::from_millis(config.limits.header_read_timeout_ms),
+            idle: Duration::from_millis(config.limits.idle_timeout_ms),
+        },
         shutdown,
     })
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, Error> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| Error::Bind { addr, source })
 }
 
 /// Feeds the runtime's append timings into `imx_append_seconds` and wakes

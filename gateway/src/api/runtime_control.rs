@@ -16,9 +16,9 @@ fn convert(error: RuntimeError) -> ControlError {
         RuntimeError::UnknownWorkflow { .. } | RuntimeError::RunNotFound { .. } => {
             ControlError::NotFound(message)
         }
-        RuntimeError::InvalidWorkflow { .. } | RuntimeError::InvalidInput { .. } => {
-            ControlError::Invalid(message)
-        }
+        RuntimeError::InvalidWorkflow { .. }
+        | RuntimeError::InvalidInput { .. }
+        | RuntimeError::InvalidIdempotencyKey { .. } => ControlError::Invalid(message),
         RuntimeError::RunFinished { .. }
         | RuntimeError::NotRetryable { .. }
         | RuntimeError::NotWaiting { .. }

@@ -38,6 +38,7 @@ pub fn database_urls() -> Vec<String> {
 pub fn config() -> ApiConfig {
     ApiConfig {
         listen: "127.0.0.1:0".parse().expect("a loopback address"),
+        metrics_listen: None,
         insecure_no_auth: false,
         jwt: Some(JwtConfig {
             algorithm: Algorithm::HS256,

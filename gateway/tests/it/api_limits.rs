@@ -220,3 +220,37 @@ fn configuration_is_checked_once_at_start() {
         error: JWT settings given without --jwt-algorithm (HS256, RS256 or ES256): the algorithm is pinned, never taken from the token
         error: --page-size-max must be at least 1"#]].assert_eq(&text);
 }
+
+#[test]
+fn edge_settings_of_issue_13_are_checked_at_start() {
+    let text = [
+        check(&["--metrics-listen", "metrics:9090"]),
+        check(&[
+            "--listen",
+            "127.0.0.1:8080",
+            "--metrics-listen",
+            "127.0.0.1:8080",
+        ]),
+        check(&["--subscriptions-per-caller-max", "0"]),
+        check(&["--subscriptions-per-caller-max", "1001"]),
+        check(&["--header-read-timeout-ms", "0"]),
+        check(&["--idle-timeout-ms", "0"]),
+        check(&["--websocket-init-timeout-ms", "0"]),
+        check(&["--jwt-secret=x", "--jwt-secret-file=f"]),
+        check(&["--insecure-no-auth", "--introspection", "off"]),
+        check(&["--graphiql", "maybe"]),
+    ]
+    .join("\n");
+    expect![[r#"
+        error: --metrics-listen "metrics:9090" is not an address like 127.0.0.1:9090: invalid socket address syntax
+        error: --metrics-listen 127.0.0.1:8080 is the --listen address; pick another port
+        error: --subscriptions-per-caller-max must be at least 1
+        error: --subscriptions-per-caller-max 1001 is more than the server's 1000 subscriptions
+        error: --header-read-timeout-ms must be at least 1
+        error: --idle-timeout-ms must be at least 1
+        error: --websocket-init-timeout-ms must be at least 1
+        usage: an argument cannot be used with one or more of the other specified arguments
+        ok 127.0.0.1:8080 jwt=false
+        usage: invalid value for one of the arguments"#]]
+    .assert_eq(&text);
+}

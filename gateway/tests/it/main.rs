@@ -1,5 +1,6 @@
 //! The `imx` binary's one integration test binary: runs the real executable.
 
+mod abuse;
 mod api;
 mod api_auth;
 mod api_binary;
@@ -16,6 +17,7 @@ mod bench;
 mod crash;
 mod replay;
 mod run;
+mod runs_cancel;
 mod validate;
 
 use std::path::{Path, PathBuf};

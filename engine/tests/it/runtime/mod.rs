@@ -4,6 +4,7 @@
 mod commit;
 mod flows;
 mod gated;
+mod keys;
 mod recovery;
 mod steering;
 mod work;

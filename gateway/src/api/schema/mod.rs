@@ -38,6 +38,8 @@ pub struct ApiContext {
     pub limits: Limits,
     pub tail: Arc<LogTail>,
     pub metrics: Arc<Metrics>,
+    /// Open subscriptions per caller, for `subscriptions_per_caller_max`.
+    pub subscribers: Arc<subscription::Subscribers>,
 }
 
 impl std::fmt::Debug for ApiContext {

@@ -6,7 +6,8 @@
 //! whenever the tail skips (lag, or events older than the tail's start).
 //! It completes after the run's terminal event.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use async_graphql::{Context, ID, InputObject, Subscription};
 use engine::store::Store;
@@ -53,15 +54,60 @@ fn is_update(event_type: &str) -> bool {
         )
 }
 
-/// LIMIT when the server already holds `subscriptions_max` subscriptions.
-fn check_capacity(api: &super::ApiContext) -> Result<(), ApiError> {
+/// Open subscriptions per caller (principal id), so that one key cannot
+/// hold every subscription the server allows.
+#[derive(Debug, Default)]
+pub struct Subscribers {
+    by_caller: Mutex<HashMap<String, i64>>,
+}
+
+/// One caller's subscription slot, given back when the stream ends.
+#[derive(Debug)]
+struct CallerSlot {
+    subscribers: Arc<Subscribers>,
+    caller: String,
+}
+
+impl Drop for CallerSlot {
+    fn drop(&mut self) {
+        let Ok(mut by_caller) = self.subscribers.by_caller.lock() else {
+            return;
+        };
+        if let Some(count) = by_caller.get_mut(&self.caller) {
+            *count -= 1;
+            if *count <= 0 {
+                by_caller.remove(&self.caller);
+            }
+        }
+    }
+}
+
+/// LIMIT when the server already holds `subscriptions_max` subscriptions
+/// or the caller `subscriptions_per_caller_max`; else the caller's slot.
+fn check_capacity(api: &super::ApiContext, caller: &str) -> Result<CallerSlot, ApiError> {
     let max = api.limits.subscriptions_max;
     if api.metrics.subscriptions.get() >= max {
         return Err(ApiError::limit(format!(
             "this server holds {max} subscriptions (subscriptions_max); retry later or use another node"
         )));
     }
-    Ok(())
+    let per_caller = api.limits.subscriptions_per_caller_max;
+    let mut by_caller = api
+        .subscribers
+        .by_caller
+        .lock()
+        .map_err(|_| ApiError::new(Code::Internal, "subscription counts unavailable"))?;
+    let count = by_caller.entry(caller.to_owned()).or_default();
+    if *count >= per_caller {
+        return Err(ApiError::limit(format!(
+            "this caller holds {per_caller} subscriptions (subscriptions_per_caller_max); complete one before starting another"
+        )));
+    }
+    *count += 1;
+    Ok(CallerSlot {
+        subscribers: Arc::clone(&api.subscribers),
+        caller: caller.to_owned(),
+    })
 }
 
 #[Subscription]
@@ -74,8 +120,8 @@ impl Subscription {
         run_id: ID,
         #[graphql(default = 0)] after_seq: u64,
     ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<RunEvent>> + use<>> {
-        let (api, _) = authorize(ctx, Permission::Read, "subscribing to a run")?;
-        check_capacity(api)?;
+        let (api, principal) = authorize(ctx, Permission::Read, "subscribing to a run")?;
+        let slot = check_capacity(api, &principal.id)?;
         let run_id = parse_run_id(&run_id)?;
         let run = api.store.get_run(run_id).await.map_err(ApiError::from)?;
         let run = run.ok_or_else(|| ApiError::not_found(format!("run {run_id} not found")))?;
@@ -88,6 +134,7 @@ impl Subscription {
             events: api.tail.subscribe(),
             shutdown: api.tail.shutdown(),
             metrics: api.metrics.clone(),
+            _slot: slot,
         };
         Ok(follow_run(follow, run_id, after_seq, finished_before))
     }
@@ -100,8 +147,8 @@ impl Subscription {
         ctx: &Context<'_>,
         filter: Option<RunUpdatesFilter>,
     ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<RunUpdate>> + use<>> {
-        let (api, _) = authorize(ctx, Permission::Read, "subscribing to run updates")?;
-        check_capacity(api)?;
+        let (api, principal) = authorize(ctx, Permission::Read, "subscribing to run updates")?;
+        let slot = check_capacity(api, &principal.id)?;
         let filter = filter.unwrap_or_default();
         let only_run = filter.run_id.as_ref().map(parse_run_id).transpose()?;
         let store = api.store.clone();
@@ -110,6 +157,7 @@ impl Subscription {
         let metrics = api.metrics.clone();
         Ok(async_stream::stream! {
             let _gauge = metrics.subscription_guard();
+            let _slot = slot;
             loop {
                 let received = tokio::select! {
                     _ = shutdown.changed() => None,
@@ -150,6 +198,8 @@ struct Follow {
     events: broadcast::Receiver<Arc<RecordedEvent>>,
     shutdown: watch::Receiver<bool>,
     metrics: Arc<Metrics>,
+    /// Held for as long as the stream lives.
+    _slot: CallerSlot,
 }
 
 /// Catch up from the store (the source of truth), then follow the tail
