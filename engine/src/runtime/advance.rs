@@ -10,7 +10,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 use crate::core::decide::Effect;
-use crate::core::event::{Event, EventEnvelope};
+use crate::core::event::{Event, EventEnvelope, RunCancelRequested};
 use crate::core::evolve;
 use crate::core::run::{self, Settled};
 use crate::core::scope::Host;
@@ -23,6 +23,8 @@ use super::{CONFLICT_RETRIES_MAX, Error, RUN_CACHE_MAX, Runtime, is_stale, proje
 
 /// Most events read from a stream per page.
 const STREAM_PAGE_MAX: u32 = 1_000;
+/// Who `run.cancel_requested` names when the engine itself stops a run.
+pub const ENGINE_ACTOR: &str = "imx (engine)";
 /// Most facts one advance records before settling (each caller records one or two).
 const FACTS_MAX: usize = 16;
 
@@ -199,6 +201,13 @@ impl<S: EventStore> Runtime<S> {
                     return Ok((Advanced::Appended(Box::new(state)), settled.effects));
                 }
                 Err(store::Error::Conflict { .. }) => self.forget(run_id),
+                Err(
+                    refused @ (store::Error::PayloadTooLarge { .. }
+                    | store::Error::LimitExceeded { .. }),
+                ) if state.cancel_requested.is_none() => {
+                    self.forget(run_id);
+                    return Box::pin(self.stop_refused(run_id, refused, complete)).await;
+                }
                 Err(error) => {
                     self.forget(run_id);
                     return Err(error.into());
@@ -206,6 +215,34 @@ impl<S: EventStore> Runtime<S> {
             }
         }
         Err(Error::Contended { run_id })
+    }
+
+    /// The store refused what the run decided next (a limit the core's own
+    /// checks did not foresee, or a store configured tighter than the
+    /// defaults). Retrying would be refused again and wedge the run, so it
+    /// is stopped instead: `run.cancel_requested` naming the refusal, then
+    /// the usual wind-down (small events) to `cancelled`.
+    async fn stop_refused(
+        &self,
+        run_id: RunId,
+        refused: store::Error,
+        complete: Option<(TaskId, LeaseToken)>,
+    ) -> Result<(Advanced, Vec<Effect>), Error> {
+        tracing::error!(run_id = %run_id, error = %refused, "the store refused the run's next events; stopping the run");
+        let reason = format!(
+            "stopped by the engine: the store refused to record the run's next events ({refused})"
+        );
+        let facts = move |state: &RunState, now: DateTime<Utc>| {
+            if state.cancel_requested.is_some() {
+                return Ok(Vec::new());
+            }
+            Ok(vec![Event::RunCancelRequested(RunCancelRequested {
+                at: now,
+                by: Some(ENGINE_ACTOR.to_owned()),
+                reason: Some(reason.clone()),
+            })])
+        };
+        self.advance_inner(run_id, facts, complete).await
     }
 
     /// Settles `state` after `events` (the facts, already applied) and builds

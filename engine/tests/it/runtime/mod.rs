@@ -2,6 +2,7 @@
 //! on SQLite and on a real PostgreSQL (`scripts/test-postgres`), plus the
 
 mod commit;
+mod fanout;
 mod flows;
 mod gated;
 mod keys;
@@ -45,7 +46,11 @@ impl Node {
     }
 
     pub async fn start_with(url: &str, config: Config) -> Node {
-        let store = engine::store::open_with(url, StoreConfig::default())
+        Node::start_with_store(url, config, StoreConfig::default()).await
+    }
+
+    pub async fn start_with_store(url: &str, config: Config, store: StoreConfig) -> Node {
+        let store = engine::store::open_with(url, store)
             .await
             .expect("open the store");
         let executors: Vec<Arc<dyn Executor>> = vec![Arc::new(Scripted)];
@@ -85,8 +90,18 @@ impl Node {
 
     /// Waits (with a deadline) until `done` holds for the run's state.
     pub async fn wait_for(&self, run_id: RunId, done: impl Fn(&RunState) -> bool) -> RunState {
+        self.wait_within(run_id, RUN_WAIT_MS_MAX, done).await
+    }
+
+    /// [`Node::wait_for`] with a deadline of `wait_ms`.
+    pub async fn wait_within(
+        &self,
+        run_id: RunId,
+        wait_ms: u64,
+        done: impl Fn(&RunState) -> bool,
+    ) -> RunState {
         let mut changes = self.runtime.changes();
-        let deadline = tokio::time::Instant::now() + Duration::from_millis(RUN_WAIT_MS_MAX);
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(wait_ms);
         loop {
             let state = self.runtime.state(run_id).await.expect("read the run");
             if done(&state) {
@@ -94,7 +109,7 @@ impl Node {
             }
             assert!(
                 tokio::time::Instant::now() < deadline,
-                "run {run_id} did not get there in {RUN_WAIT_MS_MAX} ms: {:#}",
+                "run {run_id} did not get there in {wait_ms} ms: {:#}",
                 state.document()
             );
             // Woken by this node's appends; the short timeout covers appends
@@ -166,13 +181,18 @@ impl Executor for Scripted {
 
 /// The events of a run, by type, in order.
 pub async fn event_types<S: EventStore>(store: &S, run_id: RunId) -> Vec<String> {
-    store
-        .read_stream(run_id, 0, 1_000)
-        .await
-        .expect("read the stream")
-        .into_iter()
-        .map(|event| event.event_type)
-        .collect()
+    let mut types = Vec::new();
+    loop {
+        let page = store
+            .read_stream(run_id, types.len() as u64, 1_000)
+            .await
+            .expect("read the stream");
+        let done = page.len() < 1_000;
+        types.extend(page.into_iter().map(|event| event.event_type));
+        if done {
+            return types;
+        }
+    }
 }
 
 /// Instantiates each case for SQLite and PostgreSQL.
