@@ -14,6 +14,7 @@ mod api_schema;
 mod api_shutdown;
 mod bench;
 mod crash;
+mod isolation;
 mod replay;
 mod run;
 mod validate;
