@@ -69,6 +69,66 @@ fn main() {
             seconds / baseline.as_secs_f64()
         );
     }
+    dense();
+}
+
+/// The largest `needs` graph the limits allow: `STEPS_MAX` steps, each
+/// needing the `NEEDS_MAX` steps before it and reading two of them (issue #13:
+/// 13.8 s and 795 MB before ancestry became bitsets). With `cyclic`, the
+/// first step also needs the last, closing a cycle through every step.
+/// Returns the source and its number of edges.
+fn dense_source(cyclic: bool) -> (String, usize) {
+    let mut text = String::from("name: dense\nsteps:\n");
+    let mut edges = 0;
+    for step in 0..dsl::STEPS_MAX {
+        text.push_str(&format!("  s{step}:\n    uses: noop\n"));
+        let first = step.saturating_sub(dsl::NEEDS_MAX);
+        let mut needs: Vec<String> = (first..step).map(|need| format!("s{need}")).collect();
+        if cyclic && step == 0 {
+            needs.push(format!("s{}", dsl::STEPS_MAX - 1));
+        }
+        edges += needs.len();
+        if !needs.is_empty() {
+            text.push_str(&format!("    needs: [{}]\n", needs.join(", ")));
+        }
+        if step > 0 {
+            text.push_str(&format!(
+                "    with: {{ near: \"{{{{ steps.s{}.output }}}}\", far: \"{{{{ steps.s{first}.status }}}}\" }}\n",
+                step - 1
+            ));
+        }
+    }
+    (text, edges)
+}
+
+/// Parses the dense shape (acyclic, then with a cycle through every step)
+/// and prints the time against the serde-saphyr baseline of the same text.
+fn dense() {
+    println!(
+        "\ninput: one workflow of {} steps x {} needs (the limits), best of {ROUNDS} rounds\n",
+        dsl::STEPS_MAX,
+        dsl::NEEDS_MAX
+    );
+    println!("| shape | edges | baseline ms | dsl::parse ms | time vs baseline |");
+    println!("| --- | ---: | ---: | ---: | ---: |");
+    for (name, cyclic) in [("acyclic", false), ("one cycle through every step", true)] {
+        let (source, edges) = dense_source(cyclic);
+        let parsed = dsl::parse(&source);
+        assert_eq!(parsed.has_errors(), cyclic, "{:#?}", parsed.diagnostics);
+        let baseline = best_of(|| {
+            let value: serde_json::Value = serde_saphyr::from_str(&source).expect("valid YAML");
+            black_box(value);
+        });
+        let full = best_of(|| {
+            black_box(dsl::parse(&source));
+        });
+        println!(
+            "| {name} | {edges} | {:.1} | {:.1} | {:.2}x |",
+            baseline.as_secs_f64() * 1000.0,
+            full.as_secs_f64() * 1000.0,
+            full.as_secs_f64() / baseline.as_secs_f64()
+        );
+    }
 }
 
 fn best_of(mut run: impl FnMut()) -> Duration {

@@ -105,7 +105,12 @@ async fn bench_store(
         commit_batch_max: args.commit_batch_max,
         ..Config::default()
     };
-    let executors = crate::serve::executors(ExecutorArgs::default())?;
+    // The `http` workflow calls the bench's own server on loopback, which the
+    // node egress policy denies by default: allow exactly that address.
+    let executors = crate::serve::executors(ExecutorArgs {
+        egress_allow: vec![LOCAL_SERVER_ADDRESS.to_owned()],
+        ..ExecutorArgs::default()
+    })?;
     let runtime = Runtime::new(Arc::new(store), executors, config);
     let handle = runtime.start().await?;
     let ends = Ends::follow(&runtime);
@@ -290,13 +295,16 @@ struct LocalServer {
     task: tokio::task::JoinHandle<()>,
 }
 
+/// Where the bench's local HTTP server listens (port chosen by the system).
+const LOCAL_SERVER_ADDRESS: &str = "127.0.0.1";
+
 impl LocalServer {
     async fn start() -> anyhow::Result<LocalServer> {
         let app = axum::Router::new().route(
             "/step",
             axum::routing::get(|| async { axum::Json(serde_json::json!({ "ok": true })) }),
         );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        let listener = tokio::net::TcpListener::bind((LOCAL_SERVER_ADDRESS, 0))
             .await
             .context("cannot listen on a loopback port")?;
         let url = format!("http://{}/step", listener.local_addr()?);

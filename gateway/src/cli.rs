@@ -88,6 +88,25 @@ pub struct ExecutorArgs {
         value_name = "HOST:PORT,…"
     )]
     pub kafka_brokers: Option<String>,
+    /// Let `http` steps reach an address, CIDR network or host name that the
+    /// node egress policy denies by default (loopback, link-local, metadata…);
+    /// repeatable, e.g. `--egress-allow 127.0.0.1/32` for local development.
+    #[arg(
+        long = "egress-allow",
+        env = "IMX_EGRESS_ALLOW",
+        value_delimiter = ',',
+        value_name = "CIDR|HOST"
+    )]
+    pub egress_allow: Vec<String>,
+    /// Forbid `http` steps an address, CIDR network or host name (repeatable;
+    /// wins over `--egress-allow`).
+    #[arg(
+        long = "egress-deny",
+        env = "IMX_EGRESS_DENY",
+        value_delimiter = ',',
+        value_name = "CIDR|HOST"
+    )]
+    pub egress_deny: Vec<String>,
 }
 
 #[derive(Debug, Args)]

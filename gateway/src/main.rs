@@ -17,6 +17,17 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
+    // Before any thread: a node that runs steps takes its secrets out of its
+    // environment (re-executing itself when there are any), so that child
+    // processes cannot read them from /proc (engine::secrets).
+    let runs_steps = matches!(
+        cli.command,
+        cli::Command::Serve(_) | cli::Command::Run(_) | cli::Command::Agent(_)
+    );
+    if runs_steps && let Err(err) = engine::secrets::take_from_environment() {
+        eprintln!("error: {err}");
+        return ExitCode::FAILURE;
+    }
     match run(cli) {
         Ok(code) => code,
         Err(err) => match err.downcast_ref::<run::Refused>() {

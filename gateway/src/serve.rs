@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use engine::executor::{
-    ExecConfig, ExecExecutor, Executor, HttpConfig, HttpExecutor, KafkaConfig, KafkaExecutor,
+    EgressPolicy, ExecConfig, ExecExecutor, Executor, HttpConfig, HttpExecutor, KafkaConfig,
+    KafkaExecutor,
 };
 use engine::runtime::{Config, Runtime, RuntimeHandle};
 use engine::store::Store;
@@ -59,8 +60,14 @@ async fn open_store(url: &str) -> Result<Store, engine::store::Error> {
 /// `kafka.publish`) steps at all (they wait for a node that has it) rather
 /// than failing them.
 pub fn executors(which: ExecutorArgs) -> anyhow::Result<Vec<Arc<dyn Executor>>> {
+    let egress = EgressPolicy::parse(&which.egress_allow, &which.egress_deny)
+        .map_err(|err| anyhow::anyhow!("invalid egress policy: {err}"))?;
+    let http = HttpConfig {
+        egress,
+        ..HttpConfig::default()
+    };
     let mut executors: Vec<Arc<dyn Executor>> = vec![Arc::new(
-        HttpExecutor::new(HttpConfig::default()).context("cannot set up the http executor")?,
+        HttpExecutor::new(http).context("cannot set up the http executor")?,
     )];
     if which.enable_exec {
         executors.push(Arc::new(ExecExecutor::new(ExecConfig::enabled())));

@@ -101,8 +101,16 @@ impl CommandSpec {
     /// Adds every variable of the engine's own environment (for `imx agent`,
     /// which an operator starts on purpose with the environment its command
     /// needs; `exec` steps never inherit).
+    /// Never the node's secrets: they left the environment at start-up
+    /// (`crate::secrets`), and the descriptor variable that carried them is dropped.
     pub fn with_inherited_env(mut self) -> CommandSpec {
-        self.env.extend(std::env::vars());
+        self.env
+            .extend(std::env::vars_os().filter_map(|(key, value)| {
+                let key = key.into_string().ok()?;
+                let secret = key.starts_with(crate::runtime::SECRET_ENV_PREFIX)
+                    || key == crate::secrets::SECRETS_FD_ENV;
+                (!secret).then_some((key, value.into_string().ok()?))
+            }));
         self
     }
 

@@ -2,13 +2,14 @@
 //! `Idempotency-Key`, the answer as `{status, headers, body}`, and failures
 //! sorted into retryable (5xx, 408, 429, connection trouble, timeouts) and not.
 
+mod guard;
 mod request;
 mod response;
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use reqwest::redirect;
-
+use super::egress::EgressPolicy;
 use super::{Attempt, BoxFuture, Executor, Outcome, deadline_passed, time_left};
 use crate::core::workflow::StepKind;
 use request::Request;
@@ -44,6 +45,9 @@ pub struct HttpConfig {
     pub request_timeout_ms_default: u64,
     /// PEM certificates trusted for HTTPS besides the system's (an internal CA).
     pub extra_root_certificates_pem: Option<String>,
+    /// What requests may reach: checked on the URL, every redirect and every
+    /// resolved address (docs/executors.md, "Egress policy").
+    pub egress: EgressPolicy,
 }
 
 impl Default for HttpConfig {
@@ -56,6 +60,7 @@ impl Default for HttpConfig {
             allowed_schemes: SUPPORTED_SCHEMES.map(str::to_owned).to_vec(),
             request_timeout_ms_default: REQUEST_TIMEOUT_MS_DEFAULT,
             extra_root_certificates_pem: None,
+            egress: EgressPolicy::default(),
         }
     }
 }
@@ -80,10 +85,19 @@ pub struct HttpExecutor {
 impl HttpExecutor {
     pub fn new(config: HttpConfig) -> Result<HttpExecutor, Error> {
         check_config(&config)?;
+        let policy = Arc::new(config.egress.clone());
+        let redirects = guard::redirect_policy(
+            config.redirects_max,
+            config.allowed_schemes.clone(),
+            Arc::clone(&policy),
+        );
         let mut builder = reqwest::Client::builder()
             .user_agent(config.user_agent.clone())
             .connect_timeout(Duration::from_millis(config.connect_timeout_ms))
-            .redirect(redirect_policy(&config));
+            .redirect(redirects)
+            .dns_resolver(Arc::new(guard::PolicyResolver { policy }))
+            // A proxy would resolve and connect where the policy cannot check.
+            .no_proxy();
         if let Some(pem) = &config.extra_root_certificates_pem {
             let certificates = reqwest::Certificate::from_pem_bundle(pem.as_bytes())
                 .map_err(|err| Error::Config(format!("extra_root_certificates_pem: {err}")))?;
@@ -103,6 +117,9 @@ impl HttpExecutor {
             Ok(request) => request,
             Err(message) => return Outcome::failed(message, false),
         };
+        if let Err(refusal) = self.config.egress.check_url_host(request.host()) {
+            return Outcome::failed(format!("{}: {refusal}", request.describe()), false);
+        }
         if let Some(late) = deadline_passed(attempt) {
             return late;
         }
@@ -175,25 +192,4 @@ fn check_config(config: &HttpConfig) -> Result<(), Error> {
         ));
     }
     Ok(())
-}
-
-/// Follows at most `redirects_max` redirects, and only to allowed schemes.
-fn redirect_policy(config: &HttpConfig) -> redirect::Policy {
-    let max = config.redirects_max;
-    let allowed = config.allowed_schemes.clone();
-    redirect::Policy::custom(move |next| {
-        if next.previous().len() > max {
-            let message = format!("stopped after {max} redirects (the limit)");
-            next.error(message)
-        } else if !allowed.iter().any(|scheme| scheme == next.url().scheme()) {
-            let message = format!(
-                "refused a redirect to a `{}` URL (allowed: {})",
-                next.url().scheme(),
-                allowed.join(", ")
-            );
-            next.error(message)
-        } else {
-            next.follow()
-        }
-    })
 }

@@ -30,12 +30,14 @@ use uuid::Uuid;
 use crate::core::workflow::StepKind;
 
 pub mod command;
+pub mod egress;
 pub mod exec;
 pub mod http;
 mod input;
 pub mod kafka;
 
 pub use command::{CommandSpec, StdoutFormat, run_command};
+pub use egress::EgressPolicy;
 pub use exec::{ExecConfig, ExecExecutor};
 pub use http::{HttpConfig, HttpExecutor};
 pub use kafka::{KafkaConfig, KafkaExecutor};

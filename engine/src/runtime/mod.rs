@@ -105,15 +105,10 @@ impl Default for Config {
     }
 }
 
-/// `IMX_SECRET_<NAME>=value` of this process, as `secrets.NAME`.
+/// `IMX_SECRET_<NAME>=value` of this node, as `secrets.NAME`: one source,
+/// [`crate::secrets::node_secrets`] (taken out of the environment at start-up).
 pub fn secrets_from_env() -> Secrets {
-    std::env::vars()
-        .filter_map(|(key, value)| {
-            key.strip_prefix(SECRET_ENV_PREFIX)
-                .filter(|name| !name.is_empty())
-                .map(|name| (name.to_owned(), value))
-        })
-        .collect()
+    crate::secrets::node_secrets()
 }
 
 /// Why the runtime could not do what was asked. Codes `IMX04xx` are stable.

@@ -43,7 +43,17 @@ pub fn parse_source(source: &str) -> Result<(Workflow, String), Error> {
 impl<S: EventStore> Runtime<S> {
     /// Parses `source` and registers its version (idempotent).
     pub async fn register_source(&self, source: &str) -> Result<Registered, Error> {
-        let (workflow, version) = parse_source(source)?;
+        // Validation is CPU work (bounded by the DSL's limits): off the async workers.
+        let owned = source.to_owned();
+        let (workflow, version) =
+            match tokio::task::spawn_blocking(move || parse_source(&owned)).await {
+                Ok(parsed) => parsed?,
+                Err(failed) if failed.is_panic() => std::panic::resume_unwind(failed.into_panic()),
+                // Only when the tokio runtime shuts down, and then nobody waits for this.
+                Err(cancelled) => {
+                    return Err(Error::corrupt(format!("validation stopped: {cancelled}")));
+                }
+            };
         let model = serde_json::to_value(&workflow).map_err(Error::corrupt)?;
         let record = self
             .store

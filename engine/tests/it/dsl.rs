@@ -10,6 +10,7 @@ use expect_test::{Expect, expect};
 
 mod fixtures;
 mod fuzz;
+mod graph_limits;
 
 fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")

@@ -15,6 +15,7 @@ mod api_schema;
 mod api_shutdown;
 mod bench;
 mod crash;
+mod isolation;
 mod replay;
 mod run;
 mod runs_cancel;

@@ -334,8 +334,18 @@ output: { count: "{{ steps.each.output | length }}", status: "{{ steps.get.outpu
 "#,
     );
     let input = format!(r#"{{"base_url": "http://127.0.0.1:{port}"}}"#);
-    // Retries cover the moments before the server listens.
-    let ran = store.imx(&["run", &file, "--input", &input, "--wait", "--json"]);
+    // Retries cover the moments before the server listens. The server is on
+    // loopback, which the node egress policy denies unless allowed.
+    let ran = store.imx(&[
+        "run",
+        &file,
+        "--input",
+        &input,
+        "--wait",
+        "--json",
+        "--egress-allow",
+        "127.0.0.1/32",
+    ]);
     assert_eq!(ran.code, 0, "{ran:?}");
     let document = parse(&ran);
     assert_eq!(

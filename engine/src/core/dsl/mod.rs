@@ -5,6 +5,7 @@
 //! `trigger`/`with` (tree to model, checking keys, types and values), then
 //! `validate` (graph and templates). Pure: no I/O.
 
+mod dag;
 mod diagnostic;
 pub mod duration;
 mod fields;
@@ -15,9 +16,10 @@ mod validate;
 mod with;
 pub mod yaml;
 
+pub use dag::{CYCLES_REPORTED_MAX, HINTED_DIAGNOSTICS_MAX, STEP_IDS_IN_HINT_MAX};
 pub use diagnostic::{Code, Diagnostic, Severity};
 pub use parse::{NAME_BYTES_MAX, RETRY_MAX_ATTEMPTS_MAX, RETRY_MULTIPLIER_MAX, TRIGGERS_MAX};
-pub use step::{FOR_EACH_MAX_PARALLEL_MAX, NEEDS_MAX, STEP_ID_BYTES_MAX, STEPS_MAX};
+pub use step::{EDGES_MAX, FOR_EACH_MAX_PARALLEL_MAX, NEEDS_MAX, STEP_ID_BYTES_MAX, STEPS_MAX};
 pub use validate::{RUN_FIELDS, SCOPE_ROOTS, STEP_FIELDS};
 pub use with::HTTP_METHODS;
 pub use yaml::{

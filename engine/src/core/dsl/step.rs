@@ -15,6 +15,12 @@ use crate::core::workflow::{
 pub const STEPS_MAX: usize = 1_000;
 /// Most entries in one step's `needs`.
 pub const NEEDS_MAX: usize = 64;
+/// Most `needs` edges in one workflow: what validation (near-linear in
+/// steps and edges) and the runtime are sized and benchmarked for. Today
+/// every workflow within [`STEPS_MAX`] and [`NEEDS_MAX`] is within it (a
+/// compile-time assertion in `dag.rs`); raising either limit past it fails
+/// the build until the validator is benchmarked at the new size.
+pub const EDGES_MAX: usize = 64_000;
 /// Longest step id, in bytes.
 pub const STEP_ID_BYTES_MAX: usize = 64;
 /// Largest `max_parallel` of a `for_each` step.

@@ -1,8 +1,9 @@
 //! Checks across steps: `needs` names real steps and forms no cycle, and
 //! every template reads only what is in scope where it is rendered.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::BTreeMap;
 
+use super::dag::{Dag, step_hint, unknown_needs};
 use super::diagnostic::Code;
 use super::fields::{Sink, quoted_list, suggest};
 use super::parse::Sources;
@@ -21,14 +22,13 @@ pub const STEP_FIELDS: [&str; 2] = ["output", "status"];
 /// Runs every cross-step check.
 pub(crate) fn validate(sink: &mut Sink, sources: &Sources<'_>) {
     unknown_needs(sink, &sources.steps);
-    cycles(sink, &sources.steps);
-    let ancestors = ancestors(&sources.steps);
-    let empty = BTreeSet::new();
-    for (id, source) in &sources.steps {
-        let upstream = ancestors.get(id.as_str()).unwrap_or(&empty);
+    let dag = Dag::new(&sources.steps);
+    dag.report_cycles(sink, &sources.steps);
+    for (index, (id, source)) in sources.steps.iter().enumerate() {
         let mut scope = Scope {
             all_steps: &sources.steps,
-            step: Some((id, upstream)),
+            dag: &dag,
+            step: Some((id.as_str(), index)),
             item_allowed: false,
         };
         if let Some((expression, pos)) = &source.condition {
@@ -45,6 +45,7 @@ pub(crate) fn validate(sink: &mut Sink, sources: &Sources<'_>) {
     if let Some(output) = sources.output {
         let scope = Scope {
             all_steps: &sources.steps,
+            dag: &dag,
             step: None,
             item_allowed: false,
         };
@@ -52,148 +53,12 @@ pub(crate) fn validate(sink: &mut Sink, sources: &Sources<'_>) {
     }
 }
 
-fn unknown_needs(sink: &mut Sink, steps: &BTreeMap<String, StepSource<'_>>) {
-    for (id, source) in steps {
-        for (need, pos) in &source.needs {
-            if steps.contains_key(need) {
-                continue;
-            }
-            let hint = match suggest(
-                need,
-                steps
-                    .keys()
-                    .map(String::as_str)
-                    .filter(|other| *other != id),
-            ) {
-                Some(best) => format!("did you mean `{best}`?"),
-                None => format!(
-                    "steps are: {}",
-                    quoted_list(steps.keys().map(String::as_str))
-                ),
-            };
-            sink.error(
-                Code::UnknownNeed,
-                *pos,
-                format!("step `{id}` needs `{need}`, which is not a step"),
-                Some(hint),
-            );
-        }
-    }
-}
-
-/// Reports each distinct cycle once, as `a -> b -> a` starting at its smallest id.
-fn cycles(sink: &mut Sink, steps: &BTreeMap<String, StepSource<'_>>) {
-    #[derive(Clone, Copy, PartialEq)]
-    enum Mark {
-        New,
-        Open,
-        Done,
-    }
-    let mut marks: BTreeMap<&str, Mark> = steps.keys().map(|id| (id.as_str(), Mark::New)).collect();
-    let mut seen_cycles: HashSet<Vec<&str>> = HashSet::new();
-    let edges = |id: &str| -> Vec<&str> {
-        steps[id]
-            .needs
-            .iter()
-            .map(|(need, _)| need.as_str())
-            .filter(|need| steps.contains_key(*need))
-            .collect()
-    };
-    for start in steps.keys() {
-        if marks[start.as_str()] != Mark::New {
-            continue;
-        }
-        // Iterative DFS: (node, index of the next edge to follow). `path` mirrors the open nodes.
-        let mut stack: Vec<(&str, usize)> = vec![(start.as_str(), 0)];
-        marks.insert(start.as_str(), Mark::Open);
-        while let Some((node, next)) = stack.last().copied() {
-            let targets = edges(node);
-            let Some(&target) = targets.get(next) else {
-                marks.insert(node, Mark::Done);
-                stack.pop();
-                continue;
-            };
-            if let Some(top) = stack.last_mut() {
-                top.1 += 1;
-            }
-            match marks[target] {
-                Mark::New => {
-                    marks.insert(target, Mark::Open);
-                    stack.push((target, 0));
-                }
-                Mark::Open => {
-                    let begin = stack
-                        .iter()
-                        .position(|(open, _)| *open == target)
-                        .unwrap_or(0);
-                    let cycle: Vec<&str> = stack[begin..].iter().map(|(open, _)| *open).collect();
-                    report_cycle(sink, steps, cycle, &mut seen_cycles);
-                }
-                Mark::Done => {}
-            }
-        }
-    }
-}
-
-fn report_cycle<'a>(
-    sink: &mut Sink,
-    steps: &BTreeMap<String, StepSource<'_>>,
-    mut cycle: Vec<&'a str>,
-    seen: &mut HashSet<Vec<&'a str>>,
-) {
-    let smallest = (0..cycle.len())
-        .min_by_key(|index| cycle[*index])
-        .unwrap_or(0);
-    cycle.rotate_left(smallest);
-    if !seen.insert(cycle.clone()) {
-        return;
-    }
-    let first = cycle[0];
-    let second = cycle.get(1).copied().unwrap_or(first);
-    let pos = steps[first]
-        .needs
-        .iter()
-        .find(|(need, _)| need == second)
-        .map(|(_, pos)| *pos)
-        .unwrap_or(steps[first].pos);
-    let mut path = cycle.join(" -> ");
-    path.push_str(" -> ");
-    path.push_str(first);
-    let message = format!("`needs` forms a cycle: {path}");
-    let hint =
-        Some("a step cannot wait for itself; remove one of these `needs` entries".to_owned());
-    sink.error(Code::Cycle, pos, message, hint);
-}
-
-/// For each step, every step that must finish before it (transitively through `needs`).
-fn ancestors<'a>(
-    steps: &'a BTreeMap<String, StepSource<'_>>,
-) -> BTreeMap<&'a str, BTreeSet<&'a str>> {
-    let mut result = BTreeMap::new();
-    for id in steps.keys() {
-        let mut seen: BTreeSet<&str> = BTreeSet::new();
-        let mut queue: Vec<&str> = vec![id.as_str()];
-        while let Some(current) = queue.pop() {
-            let Some(source) = steps.get(current) else {
-                continue;
-            };
-            for (need, _) in &source.needs {
-                if let Some((key, _)) = steps.get_key_value(need.as_str())
-                    && seen.insert(key.as_str())
-                {
-                    queue.push(key.as_str());
-                }
-            }
-        }
-        result.insert(id.as_str(), seen);
-    }
-    result
-}
-
 /// Where a template is rendered: in a step (with its upstream steps) or in the run output.
 struct Scope<'a> {
     all_steps: &'a BTreeMap<String, StepSource<'a>>,
-    step: Option<(&'a str, &'a BTreeSet<&'a str>)>,
+    dag: &'a Dag<'a>,
+    /// The step's id and index in `dag`.
+    step: Option<(&'a str, usize)>,
     item_allowed: bool,
 }
 
@@ -292,25 +157,19 @@ fn check_step_reference(
         }
         return;
     };
-    if !scope.all_steps.contains_key(target) {
-        let hint = match suggest(target, scope.all_steps.keys().map(String::as_str)) {
-            Some(best) => format!("did you mean `{best}`?"),
-            None => format!(
-                "steps are: {}",
-                quoted_list(scope.all_steps.keys().map(String::as_str))
-            ),
-        };
+    let Some(target_index) = scope.dag.index(target) else {
+        let hint = step_hint(sink, target, scope.all_steps, None);
         let message = format!("`{reference}`: there is no step `{target}`");
-        sink.error(Code::UnknownStepReference, pos, message, Some(hint));
+        sink.error(Code::UnknownStepReference, pos, message, hint);
         return;
-    }
-    if let Some((id, upstream)) = scope.step {
+    };
+    if let Some((id, index)) = scope.step {
         if target == id {
             let message = format!("step `{id}` reads its own result `{reference}`");
             sink.error(Code::StepNotUpstream, pos, message, None);
             return;
         }
-        if !upstream.contains(target) {
+        if !scope.dag.is_ancestor(index, target_index) {
             let message = format!(
                 "step `{id}` reads `{reference}`, but `{target}` is not guaranteed to finish before `{id}`"
             );

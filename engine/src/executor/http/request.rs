@@ -93,6 +93,11 @@ impl Request {
         builder.build()
     }
 
+    /// The URL's host as written in it (`[…]` around IPv6); empty without one.
+    pub(super) fn host(&self) -> &str {
+        self.url.host_str().unwrap_or_default()
+    }
+
     /// `METHOD scheme://host:port/path`, without credentials or query (they may hold secrets).
     pub(super) fn describe(&self) -> String {
         format!(

@@ -120,6 +120,11 @@ pub(super) fn failure(failure: Failure, request: &Request) -> Outcome {
         }
         Failure::Transport(err) => err.without_url(),
     };
+    // The policy refused a resolved address or a redirect target: the same
+    // request is refused every time.
+    if let Some(refusal) = super::guard::refusal_in(&err) {
+        return Outcome::failed(format!("{}: {refusal}", request.describe()), false);
+    }
     // Redirect loops and refused redirects, and requests that cannot be
     // built, end the same way every time; the network may do better next time.
     let retryable = !(err.is_redirect() || err.is_builder());

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use engine::core::Secrets;
 use engine::core::state::RunState;
-use engine::executor::{ExecConfig, Executor, HttpConfig, standard_executors};
+use engine::executor::{ExecConfig, Executor, standard_executors};
 use engine::runtime::{Config, Runtime, StartRequest};
 use engine::store::{EventStore, RunId, Store, StoreConfig};
 use serde_json::{Value, json};
@@ -43,7 +43,7 @@ impl Node {
             .await
             .expect("open the store");
         let mut executors =
-            standard_executors(HttpConfig::default(), ExecConfig::enabled()).expect("executors");
+            standard_executors(super::loopback_http(), ExecConfig::enabled()).expect("executors");
         executors.extend(extra);
         let config = Config {
             workers: 4,

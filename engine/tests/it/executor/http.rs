@@ -11,11 +11,11 @@ use engine::executor::http::{HttpConfig, HttpExecutor};
 use expect_test::expect;
 use serde_json::{Value, json};
 
-use super::{RUN_ID, attempt, render, with_deadline_ms};
+use super::{RUN_ID, attempt, loopback_http, render, with_deadline_ms};
 use server::Server;
 
 fn executor() -> HttpExecutor {
-    HttpExecutor::new(HttpConfig::default()).expect("default config builds")
+    HttpExecutor::new(loopback_http()).expect("default config builds")
 }
 
 fn get(url: String) -> Value {
@@ -170,7 +170,7 @@ async fn an_endless_body_fails_at_the_limit_without_being_buffered() {
     let server = Server::start().await;
     let config = HttpConfig {
         response_bytes_max: 100_000,
-        ..HttpConfig::default()
+        ..loopback_http()
     };
     let executor = HttpExecutor::new(config).expect("config");
     // The server never ends this body: reading it all would never finish.
@@ -202,7 +202,7 @@ async fn a_redirect_loop_stops_at_the_limit() {
     let server = Server::start().await;
     let config = HttpConfig {
         redirects_max: 3,
-        ..HttpConfig::default()
+        ..loopback_http()
     };
     let executor = HttpExecutor::new(config).expect("config");
     let outcome = executor
@@ -402,7 +402,7 @@ async fn head_of_a_large_resource_is_not_a_large_body() {
     let server = Server::start().await;
     let config = HttpConfig {
         response_bytes_max: 100_000,
-        ..HttpConfig::default()
+        ..loopback_http()
     };
     let executor = HttpExecutor::new(config).expect("config");
     let input = json!({ "method": "HEAD", "url": server.url("/announced-large") });
@@ -422,7 +422,7 @@ async fn https_works_with_a_trusted_ca_and_fails_retryably_without() {
     let (server, ca_pem) = Server::start_tls().await;
     let config = HttpConfig {
         extra_root_certificates_pem: Some(ca_pem),
-        ..HttpConfig::default()
+        ..loopback_http()
     };
     let trusting = HttpExecutor::new(config).expect("config");
     let outcome = trusting

@@ -1,6 +1,7 @@
 //! Executors against the real things: a local HTTP server spawned per test,
 //! and real child processes.
 
+mod egress;
 mod exec;
 pub(crate) mod flows;
 pub(crate) mod http;
@@ -15,6 +16,15 @@ use uuid::Uuid;
 
 /// Run id of every test attempt, so that keys and variables can be snapshot.
 const RUN_ID: Uuid = Uuid::from_u128(0x0193_0000_0000_7000_8000_0000_0000_00aa);
+
+/// The default `http` config with loopback allowed: the test servers listen
+/// on 127.0.0.1, which the node egress policy denies by default.
+pub(crate) fn loopback_http() -> HttpConfig {
+    HttpConfig {
+        egress: engine::executor::EgressPolicy::allowing_loopback(),
+        ..HttpConfig::default()
+    }
+}
 
 /// The first attempt of step `work` with `input` as its rendered `with`, no deadline.
 pub(crate) fn attempt(kind: StepKind, input: Value) -> Attempt {

@@ -40,7 +40,7 @@ impl Mutation {
             ))
             .into());
         }
-        let parsed = engine::core::dsl::parse(&source);
+        let parsed = parse_off_workers(source.clone()).await?;
         if parsed.has_errors() {
             return Ok(RegisterWorkflowResult::WorkflowRejected(WorkflowRejected {
                 diagnostics: parsed.diagnostics.iter().map(Diagnostic::from).collect(),
@@ -245,4 +245,13 @@ async fn load_run(api: &ApiContext, run_id: Uuid) -> Result<Run, ApiError> {
         .await?
         .map(Run)
         .ok_or_else(|| ApiError::not_found(format!("run {run_id} not found")))
+}
+
+/// Validation is CPU work (bounded by the DSL's limits): off the async workers.
+pub(super) async fn parse_off_workers(
+    source: String,
+) -> async_graphql::Result<engine::core::dsl::Parsed> {
+    tokio::task::spawn_blocking(move || engine::core::dsl::parse(&source))
+        .await
+        .map_err(|err| async_graphql::Error::new(format!("validation stopped: {err}")))
 }

@@ -341,7 +341,7 @@ pub struct Workflow {
 impl Workflow {
     /// The DAG as a Mermaid flowchart.
     async fn mermaid(&self) -> async_graphql::Result<String> {
-        let parsed = engine::core::dsl::parse(&self.source);
+        let parsed = super::mutation::parse_off_workers(self.source.clone()).await?;
         let workflow = parsed
             .workflow
             .ok_or_else(|| ApiError::validation("the stored source no longer parses"))?;

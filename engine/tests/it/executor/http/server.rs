@@ -161,6 +161,8 @@ async fn answer(
         "/loop" => redirect("/loop"),
         "/to-json" => redirect("/json"),
         "/to-ftp" => redirect("ftp://127.0.0.1/file"),
+        // `/redirect?to=URL`: the URL as written (tests pass no `&` in it).
+        "/redirect" => redirect(uri.query().unwrap_or_default().trim_start_matches("to=")),
         "/flaky" => {
             let calls = shared.flaky_calls.fetch_add(1, Ordering::SeqCst) + 1;
             if calls < 3 {
