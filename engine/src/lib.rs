@@ -9,4 +9,5 @@ pub mod chain;
 pub mod core;
 pub mod executor;
 pub mod runtime;
+pub mod sandbox;
 pub mod store;

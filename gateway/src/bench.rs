@@ -103,6 +103,8 @@ async fn bench_store(
         workers: most.max(WORKERS_DEFAULT),
         resume_on_start: false,
         commit_batch_max: args.commit_batch_max,
+        // Templates are evaluated as on a node.
+        evaluator: crate::serve::sandbox(&crate::cli::TemplateArgs::default())?,
         ..Config::default()
     };
     let executors = crate::serve::executors(ExecutorArgs::default())?;

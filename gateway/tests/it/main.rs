@@ -16,6 +16,7 @@ mod bench;
 mod crash;
 mod replay;
 mod run;
+mod template_sandbox;
 mod validate;
 
 use std::path::{Path, PathBuf};
