@@ -119,33 +119,48 @@ impl Sandbox {
             Ok(()) => child.answers.recv_timeout(deadline),
             Err(error) => Ok(Err(error)),
         };
-        let answer = match answer {
-            Ok(Ok(body)) => serde_json::from_slice::<frame::Answer>(&body)
-                .map_err(|error| sandbox_error(format!("the sandbox answered garbage: {error}"))),
+        match answer {
+            Ok(Ok(body)) => match serde_json::from_slice::<frame::Answer>(&body) {
+                Ok(answer) => {
+                    self.give_back(child);
+                    answer
+                }
+                Err(error) => {
+                    child.kill();
+                    self.discard();
+                    Err(sandbox_error(format!(
+                        "the sandbox answered garbage: {error}"
+                    )))
+                }
+            },
             Ok(Err(_)) | Err(RecvTimeoutError::Disconnected) => {
                 let status = child.kill();
                 self.discard();
-                return Err(self.death(status));
+                Err(self.death(status))
             }
             Err(RecvTimeoutError::Timeout) => {
                 child.kill();
                 self.discard();
-                return Err(sandbox_error(format!(
+                Err(sandbox_error(format!(
                     "it went past its time limit of {} ms",
                     self.config.evaluation_ms_max
-                )));
+                )))
             }
-        };
-        self.give_back(child);
-        answer?
+        }
     }
 
     /// An idle child, or a new one when fewer than `processes` are alive.
     fn take(&self) -> Result<Child, Error> {
         let mut pool = self.lock();
         loop {
-            if let Some(child) = pool.idle.pop() {
-                return Ok(child);
+            if let Some(mut child) = pool.idle.pop() {
+                // One killed from outside while idle is replaced, not handed a request.
+                if matches!(child.process.try_wait(), Ok(None)) {
+                    return Ok(child);
+                }
+                drop(child);
+                pool.live = pool.live.saturating_sub(1);
+                continue;
             }
             if pool.live < self.config.processes.max(1) {
                 pool.live += 1;
