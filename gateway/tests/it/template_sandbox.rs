@@ -202,11 +202,18 @@ steps:
 "#;
 
 #[test]
-fn template_bombs_fail_their_steps_and_a_normal_step_still_runs() {
+fn template_bombs_that_pass_validate_fail_their_steps_and_a_normal_step_still_runs() {
     let folder = tempfile::tempdir().expect("temp dir");
     let url = format!("sqlite://{}/imx.db", folder.path().display());
     let file = folder.path().join("bombs.yaml");
     std::fs::write(&file, BOMBS).expect("write the workflow");
+    // Validation compiles templates but does not evaluate them.
+    let validated = Command::new(env!("CARGO_BIN_EXE_imx"))
+        .arg("validate")
+        .arg(&file)
+        .output()
+        .expect("imx validate");
+    assert!(validated.status.success(), "{validated:?}");
     let output = folder.path().join("run.json");
     let mut child = Command::new(env!("CARGO_BIN_EXE_imx"))
         .args(["--database-url", &url, "run"])
