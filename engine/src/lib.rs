@@ -9,5 +9,6 @@ pub mod chain;
 pub mod core;
 pub mod executor;
 pub mod runtime;
+pub mod sandbox;
 pub mod secrets;
 pub mod store;

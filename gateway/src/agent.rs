@@ -23,6 +23,7 @@ const AGENT_TASK_TIMEOUT_DEFAULT: Duration = Duration::from_secs(3600);
 pub async fn agent(url: &str, args: &AgentArgs) -> anyhow::Result<ExitCode> {
     let config = Config {
         workers: args.workers,
+        evaluator: crate::serve::sandbox(&args.templates)?,
         ..Config::default()
     };
     // The agent carries out its queue's tasks only; it needs no executors.

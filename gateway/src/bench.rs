@@ -103,6 +103,8 @@ async fn bench_store(
         workers: most.max(WORKERS_DEFAULT),
         resume_on_start: false,
         commit_batch_max: args.commit_batch_max,
+        // Templates are evaluated as on a node.
+        evaluator: crate::serve::sandbox(&crate::cli::TemplateArgs::default())?,
         ..Config::default()
     };
     // The `http` workflow calls the bench's own server on loopback, which the

@@ -39,6 +39,9 @@ pub enum Command {
     Apikey(imx_gateway::api::apikey::ApiKeyArgs),
     /// Measure the engine: `imx bench run` prints runs/s and latencies.
     Bench(BenchArgs),
+    /// A template sandbox process (started by `imx` itself, never by hand).
+    #[command(name = "__template-sandbox", hide = true)]
+    TemplateSandbox(TemplateSandboxArgs),
 }
 
 #[derive(Debug, Args)]
@@ -127,6 +130,8 @@ pub struct RunArgs {
     /// Print the run document as JSON.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub templates: TemplateArgs,
 }
 
 #[derive(Debug, Args)]
@@ -196,6 +201,8 @@ pub struct ServeArgs {
     /// Lease on a claimed task, in ms: after a crash, its tasks wait this long.
     #[arg(long, default_value_t = engine::runtime::LEASE_MS_DEFAULT)]
     pub lease_ms: u64,
+    #[command(flatten)]
+    pub templates: TemplateArgs,
     /// The GraphQL/HTTP API (listen address, auth, limits).
     #[command(flatten)]
     pub api: imx_gateway::api::ApiArgs,
@@ -209,6 +216,8 @@ pub struct AgentArgs {
     /// Tasks run at the same time.
     #[arg(long, default_value_t = 1)]
     pub workers: usize,
+    #[command(flatten)]
+    pub templates: TemplateArgs,
     /// The command to run per task: task JSON on stdin, output JSON on stdout.
     #[arg(last = true, required = true)]
     pub command: Vec<String>,
@@ -266,4 +275,33 @@ pub enum BenchWorkflow {
     Noop,
     /// Ten `http` steps in a chain against a local server.
     Http,
+}
+
+/// Limits of the template sandbox (docs/templates.md, "Limits and the sandbox").
+#[derive(Debug, Clone, Args)]
+pub struct TemplateArgs {
+    /// Address space of a template sandbox process, in bytes.
+    #[arg(long, env = "IMX_TEMPLATE_MEMORY_BYTES_MAX", default_value_t = engine::sandbox::SANDBOX_MEMORY_BYTES_MAX)]
+    pub template_memory_bytes_max: u64,
+    /// Wall-clock time one template evaluation in the sandbox may take, in ms.
+    #[arg(long, env = "IMX_TEMPLATE_EVALUATION_MS_MAX", default_value_t = engine::sandbox::TEMPLATE_EVALUATION_MS_MAX)]
+    pub template_evaluation_ms_max: u64,
+}
+
+impl Default for TemplateArgs {
+    fn default() -> Self {
+        TemplateArgs {
+            template_memory_bytes_max: engine::sandbox::SANDBOX_MEMORY_BYTES_MAX,
+            template_evaluation_ms_max: engine::sandbox::TEMPLATE_EVALUATION_MS_MAX,
+        }
+    }
+}
+
+/// The limits a sandbox child sets on itself, given by its parent.
+#[derive(Debug, Args)]
+pub struct TemplateSandboxArgs {
+    #[arg(long)]
+    pub memory_bytes_max: u64,
+    #[arg(long)]
+    pub evaluation_ms_max: u64,
 }

@@ -44,6 +44,14 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
+    if let cli::Command::TemplateSandbox(args) = &cli.command {
+        // First, before any thread or logger: the child limits itself.
+        engine::sandbox::serve_child(engine::sandbox::ChildLimits {
+            memory_bytes_max: args.memory_bytes_max,
+            evaluation_ms_max: args.evaluation_ms_max,
+        })?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let url = cli.store.database_url.clone();
     // `serve` logs JSON lines; everything else plain warnings (the runtime's).
     if !matches!(cli.command, cli::Command::Serve(_)) {
@@ -70,6 +78,7 @@ fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
             imx_gateway::api::apikey::run(&url, args).await?;
             Ok(ExitCode::SUCCESS)
         }),
+        cli::Command::TemplateSandbox(_) => Ok(ExitCode::SUCCESS),
     }
 }
 

@@ -51,6 +51,7 @@ pub async fn run(url: &str, args: &RunArgs) -> anyhow::Result<ExitCode> {
     let source = read_source(&args.workflow)?;
     let config = Config {
         resume_on_start: false,
+        evaluator: crate::serve::sandbox(&args.templates)?,
         ..Config::default()
     };
     let runtime = open_runtime(url, config, args.executors.clone()).await?;

@@ -118,7 +118,12 @@ pub async fn decide(url: &str, args: &DecisionArgs, granted: bool) -> anyhow::Re
         .clone()
         .or_else(|| std::env::var("USER").ok())
         .unwrap_or_else(|| "cli".to_owned());
-    let runtime = open_runtime(url, Config::default(), ExecutorArgs::default()).await?;
+    // Deciding settles the run: the next steps' inputs are rendered here.
+    let config = Config {
+        evaluator: crate::serve::sandbox(&crate::cli::TemplateArgs::default())?,
+        ..Config::default()
+    };
+    let runtime = open_runtime(url, config, ExecutorArgs::default()).await?;
     let comment = args.comment.clone();
     let state = match granted {
         true => runtime.approve(run_id, &args.step, &by, comment).await?,

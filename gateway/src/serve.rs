@@ -10,9 +10,10 @@ use engine::executor::{
     KafkaExecutor,
 };
 use engine::runtime::{Config, Runtime, RuntimeHandle};
+use engine::sandbox::{SANDBOX_SUBCOMMAND, Sandbox, SandboxConfig};
 use engine::store::Store;
 
-use crate::cli::{ExecutorArgs, ServeArgs};
+use crate::cli::{ExecutorArgs, ServeArgs, TemplateArgs};
 
 /// A started runtime on an opened store.
 #[derive(Debug)]
@@ -80,6 +81,19 @@ pub fn executors(which: ExecutorArgs) -> anyhow::Result<Vec<Arc<dyn Executor>>> 
     Ok(executors)
 }
 
+/// This node's template evaluator: a sandbox of `imx __template-sandbox`
+/// children (this very binary) with the given limits.
+pub fn sandbox(args: &TemplateArgs) -> anyhow::Result<Arc<dyn engine::core::template::Evaluator>> {
+    let program =
+        std::env::current_exe().context("cannot find the imx binary for the template sandbox")?;
+    let config = SandboxConfig {
+        memory_bytes_max: args.template_memory_bytes_max,
+        evaluation_ms_max: args.template_evaluation_ms_max,
+        ..SandboxConfig::for_program(program, [SANDBOX_SUBCOMMAND])
+    };
+    Ok(Arc::new(Sandbox::new(config)))
+}
+
 /// Opens the store and starts workers and timers; resumes unfinished runs
 /// when `config.resume_on_start`.
 pub async fn start_node(url: &str, config: Config, which: ExecutorArgs) -> anyhow::Result<Node> {
@@ -92,6 +106,7 @@ pub async fn serve(url: &str, args: &ServeArgs) -> anyhow::Result<std::process::
     let config = Config {
         workers: args.workers,
         lease_ms: args.lease_ms,
+        evaluator: sandbox(&args.templates)?,
         ..Config::default()
     };
     // The API settings are checked before anything starts.

@@ -12,6 +12,7 @@ use tokio::sync::{Notify, watch};
 
 use crate::core::decide::Effect;
 use crate::core::event::{Event, StepFailed, StepSucceeded, TimerFired};
+use crate::core::scope::Host;
 use crate::core::state::RunState;
 use crate::core::workflow::Workflow;
 use crate::executor::{Attempt, Executor, Outcome};
@@ -60,7 +61,8 @@ impl<S: EventStore> Runtime<S> {
             return self.drop_task(task).await;
         }
         tracing::debug!(kind = executor.kind().as_str(), "attempt started");
-        let outcome = match self.rendered_attempt(&workflow, &state, task, &wanted) {
+        let effects = self.outstanding_off_thread(workflow, state).await?;
+        let outcome = match rendered_attempt(effects, task, &wanted) {
             _ if task.claims > TASK_CLAIMS_MAX => abandoned(task.claims - 1),
             Some(attempt) => match self.run_attempt(task, executor.as_ref(), &attempt).await {
                 Some(outcome) => outcome,
@@ -85,37 +87,29 @@ impl<S: EventStore> Runtime<S> {
         self.record(task, facts).await
     }
 
-    /// The attempt as the executor sees it: the input rendered again from
-    /// the log with this node's secrets.
-    fn rendered_attempt(
+    /// The core's outstanding effects (the attempts' inputs rendered again
+    /// from the log with this node's secrets), on a blocking thread: the
+    /// evaluator may wait for a sandbox process.
+    pub(super) async fn outstanding_off_thread(
         &self,
-        workflow: &Workflow,
-        state: &RunState,
-        task: &ClaimedTask,
-        wanted: &AttemptTask,
-    ) -> Option<Attempt> {
-        crate::core::outstanding(workflow, state, self.host())
-            .into_iter()
-            .find_map(|effect| match effect {
-                Effect::ScheduleStep {
-                    key,
-                    kind,
-                    attempt,
-                    input,
-                    deadline,
-                    ..
-                } if key == wanted.key && attempt == wanted.attempt => Some(Attempt {
-                    run_id: task.run_id,
-                    step: wanted.step.clone(),
-                    index: wanted.index,
-                    attempt,
-                    idempotency_key: key,
-                    kind,
-                    input,
-                    deadline,
-                }),
-                _ => None,
-            })
+        workflow: Arc<Workflow>,
+        state: RunState,
+    ) -> Result<Vec<Effect>, Error> {
+        let secrets = self.config.secrets.clone();
+        let evaluator = Arc::clone(&self.config.evaluator);
+        let run_id = state.run_id.unwrap_or_default();
+        tokio::task::spawn_blocking(move || {
+            let host = Host {
+                secrets: &secrets,
+                evaluator: &*evaluator,
+            };
+            crate::core::outstanding(&workflow, &state, host)
+        })
+        .await
+        .map_err(|join| Error::Decide {
+            run_id,
+            detail: join.to_string(),
+        })
     }
 
     /// Redacts secrets and enforces the output size limit.
@@ -313,5 +307,33 @@ fn fact(timer: &TimerTask, now: DateTime<Utc>) -> Option<Event> {
             output: json!({ "slept_ms": duration_ms }),
         }),
         TimerTask::Continue => return None,
+    })
+}
+
+/// The attempt as the executor sees it, from the outstanding effects.
+fn rendered_attempt(
+    effects: Vec<Effect>,
+    task: &ClaimedTask,
+    wanted: &AttemptTask,
+) -> Option<Attempt> {
+    effects.into_iter().find_map(|effect| match effect {
+        Effect::ScheduleStep {
+            key,
+            kind,
+            attempt,
+            input,
+            deadline,
+            ..
+        } if key == wanted.key && attempt == wanted.attempt => Some(Attempt {
+            run_id: task.run_id,
+            step: wanted.step.clone(),
+            index: wanted.index,
+            attempt,
+            idempotency_key: key,
+            kind,
+            input,
+            deadline,
+        }),
+        _ => None,
     })
 }

@@ -29,7 +29,7 @@ use serde_json::Value;
 use tokio::sync::broadcast;
 
 use crate::core::event::{ApprovalGranted, ApprovalRejected, Event, RunCancelRequested};
-use crate::core::scope::{Host, Secrets};
+use crate::core::scope::Secrets;
 use crate::core::state::{ExecStatus, RunState};
 use crate::core::template::{Evaluator, InProcess};
 use crate::core::{evolve, run};
@@ -306,14 +306,6 @@ impl<S: EventStore> Runtime<S> {
 
     fn now(&self) -> DateTime<Utc> {
         self.store.config().clock.now()
-    }
-
-    /// This node's secrets and template evaluator, for the core.
-    fn host(&self) -> Host<'_> {
-        Host {
-            secrets: &self.config.secrets,
-            evaluator: &*self.config.evaluator,
-        }
     }
 
     /// The folded state of a run, read from the log.

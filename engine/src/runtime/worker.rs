@@ -105,7 +105,9 @@ impl<S: EventStore> Runtime<S> {
     async fn resume_run(&self, run_id: crate::store::RunId) {
         let result = async {
             let (workflow, state) = self.load(run_id).await?;
-            let effects = crate::core::outstanding(&workflow, &state, self.host())
+            let effects = self
+                .outstanding_off_thread(workflow, state)
+                .await?
                 .into_iter()
                 .filter(|effect| matches!(effect, crate::core::Effect::StartChildRun { .. }))
                 .collect();

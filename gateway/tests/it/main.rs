@@ -19,6 +19,7 @@ mod isolation;
 mod replay;
 mod run;
 mod runs_cancel;
+mod template_sandbox;
 mod validate;
 
 use std::path::{Path, PathBuf};

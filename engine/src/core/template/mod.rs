@@ -13,6 +13,7 @@
 //! as `***` as a whole ([`Rendered::recorded`]), whatever it did with the value.
 
 mod bounded;
+mod plain;
 mod taint;
 
 use std::borrow::Cow;
@@ -26,6 +27,7 @@ use crate::core::scope::{REDACTED, Secrets};
 use taint::SecretScope;
 
 pub use bounded::VALUE_DEPTH_MAX;
+pub use plain::is_plain;
 
 /// Instructions one template or expression may execute before it is stopped;
 /// minijinja also charges the bytes and list slots an operation allocates.
