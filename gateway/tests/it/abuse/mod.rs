@@ -7,6 +7,7 @@
 //! flags it needs, does its damage, then calls [`Server::assert_healthy`].
 
 mod cli_input;
+mod engine;
 mod flags;
 mod idempotency;
 mod metrics;
