@@ -12,19 +12,20 @@ use super::{Outcome, imx};
 /// How long a test waits for a background `imx` to finish a run.
 const WAIT_MS_MAX: u64 = 30_000;
 
-struct Store {
-    folder: tempfile::TempDir,
+/// A fresh SQLite store in a temporary folder, and `imx` on it.
+pub struct Store {
+    pub folder: tempfile::TempDir,
     url: String,
 }
 
 impl Store {
-    fn new() -> Store {
+    pub fn new() -> Store {
         let folder = tempfile::tempdir().expect("temp dir");
         let url = format!("sqlite://{}/imx.db", folder.path().display());
         Store { folder, url }
     }
 
-    fn imx(&self, args: &[&str]) -> Outcome {
+    pub fn imx(&self, args: &[&str]) -> Outcome {
         let mut all = vec!["--database-url", self.url.as_str()];
         all.extend_from_slice(args);
         imx(&all)

@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use super::imx;
+use super::run::Store;
 
 const WAITING: &str = r#"
 name: gated
@@ -13,25 +13,6 @@ steps:
   approve: { needs: [prepare], uses: approval, with: { role: finance } }
   ship: { needs: [approve], uses: noop }
 "#;
-
-struct Store {
-    folder: tempfile::TempDir,
-    url: String,
-}
-
-impl Store {
-    fn new() -> Store {
-        let folder = tempfile::tempdir().expect("temp dir");
-        let url = format!("sqlite://{}/imx.db", folder.path().display());
-        Store { folder, url }
-    }
-
-    fn imx(&self, args: &[&str]) -> super::Outcome {
-        let mut all = vec!["--database-url", self.url.as_str()];
-        all.extend_from_slice(args);
-        imx(&all)
-    }
-}
 
 #[test]
 fn runs_cancel_cancels_a_waiting_run_and_refuses_unknown_or_finished_ones() {

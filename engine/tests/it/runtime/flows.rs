@@ -308,15 +308,7 @@ async fn bad_input_writes_nothing(url: &str) {
         matches!(broken, Err(Error::InvalidWorkflow { .. })),
         "{broken:?}"
     );
-    let runs = node
-        .runtime
-        .store()
-        .list_runs(&RunQuery {
-            limit: 10,
-            ..RunQuery::default()
-        })
-        .await;
-    assert!(runs.expect("list").items.is_empty(), "nothing was written");
+    node.assert_no_runs().await;
     node.stop().await;
 }
 

@@ -4,7 +4,6 @@
 //! a key of exactly the limit is stored and finds its run again.
 
 use engine::runtime::{Error, IDEMPOTENCY_KEY_BYTES_MAX, StartRequest};
-use engine::store::{EventStore, RunQuery};
 use serde_json::json;
 
 use super::{Node, both_backends};
@@ -51,15 +50,7 @@ async fn idempotency_key_with_nul_or_too_long_is_refused_and_writes_nothing(url:
             "{message}"
         );
     }
-    let runs = node
-        .runtime
-        .store()
-        .list_runs(&RunQuery {
-            limit: 10,
-            ..RunQuery::default()
-        })
-        .await;
-    assert!(runs.expect("list").items.is_empty(), "nothing was written");
+    node.assert_no_runs().await;
     node.stop().await;
 }
 

@@ -118,6 +118,19 @@ impl Node {
         }
     }
 
+    /// Asserts the store holds no run: a refused start wrote nothing.
+    pub async fn assert_no_runs(&self) {
+        let runs = self
+            .runtime
+            .store()
+            .list_runs(&engine::store::RunQuery {
+                limit: 10,
+                ..engine::store::RunQuery::default()
+            })
+            .await;
+        assert!(runs.expect("list").items.is_empty(), "nothing was written");
+    }
+
     pub async fn finished(&self, run_id: RunId) -> Value {
         self.wait_for(run_id, RunState::is_finished)
             .await
