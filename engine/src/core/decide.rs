@@ -22,6 +22,7 @@ use crate::core::keys;
 use crate::core::schedule::{self, Context};
 use crate::core::scope::{self, Host};
 use crate::core::state::{ExecStatus, Execution, RunState, RunStatus, StepState, StepStatus};
+use crate::core::template::Rendered;
 use crate::core::workflow::{Step, StepKind, TriggerRule, Workflow};
 
 /// Most items one `for_each` may expand to.
@@ -350,7 +351,7 @@ fn start_step(context: &Context<'_>, step: &Step, out: &mut Decision) {
     let Some(for_each) = &step.for_each else {
         return schedule::schedule(context, step, None, None, 1, out);
     };
-    let rendered = match context.host.render(&for_each.items, &scope()) {
+    let items = match context.host.render(&for_each.items, &scope()) {
         // The items are recorded and every item's scope is built from the
         // record: a list that read a secret cannot be recorded whole.
         Ok(rendered) if !rendered.tainted.is_empty() => {
@@ -361,12 +362,14 @@ fn start_step(context: &Context<'_>, step: &Step, out: &mut Decision) {
                 out,
             );
         }
-        Ok(rendered) => Ok(rendered.value),
-        Err(err) => Err(err),
-    };
-    let items = match rendered {
-        Ok(Value::Array(items)) if items.len() <= FOR_EACH_ITEMS_MAX => items,
-        Ok(Value::Array(items)) => {
+        Ok(Rendered {
+            value: Value::Array(items),
+            ..
+        }) if items.len() <= FOR_EACH_ITEMS_MAX => items,
+        Ok(Rendered {
+            value: Value::Array(items),
+            ..
+        }) => {
             return fail(
                 format!(
                     "`for_each` yielded {} items, more than the limit of {FOR_EACH_ITEMS_MAX}",
@@ -375,7 +378,9 @@ fn start_step(context: &Context<'_>, step: &Step, out: &mut Decision) {
                 out,
             );
         }
-        Ok(other) => return fail(format!("`for_each` must yield a list, got {other}"), out),
+        Ok(Rendered { value: other, .. }) => {
+            return fail(format!("`for_each` must yield a list, got {other}"), out);
+        }
         Err(err) => return fail(format!("cannot render `for_each`: {err}"), out),
     };
     let items: Vec<Value> = items

@@ -95,10 +95,9 @@ impl Rendered {
     pub fn recorded(&self, secrets: &Secrets) -> Value {
         let mut value = self.value.clone();
         for pointer in &self.tainted {
-            match value.pointer_mut(pointer) {
-                Some(leaf) => *leaf = Value::String(REDACTED.to_owned()),
-                None if pointer.is_empty() => value = Value::String(REDACTED.to_owned()),
-                None => {}
+            // `""` is the whole value: a template tree that is one string.
+            if let Some(leaf) = value.pointer_mut(pointer) {
+                *leaf = Value::String(REDACTED.to_owned());
             }
         }
         secrets.redact(value)
