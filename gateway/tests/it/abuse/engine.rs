@@ -22,6 +22,9 @@ const RUN: &str = r#"query($id: ID!) {
 /// Time a hostile run gets to end, polled, in ms (the sandbox's time limit
 /// is 2 s per evaluation; a debug build on 2 busy cores is slow).
 const RUN_END_MS_MAX: u64 = 120_000;
+/// How long `/healthz` may take while the server validates, generous for a
+/// debug build on 2 busy cores.
+const HEALTHZ_WAIT: Duration = Duration::from_secs(5);
 /// What the node knows as `secrets.CANARY`.
 const CANARY: &str = "c4nary-s3cret-v4lue";
 
@@ -230,5 +233,43 @@ async fn transformed_secrets_reach_no_record_of_the_run() {
             "{record} holds the characters"
         );
     }
+    server.assert_healthy().await;
+}
+
+/// 1,000 steps, each needing the 64 before it (issue #13, item 5: 13.8 s and
+/// 795 MB in `imx validate`; two such registrations stalled `/healthz`).
+fn dense_workflow(name: &str) -> String {
+    let mut source = format!("name: {name}\nsteps:\n");
+    for step in 0..1_000_u32 {
+        let needs: Vec<String> = (step.saturating_sub(64)..step)
+            .map(|need| format!("s{need}"))
+            .collect();
+        source.push_str(&format!(
+            "  s{step}: {{ uses: noop, needs: [{}] }}\n",
+            needs.join(",")
+        ));
+    }
+    source
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_dense_workflows_register_while_healthz_answers() {
+    let server = Server::start(&["--body-bytes-max", "1048576"], &[]).await;
+    let client = client(&server).await;
+    let (first, second) = (dense_workflow("dense-a"), dense_workflow("dense-b"));
+    let registering = async {
+        tokio::join!(client.register(&first), client.register(&second));
+    };
+    let probing = async {
+        // `/healthz` keeps answering, promptly, while both are validated
+        // (validation on the async workers held it for the whole 13.8 s).
+        for _ in 0..10 {
+            tokio::time::timeout(HEALTHZ_WAIT, server.assert_healthy())
+                .await
+                .expect("/healthz answers while workflows are validated");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::join!(registering, probing);
     server.assert_healthy().await;
 }
