@@ -1,12 +1,14 @@
 //! The Infinity Matrix engine: the workflow model, the pure core, and (as they
 //! land) the stores, executors and runtime that carry the core's effects out.
 //!
-//! Architecture invariant: everything under [`core`] is pure. It performs no
-//! I/O and reads no clock or randomness; time and ids are arguments.
+//! The pure core is its own crate, `imx-core` (`engine/core/`), re-exported
+//! here as [`core`]: its manifest cannot reach tokio, sqlx, reqwest or
+//! rdkafka and its clippy configuration denies clocks, randomness and the
+//! file system, so the compiler holds the invariant that it performs no I/O.
 
 pub mod bench;
 pub mod chain;
-pub mod core;
+pub use imx_core as core;
 pub mod executor;
 pub mod runtime;
 pub mod sandbox;

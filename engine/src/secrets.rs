@@ -18,7 +18,9 @@ use std::os::unix::process::CommandExt;
 use std::sync::OnceLock;
 
 use crate::core::scope::Secrets;
-use crate::runtime::SECRET_ENV_PREFIX;
+
+/// Environment variable prefix of secrets: `IMX_SECRET_<NAME>`.
+pub const SECRET_ENV_PREFIX: &str = "IMX_SECRET_";
 
 /// Names the descriptor that carries the secrets into the re-executed node.
 pub const SECRETS_FD_ENV: &str = "IMX_SECRETS_FD";

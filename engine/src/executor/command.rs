@@ -33,7 +33,7 @@ use super::{Attempt, Outcome};
 
 /// Most bytes of stdout collected; more fails the attempt. The runtime's
 /// output limit: more could not become a step's output anyway.
-pub const STDOUT_BYTES_MAX: usize = crate::runtime::OUTPUT_BYTES_MAX;
+pub const STDOUT_BYTES_MAX: usize = super::OUTPUT_BYTES_MAX;
 /// Bytes at the end of stderr kept for the error message and the output (4 KiB).
 pub const STDERR_TAIL_BYTES_MAX: usize = 4 * 1024;
 /// `PATH` given to commands when the engine's own environment has none.
@@ -107,7 +107,7 @@ impl CommandSpec {
         self.env
             .extend(std::env::vars_os().filter_map(|(key, value)| {
                 let key = key.into_string().ok()?;
-                let secret = key.starts_with(crate::runtime::SECRET_ENV_PREFIX)
+                let secret = key.starts_with(crate::secrets::SECRET_ENV_PREFIX)
                     || key == crate::secrets::SECRETS_FD_ENV;
                 (!secret).then_some((key, value.into_string().ok()?))
             }));

@@ -18,7 +18,7 @@ use request::Request;
 pub const IDEMPOTENCY_KEY_HEADER: &str = "Idempotency-Key";
 /// Largest response body read; a larger one fails the attempt. The runtime's
 /// output limit: a larger body could not become a step's output anyway.
-pub const RESPONSE_BYTES_MAX: usize = crate::runtime::OUTPUT_BYTES_MAX;
+pub const RESPONSE_BYTES_MAX: usize = super::OUTPUT_BYTES_MAX;
 /// Redirects followed before the attempt fails.
 pub const REDIRECTS_MAX: usize = 5;
 /// Time allowed to open a connection (TCP and TLS), in ms.

@@ -36,6 +36,10 @@ pub mod http;
 mod input;
 pub mod kafka;
 
+/// Largest JSON output an executor may return for one attempt, in bytes;
+/// a larger one fails the attempt without retry (the runtime checks it).
+pub const OUTPUT_BYTES_MAX: usize = 256 * 1024;
+
 pub use command::{CommandSpec, StdoutFormat, run_command};
 pub use egress::EgressPolicy;
 pub use exec::{ExecConfig, ExecExecutor};

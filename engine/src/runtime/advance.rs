@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-use crate::core::decide::Effect;
+use crate::core::effect::Effect;
 use crate::core::event::{Event, EventEnvelope, RunCancelRequested};
 use crate::core::evolve;
 use crate::core::run::{self, Settled};

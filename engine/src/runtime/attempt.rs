@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 use tokio::sync::{Notify, watch};
 
-use crate::core::decide::Effect;
+use crate::core::effect::Effect;
 use crate::core::event::{Event, StepFailed, StepSucceeded, TimerFired};
 use crate::core::scope::Host;
 use crate::core::state::RunState;

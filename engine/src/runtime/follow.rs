@@ -9,8 +9,8 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use crate::core::add_ms;
-use crate::core::decide::Effect;
 use crate::core::dsl::duration::parse_duration_ms;
+use crate::core::effect::Effect;
 use crate::core::event::{
     ChildOutcome, ChildRunFinished, Event, ParentRun, RunCancelRequested, StepFailed,
 };

@@ -42,9 +42,7 @@ pub use queues::{STEP_QUEUE_PREFIX, TIMER_QUEUE, agent_queue, step_queue};
 pub use worker::RuntimeHandle;
 pub use workflows::{Registered, parse_source};
 
-/// Largest JSON output an executor may return for one attempt, in bytes;
-/// a larger one fails the attempt without retry.
-pub const OUTPUT_BYTES_MAX: usize = 256 * 1024;
+pub use crate::executor::OUTPUT_BYTES_MAX;
 /// Default lease on a claimed task, in ms; renewed at a third of it.
 pub const LEASE_MS_DEFAULT: u64 = 30_000;
 /// Default concurrent attempts per node.
@@ -64,8 +62,7 @@ pub const APPEND_TIMINGS_BUFFER: usize = 4_096;
 pub const RUN_ENDS_BUFFER: usize = 4_096;
 /// Most runs whose folded state is cached in memory.
 pub const RUN_CACHE_MAX: usize = 10_000;
-/// Environment variable prefix of secrets: `IMX_SECRET_<NAME>`.
-pub const SECRET_ENV_PREFIX: &str = "IMX_SECRET_";
+pub use crate::secrets::SECRET_ENV_PREFIX;
 
 /// Tunables of a runtime node.
 #[derive(Clone, Debug)]

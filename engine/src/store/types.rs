@@ -39,7 +39,7 @@ const _: () = assert!(
     crate::core::template::TEMPLATE_OUTPUT_BYTES_MAX + EVENT_FIELDS_BYTES_MAX <= PAYLOAD_BYTES_MAX
 );
 const _: () =
-    assert!(crate::runtime::OUTPUT_BYTES_MAX + EVENT_FIELDS_BYTES_MAX <= PAYLOAD_BYTES_MAX);
+    assert!(crate::executor::OUTPUT_BYTES_MAX + EVENT_FIELDS_BYTES_MAX <= PAYLOAD_BYTES_MAX);
 /// Default most run appends in one `append_batch` transaction.
 pub const BATCH_RUNS_MAX: usize = 1_000;
 /// Default largest page a read may ask for (events, runs, tasks, timers).

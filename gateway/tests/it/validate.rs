@@ -17,13 +17,13 @@ fn validate_accepts_every_example_workflow_by_default() {
 fn validate_reports_every_problem_with_position_and_exits_1() {
     let outcome = imx(&[
         "validate",
-        "engine/tests/fixtures/invalid/imx0013-cycle.yaml",
+        "engine/core/tests/fixtures/invalid/imx0013-cycle.yaml",
     ]);
     assert_eq!(outcome.code, 1);
     expect![[r#"
-        engine/tests/fixtures/invalid/imx0013-cycle.yaml:4:13: error[IMX0013]: `needs` forms a cycle: a -> c -> b -> a
+        engine/core/tests/fixtures/invalid/imx0013-cycle.yaml:4:13: error[IMX0013]: `needs` forms a cycle: a -> c -> b -> a
           hint: a step cannot wait for itself; remove one of these `needs` entries
-        engine/tests/fixtures/invalid/imx0013-cycle.yaml:13:13: error[IMX0013]: `needs` forms a cycle: d -> d
+        engine/core/tests/fixtures/invalid/imx0013-cycle.yaml:13:13: error[IMX0013]: `needs` forms a cycle: d -> d
           hint: a step cannot wait for itself; remove one of these `needs` entries
     "#]]
     .assert_eq(&outcome.stdout);
@@ -31,7 +31,7 @@ fn validate_reports_every_problem_with_position_and_exits_1() {
 
 #[test]
 fn validate_walks_folders_and_counts_problems_of_all_files() {
-    let outcome = imx(&["validate", "engine/tests/fixtures/invalid"]);
+    let outcome = imx(&["validate", "engine/core/tests/fixtures/invalid"]);
     assert_eq!(outcome.code, 1);
     let files_with_errors = outcome
         .stdout
@@ -39,7 +39,7 @@ fn validate_walks_folders_and_counts_problems_of_all_files() {
         .filter(|line| line.contains(": error["))
         .filter_map(|line| line.split(':').next())
         .collect::<std::collections::BTreeSet<_>>();
-    let fixtures = std::fs::read_dir(repo_root().join("engine/tests/fixtures/invalid"))
+    let fixtures = std::fs::read_dir(repo_root().join("engine/core/tests/fixtures/invalid"))
         .expect("fixtures folder")
         .count();
     // Every fixture but the warning-only one has at least one error.
@@ -120,7 +120,10 @@ fn graph_draws_mermaid_by_default_and_dot_on_request() {
 
 #[test]
 fn graph_of_an_invalid_workflow_prints_its_diagnostics() {
-    let outcome = imx(&["graph", "engine/tests/fixtures/invalid/imx0013-cycle.yaml"]);
+    let outcome = imx(&[
+        "graph",
+        "engine/core/tests/fixtures/invalid/imx0013-cycle.yaml",
+    ]);
     assert_eq!(outcome.code, 1);
     assert!(
         outcome.stderr.contains("is not a valid workflow"),

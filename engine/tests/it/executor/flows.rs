@@ -17,7 +17,7 @@ use crate::kafka::flows::{
     nightly_data_pipeline_loads_the_partitions_and_announces_the_load,
     payment_events_publishes_reviewed_and_unreviewed_payments_to_the_audit_topic,
 };
-use crate::schema::repo_path;
+use crate::repo_path;
 use crate::store::Database;
 
 /// How long a run may take before the test fails.

@@ -1,0 +1,196 @@
+//! Checks across steps: `needs` names real steps and forms no cycle, and
+//! every template reads only what is in scope where it is rendered.
+
+use std::collections::BTreeMap;
+
+use super::dag::{Dag, step_hint, unknown_needs};
+use super::diagnostic::Code;
+use super::fields::{Sink, quoted_list, suggest};
+use super::parse::Sources;
+use super::step::StepSource;
+use super::yaml::{Node, Pos, Value};
+use crate::template::{Error as TemplateError, expression_references, template_references};
+
+/// Variables a template may read (minijinja's global functions are allowed too).
+pub const SCOPE_ROOTS: [&str; 6] = ["input", "steps", "run", "item", "index", "secrets"];
+const TEMPLATE_GLOBALS: [&str; 4] = ["range", "dict", "namespace", "debug"];
+/// Fields of `run` in template scope.
+pub const RUN_FIELDS: [&str; 3] = ["id", "workflow", "attempt"];
+/// Fields of `steps.<id>` in template scope.
+pub const STEP_FIELDS: [&str; 2] = ["output", "status"];
+
+/// Runs every cross-step check.
+pub(crate) fn validate(sink: &mut Sink, sources: &Sources<'_>) {
+    unknown_needs(sink, &sources.steps);
+    let dag = Dag::new(&sources.steps);
+    dag.report_cycles(sink, &sources.steps);
+    for (index, (id, source)) in sources.steps.iter().enumerate() {
+        let mut scope = Scope {
+            all_steps: &sources.steps,
+            dag: &dag,
+            step: Some((id.as_str(), index)),
+            item_allowed: false,
+        };
+        if let Some((expression, pos)) = &source.condition {
+            check_expression(sink, &scope, expression, *pos);
+        }
+        if let Some(node) = source.for_each {
+            check_templates(sink, &scope, node);
+        }
+        if let Some(node) = source.with {
+            scope.item_allowed = source.for_each.is_some();
+            check_templates(sink, &scope, node);
+        }
+    }
+    if let Some(output) = sources.output {
+        let scope = Scope {
+            all_steps: &sources.steps,
+            dag: &dag,
+            step: None,
+            item_allowed: false,
+        };
+        check_templates(sink, &scope, output);
+    }
+}
+
+/// Where a template is rendered: in a step (with its upstream steps) or in the run output.
+struct Scope<'a> {
+    all_steps: &'a BTreeMap<String, StepSource<'a>>,
+    dag: &'a Dag<'a>,
+    /// The step's id and index in `dag`.
+    step: Option<(&'a str, usize)>,
+    item_allowed: bool,
+}
+
+fn check_templates(sink: &mut Sink, scope: &Scope<'_>, node: &Node) {
+    match &node.value {
+        Value::String(text)
+            if text.contains("{{") || text.contains("{%") || text.contains("{#") =>
+        {
+            match template_references(text) {
+                Ok(references) => check_references(sink, scope, &references, node.pos),
+                Err(error) => sink.error(Code::TemplateSyntax, node.pos, error.to_string(), None),
+            }
+        }
+        Value::Seq(items) => items
+            .iter()
+            .for_each(|item| check_templates(sink, scope, item)),
+        Value::Map(entries) => entries
+            .iter()
+            .for_each(|(_, value)| check_templates(sink, scope, value)),
+        _ => {}
+    }
+}
+
+fn check_expression(sink: &mut Sink, scope: &Scope<'_>, expression: &str, pos: Pos) {
+    match expression_references(expression) {
+        Ok(references) => check_references(sink, scope, &references, pos),
+        Err(error) => {
+            let hint = expression
+                .contains("{{")
+                .then(|| "`if` is a bare expression: drop the `{{ }}`".to_owned());
+            let detail = match error {
+                TemplateError::Syntax { detail, .. } => detail,
+                other => other.to_string(),
+            };
+            let message = format!("invalid `if` expression `{expression}`: {detail}");
+            sink.error(Code::ExpressionSyntax, pos, message, hint);
+        }
+    }
+}
+
+fn check_references(sink: &mut Sink, scope: &Scope<'_>, references: &[String], pos: Pos) {
+    for reference in references {
+        check_reference(sink, scope, reference, pos);
+    }
+}
+
+fn check_reference(sink: &mut Sink, scope: &Scope<'_>, reference: &str, pos: Pos) {
+    let parts: Vec<&str> = reference.split('.').collect();
+    let root = parts[0];
+    match root {
+        "input" | "secrets" => {}
+        "run" => {
+            if let Some(field) = parts.get(1).filter(|field| !RUN_FIELDS.contains(field)) {
+                let hint = one_of(field, &RUN_FIELDS);
+                sink.error(
+                    Code::UnknownRunField,
+                    pos,
+                    format!("`{reference}`: `run` has no field `{field}`"),
+                    Some(hint),
+                );
+            }
+        }
+        "item" | "index" if !scope.item_allowed => {
+            let message = format!(
+                "`{reference}`: `{root}` is only in scope in `with` of a step with `for_each`"
+            );
+            sink.error(Code::ItemOutsideForEach, pos, message, None);
+        }
+        "item" | "index" => {}
+        "steps" => check_step_reference(sink, scope, reference, &parts, pos),
+        _ if TEMPLATE_GLOBALS.contains(&root) => {}
+        _ => {
+            let hint = one_of(root, &SCOPE_ROOTS);
+            sink.error(
+                Code::UnknownScopeRoot,
+                pos,
+                format!("`{reference}`: `{root}` is not in scope"),
+                Some(hint),
+            );
+        }
+    }
+}
+
+fn check_step_reference(
+    sink: &mut Sink,
+    scope: &Scope<'_>,
+    reference: &str,
+    parts: &[&str],
+    pos: Pos,
+) {
+    let Some(target) = parts.get(1).copied() else {
+        if let Some((id, _)) = scope.step {
+            let message = format!("step `{id}` reads all of `steps`; name the step it needs");
+            let hint = Some("write `steps.<id>.output`, with `<id>` listed (directly or transitively) in `needs`".to_owned());
+            sink.error(Code::StepNotUpstream, pos, message, hint);
+        }
+        return;
+    };
+    let Some(target_index) = scope.dag.index(target) else {
+        let hint = step_hint(sink, target, scope.all_steps, None);
+        let message = format!("`{reference}`: there is no step `{target}`");
+        sink.error(Code::UnknownStepReference, pos, message, hint);
+        return;
+    };
+    if let Some((id, index)) = scope.step {
+        if target == id {
+            let message = format!("step `{id}` reads its own result `{reference}`");
+            sink.error(Code::StepNotUpstream, pos, message, None);
+            return;
+        }
+        if !scope.dag.is_ancestor(index, target_index) {
+            let message = format!(
+                "step `{id}` reads `{reference}`, but `{target}` is not guaranteed to finish before `{id}`"
+            );
+            let hint = Some(format!(
+                "add `{target}` to `needs` of `{id}` (directly or through another step)"
+            ));
+            sink.error(Code::StepNotUpstream, pos, message, hint);
+            return;
+        }
+    }
+    if let Some(field) = parts.get(2).filter(|field| !STEP_FIELDS.contains(field)) {
+        let hint = one_of(field, &STEP_FIELDS);
+        let message = format!("`{reference}`: a step has `output` and `status`, not `{field}`");
+        sink.error(Code::UnknownStepField, pos, message, Some(hint));
+    }
+}
+
+/// "did you mean `x`?" or the whole list.
+fn one_of(name: &str, known: &[&str]) -> String {
+    match suggest(name, known.iter().copied()) {
+        Some(best) => format!("did you mean `{best}`?"),
+        None => format!("expected one of: {}", quoted_list(known.iter().copied())),
+    }
+}

@@ -1,0 +1,242 @@
+//! The template scope of a step or of the run's output, the secrets that go
+//! into it, and the redaction that keeps secret values out of every event.
+//!
+//! Secrets are rendered into the executor's copy only. Templates see them as
+//! a tainting object (`core::template`): a leaf whose evaluation read one is
+//! recorded as `***` whole. Whatever the core records besides (outputs that
+//! echo a secret, errors) passes through [`Secrets::redact`], which replaces
+//! every occurrence of every secret value with `***`, also inside longer
+//! strings (`Bearer <token>`).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use crate::state::RunState;
+use crate::template::{self, Evaluated, Evaluator, InProcess, Rendered, Request};
+use crate::workflow::Workflow;
+
+/// What a secret value is replaced with in events.
+pub const REDACTED: &str = "***";
+
+/// Secret values by name (`secrets.NAME` in templates). Its `Debug` shows names only.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secrets {
+    values: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.values.keys()).finish()
+    }
+}
+
+impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for Secrets {
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
+        Secrets {
+            values: iter
+                .into_iter()
+                .map(|(name, value)| (name.into(), value.into()))
+                .collect(),
+        }
+    }
+}
+
+/// No secrets at all, for `Host::none`.
+pub static NO_SECRETS: Secrets = Secrets {
+    values: BTreeMap::new(),
+};
+
+/// What the node lends the core for one decision: its secrets, and where
+/// templates are evaluated (in a sandboxed child process on a node).
+#[derive(Debug, Clone, Copy)]
+pub struct Host<'a> {
+    pub secrets: &'a Secrets,
+    pub evaluator: &'a dyn Evaluator,
+}
+
+impl<'a> Host<'a> {
+    /// `secrets`, with templates evaluated on the calling thread.
+    pub fn in_process(secrets: &'a Secrets) -> Host<'a> {
+        Host {
+            secrets,
+            evaluator: &InProcess,
+        }
+    }
+}
+
+impl Host<'_> {
+    /// Renders a template tree with this node's secrets and evaluator.
+    pub fn render(&self, template: &Value, scope: &Value) -> Result<Rendered, template::Error> {
+        let request = Request::Render {
+            template: std::borrow::Cow::Borrowed(template),
+            scope: std::borrow::Cow::Borrowed(scope),
+        };
+        match self.evaluator.evaluate(&request, self.secrets)? {
+            Evaluated::Rendered(rendered) => Ok(rendered),
+            Evaluated::Condition(_) => Err(mismatched()),
+        }
+    }
+
+    /// Evaluates an `if` expression with this node's secrets and evaluator.
+    pub fn condition(&self, expression: &str, scope: &Value) -> Result<bool, template::Error> {
+        let request = Request::Condition {
+            expression: std::borrow::Cow::Borrowed(expression),
+            scope: std::borrow::Cow::Borrowed(scope),
+        };
+        match self.evaluator.evaluate(&request, self.secrets)? {
+            Evaluated::Condition(value) => Ok(value),
+            Evaluated::Rendered(_) => Err(mismatched()),
+        }
+    }
+}
+
+fn mismatched() -> template::Error {
+    template::Error::Sandbox {
+        detail: "the evaluator answered a different request".to_owned(),
+    }
+}
+
+impl Host<'static> {
+    /// No secrets, templates evaluated on the calling thread (tools, tests).
+    pub fn none() -> Host<'static> {
+        Host::in_process(&NO_SECRETS)
+    }
+}
+
+impl Secrets {
+    pub fn none() -> Secrets {
+        Secrets::default()
+    }
+
+    /// The names, in order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.values.keys().map(String::as_str)
+    }
+
+    /// The value of `name`, if this node has it.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.values.get(name).map(String::as_str)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+
+    /// Replaces every occurrence of every (non-empty) secret value in the
+    /// strings of `value` with `***`. Object keys are left alone.
+    pub fn redact(&self, value: Value) -> Value {
+        if self.values.values().all(|v| v.len() < REDACTED.len()) {
+            return value;
+        }
+        match value {
+            Value::String(text) => Value::String(self.redact_text(&text)),
+            Value::Array(items) => {
+                Value::Array(items.into_iter().map(|item| self.redact(item)).collect())
+            }
+            Value::Object(fields) => Value::Object(
+                fields
+                    .into_iter()
+                    .map(|(key, field)| (key, self.redact(field)))
+                    .collect(),
+            ),
+            other => other,
+        }
+    }
+
+    pub fn redact_text(&self, text: &str) -> String {
+        // Longest first, so a secret that contains another is replaced whole.
+        // Values shorter than `***` are not matched: replacing every `a` in
+        // an output says nothing and would make the record longer than the
+        // value (templates that read them are still redacted by taint).
+        let mut secrets: Vec<&String> = self
+            .values
+            .values()
+            .filter(|v| v.len() >= REDACTED.len())
+            .collect();
+        secrets.sort_by_key(|secret| std::cmp::Reverse(secret.len()));
+        let mut text = text.to_owned();
+        for secret in secrets {
+            if text.contains(secret.as_str()) {
+                text = text.replace(secret.as_str(), REDACTED);
+            }
+        }
+        text
+    }
+}
+
+/// The scope a step's templates see: `input`, `steps.<id>.output|status` of
+/// the step's ancestors (validation guarantees templates read only those),
+/// `run {id, workflow, attempt}`, `item`/`index` for `for_each`. `secrets`
+/// is added by the template evaluation, never put into a JSON scope.
+pub(crate) fn step_scope(
+    workflow: &Workflow,
+    state: &RunState,
+    step_id: &str,
+    item: Option<(u32, &Value)>,
+    attempt: u32,
+) -> Value {
+    let ancestors = ancestors(workflow, step_id);
+    let mut scope = base_scope(state, ancestors.iter().map(String::as_str), attempt);
+    if let Some((index, item)) = item {
+        scope.insert("item".to_owned(), item.clone());
+        scope.insert("index".to_owned(), json!(index));
+    }
+    Value::Object(scope)
+}
+
+/// The scope of the run's `output`: every step.
+pub(crate) fn run_scope(workflow: &Workflow, state: &RunState) -> Value {
+    Value::Object(base_scope(
+        state,
+        workflow.steps.keys().map(String::as_str),
+        1,
+    ))
+}
+
+fn base_scope<'a>(
+    state: &RunState,
+    step_ids: impl Iterator<Item = &'a str>,
+    attempt: u32,
+) -> Map<String, Value> {
+    let steps: Map<String, Value> = step_ids
+        .map(|id| {
+            let (status, output) = match state.steps.get(id) {
+                Some(step) => (step.status.as_str(), step.output.clone()),
+                None => ("pending", None),
+            };
+            (
+                id.to_owned(),
+                json!({"status": status, "output": output.unwrap_or(Value::Null)}),
+            )
+        })
+        .collect();
+    let run_id = state.run_id.map(|id| id.to_string()).unwrap_or_default();
+    let mut scope = Map::new();
+    scope.insert("input".to_owned(), state.input.clone());
+    scope.insert("steps".to_owned(), Value::Object(steps));
+    scope.insert(
+        "run".to_owned(),
+        json!({"id": run_id, "workflow": state.workflow, "attempt": attempt}),
+    );
+    scope
+}
+
+/// Every step `step_id` transitively needs.
+fn ancestors(workflow: &Workflow, step_id: &str) -> BTreeSet<String> {
+    let mut seen = BTreeSet::new();
+    let mut stack: Vec<&str> = workflow
+        .step(step_id)
+        .map(|step| step.needs.iter().map(String::as_str).collect())
+        .unwrap_or_default();
+    while let Some(id) = stack.pop() {
+        if seen.insert(id.to_owned())
+            && let Some(step) = workflow.step(id)
+        {
+            stack.extend(step.needs.iter().map(String::as_str));
+        }
+    }
+    seen
+}

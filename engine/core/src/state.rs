@@ -1,0 +1,355 @@
+//! The state of one run, as folded from its events by `evolve`: the run's
+//! status, each step's status and executions (one per attempt sequence, one per
+//! `for_each` item), pending timers, approvals and child runs.
+//!
+//! Counters of executions per status are kept up to date on every transition
+//! so that deriving a step's or the run's status is O(1) and replay stays linear.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::event::ParentRun;
+use crate::workflow::StepId;
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    #[default]
+    Pending,
+    Running,
+    Waiting,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl RunStatus {
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            RunStatus::Succeeded | RunStatus::Failed | RunStatus::Cancelled
+        )
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Pending => "pending",
+            RunStatus::Running => "running",
+            RunStatus::Waiting => "waiting",
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "failed",
+            RunStatus::Cancelled => "cancelled",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepStatus {
+    #[default]
+    Pending,
+    Running,
+    Waiting,
+    Succeeded,
+    Failed,
+    Skipped,
+    Cancelled,
+}
+
+impl StepStatus {
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            StepStatus::Succeeded
+                | StepStatus::Failed
+                | StepStatus::Skipped
+                | StepStatus::Cancelled
+        )
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepStatus::Pending => "pending",
+            StepStatus::Running => "running",
+            StepStatus::Waiting => "waiting",
+            StepStatus::Succeeded => "succeeded",
+            StepStatus::Failed => "failed",
+            StepStatus::Skipped => "skipped",
+            StepStatus::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// The lifecycle of one execution (a plain step, or one `for_each` item)
+/// across its attempts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExecStatus {
+    /// Next attempt (`attempt + 1`) not handed out yet.
+    #[default]
+    Pending,
+    /// Handed to an executor, not picked up yet.
+    Scheduled,
+    /// An executor (or a child run) is working on it.
+    Running,
+    /// Waiting for a human decision.
+    Waiting,
+    /// The attempt failed and may be retried; the retry timer is not set yet.
+    RetryPending,
+    /// The retry timer is set.
+    RetryWaiting,
+    Succeeded,
+    Failed,
+    Cancelled,
+    /// Never ran: another item of the same `for_each` failed for good.
+    Skipped,
+}
+
+impl ExecStatus {
+    pub const COUNT: usize = 10;
+
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            ExecStatus::Succeeded
+                | ExecStatus::Failed
+                | ExecStatus::Cancelled
+                | ExecStatus::Skipped
+        )
+    }
+
+    /// An executor, a human or a child run may still be working on it.
+    pub fn is_in_flight(self) -> bool {
+        matches!(
+            self,
+            ExecStatus::Scheduled | ExecStatus::Running | ExecStatus::Waiting
+        )
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExecStatus::Pending => "pending",
+            ExecStatus::Scheduled => "scheduled",
+            ExecStatus::Running => "running",
+            ExecStatus::Waiting => "waiting",
+            ExecStatus::RetryPending => "retry_pending",
+            ExecStatus::RetryWaiting => "retry_waiting",
+            ExecStatus::Succeeded => "succeeded",
+            ExecStatus::Failed => "failed",
+            ExecStatus::Cancelled => "cancelled",
+            ExecStatus::Skipped => "skipped",
+        }
+    }
+}
+
+/// How many executions are in each [`ExecStatus`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecCounts(pub [u32; ExecStatus::COUNT]);
+
+impl ExecCounts {
+    pub fn get(&self, status: ExecStatus) -> u32 {
+        self.0[status as usize]
+    }
+
+    pub fn open(&self) -> u32 {
+        self.total() - self.terminal()
+    }
+
+    pub fn in_flight(&self) -> u32 {
+        self.get(ExecStatus::Scheduled)
+            + self.get(ExecStatus::Running)
+            + self.get(ExecStatus::Waiting)
+    }
+
+    fn terminal(&self) -> u32 {
+        self.get(ExecStatus::Succeeded)
+            + self.get(ExecStatus::Failed)
+            + self.get(ExecStatus::Cancelled)
+            + self.get(ExecStatus::Skipped)
+    }
+
+    fn total(&self) -> u32 {
+        self.0.iter().sum()
+    }
+
+    pub(crate) fn add(&mut self, status: ExecStatus) {
+        self.0[status as usize] += 1;
+    }
+
+    pub(crate) fn moved(&mut self, from: ExecStatus, to: ExecStatus) {
+        self.0[from as usize] = self.0[from as usize].saturating_sub(1);
+        self.0[to as usize] += 1;
+    }
+}
+
+/// A human decision on an approval.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApprovalDecision {
+    pub granted: bool,
+    pub by: String,
+    pub comment: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
+/// One execution: a plain step, or one item of a `for_each` step.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Execution {
+    pub status: ExecStatus,
+    /// The current (or last) attempt; 0 before the first one is scheduled.
+    pub attempt: u32,
+    pub max_attempts: u32,
+    pub idempotency_key: Option<String>,
+    /// The current attempt's input, redacted.
+    pub input: Value,
+    pub output: Option<Value>,
+    pub error: Option<String>,
+    pub scheduled_at: Option<DateTime<Utc>>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub deadline: Option<DateTime<Utc>>,
+    pub retry_at: Option<DateTime<Utc>>,
+    /// The attempt's timeout timer fired; `decide` fails the attempt.
+    pub timed_out: bool,
+    pub approval_request: Option<Value>,
+    pub approval: Option<ApprovalDecision>,
+    pub child_run_id: Option<Uuid>,
+}
+
+/// One step of the run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StepState {
+    pub status: StepStatus,
+    /// Why it was skipped, failed or cancelled.
+    pub reason: Option<String>,
+    /// Plain step: empty until scheduled, then one. `for_each`: one per item.
+    pub executions: Vec<Execution>,
+    /// `Some` once a `for_each` step expanded: the rendered items.
+    pub items: Option<Vec<Value>>,
+    pub counts: ExecCounts,
+    /// Plain step: the execution's output; `for_each`: item outputs in item order.
+    pub output: Option<Value>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+impl StepState {
+    /// Attempts made over all executions.
+    pub fn attempts(&self) -> u32 {
+        self.executions.iter().map(|exec| exec.attempt).sum()
+    }
+
+    pub fn execution(&self, index: Option<u32>) -> Option<&Execution> {
+        self.executions.get(index.unwrap_or(0) as usize)
+    }
+}
+
+/// What a pending timer does when it fires.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum TimerKind {
+    RunTimeout,
+    StepTimeout {
+        step: StepId,
+        index: Option<u32>,
+        attempt: u32,
+    },
+    Retry {
+        step: StepId,
+        index: Option<u32>,
+        attempt: u32,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Timer {
+    pub fire_at: DateTime<Utc>,
+    pub kind: TimerKind,
+}
+
+/// The folded state of one run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunState {
+    /// `None` until `run.started`.
+    pub run_id: Option<Uuid>,
+    /// The seq of the last applied event; 0 for an empty log.
+    pub seq: u64,
+    pub status: RunStatus,
+    pub workflow: String,
+    pub version: String,
+    pub input: Value,
+    pub idempotency_key: Option<String>,
+    pub parent: Option<ParentRun>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub deadline: Option<DateTime<Utc>>,
+    /// Every step of the pinned workflow, by id.
+    pub steps: BTreeMap<StepId, StepState>,
+    /// Timers set and not fired yet (nor made stale), by id.
+    pub timers: BTreeMap<String, Timer>,
+    /// `Some(reason)` once cancellation was requested.
+    pub cancel_requested: Option<String>,
+    /// The run timeout fired.
+    pub timed_out: bool,
+    pub output: Option<Value>,
+    pub failure: Option<String>,
+    /// Executions per status over all steps.
+    pub counts: ExecCounts,
+    /// How many steps are terminal, to know in O(1) when every step finished.
+    pub steps_terminal: u32,
+}
+
+impl RunState {
+    /// The state before any event.
+    pub fn new() -> RunState {
+        RunState::default()
+    }
+
+    pub fn step(&self, id: &str) -> Option<&StepState> {
+        self.steps.get(id)
+    }
+
+    /// The status of a step, `pending` for a step without events yet.
+    pub fn step_status(&self, id: &str) -> StepStatus {
+        self.steps
+            .get(id)
+            .map_or(StepStatus::Pending, |step| step.status)
+    }
+
+    /// True once the run reached succeeded, failed or cancelled.
+    pub fn is_finished(&self) -> bool {
+        self.status.is_terminal()
+    }
+
+    /// The run document of the CLI (`--json`) and the API: id, workflow,
+    /// version, status, input, output, error, and per step status, attempts,
+    /// output and error.
+    pub fn document(&self) -> Value {
+        let steps: serde_json::Map<String, Value> = self
+            .steps
+            .iter()
+            .map(|(id, step)| {
+                let document = serde_json::json!({
+                    "status": step.status.as_str(),
+                    "attempts": step.attempts(),
+                    "output": step.output,
+                    "error": step.reason,
+                });
+                (id.clone(), document)
+            })
+            .collect();
+        serde_json::json!({
+            "id": self.run_id,
+            "workflow": self.workflow,
+            "version": self.version,
+            "status": self.status.as_str(),
+            "input": self.input,
+            "output": self.output,
+            "error": self.failure,
+            "steps": steps,
+        })
+    }
+}

@@ -1,0 +1,287 @@
+//! The typed, immutable workflow model that the DSL parser produces.
+//!
+//! Everything the engine needs to run a workflow is resolved here: step
+//! defaults are already merged into each step, durations are milliseconds.
+//! Templates (`{{ expr }}` strings inside `with`, `for_each`, `output`) stay
+//! as JSON values holding their source text and are rendered by
+//! [`crate::template`] when a step is scheduled.
+//!
+//! The serde form of [`Workflow`] is its canonical form: the version hash is
+//! SHA-256 over its RFC 8785 canonical JSON.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Default bound on concurrently running items of one `for_each` step.
+pub const FOR_EACH_MAX_PARALLEL_DEFAULT: u32 = 16;
+
+/// A parsed, validated workflow definition.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Workflow {
+    /// Unique name, `[a-z0-9][a-z0-9_.-]*`.
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// JSON Schema (2020-12) that the run input must satisfy; `None` accepts any input.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input: Option<Value>,
+    /// Timeout of the whole run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub triggers: Vec<Trigger>,
+    /// Steps by id. Ids are unique by construction; the map order is the id order.
+    pub steps: BTreeMap<StepId, Step>,
+    /// Template tree rendered into the run's output when the run succeeds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<Value>,
+}
+
+/// A step id: the key of the step in the `steps` map.
+pub type StepId = String;
+
+/// One node of the DAG.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Step {
+    pub id: StepId,
+    pub uses: StepKind,
+    /// The step's parameters as a template tree (`Value::Null` when absent).
+    #[serde(default, skip_serializing_if = "Value::is_null")]
+    pub with: Value,
+    /// Steps that must be finished before this one can start.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub needs: Vec<StepId>,
+    /// Bare expression (no braces); `false` skips the step.
+    #[serde(default, rename = "if", skip_serializing_if = "Option::is_none")]
+    pub condition: Option<String>,
+    /// Fan-out: a template that must yield a list; one execution per item.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub for_each: Option<ForEach>,
+    #[serde(default, skip_serializing_if = "TriggerRule::is_default")]
+    pub trigger_rule: TriggerRule,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub continue_on_error: bool,
+    /// Per-attempt timeout, defaults already applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    /// Retry policy, defaults already applied.
+    pub retry: RetryPolicy,
+}
+
+/// `for_each` of a step: the items template and the parallelism bound.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ForEach {
+    /// Template that yields the list of items, e.g. `"{{ steps.fetch.output.items }}"`.
+    pub items: Value,
+    pub max_parallel: u32,
+}
+
+/// The kind of a step (`uses`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum StepKind {
+    #[serde(rename = "noop")]
+    Noop,
+    #[serde(rename = "fail")]
+    Fail,
+    #[serde(rename = "sleep")]
+    Sleep,
+    #[serde(rename = "http")]
+    Http,
+    #[serde(rename = "exec")]
+    Exec,
+    #[serde(rename = "approval")]
+    Approval,
+    #[serde(rename = "workflow")]
+    Workflow,
+    #[serde(rename = "agent")]
+    Agent,
+    #[serde(rename = "kafka.publish")]
+    KafkaPublish,
+}
+
+impl StepKind {
+    pub const ALL: [StepKind; 9] = [
+        StepKind::Noop,
+        StepKind::Fail,
+        StepKind::Sleep,
+        StepKind::Http,
+        StepKind::Exec,
+        StepKind::Approval,
+        StepKind::Workflow,
+        StepKind::Agent,
+        StepKind::KafkaPublish,
+    ];
+
+    /// The name authors write after `uses:`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepKind::Noop => "noop",
+            StepKind::Fail => "fail",
+            StepKind::Sleep => "sleep",
+            StepKind::Http => "http",
+            StepKind::Exec => "exec",
+            StepKind::Approval => "approval",
+            StepKind::Workflow => "workflow",
+            StepKind::Agent => "agent",
+            StepKind::KafkaPublish => "kafka.publish",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<StepKind> {
+        StepKind::ALL.into_iter().find(|kind| kind.as_str() == name)
+    }
+
+    /// Pure kinds need no executor round trip: the core can decide their result.
+    pub fn is_pure(self) -> bool {
+        matches!(self, StepKind::Noop | StepKind::Fail)
+    }
+}
+
+impl std::fmt::Display for StepKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// When a step becomes ready, given the final statuses of its `needs`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TriggerRule {
+    /// Every dependency succeeded (a failed or skipped one skips this step).
+    #[default]
+    AllSuccess,
+    /// Every dependency finished, whatever its status.
+    AllDone,
+    /// At least one dependency failed (runs once all are finished).
+    OneFailed,
+    /// No dependency failed; skipped ones are fine.
+    NoneFailed,
+}
+
+impl TriggerRule {
+    pub const ALL: [TriggerRule; 4] = [
+        TriggerRule::AllSuccess,
+        TriggerRule::AllDone,
+        TriggerRule::OneFailed,
+        TriggerRule::NoneFailed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TriggerRule::AllSuccess => "all_success",
+            TriggerRule::AllDone => "all_done",
+            TriggerRule::OneFailed => "one_failed",
+            TriggerRule::NoneFailed => "none_failed",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<TriggerRule> {
+        TriggerRule::ALL
+            .into_iter()
+            .find(|rule| rule.as_str() == name)
+    }
+
+    pub fn is_default(&self) -> bool {
+        *self == TriggerRule::AllSuccess
+    }
+}
+
+/// How a failed attempt is retried. Every retry is a durable timer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RetryPolicy {
+    /// Total attempts including the first; 1 means no retry.
+    pub max_attempts: u32,
+    pub backoff: Backoff,
+    pub initial_interval_ms: u64,
+    pub max_interval_ms: u64,
+    /// Growth factor of `exponential` backoff.
+    pub multiplier: f64,
+    /// Fraction (0.0..=1.0) of each delay that is randomised, deterministically
+    /// from the idempotency key and the attempt so that replay yields the same timer.
+    pub jitter: f64,
+}
+
+impl Default for RetryPolicy {
+    /// No retry: a failed attempt fails the step.
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 1,
+            backoff: Backoff::Exponential,
+            initial_interval_ms: 1_000,
+            max_interval_ms: 60_000,
+            multiplier: 2.0,
+            jitter: 0.0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Backoff {
+    Fixed,
+    Exponential,
+}
+
+/// What starts runs besides an explicit start.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Trigger {
+    /// `sec min hour day month weekday [year]`, evaluated in `timezone` (IANA, default UTC).
+    Cron {
+        schedule: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        timezone: Option<String>,
+        #[serde(default, skip_serializing_if = "Value::is_null")]
+        input: Value,
+    },
+    /// HTTP webhook, HMAC-signed with the secret read from `secret_env`.
+    Webhook { secret_env: String },
+    /// One run per message on `topic`.
+    Kafka {
+        topic: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        group: Option<String>,
+    },
+}
+
+impl Workflow {
+    pub fn step(&self, id: &str) -> Option<&Step> {
+        self.steps.get(id)
+    }
+
+    /// Step ids in a topological order of `needs` (ties broken by id), so that
+    /// every step comes after all of its dependencies. Validation guarantees
+    /// the graph is acyclic.
+    pub fn topological_order(&self) -> Vec<&str> {
+        let mut remaining: BTreeMap<&str, usize> = self
+            .steps
+            .values()
+            .map(|step| (step.id.as_str(), step.needs.len()))
+            .collect();
+        let mut order = Vec::with_capacity(self.steps.len());
+        while !remaining.is_empty() {
+            let ready: Vec<&str> = remaining
+                .iter()
+                .filter(|(_, pending)| **pending == 0)
+                .map(|(id, _)| *id)
+                .collect();
+            if ready.is_empty() {
+                break; // a cycle: validation reports it; never loop forever here
+            }
+            for id in ready {
+                remaining.remove(id);
+                order.push(id);
+                for step in self.steps.values() {
+                    if step.needs.iter().any(|need| need == id)
+                        && let Some(pending) = remaining.get_mut(step.id.as_str())
+                    {
+                        *pending -= 1;
+                    }
+                }
+            }
+        }
+        order
+    }
+}
