@@ -11,9 +11,10 @@
 use std::time::Instant;
 
 use chrono::Utc;
-use engine::bench::{Baseline, create_postgres_database, drop_postgres_database};
 use engine::store::*;
 use serde_json::json;
+use testkit::bench::Baseline;
+use testkit::postgres::{create_database, drop_database};
 
 /// Single-event transactions per measurement.
 const SINGLE_EVENTS: usize = 1_000;
@@ -51,12 +52,12 @@ fn main() {
         measure("sqlite", &store, &baseline, &mut rows).await;
         match std::env::var("IMX_TEST_POSTGRES_URL") {
             Ok(admin_url) => {
-                let url = create_postgres_database(&admin_url, "imx_bench").await.expect("create database");
+                let url = create_database(&admin_url, "imx_bench").await.expect("create database");
                 let store = PostgresStore::connect(&url, StoreConfig::default()).await.expect("open Postgres");
                 let baseline = Baseline::of_postgres(&store);
                 measure("postgres", &store, &baseline, &mut rows).await;
                 store.pool().close().await;
-                drop_postgres_database(&admin_url, &url).await.expect("drop database");
+                drop_database(&admin_url, &url).await.expect("drop database");
             }
             Err(_) => eprintln!("!!! PostgreSQL NOT measured: IMX_TEST_POSTGRES_URL is unset (run scripts/test-postgres)"),
         }

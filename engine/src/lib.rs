@@ -6,7 +6,6 @@
 //! rdkafka and its clippy configuration denies clocks, randomness and the
 //! file system, so the compiler holds the invariant that it performs no I/O.
 
-pub mod bench;
 pub mod chain;
 pub use imx_core as core;
 pub mod executor;

@@ -12,9 +12,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use engine::bench::Baseline;
 use engine::runtime::{CommitCounts, Config, Runtime, StartRequest, WORKERS_DEFAULT};
 use engine::store::{EventStore, RunId, RunQuery, Store};
+use testkit::bench::Baseline;
 use tokio::sync::{broadcast, oneshot};
 
 use crate::cli::{BenchBackend, BenchRunArgs, BenchWorkflow, ExecutorArgs};
@@ -64,12 +64,12 @@ pub async fn run(args: BenchRunArgs) -> anyhow::Result<ExitCode> {
                     );
                     continue;
                 };
-                let url = engine::bench::create_postgres_database(admin_url, "imx_bench")
+                let url = testkit::postgres::create_database(admin_url, "imx_bench")
                     .await
                     .context("cannot create a scratch database")?;
                 let measured =
                     bench_store("postgres", &url, &args, server.as_ref(), &mut rows).await;
-                engine::bench::drop_postgres_database(admin_url, &url)
+                testkit::postgres::drop_database(admin_url, &url)
                     .await
                     .context("cannot drop the scratch database")?;
                 measured?;

@@ -13,9 +13,9 @@ use std::io::{BufReader, BufWriter, Read};
 use std::time::{Duration, Instant};
 
 use engine::core::event::EventEnvelope;
-use engine::core::histories;
 use engine::store::{AppendRequest, EventStore, NewEvent, Store};
 use sha2::{Digest, Sha256};
+use testkit::histories;
 use uuid::Uuid;
 
 /// Events of the generated log unless the first argument says otherwise.

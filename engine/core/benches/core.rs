@@ -14,10 +14,10 @@ use chrono::TimeDelta;
 use imx_core::event::{
     Event, EventEnvelope, RunStarted, RunSucceeded, StepScheduled, StepStarted, StepSucceeded,
 };
-use imx_core::histories::{RUN_ID, step, t0, workflow};
 use imx_core::workflow::{StepKind, Workflow};
 use imx_core::{Effect, Host, RunState, Secrets, replay, settle, start_run};
 use serde_json::{Value, json};
+use testkit::histories::{RUN_ID, step, t0, workflow};
 
 const FAN_OUT_STEPS: usize = 1_000;
 const REPEATS: usize = 5;

@@ -12,7 +12,6 @@ pub mod event;
 pub mod evolve;
 mod execution;
 pub mod graph;
-pub mod histories;
 pub mod keys;
 mod retry;
 pub mod run;

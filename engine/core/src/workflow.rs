@@ -285,3 +285,65 @@ impl Workflow {
         order
     }
 }
+
+/// Building a [`Step`] in code (tests, programmatic workflows).
+impl Step {
+    /// A step with no needs, no retry, no timeout.
+    pub fn new(id: &str, uses: StepKind) -> Step {
+        Step {
+            id: id.to_owned(),
+            uses,
+            with: Value::Null,
+            needs: Vec::new(),
+            condition: None,
+            for_each: None,
+            trigger_rule: TriggerRule::AllSuccess,
+            continue_on_error: false,
+            timeout_ms: None,
+            retry: RetryPolicy::default(),
+        }
+    }
+
+    pub fn needs(mut self, needs: &[&str]) -> Step {
+        self.needs = needs.iter().map(|id| (*id).to_owned()).collect();
+        self
+    }
+
+    pub fn with(mut self, with: Value) -> Step {
+        self.with = with;
+        self
+    }
+
+    pub fn when(mut self, condition: &str) -> Step {
+        self.condition = Some(condition.to_owned());
+        self
+    }
+
+    pub fn for_each(mut self, items: &str, max_parallel: u32) -> Step {
+        self.for_each = Some(ForEach {
+            items: Value::String(items.to_owned()),
+            max_parallel,
+        });
+        self
+    }
+
+    pub fn rule(mut self, rule: TriggerRule) -> Step {
+        self.trigger_rule = rule;
+        self
+    }
+
+    pub fn continue_on_error(mut self) -> Step {
+        self.continue_on_error = true;
+        self
+    }
+
+    pub fn timeout_ms(mut self, timeout_ms: u64) -> Step {
+        self.timeout_ms = Some(timeout_ms);
+        self
+    }
+
+    pub fn retry(mut self, retry: RetryPolicy) -> Step {
+        self.retry = retry;
+        self
+    }
+}

@@ -5,10 +5,10 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use chrono::{TimeDelta, Utc};
-use engine::core::histories::{step, workflow};
 use engine::core::workflow::StepKind;
 use engine::store::{AppendRequest, EventStore, NewEvent, ProjectionUpdate, RunRow, Store};
 use serde_json::{Value, json};
+use testkit::histories::{step, workflow};
 use uuid::Uuid;
 
 use crate::api::*;

@@ -3,11 +3,11 @@
 
 use chrono::{TimeZone, Utc};
 use engine::core::event::EventEnvelope;
-use engine::core::histories;
 use engine::core::version::version_of;
 use engine::store::{AppendRequest, EventStore, NewEvent, ProjectionUpdate, RunRow, Store};
 use expect_test::expect;
 use serde_json::json;
+use testkit::histories;
 use uuid::Uuid;
 
 use crate::imx;

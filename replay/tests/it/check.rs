@@ -1,7 +1,6 @@
 //! `check`: hand-made version pairs against a run in flight, safe and
 //! unsafe, with the reasons; and the report over runs found in a real store.
 
-use engine::core::histories::{HistoryBuilder, step, workflow};
 use engine::core::state::RunState;
 use engine::core::workflow::{StepKind, Workflow};
 use engine::store::{EventStore, NewWorkflow};
@@ -10,6 +9,7 @@ use replay::check::render_report;
 use replay::compatibility;
 use replay::online::check_runs;
 use serde_json::json;
+use testkit::histories::{HistoryBuilder, step, workflow};
 
 use crate::support::{RunLog, append_runs, block_on, run_id, sqlite};
 

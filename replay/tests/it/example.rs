@@ -3,7 +3,6 @@
 //! canonical bytes, and fails when the document no longer shows them.
 
 use engine::chain;
-use engine::core::histories::{step, t0, workflow};
 use engine::core::workflow::StepKind;
 use engine::core::{Host, RunState, settle, start_run};
 use expect_test::expect;
@@ -11,6 +10,7 @@ use replay::format::{LINE_BYTES_MAX, Line};
 use replay::{Options, Scope, verify_reader};
 use serde_json::json;
 use sha2::{Digest, Sha256};
+use testkit::histories::{step, t0, workflow};
 
 use crate::support::{RunLog, append_runs, block_on, export_text, run_id, sqlite};
 

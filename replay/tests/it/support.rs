@@ -7,13 +7,13 @@ use std::sync::Arc;
 
 use chrono::{DateTime, TimeZone, Utc};
 use engine::core::event::EventEnvelope;
-use engine::core::histories;
 use engine::core::state::RunState;
 use engine::core::workflow::Workflow;
 use engine::store::{
     AppendRequest, Clock, EventStore, ManualClock, NewEvent, ProjectionUpdate, RunRow, Store,
     StoreConfig,
 };
+use testkit::histories;
 use uuid::Uuid;
 
 /// A store, its manual clock, and the folder or database that holds it.

@@ -2,8 +2,8 @@
 //! the snapshot shows the log, then what `decide` returns on its state.
 
 use expect_test::{Expect, expect};
-use imx_core::histories::{self, History};
 use imx_core::{Host, decide};
+use testkit::histories::{self, History};
 
 use super::support::{render_decision, render_log};
 
@@ -189,9 +189,9 @@ fn failed_dependency_applies_each_trigger_rule() {
 
 #[test]
 fn recovery_reissues_every_effect_still_owed() {
-    use imx_core::histories::{HistoryBuilder, step, workflow};
     use imx_core::workflow::StepKind;
     use serde_json::json;
+    use testkit::histories::{HistoryBuilder, step, workflow};
     let mut flow = workflow(
         "in-flight",
         vec![

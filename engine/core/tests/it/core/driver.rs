@@ -10,10 +10,10 @@ use imx_core::event::{
     ApprovalGranted, ApprovalRejected, ChildOutcome, ChildRunFinished, Event, EventEnvelope,
     RunCancelRequested, StepFailed, StepStarted, StepSucceeded, TimerFired,
 };
-use imx_core::histories::{RUN_ID, t0};
 use imx_core::workflow::{StepKind, Workflow};
 use imx_core::{Effect, Host, RunState, Secrets, decide, outstanding, replay, settle, start_run};
 use serde_json::Value;
+use testkit::histories::{RUN_ID, t0};
 use uuid::Uuid;
 
 /// Most events one simulated run may append before it counts as stuck.

@@ -4,10 +4,10 @@
 
 use expect_test::expect;
 use imx_core::Secrets;
-use imx_core::histories::{step, workflow};
 use imx_core::state::RunStatus;
 use imx_core::workflow::{Backoff, RetryPolicy, StepKind};
 use serde_json::{Value, json};
+use testkit::histories::{step, workflow};
 
 use super::driver::{Driver, Obedient, Outcome, Scripted, World};
 use super::rules::{check, fail, script};

@@ -8,10 +8,10 @@ use std::path::PathBuf;
 use expect_test::expect;
 use imx_core::event::{Event, EventEnvelope, StepSucceeded};
 use imx_core::evolve::{self, Error};
-use imx_core::histories::{self, RUN_ID, step, workflow};
 use imx_core::workflow::StepKind;
 use imx_core::{Effect, RunState, Secrets};
 use serde_json::{Value, json};
+use testkit::histories::{self, RUN_ID, step, workflow};
 
 use super::driver::{Driver, Outcome, Scripted};
 use super::sim::{CANARY, run_seed, validators};

@@ -5,12 +5,12 @@
 use std::collections::BTreeMap;
 
 use imx_core::event::Event;
-use imx_core::histories::{step, workflow};
 use imx_core::state::{RunStatus, StepStatus};
 use imx_core::workflow::{StepKind, Workflow};
 use imx_core::{Secrets, replay};
 use proptest::prelude::*;
 use serde_json::json;
+use testkit::histories::{step, workflow};
 
 use super::driver::{Driver, Obedient};
 

@@ -3,12 +3,12 @@
 
 use expect_test::expect;
 use imx_core::event::{RunRetryRequested, StepSucceeded};
-use imx_core::histories::{HistoryBuilder, step, workflow};
 use imx_core::state::{RunStatus, StepStatus};
 use imx_core::workflow::StepKind;
 use serde_json::json;
+use testkit::histories::{HistoryBuilder, step, workflow};
 
-fn retried_history(succeed_after_retry: bool) -> imx_core::histories::History {
+fn retried_history(succeed_after_retry: bool) -> testkit::histories::History {
     let steps = vec![
         step("prepare", StepKind::Noop).with(json!({"ready": true})),
         step("fetch", StepKind::Http)
@@ -43,7 +43,7 @@ fn retried_history(succeed_after_retry: bool) -> imx_core::histories::History {
     }
 }
 
-fn types(history: &imx_core::histories::History) -> String {
+fn types(history: &testkit::histories::History) -> String {
     history
         .events
         .iter()

@@ -2,10 +2,10 @@
 //! snapshot is the whole event log of the run.
 
 use expect_test::{Expect, expect};
-use imx_core::histories::{step, workflow};
 use imx_core::workflow::{Backoff, RetryPolicy, StepKind, TriggerRule, Workflow};
 use imx_core::{Host, Secrets, decide};
 use serde_json::{Value, json};
+use testkit::histories::{step, workflow};
 
 use super::driver::{Driver, Obedient, Outcome, Scripted, World};
 use super::support::render_brief;

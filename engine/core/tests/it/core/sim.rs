@@ -13,11 +13,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::OnceLock;
 
 use imx_core::event::{ChildOutcome, Event, EventEnvelope};
-use imx_core::histories::{step, workflow};
 use imx_core::workflow::{Backoff, RetryPolicy, Step, StepKind, TriggerRule, Workflow};
 use imx_core::{Host, Secrets, decide, outstanding, replay};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
+use testkit::histories::{step, workflow};
 
 use super::driver::{Driver, Outcome, World};
 

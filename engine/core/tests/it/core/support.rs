@@ -1,9 +1,9 @@
 //! Renders logs and decisions as short text for snapshots: one line per
 //! event, times as offsets from the history's start, `at` left out.
 
-use imx_core::histories::t0;
 use imx_core::{Decision, Effect, Event, EventEnvelope};
 use serde_json::Value;
+use testkit::histories::t0;
 
 /// One line per event: `seq type {payload without at}`.
 pub fn render_log(events: &[EventEnvelope]) -> String {

@@ -1,14 +1,14 @@
 //! What benchmarks measure a store against: the raw commit rate of the same
 //! database with the same driver (plain INSERTs of event-sized rows into a
-//! copy of the events table: no projections, no queue, no hash chain), and
-//! scratch PostgreSQL databases. Shared by `cargo bench --bench store` and
-//! `imx bench run`; nothing else uses it.
+//! copy of the events table: no projections, no queue, no hash chain).
+//! Shared by `cargo bench --bench store` and `imx bench run`; scratch
+//! databases come from [`crate::postgres`].
 
 use chrono::Utc;
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::store::{Error, PostgresStore, SqliteStore, Store};
+use engine::store::{Error, PostgresStore, SqliteStore, Store};
 
 /// A fixed hash for the baseline rows (they are not a chain).
 const HASH: &str = "5df1126bff2d9da46a508e55ca6d1dfd0c8c754b3e2b8d881310d116822bad98";
@@ -162,36 +162,4 @@ impl Baseline {
 fn payload() -> String {
     let payload = json!({ "step": "fetch", "attempt": 1, "output": { "status": 200, "body": "x".repeat(200) }, "at": Utc::now() });
     serde_json_canonicalizer::to_string(&payload).unwrap_or_else(|_| payload.to_string())
-}
-
-/// Creates a fresh database in the cluster of `admin_url`; returns its URL.
-pub async fn create_postgres_database(admin_url: &str, prefix: &str) -> Result<String, Error> {
-    let name = format!("{prefix}_{}", Uuid::now_v7().simple());
-    let admin = sqlx::PgPool::connect(admin_url).await?;
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&admin)
-        .await?;
-    admin.close().await;
-    let (base, _) = admin_url
-        .rsplit_once('/')
-        .ok_or_else(|| Error::InvalidRequest {
-            message: format!("{admin_url} names no database"),
-        })?;
-    Ok(format!("{base}/{name}"))
-}
-
-/// Drops a database [`create_postgres_database`] made (connections to it
-/// must be closed first).
-pub async fn drop_postgres_database(admin_url: &str, url: &str) -> Result<(), Error> {
-    let Some((_, name)) = url.rsplit_once('/') else {
-        return Ok(());
-    };
-    let admin = sqlx::PgPool::connect(admin_url).await?;
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-    )))
-    .execute(&admin)
-    .await?;
-    admin.close().await;
-    Ok(())
 }

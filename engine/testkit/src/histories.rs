@@ -11,14 +11,14 @@ use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::event::{
+use imx_core::event::{
     ApprovalGranted, ChildOutcome, ChildRunFinished, Event, EventEnvelope, RunCancelRequested,
     StepFailed, StepStarted, StepSucceeded, TimerFired,
 };
-use crate::run::{settle, start_run};
-use crate::scope::{Host, Secrets};
-use crate::state::RunState;
-use crate::workflow::{ForEach, RetryPolicy, Step, StepKind, TriggerRule, Workflow};
+use imx_core::run::{settle, start_run};
+use imx_core::scope::{Host, Secrets};
+use imx_core::state::RunState;
+use imx_core::workflow::{RetryPolicy, Step, StepKind, TriggerRule, Workflow};
 
 /// The run id of every canned history.
 pub const RUN_ID: Uuid = Uuid::from_u128(0x0000_0000_0000_4000_8000_0000_0000_0001);
@@ -30,66 +30,9 @@ pub fn t0() -> DateTime<Utc> {
         .unwrap_or(DateTime::<Utc>::MIN_UTC)
 }
 
-/// A step with no needs, no retry, no timeout.
+/// A step with no needs, no retry, no timeout ([`Step::new`]).
 pub fn step(id: &str, uses: StepKind) -> Step {
-    Step {
-        id: id.to_owned(),
-        uses,
-        with: Value::Null,
-        needs: Vec::new(),
-        condition: None,
-        for_each: None,
-        trigger_rule: TriggerRule::AllSuccess,
-        continue_on_error: false,
-        timeout_ms: None,
-        retry: RetryPolicy::default(),
-    }
-}
-
-/// Builder-style changes to a [`Step`].
-impl Step {
-    pub fn needs(mut self, needs: &[&str]) -> Step {
-        self.needs = needs.iter().map(|id| (*id).to_owned()).collect();
-        self
-    }
-
-    pub fn with(mut self, with: Value) -> Step {
-        self.with = with;
-        self
-    }
-
-    pub fn when(mut self, condition: &str) -> Step {
-        self.condition = Some(condition.to_owned());
-        self
-    }
-
-    pub fn for_each(mut self, items: &str, max_parallel: u32) -> Step {
-        self.for_each = Some(ForEach {
-            items: Value::String(items.to_owned()),
-            max_parallel,
-        });
-        self
-    }
-
-    pub fn rule(mut self, rule: TriggerRule) -> Step {
-        self.trigger_rule = rule;
-        self
-    }
-
-    pub fn continue_on_error(mut self) -> Step {
-        self.continue_on_error = true;
-        self
-    }
-
-    pub fn timeout_ms(mut self, timeout_ms: u64) -> Step {
-        self.timeout_ms = Some(timeout_ms);
-        self
-    }
-
-    pub fn retry(mut self, retry: RetryPolicy) -> Step {
-        self.retry = retry;
-        self
-    }
+    Step::new(id, uses)
 }
 
 /// A workflow made of `steps`, without input schema, triggers or output.
@@ -114,8 +57,8 @@ pub struct History {
 
 impl History {
     /// The state after the whole log.
-    pub fn state(&self) -> Result<RunState, crate::evolve::Error> {
-        crate::evolve::replay(&self.events)
+    pub fn state(&self) -> Result<RunState, imx_core::evolve::Error> {
+        imx_core::evolve::replay(&self.events)
     }
 
     /// The history with the core's reaction to its last fact appended.
@@ -312,7 +255,7 @@ fn http(id: &str, max_attempts: u32) -> Step {
         .with(json!({"method": "GET", "url": "https://shop.example/{{ input.order }}"}))
         .retry(RetryPolicy {
             max_attempts,
-            backoff: crate::workflow::Backoff::Fixed,
+            backoff: imx_core::workflow::Backoff::Fixed,
             ..RetryPolicy::default()
         })
 }
@@ -396,7 +339,8 @@ pub fn child_run_succeeded() -> History {
         .with(json!({"name": "shipping", "input": {"order": "{{ input.order }}"}}));
     let mut workflow = workflow("parent", vec![ship]);
     workflow.output = Some(json!({"tracking": "{{ steps.ship.output.tracking }}"}));
-    let child = crate::keys::child_run_id(&crate::keys::idempotency_key(RUN_ID, "ship", None), 1);
+    let child =
+        imx_core::keys::child_run_id(&imx_core::keys::idempotency_key(RUN_ID, "ship", None), 1);
     HistoryBuilder::start(workflow, json!({"order": 7}))
         .after_ms(1_000)
         .child_finished("ship", child, json!({"tracking": "Z-1"}))
@@ -425,7 +369,7 @@ pub fn run_timed_out() -> History {
     let mut workflow = workflow("slow", vec![http("fetch", 1)]);
     workflow.timeout_ms = Some(60_000);
     HistoryBuilder::start(workflow, json!({"order": 7}))
-        .fire(crate::keys::RUN_TIMEOUT_TIMER_ID)
+        .fire(imx_core::keys::RUN_TIMEOUT_TIMER_ID)
         .build()
 }
 

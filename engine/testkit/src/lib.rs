@@ -1,0 +1,13 @@
+//! Test support shared by every crate's tests and benchmarks, kept out of
+//! the shipped libraries: canned histories of the core, and (feature
+//! `store`) scratch PostgreSQL databases, polling with a deadline and the
+//! baselines benchmarks compare a store against.
+
+pub mod histories;
+
+#[cfg(feature = "store")]
+pub mod bench;
+#[cfg(feature = "store")]
+pub mod poll;
+#[cfg(feature = "store")]
+pub mod postgres;
