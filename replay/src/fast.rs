@@ -87,6 +87,7 @@ pub(crate) fn fast_checks<'a>(
 /// Whether the fast path alone accepts the event line `text` (its own
 /// checks: hash and schema; not the chain links). For tests and benchmarks:
 /// a `false` costs verify time, never a verdict.
+#[cfg(feature = "internals")]
 pub fn accepts_line(text: &str) -> bool {
     let mut tape = Tape::default();
     let mut canonical = Vec::with_capacity(text.len());

@@ -3,17 +3,26 @@
 //! check that a new workflow version can take over runs in flight.
 
 pub mod check;
-pub mod compiled;
 pub mod export;
-pub mod fast;
 pub mod fault;
 pub mod format;
 pub mod inspect;
 pub mod online;
-pub mod pipeline;
-pub mod schemas;
-pub mod tape;
 pub mod verify;
+
+// The verifier's stages (the fast path per line, its tape and compiled
+// checks, the batched reader, the payload schemas) are internal; feature
+// `internals`, which only this crate's own tests and benchmarks turn on
+// (a dev-dependency on itself), lets them reach the stages one by one.
+macro_rules! internal_modules {
+    ($($name:ident),*) => {$(
+        #[cfg(feature = "internals")]
+        pub mod $name;
+        #[cfg(not(feature = "internals"))]
+        mod $name;
+    )*};
+}
+internal_modules!(compiled, fast, pipeline, schemas, tape);
 
 pub use check::{Incompatibility, compatibility};
 pub use export::export;

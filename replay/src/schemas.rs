@@ -68,6 +68,7 @@ impl Schemas {
 
     /// How many event types the fast path can check (the others always go
     /// to `jsonschema`); the tests expect all of them.
+    #[cfg(feature = "internals")]
     pub fn compiled_types(&self) -> usize {
         self.fast.len()
     }
