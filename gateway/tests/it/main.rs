@@ -15,6 +15,7 @@ mod api_schema;
 mod api_shutdown;
 mod bench;
 mod crash;
+mod error_codes;
 mod isolation;
 mod replay;
 mod run;
