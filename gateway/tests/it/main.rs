@@ -4,6 +4,7 @@ mod abuse;
 mod api;
 mod api_auth;
 mod api_binary;
+mod api_errors;
 mod api_flow;
 mod api_jwks;
 mod api_limits;
