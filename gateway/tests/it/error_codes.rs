@@ -7,7 +7,10 @@ use std::collections::BTreeSet;
 
 use engine::core::dsl::Code as DiagnosticCode;
 use engine::executor::egress::EGRESS_REFUSED_CODE;
+use engine::executor::http::ErrorKind as HttpKind;
+use engine::executor::kafka::ErrorKind as KafkaKind;
 use engine::runtime::{Error as RuntimeError, ErrorKind as RuntimeKind};
+use engine::secrets::ErrorKind as SecretsKind;
 use engine::store::{APPEND_ONLY_CODE, Error as StoreError, ErrorKind as StoreKind};
 use replay::fault::{Fault, FaultKind, Problem};
 use replay::{Error as ReplayError, ErrorKind as ReplayKind};
@@ -24,6 +27,9 @@ fn codes_in_code() -> BTreeSet<&'static str> {
     codes.extend(RuntimeKind::VARIANTS.iter().filter_map(|kind| kind.code()));
     codes.extend(ReplayKind::VARIANTS.iter().filter_map(|kind| kind.code()));
     codes.extend(FaultKind::VARIANTS.iter().map(|kind| kind.code()));
+    codes.extend(HttpKind::VARIANTS.iter().map(|kind| kind.code()));
+    codes.extend(KafkaKind::VARIANTS.iter().map(|kind| kind.code()));
+    codes.extend(SecretsKind::VARIANTS.iter().map(|kind| kind.code()));
     codes.extend([EGRESS_REFUSED_CODE, APPEND_ONLY_CODE]);
     codes
 }
