@@ -31,8 +31,13 @@ pub const SECRETS_BYTES_MAX: usize = 4 * 1024 * 1024;
 /// (library users, tests), which read the environment instead.
 static NODE_SECRETS: OnceLock<Secrets> = OnceLock::new();
 
-/// Why the secrets could not be taken out of the environment.
-#[derive(Debug, thiserror::Error)]
+/// Why the secrets could not be taken out of the environment. Codes `IMX07xx`.
+#[derive(Debug, thiserror::Error, strum::EnumDiscriminants)]
+#[strum_discriminants(
+    name(ErrorKind),
+    vis(pub),
+    derive(strum::VariantArray, Hash, PartialOrd, Ord)
+)]
 #[non_exhaustive]
 pub enum Error {
     #[error("`{SECRET_ENV_PREFIX}{name}` is not valid UTF-8; secrets must be text")]
@@ -41,6 +46,25 @@ pub enum Error {
     HandOver(String),
     #[error("cannot read the secrets from {SECRETS_FD_ENV}: {0}")]
     Receive(String),
+}
+
+impl ErrorKind {
+    /// The stable code of errors of this kind (`docs/errors.md`). The
+    /// message does not open with it: a command prints it at start-up as it always did, so it kept its wording.
+    pub const fn code(self) -> &'static str {
+        match self {
+            ErrorKind::NotUtf8 => "IMX0701",
+            ErrorKind::HandOver => "IMX0702",
+            ErrorKind::Receive => "IMX0703",
+        }
+    }
+}
+
+impl Error {
+    /// The stable code (`docs/errors.md`), as data.
+    pub fn code(&self) -> &'static str {
+        ErrorKind::from(self).code()
+    }
 }
 
 /// Call at the start of every command that renders or runs steps, before a

@@ -117,10 +117,13 @@ pub async fn serve(url: &str, args: &ServeArgs) -> anyhow::Result<std::process::
         .context("invalid API settings")?;
     imx_gateway::api::init_json_logging();
     let node = start_node(url, config, args.executors.clone()).await?;
-    let control: Arc<dyn imx_gateway::api::Control> = node.runtime.clone();
-    let api = imx_gateway::api::bind_api(api_config, node.runtime.store().clone(), Some(control))
-        .await
-        .context("cannot start the API")?;
+    let api = imx_gateway::api::bind_api(
+        api_config,
+        node.runtime.store().clone(),
+        Some(node.runtime.clone()),
+    )
+    .await
+    .context("cannot start the API")?;
     eprintln!(
         "imx serve: working on {url} as {} ({} workers); API on http://{}/graphql; Ctrl-C stops",
         node.runtime.config().node,

@@ -9,7 +9,12 @@ use uuid::Uuid;
 use crate::format::{FORMAT_NAME, FORMAT_VERSION};
 
 /// What is wrong at the place a [`Problem`] names.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, thiserror::Error, strum::EnumDiscriminants)]
+#[strum_discriminants(
+    name(FaultKind),
+    vis(pub),
+    derive(strum::VariantArray, Hash, PartialOrd, Ord)
+)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum Fault {
@@ -119,31 +124,38 @@ impl std::fmt::Display for Problem {
     }
 }
 
+impl FaultKind {
+    /// The stable code of this kind of fault (`docs/errors.md`).
+    pub const fn code(self) -> &'static str {
+        match self {
+            FaultKind::Malformed => "IMX0501",
+            FaultKind::BadHeader => "IMX0502",
+            FaultKind::Missing => "IMX0503",
+            FaultKind::Duplicated => "IMX0504",
+            FaultKind::Inserted => "IMX0505",
+            FaultKind::Reordered => "IMX0506",
+            FaultKind::PositionGap => "IMX0507",
+            FaultKind::PositionNotIncreasing => "IMX0508",
+            FaultKind::BrokenLink => "IMX0509",
+            FaultKind::Edited => "IMX0510",
+            FaultKind::LogHashMismatch => "IMX0511",
+            FaultKind::BadHex => "IMX0512",
+            FaultKind::BadTime => "IMX0513",
+            FaultKind::NotCanonical => "IMX0514",
+            FaultKind::Schema => "IMX0515",
+            FaultKind::RunStartMissing => "IMX0516",
+            FaultKind::NoTrailer => "IMX0517",
+            FaultKind::AfterTrailer => "IMX0518",
+            FaultKind::TrailerMismatch => "IMX0519",
+            FaultKind::HeadMismatch => "IMX0520",
+        }
+    }
+}
+
 impl Fault {
     /// The stable code of this kind of fault (`docs/errors.md`).
     pub fn code(&self) -> &'static str {
-        match self {
-            Fault::Malformed { .. } => "IMX0501",
-            Fault::BadHeader { .. } => "IMX0502",
-            Fault::Missing { .. } => "IMX0503",
-            Fault::Duplicated { .. } => "IMX0504",
-            Fault::Inserted { .. } => "IMX0505",
-            Fault::Reordered { .. } => "IMX0506",
-            Fault::PositionGap { .. } => "IMX0507",
-            Fault::PositionNotIncreasing { .. } => "IMX0508",
-            Fault::BrokenLink { .. } => "IMX0509",
-            Fault::Edited { .. } => "IMX0510",
-            Fault::LogHashMismatch { .. } => "IMX0511",
-            Fault::BadHex { .. } => "IMX0512",
-            Fault::BadTime { .. } => "IMX0513",
-            Fault::NotCanonical { .. } => "IMX0514",
-            Fault::Schema { .. } => "IMX0515",
-            Fault::RunStartMissing { .. } => "IMX0516",
-            Fault::NoTrailer => "IMX0517",
-            Fault::AfterTrailer => "IMX0518",
-            Fault::TrailerMismatch { .. } => "IMX0519",
-            Fault::HeadMismatch { .. } => "IMX0520",
-        }
+        FaultKind::from(self).code()
     }
 
     /// What an auditor can do about it (one line, printed under the error).

@@ -35,8 +35,14 @@ use uuid::Uuid;
 /// Why an audit command could not do its work (a history that fails
 /// verification is a [`verify::Problem`], not an error). Codes `IMX053x` are
 /// stable (`docs/errors.md`); store errors keep their own `IMX03xx`, and an
-/// unreadable export its problem's `IMX05xx`.
-#[derive(Debug, thiserror::Error)]
+/// unreadable export its problem's `IMX05xx`: [`Error::code`], one per
+/// [`ErrorKind`].
+#[derive(Debug, thiserror::Error, strum::EnumDiscriminants)]
+#[strum_discriminants(
+    name(ErrorKind),
+    vis(pub),
+    derive(strum::VariantArray, Hash, PartialOrd, Ord)
+)]
 #[non_exhaustive]
 pub enum Error {
     #[error(transparent)]
@@ -77,4 +83,35 @@ pub enum Error {
     },
     #[error("the export is not readable: {0}")]
     Export(#[from] verify::Problem),
+}
+
+impl ErrorKind {
+    /// The stable code of errors of this kind, also the prefix of their
+    /// message; `None` for `Store` and `Export`, which keep the code of what
+    /// they carry (`IMX03xx`, the problem's `IMX05xx`).
+    pub const fn code(self) -> Option<&'static str> {
+        Some(match self {
+            ErrorKind::Store | ErrorKind::Export => return None,
+            ErrorKind::Io => "IMX0530",
+            ErrorKind::RunNotFound => "IMX0531",
+            ErrorKind::SinceBeyondHead => "IMX0532",
+            ErrorKind::Event => "IMX0533",
+            ErrorKind::Evolve => "IMX0534",
+            ErrorKind::AtBeyondEnd => "IMX0535",
+            ErrorKind::Registry => "IMX0536",
+        })
+    }
+}
+
+impl Error {
+    /// The stable code (`docs/errors.md`) as data.
+    pub fn code(&self) -> &'static str {
+        match (self, ErrorKind::from(self).code()) {
+            (Error::Store(error), _) => error.code(),
+            (Error::Export(problem), _) => problem.fault.code(),
+            (_, Some(code)) => code,
+            // ErrorKind::code is `None` for `Store` and `Export` only, matched above.
+            (_, None) => engine::store::ErrorKind::Database.code(),
+        }
+    }
 }

@@ -65,14 +65,37 @@ impl Default for HttpConfig {
     }
 }
 
-/// Why an [`HttpExecutor`] could not be built.
-#[derive(Debug, thiserror::Error)]
+/// Why an [`HttpExecutor`] could not be built. Codes `IMX0602`–`IMX0603`.
+#[derive(Debug, thiserror::Error, strum::EnumDiscriminants)]
+#[strum_discriminants(
+    name(ErrorKind),
+    vis(pub),
+    derive(strum::VariantArray, Hash, PartialOrd, Ord)
+)]
 #[non_exhaustive]
 pub enum Error {
     #[error("http executor config: {0}")]
     Config(String),
     #[error("building the HTTP client failed: {0}")]
     Client(#[source] reqwest::Error),
+}
+
+impl ErrorKind {
+    /// The stable code of errors of this kind (`docs/errors.md`). The
+    /// message does not open with it: `imx serve` prints it at start-up as it always did, so it kept its wording.
+    pub const fn code(self) -> &'static str {
+        match self {
+            ErrorKind::Config => "IMX0602",
+            ErrorKind::Client => "IMX0603",
+        }
+    }
+}
+
+impl Error {
+    /// The stable code (`docs/errors.md`), as data.
+    pub fn code(&self) -> &'static str {
+        ErrorKind::from(self).code()
+    }
 }
 
 /// Runs `http` steps; one connection pool shared by all attempts.

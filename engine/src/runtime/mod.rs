@@ -13,6 +13,7 @@
 mod advance;
 mod attempt;
 mod commit;
+mod error;
 mod follow;
 mod input;
 mod projection;
@@ -29,14 +30,15 @@ use serde_json::Value;
 use tokio::sync::broadcast;
 
 use crate::core::event::{ApprovalGranted, ApprovalRejected, Event, RunCancelRequested};
+use crate::core::evolve;
 use crate::core::scope::Secrets;
 use crate::core::state::{ExecStatus, RunState};
 use crate::core::template::{Evaluator, InProcess};
-use crate::core::{evolve, run};
 use crate::executor::Executor;
 use crate::store::{self, EventStore, RunId};
 
 pub use commit::{COMMIT_BATCH_MAX, COMMIT_QUEUE_MAX, CommitCounts};
+pub use error::{Error, ErrorKind};
 pub use input::input_problems;
 pub use queues::{STEP_QUEUE_PREFIX, TIMER_QUEUE, agent_queue, step_queue};
 pub use worker::RuntimeHandle;
@@ -108,63 +110,6 @@ pub fn secrets_from_env() -> Secrets {
     crate::secrets::node_secrets()
 }
 
-/// Why the runtime could not do what was asked. Codes `IMX04xx` are stable.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum Error {
-    #[error(transparent)]
-    Store(#[from] store::Error),
-    #[error("IMX0401: the core could not advance the run: {0}")]
-    Core(#[from] run::Error),
-    #[error(
-        "IMX0402: no workflow named `{name}`{} is registered; run `imx run FILE` or register it first",
-        version.as_ref().map(|v| format!(" with version {v}")).unwrap_or_default()
-    )]
-    UnknownWorkflow {
-        name: String,
-        version: Option<String>,
-    },
-    #[error("IMX0403: the workflow is invalid:\n{diagnostics}")]
-    InvalidWorkflow { diagnostics: String },
-    #[error("IMX0404: the input of workflow `{workflow}` does not match its `input` schema:\n{}", problems.join("\n"))]
-    InvalidInput {
-        workflow: String,
-        problems: Vec<String>,
-    },
-    #[error("IMX0405: run {run_id} not found")]
-    RunNotFound { run_id: RunId },
-    #[error("IMX0406: run {run_id} already ended ({status}); nothing to {action}")]
-    RunFinished {
-        run_id: RunId,
-        status: String,
-        action: &'static str,
-    },
-    #[error(
-        "IMX0407: step `{step}` of run {run_id} is not waiting for an approval (it is {status})"
-    )]
-    NotWaiting {
-        run_id: RunId,
-        step: String,
-        status: String,
-    },
-    #[error(
-        "IMX0410: run {run_id} is {status}; only a failed run (not one that timed out) can be retried"
-    )]
-    NotRetryable { run_id: RunId, status: String },
-    #[error("IMX0408: the store holds a run the engine cannot read: {what}")]
-    Corrupt { what: String },
-    #[error(
-        "IMX0409: run {run_id}: gave up after {CONFLICT_RETRIES_MAX} appends lost the race to other writers"
-    )]
-    Contended { run_id: RunId },
-    #[error("IMX0412: deciding run {run_id} stopped inside the engine: {detail}")]
-    Decide { run_id: RunId, detail: String },
-    #[error(
-        "IMX0411: the idempotency key {problem}; use 1 to {IDEMPOTENCY_KEY_BYTES_MAX} bytes of printable text (a UUID, a request id, `order-42`)"
-    )]
-    InvalidIdempotencyKey { problem: String },
-}
-
 /// Longest idempotency key a run start accepts, in bytes (UTF-8): a key
 /// names a request, and is stored and indexed with the run.
 pub const IDEMPOTENCY_KEY_BYTES_MAX: usize = 255;
@@ -189,14 +134,6 @@ pub fn check_idempotency_key(key: &str) -> Result<(), Error> {
         return Ok(());
     };
     Err(Error::InvalidIdempotencyKey { problem })
-}
-
-impl Error {
-    fn corrupt(what: impl std::fmt::Display) -> Error {
-        Error::Corrupt {
-            what: what.to_string(),
-        }
-    }
 }
 
 /// How to start a run.

@@ -5,8 +5,14 @@ use uuid::Uuid;
 
 use super::types::{RunId, TaskId};
 
-/// Everything a store operation can fail with. Codes `IMX03xx` are stable.
-#[derive(Debug, thiserror::Error)]
+/// Everything a store operation can fail with. Codes `IMX03xx` are stable:
+/// [`Error::code`], one per [`ErrorKind`], each with an entry in `docs/errors.md`.
+#[derive(Debug, thiserror::Error, strum::EnumDiscriminants)]
+#[strum_discriminants(
+    name(ErrorKind),
+    vis(pub),
+    derive(strum::VariantArray, Hash, PartialOrd, Ord)
+)]
 #[non_exhaustive]
 pub enum Error {
     #[error(
@@ -94,7 +100,40 @@ pub enum Error {
     RunNotFound { run_id: Uuid },
 }
 
+/// Rejected by a database trigger, not by this code: UPDATE, DELETE or
+/// TRUNCATE of `events` (the migrations raise it; it reaches callers inside
+/// a [`Error::Database`]).
+pub const APPEND_ONLY_CODE: &str = "IMX0315";
+
+impl ErrorKind {
+    /// The stable code of errors of this kind; also the prefix of their message.
+    pub const fn code(self) -> &'static str {
+        match self {
+            ErrorKind::Conflict => "IMX0301",
+            ErrorKind::LeaseLost => "IMX0302",
+            ErrorKind::PayloadTooLarge => "IMX0303",
+            ErrorKind::LimitExceeded => "IMX0304",
+            ErrorKind::InvalidRequest => "IMX0305",
+            ErrorKind::SchemaTooNew => "IMX0306",
+            ErrorKind::Unavailable => "IMX0307",
+            ErrorKind::UnsupportedUrl => "IMX0308",
+            ErrorKind::CreateFolder => "IMX0309",
+            ErrorKind::Migrate => "IMX0310",
+            ErrorKind::IdempotencyKeyTaken => "IMX0311",
+            ErrorKind::Corrupt => "IMX0312",
+            ErrorKind::Database => "IMX0313",
+            ErrorKind::RunNotFound => "IMX0314",
+        }
+    }
+}
+
 impl Error {
+    /// The stable `IMX03xx` code (`docs/errors.md`), as data: what the API
+    /// returns as `extensions.imxCode`.
+    pub fn code(&self) -> &'static str {
+        ErrorKind::from(self).code()
+    }
+
     /// True when the same operation may succeed if tried again later: the
     /// database was unreachable, restarting, or a transaction lost a race.
     pub fn is_retryable(&self) -> bool {

@@ -22,7 +22,7 @@ use std::future::Future;
 use std::time::Duration;
 
 pub use api_keys::ApiKeyRecord;
-pub use error::Error;
+pub use error::{APPEND_ONLY_CODE, Error, ErrorKind};
 pub use postgres::{PostgresStore, REMOTE_WAKE_INTERVAL, WORK_CHANNEL};
 pub use registry::{NewWorkflow, WORKFLOW_SOURCE_BYTES_MAX, WORKFLOWS_LIST_MAX, WorkflowRecord};
 pub use retry::{RetryPolicy, retry};

@@ -78,7 +78,7 @@ pub fn rate_limiter(config: &ApiConfig) -> DefaultKeyedRateLimiter<String> {
 /// A JSON GraphQL-style error body with an HTTP status.
 fn error_response(status: StatusCode, error: &ApiError) -> Response {
     let body = serde_json::json!({
-        "errors": [{"message": error.message, "extensions": {"code": error.code.as_str()}}]
+        "errors": [{"message": error.message, "extensions": error.extensions_json()}]
     });
     let mut response = (status, axum::Json(body)).into_response();
     if status == StatusCode::UNAUTHORIZED {

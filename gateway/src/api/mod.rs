@@ -5,13 +5,11 @@
 pub mod apikey;
 pub mod auth;
 pub mod config;
-pub mod control;
 pub mod error;
 mod http;
 pub mod jwks;
 mod listener;
 pub mod metrics;
-mod runtime_control;
 pub mod schema;
 mod step_kinds;
 mod tail;
@@ -23,12 +21,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use engine::runtime::Runtime;
 use engine::store::Store;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 pub use config::{ApiArgs, ApiConfig};
-pub use control::Control;
 
 /// Why the API could not start or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -112,10 +110,11 @@ impl BoundApi {
 }
 
 /// Binds the listener and builds everything; serve with [`BoundApi::serve`].
+/// Without a `runtime` the API answers reads and refuses commands (UNAVAILABLE).
 pub async fn bind_api(
     config: ApiConfig,
     store: Arc<Store>,
-    control: Option<Arc<dyn Control>>,
+    runtime: Option<Arc<Runtime<Store>>>,
 ) -> Result<BoundApi, Error> {
     if config.insecure_no_auth {
         eprintln!(
@@ -131,15 +130,12 @@ pub async fn bind_api(
         metrics.clone(),
     )
     .await?;
-    if let Some(timings) = control
-        .as_ref()
-        .and_then(|control| control.append_timings())
-    {
+    if let Some(timings) = runtime.as_ref().map(|runtime| runtime.append_timings()) {
         tokio::spawn(observe_appends(timings, metrics.clone(), tail.clone()));
     }
     let context = schema::ApiContext {
         store: store.clone(),
-        control,
+        runtime,
         limits: config.limits.clone(),
         tail: tail.clone(),
         metrics: metrics.clone(),
@@ -220,10 +216,10 @@ async fn observe_appends(
 pub async fn serve_api(
     config: ApiConfig,
     store: Arc<Store>,
-    control: Option<Arc<dyn Control>>,
+    runtime: Option<Arc<Runtime<Store>>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
-    bind_api(config, store, control)
+    bind_api(config, store, runtime)
         .await?
         .serve(shutdown)
         .await

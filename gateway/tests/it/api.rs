@@ -10,8 +10,8 @@ use engine::runtime::{Config as RuntimeConfig, Runtime, RuntimeHandle};
 use engine::store::Store;
 use futures_util::{SinkExt, StreamExt};
 use imx_gateway::api::auth::new_api_key;
+use imx_gateway::api::bind_api;
 use imx_gateway::api::config::{ApiConfig, JwtConfig, JwtKeys, Limits};
-use imx_gateway::api::{Control, bind_api};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
@@ -81,8 +81,7 @@ impl TestApi {
         } else {
             (None, None)
         };
-        let control = runtime.clone().map(|runtime| runtime as Arc<dyn Control>);
-        let bound = bind_api(config, store.clone(), control)
+        let bound = bind_api(config, store.clone(), runtime.clone())
             .await
             .expect("the API binds");
         let addr = bound.local_addr().expect("a bound address");

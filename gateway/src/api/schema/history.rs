@@ -5,7 +5,9 @@ use engine::core::{EventEnvelope, RunState, replay};
 use engine::store::{EventStore, RecordedEvent, Store};
 use uuid::Uuid;
 
-use crate::api::error::{ApiError, Code};
+use engine::runtime::Error as RuntimeError;
+
+use crate::api::error::ApiError;
 
 /// Events fetched per store read.
 const READ_BATCH: u32 = 500;
@@ -45,10 +47,9 @@ pub async fn state_at(
         )));
     }
     replay(&envelopes).map_err(|error| {
-        ApiError::new(
-            Code::Internal,
-            format!("the run's log cannot be replayed: {error}"),
-        )
+        ApiError::from(RuntimeError::Corrupt {
+            what: format!("the log of run {run_id} cannot be replayed: {error}"),
+        })
     })
 }
 
@@ -61,12 +62,11 @@ pub fn to_envelope(recorded: &RecordedEvent) -> Result<EventEnvelope, ApiError> 
         &recorded.payload,
     )
     .map_err(|error| {
-        ApiError::new(
-            Code::Internal,
-            format!(
+        ApiError::from(RuntimeError::Corrupt {
+            what: format!(
                 "event {} of run {} is unreadable: {error}",
                 recorded.seq, recorded.run_id
             ),
-        )
+        })
     })
 }

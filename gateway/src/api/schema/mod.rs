@@ -12,12 +12,12 @@ pub mod types;
 use std::sync::Arc;
 
 use async_graphql::{Context, Schema};
+use engine::runtime::Runtime;
 use engine::store::Store;
 use governor::DefaultKeyedRateLimiter;
 
 use super::auth::{Permission, Principal};
 use super::config::{ApiConfig, Limits};
-use super::control::Control;
 use super::error::ApiError;
 use super::metrics::Metrics;
 use super::tail::LogTail;
@@ -34,7 +34,9 @@ pub type ApiSchema = Schema<Query, Mutation, Subscription>;
 pub struct ApiContext {
     pub store: Arc<Store>,
     /// `None` when the server runs without a runtime: commands are UNAVAILABLE.
-    pub control: Option<Arc<dyn Control>>,
+    /// Resolvers call it directly; its errors become API errors through the
+    /// one conversion in `api/error.rs`.
+    pub runtime: Option<Arc<Runtime<Store>>>,
     pub limits: Limits,
     pub tail: Arc<LogTail>,
     pub metrics: Arc<Metrics>,
@@ -64,8 +66,8 @@ impl ApiContext {
         }
     }
 
-    pub fn control(&self) -> Result<&dyn Control, ApiError> {
-        self.control.as_deref().ok_or_else(|| {
+    pub fn runtime(&self) -> Result<&Runtime<Store>, ApiError> {
+        self.runtime.as_deref().ok_or_else(|| {
             ApiError::new(
                 super::error::Code::Unavailable,
                 "this server runs without a runtime; commands are not available",
@@ -85,12 +87,18 @@ pub fn authorize<'a>(
 ) -> Result<(&'a ApiContext, &'a Principal), ApiError> {
     let api = ctx
         .data::<ApiContext>()
-        .map_err(|_| ApiError::new(super::error::Code::Internal, "API context missing"))?;
+        .map_err(|_| ApiError::internal("API context missing", None))?;
     let principal = ctx
         .data::<Principal>()
         .map_err(|_| ApiError::new(super::error::Code::Unauthenticated, "not authenticated"))?;
     principal.require(permission, what)?;
     Ok((api, principal))
+}
+
+/// No run has this id: the store's own error (`IMX0314`), so the client
+/// sees the same NOT_FOUND and `imxCode` whichever resolver looked.
+pub fn run_not_found(run_id: uuid::Uuid) -> ApiError {
+    ApiError::from(engine::store::Error::RunNotFound { run_id })
 }
 
 pub fn parse_run_id(id: &async_graphql::ID) -> Result<uuid::Uuid, ApiError> {

@@ -4,6 +4,7 @@
 
 use async_graphql::{Context, ID, Json, Object};
 use engine::core::state::{ExecStatus, RunState};
+use engine::runtime::StartRequest;
 use engine::store::EventStore;
 use serde_json::Value;
 use tracing::Instrument;
@@ -14,7 +15,6 @@ use super::types::{
 };
 use super::{ApiContext, authorize, history, parse_run_id};
 use crate::api::auth::{Permission, Principal};
-use crate::api::control::Decision;
 use crate::api::error::{ApiError, Code};
 
 #[derive(Debug)]
@@ -46,11 +46,25 @@ impl Mutation {
                 diagnostics: parsed.diagnostics.iter().map(Diagnostic::from).collect(),
             }));
         }
-        let record = api
-            .control()?
-            .register_workflow(&source)
+        let registered = api
+            .runtime()?
+            .register_source(&source)
             .await
             .map_err(ApiError::from)?;
+        let record = api
+            .store
+            .get_workflow(&registered.name, Some(&registered.version))
+            .await
+            .map_err(ApiError::from)?
+            .ok_or_else(|| {
+                ApiError::internal(
+                    &format!(
+                        "workflow {} {} vanished after it was registered",
+                        registered.name, registered.version
+                    ),
+                    None,
+                )
+            })?;
         Ok(RegisterWorkflowResult::Workflow(Workflow::from(record)))
     }
 
@@ -67,14 +81,19 @@ impl Mutation {
         let (api, _) = authorize(ctx, Permission::Operate, "starting a run")?;
         let input = input.map_or_else(|| Value::Object(Default::default()), |json| json.0);
         let started = api
-            .control()?
-            .start_run(&workflow, version.as_deref(), input, idempotency_key)
+            .runtime()?
+            .start_run(StartRequest {
+                workflow,
+                version,
+                input,
+                idempotency_key,
+            })
             .await
             .map_err(ApiError::from)?;
         let run = load_run(api, started.run_id).await?;
         Ok(StartRunPayload {
             run,
-            created: started.created,
+            created: !started.existing,
         })
     }
 
@@ -94,8 +113,8 @@ impl Mutation {
                 run.0.row.status
             )));
         }
-        api.control()?
-            .cancel_run(run_id, &principal.id, reason)
+        api.runtime()?
+            .cancel_run(run_id, Some(principal.id.clone()), reason)
             .instrument(tracing::info_span!("run", run_id = %run_id, action = "cancel"))
             .await
             .map_err(ApiError::from)?;
@@ -114,8 +133,8 @@ impl Mutation {
                 run.0.row.status
             )));
         }
-        api.control()?
-            .retry_run(run_id, &principal.id)
+        api.runtime()?
+            .retry_run(run_id, Some(principal.id.clone()))
             .instrument(tracing::info_span!("run", run_id = %run_id, action = "retry"))
             .await
             .map_err(ApiError::from)?;
@@ -180,18 +199,23 @@ async fn decide(
         index = ?index,
         action = if granted { "approve" } else { "reject" },
     );
-    let decision = Decision {
-        run_id,
-        step,
-        index,
-        by: principal_name(principal),
-        comment,
+    // `step` or `step/INDEX`, as the runtime names one execution.
+    let execution = match index {
+        Some(index) => format!("{step}/{index}"),
+        None => step,
     };
-    let control = api.control()?;
+    let by = principal_name(principal);
+    let runtime = api.runtime()?;
     let result = if granted {
-        control.approve(decision).instrument(span).await
+        runtime
+            .approve(run_id, &execution, &by, comment)
+            .instrument(span)
+            .await
     } else {
-        control.reject(decision).instrument(span).await
+        runtime
+            .reject(run_id, &execution, &by, comment)
+            .instrument(span)
+            .await
     };
     result.map_err(ApiError::from)?;
     Ok(load_run(api, run_id).await?)
@@ -244,7 +268,7 @@ async fn load_run(api: &ApiContext, run_id: Uuid) -> Result<Run, ApiError> {
         .get_run(run_id)
         .await?
         .map(Run)
-        .ok_or_else(|| ApiError::not_found(format!("run {run_id} not found")))
+        .ok_or_else(|| super::run_not_found(run_id))
 }
 
 /// Validation is CPU work (bounded by the DSL's limits): off the async workers.
@@ -253,5 +277,5 @@ pub(super) async fn parse_off_workers(
 ) -> async_graphql::Result<engine::core::dsl::Parsed> {
     tokio::task::spawn_blocking(move || engine::core::dsl::parse(&source))
         .await
-        .map_err(|err| async_graphql::Error::new(format!("validation stopped: {err}")))
+        .map_err(|stopped| ApiError::internal(&stopped, None).into())
 }

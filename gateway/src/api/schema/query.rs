@@ -30,11 +30,7 @@ impl Query {
     /// Every registered workflow version.
     async fn workflows(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Workflow>> {
         let (api, _) = authorize(ctx, Permission::Read, "listing workflows")?;
-        let records = api
-            .control()?
-            .list_workflows()
-            .await
-            .map_err(ApiError::from)?;
+        let records = api.store.list_workflows().await.map_err(ApiError::from)?;
         Ok(records.into_iter().map(Workflow::from).collect())
     }
 
@@ -47,7 +43,7 @@ impl Query {
     ) -> async_graphql::Result<Workflow> {
         let (api, _) = authorize(ctx, Permission::Read, "reading a workflow")?;
         let record = api
-            .control()?
+            .store
             .get_workflow(&name, version.as_deref())
             .await
             .map_err(ApiError::from)?;
@@ -131,9 +127,7 @@ impl Query {
             .instrument(tracing::info_span!("run", run_id = %run_id))
             .await
             .map_err(ApiError::from)?;
-        Ok(Run(record.ok_or_else(|| {
-            ApiError::not_found(format!("run {run_id} not found"))
-        })?))
+        Ok(Run(record.ok_or_else(|| super::run_not_found(run_id))?))
     }
 
     /// The run's state after its first `seq` events, replayed with the core's `replay`.
@@ -155,7 +149,7 @@ impl Query {
             .map_err(ApiError::from)?
             .is_none()
         {
-            return Err(ApiError::not_found(format!("run {run_id} not found")).into());
+            return Err(super::run_not_found(run_id).into());
         }
         let state = history::state_at(&api.store, run_id, Some(seq), api.limits.history_events_max)
             .instrument(tracing::info_span!("run", run_id = %run_id))

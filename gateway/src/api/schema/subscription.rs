@@ -96,7 +96,7 @@ fn check_capacity(api: &super::ApiContext, caller: &str) -> Result<CallerSlot, A
         .subscribers
         .by_caller
         .lock()
-        .map_err(|_| ApiError::new(Code::Internal, "subscription counts unavailable"))?;
+        .map_err(|poisoned| ApiError::internal(&poisoned, None))?;
     let count = by_caller.entry(caller.to_owned()).or_default();
     if *count >= per_caller {
         return Err(ApiError::limit(format!(
@@ -124,7 +124,7 @@ impl Subscription {
         let slot = check_capacity(api, &principal.id)?;
         let run_id = parse_run_id(&run_id)?;
         let run = api.store.get_run(run_id).await.map_err(ApiError::from)?;
-        let run = run.ok_or_else(|| ApiError::not_found(format!("run {run_id} not found")))?;
+        let run = run.ok_or_else(|| super::run_not_found(run_id))?;
         let finished_before = matches!(
             run.row.status.as_str(),
             "succeeded" | "failed" | "cancelled"

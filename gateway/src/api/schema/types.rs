@@ -8,8 +8,8 @@ use engine::store::{EventStore, RecordedEvent, RunRecord};
 use serde_json::Value;
 
 use super::{ApiContext, cursor, history};
-use crate::api::control::WorkflowRecord;
 use crate::api::error::ApiError;
+use engine::store::WorkflowRecord;
 
 #[derive(Enum, Copy, Clone, Debug, Eq, PartialEq)]
 pub enum RunStatus {
