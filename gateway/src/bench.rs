@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use engine::bench::Baseline;
 use engine::runtime::{CommitCounts, Config, Runtime, StartRequest, WORKERS_DEFAULT};
-use engine::store::{EventStore, RunId, RunQuery, Store};
+use engine::store::prelude::*;
+use engine::store::{RunId, RunQuery, Store};
 use tokio::sync::{broadcast, oneshot};
 
 use crate::cli::{BenchBackend, BenchRunArgs, BenchWorkflow, ExecutorArgs};

@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 
 use engine::core::event::EventEnvelope;
 use engine::core::histories;
-use engine::store::{AppendRequest, EventStore, NewEvent, Store};
+use engine::store::prelude::*;
+use engine::store::{AppendRequest, NewEvent, Store};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 

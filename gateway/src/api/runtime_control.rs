@@ -2,7 +2,8 @@
 //! converting its errors into the API's codes at the edge.
 
 use engine::runtime::{Error as RuntimeError, Runtime, StartRequest};
-use engine::store::{EventStore, Store};
+use engine::store::Store;
+use engine::store::prelude::*;
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use serde_json::Value;

@@ -15,7 +15,8 @@ mod sqlite;
 mod wake;
 
 use chrono::{DateTime, TimeZone, Utc};
-use engine::store::{EventStore, ManualClock, StoreConfig};
+use engine::store::prelude::*;
+use engine::store::{ManualClock, StoreConfig};
 use std::sync::Arc;
 
 /// A fresh store on a fresh database, its manual clock, and a side door for
