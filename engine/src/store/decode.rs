@@ -50,6 +50,29 @@ pub(crate) trait Columns {
     }
 }
 
+/// The log head: the last event's position and log hash (same SQL on both).
+pub(crate) const LOG_HEAD_SQL: &str =
+    "SELECT position, log_hash FROM events ORDER BY position DESC LIMIT 1";
+
+/// Tasks in every queue (same SQL on both).
+pub(crate) const QUEUE_DEPTH_SQL: &str = "SELECT COUNT(*) FROM tasks";
+
+/// The log head from [`LOG_HEAD_SQL`]'s row; genesis when the log is empty.
+pub(crate) fn log_head(row: Option<(i64, String)>) -> Result<LogHead, Error> {
+    match row {
+        Some((position, log_hash)) => Ok(LogHead {
+            position: prepare::to_u64(position, "position")?,
+            log_hash,
+        }),
+        None => Ok(LogHead::genesis()),
+    }
+}
+
+/// A `COUNT(*)`.
+pub(crate) fn count(count: i64) -> u64 {
+    u64::try_from(count).unwrap_or(0)
+}
+
 /// A JSON column's text.
 pub(crate) fn parse_json(text: &str) -> Result<Value, Error> {
     serde_json::from_str(text).map_err(|error| Error::corrupt(format!("bad JSON column: {error}")))

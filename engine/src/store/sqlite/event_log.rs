@@ -91,17 +91,10 @@ impl EventLog for SqliteStore {
     }
 
     async fn log_head(&self) -> Result<LogHead, Error> {
-        let row: Option<(i64, String)> =
-            sqlx::query_as("SELECT position, log_hash FROM events ORDER BY position DESC LIMIT 1")
-                .fetch_optional(&self.pool)
-                .await?;
-        match row {
-            Some((position, log_hash)) => Ok(LogHead {
-                position: prepare::to_u64(position, "position")?,
-                log_hash,
-            }),
-            None => Ok(LogHead::genesis()),
-        }
+        let row = sqlx::query_as(decode::LOG_HEAD_SQL)
+            .fetch_optional(&self.pool)
+            .await?;
+        decode::log_head(row)
     }
 
     async fn rebuild_projections<F>(&self, mut fold: F) -> Result<RebuildStats, Error>

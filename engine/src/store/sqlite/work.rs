@@ -152,19 +152,19 @@ impl WorkQueue for SqliteStore {
     }
 
     async fn queue_depth(&self) -> Result<u64, Error> {
-        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM tasks")
+        let count = sqlx::query_scalar(decode::QUEUE_DEPTH_SQL)
             .fetch_one(&self.pool)
             .await?;
-        Ok(u64::try_from(count).unwrap_or(0))
+        Ok(decode::count(count))
     }
 
     async fn expired_leases(&self, now: DateTime<Utc>) -> Result<u64, Error> {
-        let count: i64 = sqlx::query_scalar(
+        let count = sqlx::query_scalar(
             "SELECT COUNT(*) FROM tasks WHERE lease_owner IS NOT NULL AND lease_expires_at < ?1",
         )
         .bind(time_text(now))
         .fetch_one(&self.pool)
         .await?;
-        Ok(u64::try_from(count).unwrap_or(0))
+        Ok(decode::count(count))
     }
 }
