@@ -14,7 +14,7 @@ use super::registry::WorkflowRecord;
 use super::types::*;
 
 /// Typed access to one row's columns: the backend-specific step.
-pub(crate) trait Columns {
+pub trait Columns {
     fn text(&self, column: &str) -> Result<String, Error>;
     fn optional_text(&self, column: &str) -> Result<Option<String>, Error>;
     fn uuid(&self, column: &str) -> Result<Uuid, Error>;
@@ -50,23 +50,8 @@ pub(crate) trait Columns {
     }
 }
 
-/// The log head: the last event's position and log hash (same SQL on both).
-pub(crate) const LOG_HEAD_SQL: &str =
-    "SELECT position, log_hash FROM events ORDER BY position DESC LIMIT 1";
-
 /// Tasks in every queue (same SQL on both).
 pub(crate) const QUEUE_DEPTH_SQL: &str = "SELECT COUNT(*) FROM tasks";
-
-/// The log head from [`LOG_HEAD_SQL`]'s row; genesis when the log is empty.
-pub(crate) fn log_head(row: Option<(i64, String)>) -> Result<LogHead, Error> {
-    match row {
-        Some((position, log_hash)) => Ok(LogHead {
-            position: prepare::to_u64(position, "position")?,
-            log_hash,
-        }),
-        None => Ok(LogHead::genesis()),
-    }
-}
 
 /// A `COUNT(*)`.
 pub(crate) fn count(count: i64) -> u64 {

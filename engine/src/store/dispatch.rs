@@ -14,6 +14,7 @@ use super::api_keys::{ApiKeyRecord, ApiKeys};
 use super::database::Database;
 use super::error::Error;
 use super::event_log::EventLog;
+use super::log_reader::LogReader;
 use super::read_models::{NewerRunsQuery, ReadModels};
 use super::registry::{NewWorkflow, WorkflowRecord, WorkflowRegistry};
 use super::types::*;
@@ -85,9 +86,6 @@ dispatch! { impl Database {
 
 dispatch! { impl EventLog {
     async fn append_batch(&self, requests: Vec<AppendRequest>) -> Result<Vec<Result<Appended, Error>>, Error>;
-    async fn read_stream(&self, run_id: RunId, after_seq: u64, max: u32) -> Result<Vec<RecordedEvent>, Error>;
-    async fn read_log(&self, after_position: u64, max: u32) -> Result<Vec<RecordedEvent>, Error>;
-    async fn log_head(&self) -> Result<LogHead, Error>;
     ;;
     async fn rebuild_projections<F>(&self, fold: F) -> Result<RebuildStats, Error>
     where
@@ -98,6 +96,12 @@ dispatch! { impl EventLog {
             Store::Postgres(store) => store.rebuild_projections(fold).await,
         }
     }
+}}
+
+dispatch! { impl LogReader {
+    async fn read_stream(&self, run_id: RunId, after_seq: u64, max: u32) -> Result<Vec<RecordedEvent>, Error>;
+    async fn read_log(&self, after_position: u64, max: u32) -> Result<Vec<RecordedEvent>, Error>;
+    async fn log_head(&self) -> Result<LogHead, Error>;
 }}
 
 dispatch! { impl ReadModels {

@@ -1,6 +1,6 @@
 //! The [`EventLog`] trait: appending transitions (events, projection rows
-//! and work in one transaction), reading streams and the global log, and
-//! rebuilding the read models from the log.
+//! and work in one transaction) and rebuilding the read models from the
+//! log. Reading the log is [`LogReader`](super::LogReader).
 
 use std::future::Future;
 
@@ -8,7 +8,7 @@ use super::error::Error;
 use super::read_models::ReadModels;
 use super::types::*;
 
-/// The append-only, hash-chained log of every run's events.
+/// Writing the append-only, hash-chained log of every run's events.
 pub trait EventLog: Send + Sync {
     /// Appends many runs' transitions in ONE transaction (group commit).
     /// The outer error fails the whole batch (nothing written); the inner
@@ -56,26 +56,6 @@ pub trait EventLog: Send + Sync {
             }
         }
     }
-
-    /// A run's events with `seq > after_seq`, in seq order, at most `max`.
-    fn read_stream(
-        &self,
-        run_id: RunId,
-        after_seq: u64,
-        max: u32,
-    ) -> impl Future<Output = Result<Vec<RecordedEvent>, Error>> + Send;
-
-    /// The global log from `position > after_position`, at most `max`.
-    /// Positions are gap-free and commit-ordered: a reader never skips an
-    /// event that commits later.
-    fn read_log(
-        &self,
-        after_position: u64,
-        max: u32,
-    ) -> impl Future<Output = Result<Vec<RecordedEvent>, Error>> + Send;
-
-    /// The last event's position and log hash (genesis when empty).
-    fn log_head(&self) -> impl Future<Output = Result<LogHead, Error>> + Send;
 
     /// Replaces the runs and steps read models with what `fold` computes
     /// from each run's full stream, in one transaction that holds off appends.

@@ -14,9 +14,11 @@
 mod api_keys;
 mod database;
 mod decode;
+mod dialect;
 mod dispatch;
 mod error;
 mod event_log;
+mod log_reader;
 mod page;
 mod postgres;
 mod prepare;
@@ -33,6 +35,7 @@ pub use database::Database;
 pub use dispatch::{Store, open, open_with};
 pub use error::Error;
 pub use event_log::EventLog;
+pub use log_reader::LogReader;
 pub use postgres::{PostgresStore, REMOTE_WAKE_INTERVAL, WORK_CHANNEL};
 pub use read_models::{NewerRunsQuery, ReadModels};
 pub use registry::{
@@ -48,7 +51,7 @@ pub use work_queue::WorkQueue;
 /// `use engine::store::prelude::*;`.
 pub mod prelude {
     pub use super::{
-        ApiKeys, Database, EventLog, EventStore, ReadModels, WorkQueue, WorkflowRegistry,
+        ApiKeys, Database, EventLog, EventStore, LogReader, ReadModels, WorkQueue, WorkflowRegistry,
     };
 }
 
@@ -60,12 +63,12 @@ pub const DEFAULT_DATABASE_URL: &str = "sqlite://./.imx/imx.db";
 /// Every method is one short transaction (or none); errors that
 /// [`Error::is_retryable`] may be retried with [`retry`].
 pub trait EventStore:
-    Database + EventLog + ReadModels + WorkQueue + WorkflowRegistry + ApiKeys
+    Database + EventLog + LogReader + ReadModels + WorkQueue + WorkflowRegistry + ApiKeys
 {
 }
 
 impl<S> EventStore for S where
-    S: Database + EventLog + ReadModels + WorkQueue + WorkflowRegistry + ApiKeys
+    S: Database + EventLog + LogReader + ReadModels + WorkQueue + WorkflowRegistry + ApiKeys
 {
 }
 

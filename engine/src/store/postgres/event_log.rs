@@ -16,6 +16,7 @@ use uuid::Uuid;
 use super::{PostgresStore, fast, rows};
 use crate::chain::GENESIS_HASH;
 use crate::store::decode;
+use crate::store::dialect::Dialect;
 use crate::store::error::Error;
 use crate::store::event_log::EventLog;
 use crate::store::prepare::{self, Checked};
@@ -24,8 +25,7 @@ use crate::store::types::*;
 /// Transaction-scoped advisory lock serialising position assignment ("imx_log").
 pub(super) const LOG_LOCK_KEY: i64 = 0x0069_6d78_5f6c_6f67;
 
-const EVENT_COLUMNS: &str = "run_id, seq, position, event_type, schema_version, payload::text AS payload, \
-     recorded_at, prev_hash, hash, log_hash";
+const EVENT_COLUMNS: &str = <sqlx::Postgres as Dialect>::EVENT_COLUMNS;
 
 impl EventLog for PostgresStore {
     async fn append_batch(
@@ -45,45 +45,6 @@ impl EventLog for PostgresStore {
         });
         self.wakes.appended(&self.pool, notify, created_work);
         results
-    }
-
-    async fn read_stream(
-        &self,
-        run_id: RunId,
-        after_seq: u64,
-        max: u32,
-    ) -> Result<Vec<RecordedEvent>, Error> {
-        let limit = prepare::page(&self.config, max)?;
-        let sql = format!(
-            "SELECT {EVENT_COLUMNS} FROM events WHERE run_id = $1 AND seq > $2 ORDER BY seq LIMIT $3"
-        );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(run_id)
-            .bind(prepare::to_i64(after_seq)?)
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(decode::event).collect()
-    }
-
-    async fn read_log(&self, after_position: u64, max: u32) -> Result<Vec<RecordedEvent>, Error> {
-        let limit = prepare::page(&self.config, max)?;
-        let sql = format!(
-            "SELECT {EVENT_COLUMNS} FROM events WHERE position > $1 ORDER BY position LIMIT $2"
-        );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(prepare::to_i64(after_position)?)
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(decode::event).collect()
-    }
-
-    async fn log_head(&self) -> Result<LogHead, Error> {
-        let row = sqlx::query_as(decode::LOG_HEAD_SQL)
-            .fetch_optional(&self.pool)
-            .await?;
-        decode::log_head(row)
     }
 
     async fn rebuild_projections<F>(&self, mut fold: F) -> Result<RebuildStats, Error>

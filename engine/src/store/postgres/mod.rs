@@ -3,10 +3,8 @@
 //! lock around position assignment so the global log is gap-free and in
 //! commit order, `FOR UPDATE SKIP LOCKED` leases, and LISTEN/NOTIFY wake-ups.
 
-mod api_keys;
 mod event_log;
 mod fast;
-mod read;
 mod rows;
 mod wake;
 mod work;
@@ -25,6 +23,7 @@ use uuid::Uuid;
 
 use super::database::Database;
 use super::decode::Columns;
+use super::dialect::{Dialect, SqlStore};
 use super::error::Error;
 use super::prepare;
 use super::schema::{
@@ -216,5 +215,39 @@ impl Columns for PgRow {
 
     fn int4(&self, column: &str) -> Result<i64, Error> {
         Ok(i64::from(self.try_get::<i32, _>(column)?))
+    }
+}
+
+impl Dialect for sqlx::Postgres {
+    type Id = Uuid;
+    type Time = DateTime<Utc>;
+
+    fn id(id: Uuid) -> Uuid {
+        id
+    }
+
+    fn time(at: DateTime<Utc>) -> DateTime<Utc> {
+        at
+    }
+
+    const EVENT_COLUMNS: &'static str = "run_id, seq, position, event_type, schema_version, \
+         payload::text AS payload, recorded_at, prev_hash, hash, log_hash";
+    const RUN_COLUMNS: &'static str = "r.run_id, r.workflow, r.version, r.status, r.input::text AS input, \
+         r.output::text AS output, r.error, r.parent_run_id, r.idempotency_key, r.created_at, \
+         r.updated_at, (SELECT MAX(seq) FROM events e WHERE e.run_id = r.run_id) AS last_seq";
+    const STEP_COLUMNS: &'static str =
+        "run_id, step_id, status, attempts, output::text AS output, error, updated_at";
+    const STEP_ORDER: &'static str = "step_id COLLATE \"C\"";
+}
+
+impl SqlStore for PostgresStore {
+    type Db = sqlx::Postgres;
+
+    fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    fn limits(&self) -> &StoreConfig {
+        &self.config
     }
 }

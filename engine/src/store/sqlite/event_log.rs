@@ -15,12 +15,13 @@ use uuid::Uuid;
 use super::{SqliteStore, parse_uuid, rows, time_text, uuid_text};
 use crate::chain::GENESIS_HASH;
 use crate::store::decode;
+use crate::store::dialect::Dialect;
 use crate::store::error::Error;
 use crate::store::event_log::EventLog;
 use crate::store::prepare::{self, Checked};
 use crate::store::types::*;
 
-const EVENT_COLUMNS: &str = "run_id, seq, position, event_type, schema_version, payload, recorded_at, prev_hash, hash, log_hash";
+const EVENT_COLUMNS: &str = <sqlx::Sqlite as Dialect>::EVENT_COLUMNS;
 
 impl EventLog for SqliteStore {
     async fn append_batch(
@@ -56,45 +57,6 @@ impl EventLog for SqliteStore {
             self.wake_workers();
         }
         Ok(results)
-    }
-
-    async fn read_stream(
-        &self,
-        run_id: RunId,
-        after_seq: u64,
-        max: u32,
-    ) -> Result<Vec<RecordedEvent>, Error> {
-        let limit = prepare::page(&self.config, max)?;
-        let sql = format!(
-            "SELECT {EVENT_COLUMNS} FROM events WHERE run_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3"
-        );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(uuid_text(run_id))
-            .bind(prepare::to_i64(after_seq)?)
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(decode::event).collect()
-    }
-
-    async fn read_log(&self, after_position: u64, max: u32) -> Result<Vec<RecordedEvent>, Error> {
-        let limit = prepare::page(&self.config, max)?;
-        let sql = format!(
-            "SELECT {EVENT_COLUMNS} FROM events WHERE position > ?1 ORDER BY position LIMIT ?2"
-        );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(prepare::to_i64(after_position)?)
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(decode::event).collect()
-    }
-
-    async fn log_head(&self) -> Result<LogHead, Error> {
-        let row = sqlx::query_as(decode::LOG_HEAD_SQL)
-            .fetch_optional(&self.pool)
-            .await?;
-        decode::log_head(row)
     }
 
     async fn rebuild_projections<F>(&self, mut fold: F) -> Result<RebuildStats, Error>

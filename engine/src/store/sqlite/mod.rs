@@ -2,9 +2,7 @@
 //! a `BEGIN IMMEDIATE` transaction, so writers queue on SQLite's single write
 //! lock (up to the busy timeout) and never fail half-way on an upgrade.
 
-mod api_keys;
 mod event_log;
-mod read;
 mod rows;
 mod work;
 mod workflows;
@@ -24,6 +22,7 @@ use uuid::Uuid;
 
 use super::database::Database;
 use super::decode::Columns;
+use super::dialect::{Dialect, SqlStore};
 use super::error::Error;
 use super::prepare;
 use super::schema::{
@@ -261,5 +260,39 @@ impl Columns for SqliteRow {
 
     fn int4(&self, column: &str) -> Result<i64, Error> {
         Ok(self.try_get(column)?)
+    }
+}
+
+impl Dialect for sqlx::Sqlite {
+    type Id = String;
+    type Time = String;
+
+    fn id(id: Uuid) -> String {
+        uuid_text(id)
+    }
+
+    fn time(at: DateTime<Utc>) -> String {
+        time_text(at)
+    }
+
+    const EVENT_COLUMNS: &'static str = "run_id, seq, position, event_type, schema_version, payload, recorded_at, \
+         prev_hash, hash, log_hash";
+    const RUN_COLUMNS: &'static str = "r.run_id, r.workflow, r.version, r.status, r.input, r.output, r.error, \
+         r.parent_run_id, r.idempotency_key, r.created_at, r.updated_at, \
+         (SELECT MAX(seq) FROM events e WHERE e.run_id = r.run_id) AS last_seq";
+    const STEP_COLUMNS: &'static str =
+        "run_id, step_id, status, attempts, output, error, updated_at";
+    const STEP_ORDER: &'static str = "step_id";
+}
+
+impl SqlStore for SqliteStore {
+    type Db = sqlx::Sqlite;
+
+    fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    fn limits(&self) -> &StoreConfig {
+        &self.config
     }
 }

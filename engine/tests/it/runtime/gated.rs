@@ -82,6 +82,15 @@ impl EventLog for Gated {
         self.inner.append_batch(requests).await
     }
 
+    async fn rebuild_projections<F>(&self, fold: F) -> Result<RebuildStats, Error>
+    where
+        F: FnMut(&[RecordedEvent]) -> ProjectionUpdate + Send,
+    {
+        self.inner.rebuild_projections(fold).await
+    }
+}
+
+impl LogReader for Gated {
     async fn read_stream(
         &self,
         run_id: RunId,
@@ -97,13 +106,6 @@ impl EventLog for Gated {
 
     async fn log_head(&self) -> Result<LogHead, Error> {
         self.inner.log_head().await
-    }
-
-    async fn rebuild_projections<F>(&self, fold: F) -> Result<RebuildStats, Error>
-    where
-        F: FnMut(&[RecordedEvent]) -> ProjectionUpdate + Send,
-    {
-        self.inner.rebuild_projections(fold).await
     }
 }
 
