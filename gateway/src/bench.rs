@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use engine::runtime::{CommitCounts, Config, Runtime, StartRequest, WORKERS_DEFAULT};
-use engine::store::{EventStore, RunId, RunQuery, Store};
+use engine::store::prelude::*;
+use engine::store::{RunId, RunQuery, Store};
 use testkit::bench::Baseline;
 use tokio::sync::{broadcast, oneshot};
 

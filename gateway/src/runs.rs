@@ -5,7 +5,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use engine::runtime::Config;
-use engine::store::{EventStore, RunId, RunQuery};
+use engine::store::prelude::*;
+use engine::store::{RunId, RunQuery};
 use serde_json::json;
 
 use crate::cli::ExecutorArgs;

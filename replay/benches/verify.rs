@@ -13,7 +13,8 @@ use std::io::{BufReader, BufWriter, Read};
 use std::time::{Duration, Instant};
 
 use engine::core::event::EventEnvelope;
-use engine::store::{AppendRequest, EventStore, NewEvent, Store};
+use engine::store::prelude::*;
+use engine::store::{AppendRequest, NewEvent, Store};
 use sha2::{Digest, Sha256};
 use testkit::histories;
 use uuid::Uuid;

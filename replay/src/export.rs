@@ -5,7 +5,7 @@ use std::io::Write;
 
 use chrono::{DateTime, Utc};
 use engine::chain::{GENESIS_HASH, LogHead, RecordedEvent};
-use engine::store::EventStore;
+use engine::store::prelude::*;
 
 use crate::Error;
 use crate::format::{

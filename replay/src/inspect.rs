@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use engine::chain::RecordedEvent;
 use engine::core::event::EventEnvelope;
 use engine::core::state::RunState;
-use engine::store::EventStore;
+use engine::store::prelude::*;
 use serde::Serialize;
 use serde_json::{Value, json};
 use uuid::Uuid;

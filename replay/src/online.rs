@@ -5,7 +5,8 @@ use engine::chain::LogHead;
 use engine::core::state::RunState;
 use engine::core::version::version_of;
 use engine::core::workflow::Workflow;
-use engine::store::{EventStore, RunQuery};
+use engine::store::RunQuery;
+use engine::store::prelude::*;
 
 use crate::Error;
 use crate::check::{RunCheck, compatibility, removed_steps};

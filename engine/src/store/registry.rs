@@ -1,12 +1,36 @@
-//! The workflow registry's values: a registered (name, version) with the YAML
-//! source it came from and its typed model as JSON. Runs are pinned to a
-//! version, so every node can load exactly the definition a run started with.
+//! The workflow registry: the [`WorkflowRegistry`] trait and its values, a
+//! registered (name, version) with the YAML source it came from and its
+//! typed model as JSON. Runs are pinned to a version, so every node can load
+//! exactly the definition a run started with.
+
+use std::future::Future;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::error::Error;
+
+/// The registered workflow versions.
+pub trait WorkflowRegistry: Send + Sync {
+    /// Registers a workflow version; registering it again writes no second
+    /// row and makes it the latest version of its name.
+    fn register_workflow(
+        &self,
+        workflow: NewWorkflow,
+    ) -> impl Future<Output = Result<WorkflowRecord, Error>> + Send;
+
+    /// One version of a workflow, or (`None`) the version registered last.
+    fn get_workflow(
+        &self,
+        name: &str,
+        version: Option<&str>,
+    ) -> impl Future<Output = Result<Option<WorkflowRecord>, Error>> + Send;
+
+    /// Every registered version, by name, latest first (at most
+    /// [`WORKFLOWS_LIST_MAX`]).
+    fn list_workflows(&self) -> impl Future<Output = Result<Vec<WorkflowRecord>, Error>> + Send;
+}
 
 /// Most rows `list_workflows` returns (every version of every workflow).
 pub const WORKFLOWS_LIST_MAX: u32 = 10_000;

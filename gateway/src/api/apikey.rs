@@ -2,6 +2,7 @@
 //! and only their SHA-256 is stored.
 
 use clap::{Args, Subcommand};
+use engine::store::ApiKeys;
 use uuid::Uuid;
 
 use super::auth::{Role, new_api_key};

@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use chrono::Utc;
-use engine::store::{ApiKeyRecord, Store};
+use engine::store::{ApiKeyRecord, ApiKeys, Store};
 use jsonwebtoken::{DecodingKey, Validation, decode, decode_header};
 use sha2::{Digest, Sha256};
 

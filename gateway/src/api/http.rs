@@ -17,7 +17,7 @@ use axum::extract::{DefaultBodyLimit, FromRequestParts, Request, State, WebSocke
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
-use engine::store::EventStore;
+use engine::store::prelude::*;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use tracing::Instrument;
 

@@ -6,7 +6,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use engine::core::workflow::Workflow;
-use engine::store::{EventStore, RecordedEvent, RunId, Store};
+use engine::store::prelude::*;
+use engine::store::{RecordedEvent, RunId, Store};
 
 /// Runs whose workflow version is remembered; the map is cleared when full.
 pub const RUNS_REMEMBERED_MAX: usize = 10_000;

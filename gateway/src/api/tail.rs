@@ -9,7 +9,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use engine::store::{EventStore, RecordedEvent, Store};
+use engine::store::prelude::*;
+use engine::store::{RecordedEvent, Store};
 use tokio::sync::{Notify, broadcast, watch};
 
 use super::metrics::Metrics;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use engine::runtime::{Config as RuntimeConfig, Runtime, RuntimeHandle};
-use engine::store::Store;
+use engine::store::{ApiKeys, Store};
 use futures_util::{SinkExt, StreamExt};
 use imx_gateway::api::auth::new_api_key;
 use imx_gateway::api::bind_api;

@@ -6,6 +6,7 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::json;
 
 use crate::api::*;
+use engine::store::ApiKeys;
 
 /// Each mutation against ids that do not exist: a caller that passes the
 /// role check gets NOT_FOUND (or a result), one that does not gets FORBIDDEN.

@@ -7,6 +7,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
 use crate::api::WAIT;
+use engine::store::ApiKeys;
 
 fn database_url() -> String {
     let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))

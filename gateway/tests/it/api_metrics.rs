@@ -71,7 +71,8 @@ const SUCCEEDED: &str = "imx_runs_finished_total{status=\"succeeded\"}";
 
 /// Succeeded runs of `workflow` in the store, read directly.
 async fn succeeded_runs(api: &TestApi, workflow: &str) -> usize {
-    use engine::store::{EventStore, RunQuery};
+    use engine::store::RunQuery;
+    use engine::store::prelude::*;
     let query = RunQuery {
         status: Some("succeeded".to_owned()),
         workflow: Some(workflow.to_owned()),

@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use chrono::{TimeDelta, Utc};
 use engine::core::workflow::StepKind;
-use engine::store::{AppendRequest, EventStore, NewEvent, ProjectionUpdate, RunRow, Store};
+use engine::store::prelude::*;
+use engine::store::{AppendRequest, NewEvent, ProjectionUpdate, RunRow, Store};
 use serde_json::{Value, json};
 use testkit::histories::{step, workflow};
 use uuid::Uuid;

@@ -4,7 +4,7 @@
 
 use std::process::Stdio;
 
-use engine::store::EventStore;
+use engine::store::prelude::*;
 use serde_json::{Value, json};
 use sqlx::Connection;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};

@@ -10,7 +10,8 @@ use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use engine::store::{EventStore, RecordedEvent};
+use engine::store::RecordedEvent;
+use engine::store::prelude::*;
 
 /// Runs in flight.
 const RUNS: usize = 50;

@@ -4,7 +4,8 @@
 use chrono::{TimeZone, Utc};
 use engine::core::event::EventEnvelope;
 use engine::core::version::version_of;
-use engine::store::{AppendRequest, EventStore, NewEvent, ProjectionUpdate, RunRow, Store};
+use engine::store::prelude::*;
+use engine::store::{AppendRequest, NewEvent, ProjectionUpdate, RunRow, Store};
 use expect_test::expect;
 use serde_json::json;
 use testkit::histories;

@@ -3,7 +3,8 @@
 
 use engine::core::state::RunState;
 use engine::core::workflow::{StepKind, Workflow};
-use engine::store::{EventStore, NewWorkflow};
+use engine::store::NewWorkflow;
+use engine::store::prelude::*;
 use expect_test::{Expect, expect};
 use replay::check::render_report;
 use replay::compatibility;

@@ -9,9 +9,9 @@ use chrono::{DateTime, TimeZone, Utc};
 use engine::core::event::EventEnvelope;
 use engine::core::state::RunState;
 use engine::core::workflow::Workflow;
+use engine::store::prelude::*;
 use engine::store::{
-    AppendRequest, Clock, EventStore, ManualClock, NewEvent, ProjectionUpdate, RunRow, Store,
-    StoreConfig,
+    AppendRequest, Clock, ManualClock, NewEvent, ProjectionUpdate, RunRow, Store, StoreConfig,
 };
 use testkit::histories;
 use uuid::Uuid;

@@ -3,9 +3,8 @@
 //! lock around position assignment so the global log is gap-free and in
 //! commit order, `FOR UPDATE SKIP LOCKED` leases, and LISTEN/NOTIFY wake-ups.
 
-mod append;
+mod event_log;
 mod fast;
-mod read;
 mod rows;
 mod wake;
 mod work;
@@ -18,13 +17,20 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
+use sqlx::Row;
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgRow};
+use uuid::Uuid;
 
+use super::database::Database;
+use super::decode::Columns;
+use super::dialect::{Dialect, SqlStore};
 use super::error::Error;
-use super::registry::{NewWorkflow, WorkflowRecord};
-use super::schema::{MIGRATIONS_TABLE, POSTGRES_MIGRATOR, check_version};
+use super::prepare;
+use super::schema::{
+    APPLIED_SUCCESSFULLY_SQL, APPLIED_VERSION_SQL, MIGRATIONS_TABLE, POSTGRES_MIGRATOR,
+    check_version, is_current,
+};
 use super::types::*;
-use super::{EventStore, prepare};
 
 /// The channel `NOTIFY` wakes idle nodes on (at most once per
 /// `wake::REMOTE_WAKE_INTERVAL` per node, see wake.rs).
@@ -33,6 +39,9 @@ pub const WORK_CHANNEL: &str = "imx_work";
 /// Prepared statements kept per connection: the append's shapes (up to 2 x
 /// 64, rows.rs) and the store's other statements.
 const STATEMENT_CACHE_CAPACITY: usize = 256;
+
+/// Pause before the LISTEN connection reconnects after an error, in ms.
+const LISTENER_RECONNECT_PAUSE_MS: u64 = 100;
 
 /// The PostgreSQL backend.
 #[derive(Debug)]
@@ -64,7 +73,7 @@ impl PostgresStore {
             .fetch_one(&self.pool)
             .await?;
         let version: Option<i64> = if exists {
-            sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations")
+            sqlx::query_scalar(APPLIED_VERSION_SQL)
                 .fetch_one(&self.pool)
                 .await?
         } else {
@@ -92,7 +101,9 @@ impl PostgresStore {
                     Err(sqlx::Error::PoolClosed) => return,
                     // Notifications sent while disconnected are lost: wake
                     // everyone so they look, then let `recv` reconnect.
-                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                    Err(_) => {
+                        tokio::time::sleep(Duration::from_millis(LISTENER_RECONNECT_PAUSE_MS)).await
+                    }
                 }
                 super::wake_workers(&work);
             }
@@ -116,7 +127,7 @@ impl Drop for PostgresStore {
     }
 }
 
-impl EventStore for PostgresStore {
+impl Database for PostgresStore {
     async fn connect(url: &str, config: StoreConfig) -> Result<Self, Error> {
         // The append statements are big, one text per shape of append
         // (rows.rs, a few dozen in use): prepare and plan each once per
@@ -164,101 +175,79 @@ impl EventStore for PostgresStore {
         Ok(())
     }
 
-    async fn append_batch(
-        &self,
-        requests: Vec<AppendRequest>,
-    ) -> Result<Vec<Result<Appended, Error>>, Error> {
-        append::append_batch(self, &requests).await
+    async fn migrations_current(&self) -> Result<bool, Error> {
+        let applied: Option<i64> = sqlx::query_scalar(APPLIED_SUCCESSFULLY_SQL)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(is_current(&POSTGRES_MIGRATOR, applied))
+    }
+}
+
+/// PostgreSQL keeps ids, times and 4-byte integers in their own types.
+impl Columns for PgRow {
+    fn text(&self, column: &str) -> Result<String, Error> {
+        Ok(self.try_get(column)?)
     }
 
-    async fn read_stream(
-        &self,
-        run_id: RunId,
-        after_seq: u64,
-        max: u32,
-    ) -> Result<Vec<RecordedEvent>, Error> {
-        read::read_stream(self, run_id, after_seq, max).await
+    fn optional_text(&self, column: &str) -> Result<Option<String>, Error> {
+        Ok(self.try_get(column)?)
     }
 
-    async fn read_log(&self, after_position: u64, max: u32) -> Result<Vec<RecordedEvent>, Error> {
-        read::read_log(self, after_position, max).await
+    fn uuid(&self, column: &str) -> Result<Uuid, Error> {
+        Ok(self.try_get(column)?)
     }
 
-    async fn log_head(&self) -> Result<LogHead, Error> {
-        let mut connection = self.pool.acquire().await?;
-        read::log_head(&mut connection).await
+    fn optional_uuid(&self, column: &str) -> Result<Option<Uuid>, Error> {
+        Ok(self.try_get(column)?)
     }
 
-    async fn get_run(&self, run_id: RunId) -> Result<Option<RunRecord>, Error> {
-        read::get_run(self, run_id).await
+    fn time(&self, column: &str) -> Result<DateTime<Utc>, Error> {
+        Ok(self.try_get(column)?)
     }
 
-    async fn find_run_by_key(&self, key: &str) -> Result<Option<RunRecord>, Error> {
-        read::find_run_by_key(self, key).await
+    fn optional_time(&self, column: &str) -> Result<Option<DateTime<Utc>>, Error> {
+        Ok(self.try_get(column)?)
     }
 
-    async fn get_steps(&self, run_id: RunId) -> Result<Vec<StepRow>, Error> {
-        read::get_steps(self, run_id).await
+    fn optional_int8(&self, column: &str) -> Result<Option<i64>, Error> {
+        Ok(self.try_get(column)?)
     }
 
-    async fn list_runs(&self, query: &RunQuery) -> Result<Page<RunRecord, RunCursor>, Error> {
-        read::list_runs(self, query).await
+    fn int4(&self, column: &str) -> Result<i64, Error> {
+        Ok(i64::from(self.try_get::<i32, _>(column)?))
+    }
+}
+
+impl Dialect for sqlx::Postgres {
+    type Id = Uuid;
+    type Time = DateTime<Utc>;
+
+    fn id(id: Uuid) -> Uuid {
+        id
     }
 
-    async fn claim_tasks(
-        &self,
-        worker: &str,
-        queue: &str,
-        max: u32,
-        lease_ms: u64,
-    ) -> Result<Vec<ClaimedTask>, Error> {
-        work::claim_tasks(self, worker, queue, max, lease_ms).await
+    fn time(at: DateTime<Utc>) -> DateTime<Utc> {
+        at
     }
 
-    async fn renew_lease(
-        &self,
-        task_id: TaskId,
-        token: LeaseToken,
-        lease_ms: u64,
-    ) -> Result<Lease, Error> {
-        work::renew_lease(self, task_id, token, lease_ms).await
+    const EVENT_COLUMNS: &'static str = "run_id, seq, position, event_type, schema_version, \
+         payload::text AS payload, recorded_at, prev_hash, hash, log_hash";
+    const RUN_COLUMNS: &'static str = "r.run_id, r.workflow, r.version, r.status, r.input::text AS input, \
+         r.output::text AS output, r.error, r.parent_run_id, r.idempotency_key, r.created_at, \
+         r.updated_at, (SELECT MAX(seq) FROM events e WHERE e.run_id = r.run_id) AS last_seq";
+    const STEP_COLUMNS: &'static str =
+        "run_id, step_id, status, attempts, output::text AS output, error, updated_at";
+    const STEP_ORDER: &'static str = "step_id COLLATE \"C\"";
+}
+
+impl SqlStore for PostgresStore {
+    type Db = sqlx::Postgres;
+
+    fn pool(&self) -> &PgPool {
+        &self.pool
     }
 
-    async fn complete_task(&self, task_id: TaskId, token: LeaseToken) -> Result<(), Error> {
-        work::complete_task(self, task_id, token).await
-    }
-
-    async fn due_timers(&self, now: DateTime<Utc>, max: u32) -> Result<Vec<FiredTimer>, Error> {
-        work::due_timers(self, now, max).await
-    }
-
-    async fn wait_for_work(&self, timeout: Duration) -> Result<bool, Error> {
-        self.start_listener().await?;
-        Ok(tokio::time::timeout(timeout, self.wakes.local.notified())
-            .await
-            .is_ok())
-    }
-
-    async fn rebuild_projections<F>(&self, fold: F) -> Result<RebuildStats, Error>
-    where
-        F: FnMut(&[RecordedEvent]) -> ProjectionUpdate + Send,
-    {
-        append::rebuild_projections(self, fold).await
-    }
-
-    async fn register_workflow(&self, workflow: NewWorkflow) -> Result<WorkflowRecord, Error> {
-        workflows::register(self, &workflow).await
-    }
-
-    async fn get_workflow(
-        &self,
-        name: &str,
-        version: Option<&str>,
-    ) -> Result<Option<WorkflowRecord>, Error> {
-        workflows::get(self, name, version).await
-    }
-
-    async fn list_workflows(&self) -> Result<Vec<WorkflowRecord>, Error> {
-        workflows::list(self).await
+    fn limits(&self) -> &StoreConfig {
+        &self.config
     }
 }

@@ -21,7 +21,7 @@ use sqlx::{Arguments, AssertSqlSafe, Encode, PgConnection, Postgres, Type};
 use uuid::Uuid;
 
 use super::WORK_CHANNEL;
-use super::append::LOG_LOCK_KEY;
+use super::event_log::LOG_LOCK_KEY;
 use crate::store::error::Error;
 use crate::store::types::*;
 

@@ -2,8 +2,7 @@
 //! a `BEGIN IMMEDIATE` transaction, so writers queue on SQLite's single write
 //! lock (up to the busy timeout) and never fail half-way on an upgrade.
 
-mod append;
-mod read;
+mod event_log;
 mod rows;
 mod work;
 mod workflows;
@@ -14,16 +13,29 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
 };
-use sqlx::{Connection, SqliteConnection};
+use sqlx::{Connection, Row, SqliteConnection};
 use tokio::sync::Notify;
+use uuid::Uuid;
 
+use super::database::Database;
+use super::decode::Columns;
+use super::dialect::{Dialect, SqlStore};
 use super::error::Error;
-use super::registry::{NewWorkflow, WorkflowRecord};
-use super::schema::{MIGRATIONS_TABLE, SQLITE_MIGRATOR, check_version};
+use super::prepare;
+use super::schema::{
+    APPLIED_SUCCESSFULLY_SQL, APPLIED_VERSION_SQL, MIGRATIONS_TABLE, SQLITE_MIGRATOR,
+    check_version, is_current,
+};
 use super::types::*;
-use super::{EventStore, prepare};
+
+/// First pause between attempts to switch a fresh file to WAL mode, in ms;
+/// each pause doubles up to [`WAL_SWITCH_BACKOFF_MAX_MS`].
+const WAL_SWITCH_BACKOFF_INITIAL_MS: u64 = 2;
+/// Longest pause between attempts to switch to WAL mode, in ms.
+const WAL_SWITCH_BACKOFF_MAX_MS: u64 = 100;
 
 /// The SQLite backend.
 #[derive(Debug)]
@@ -66,7 +78,7 @@ async fn check_schema(connection: &mut SqliteConnection) -> Result<(), Error> {
             .await?;
     let version: Option<i64> = match table {
         Some(_) => {
-            sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations")
+            sqlx::query_scalar(APPLIED_VERSION_SQL)
                 .fetch_one(&mut *connection)
                 .await?
         }
@@ -83,7 +95,7 @@ async fn check_schema(connection: &mut SqliteConnection) -> Result<(), Error> {
 /// connection's own switch (sqlx issues it on connect) is a no-op.
 async fn enable_wal(options: &SqliteConnectOptions, patience: Duration) -> Result<(), Error> {
     let deadline = Instant::now() + patience;
-    let mut backoff = Duration::from_millis(2);
+    let mut backoff = Duration::from_millis(WAL_SWITCH_BACKOFF_INITIAL_MS);
     loop {
         match SqliteConnection::connect_with(options).await {
             Ok(connection) => {
@@ -92,7 +104,7 @@ async fn enable_wal(options: &SqliteConnectOptions, patience: Duration) -> Resul
             }
             Err(sqlx::Error::Database(error)) if is_busy(&*error) && Instant::now() < deadline => {
                 tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_millis(100));
+                backoff = (backoff * 2).min(Duration::from_millis(WAL_SWITCH_BACKOFF_MAX_MS));
             }
             Err(error) => return Err(error.into()),
         }
@@ -107,7 +119,7 @@ fn is_busy(error: &dyn sqlx::error::DatabaseError) -> bool {
         .is_some_and(|code| code & 0xff == 5)
 }
 
-impl EventStore for SqliteStore {
+impl Database for SqliteStore {
     async fn connect(url: &str, config: StoreConfig) -> Result<Self, Error> {
         let options = SqliteConnectOptions::from_str(url)
             .map_err(|error| Error::invalid(format!("bad SQLite URL: {error}")))?;
@@ -171,101 +183,11 @@ impl EventStore for SqliteStore {
         Ok(())
     }
 
-    async fn append_batch(
-        &self,
-        requests: Vec<AppendRequest>,
-    ) -> Result<Vec<Result<Appended, Error>>, Error> {
-        append::append_batch(self, &requests).await
-    }
-
-    async fn read_stream(
-        &self,
-        run_id: RunId,
-        after_seq: u64,
-        max: u32,
-    ) -> Result<Vec<RecordedEvent>, Error> {
-        read::read_stream(self, run_id, after_seq, max).await
-    }
-
-    async fn read_log(&self, after_position: u64, max: u32) -> Result<Vec<RecordedEvent>, Error> {
-        read::read_log(self, after_position, max).await
-    }
-
-    async fn log_head(&self) -> Result<LogHead, Error> {
-        let mut connection = self.pool.acquire().await?;
-        read::log_head(&mut connection).await
-    }
-
-    async fn get_run(&self, run_id: RunId) -> Result<Option<RunRecord>, Error> {
-        read::get_run(self, run_id).await
-    }
-
-    async fn find_run_by_key(&self, key: &str) -> Result<Option<RunRecord>, Error> {
-        read::find_run_by_key(self, key).await
-    }
-
-    async fn get_steps(&self, run_id: RunId) -> Result<Vec<StepRow>, Error> {
-        read::get_steps(self, run_id).await
-    }
-
-    async fn list_runs(&self, query: &RunQuery) -> Result<Page<RunRecord, RunCursor>, Error> {
-        read::list_runs(self, query).await
-    }
-
-    async fn claim_tasks(
-        &self,
-        worker: &str,
-        queue: &str,
-        max: u32,
-        lease_ms: u64,
-    ) -> Result<Vec<ClaimedTask>, Error> {
-        work::claim_tasks(self, worker, queue, max, lease_ms).await
-    }
-
-    async fn renew_lease(
-        &self,
-        task_id: TaskId,
-        token: LeaseToken,
-        lease_ms: u64,
-    ) -> Result<Lease, Error> {
-        work::renew_lease(self, task_id, token, lease_ms).await
-    }
-
-    async fn complete_task(&self, task_id: TaskId, token: LeaseToken) -> Result<(), Error> {
-        work::complete_task(self, task_id, token).await
-    }
-
-    async fn due_timers(&self, now: DateTime<Utc>, max: u32) -> Result<Vec<FiredTimer>, Error> {
-        work::due_timers(self, now, max).await
-    }
-
-    async fn wait_for_work(&self, timeout: Duration) -> Result<bool, Error> {
-        Ok(tokio::time::timeout(timeout, self.work.notified())
-            .await
-            .is_ok())
-    }
-
-    async fn rebuild_projections<F>(&self, fold: F) -> Result<RebuildStats, Error>
-    where
-        F: FnMut(&[RecordedEvent]) -> ProjectionUpdate + Send,
-    {
-        append::rebuild_projections(self, fold).await
-    }
-
-    async fn register_workflow(&self, workflow: NewWorkflow) -> Result<WorkflowRecord, Error> {
-        workflows::register(self, &workflow).await
-    }
-
-    async fn get_workflow(
-        &self,
-        name: &str,
-        version: Option<&str>,
-    ) -> Result<Option<WorkflowRecord>, Error> {
-        workflows::get(self, name, version).await
-    }
-
-    async fn list_workflows(&self) -> Result<Vec<WorkflowRecord>, Error> {
-        workflows::list(self).await
+    async fn migrations_current(&self) -> Result<bool, Error> {
+        let applied: Option<i64> = sqlx::query_scalar(APPLIED_SUCCESSFULLY_SQL)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(is_current(&SQLITE_MIGRATOR, applied))
     }
 }
 
@@ -288,4 +210,89 @@ pub(super) fn uuid_text(id: uuid::Uuid) -> String {
 
 pub(super) fn time_text(at: DateTime<Utc>) -> String {
     crate::chain::format_recorded_at(at)
+}
+
+pub(super) fn parse_uuid(text: &str) -> Result<Uuid, Error> {
+    Uuid::parse_str(text).map_err(|error| Error::corrupt(format!("bad uuid {text:?}: {error}")))
+}
+
+pub(super) fn parse_time(text: &str) -> Result<DateTime<Utc>, Error> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|at| at.with_timezone(&Utc))
+        .map_err(|error| Error::corrupt(format!("bad time {text:?}: {error}")))
+}
+
+/// SQLite keeps ids and times as text and every integer in 8 bytes.
+impl Columns for SqliteRow {
+    fn text(&self, column: &str) -> Result<String, Error> {
+        Ok(self.try_get(column)?)
+    }
+
+    fn optional_text(&self, column: &str) -> Result<Option<String>, Error> {
+        Ok(self.try_get(column)?)
+    }
+
+    fn uuid(&self, column: &str) -> Result<Uuid, Error> {
+        parse_uuid(&self.text(column)?)
+    }
+
+    fn optional_uuid(&self, column: &str) -> Result<Option<Uuid>, Error> {
+        self.optional_text(column)?
+            .as_deref()
+            .map(parse_uuid)
+            .transpose()
+    }
+
+    fn time(&self, column: &str) -> Result<DateTime<Utc>, Error> {
+        parse_time(&self.text(column)?)
+    }
+
+    fn optional_time(&self, column: &str) -> Result<Option<DateTime<Utc>>, Error> {
+        self.optional_text(column)?
+            .as_deref()
+            .map(parse_time)
+            .transpose()
+    }
+
+    fn optional_int8(&self, column: &str) -> Result<Option<i64>, Error> {
+        Ok(self.try_get(column)?)
+    }
+
+    fn int4(&self, column: &str) -> Result<i64, Error> {
+        Ok(self.try_get(column)?)
+    }
+}
+
+impl Dialect for sqlx::Sqlite {
+    type Id = String;
+    type Time = String;
+
+    fn id(id: Uuid) -> String {
+        uuid_text(id)
+    }
+
+    fn time(at: DateTime<Utc>) -> String {
+        time_text(at)
+    }
+
+    const EVENT_COLUMNS: &'static str = "run_id, seq, position, event_type, schema_version, payload, recorded_at, \
+         prev_hash, hash, log_hash";
+    const RUN_COLUMNS: &'static str = "r.run_id, r.workflow, r.version, r.status, r.input, r.output, r.error, \
+         r.parent_run_id, r.idempotency_key, r.created_at, r.updated_at, \
+         (SELECT MAX(seq) FROM events e WHERE e.run_id = r.run_id) AS last_seq";
+    const STEP_COLUMNS: &'static str =
+        "run_id, step_id, status, attempts, output, error, updated_at";
+    const STEP_ORDER: &'static str = "step_id";
+}
+
+impl SqlStore for SqliteStore {
+    type Db = sqlx::Sqlite;
+
+    fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    fn limits(&self) -> &StoreConfig {
+        &self.config
+    }
 }

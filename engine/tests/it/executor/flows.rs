@@ -9,7 +9,8 @@ use engine::core::Secrets;
 use engine::core::state::RunState;
 use engine::executor::{ExecConfig, Executor, standard_executors};
 use engine::runtime::{Config, Runtime, StartRequest};
-use engine::store::{EventStore, RunId, Store, StoreConfig};
+use engine::store::prelude::*;
+use engine::store::{RunId, Store, StoreConfig};
 use serde_json::{Value, json};
 
 use super::http::server::Server;

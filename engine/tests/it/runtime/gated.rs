@@ -47,7 +47,9 @@ impl Gated {
     }
 }
 
-impl EventStore for Gated {
+// Everything but `append_batch` goes straight to the inner store.
+
+impl Database for Gated {
     async fn connect(url: &str, config: StoreConfig) -> Result<Self, Error> {
         Ok(Gated::wrap(Store::connect(url, config).await?))
     }
@@ -64,6 +66,12 @@ impl EventStore for Gated {
         self.inner.ping().await
     }
 
+    async fn migrations_current(&self) -> Result<bool, Error> {
+        self.inner.migrations_current().await
+    }
+}
+
+impl EventLog for Gated {
     async fn append_batch(
         &self,
         requests: Vec<AppendRequest>,
@@ -74,6 +82,15 @@ impl EventStore for Gated {
         self.inner.append_batch(requests).await
     }
 
+    async fn rebuild_projections<F>(&self, fold: F) -> Result<RebuildStats, Error>
+    where
+        F: FnMut(&[RecordedEvent]) -> ProjectionUpdate + Send,
+    {
+        self.inner.rebuild_projections(fold).await
+    }
+}
+
+impl LogReader for Gated {
     async fn read_stream(
         &self,
         run_id: RunId,
@@ -90,7 +107,9 @@ impl EventStore for Gated {
     async fn log_head(&self) -> Result<LogHead, Error> {
         self.inner.log_head().await
     }
+}
 
+impl ReadModels for Gated {
     async fn get_run(&self, run_id: RunId) -> Result<Option<RunRecord>, Error> {
         self.inner.get_run(run_id).await
     }
@@ -107,6 +126,12 @@ impl EventStore for Gated {
         self.inner.list_runs(query).await
     }
 
+    async fn run_ids_newer(&self, query: &NewerRunsQuery) -> Result<Vec<RunId>, Error> {
+        self.inner.run_ids_newer(query).await
+    }
+}
+
+impl WorkQueue for Gated {
     async fn claim_tasks(
         &self,
         worker: &str,
@@ -138,13 +163,16 @@ impl EventStore for Gated {
         self.inner.wait_for_work(timeout).await
     }
 
-    async fn rebuild_projections<F>(&self, fold: F) -> Result<RebuildStats, Error>
-    where
-        F: FnMut(&[RecordedEvent]) -> ProjectionUpdate + Send,
-    {
-        self.inner.rebuild_projections(fold).await
+    async fn queue_depth(&self) -> Result<u64, Error> {
+        self.inner.queue_depth().await
     }
 
+    async fn expired_leases(&self, now: DateTime<Utc>) -> Result<u64, Error> {
+        self.inner.expired_leases(now).await
+    }
+}
+
+impl WorkflowRegistry for Gated {
     async fn register_workflow(&self, workflow: NewWorkflow) -> Result<WorkflowRecord, Error> {
         self.inner.register_workflow(workflow).await
     }
@@ -159,5 +187,23 @@ impl EventStore for Gated {
 
     async fn list_workflows(&self) -> Result<Vec<WorkflowRecord>, Error> {
         self.inner.list_workflows().await
+    }
+}
+
+impl ApiKeys for Gated {
+    async fn create_api_key(&self, key: &ApiKeyRecord) -> Result<(), Error> {
+        self.inner.create_api_key(key).await
+    }
+
+    async fn find_api_key(&self, key_hash: &str) -> Result<Option<ApiKeyRecord>, Error> {
+        self.inner.find_api_key(key_hash).await
+    }
+
+    async fn list_api_keys(&self) -> Result<Vec<ApiKeyRecord>, Error> {
+        self.inner.list_api_keys().await
+    }
+
+    async fn revoke_api_key(&self, key_id: uuid::Uuid, at: DateTime<Utc>) -> Result<bool, Error> {
+        self.inner.revoke_api_key(key_id, at).await
     }
 }

@@ -17,7 +17,8 @@ use engine::core::state::RunState;
 use engine::core::workflow::StepKind;
 use engine::executor::{Attempt, BoxFuture, Executor, Outcome};
 use engine::runtime::{Config, Runtime, RuntimeHandle, StartRequest};
-use engine::store::{EventStore, RunId, Store, StoreConfig};
+use engine::store::prelude::*;
+use engine::store::{RunId, Store, StoreConfig};
 use serde_json::{Value, json};
 
 /// How long a test waits for a run to end before failing.

@@ -3,7 +3,8 @@
 
 use engine::core::state::RunStatus;
 use engine::runtime::Error;
-use engine::store::{EventStore, RunQuery};
+use engine::store::RunQuery;
+use engine::store::prelude::*;
 use serde_json::json;
 
 use super::{Node, both_backends};

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use engine::core::state::RunStatus;
 use engine::runtime::{Runtime, StartRequest, TASK_CLAIMS_MAX};
-use engine::store::EventStore;
+use engine::store::prelude::*;
 use serde_json::json;
 
 use super::{Node, both_backends, calls, test_config};

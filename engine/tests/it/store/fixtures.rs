@@ -5,9 +5,10 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
+use engine::store::prelude::*;
 use engine::store::{
-    AppendRequest, EventStore, NewEvent, NewTask, NewTimer, ProjectionUpdate, RecordedEvent, RunId,
-    RunRow, StepRow, new_id,
+    AppendRequest, NewEvent, NewTask, NewTimer, ProjectionUpdate, RecordedEvent, RunId, RunRow,
+    StepRow, new_id,
 };
 
 use super::start_time;

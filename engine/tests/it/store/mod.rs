@@ -6,6 +6,7 @@ mod canonical;
 mod chain;
 mod contract;
 mod contract_guards;
+mod contract_operations;
 mod contract_registry;
 mod contract_work;
 mod fixtures;
@@ -15,7 +16,8 @@ mod sqlite;
 mod wake;
 
 use chrono::{DateTime, TimeZone, Utc};
-use engine::store::{EventStore, ManualClock, StoreConfig};
+use engine::store::prelude::*;
+use engine::store::{ManualClock, StoreConfig};
 use std::sync::Arc;
 
 /// A fresh store on a fresh database, its manual clock, and a side door for
@@ -334,6 +336,9 @@ macro_rules! contract_tests {
             case!(schema_newer_than_known_is_refused);
             case!(wait_for_work_wakes_on_enqueue);
             case!(registry_keeps_versions);
+            case!(api_keys_are_found_by_hash_listed_and_revoked_once);
+            case!(a_migrated_store_is_ready_and_counts_its_queue);
+            case!(run_ids_newer_page_oldest_first_after_a_cursor);
         }
     };
 }

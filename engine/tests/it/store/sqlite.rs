@@ -3,7 +3,8 @@
 
 use std::sync::Arc;
 
-use engine::store::{self, EventStore, SqliteStore, Store, StoreConfig};
+use engine::store::prelude::*;
+use engine::store::{self, SqliteStore, Store, StoreConfig};
 
 use super::{contract, fixtures, sqlite_database, start_time};
 

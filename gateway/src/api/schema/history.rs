@@ -2,7 +2,8 @@
 //! step details that only the folded state has (timings, approvals).
 
 use engine::core::{EventEnvelope, RunState, replay};
-use engine::store::{EventStore, RecordedEvent, Store};
+use engine::store::prelude::*;
+use engine::store::{RecordedEvent, Store};
 use uuid::Uuid;
 
 use engine::runtime::Error as RuntimeError;

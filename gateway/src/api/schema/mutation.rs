@@ -5,7 +5,7 @@
 use async_graphql::{Context, ID, Json, Object};
 use engine::core::state::{ExecStatus, RunState};
 use engine::runtime::StartRequest;
-use engine::store::EventStore;
+use engine::store::prelude::*;
 use serde_json::Value;
 use tracing::Instrument;
 use uuid::Uuid;

@@ -3,7 +3,8 @@
 
 use async_graphql::{Context, ID, InputObject, Object};
 use chrono::{DateTime, Utc};
-use engine::store::{EventStore, NewerRunsQuery, RunCursor, RunQuery};
+use engine::store::prelude::*;
+use engine::store::{NewerRunsQuery, RunCursor, RunQuery};
 use tracing::Instrument;
 
 use super::types::{PageInfo, Run, RunConnection, RunEdge, RunSnapshot, RunStatus, Workflow};

@@ -10,8 +10,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use async_graphql::{Context, ID, InputObject, Subscription};
+use engine::store::RecordedEvent;
 use engine::store::Store;
-use engine::store::{EventStore, RecordedEvent};
+use engine::store::prelude::*;
 use futures_util::Stream;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{broadcast, watch};

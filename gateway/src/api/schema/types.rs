@@ -4,7 +4,8 @@
 use async_graphql::{ComplexObject, Context, Enum, Json, Object, SimpleObject, Union};
 use chrono::{DateTime, Utc};
 use engine::core::state::{RunState, StepState};
-use engine::store::{EventStore, RecordedEvent, RunRecord};
+use engine::store::prelude::*;
+use engine::store::{RecordedEvent, RunRecord};
 use serde_json::Value;
 
 use super::{ApiContext, cursor, history};

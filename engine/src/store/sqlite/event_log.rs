@@ -1,6 +1,6 @@
-//! SQLite appends (single and batched, one transaction) and the projection
-//! rebuild. Under `BEGIN IMMEDIATE` this transaction is the only writer, so
-//! every check (expected seq, lease, idempotency key) is made before writing:
+//! The SQLite event log: appends (single and batched, one transaction),
+//! reads of streams and of the global log, and the projection rebuild.
+//! Under `BEGIN IMMEDIATE` an append is the only writer, so every check (expected seq, lease, idempotency key) is made before writing:
 //! the heads, leases and key owners of the whole batch are read with one
 //! statement each, each request is decided in order (as if its predecessors
 //! were already written), and the accepted ones are written with one
@@ -12,46 +12,87 @@ use chrono::{DateTime, Utc};
 use sqlx::{Row, SqliteConnection};
 use uuid::Uuid;
 
-use super::read::{self, EVENT_COLUMNS};
-use super::{SqliteStore, rows, time_text, uuid_text};
+use super::{SqliteStore, parse_uuid, rows, time_text, uuid_text};
 use crate::chain::GENESIS_HASH;
+use crate::store::decode;
+use crate::store::dialect::Dialect;
 use crate::store::error::Error;
+use crate::store::event_log::EventLog;
 use crate::store::prepare::{self, Checked};
 use crate::store::types::*;
 
-pub(super) async fn append_batch(
-    store: &SqliteStore,
-    requests: &[AppendRequest],
-) -> Result<Vec<Result<Appended, Error>>, Error> {
-    let checked = prepare::check_batch(&store.config, requests)?;
-    let mut transaction = store.write_transaction().await?;
-    let now = store.now();
-    let mut known = Known::read(&mut transaction, &checked, now).await?;
-    let mut results = Vec::with_capacity(checked.len());
-    let mut accepted: Vec<(&Checked<'_>, Vec<RecordedEvent>)> = Vec::new();
-    for item in &checked {
-        match known.decide(&mut transaction, item, now).await? {
-            Decision::Write(events) => {
-                results.push(Ok(Appended {
-                    run_id: item.request.run_id,
-                    events: events.clone(),
-                }));
-                accepted.push((item, events));
+const EVENT_COLUMNS: &str = <sqlx::Sqlite as Dialect>::EVENT_COLUMNS;
+
+impl EventLog for SqliteStore {
+    async fn append_batch(
+        &self,
+        requests: Vec<AppendRequest>,
+    ) -> Result<Vec<Result<Appended, Error>>, Error> {
+        let checked = prepare::check_batch(&self.config, &requests)?;
+        let mut transaction = self.write_transaction().await?;
+        let now = self.now();
+        let mut known = Known::read(&mut transaction, &checked, now).await?;
+        let mut results = Vec::with_capacity(checked.len());
+        let mut accepted: Vec<(&Checked<'_>, Vec<RecordedEvent>)> = Vec::new();
+        for item in &checked {
+            match known.decide(&mut transaction, item, now).await? {
+                Decision::Write(events) => {
+                    results.push(Ok(Appended {
+                        run_id: item.request.run_id,
+                        events: events.clone(),
+                    }));
+                    accepted.push((item, events));
+                }
+                Decision::Settled(result) => results.push(result),
             }
-            Decision::Settled(result) => results.push(result),
         }
+        rows::insert_events(&mut transaction, &accepted).await?;
+        let written: Vec<&AppendRequest> = accepted.iter().map(|(item, _)| item.request).collect();
+        let projections: Vec<&ProjectionUpdate> =
+            written.iter().map(|request| &request.projection).collect();
+        rows::write_projections(&mut transaction, &projections).await?;
+        rows::write_work(&mut transaction, &written, now).await?;
+        transaction.commit().await?;
+        if written.iter().any(|request| !request.enqueue.is_empty()) {
+            self.wake_workers();
+        }
+        Ok(results)
     }
-    rows::insert_events(&mut transaction, &accepted).await?;
-    let written: Vec<&AppendRequest> = accepted.iter().map(|(item, _)| item.request).collect();
-    let projections: Vec<&ProjectionUpdate> =
-        written.iter().map(|request| &request.projection).collect();
-    rows::write_projections(&mut transaction, &projections).await?;
-    rows::write_work(&mut transaction, &written, now).await?;
-    transaction.commit().await?;
-    if written.iter().any(|request| !request.enqueue.is_empty()) {
-        store.wake_workers();
+
+    async fn rebuild_projections<F>(&self, mut fold: F) -> Result<RebuildStats, Error>
+    where
+        F: FnMut(&[RecordedEvent]) -> ProjectionUpdate + Send,
+    {
+        let mut transaction = self.write_transaction().await?;
+        sqlx::query("DELETE FROM steps")
+            .execute(&mut *transaction)
+            .await?;
+        sqlx::query("DELETE FROM runs")
+            .execute(&mut *transaction)
+            .await?;
+        let run_ids: Vec<String> =
+            sqlx::query_scalar("SELECT run_id FROM events WHERE seq = 1 ORDER BY position")
+                .fetch_all(&mut *transaction)
+                .await?;
+        let mut stats = RebuildStats { runs: 0, events: 0 };
+        for run_id in run_ids {
+            let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE run_id = ?1 ORDER BY seq");
+            let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(&run_id)
+                .fetch_all(&mut *transaction)
+                .await?;
+            let events = rows
+                .iter()
+                .map(decode::event)
+                .collect::<Result<Vec<_>, _>>()?;
+            let update = fold(&events);
+            rows::write_projections(&mut transaction, &[&update]).await?;
+            stats.runs += 1;
+            stats.events += events.len() as u64;
+        }
+        transaction.commit().await?;
+        Ok(stats)
     }
-    Ok(results)
 }
 
 enum Decision {
@@ -232,7 +273,7 @@ async fn key_owners(
     .await?;
     owners
         .into_iter()
-        .map(|(key, run_id)| Ok((key, read::parse_uuid(&run_id)?)))
+        .map(|(key, run_id)| Ok((key, parse_uuid(&run_id)?)))
         .collect()
 }
 
@@ -253,49 +294,11 @@ async fn already_appended(
         .await?;
     let events = rows
         .iter()
-        .map(read::event_from_row)
+        .map(decode::event)
         .collect::<Result<Vec<_>, _>>()?;
     let complete = events.len() == request.events.len()
         && events
             .first()
             .is_some_and(|event| event.seq == request.expected_seq + 1);
     Ok(complete.then_some(events))
-}
-
-pub(super) async fn rebuild_projections<F>(
-    store: &SqliteStore,
-    mut fold: F,
-) -> Result<RebuildStats, Error>
-where
-    F: FnMut(&[RecordedEvent]) -> ProjectionUpdate + Send,
-{
-    let mut transaction = store.write_transaction().await?;
-    sqlx::query("DELETE FROM steps")
-        .execute(&mut *transaction)
-        .await?;
-    sqlx::query("DELETE FROM runs")
-        .execute(&mut *transaction)
-        .await?;
-    let run_ids: Vec<String> =
-        sqlx::query_scalar("SELECT run_id FROM events WHERE seq = 1 ORDER BY position")
-            .fetch_all(&mut *transaction)
-            .await?;
-    let mut stats = RebuildStats { runs: 0, events: 0 };
-    for run_id in run_ids {
-        let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE run_id = ?1 ORDER BY seq");
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(&run_id)
-            .fetch_all(&mut *transaction)
-            .await?;
-        let events = rows
-            .iter()
-            .map(read::event_from_row)
-            .collect::<Result<Vec<_>, _>>()?;
-        let update = fold(&events);
-        rows::write_projections(&mut transaction, &[&update]).await?;
-        stats.runs += 1;
-        stats.events += events.len() as u64;
-    }
-    transaction.commit().await?;
-    Ok(stats)
 }

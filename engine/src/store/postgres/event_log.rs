@@ -1,4 +1,6 @@
-//! PostgreSQL appends: one transaction per batch. Rows are written in a fixed
+//! The PostgreSQL event log: reads of streams and of the global log, the
+//! projection rebuild, and appends: the one-statement fast path (fast.rs),
+//! else one transaction per batch. Rows are written in a fixed
 //! order (tasks, runs, steps, then the log lock) with each kind sorted by
 //! key, so concurrent batches cannot deadlock; the log lock is taken last to
 //! keep it short. A request that cannot be written (conflict, lost lease,
@@ -11,15 +13,88 @@ use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
-use super::read::{self, EVENT_COLUMNS};
 use super::{PostgresStore, fast, rows};
 use crate::chain::GENESIS_HASH;
+use crate::store::decode;
+use crate::store::dialect::Dialect;
 use crate::store::error::Error;
+use crate::store::event_log::EventLog;
 use crate::store::prepare::{self, Checked};
 use crate::store::types::*;
 
 /// Transaction-scoped advisory lock serialising position assignment ("imx_log").
 pub(super) const LOG_LOCK_KEY: i64 = 0x0069_6d78_5f6c_6f67;
+
+const EVENT_COLUMNS: &str = <sqlx::Postgres as Dialect>::EVENT_COLUMNS;
+
+impl EventLog for PostgresStore {
+    async fn append_batch(
+        &self,
+        requests: Vec<AppendRequest>,
+    ) -> Result<Vec<Result<Appended, Error>>, Error> {
+        let checked = prepare::check_batch(&self.config, &requests)?;
+        let creates_work = requests.iter().any(|request| !request.enqueue.is_empty());
+        let notify = creates_work && self.wakes.notify_now();
+        let results = append_checked(self, &checked, notify).await;
+        // What committed: a request's tasks, and the NOTIFY with them.
+        let created_work = results.as_ref().is_ok_and(|results| {
+            results
+                .iter()
+                .zip(&requests)
+                .any(|(result, request)| result.is_ok() && !request.enqueue.is_empty())
+        });
+        self.wakes.appended(&self.pool, notify, created_work);
+        results
+    }
+
+    async fn rebuild_projections<F>(&self, mut fold: F) -> Result<RebuildStats, Error>
+    where
+        F: FnMut(&[RecordedEvent]) -> ProjectionUpdate + Send,
+    {
+        let mut transaction = self.pool.begin().await?;
+        // Same order as appends (read models, then the log lock): appends wait,
+        // nothing deadlocks, and the log cannot move while it is folded.
+        sqlx::query("LOCK TABLE runs, steps IN EXCLUSIVE MODE")
+            .execute(&mut *transaction)
+            .await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(LOG_LOCK_KEY)
+            .execute(&mut *transaction)
+            .await?;
+        sqlx::query("DELETE FROM steps")
+            .execute(&mut *transaction)
+            .await?;
+        sqlx::query("DELETE FROM runs")
+            .execute(&mut *transaction)
+            .await?;
+        let run_ids: Vec<Uuid> =
+            sqlx::query_scalar("SELECT run_id FROM events WHERE seq = 1 ORDER BY position")
+                .fetch_all(&mut *transaction)
+                .await?;
+        let mut stats = RebuildStats { runs: 0, events: 0 };
+        for run_id in run_ids {
+            let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE run_id = $1 ORDER BY seq");
+            let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(run_id)
+                .fetch_all(&mut *transaction)
+                .await?;
+            let events = rows
+                .iter()
+                .map(decode::event)
+                .collect::<Result<Vec<_>, _>>()?;
+            let update = fold(&events);
+            let rows = AppendRequest {
+                projection: update,
+                ..AppendRequest::new(run_id, 0, Vec::new())
+            };
+            rows::write_rows_and_lock(&mut transaction, &[&rows], self.now(), false).await?;
+            stats.runs += 1;
+            stats.events += events.len() as u64;
+        }
+        transaction.commit().await?;
+        Ok(stats)
+    }
+}
 
 enum Attempt {
     Committed(Vec<(usize, Appended)>),
@@ -27,25 +102,6 @@ enum Attempt {
     Settled(usize, Result<Appended, Error>),
     /// A race the next round resolves (a concurrent start took the key).
     Again,
-}
-
-pub(super) async fn append_batch(
-    store: &PostgresStore,
-    requests: &[AppendRequest],
-) -> Result<Vec<Result<Appended, Error>>, Error> {
-    let checked = prepare::check_batch(&store.config, requests)?;
-    let creates_work = requests.iter().any(|request| !request.enqueue.is_empty());
-    let notify = creates_work && store.wakes.notify_now();
-    let results = append_checked(store, &checked, notify).await;
-    // What committed: a request's tasks, and the NOTIFY with them.
-    let created_work = results.as_ref().is_ok_and(|results| {
-        results
-            .iter()
-            .zip(requests)
-            .any(|(result, request)| result.is_ok() && !request.enqueue.is_empty())
-    });
-    store.wakes.appended(&store.pool, notify, created_work);
-    results
 }
 
 async fn append_checked(
@@ -306,7 +362,7 @@ async fn already_appended(
         .await?;
     let events = rows
         .iter()
-        .map(read::event_from_row)
+        .map(decode::event)
         .collect::<Result<Vec<_>, _>>()?;
     let complete = events.len() == request.events.len()
         && events
@@ -355,55 +411,4 @@ async fn insert_events(
     .execute(&mut *connection)
     .await?;
     Ok(())
-}
-
-pub(super) async fn rebuild_projections<F>(
-    store: &PostgresStore,
-    mut fold: F,
-) -> Result<RebuildStats, Error>
-where
-    F: FnMut(&[RecordedEvent]) -> ProjectionUpdate + Send,
-{
-    let mut transaction = store.pool.begin().await?;
-    // Same order as appends (read models, then the log lock): appends wait,
-    // nothing deadlocks, and the log cannot move while it is folded.
-    sqlx::query("LOCK TABLE runs, steps IN EXCLUSIVE MODE")
-        .execute(&mut *transaction)
-        .await?;
-    sqlx::query("SELECT pg_advisory_xact_lock($1)")
-        .bind(LOG_LOCK_KEY)
-        .execute(&mut *transaction)
-        .await?;
-    sqlx::query("DELETE FROM steps")
-        .execute(&mut *transaction)
-        .await?;
-    sqlx::query("DELETE FROM runs")
-        .execute(&mut *transaction)
-        .await?;
-    let run_ids: Vec<Uuid> =
-        sqlx::query_scalar("SELECT run_id FROM events WHERE seq = 1 ORDER BY position")
-            .fetch_all(&mut *transaction)
-            .await?;
-    let mut stats = RebuildStats { runs: 0, events: 0 };
-    for run_id in run_ids {
-        let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE run_id = $1 ORDER BY seq");
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(run_id)
-            .fetch_all(&mut *transaction)
-            .await?;
-        let events = rows
-            .iter()
-            .map(read::event_from_row)
-            .collect::<Result<Vec<_>, _>>()?;
-        let update = fold(&events);
-        let rows = AppendRequest {
-            projection: update,
-            ..AppendRequest::new(run_id, 0, Vec::new())
-        };
-        rows::write_rows_and_lock(&mut transaction, &[&rows], store.now(), false).await?;
-        stats.runs += 1;
-        stats.events += events.len() as u64;
-    }
-    transaction.commit().await?;
-    Ok(stats)
 }
