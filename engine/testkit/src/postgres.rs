@@ -106,12 +106,23 @@ pub struct ScratchDatabase {
 
 impl ScratchDatabase {
     /// A fresh database named `<prefix>_…`, with the cluster lock taken as
-    /// `how`; `None` (loudly, or a failure in CI) without a cluster.
+    /// `how`; `None` (loudly, or a failure in CI) without a cluster. The
+    /// first call of a process drops what killed runs left behind
+    /// ([`drop_stale_databases`]).
     pub async fn create(what: &str, prefix: &str, how: ClusterUse) -> Option<ScratchDatabase> {
         let admin_url = admin_url(what)?;
         let cluster = tokio::task::spawn_blocking(move || lock_cluster(how))
             .await
             .expect("lock task");
+        static STALE_DROPPED: std::sync::Once = std::sync::Once::new();
+        if !STALE_DROPPED.is_completed() {
+            let admin = sqlx::PgPool::connect(&admin_url)
+                .await
+                .expect("connect to the test cluster");
+            drop_stale_databases(&admin, prefix).await;
+            admin.close().await;
+            STALE_DROPPED.call_once(|| {});
+        }
         let url = create_database(&admin_url, prefix)
             .await
             .expect("create a scratch database");

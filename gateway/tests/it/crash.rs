@@ -8,10 +8,11 @@
 
 use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use engine::store::RecordedEvent;
 use engine::store::prelude::*;
+use testkit::postgres::{ClusterUse, ScratchDatabase};
 
 /// Runs in flight.
 const RUNS: usize = 50;
@@ -88,34 +89,13 @@ fn serve_survives_sigkill_at_random_moments() {
 /// one of them killed at each moment.
 #[test]
 fn two_postgres_nodes_survive_sigkill_at_random_moments() {
-    let Some(database) = postgres_database() else {
+    let Some(database) =
+        ScratchDatabase::create_blocking("the crash test", "imx_crash", ClusterUse::Shared)
+    else {
         return;
     };
     let folder = tempfile::tempdir().expect("temp dir");
     crash_test(&database.url, folder.path(), 2);
-}
-
-/// A test database, dropped afterwards (the cluster's disk is shared).
-struct PgDatabase {
-    url: String,
-    admin_url: String,
-    name: String,
-    _lock: std::fs::File,
-}
-
-impl Drop for PgDatabase {
-    fn drop(&mut self) {
-        let Ok(runtime) = tokio::runtime::Runtime::new() else {
-            return;
-        };
-        runtime.block_on(async {
-            if let Ok(admin) = sqlx::PgPool::connect(&self.admin_url).await {
-                let drop = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
-                let _ = sqlx::query(sqlx::AssertSqlSafe(drop)).execute(&admin).await;
-                admin.close().await;
-            }
-        });
-    }
 }
 
 fn crash_test(url: &str, folder: &std::path::Path, nodes: usize) {
@@ -171,60 +151,6 @@ fn crash_test(url: &str, folder: &std::path::Path, nodes: usize) {
     verify(url, seed);
 }
 
-/// A fresh database in the test cluster (`scripts/test-postgres`) and the
-/// shared lock on the cluster (the store's restart test takes it alone);
-/// `None`, loudly, when no cluster is configured outside CI.
-fn postgres_database() -> Option<PgDatabase> {
-    let admin_url = match std::env::var("IMX_TEST_POSTGRES_URL") {
-        Ok(url) if !url.is_empty() => url,
-        _ if std::env::var("CI").is_ok_and(|ci| ci == "true") => {
-            panic!("IMX_TEST_POSTGRES_URL is unset: run `eval \"$(scripts/test-postgres)\"` first")
-        }
-        _ => {
-            eprintln!(
-                "!!!!!! SKIPPED: the PostgreSQL crash test did NOT run: IMX_TEST_POSTGRES_URL is unset"
-            );
-            return None;
-        }
-    };
-    let folder = std::env::var("IMX_TEST_POSTGRES_DATA")
-        .ok()
-        .and_then(|data| {
-            std::path::Path::new(&data)
-                .parent()
-                .map(std::path::Path::to_path_buf)
-        })
-        .unwrap_or_else(std::env::temp_dir);
-    let lock = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(folder.join("imx-tests.lock"))
-        .expect("open the cluster lock");
-    lock.lock_shared().expect("lock the test cluster");
-    let name = format!("imx_crash_{}", uuid::Uuid::now_v7().simple());
-    let runtime = tokio::runtime::Runtime::new().expect("tokio");
-    runtime.block_on(async {
-        let admin = sqlx::PgPool::connect(&admin_url)
-            .await
-            .expect("connect to the test cluster");
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&admin)
-            .await
-            .expect("create a test database");
-        admin.close().await;
-    });
-    let (base, _) = admin_url
-        .rsplit_once('/')
-        .expect("URL with a database name");
-    Some(PgDatabase {
-        url: format!("{base}/{name}"),
-        admin_url: admin_url.clone(),
-        name,
-        _lock: lock,
-    })
-}
-
 fn succeeded(url: &str) -> usize {
     let listed = super::imx(&[
         "--database-url",
@@ -240,14 +166,9 @@ fn succeeded(url: &str) -> usize {
 }
 
 fn wait_until_all_succeeded(url: &str, within: Duration) -> bool {
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        if succeeded(url) == RUNS {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    false
+    testkit::poll::eventually_blocking(within, Duration::from_millis(200), || {
+        succeeded(url) == RUNS
+    })
 }
 
 fn verify(url: &str, seed: u64) {

@@ -14,6 +14,7 @@ use engine::store::{
     AppendRequest, Clock, ManualClock, NewEvent, ProjectionUpdate, RunRow, Store, StoreConfig,
 };
 use testkit::histories;
+use testkit::postgres::{ClusterUse, ScratchDatabase};
 use uuid::Uuid;
 
 /// A store, its manual clock, and the folder or database that holds it.
@@ -21,6 +22,8 @@ pub struct Fixture {
     pub store: Store,
     pub clock: ManualClock,
     _folder: Option<tempfile::TempDir>,
+    // Declared after `store`: the database is dropped once the store is.
+    _scratch: Option<ScratchDatabase>,
 }
 
 /// The time the fixtures' clocks start at: 2026-11-24T12:00:00Z.
@@ -49,38 +52,16 @@ pub async fn sqlite() -> Fixture {
         store,
         clock,
         _folder: Some(folder),
+        _scratch: None,
     }
 }
 
 /// A fresh database in the PostgreSQL cluster of `IMX_TEST_POSTGRES_URL`,
 /// or `None` after a loud notice (a failure when `CI=true`).
 pub async fn postgres() -> Option<Fixture> {
-    let admin_url = match std::env::var("IMX_TEST_POSTGRES_URL") {
-        Ok(url) if !url.is_empty() => url,
-        _ => {
-            assert!(
-                std::env::var("CI").map_or(true, |ci| ci != "true"),
-                "IMX_TEST_POSTGRES_URL is unset in CI"
-            );
-            eprintln!(
-                "!!!!!! SKIPPED: a PostgreSQL replay test did NOT run: IMX_TEST_POSTGRES_URL is unset"
-            );
-            return None;
-        }
-    };
-    let name = format!("imx_replay_{}", Uuid::now_v7().simple());
-    let admin = sqlx::PgPool::connect(&admin_url)
-        .await
-        .expect("connect to the test cluster");
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&admin)
-        .await
-        .expect("create a database");
-    admin.close().await;
-    let (base, _) = admin_url
-        .rsplit_once('/')
-        .expect("a URL with a database name");
-    let url = format!("{base}/{name}");
+    let scratch =
+        ScratchDatabase::create("a replay test", "imx_replay", ClusterUse::Shared).await?;
+    let url = scratch.url.clone();
     let clock = ManualClock::new(start_time());
     let store = Store::connect(&url, config(&clock))
         .await
@@ -89,6 +70,7 @@ pub async fn postgres() -> Option<Fixture> {
         store,
         clock,
         _folder: None,
+        _scratch: Some(scratch),
     })
 }
 

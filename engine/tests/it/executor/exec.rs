@@ -13,7 +13,8 @@ use expect_test::expect;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::{RUN_ID, attempt, eventually, render, with_deadline_ms};
+use super::{RUN_ID, attempt, render, with_deadline_ms};
+use testkit::poll::eventually;
 
 fn executor() -> ExecExecutor {
     ExecExecutor::new(ExecConfig::enabled())

@@ -89,21 +89,10 @@ impl Node {
         run_id: RunId,
         done: impl Fn(&RunState) -> bool,
     ) -> Value {
-        let mut changes = self.runtime.changes();
-        let deadline = tokio::time::Instant::now() + Duration::from_millis(RUN_WAIT_MS_MAX);
-        loop {
-            let state: RunState = self.runtime.state(run_id).await.expect("read the run");
-            if done(&state) {
-                return state.document();
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{:#}",
-                state.document()
-            );
-            // Woken by the node's appends; the timeout covers a missed wake-up.
-            let _ = tokio::time::timeout(Duration::from_millis(50), changes.recv()).await;
-        }
+        let within = Duration::from_millis(RUN_WAIT_MS_MAX);
+        testkit::poll::run_state(&self.runtime, run_id, within, done)
+            .await
+            .document()
     }
 
     /// Every payload of the run's events, as one text.

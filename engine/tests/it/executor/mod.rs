@@ -6,8 +6,6 @@ mod exec;
 pub(crate) mod flows;
 pub(crate) mod http;
 
-use std::time::Duration;
-
 use chrono::Utc;
 use engine::core::workflow::StepKind;
 use engine::executor::{Attempt, ExecConfig, HttpConfig, Outcome, standard_executors};
@@ -59,20 +57,6 @@ pub(crate) fn render(outcome: &Outcome, replace: &[(&str, &str)]) -> String {
     replace
         .iter()
         .fold(text, |text, (from, to)| text.replace(from, to))
-}
-
-/// Polls `done` every 10 ms until it holds or `limit` passes; says whether it held.
-async fn eventually(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let give_up = tokio::time::Instant::now() + limit;
-    loop {
-        if done() {
-            return true;
-        }
-        if tokio::time::Instant::now() >= give_up {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 #[test]

@@ -59,15 +59,8 @@ fn start(runtime: &Arc<Runtime<Gated>>, n: u64, key: Option<&str>) -> JoinHandle
 }
 
 /// Polls (with a deadline) until `reached` holds.
-async fn poll_until(what: &str, mut reached: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_millis(QUEUE_WAIT_MS_MAX);
-    while !reached() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{what} did not happen in {QUEUE_WAIT_MS_MAX} ms"
-        );
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+async fn poll_until(what: &str, reached: impl FnMut() -> bool) {
+    testkit::poll::until(what, Duration::from_millis(QUEUE_WAIT_MS_MAX), reached).await;
 }
 
 /// Shuts the gate and starts one run whose commit then waits in the store:

@@ -101,22 +101,8 @@ impl Node {
         wait_ms: u64,
         done: impl Fn(&RunState) -> bool,
     ) -> RunState {
-        let mut changes = self.runtime.changes();
-        let deadline = tokio::time::Instant::now() + Duration::from_millis(wait_ms);
-        loop {
-            let state = self.runtime.state(run_id).await.expect("read the run");
-            if done(&state) {
-                return state;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "run {run_id} did not get there in {wait_ms} ms: {:#}",
-                state.document()
-            );
-            // Woken by this node's appends; the short timeout covers appends
-            // made by another node on the same store.
-            let _ = tokio::time::timeout(Duration::from_millis(50), changes.recv()).await;
-        }
+        let within = Duration::from_millis(wait_ms);
+        testkit::poll::run_state(&self.runtime, run_id, within, done).await
     }
 
     /// Asserts the store holds no run: a refused start wrote nothing.

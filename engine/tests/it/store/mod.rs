@@ -19,6 +19,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use engine::store::prelude::*;
 use engine::store::{ManualClock, StoreConfig};
 use std::sync::Arc;
+use testkit::postgres::{ClusterUse, ScratchDatabase};
 
 /// A fresh store on a fresh database, its manual clock, and a side door for
 /// raw SQL (to prove the database itself rejects what the code never does).
@@ -28,8 +29,7 @@ pub struct Fixture<S> {
     pub url: String,
     pub raw: Raw,
     _folder: Option<tempfile::TempDir>,
-    _dropper: Option<DropDatabase>,
-    _cluster: Option<std::fs::File>,
+    _scratch: Option<ScratchDatabase>,
 }
 
 impl<S: EventStore> Fixture<S> {
@@ -47,8 +47,7 @@ impl<S: EventStore> Fixture<S> {
             url: database.url,
             raw,
             _folder: database.folder,
-            _dropper: database.dropper,
-            _cluster: database.cluster,
+            _scratch: database.scratch,
         }
     }
 }
@@ -64,118 +63,8 @@ pub fn start_time() -> DateTime<Utc> {
 pub struct Database {
     pub url: String,
     pub folder: Option<tempfile::TempDir>,
-    /// Drops the PostgreSQL database when the test is done (declared before
-    /// `cluster`, so it runs while the cluster lock is still held).
-    pub dropper: Option<DropDatabase>,
-    /// A lock on the shared test cluster (see [`ClusterUse`]).
-    pub cluster: Option<std::fs::File>,
-}
-
-/// Drops a per-test PostgreSQL database on drop, so that test runs do not
-/// fill a developer's cluster (sessions still open are ended: `FORCE`).
-pub struct DropDatabase {
-    admin_url: String,
-    name: String,
-}
-
-impl Drop for DropDatabase {
-    fn drop(&mut self) {
-        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
-        // Drop cannot await: a thread of its own with a small runtime, joined
-        // so that the database is gone when the test returns.
-        let dropped = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(|error| error.to_string())?;
-            runtime
-                .block_on(async {
-                    let admin = sqlx::PgPool::connect(&admin_url).await?;
-                    let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
-                    sqlx::query(sqlx::AssertSqlSafe(sql))
-                        .execute(&admin)
-                        .await?;
-                    admin.close().await;
-                    Ok::<_, sqlx::Error>(())
-                })
-                .map_err(|error| error.to_string())
-        })
-        .join();
-        if let Ok(Err(error)) | Err(error) = dropped.map_err(|_| "panicked".to_owned()) {
-            eprintln!(
-                "warning: could not drop test database {}: {error}",
-                self.name
-            );
-        }
-    }
-}
-
-/// Test databases older than this are left over from runs that were killed
-/// (a finished test drops its own); the suite drops them when it starts.
-const STALE_DATABASE_AGE_MS: u64 = 60 * 60 * 1000;
-
-/// Drops `imx_test_*` databases created more than [`STALE_DATABASE_AGE_MS`]
-/// ago (the name holds a UUID v7, whose first 48 bits are the creation time
-/// in ms). A database still in use is left alone (no `FORCE`).
-async fn drop_stale_databases(admin: &sqlx::PgPool) {
-    let names: Vec<String> =
-        sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE 'imx\\_test\\_%'")
-            .fetch_all(admin)
-            .await
-            .unwrap_or_default();
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |since| since.as_millis() as u64);
-    for name in names {
-        let created_ms = name
-            .strip_prefix("imx_test_")
-            .and_then(|id| uuid::Uuid::parse_str(id).ok())
-            .and_then(|id| id.get_timestamp())
-            .map(|at| {
-                let (seconds, nanos) = at.to_unix();
-                seconds * 1000 + u64::from(nanos) / 1_000_000
-            });
-        if created_ms.is_some_and(|created| created + STALE_DATABASE_AGE_MS < now_ms) {
-            let sql = format!("DROP DATABASE IF EXISTS {name}");
-            if let Err(error) = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(admin).await {
-                eprintln!("note: stale test database {name} not dropped: {error}");
-            }
-        }
-    }
-}
-
-/// How a test uses the shared PostgreSQL cluster: most share it; the one
-/// that restarts it must be alone. A file lock, so that it holds across
-/// threads (`cargo test`) and processes (`cargo nextest`).
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub enum ClusterUse {
-    Shared,
-    Exclusive,
-}
-
-async fn lock_cluster(how: ClusterUse) -> std::fs::File {
-    let folder = std::env::var("IMX_TEST_POSTGRES_DATA")
-        .map(std::path::PathBuf::from)
-        .ok()
-        .and_then(|data| data.parent().map(std::path::Path::to_path_buf))
-        .unwrap_or_else(std::env::temp_dir);
-    let path = folder.join("imx-tests.lock");
-    tokio::task::spawn_blocking(move || {
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .expect("open the cluster lock file");
-        match how {
-            ClusterUse::Shared => file.lock_shared(),
-            ClusterUse::Exclusive => file.lock(),
-        }
-        .expect("lock the test cluster");
-        file
-    })
-    .await
-    .expect("lock task")
+    /// A PostgreSQL database of its own, dropped when the test is done.
+    pub scratch: Option<ScratchDatabase>,
 }
 
 /// A new SQLite file in a temporary folder (nested, to prove the folder is created).
@@ -185,8 +74,7 @@ pub fn sqlite_database() -> Database {
     Database {
         url,
         folder: Some(folder),
-        dropper: None,
-        cluster: None,
+        scratch: None,
     }
 }
 
@@ -197,48 +85,12 @@ pub async fn postgres_database() -> Option<Database> {
 }
 
 pub async fn postgres_database_for(how: ClusterUse) -> Option<Database> {
-    let admin_url = postgres_admin_url()?;
-    let cluster = lock_cluster(how).await;
-    let name = format!("imx_test_{}", uuid::Uuid::now_v7().simple());
-    let admin = sqlx::PgPool::connect(&admin_url)
-        .await
-        .expect("connect to the test cluster");
-    static STALE_DROPPED: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
-    STALE_DROPPED
-        .get_or_init(|| drop_stale_databases(&admin))
-        .await;
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&admin)
-        .await
-        .expect("create a test database");
-    admin.close().await;
-    let (base, _) = admin_url
-        .rsplit_once('/')
-        .expect("URL with a database name");
+    let scratch = ScratchDatabase::create("a store test", "imx_test", how).await?;
     Some(Database {
-        url: format!("{base}/{name}"),
+        url: scratch.url.clone(),
         folder: None,
-        dropper: Some(DropDatabase { admin_url, name }),
-        cluster: Some(cluster),
+        scratch: Some(scratch),
     })
-}
-
-pub fn postgres_admin_url() -> Option<String> {
-    match std::env::var("IMX_TEST_POSTGRES_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ if std::env::var("CI").is_ok_and(|ci| ci == "true") => {
-            panic!(
-                "IMX_TEST_POSTGRES_URL is unset: run `eval \"$(scripts/test-postgres)\"` before the tests"
-            );
-        }
-        _ => {
-            eprintln!(
-                "\n!!!!!! SKIPPED: a PostgreSQL store test did NOT run: IMX_TEST_POSTGRES_URL is unset.\n\
-                 !!!!!! Run `eval \"$(scripts/test-postgres)\"` first (CI=true turns this into a failure).\n"
-            );
-            None
-        }
-    }
 }
 
 /// Raw SQL access to a fixture's database, bypassing the store.
