@@ -25,9 +25,14 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+/// Characters of a hash as the log stores it: a SHA-256 digest (32 bytes)
+/// in lowercase hex.
+pub const HASH_HEX_CHARS: usize = 64;
+
 /// The `prev_hash` of a run's first event and the `prev_log_hash` of the
 /// log's first event: 32 zero bytes, hex-encoded.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+const _: () = assert!(GENESIS_HASH.len() == HASH_HEX_CHARS);
 
 /// Largest integer that survives RFC 8785 canonicalization unchanged
 /// (canonical JSON numbers are IEEE-754 doubles): 2^53 - 1.
@@ -334,7 +339,7 @@ fn decode_hash(field: &'static str, value: &str) -> Result<[u8; 32], ChainFault>
         value: value.to_owned(),
     };
     // Lowercase only: one spelling per hash keeps exports byte-comparable.
-    if value.len() != 64 || value.bytes().any(|b| b.is_ascii_uppercase()) {
+    if value.len() != HASH_HEX_CHARS || value.bytes().any(|b| b.is_ascii_uppercase()) {
         return Err(bad());
     }
     let mut bytes = [0u8; 32];

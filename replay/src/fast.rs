@@ -12,7 +12,7 @@
 
 use std::fmt;
 
-use engine::chain::CANONICAL_INTEGER_MAX;
+use engine::chain::{CANONICAL_INTEGER_MAX, HASH_HEX_CHARS};
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, Visitor};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -103,7 +103,8 @@ pub fn parse_line<'a>(text: &'a str, tape: &mut Tape<'a>) -> Option<Fields<'a>> 
 
 /// Bytes after the payload of a line as the exporter writes it:
 /// `,"recorded_at":"…27…","prev_hash":"…64…","hash":"…64…","log_hash":"…64…"}`.
-const EXPORTED_TAIL_BYTES: usize = 16 + 27 + 15 + 64 + 10 + 64 + 14 + 64 + 2;
+const EXPORTED_TAIL_BYTES: usize =
+    16 + 27 + 15 + HASH_HEX_CHARS + 10 + HASH_HEX_CHARS + 14 + HASH_HEX_CHARS + 2;
 
 /// The exporter's own spelling of an event line, matched byte for byte
 /// around the payload (which serde_json parses onto the tape): it skips
@@ -136,11 +137,11 @@ fn parse_exported<'a>(text: &'a str, tape: &mut Tape<'a>) -> Option<Fields<'a>> 
     tail.literal(",\"recorded_at\":\"")?;
     let recorded_at = tail.take(27)?;
     tail.literal("\",\"prev_hash\":\"")?;
-    let prev_hash = tail.take(64)?;
+    let prev_hash = tail.take(HASH_HEX_CHARS)?;
     tail.literal("\",\"hash\":\"")?;
-    let hash = tail.take(64)?;
+    let hash = tail.take(HASH_HEX_CHARS)?;
     tail.literal("\",\"log_hash\":\"")?;
-    let log_hash = tail.take(64)?;
+    let log_hash = tail.take(HASH_HEX_CHARS)?;
     tail.literal("\"}")?;
     Some(Fields {
         payload,

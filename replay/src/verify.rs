@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 
-use engine::chain::{GENESIS_HASH, LogHead, RecordedEvent};
+use engine::chain::{GENESIS_HASH, HASH_HEX_CHARS, LogHead, RecordedEvent};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -409,7 +409,7 @@ pub(crate) fn decode(value: &str) -> Option<Digest32> {
         }
         table
     };
-    let text: &[u8; 64] = value.as_bytes().try_into().ok()?;
+    let text: &[u8; HASH_HEX_CHARS] = value.as_bytes().try_into().ok()?;
     let mut bytes = GENESIS;
     let mut invalid = 0u8;
     for (byte, pair) in bytes.iter_mut().zip(text.chunks_exact(2)) {
@@ -429,7 +429,7 @@ pub(crate) fn sha256(first: &[u8], second: &[u8]) -> Digest32 {
 }
 
 pub(crate) fn is_hex_hash(value: &str) -> bool {
-    value.len() == 64
+    value.len() == HASH_HEX_CHARS
         && value
             .bytes()
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))

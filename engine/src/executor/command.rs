@@ -322,10 +322,13 @@ enum Read {
     Failed(io::Error),
 }
 
+/// Bytes read from a child's pipe at a time.
+const PIPE_READ_CHUNK_BYTES: usize = 16 * 1024;
+
 /// Reads to the end, but never holds more than `max` bytes.
 async fn read_limited(mut pipe: impl AsyncRead + Unpin, max: usize) -> Read {
     let mut collected = Vec::new();
-    let mut buffer = vec![0_u8; 16 * 1024];
+    let mut buffer = vec![0_u8; PIPE_READ_CHUNK_BYTES];
     loop {
         match pipe.read(&mut buffer).await {
             Ok(0) => return Read::Complete(collected),
@@ -340,7 +343,7 @@ async fn read_limited(mut pipe: impl AsyncRead + Unpin, max: usize) -> Read {
 async fn read_tail(mut pipe: impl AsyncRead + Unpin, max: usize) -> String {
     let mut tail = Vec::new();
     let mut cut = false;
-    let mut buffer = vec![0_u8; 16 * 1024];
+    let mut buffer = vec![0_u8; PIPE_READ_CHUNK_BYTES];
     while let Ok(read) = pipe.read(&mut buffer).await {
         if read == 0 {
             break;

@@ -47,6 +47,7 @@ pub use workflows::{Registered, parse_source};
 pub use crate::executor::OUTPUT_BYTES_MAX;
 /// Default lease on a claimed task, in ms; renewed at a third of it.
 pub const LEASE_MS_DEFAULT: u64 = 30_000;
+const _: () = assert!(LEASE_MS_DEFAULT <= crate::store::LEASE_MS_MAX);
 /// Default concurrent attempts per node.
 pub const WORKERS_DEFAULT: usize = 8;
 /// Default longest idle wait between looks for work and due timers, in ms.
@@ -62,6 +63,9 @@ pub const CONFLICT_RETRIES_MAX: usize = 1_000;
 pub const APPEND_TIMINGS_BUFFER: usize = 4_096;
 /// Run ends buffered per [`Runtime::ends`] receiver.
 pub const RUN_ENDS_BUFFER: usize = 4_096;
+/// Run changes buffered per [`Runtime::changes`] receiver; a receiver that
+/// falls further behind skips ahead (changes are wake-ups, not data).
+pub const RUN_CHANGES_BUFFER: usize = 1_024;
 /// Most runs whose folded state is cached in memory.
 pub const RUN_CACHE_MAX: usize = 10_000;
 pub use crate::secrets::SECRET_ENV_PREFIX;
@@ -113,6 +117,9 @@ pub fn secrets_from_env() -> Secrets {
 /// Longest idempotency key a run start accepts, in bytes (UTF-8): a key
 /// names a request, and is stored and indexed with the run.
 pub const IDEMPOTENCY_KEY_BYTES_MAX: usize = 255;
+// The key rides in `run.started` beside the input: within the room an event
+// keeps for its own fields.
+const _: () = assert!(IDEMPOTENCY_KEY_BYTES_MAX <= crate::store::EVENT_FIELDS_BYTES_MAX);
 
 /// A key is 1 to [`IDEMPOTENCY_KEY_BYTES_MAX`] bytes without control
 /// characters: NUL cannot be stored in PostgreSQL text, and the others
@@ -179,7 +186,7 @@ impl<S: EventStore> Runtime<S> {
             .into_iter()
             .map(|executor| (step_queue(executor.kind()), executor))
             .collect();
-        let (changes, _) = broadcast::channel(1024);
+        let (changes, _) = broadcast::channel(RUN_CHANGES_BUFFER);
         let (ends, _) = broadcast::channel(RUN_ENDS_BUFFER);
         let (append_timings, _) = broadcast::channel(APPEND_TIMINGS_BUFFER);
         Arc::new(Runtime {

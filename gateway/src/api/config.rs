@@ -17,6 +17,7 @@ pub const QUERY_DEPTH_MAX: usize = 12;
 pub const QUERY_COMPLEXITY_MAX: usize = 1_000;
 /// Default largest `first`/`last` of a connection.
 pub const PAGE_SIZE_MAX: u32 = 100;
+const _: () = assert!(PAGE_SIZE_MAX <= engine::store::PAGE_SIZE_MAX);
 /// Default largest request body, in bytes.
 pub const BODY_BYTES_MAX: usize = 256 * 1024;
 /// Default operations per second per caller (token refill rate).

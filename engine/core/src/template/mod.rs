@@ -38,6 +38,9 @@ pub const TEMPLATE_FUEL_MAX: u64 = 50_000;
 pub const TEMPLATE_OUTPUT_BYTES_MAX: usize = 512 * 1024;
 /// Characters of a template's source quoted in an error message.
 pub const ERROR_SOURCE_CHARS_MAX: usize = 200;
+/// Deepest nesting of calls, loops and includes minijinja evaluates; the
+/// same depth as a value may have ([`VALUE_DEPTH_MAX`]).
+pub const TEMPLATE_RECURSION_MAX: usize = VALUE_DEPTH_MAX;
 
 /// Why a template could not be compiled or rendered.
 #[derive(Debug, Clone, PartialEq, thiserror::Error, Serialize, Deserialize)]
@@ -222,7 +225,7 @@ fn environment() -> Environment<'static> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     env.set_fuel(Some(TEMPLATE_FUEL_MAX));
-    env.set_recursion_limit(64);
+    env.set_recursion_limit(TEMPLATE_RECURSION_MAX);
     // `{{ value }}` in text: measure what printing it would write first, so a
     // huge (lazily repeated, or shared) value fails instead of being walked.
     env.set_formatter(|out, state, value| {
