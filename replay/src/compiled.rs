@@ -1,6 +1,7 @@
 //! The event schemas compiled into plain checks over a [`Tape`], for the
 //! verifier's fast path. They cover the keywords the generated event
-//! schemas use (`type`, `properties`, `required`, `enum`, `anyOf`, `items`,
+//! schemas use (`type`, `properties`, `required`, `enum`, `const`, `anyOf`,
+//! a `oneOf` whose branches a required constant tells apart, `items`,
 //! `minimum`, `format` `date-time` and `uuid`, `$ref` into `$defs`); a schema
 //! with any other keyword is not compiled. A check is one-sided on purpose:
 //! `true` means `jsonschema` accepts the payload too (the formats accept a
@@ -171,6 +172,35 @@ struct Compiler<'s> {
     defs: HashMap<String, usize>,
 }
 
+/// Whether every branch is an object schema that requires one property,
+/// the same in each, to equal a constant of its own: then no payload can
+/// match two branches.
+fn discriminated(branches: &[Value]) -> bool {
+    let constant = |branch: &Value, name: &str| -> Option<Value> {
+        let required = branch.get("required")?.as_array()?;
+        if !required.iter().any(|field| field.as_str() == Some(name)) {
+            return None;
+        }
+        branch.get("properties")?.get(name)?.get("const").cloned()
+    };
+    let Some(first) = branches.first().and_then(|branch| branch.get("properties")) else {
+        return false;
+    };
+    let Some(properties) = first.as_object() else {
+        return false;
+    };
+    properties.keys().any(|name| {
+        let mut seen = Vec::new();
+        branches.iter().all(|branch| match constant(branch, name) {
+            Some(value) if !seen.contains(&value) => {
+                seen.push(value);
+                true
+            }
+            _ => false,
+        })
+    })
+}
+
 impl Compiler<'_> {
     fn compile(&mut self, schema: &Value) -> Option<usize> {
         let index = self.rules.len();
@@ -191,7 +221,20 @@ impl Compiler<'_> {
                     }
                 }
                 "required" => {} // below, once `properties` is known
-                "enum" => rule.enumeration = Some(value.as_array()?.clone()),
+                "enum" if rule.enumeration.is_none() => {
+                    rule.enumeration = Some(value.as_array()?.clone());
+                }
+                "const" if rule.enumeration.is_none() => {
+                    rule.enumeration = Some(vec![value.clone()]);
+                }
+                // Branches told apart by a required constant (a tagged enum)
+                // cannot match together: `oneOf` is then `anyOf`.
+                "oneOf" if discriminated(value.as_array()?) => {
+                    for branch in value.as_array()? {
+                        let branch = self.compile(branch)?;
+                        rule.any_of.push(branch);
+                    }
+                }
                 "anyOf" => {
                     for branch in value.as_array()? {
                         let branch = self.compile(branch)?;

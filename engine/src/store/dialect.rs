@@ -30,6 +30,8 @@ pub trait Dialect: sqlx::Database<Row: Columns, Arguments: IntoArguments<Self>> 
     const STEP_COLUMNS: &'static str;
     /// Step ids in byte order.
     const STEP_ORDER: &'static str;
+    /// The workflow columns `decode::workflow` reads, from `workflows`.
+    const WORKFLOW_COLUMNS: &'static str;
 }
 
 /// A store on one sqlx pool: what the shared implementations need.

@@ -9,6 +9,10 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use sqlx::{Encode, Executor, Type};
+
+use super::decode;
+use super::dialect::{Dialect, SqlStore};
 use super::error::Error;
 
 /// The registered workflow versions.
@@ -30,6 +34,53 @@ pub trait WorkflowRegistry: Send + Sync {
     /// Every registered version, by name, latest first (at most
     /// [`WORKFLOWS_LIST_MAX`]).
     fn list_workflows(&self) -> impl Future<Output = Result<Vec<WorkflowRecord>, Error>> + Send;
+}
+
+/// [`WorkflowRegistry::get_workflow`] for every backend (registration
+/// differs per backend: a sequence or `MAX + 1` under the write lock).
+pub(super) async fn get_workflow<S, D>(
+    store: &S,
+    name: &str,
+    version: Option<&str>,
+) -> Result<Option<WorkflowRecord>, Error>
+where
+    S: SqlStore<Db = D>,
+    D: Dialect,
+    for<'c> &'c mut D::Connection: Executor<'c, Database = D>,
+    for<'q> String: Encode<'q, D> + Type<D>,
+{
+    let columns = D::WORKFLOW_COLUMNS;
+    let query = match version {
+        Some(version) => sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {columns} FROM workflows WHERE name = $1 AND version = $2"
+        )))
+        .bind(name.to_owned())
+        .bind(version.to_owned()),
+        None => sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {columns} FROM workflows WHERE name = $1 ORDER BY registration DESC LIMIT 1"
+        )))
+        .bind(name.to_owned()),
+    };
+    let row = query.fetch_optional(store.pool()).await?;
+    row.as_ref().map(decode::workflow).transpose()
+}
+
+/// [`WorkflowRegistry::list_workflows`] for every backend.
+pub(super) async fn list_workflows<S, D>(store: &S) -> Result<Vec<WorkflowRecord>, Error>
+where
+    S: SqlStore<Db = D>,
+    D: Dialect,
+    for<'c> &'c mut D::Connection: Executor<'c, Database = D>,
+    for<'q> i64: Encode<'q, D> + Type<D>,
+{
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {} FROM workflows ORDER BY name, registration DESC LIMIT $1",
+        D::WORKFLOW_COLUMNS
+    )))
+    .bind(i64::from(WORKFLOWS_LIST_MAX))
+    .fetch_all(store.pool())
+    .await?;
+    rows.iter().map(decode::workflow).collect()
 }
 
 /// Most rows `list_workflows` returns (every version of every workflow).

@@ -348,3 +348,52 @@ proptest! {
         }
     }
 }
+
+/// `run.started` names what fired as a tagged `oneOf`; the compiled check
+/// reads it as `anyOf` (the `kind` constants cannot match together) and must
+/// still agree with `jsonschema` on every kind and on broken ones.
+#[test]
+fn compiled_trigger_contexts_agree_with_jsonschema() {
+    let schemas = Schemas::get();
+    let started = |trigger: Value| {
+        json!({
+            "at": "2026-01-01T00:00:00Z", "workflow": "w", "version": "sha256:v",
+            "input": {}, "steps": ["a"], "idempotency_key": null, "parent": null,
+            "deadline": null, "trigger": trigger,
+        })
+    };
+    let cases = [
+        (
+            json!({"kind": "cron", "trigger": "cron", "scheduled_at": "2027-03-28T01:30:00Z"}),
+            true,
+        ),
+        (
+            json!({"kind": "webhook", "trigger": "github", "delivery": "d-1"}),
+            true,
+        ),
+        (json!({"kind": "webhook", "trigger": "github"}), true),
+        (
+            json!({"kind": "kafka", "trigger": "kafka", "topic": "orders", "partition": 2, "offset": 41}),
+            true,
+        ),
+        (json!({"kind": "cron", "trigger": "cron"}), false),
+        (json!({"kind": "ftp", "trigger": "x"}), false),
+        (
+            json!({"kind": "kafka", "trigger": "kafka", "topic": "orders", "partition": "2", "offset": 41}),
+            false,
+        ),
+    ];
+    for (trigger, valid) in cases {
+        let payload = started(trigger);
+        let text = payload.to_string();
+        let mut tape = Tape::default();
+        assert!(parse_onto_tape(&text, &mut tape), "{text}");
+        let normative = schemas.check("run.started", 1, &payload).is_ok();
+        assert_eq!(normative, valid, "jsonschema on {text}");
+        assert_eq!(
+            schemas.accepts("run.started", 1, &tape),
+            valid,
+            "compiled on {text}"
+        );
+    }
+}

@@ -238,6 +238,8 @@ impl Dialect for sqlx::Postgres {
     const STEP_COLUMNS: &'static str =
         "run_id, step_id, status, attempts, output::text AS output, error, updated_at";
     const STEP_ORDER: &'static str = "step_id COLLATE \"C\"";
+    const WORKFLOW_COLUMNS: &'static str =
+        "name, version, source, model::text AS model, registered_at";
 }
 
 impl SqlStore for PostgresStore {

@@ -283,6 +283,7 @@ impl Dialect for sqlx::Sqlite {
     const STEP_COLUMNS: &'static str =
         "run_id, step_id, status, attempts, output, error, updated_at";
     const STEP_ORDER: &'static str = "step_id";
+    const WORKFLOW_COLUMNS: &'static str = "name, version, source, model, registered_at";
 }
 
 impl SqlStore for SqliteStore {

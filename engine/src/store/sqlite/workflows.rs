@@ -3,10 +3,11 @@
 
 use super::{SqliteStore, time_text};
 use crate::store::decode;
+use crate::store::dialect::Dialect;
 use crate::store::error::Error;
-use crate::store::registry::{NewWorkflow, WORKFLOWS_LIST_MAX, WorkflowRecord, WorkflowRegistry};
+use crate::store::registry::{self, NewWorkflow, WorkflowRecord, WorkflowRegistry};
 
-const COLUMNS: &str = "name, version, source, model, registered_at";
+const COLUMNS: &str = <sqlx::Sqlite as Dialect>::WORKFLOW_COLUMNS;
 
 impl WorkflowRegistry for SqliteStore {
     async fn register_workflow(&self, workflow: NewWorkflow) -> Result<WorkflowRecord, Error> {
@@ -36,28 +37,10 @@ impl WorkflowRegistry for SqliteStore {
         name: &str,
         version: Option<&str>,
     ) -> Result<Option<WorkflowRecord>, Error> {
-        let query = match version {
-            Some(version) => sqlx::query(sqlx::AssertSqlSafe(format!(
-                "SELECT {COLUMNS} FROM workflows WHERE name = ?1 AND version = ?2"
-            )))
-            .bind(name)
-            .bind(version),
-            None => sqlx::query(sqlx::AssertSqlSafe(format!(
-                "SELECT {COLUMNS} FROM workflows WHERE name = ?1 ORDER BY registration DESC LIMIT 1"
-            )))
-            .bind(name),
-        };
-        let row = query.fetch_optional(&self.pool).await?;
-        row.as_ref().map(decode::workflow).transpose()
+        registry::get_workflow(self, name, version).await
     }
 
     async fn list_workflows(&self) -> Result<Vec<WorkflowRecord>, Error> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM workflows ORDER BY name, registration DESC LIMIT ?1"
-        )))
-        .bind(i64::from(WORKFLOWS_LIST_MAX))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(decode::workflow).collect()
+        registry::list_workflows(self).await
     }
 }
