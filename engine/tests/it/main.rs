@@ -4,6 +4,7 @@ mod executor;
 mod kafka;
 mod runtime;
 mod store;
+mod webhook;
 
 /// A path in the repository, from its root.
 pub(crate) fn repo_path(relative: &str) -> std::path::PathBuf {

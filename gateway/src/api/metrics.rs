@@ -37,6 +37,8 @@ pub struct Metrics {
     pub expired_leases: IntGauge,
     pub log_position: IntGauge,
     pub subscriptions: IntGauge,
+    /// Webhook requests by outcome (`accepted`, `refused`) and reason.
+    pub webhooks: IntCounterVec,
     /// (run, step, index, attempt) -> start time, for the step histogram.
     started: Mutex<HashMap<AttemptKey, DateTime<Utc>>>,
 }
@@ -95,6 +97,13 @@ impl Metrics {
         )?;
         let log_position = IntGauge::new("imx_log_position", "Global log position tailed")?;
         let subscriptions = IntGauge::new("imx_api_subscriptions", "Open subscriptions")?;
+        let webhooks = IntCounterVec::new(
+            Opts::new(
+                "imx_webhooks_total",
+                "Webhook requests to this node by outcome (accepted, refused) and reason",
+            ),
+            &["outcome", "reason"],
+        )?;
         registry.register(Box::new(api_operations.clone()))?;
         registry.register(Box::new(api_seconds.clone()))?;
         registry.register(Box::new(runs_started.clone()))?;
@@ -105,6 +114,7 @@ impl Metrics {
         registry.register(Box::new(expired_leases.clone()))?;
         registry.register(Box::new(log_position.clone()))?;
         registry.register(Box::new(subscriptions.clone()))?;
+        registry.register(Box::new(webhooks.clone()))?;
         Ok(Metrics {
             registry,
             api_operations,
@@ -117,6 +127,7 @@ impl Metrics {
             expired_leases,
             log_position,
             subscriptions,
+            webhooks,
             started: Mutex::new(HashMap::new()),
         })
     }
@@ -124,6 +135,12 @@ impl Metrics {
     pub fn subscription_guard(&self) -> SubscriptionGuard {
         self.subscriptions.inc();
         SubscriptionGuard(self.subscriptions.clone())
+    }
+
+    /// Counts one webhook request: `accepted` (`started`, `redelivery`) or
+    /// `refused` (the reason, docs/triggers-webhook.md).
+    pub fn count_webhook(&self, outcome: &str, reason: &str) {
+        self.webhooks.with_label_values(&[outcome, reason]).inc();
     }
 
     /// Counts one event of the global log; `kind` labels a step's duration.

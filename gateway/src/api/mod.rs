@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod schema;
 mod step_kinds;
 mod tail;
+pub mod webhook;
 mod websocket;
 mod ws_limit;
 
@@ -123,6 +124,7 @@ pub async fn bind_api(
     }
     let metrics = Arc::new(metrics::Metrics::new()?);
     let (shutdown, shutdown_seen) = watch::channel(false);
+    let limiter = Arc::new(http::rate_limiter(&config));
     let tail = tail::LogTail::start(
         store.clone(),
         Duration::from_millis(config.limits.subscription_poll_ms),
@@ -133,6 +135,12 @@ pub async fn bind_api(
     if let Some(timings) = runtime.as_ref().map(|runtime| runtime.append_timings()) {
         tokio::spawn(observe_appends(timings, metrics.clone(), tail.clone()));
     }
+    let hooks = runtime.clone().map(|runtime| webhook::WebhookState {
+        runtime,
+        limiter: limiter.clone(),
+        metrics: metrics.clone(),
+        body_timeout: Duration::from_millis(config.limits.request_timeout_ms),
+    });
     let context = schema::ApiContext {
         store: store.clone(),
         runtime,
@@ -141,7 +149,6 @@ pub async fn bind_api(
         metrics: metrics.clone(),
         subscribers: Arc::default(),
     };
-    let limiter = Arc::new(http::rate_limiter(&config));
     let state = http::AppState {
         schema: schema::build(&config, context, limiter.clone()),
         auth: auth::Authenticator {
@@ -158,7 +165,11 @@ pub async fn bind_api(
         body_bytes_max: config.limits.body_bytes_max,
         websocket_init_timeout: Duration::from_millis(config.limits.websocket_init_timeout_ms),
     };
-    let router = http::router(&config, state.clone());
+    let mut router = http::router(&config, state.clone());
+    // Without a runtime nothing can start a run: no webhook routes.
+    if let Some(hooks) = hooks {
+        router = router.merge(webhook::router(hooks));
+    }
     let listener = bind(config.listen).await?;
     tracing::info!(addr = %config.listen, "API listening");
     let metrics = match config.metrics_listen {

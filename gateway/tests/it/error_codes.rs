@@ -12,6 +12,7 @@ use engine::executor::kafka::ErrorKind as KafkaKind;
 use engine::runtime::{Error as RuntimeError, ErrorKind as RuntimeKind};
 use engine::secrets::ErrorKind as SecretsKind;
 use engine::store::{APPEND_ONLY_CODE, Error as StoreError, ErrorKind as StoreKind};
+use engine::triggers::webhook::{Error as WebhookError, ErrorKind as WebhookKind};
 use replay::fault::{Fault, FaultKind, Problem};
 use replay::{Error as ReplayError, ErrorKind as ReplayKind};
 use strum::VariantArray;
@@ -30,6 +31,7 @@ fn codes_in_code() -> BTreeSet<&'static str> {
     codes.extend(HttpKind::VARIANTS.iter().map(|kind| kind.code()));
     codes.extend(KafkaKind::VARIANTS.iter().map(|kind| kind.code()));
     codes.extend(SecretsKind::VARIANTS.iter().map(|kind| kind.code()));
+    codes.extend(WebhookKind::VARIANTS.iter().filter_map(|kind| kind.code()));
     codes.extend([EGRESS_REFUSED_CODE, APPEND_ONLY_CODE]);
     codes
 }
@@ -244,6 +246,38 @@ fn replay_sample(kind: ReplayKind) -> ReplayError {
     }
 }
 
+/// One error of each webhook kind (no wildcard: see [`store_sample`]).
+fn webhook_sample(kind: WebhookKind) -> WebhookError {
+    match kind {
+        WebhookKind::BadSignature => WebhookError::BadSignature,
+        WebhookKind::Stale => WebhookError::Stale {
+            timestamp: 1,
+            now: 400,
+        },
+        WebhookKind::NotFound => WebhookError::NotFound {
+            path: "shop".to_owned(),
+            reason: "no workflow of that name has a webhook trigger".to_owned(),
+        },
+        WebhookKind::SecretUnset => WebhookError::SecretUnset {
+            workflow: "shop".to_owned(),
+            trigger: "webhook".to_owned(),
+            variable: "IMX_SECRET_SHOP".to_owned(),
+        },
+        WebhookKind::BodyTooLarge => WebhookError::BodyTooLarge { limit_bytes: 1 },
+        WebhookKind::BodyTimeout => WebhookError::BodyTimeout { limit_ms: 1 },
+        WebhookKind::NotJson => WebhookError::NotJson {
+            detail: "EOF".to_owned(),
+        },
+        WebhookKind::InvalidDelivery => WebhookError::InvalidDelivery {
+            problem: "is empty".to_owned(),
+        },
+        WebhookKind::RateLimited => WebhookError::RateLimited {
+            workflow: "shop".to_owned(),
+        },
+        WebhookKind::Runtime => WebhookError::Runtime(runtime_sample(RuntimeKind::InvalidInput)),
+    }
+}
+
 #[test]
 fn every_engine_error_message_opens_with_its_code() {
     for kind in StoreKind::VARIANTS {
@@ -273,6 +307,16 @@ fn every_engine_error_message_opens_with_its_code() {
         }
         assert!(
             error.to_string().contains(&format!("{}: ", error.code())),
+            "{error}"
+        );
+    }
+    for kind in WebhookKind::VARIANTS {
+        let error = webhook_sample(*kind);
+        assert_eq!(kind.code().unwrap_or("IMX0404"), error.code(), "{kind:?}");
+        assert!(
+            error
+                .to_string()
+                .starts_with(&format!("{}: ", error.code())),
             "{error}"
         );
     }

@@ -23,6 +23,7 @@ mod run;
 mod runs_cancel;
 mod template_sandbox;
 mod validate;
+mod webhook;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -15,6 +15,7 @@ mod slow_clients;
 mod websocket;
 
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -29,6 +30,9 @@ use crate::api::WAIT;
 /// of issue #13 took it past 250 MiB more.
 pub const RSS_PEAK_BYTES_MAX: u64 = 300 * 1024 * 1024;
 
+/// Most stderr lines a [`Server`] keeps for a test to look at.
+pub const LOG_LINES_MAX: usize = 10_000;
+
 /// A running `imx serve`, killed when dropped.
 pub struct Server {
     child: Child,
@@ -37,6 +41,8 @@ pub struct Server {
     pub addr: String,
     /// `127.0.0.1:PORT` of `--metrics-listen`, when given.
     pub metrics_addr: Option<String>,
+    /// The server's stderr lines after start-up (up to [`LOG_LINES_MAX`]).
+    pub logs: Arc<Mutex<Vec<String>>>,
     _folder: tempfile::TempDir,
 }
 
@@ -100,14 +106,34 @@ impl Server {
             .expect("the metrics line in time");
         }
         // Keep reading stderr so the server never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let kept = logs.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                let mut kept = kept.lock().unwrap_or_else(|p| p.into_inner());
+                if kept.len() < LOG_LINES_MAX {
+                    kept.push(line);
+                }
+            }
+        });
         Server {
             child,
             database_url,
             addr,
             metrics_addr,
+            logs,
             _folder: folder,
         }
+    }
+
+    /// Whether a stderr line holding every one of `needles` appears within `within`.
+    pub async fn logged(&self, needles: &[&str], within: Duration) -> bool {
+        testkit::poll::eventually(within, || {
+            let logs = self.logs.lock().unwrap_or_else(|p| p.into_inner());
+            logs.iter()
+                .any(|line| needles.iter().all(|needle| line.contains(needle)))
+        })
+        .await
     }
 
     pub fn base(&self) -> String {
