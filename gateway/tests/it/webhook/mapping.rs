@@ -83,3 +83,45 @@ async fn template_sees_headers_without_signatures_or_credentials() {
         assert!(!seen.contains_key(hidden), "{hidden} shown: {run}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn example_workflows_webhooks_fire_as_written() {
+    let read = |name: &str| {
+        std::fs::read_to_string(crate::repo_root().join("workflows").join(name))
+            .expect("an example workflow")
+    };
+    // The examples' http steps go to 127.0.0.1, which the node's default
+    // egress policy refuses before connecting: nothing leaves the test.
+    let sources = [
+        read("incident-escalation.yaml"),
+        read("order-fulfilment.yaml"),
+    ];
+    let hooks = Hooks::start_with(&[], &sources).await;
+    let alert = br#"{"alert": {"id": "a-1", "severity": "critical", "summary": "disk full"}}"#;
+    let answer = hooks
+        .post(
+            "incident-escalation/alerts",
+            &github(SECRET, alert, Some("a-1")),
+            alert,
+        )
+        .await;
+    assert_eq!(answer.0, 202, "{}", answer.1);
+    let run = hooks
+        .run(answer.1["run_id"].as_str().expect("a run id"))
+        .await;
+    assert_eq!(
+        run["input"],
+        json!({"base_url": "http://127.0.0.1:8080",
+               "alert": {"id": "a-1", "severity": "critical", "summary": "disk full"}}),
+        "{run}"
+    );
+    let order = br#"{"order_id": "o-7", "base_url": "http://127.0.0.1:8080"}"#;
+    let answer = hooks
+        .post("order-fulfilment", &imx(SECRET, unix_now(), order), order)
+        .await;
+    assert_eq!(answer.0, 202, "{}", answer.1);
+    let run = hooks
+        .run(answer.1["run_id"].as_str().expect("a run id"))
+        .await;
+    assert_eq!(run["input"]["order_id"], "o-7", "{run}");
+}

@@ -78,6 +78,15 @@ steps:
   done: { uses: noop }
 "#;
 
+/// `math`: a template that fails on a body whose `n` is not a number.
+pub const MATH: &str = r#"name: math
+triggers:
+  - webhook: { secret_env: HOOK_SECRET }
+    input: { next: "{{ body.n + 1 }}" }
+steps:
+  done: { uses: noop }
+"#;
+
 /// GitHub's published example secret ("Validating webhook deliveries").
 pub const GITHUB_VECTOR_SECRET: &str = "It's a Secret to Everybody";
 
@@ -119,16 +128,31 @@ pub struct Hooks {
 impl Hooks {
     /// `imx serve ARGS…` with every secret but `dark`'s set, and `workflows` registered.
     pub async fn start(args: &[&str], workflows: &[&str]) -> Hooks {
+        Self::start_with(
+            args,
+            &workflows
+                .iter()
+                .map(|source| (*source).to_owned())
+                .collect::<Vec<_>>(),
+        )
+        .await
+    }
+
+    /// [`Hooks::start`] with owned sources (example files).
+    pub async fn start_with(args: &[&str], workflows: &[String]) -> Hooks {
         let env = [
             ("IMX_SECRET_HOOK_SECRET", SECRET),
             ("IMX_SECRET_OTHER_HOOK_SECRET", OTHER_SECRET),
             ("IMX_SECRET_GITHUB_VECTOR_SECRET", GITHUB_VECTOR_SECRET),
+            // The examples in workflows/.
+            ("IMX_SECRET_ALERTS_WEBHOOK_SECRET", SECRET),
+            ("IMX_SECRET_SHOP_WEBHOOK_SECRET", SECRET),
         ];
         let server = Server::start(args, &env).await;
         let admin = server.api_key("admin").await;
         for source in workflows {
             let (status, body) = server
-                .graphql(Some(&admin), REGISTER, json!({"source": source}))
+                .graphql(Some(&admin), REGISTER, json!({"source": source.as_str()}))
                 .await;
             assert_eq!(status, 200, "{body}");
             assert_eq!(

@@ -6,8 +6,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::{
-    DARK, HOOKED, Hooks, LOG_WAIT, MULTI, OTHER_SECRET, PLAIN, RAW, SECRET, assert_refused, github,
-    imx, unix_now,
+    DARK, HOOKED, Hooks, LOG_WAIT, MATH, MULTI, OTHER_SECRET, PLAIN, RAW, SECRET, assert_refused,
+    github, imx, unix_now,
 };
 use crate::api::WAIT;
 
@@ -201,6 +201,18 @@ async fn input_failing_the_schema_is_unprocessable_with_every_pointer() {
     assert_eq!(answer.1["problems"][0]["pointer"], "/repo", "{}", answer.1);
     assert!(hooks.runs("raw").await.is_empty(), "nothing started");
     assert!(hooks.runs("hooked").await.is_empty(), "nothing started");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn template_that_cannot_render_the_request_is_unprocessable() {
+    let hooks = Hooks::start(&[], &[MATH]).await;
+    let body = br#"{"n": "seven"}"#;
+    let answer = hooks.post("math", &github(SECRET, body, None), body).await;
+    assert_refused(&answer, 422, "VALIDATION", "IMX0413");
+    assert!(hooks.runs("math").await.is_empty(), "nothing started");
+    let body = br#"{"n": 7}"#;
+    let answer = hooks.post("math", &github(SECRET, body, None), body).await;
+    assert_eq!(answer.0, 202, "{}", answer.1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
