@@ -66,6 +66,14 @@ pub enum Error {
         "IMX0411: the idempotency key {problem}; use 1 to {IDEMPOTENCY_KEY_BYTES_MAX} bytes of printable text (a UUID, a request id, `order-42`)"
     )]
     InvalidIdempotencyKey { problem: String },
+    #[error(
+        "IMX0413: trigger `{trigger}` of workflow `{workflow}`: its `input` cannot be rendered: {detail}; fix the trigger's `input` in the workflow file"
+    )]
+    TriggerInput {
+        workflow: String,
+        trigger: String,
+        detail: String,
+    },
 }
 
 impl ErrorKind {
@@ -87,6 +95,7 @@ impl ErrorKind {
             ErrorKind::NotRetryable => "IMX0410",
             ErrorKind::InvalidIdempotencyKey => "IMX0411",
             ErrorKind::Decide => "IMX0412",
+            ErrorKind::TriggerInput => "IMX0413",
         })
     }
 }

@@ -164,9 +164,10 @@ fn runtime_code(error: &RuntimeError) -> Code {
     match error {
         E::Store(store) => store_code(store),
         E::UnknownWorkflow { .. } | E::RunNotFound { .. } => Code::NotFound,
-        E::InvalidWorkflow { .. } | E::InvalidInput { .. } | E::InvalidIdempotencyKey { .. } => {
-            Code::Validation
-        }
+        E::InvalidWorkflow { .. }
+        | E::InvalidInput { .. }
+        | E::InvalidIdempotencyKey { .. }
+        | E::TriggerInput { .. } => Code::Validation,
         E::RunFinished { .. }
         | E::NotRetryable { .. }
         | E::NotWaiting { .. }

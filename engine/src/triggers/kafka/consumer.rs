@@ -240,12 +240,16 @@ async fn render<S: EventStore + 'static>(
 ) -> Result<Value, Failure> {
     shared
         .runtime
-        .render_trigger_input(&spec.input, variables)
+        .render_trigger_input(&spec.workflow, &spec.trigger, &spec.input, variables)
         .await
         .map_err(|error| {
+            let detail = match error {
+                runtime::Error::TriggerInput { detail, .. } => detail,
+                other => other.to_string(),
+            };
             Failure::Rejected(Rejected::new(
                 DeadLetterReason::Template,
-                format!("the trigger's `input` template failed: {error}"),
+                format!("the trigger's `input` cannot be rendered: {detail}"),
             ))
         })
 }
