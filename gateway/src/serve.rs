@@ -131,7 +131,9 @@ pub async fn serve(url: &str, args: &ServeArgs) -> anyhow::Result<std::process::
         &args.kafka,
     )?;
     if let Some(stats) = kafka.stats() {
-        api.register_metrics(Box::new(crate::kafka_triggers::TriggerCollector::new(stats)?))?;
+        api.register_metrics(Box::new(crate::kafka_triggers::TriggerCollector::new(
+            stats,
+        )?))?;
     }
     eprintln!(
         "imx serve: working on {url} as {} ({} workers); API on http://{}/graphql; Ctrl-C stops",

@@ -28,8 +28,9 @@ use crate::core::workflow::{Trigger, Workflow};
 use crate::runtime::Runtime;
 use crate::store::EventStore;
 pub use dead_letter::{
-    DLQ_DELIVERY_TIMEOUT_MS, DLQ_ERROR_BYTES_MAX, HEADER_DLQ_ERROR, HEADER_DLQ_OFFSET, HEADER_DLQ_PARTITION, HEADER_DLQ_REASON, HEADER_DLQ_TOPIC,
-    HEADER_DLQ_TRIGGER, HEADER_DLQ_WORKFLOW,
+    DLQ_DELIVERY_TIMEOUT_MS, DLQ_ERROR_BYTES_MAX, HEADER_DLQ_ERROR, HEADER_DLQ_OFFSET,
+    HEADER_DLQ_PARTITION, HEADER_DLQ_REASON, HEADER_DLQ_TOPIC, HEADER_DLQ_TRIGGER,
+    HEADER_DLQ_WORKFLOW,
 };
 pub use message::{
     DeadLetterReason, Received, Rejected, TRIGGER_MESSAGE_BYTES_MAX, default_dead_letter_topic,
@@ -173,8 +174,8 @@ pub fn trigger_specs(workflow: &Workflow, version: &str) -> Vec<TriggerSpec> {
         .into_iter()
         .map(|(mut spec, group)| {
             let shares_topic = topics.iter().filter(|topic| **topic == spec.topic).count() > 1;
-            spec.group = group
-                .unwrap_or_else(|| default_group(&spec.workflow, &spec.trigger, shares_topic));
+            spec.group =
+                group.unwrap_or_else(|| default_group(&spec.workflow, &spec.trigger, shares_topic));
             spec
         })
         .collect()

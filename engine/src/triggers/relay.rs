@@ -168,7 +168,10 @@ fn producer(config: &RelayConfig) -> Result<FutureProducer, Error> {
         // One copy per send, in order per partition, even across librdkafka's own retries.
         .set("enable.idempotence", "true")
         .set("acks", "all")
-        .set("message.timeout.ms", config.delivery_timeout_ms().to_string())
+        .set(
+            "message.timeout.ms",
+            config.delivery_timeout_ms().to_string(),
+        )
         .set("message.max.bytes", RELAY_RECORD_BYTES_MAX.to_string())
         .create()
         .map_err(|source| Error::Client {
@@ -280,7 +283,12 @@ impl<S: Relay + LogReader + 'static> Relayer<S> {
         }
         let held = self
             .store
-            .advance_relay(&self.config.topic, token, acknowledged, self.config.lease_ms)
+            .advance_relay(
+                &self.config.topic,
+                token,
+                acknowledged,
+                self.config.lease_ms,
+            )
             .await
             .map_err(|error| error.to_string())?;
         Ok(held.then_some(acknowledged))

@@ -11,8 +11,8 @@ use engine::executor::http::ErrorKind as HttpKind;
 use engine::executor::kafka::ErrorKind as KafkaKind;
 use engine::runtime::{Error as RuntimeError, ErrorKind as RuntimeKind};
 use engine::secrets::ErrorKind as SecretsKind;
-use engine::triggers::kafka::{DeadLetterReason, ErrorKind as TriggerKind};
 use engine::store::{APPEND_ONLY_CODE, Error as StoreError, ErrorKind as StoreKind};
+use engine::triggers::kafka::{DeadLetterReason, ErrorKind as TriggerKind};
 use replay::fault::{Fault, FaultKind, Problem};
 use replay::{Error as ReplayError, ErrorKind as ReplayKind};
 use strum::VariantArray;
@@ -32,7 +32,11 @@ fn codes_in_code() -> BTreeSet<&'static str> {
     codes.extend(KafkaKind::VARIANTS.iter().map(|kind| kind.code()));
     codes.extend(SecretsKind::VARIANTS.iter().map(|kind| kind.code()));
     codes.extend(TriggerKind::VARIANTS.iter().map(|kind| kind.code()));
-    codes.extend(DeadLetterReason::VARIANTS.iter().map(|reason| reason.code()));
+    codes.extend(
+        DeadLetterReason::VARIANTS
+            .iter()
+            .map(|reason| reason.code()),
+    );
     codes.extend([EGRESS_REFUSED_CODE, APPEND_ONLY_CODE]);
     codes
 }

@@ -76,7 +76,10 @@ fn consumer(config: &KafkaTriggerConfig, spec: &TriggerSpec) -> Result<StreamCon
         // before the first node joined is lost.
         .set("auto.offset.reset", "earliest")
         .set("session.timeout.ms", session.to_string())
-        .set("heartbeat.interval.ms", (session / 3).clamp(1, 3_000).to_string())
+        .set(
+            "heartbeat.interval.ms",
+            (session / 3).clamp(1, 3_000).to_string(),
+        )
         .create()
         .map_err(|source| Error::Client {
             what: "a trigger's consumer",

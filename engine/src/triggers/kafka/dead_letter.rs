@@ -46,7 +46,10 @@ pub(super) async fn publish(
     rejected: &Rejected,
 ) -> Result<(), String> {
     let error = cut(rejected.message(), DLQ_ERROR_BYTES_MAX);
-    let (partition, offset) = (message.partition().to_string(), message.offset().to_string());
+    let (partition, offset) = (
+        message.partition().to_string(),
+        message.offset().to_string(),
+    );
     let mut headers = OwnedHeaders::new();
     if let Some(original) = message.headers() {
         for header in original.iter() {

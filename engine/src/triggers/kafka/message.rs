@@ -165,7 +165,10 @@ pub fn idempotency_key(
     if key.len() <= IDEMPOTENCY_KEY_BYTES_MAX {
         return key;
     }
-    format!("kafka:sha256:{}", hex::encode(Sha256::digest(key.as_bytes())))
+    format!(
+        "kafka:sha256:{}",
+        hex::encode(Sha256::digest(key.as_bytes()))
+    )
 }
 
 /// The consumer group of a trigger without `group:`: `imx.<workflow>`, or

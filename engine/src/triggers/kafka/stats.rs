@@ -34,6 +34,9 @@ impl TriggerStats {
     /// Every counter: ((workflow, trigger, outcome), count).
     pub fn snapshot(&self) -> Vec<((String, String, Outcome), u64)> {
         let counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
-        counts.iter().map(|(key, count)| (key.clone(), *count)).collect()
+        counts
+            .iter()
+            .map(|(key, count)| (key.clone(), *count))
+            .collect()
     }
 }

@@ -8,7 +8,6 @@ use engine::triggers::kafka::{
 };
 use serde_json::json;
 
-
 fn received<'a>(value: Option<&'a [u8]>, key: Option<&'a [u8]>) -> Received<'a> {
     Received {
         topic: "orders",
@@ -40,7 +39,10 @@ fn a_message_that_is_not_json_not_text_or_too_large_is_rejected_with_its_reason(
         reason(&received(Some(b"not json"), None)),
         Err(DeadLetterReason::NotJson)
     );
-    assert_eq!(reason(&received(None, None)), Err(DeadLetterReason::NotJson));
+    assert_eq!(
+        reason(&received(None, None)),
+        Err(DeadLetterReason::NotJson)
+    );
     assert_eq!(
         reason(&received(Some(b"1"), Some(&[0xff, 0x00]))),
         Err(DeadLetterReason::NotUtf8)
@@ -51,7 +53,11 @@ fn a_message_that_is_not_json_not_text_or_too_large_is_rejected_with_its_reason(
         Err(DeadLetterReason::TooLarge)
     );
     let rejected = scope(&received(Some(b"{"), None)).expect_err("not JSON");
-    assert!(rejected.message().starts_with("IMX0608: the message value is not JSON"));
+    assert!(
+        rejected
+            .message()
+            .starts_with("IMX0608: the message value is not JSON")
+    );
 }
 
 #[test]

@@ -216,7 +216,9 @@ impl Relay for Gated {
         token: &str,
         lease_ms: u64,
     ) -> Result<Option<RelayLease>, Error> {
-        self.inner.acquire_relay(name, holder, token, lease_ms).await
+        self.inner
+            .acquire_relay(name, holder, token, lease_ms)
+            .await
     }
 
     async fn advance_relay(

@@ -38,16 +38,34 @@ pub async fn relay_lease_is_held_by_one_node_and_fences_a_taken_over_holder<S: E
             .is_some(),
         "relays are independent by name"
     );
-    assert!(store.advance_relay("log", "token-a", 40, LEASE_MS).await.expect("advance"));
     assert!(
-        store.advance_relay("log", "token-a", 30, LEASE_MS).await.expect("advance"),
+        store
+            .advance_relay("log", "token-a", 40, LEASE_MS)
+            .await
+            .expect("advance")
+    );
+    assert!(
+        store
+            .advance_relay("log", "token-a", 30, LEASE_MS)
+            .await
+            .expect("advance"),
         "an older position is accepted but changes nothing"
     );
-    assert_eq!(store.relay_lease("log").await.expect("read").expect("row").position, 40);
+    assert_eq!(
+        store
+            .relay_lease("log")
+            .await
+            .expect("read")
+            .expect("row")
+            .position,
+        40
+    );
 
     // The holder stops renewing: after the lease runs out node-b takes over,
     // from the stored position, and node-a's late update is refused.
-    fixture.clock.advance_ms(i64::try_from(LEASE_MS).expect("small"));
+    fixture
+        .clock
+        .advance_ms(i64::try_from(LEASE_MS).expect("small"));
     let second = store
         .acquire_relay("log", "node-b", "token-b", LEASE_MS)
         .await
@@ -55,14 +73,35 @@ pub async fn relay_lease_is_held_by_one_node_and_fences_a_taken_over_holder<S: E
         .expect("an expired lease is taken");
     assert_eq!((second.holder.as_str(), second.position), ("node-b", 40));
     assert!(
-        !store.advance_relay("log", "token-a", 99, LEASE_MS).await.expect("advance"),
+        !store
+            .advance_relay("log", "token-a", 99, LEASE_MS)
+            .await
+            .expect("advance"),
         "the old token is fenced"
     );
-    assert_eq!(store.relay_lease("log").await.expect("read").expect("row").position, 40);
+    assert_eq!(
+        store
+            .relay_lease("log")
+            .await
+            .expect("read")
+            .expect("row")
+            .position,
+        40
+    );
 
     // A released lease is free at once; a holder re-acquires its own lease.
-    assert!(store.release_relay("log", "token-b").await.expect("release"));
-    assert!(!store.release_relay("log", "token-b-stale").await.expect("release"));
+    assert!(
+        store
+            .release_relay("log", "token-b")
+            .await
+            .expect("release")
+    );
+    assert!(
+        !store
+            .release_relay("log", "token-b-stale")
+            .await
+            .expect("release")
+    );
     let third = store
         .acquire_relay("log", "node-c", "token-c", LEASE_MS)
         .await
@@ -75,5 +114,10 @@ pub async fn relay_lease_is_held_by_one_node_and_fences_a_taken_over_holder<S: E
         .expect("acquire")
         .expect("the holder renews its own lease");
     assert_eq!(again.token, "token-c2");
-    assert!(!store.advance_relay("log", "token-c", 41, LEASE_MS).await.expect("advance"));
+    assert!(
+        !store
+            .advance_relay("log", "token-c", 41, LEASE_MS)
+            .await
+            .expect("advance")
+    );
 }

@@ -131,7 +131,10 @@ impl Record {
 pub fn reader(brokers: &str, topic: &str, partitions: i32) -> StreamConsumer {
     let consumer: StreamConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
-        .set("group.id", format!("imx-it-reader-{}", uuid::Uuid::now_v7().simple()))
+        .set(
+            "group.id",
+            format!("imx-it-reader-{}", uuid::Uuid::now_v7().simple()),
+        )
         .set("enable.auto.commit", "false")
         .create()
         .expect("a consumer");
@@ -155,7 +158,12 @@ pub async fn next_record(consumer: &StreamConsumer, wait: Duration) -> Option<Re
         .map(|headers| {
             headers
                 .iter()
-                .map(|header| (header.key.to_owned(), header.value.map(text).unwrap_or_default()))
+                .map(|header| {
+                    (
+                        header.key.to_owned(),
+                        header.value.map(text).unwrap_or_default(),
+                    )
+                })
                 .collect()
         })
         .unwrap_or_default();

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use engine::runtime::{Config, Runtime, StartRequest};
-use engine::store::{RunQuery, Store};
 use engine::store::prelude::*;
+use engine::store::{RunQuery, Store};
 use serde_json::{Value, json};
 
 use super::{
@@ -39,9 +39,9 @@ async fn read_until(
     let deadline = tokio::time::Instant::now() + Duration::from_millis(RELAYED_MS_MAX);
     while (read.len() as u64) < head {
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        let record = next_record(consumer, left).await.unwrap_or_else(|| {
-            panic!("only {} of {head} positions relayed in time", read.len())
-        });
+        let record = next_record(consumer, left)
+            .await
+            .unwrap_or_else(|| panic!("only {} of {head} positions relayed in time", read.len()));
         let position: u64 = record
             .header("imx-position")
             .expect("a position header")
@@ -101,7 +101,10 @@ async fn the_relayed_log_deduplicated_by_position_is_the_export_across_a_sigkill
     );
     for (line, (position, copies)) in events.iter().zip(&read) {
         for record in copies {
-            assert_eq!(record.value, *line, "position {position} is the export's line");
+            assert_eq!(
+                record.value, *line,
+                "position {position} is the export's line"
+            );
             let event: Value = serde_json::from_str(line).expect("an event line");
             let header = |name| record.header(name).map(str::to_owned);
             assert_eq!(

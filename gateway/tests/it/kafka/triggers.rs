@@ -116,7 +116,11 @@ async fn a_thousand_messages_over_three_partitions_start_a_thousand_runs_across_
         .iter()
         .map(|event| event.payload["input"]["n"].as_i64().expect("n"))
         .collect();
-    assert_eq!(inputs.len(), MESSAGES, "each message's value is its run's input");
+    assert_eq!(
+        inputs.len(),
+        MESSAGES,
+        "each message's value is its run's input"
+    );
 
     // The graceful stop committed every offset: a node joining now would
     // start at the end of each partition.
@@ -131,7 +135,10 @@ async fn a_thousand_messages_over_three_partitions_start_a_thousand_runs_across_
                 .expect("messages in every partition")
         })
         .collect();
-    assert_eq!(committed, ends, "committed offsets are the partitions' ends");
+    assert_eq!(
+        committed, ends,
+        "committed offsets are the partitions' ends"
+    );
 }
 
 /// The offsets `group` committed on `topic`'s partitions.
@@ -221,11 +228,21 @@ async fn poison_messages_go_to_the_dead_letter_topic_and_the_partition_keeps_flo
         reasons,
         [
             ("not_json", "1", true, Some("0"), Some("test"), "not json"),
-            ("invalid_input", "2", true, Some("0"), Some("test"), r#"{"n": "two"}"#),
+            (
+                "invalid_input",
+                "2",
+                true,
+                Some("0"),
+                Some("test"),
+                r#"{"n": "two"}"#
+            ),
         ]
     );
     let error = records[1].header("imx-dlq-error").expect("an error");
-    assert!(error.starts_with("IMX0612: ") && error.contains("/n"), "{error}");
+    assert!(
+        error.starts_with("IMX0612: ") && error.contains("/n"),
+        "{error}"
+    );
 
     let expected = [
         r#"imx_kafka_trigger_messages_total{outcome="started",trigger="kafka",workflow="kafka-poison"} 3"#,
