@@ -133,3 +133,51 @@ async fn start(runtime: &Runtime<Store>, n: usize) {
         .await
         .expect("start a run");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_nodes_given_the_relay_topic_publish_each_position_once() {
+    let Some(brokers) = brokers() else { return };
+    let topic = fresh_topic("relay-two");
+    create_topic(&brokers, &topic, PARTITIONS).await;
+    let url = database_url("kafka-relay-two");
+    let store = Arc::new(engine::store::open(&url).await.expect("open the store"));
+    let runtime = Runtime::new(store.clone(), Vec::new(), Config::default());
+    runtime.register_source(WORKFLOW).await.expect("register");
+    let relay = ["--relay-topic", topic.as_str()];
+    let one = Served::start(&url, &brokers, &relay).await;
+    let two = Served::start(&url, &brokers, &relay).await;
+    for n in 0..RUNS {
+        start(&runtime, n).await;
+    }
+    let wait = Duration::from_millis(RELAYED_MS_MAX);
+    eventually("every run finishing", wait, || async {
+        let query = RunQuery {
+            status: Some("succeeded".to_owned()),
+            limit: 100,
+            ..RunQuery::default()
+        };
+        let runs = store.list_runs(&query).await.ok()?;
+        (runs.items.len() == RUNS).then_some(())
+    })
+    .await;
+    let head = store.log_head().await.expect("the head").position;
+    let consumer = reader(&brokers, &topic, PARTITIONS);
+    let mut read = BTreeMap::new();
+    read_until(&consumer, &mut read, head).await;
+    one.stop().await;
+    two.stop().await;
+    // Two active relays would both start at position 1: their copies
+    // would be among the records read up to the head.
+    let twice: Vec<_> = read
+        .iter()
+        .filter(|(_, copies)| copies.len() > 1)
+        .map(|(position, _)| *position)
+        .collect();
+    assert_eq!(twice, Vec::<u64>::new(), "positions published twice");
+    let lease = store
+        .relay_lease(&topic)
+        .await
+        .expect("read the lease")
+        .expect("the relay's row");
+    assert_eq!(lease.position, head, "the stored position is the head");
+}

@@ -262,3 +262,54 @@ async fn poison_messages_go_to_the_dead_letter_topic_and_the_partition_keeps_flo
     assert!(counted.contains("imx_kafka_trigger_messages_total"));
     served.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_example_workflows_kafka_triggers_start_a_run_from_a_published_message() {
+    let Some(brokers) = brokers() else { return };
+    let unique = uuid::Uuid::now_v7().simple().to_string();
+    let examples = [
+        (
+            "payment-events",
+            "payments",
+            serde_json::json!({ "payment_id": unique, "amount": 12, "currency": "EUR" }),
+        ),
+        (
+            "order-fulfilment",
+            "orders",
+            serde_json::json!({ "order_id": unique, "base_url": "http://127.0.0.1:9" }),
+        ),
+    ];
+    let url = database_url("kafka-examples");
+    let store = Arc::new(engine::store::open(&url).await.expect("open the store"));
+    let runtime = Runtime::new(store.clone(), Vec::new(), Config::default());
+    let producer = producer(&brokers);
+    for (name, topic, _) in &examples {
+        let path = crate::repo_root().join(format!("workflows/{name}.yaml"));
+        let source = std::fs::read_to_string(path).expect("the example");
+        runtime.register_source(&source).await.expect("register");
+        // Shared with other runs of this test on the same broker: ours are
+        // told apart by the unique id in the value.
+        create_topic(&brokers, topic, 1).await;
+        create_topic(&brokers, &format!("{topic}.dlq"), 1).await;
+    }
+    let served = Served::start(&url, &brokers, &[]).await;
+    for (_, topic, value) in &examples {
+        publish(&producer, topic, 0, value.to_string().as_bytes(), &[]).await;
+    }
+    let wait = Duration::from_millis(60_000);
+    for (name, topic, value) in &examples {
+        let started = eventually("the example's run", wait, || async {
+            starts(&store).await.into_iter().find(|event| {
+                event.payload["workflow"] == *name && event.payload["input"] == *value
+            })
+        })
+        .await;
+        let trigger = &started.payload["trigger"];
+        assert_eq!(
+            (&trigger["kind"], &trigger["trigger"], &trigger["topic"]),
+            (&"kafka".into(), &"kafka".into(), &(*topic).into()),
+            "{name}: {trigger}"
+        );
+    }
+    served.stop().await;
+}
