@@ -313,3 +313,66 @@ async fn the_example_workflows_kafka_triggers_start_a_run_from_a_published_messa
     }
     served.stop().await;
 }
+
+/// Messages of the rebalance test.
+const REBALANCED_MESSAGES: usize = 300;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_joining_and_a_node_leaving_the_group_start_each_message_once_on_postgres() {
+    let Some(brokers) = brokers() else { return };
+    let Some(database) = testkit::postgres::ScratchDatabase::create(
+        "the Kafka rebalance test",
+        "imx_kafka_rebalance",
+        testkit::postgres::ClusterUse::Shared,
+    )
+    .await
+    else {
+        return;
+    };
+    let topic = fresh_topic("rebalance");
+    create_topic(&brokers, &topic, PARTITIONS).await;
+    create_topic(&brokers, &format!("{topic}.dlq"), 1).await;
+    let store = register(&database.url, &workflow("kafka-rebalance", &topic)).await;
+    let producer = producer(&brokers);
+    let mut published = BTreeSet::new();
+    for n in 0..REBALANCED_MESSAGES {
+        let partition = (n % PARTITIONS as usize) as i32;
+        let value = format!("{{\"n\": {n}}}");
+        let offset = publish(&producer, &topic, partition, value.as_bytes(), &[]).await;
+        published.insert((i64::from(partition), offset));
+    }
+    let wait = Duration::from_millis(ALL_STARTED_MS_MAX);
+    let reached = |count: usize| {
+        let store = store.clone();
+        move || {
+            let store = store.clone();
+            async move { (starts(&store).await.len() >= count).then_some(()) }
+        }
+    };
+    let leaving = Served::start(&database.url, &brokers, &[]).await;
+    eventually(
+        "a third of the runs",
+        wait,
+        reached(REBALANCED_MESSAGES / 3),
+    )
+    .await;
+    // A second node joins: the group moves partitions to it.
+    let joining = Served::start(&database.url, &brokers, &[]).await;
+    eventually(
+        "two thirds of the runs",
+        wait,
+        reached(2 * REBALANCED_MESSAGES / 3),
+    )
+    .await;
+    // The first leaves cleanly: its partitions move to the second.
+    leaving.stop().await;
+    eventually("every run", wait, reached(REBALANCED_MESSAGES)).await;
+    joining.stop().await;
+    let runs = started_by(&starts(&store).await);
+    assert_eq!(
+        runs.len(),
+        REBALANCED_MESSAGES,
+        "exactly one run per message"
+    );
+    assert_eq!(runs.into_iter().collect::<BTreeSet<_>>(), published);
+}
