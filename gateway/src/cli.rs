@@ -206,6 +206,9 @@ pub struct ServeArgs {
     /// The GraphQL/HTTP API (listen address, auth, limits).
     #[command(flatten)]
     pub api: imx_gateway::api::ApiArgs,
+    /// Kafka triggers and the log relay.
+    #[command(flatten)]
+    pub kafka: crate::kafka_triggers::KafkaTriggerArgs,
 }
 
 #[derive(Debug, Args)]

@@ -4,6 +4,7 @@
 mod agent;
 mod bench;
 mod cli;
+mod kafka_triggers;
 mod progress;
 mod replay;
 mod run;

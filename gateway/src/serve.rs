@@ -124,6 +124,17 @@ pub async fn serve(url: &str, args: &ServeArgs) -> anyhow::Result<std::process::
     )
     .await
     .context("cannot start the API")?;
+    // Kafka triggers (with brokers) and the log relay (with --relay-topic).
+    let kafka = crate::kafka_triggers::start(
+        &node.runtime,
+        args.executors.kafka_brokers.as_deref(),
+        &args.kafka,
+    )?;
+    if let Some(stats) = kafka.stats() {
+        api.register_metrics(Box::new(crate::kafka_triggers::TriggerCollector::new(
+            stats,
+        )?))?;
+    }
     eprintln!(
         "imx serve: working on {url} as {} ({} workers); API on http://{}/graphql; Ctrl-C stops",
         node.runtime.config().node,
@@ -138,6 +149,7 @@ pub async fn serve(url: &str, args: &ServeArgs) -> anyhow::Result<std::process::
         .await
         .context("the API failed")?;
     eprintln!("imx serve: stopping (running steps get a grace period)");
+    kafka.shutdown().await;
     node.handle.shutdown().await;
     Ok(std::process::ExitCode::SUCCESS)
 }

@@ -109,6 +109,12 @@ async fn start_head<S: EventStore>(store: &S, since: u64) -> Result<LogHead, Err
     }
 }
 
+/// One event's line as an export holds it, without the newline: the one
+/// writer of event lines (the export, and the log relay's record values).
+pub fn write_event_line(out: &mut impl Write, event: &RecordedEvent) -> std::io::Result<()> {
+    serde_json::to_writer(out, &EventLineRef::new(event)).map_err(std::io::Error::from)
+}
+
 struct EventWriter<'a, W> {
     out: &'a mut W,
     events: u64,
@@ -119,8 +125,7 @@ struct EventWriter<'a, W> {
 
 impl<W: Write> EventWriter<'_, W> {
     fn write(&mut self, event: &RecordedEvent) -> Result<(), Error> {
-        let line = EventLineRef::new(event);
-        serde_json::to_writer(&mut *self.out, &line).map_err(std::io::Error::from)?;
+        write_event_line(&mut *self.out, event)?;
         self.out.write_all(b"\n")?;
         self.events += 1;
         self.position = event.position;

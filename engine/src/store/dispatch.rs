@@ -17,6 +17,7 @@ use super::event_log::EventLog;
 use super::log_reader::LogReader;
 use super::read_models::{NewerRunsQuery, ReadModels};
 use super::registry::{NewWorkflow, WorkflowRecord, WorkflowRegistry};
+use super::relay::{Relay, RelayLease};
 use super::types::*;
 use super::work_queue::WorkQueue;
 use super::{PostgresStore, SqliteStore};
@@ -133,4 +134,11 @@ dispatch! { impl ApiKeys {
     async fn find_api_key(&self, key_hash: &str) -> Result<Option<ApiKeyRecord>, Error>;
     async fn list_api_keys(&self) -> Result<Vec<ApiKeyRecord>, Error>;
     async fn revoke_api_key(&self, key_id: Uuid, at: DateTime<Utc>) -> Result<bool, Error>;
+}}
+
+dispatch! { impl Relay {
+    async fn acquire_relay(&self, name: &str, holder: &str, token: &str, lease_ms: u64) -> Result<Option<RelayLease>, Error>;
+    async fn advance_relay(&self, name: &str, token: &str, position: u64, lease_ms: u64) -> Result<bool, Error>;
+    async fn release_relay(&self, name: &str, token: &str) -> Result<bool, Error>;
+    async fn relay_lease(&self, name: &str) -> Result<Option<RelayLease>, Error>;
 }}

@@ -1,5 +1,6 @@
 //! The durable store: the event log, the read models (runs, steps), the
-//! work queue (tasks, timers, leases), the workflow registry and API keys,
+//! work queue (tasks, timers, leases), the workflow registry, API keys and
+//! the log relay's position,
 //! each behind a focused trait, with a SQLite backend (embedded default)
 //! and a PostgreSQL backend (production) that implement each trait
 //! directly. [`EventStore`] is all of them at once: the bound generic code
@@ -24,6 +25,7 @@ mod postgres;
 mod prepare;
 mod read_models;
 mod registry;
+mod relay;
 mod retry;
 mod schema;
 mod sqlite;
@@ -41,6 +43,7 @@ pub use read_models::{NewerRunsQuery, ReadModels};
 pub use registry::{
     NewWorkflow, WORKFLOW_SOURCE_BYTES_MAX, WORKFLOWS_LIST_MAX, WorkflowRecord, WorkflowRegistry,
 };
+pub use relay::{Relay, RelayLease};
 pub use retry::{RetryPolicy, retry};
 pub use sqlite::SqliteStore;
 pub use types::*;
@@ -51,7 +54,8 @@ pub use work_queue::WorkQueue;
 /// `use engine::store::prelude::*;`.
 pub mod prelude {
     pub use super::{
-        ApiKeys, Database, EventLog, EventStore, LogReader, ReadModels, WorkQueue, WorkflowRegistry,
+        ApiKeys, Database, EventLog, EventStore, LogReader, ReadModels, Relay, WorkQueue,
+        WorkflowRegistry,
     };
 }
 
@@ -63,12 +67,19 @@ pub const DEFAULT_DATABASE_URL: &str = "sqlite://./.imx/imx.db";
 /// Every method is one short transaction (or none); errors that
 /// [`Error::is_retryable`] may be retried with [`retry`].
 pub trait EventStore:
-    Database + EventLog + LogReader + ReadModels + WorkQueue + WorkflowRegistry + ApiKeys
+    Database + EventLog + LogReader + ReadModels + WorkQueue + WorkflowRegistry + ApiKeys + Relay
 {
 }
 
 impl<S> EventStore for S where
-    S: Database + EventLog + LogReader + ReadModels + WorkQueue + WorkflowRegistry + ApiKeys
+    S: Database
+        + EventLog
+        + LogReader
+        + ReadModels
+        + WorkQueue
+        + WorkflowRegistry
+        + ApiKeys
+        + Relay
 {
 }
 

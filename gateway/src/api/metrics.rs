@@ -194,6 +194,14 @@ impl Metrics {
         }
     }
 
+    /// Adds a collector that other parts of the node feed (read at scrape).
+    pub fn register(
+        &self,
+        collector: Box<dyn prometheus::core::Collector>,
+    ) -> Result<(), prometheus::Error> {
+        self.registry.register(collector)
+    }
+
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
         let mut buffer = Vec::new();

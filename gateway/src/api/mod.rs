@@ -50,6 +50,8 @@ pub struct BoundApi {
     router: axum::Router,
     /// `/metrics` on its own listener (`metrics_listen`).
     metrics: Option<(TcpListener, axum::Router)>,
+    /// What `/metrics` exports; other parts of the node add their collectors.
+    exported: Arc<metrics::Metrics>,
     timeouts: listener::Timeouts,
     shutdown: watch::Sender<bool>,
 }
@@ -75,6 +77,14 @@ impl BoundApi {
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         let (listener, _) = self.metrics.as_ref()?;
         listener.local_addr().ok()
+    }
+
+    /// Adds `collector` (read at every scrape) to what `/metrics` exports.
+    pub fn register_metrics(
+        &self,
+        collector: Box<dyn prometheus::core::Collector>,
+    ) -> Result<(), Error> {
+        Ok(self.exported.register(collector)?)
     }
 
     /// Serves until `shutdown` completes, then ends subscriptions and
@@ -157,7 +167,7 @@ pub async fn bind_api(
             store: store.clone(),
         },
         limiter,
-        metrics,
+        metrics: metrics.clone(),
         store,
         tail,
         graphiql: config.graphiql,
@@ -172,7 +182,7 @@ pub async fn bind_api(
     }
     let listener = bind(config.listen).await?;
     tracing::info!(addr = %config.listen, "API listening");
-    let metrics = match config.metrics_listen {
+    let metrics_listener = match config.metrics_listen {
         Some(addr) => {
             let metrics_listener = bind(addr).await?;
             tracing::info!(%addr, "metrics listening");
@@ -183,7 +193,8 @@ pub async fn bind_api(
     Ok(BoundApi {
         listener,
         router,
-        metrics,
+        metrics: metrics_listener,
+        exported: metrics,
         timeouts: listener::Timeouts {
             header_read: Duration::from_millis(config.limits.header_read_timeout_ms),
             idle: Duration::from_millis(config.limits.idle_timeout_ms),

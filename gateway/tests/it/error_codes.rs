@@ -12,6 +12,7 @@ use engine::executor::kafka::ErrorKind as KafkaKind;
 use engine::runtime::{Error as RuntimeError, ErrorKind as RuntimeKind};
 use engine::secrets::ErrorKind as SecretsKind;
 use engine::store::{APPEND_ONLY_CODE, Error as StoreError, ErrorKind as StoreKind};
+use engine::triggers::kafka::{DeadLetterReason, ErrorKind as TriggerKind};
 use engine::triggers::webhook::{Error as WebhookError, ErrorKind as WebhookKind};
 use replay::fault::{Fault, FaultKind, Problem};
 use replay::{Error as ReplayError, ErrorKind as ReplayKind};
@@ -32,6 +33,12 @@ fn codes_in_code() -> BTreeSet<&'static str> {
     codes.extend(KafkaKind::VARIANTS.iter().map(|kind| kind.code()));
     codes.extend(SecretsKind::VARIANTS.iter().map(|kind| kind.code()));
     codes.extend(WebhookKind::VARIANTS.iter().filter_map(|kind| kind.code()));
+    codes.extend(TriggerKind::VARIANTS.iter().map(|kind| kind.code()));
+    codes.extend(
+        DeadLetterReason::VARIANTS
+            .iter()
+            .map(|reason| reason.code()),
+    );
     codes.extend([EGRESS_REFUSED_CODE, APPEND_ONLY_CODE]);
     codes
 }

@@ -18,6 +18,7 @@ mod bench;
 mod crash;
 mod error_codes;
 mod isolation;
+mod kafka;
 mod replay;
 mod run;
 mod runs_cancel;

@@ -5,6 +5,7 @@
 
 pub mod flows;
 mod publish;
+mod trigger_message;
 
 use std::time::Duration;
 

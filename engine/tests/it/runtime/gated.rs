@@ -207,3 +207,37 @@ impl ApiKeys for Gated {
         self.inner.revoke_api_key(key_id, at).await
     }
 }
+
+impl Relay for Gated {
+    async fn acquire_relay(
+        &self,
+        name: &str,
+        holder: &str,
+        token: &str,
+        lease_ms: u64,
+    ) -> Result<Option<RelayLease>, Error> {
+        self.inner
+            .acquire_relay(name, holder, token, lease_ms)
+            .await
+    }
+
+    async fn advance_relay(
+        &self,
+        name: &str,
+        token: &str,
+        position: u64,
+        lease_ms: u64,
+    ) -> Result<bool, Error> {
+        self.inner
+            .advance_relay(name, token, position, lease_ms)
+            .await
+    }
+
+    async fn release_relay(&self, name: &str, token: &str) -> Result<bool, Error> {
+        self.inner.release_relay(name, token).await
+    }
+
+    async fn relay_lease(&self, name: &str) -> Result<Option<RelayLease>, Error> {
+        self.inner.relay_lease(name).await
+    }
+}
