@@ -66,6 +66,27 @@ pub enum Error {
         "IMX0411: the idempotency key {problem}; use 1 to {IDEMPOTENCY_KEY_BYTES_MAX} bytes of printable text (a UUID, a request id, `order-42`)"
     )]
     InvalidIdempotencyKey { problem: String },
+    #[error(
+        "IMX0420: workflow `{workflow}` has no cron schedule{}; `imx schedules` lists them",
+        trigger.as_ref().map(|id| format!(" with trigger id `{id}`")).unwrap_or_default()
+    )]
+    ScheduleNotFound {
+        workflow: String,
+        trigger: Option<String>,
+    },
+    #[error(
+        "IMX0421: the backfill window holds more than {max} fires of `{workflow}` trigger `{trigger}`; backfill a shorter window (several in turn)"
+    )]
+    BackfillTooLarge {
+        workflow: String,
+        trigger: String,
+        max: usize,
+    },
+    #[error("IMX0422: the backfill window is empty: `--from` ({from}) is after `--to` ({to})")]
+    BackfillWindowInvalid {
+        from: chrono::DateTime<chrono::Utc>,
+        to: chrono::DateTime<chrono::Utc>,
+    },
 }
 
 impl ErrorKind {
@@ -87,6 +108,9 @@ impl ErrorKind {
             ErrorKind::NotRetryable => "IMX0410",
             ErrorKind::InvalidIdempotencyKey => "IMX0411",
             ErrorKind::Decide => "IMX0412",
+            ErrorKind::ScheduleNotFound => "IMX0420",
+            ErrorKind::BackfillTooLarge => "IMX0421",
+            ErrorKind::BackfillWindowInvalid => "IMX0422",
         })
     }
 }

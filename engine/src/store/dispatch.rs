@@ -17,6 +17,7 @@ use super::event_log::EventLog;
 use super::log_reader::LogReader;
 use super::read_models::{NewerRunsQuery, ReadModels};
 use super::registry::{NewWorkflow, WorkflowRecord, WorkflowRegistry};
+use super::schedules::{FireRecord, ScheduleRecord, Schedules};
 use super::types::*;
 use super::work_queue::WorkQueue;
 use super::{PostgresStore, SqliteStore};
@@ -133,4 +134,14 @@ dispatch! { impl ApiKeys {
     async fn find_api_key(&self, key_hash: &str) -> Result<Option<ApiKeyRecord>, Error>;
     async fn list_api_keys(&self) -> Result<Vec<ApiKeyRecord>, Error>;
     async fn revoke_api_key(&self, key_id: Uuid, at: DateTime<Utc>) -> Result<bool, Error>;
+}}
+
+dispatch! { impl Schedules {
+    async fn ensure_schedule(&self, workflow: &str, trigger: &str, cursor_at: DateTime<Utc>) -> Result<ScheduleRecord, Error>;
+    async fn list_schedules(&self) -> Result<Vec<ScheduleRecord>, Error>;
+    async fn advance_schedule(&self, workflow: &str, trigger: &str, cursor_at: DateTime<Utc>) -> Result<(), Error>;
+    async fn set_schedule_paused(&self, workflow: &str, trigger: &str, paused: Option<(DateTime<Utc>, String)>, now: DateTime<Utc>) -> Result<(), Error>;
+    async fn record_fire(&self, fire: &FireRecord) -> Result<FireRecord, Error>;
+    async fn latest_started_fire(&self, workflow: &str, trigger: &str, before: DateTime<Utc>) -> Result<Option<FireRecord>, Error>;
+    async fn list_fires(&self, workflow: &str, trigger: &str, max: u32) -> Result<Vec<FireRecord>, Error>;
 }}

@@ -25,6 +25,7 @@ mod prepare;
 mod read_models;
 mod registry;
 mod retry;
+mod schedules;
 mod schema;
 mod sqlite;
 mod types;
@@ -42,6 +43,7 @@ pub use registry::{
     NewWorkflow, WORKFLOW_SOURCE_BYTES_MAX, WORKFLOWS_LIST_MAX, WorkflowRecord, WorkflowRegistry,
 };
 pub use retry::{RetryPolicy, retry};
+pub use schedules::{FireOutcome, FireRecord, SCHEDULE_FIRES_LIST_MAX, ScheduleRecord, Schedules};
 pub use sqlite::SqliteStore;
 pub use types::*;
 pub use work_queue::WorkQueue;
@@ -51,7 +53,8 @@ pub use work_queue::WorkQueue;
 /// `use engine::store::prelude::*;`.
 pub mod prelude {
     pub use super::{
-        ApiKeys, Database, EventLog, EventStore, LogReader, ReadModels, WorkQueue, WorkflowRegistry,
+        ApiKeys, Database, EventLog, EventStore, LogReader, ReadModels, Schedules, WorkQueue,
+        WorkflowRegistry,
     };
 }
 
@@ -63,12 +66,19 @@ pub const DEFAULT_DATABASE_URL: &str = "sqlite://./.imx/imx.db";
 /// Every method is one short transaction (or none); errors that
 /// [`Error::is_retryable`] may be retried with [`retry`].
 pub trait EventStore:
-    Database + EventLog + LogReader + ReadModels + WorkQueue + WorkflowRegistry + ApiKeys
+    Database + EventLog + LogReader + ReadModels + WorkQueue + WorkflowRegistry + ApiKeys + Schedules
 {
 }
 
 impl<S> EventStore for S where
-    S: Database + EventLog + LogReader + ReadModels + WorkQueue + WorkflowRegistry + ApiKeys
+    S: Database
+        + EventLog
+        + LogReader
+        + ReadModels
+        + WorkQueue
+        + WorkflowRegistry
+        + ApiKeys
+        + Schedules
 {
 }
 

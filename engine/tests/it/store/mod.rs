@@ -8,6 +8,7 @@ mod contract;
 mod contract_guards;
 mod contract_operations;
 mod contract_registry;
+mod contract_schedules;
 mod contract_work;
 mod fixtures;
 mod outage;
@@ -191,6 +192,8 @@ macro_rules! contract_tests {
             case!(api_keys_are_found_by_hash_listed_and_revoked_once);
             case!(a_migrated_store_is_ready_and_counts_its_queue);
             case!(run_ids_newer_page_oldest_first_after_a_cursor);
+            case!(schedules_keep_a_forward_cursor_and_the_first_decision_per_fire);
+            case!(schedules_pause_and_resume_without_catching_up);
         }
     };
 }
