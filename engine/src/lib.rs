@@ -13,3 +13,4 @@ pub mod runtime;
 pub mod sandbox;
 pub mod secrets;
 pub mod store;
+pub mod triggers;

@@ -73,6 +73,7 @@ pub async fn run(url: &str, args: &RunArgs) -> anyhow::Result<ExitCode> {
         version,
         input,
         idempotency_key: args.idempotency_key.clone(),
+        trigger: None,
     };
     let started = runtime.start_run(request).await.map_err(refused)?;
     if started.existing {

@@ -59,7 +59,13 @@ fn fan_out_workflow() -> Workflow {
 /// applied, then settled. Returns the log.
 fn run_fan_out(flow: &Workflow) -> Vec<EventEnvelope> {
     let secrets = Secrets::none();
-    let (started, _) = start_run(flow, "sha256:bench", RUN_ID, json!({}), None, None, t0());
+    let (started, _) = start_run(
+        flow,
+        "sha256:bench",
+        RUN_ID,
+        imx_core::run::Start::with_input(json!({})),
+        t0(),
+    );
     let mut state = RunState::new();
     state.apply(&started).expect("run.started applies");
     let mut log = vec![started];
@@ -125,6 +131,7 @@ fn history(steps: usize) -> Vec<EventEnvelope> {
             idempotency_key: None,
             parent: None,
             deadline: None,
+            trigger: None,
         }
         .into(),
     ];

@@ -39,6 +39,32 @@ pub struct ParentRun {
     pub step_key: String,
 }
 
+/// What started a run other than an explicit start (API, CLI, a parent's
+/// `workflow` step): recorded in `run.started` so an auditor sees why every
+/// run exists.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum TriggerContext {
+    /// A cron trigger's tick at `scheduled_at`.
+    Cron {
+        trigger: String,
+        scheduled_at: DateTime<Utc>,
+    },
+    /// A signed webhook request, with its delivery id when it had one.
+    Webhook {
+        trigger: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        delivery: Option<String>,
+    },
+    /// A Kafka message.
+    Kafka {
+        trigger: String,
+        topic: String,
+        partition: i32,
+        offset: i64,
+    },
+}
+
 /// How a child run ended, as reported to its parent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
@@ -62,6 +88,9 @@ pub struct RunStarted {
     pub parent: Option<ParentRun>,
     /// When the whole run times out (`at` + workflow timeout).
     pub deadline: Option<DateTime<Utc>>,
+    /// What started the run; absent for explicit starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trigger: Option<TriggerContext>,
 }
 
 /// An attempt of a step (or of one `for_each` item) was handed out.

@@ -115,6 +115,7 @@ impl RunState {
                 self.input = started.input.clone();
                 self.idempotency_key = started.idempotency_key.clone();
                 self.parent = started.parent.clone();
+                self.trigger = started.trigger.clone();
                 self.started_at = Some(started.at);
                 self.deadline = started.deadline;
                 self.steps = started

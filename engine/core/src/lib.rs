@@ -26,7 +26,7 @@ pub use decide::{decide, decide_within};
 pub use effect::{Decision, Effect};
 pub use event::{Event, EventEnvelope};
 pub use evolve::{evolve, replay};
-pub use run::{Settled, outstanding, settle, start_run};
+pub use run::{Settled, Start, outstanding, settle, start_run};
 pub use schedule::add_ms;
 pub use scope::{Host, Secrets};
 pub use state::{RunState, RunStatus, StepStatus};

@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use crate::decide::decide_within;
 use crate::effect::Effect;
-use crate::event::{EventEnvelope, ParentRun, RunStarted};
+use crate::event::{EventEnvelope, ParentRun, RunStarted, TriggerContext};
 use crate::evolve;
 use crate::keys;
 use crate::schedule::{self, Context, add_ms};
@@ -46,14 +46,31 @@ pub struct Settled {
     pub more: bool,
 }
 
+/// What a run starts with, besides its workflow, version, id and time.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Start {
+    pub input: Value,
+    pub idempotency_key: Option<String>,
+    pub parent: Option<ParentRun>,
+    pub trigger: Option<TriggerContext>,
+}
+
+impl Start {
+    /// A start with `input` only.
+    pub fn with_input(input: Value) -> Start {
+        Start {
+            input,
+            ..Start::default()
+        }
+    }
+}
+
 /// The `run.started` event of a new run (seq 1) and the run-timeout timer.
 pub fn start_run(
     workflow: &Workflow,
     version: &str,
     run_id: Uuid,
-    input: Value,
-    idempotency_key: Option<String>,
-    parent: Option<ParentRun>,
+    start: Start,
     now: DateTime<Utc>,
 ) -> (EventEnvelope, Vec<Effect>) {
     let deadline = workflow.timeout_ms.map(|ms| add_ms(now, ms));
@@ -61,11 +78,12 @@ pub fn start_run(
         at: now,
         workflow: workflow.name.clone(),
         version: version.to_owned(),
-        input,
+        input: start.input,
         steps: workflow.steps.keys().cloned().collect(),
-        idempotency_key,
-        parent,
+        idempotency_key: start.idempotency_key,
+        parent: start.parent,
         deadline,
+        trigger: start.trigger,
     };
     let effects = deadline
         .map(|fire_at| Effect::StartTimer {

@@ -283,6 +283,8 @@ pub struct RunState {
     pub input: Value,
     pub idempotency_key: Option<String>,
     pub parent: Option<ParentRun>,
+    /// What started the run (cron, webhook, Kafka); `None` for explicit starts.
+    pub trigger: Option<crate::event::TriggerContext>,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
     pub deadline: Option<DateTime<Utc>>,
@@ -341,7 +343,7 @@ impl RunState {
                 (id.clone(), document)
             })
             .collect();
-        serde_json::json!({
+        let mut document = serde_json::json!({
             "id": self.run_id,
             "workflow": self.workflow,
             "version": self.version,
@@ -350,6 +352,10 @@ impl RunState {
             "output": self.output,
             "error": self.failure,
             "steps": steps,
-        })
+        });
+        if let Some(trigger) = &self.trigger {
+            document["trigger"] = serde_json::to_value(trigger).unwrap_or(Value::Null);
+        }
+        document
     }
 }

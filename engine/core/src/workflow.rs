@@ -224,31 +224,191 @@ pub enum Backoff {
     Exponential,
 }
 
-/// What starts runs besides an explicit start.
+/// What starts runs besides an explicit start. Every kind may name itself
+/// with `id` (see [`Workflow::triggers_with_ids`] for the default).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Trigger {
     /// `sec min hour day month weekday [year]`, evaluated in `timezone` (IANA, default UTC).
     Cron {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
         schedule: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         timezone: Option<String>,
+        /// The run input; templates see `trigger` (`id`, `scheduled_at`).
+        #[serde(default, skip_serializing_if = "Value::is_null")]
+        input: Value,
+        #[serde(default, skip_serializing_if = "CatchUp::is_default")]
+        catch_up: CatchUp,
+        #[serde(default, skip_serializing_if = "Overlap::is_default")]
+        overlap: Overlap,
+    },
+    /// HTTP webhook, HMAC-signed with the secret read from `secret_env`.
+    Webhook {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        secret_env: String,
+        /// Maps the request to the run input; templates see `body`,
+        /// `headers` and `trigger`. Null: the JSON body is the input.
         #[serde(default, skip_serializing_if = "Value::is_null")]
         input: Value,
     },
-    /// HTTP webhook, HMAC-signed with the secret read from `secret_env`.
-    Webhook { secret_env: String },
     /// One run per message on `topic`.
     Kafka {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
         topic: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         group: Option<String>,
+        /// Maps a message to the run input; templates see `message` and
+        /// `trigger`. Null: the message value (JSON) is the input.
+        #[serde(default, skip_serializing_if = "Value::is_null")]
+        input: Value,
+        /// Where messages that cannot start a run go (default `<topic>.dlq`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        dead_letter_topic: Option<String>,
     },
+}
+
+impl Trigger {
+    /// `cron`, `webhook` or `kafka`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Trigger::Cron { .. } => "cron",
+            Trigger::Webhook { .. } => "webhook",
+            Trigger::Kafka { .. } => "kafka",
+        }
+    }
+
+    /// The `id` the author gave, if any.
+    pub fn explicit_id(&self) -> Option<&str> {
+        match self {
+            Trigger::Cron { id, .. } | Trigger::Webhook { id, .. } | Trigger::Kafka { id, .. } => {
+                id.as_deref()
+            }
+        }
+    }
+
+    /// The trigger's `input` (a template tree, or Null).
+    pub fn input(&self) -> &Value {
+        match self {
+            Trigger::Cron { input, .. }
+            | Trigger::Webhook { input, .. }
+            | Trigger::Kafka { input, .. } => input,
+        }
+    }
+}
+
+/// The ids of `triggers`, in order: the `id` the author gave, else the
+/// kind (`cron`, `webhook`, `kafka`) when it is the only trigger of that
+/// kind, else `<kind>-<n>` (n from 1, in file order among that kind).
+/// Validation keeps them unique.
+pub fn trigger_ids(triggers: &[Trigger]) -> Vec<String> {
+    let count = |kind: &str| {
+        triggers
+            .iter()
+            .filter(|trigger| trigger.kind() == kind)
+            .count()
+    };
+    let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+    triggers
+        .iter()
+        .map(|trigger| {
+            let kind = trigger.kind();
+            let n = seen.entry(kind).or_default();
+            *n += 1;
+            match trigger.explicit_id() {
+                Some(id) => id.to_owned(),
+                None if count(kind) == 1 => kind.to_owned(),
+                None => format!("{kind}-{n}"),
+            }
+        })
+        .collect()
+}
+
+/// Which missed cron ticks fire when a schedule is due again after downtime.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CatchUp {
+    /// None: the next tick after now fires, missed ones are skipped.
+    None,
+    /// The latest missed tick fires once (Kubernetes CronJob's behaviour).
+    #[default]
+    Latest,
+    /// Every missed tick fires, oldest first, up to a named limit.
+    All,
+}
+
+impl CatchUp {
+    pub const ALL: [CatchUp; 3] = [CatchUp::None, CatchUp::Latest, CatchUp::All];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            CatchUp::None => "none",
+            CatchUp::Latest => "latest",
+            CatchUp::All => "all",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<CatchUp> {
+        CatchUp::ALL.into_iter().find(|value| value.name() == name)
+    }
+
+    pub fn is_default(&self) -> bool {
+        *self == CatchUp::default()
+    }
+}
+
+/// What a cron tick does while the schedule's previous run still runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Overlap {
+    /// Start another run.
+    #[default]
+    Allow,
+    /// Start nothing and record the tick as skipped.
+    Skip,
+}
+
+impl Overlap {
+    pub const ALL: [Overlap; 2] = [Overlap::Allow, Overlap::Skip];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Overlap::Allow => "allow",
+            Overlap::Skip => "skip",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Overlap> {
+        Overlap::ALL.into_iter().find(|value| value.name() == name)
+    }
+
+    pub fn is_default(&self) -> bool {
+        *self == Overlap::default()
+    }
 }
 
 impl Workflow {
     pub fn step(&self, id: &str) -> Option<&Step> {
         self.steps.get(id)
+    }
+
+    /// Every trigger with its id (see [`trigger_ids`]).
+    pub fn triggers_with_ids(&self) -> Vec<(String, &Trigger)> {
+        trigger_ids(&self.triggers)
+            .into_iter()
+            .zip(&self.triggers)
+            .collect()
+    }
+
+    /// The trigger with id `id`.
+    pub fn trigger(&self, id: &str) -> Option<&Trigger> {
+        self.triggers_with_ids()
+            .into_iter()
+            .find(|(trigger_id, _)| trigger_id == id)
+            .map(|(_, trigger)| trigger)
     }
 
     /// Step ids in a topological order of `needs` (ties broken by id), so that

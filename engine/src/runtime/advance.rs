@@ -287,12 +287,9 @@ impl<S: EventStore> Runtime<S> {
         run_id: RunId,
         workflow: Arc<Workflow>,
         version: &str,
-        input: serde_json::Value,
-        idempotency_key: Option<String>,
+        start: run::Start,
     ) -> Result<super::Started, Error> {
-        let (started, effects) = self
-            .start_inner(run_id, workflow, version, input, idempotency_key, None)
-            .await?;
+        let (started, effects) = self.start_inner(run_id, workflow, version, start).await?;
         self.follow(run_id, effects).await;
         Ok(started)
     }
@@ -303,20 +300,10 @@ impl<S: EventStore> Runtime<S> {
         run_id: RunId,
         workflow: Arc<Workflow>,
         version: &str,
-        input: serde_json::Value,
-        idempotency_key: Option<String>,
-        parent: Option<crate::core::event::ParentRun>,
+        start: run::Start,
     ) -> Result<(super::Started, Vec<Effect>), Error> {
         let now = self.now();
-        let (started, effects) = run::start_run(
-            &workflow,
-            version,
-            run_id,
-            input,
-            idempotency_key,
-            parent,
-            now,
-        );
+        let (started, effects) = run::start_run(&workflow, version, run_id, start, now);
         let mut state = RunState::new();
         state.apply(&started).map_err(Error::corrupt)?;
         let (state, mut settled, request) = self

@@ -67,6 +67,14 @@ pub enum Error {
     )]
     InvalidIdempotencyKey { problem: String },
     #[error(
+        "IMX0413: trigger `{trigger}` of workflow `{workflow}`: its `input` cannot be rendered: {detail}; fix the trigger's `input` in the workflow file"
+    )]
+    TriggerInput {
+        workflow: String,
+        trigger: String,
+        detail: String,
+    },
+    #[error(
         "IMX0420: workflow `{workflow}` has no cron schedule{}; `imx schedules` lists them",
         trigger.as_ref().map(|id| format!(" with trigger id `{id}`")).unwrap_or_default()
     )]
@@ -108,6 +116,7 @@ impl ErrorKind {
             ErrorKind::NotRetryable => "IMX0410",
             ErrorKind::InvalidIdempotencyKey => "IMX0411",
             ErrorKind::Decide => "IMX0412",
+            ErrorKind::TriggerInput => "IMX0413",
             ErrorKind::ScheduleNotFound => "IMX0420",
             ErrorKind::BackfillTooLarge => "IMX0421",
             ErrorKind::BackfillWindowInvalid => "IMX0422",

@@ -290,9 +290,10 @@ impl<S: EventStore> Runtime<S> {
                 child_run_id,
                 workflow,
                 version,
-                input,
-                None,
-                Some(parent.clone()),
+                crate::core::run::Start {
+                    parent: Some(parent.clone()),
+                    ..crate::core::run::Start::with_input(input)
+                },
             )
             .await?;
         Ok(effects)

@@ -152,6 +152,8 @@ pub struct StartRequest {
     pub input: Value,
     /// The same key returns the run it started first.
     pub idempotency_key: Option<String>,
+    /// What started the run (cron, webhook, Kafka); recorded in `run.started`.
+    pub trigger: Option<crate::core::event::TriggerContext>,
 }
 
 /// What `start_run` did.
@@ -279,11 +281,51 @@ impl<S: EventStore> Runtime<S> {
                 run_id,
                 workflow,
                 &version,
-                request.input,
-                request.idempotency_key,
+                crate::core::run::Start {
+                    input: request.input,
+                    idempotency_key: request.idempotency_key,
+                    parent: None,
+                    trigger: request.trigger,
+                },
             )
             .await?;
         Ok(outcome)
+    }
+
+    /// Renders a trigger's `input` tree against `scope` (`trigger`, and
+    /// `body`/`headers` or `message`) with the node's template evaluator (the
+    /// sandbox on a serving node), off the async workers. No secrets are in
+    /// scope: the result becomes the run's input, which the log keeps.
+    /// `start_run` then checks it against the workflow's input schema.
+    pub async fn render_trigger_input(
+        &self,
+        workflow: &str,
+        trigger: &str,
+        input: &Value,
+        scope: serde_json::Map<String, Value>,
+    ) -> Result<Value, Error> {
+        let evaluator = Arc::clone(&self.config.evaluator);
+        let (template, scope) = (input.clone(), Value::Object(scope));
+        let rendered = tokio::task::spawn_blocking(move || {
+            let host = crate::core::Host {
+                secrets: &crate::core::scope::NO_SECRETS,
+                evaluator: evaluator.as_ref(),
+            };
+            host.render(&template, &scope)
+        })
+        .await
+        .map_err(|join| Error::TriggerInput {
+            workflow: workflow.to_owned(),
+            trigger: trigger.to_owned(),
+            detail: join.to_string(),
+        })?;
+        rendered
+            .map(|rendered| rendered.value)
+            .map_err(|error| Error::TriggerInput {
+                workflow: workflow.to_owned(),
+                trigger: trigger.to_owned(),
+                detail: error.to_string(),
+            })
     }
 
     /// `approval.granted` on a waiting `approval` step (`step` or `step/INDEX`).

@@ -87,7 +87,13 @@ pub struct HistoryBuilder {
 impl HistoryBuilder {
     /// Starts a run of `workflow` with `input` at [`t0`].
     pub fn start(workflow: Workflow, input: Value) -> HistoryBuilder {
-        let (started, _) = start_run(&workflow, "sha256:test", RUN_ID, input, None, None, t0());
+        let (started, _) = start_run(
+            &workflow,
+            "sha256:test",
+            RUN_ID,
+            imx_core::run::Start::with_input(input),
+            t0(),
+        );
         let mut state = RunState::new();
         // A fresh state always accepts `run.started` with seq 1.
         let _ = state.apply(&started);

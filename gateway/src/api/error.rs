@@ -169,6 +169,7 @@ fn runtime_code(error: &RuntimeError) -> Code {
         E::InvalidWorkflow { .. }
         | E::InvalidInput { .. }
         | E::InvalidIdempotencyKey { .. }
+        | E::TriggerInput { .. }
         | E::BackfillWindowInvalid { .. } => Code::Validation,
         E::BackfillTooLarge { .. } => Code::Limit,
         E::RunFinished { .. }

@@ -32,9 +32,7 @@ async fn seed_runs(
             &model,
             "sha256:seed",
             run_id,
-            json!({"i": i}),
-            None,
-            None,
+            engine::core::run::Start::with_input(json!({"i": i})),
             at,
         );
         let (event_type, schema_version, payload) = started.event.to_payload();

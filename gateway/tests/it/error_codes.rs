@@ -197,6 +197,11 @@ fn runtime_sample(kind: RuntimeKind) -> RuntimeError {
         RuntimeKind::InvalidIdempotencyKey => RuntimeError::InvalidIdempotencyKey {
             problem: "is empty".to_owned(),
         },
+        RuntimeKind::TriggerInput => RuntimeError::TriggerInput {
+            workflow: "orders".to_owned(),
+            trigger: "webhook".to_owned(),
+            detail: "undefined value".to_owned(),
+        },
     }
 }
 

@@ -174,9 +174,7 @@ fn check_names_the_runs_a_new_version_cannot_take_over() {
         &old,
         &version_of(&old),
         RUN,
-        json!({}),
-        None,
-        None,
+        engine::core::run::Start::with_input(json!({})),
         histories::t0(),
     );
     let mut state = engine::core::RunState::new();

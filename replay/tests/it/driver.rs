@@ -33,7 +33,13 @@ fn http_output() -> Value {
 /// Drives one run of `workflow` with `input` to its end.
 pub fn drive(workflow: &Workflow, run_id: Uuid, input: Value, secrets: &Secrets) -> RunLog {
     let mut now = start_time();
-    let (started, effects) = start_run(workflow, "sha256:driven", run_id, input, None, None, now);
+    let (started, effects) = start_run(
+        workflow,
+        "sha256:driven",
+        run_id,
+        engine::core::run::Start::with_input(input),
+        now,
+    );
     let mut state = RunState::new();
     state.apply(&started).expect("run.started applies");
     let mut log = vec![started];

@@ -24,9 +24,7 @@ fn hello_run() -> RunLog {
         &flow,
         "sha256:example",
         run_id(1),
-        json!({}),
-        None,
-        None,
+        engine::core::run::Start::with_input(json!({})),
         t0(),
     );
     let mut state = RunState::new();

@@ -367,9 +367,11 @@ fn triggers(sink: &mut Sink, node: &Node) -> Vec<Trigger> {
         );
         sink.error(Code::LimitExceeded, node.pos, message, None);
     }
-    items
+    let parsed: Vec<(&Node, Trigger)> = items
         .iter()
         .take(TRIGGERS_MAX)
-        .filter_map(|item| super::trigger::trigger(sink, item))
-        .collect()
+        .filter_map(|item| Some((item, super::trigger::trigger(sink, item)?)))
+        .collect();
+    super::trigger::check_triggers(sink, &parsed);
+    parsed.into_iter().map(|(_, trigger)| trigger).collect()
 }

@@ -14,6 +14,11 @@ use crate::template::{Error as TemplateError, expression_references, template_re
 /// Variables a template may read (minijinja's global functions are allowed too).
 pub const SCOPE_ROOTS: [&str; 6] = ["input", "steps", "run", "item", "index", "secrets"];
 const TEMPLATE_GLOBALS: [&str; 4] = ["range", "dict", "namespace", "debug"];
+/// Whether `name` is one of minijinja's global functions templates may call.
+pub(crate) fn is_template_global(name: &str) -> bool {
+    TEMPLATE_GLOBALS.contains(&name)
+}
+
 /// Fields of `run` in template scope.
 pub const RUN_FIELDS: [&str; 3] = ["id", "workflow", "attempt"];
 /// Fields of `steps.<id>` in template scope.

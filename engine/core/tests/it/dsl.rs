@@ -11,6 +11,7 @@ use imx_core::workflow::StepKind;
 mod fixtures;
 mod fuzz;
 mod graph_limits;
+mod triggers;
 
 fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
@@ -22,7 +23,7 @@ fn read_fixture(relative: &str) -> String {
 }
 
 /// Every diagnostic rendered as the CLI prints it, one per line (hints indented).
-fn rendered(parsed: &Parsed, file: &str) -> String {
+pub(crate) fn rendered(parsed: &Parsed, file: &str) -> String {
     parsed
         .diagnostics
         .iter()

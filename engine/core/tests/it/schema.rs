@@ -388,7 +388,7 @@ fn child_workflows_named_by_examples_exist() {
 }
 
 #[test]
-fn example_input_schemas_compile_and_accept_their_cron_inputs() {
+fn example_input_schemas_compile_and_accept_their_rendered_cron_inputs() {
     let mut problems = Vec::new();
     for (file, document) in examples() {
         let validator = match jsonschema::draft202012::new(&document["input"]) {
@@ -400,7 +400,22 @@ fn example_input_schemas_compile_and_accept_their_cron_inputs() {
         };
         for trigger in document["triggers"].as_array().into_iter().flatten() {
             if trigger.get("cron").is_some() {
-                let input = trigger.get("input").cloned().unwrap_or(Value::Null);
+                // Rendered as the scheduler does, for one sample tick.
+                let template = trigger.get("input").cloned().unwrap_or(Value::Null);
+                let scope = serde_json::json!({
+                    "trigger": { "id": "cron", "scheduled_at": "2027-03-28T00:30:00Z" }
+                });
+                let input = match imx_core::template::render(
+                    &template,
+                    &scope,
+                    &imx_core::scope::NO_SECRETS,
+                ) {
+                    Ok(rendered) => rendered.value,
+                    Err(error) => {
+                        problems.push(format!("{file}: cron input does not render: {error}"));
+                        continue;
+                    }
+                };
                 let errors = violations(&validator, &input);
                 problems.extend(
                     errors

@@ -87,6 +87,7 @@ impl Mutation {
                 version,
                 input,
                 idempotency_key,
+                trigger: None,
             })
             .await
             .map_err(ApiError::from)?;

@@ -128,6 +128,23 @@ impl Run {
     async fn last_seq(&self) -> u64 {
         self.0.last_seq
     }
+    /// What started the run, from its `run.started` event: `{kind: "cron",
+    /// trigger, scheduled_at}`, `{kind: "webhook", trigger, delivery}` or
+    /// `{kind: "kafka", trigger, topic, partition, offset}`; null for runs
+    /// started through the API, the CLI or a parent run.
+    #[graphql(complexity = 5)]
+    async fn trigger(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Json<Value>>> {
+        let api = ctx.data::<ApiContext>()?;
+        let first = api
+            .store
+            .read_stream(self.0.row.run_id, 0, 1)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(first
+            .first()
+            .and_then(|started| started.payload.get("trigger").cloned())
+            .map(Json))
+    }
     /// Every step, in step id order, folded from the run's log.
     #[graphql(complexity = "10 * child_complexity")]
     async fn steps(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Step>> {

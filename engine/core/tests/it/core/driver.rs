@@ -222,9 +222,7 @@ impl<'w> Driver<'w> {
             self.workflow,
             "sha256:sim",
             RUN_ID,
-            input,
-            None,
-            None,
+            imx_core::run::Start::with_input(input),
             self.now,
         );
         self.state.apply(&started).map_err(|err| err.to_string())?;

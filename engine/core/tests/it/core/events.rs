@@ -253,8 +253,13 @@ fn effects_do_not_show_secrets_in_debug_output() {
         vec![step("call", StepKind::Http).with(json!({"token": "{{ secrets.TOKEN }}"}))],
     );
     let secrets: Secrets = [("TOKEN", CANARY)].into_iter().collect();
-    let (started, _) =
-        imx_core::start_run(&flow, "v", RUN_ID, json!({}), None, None, histories::t0());
+    let (started, _) = imx_core::start_run(
+        &flow,
+        "v",
+        RUN_ID,
+        imx_core::run::Start::with_input(json!({})),
+        histories::t0(),
+    );
     let mut state = RunState::new();
     state.apply(&started).expect("run.started applies");
     let settled = imx_core::settle(
@@ -272,4 +277,36 @@ fn effects_do_not_show_secrets_in_debug_output() {
         !shown.contains(CANARY),
         "Debug of an effect shows a secret: {shown}"
     );
+}
+
+#[test]
+fn a_run_started_by_a_trigger_records_it_in_the_event_state_and_document() {
+    let flow = workflow("nightly", vec![step("a", StepKind::Noop)]);
+    let trigger = imx_core::event::TriggerContext::Cron {
+        trigger: "cron".to_owned(),
+        scheduled_at: histories::t0(),
+    };
+    let start = imx_core::run::Start {
+        idempotency_key: Some("cron:nightly:cron:2026-01-01T00:00:00Z".to_owned()),
+        trigger: Some(trigger.clone()),
+        ..imx_core::run::Start::with_input(json!({}))
+    };
+    let (started, _) = imx_core::start_run(&flow, "v", RUN_ID, start, histories::t0());
+    let (_, _, payload) = started.event.to_payload();
+    expect![[r#"{"kind":"cron","scheduled_at":"2026-01-01T00:00:00Z","trigger":"cron"}"#]]
+        .assert_eq(&payload["trigger"].to_string());
+    let mut state = RunState::new();
+    state.apply(&started).expect("run.started applies");
+    assert_eq!(state.trigger, Some(trigger));
+    assert_eq!(state.document()["trigger"]["kind"], "cron");
+
+    // An explicit start writes no `trigger` key: old logs hash the same.
+    let (plain, _) = imx_core::start_run(
+        &flow,
+        "v",
+        RUN_ID,
+        imx_core::run::Start::with_input(json!({})),
+        histories::t0(),
+    );
+    assert!(plain.event.to_payload().2.get("trigger").is_none());
 }

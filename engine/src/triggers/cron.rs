@@ -1,0 +1,1 @@
+//! The cron trigger (issue #15; being built).

@@ -1,0 +1,1 @@
+//! The kafka trigger (issue #15; being built).

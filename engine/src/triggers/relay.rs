@@ -1,0 +1,1 @@
+//! The relay trigger (issue #15; being built).

@@ -1,0 +1,1 @@
+//! The webhook trigger (issue #15; being built).
