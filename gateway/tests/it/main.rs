@@ -12,6 +12,7 @@ mod api_logs;
 mod api_metrics;
 mod api_ops;
 mod api_pagination;
+mod api_schedules;
 mod api_schema;
 mod api_shutdown;
 mod bench;
@@ -21,6 +22,7 @@ mod isolation;
 mod replay;
 mod run;
 mod runs_cancel;
+mod schedules;
 mod template_sandbox;
 mod validate;
 
