@@ -50,6 +50,8 @@ pub struct PassReport {
     pub started: usize,
     pub skipped: usize,
     pub failed: usize,
+    /// Schedules not advanced (a store error); retried next pass.
+    pub errors: usize,
 }
 
 /// Every cron trigger of the newest registered version of every workflow,
@@ -172,31 +174,71 @@ pub async fn pass<S: EventStore>(
     let mut report = PassReport::default();
     let mut next: Option<DateTime<Utc>> = None;
     for trigger in cron_triggers(runtime).await? {
-        let now = runtime.store().config().clock.now();
-        let state = runtime
-            .store()
-            .ensure_schedule(&trigger.workflow, &trigger.trigger, now)
-            .await?;
-        if state.paused_at.is_some() {
-            continue;
-        }
-        for at in schedule::due_fires(&trigger.schedule, trigger.catch_up, state.cursor_at, now) {
-            match fire(runtime, &trigger, at).await? {
-                FireOutcome::Started => report.started += 1,
-                FireOutcome::Skipped => report.skipped += 1,
-                FireOutcome::Failed => report.failed += 1,
+        // One schedule's failure (its fire cannot be recorded) must not hold
+        // the others back; its cursor stays, so the next pass retries it.
+        match pass_one(runtime, &trigger, &mut report).await {
+            Ok(Some(at)) => next = Some(next.map_or(at, |earliest| earliest.min(at))),
+            Ok(None) => {}
+            Err(error) => {
+                report.errors += 1;
+                tracing::warn!(
+                    workflow = %trigger.workflow, trigger = %trigger.trigger,
+                    code = error.code(), %error, "cron schedule not advanced; retried next pass"
+                );
             }
-        }
-        // Missed fires catch-up passed over are behind the cursor too.
-        runtime
-            .store()
-            .advance_schedule(&trigger.workflow, &trigger.trigger, now)
-            .await?;
-        if let Some(at) = trigger.schedule.fires_after(now).next() {
-            next = Some(next.map_or(at, |earliest| earliest.min(at)));
         }
     }
     Ok((report, next))
+}
+
+/// Carries out one schedule's due fires; returns its next fire time
+/// (`None` when paused or when it never fires again).
+async fn pass_one<S: EventStore>(
+    runtime: &Runtime<S>,
+    trigger: &CronTrigger,
+    report: &mut PassReport,
+) -> Result<Option<DateTime<Utc>>, runtime::Error> {
+    let now = runtime.store().config().clock.now();
+    let state = runtime
+        .store()
+        .ensure_schedule(&trigger.workflow, &trigger.trigger, now)
+        .await?;
+    if state.paused_at.is_some() {
+        return Ok(None);
+    }
+    let (schedule, catch_up, since) = (trigger.schedule.clone(), trigger.catch_up, state.cursor_at);
+    // Bounded (WALL_TIMES_SCANNED_MAX), but CPU work all the same: off the async workers.
+    let (due, next) = off_workers(move || {
+        let due = schedule::due_fires(&schedule, catch_up, since, now);
+        (due, schedule.fires_after(now).next())
+    })
+    .await?;
+    for at in due {
+        match fire(runtime, trigger, at).await? {
+            FireOutcome::Started => report.started += 1,
+            FireOutcome::Skipped => report.skipped += 1,
+            FireOutcome::Failed => report.failed += 1,
+        }
+    }
+    // Missed fires catch-up passed over are behind the cursor too.
+    runtime
+        .store()
+        .advance_schedule(&trigger.workflow, &trigger.trigger, now)
+        .await?;
+    Ok(next)
+}
+
+/// Runs fire-time calculations on the blocking pool.
+pub(crate) async fn off_workers<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, runtime::Error> {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(value) => Ok(value),
+        Err(failed) if failed.is_panic() => std::panic::resume_unwind(failed.into_panic()),
+        Err(cancelled) => Err(runtime::Error::Corrupt {
+            what: format!("fire-time calculation stopped: {cancelled}"),
+        }),
+    }
 }
 
 /// Decides, records and carries out one fire; the ledger keeps the first
@@ -210,7 +252,12 @@ pub async fn fire<S: EventStore>(
     let (workflow, _) = runtime
         .workflow(&trigger.workflow, Some(&trigger.version))
         .await?;
-    let (outcome, reason, input) = match render_input(runtime, trigger, &workflow, at).await {
+    let rendered = match runtime::check_idempotency_key(&key) {
+        // A workflow name and trigger id too long for a run key (IMX0411).
+        Err(error) => Err(error.to_string()),
+        Ok(()) => render_input(runtime, trigger, &workflow, at).await,
+    };
+    let (outcome, reason, input) = match rendered {
         Err(reason) => (FireOutcome::Failed, Some(reason), Value::Null),
         Ok(input) => match overlap(runtime, trigger, at).await? {
             FireDecision::Start => (FireOutcome::Started, None, input),
@@ -361,24 +408,30 @@ pub async fn list<S: EventStore>(
 ) -> Result<Vec<ScheduleView>, runtime::Error> {
     let now = runtime.store().config().clock.now();
     let states = runtime.store().list_schedules().await?;
-    let views = cron_triggers(runtime)
-        .await?
+    let triggers = cron_triggers(runtime).await?;
+    let calendars: Vec<CronSchedule> = triggers.iter().map(|t| t.schedule.clone()).collect();
+    let upcoming = off_workers(move || {
+        calendars
+            .iter()
+            .map(|calendar| {
+                calendar
+                    .fires_after(now)
+                    .take(schedule::UPCOMING_FIRES)
+                    .collect::<Vec<_>>()
+            })
+            .collect::<Vec<_>>()
+    })
+    .await?;
+    let views = triggers
         .into_iter()
-        .map(|trigger| {
+        .zip(upcoming)
+        .map(|(trigger, next_fires)| {
             let state: Option<&ScheduleRecord> = states
                 .iter()
                 .find(|s| s.workflow == trigger.workflow && s.trigger == trigger.trigger);
             let paused = state.is_some_and(|s| s.paused_at.is_some());
             ScheduleView {
-                next_fires: if paused {
-                    Vec::new()
-                } else {
-                    trigger
-                        .schedule
-                        .fires_after(now)
-                        .take(schedule::UPCOMING_FIRES)
-                        .collect()
-                },
+                next_fires: if paused { Vec::new() } else { next_fires },
                 workflow: trigger.workflow,
                 trigger: trigger.trigger,
                 cron: trigger.expression,

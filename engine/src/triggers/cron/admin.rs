@@ -85,12 +85,16 @@ pub async fn backfill<S: EventStore>(
     }
     let mut plan = Vec::new();
     for found in schedules_of(runtime, workflow, trigger).await? {
-        let fires = schedule::fires_between(&found.schedule, from, to, BACKFILL_FIRES_MAX)
-            .map_err(|_| Error::BackfillTooLarge {
-                workflow: workflow.to_owned(),
-                trigger: found.trigger.clone(),
-                max: BACKFILL_FIRES_MAX,
-            })?;
+        let calendar = found.schedule.clone();
+        let fires = super::off_workers(move || {
+            schedule::fires_between(&calendar, from, to, BACKFILL_FIRES_MAX)
+        })
+        .await?
+        .map_err(|_| Error::BackfillTooLarge {
+            workflow: workflow.to_owned(),
+            trigger: found.trigger.clone(),
+            max: BACKFILL_FIRES_MAX,
+        })?;
         plan.push((found, fires));
     }
     let mut report = BackfillReport::default();

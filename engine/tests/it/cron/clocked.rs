@@ -19,6 +19,7 @@ both_backends!(cron_clocked:
     overlap_skip_records_the_skipped_tick_while_the_previous_run_waits,
     backfill_twice_starts_nothing_new_and_shares_keys_with_live_fires,
     fire_recorded_by_a_node_that_died_is_started_by_the_next_pass,
+    fire_whose_run_key_is_too_long_is_recorded_failed_and_other_schedules_still_fire,
 );
 
 fn at(text: &str) -> DateTime<Utc> {
@@ -279,5 +280,43 @@ async fn fire_recorded_by_a_node_that_died_is_started_by_the_next_pass(url: &str
     );
     let fires = fires_by_trigger(&node.runtime, "minutely").await;
     assert_eq!(times(&fires["cron"]), ["12:01:00"]);
+    node.stop().await;
+}
+
+async fn fire_whose_run_key_is_too_long_is_recorded_failed_and_other_schedules_still_fire(
+    url: &str,
+) {
+    let (node, clock) = clocked_node(url, "2027-01-01T12:00:30Z").await;
+    // 5 + 120 + 1 + 120 + 1 + 20 bytes: more than IDEMPOTENCY_KEY_BYTES_MAX.
+    let (name, long_id) = ("w".repeat(120), "t".repeat(120));
+    let source = format!(
+        "name: {name}\ntriggers:\n  - {{ id: {long_id}, cron: \"0 * * * * *\" }}\n  - {{ id: short, cron: \"0 * * * * *\" }}\nsteps:\n  a: {{ uses: noop }}\n"
+    );
+    node.register(&source).await;
+    pass_at(&node, &clock, "2027-01-01T12:00:30Z").await;
+    let report = pass_at(&node, &clock, "2027-01-01T12:01:00Z").await;
+    assert_eq!((report.started, report.failed, report.errors), (1, 1, 0));
+    let ledger = node
+        .runtime
+        .store()
+        .list_fires(&name, &long_id, 10)
+        .await
+        .expect("ledger");
+    assert_eq!(ledger[0].outcome, FireOutcome::Failed);
+    assert!(
+        ledger[0]
+            .reason
+            .as_deref()
+            .unwrap_or_default()
+            .contains("IMX0411"),
+        "{ledger:?}"
+    );
+    let fires = fires_by_trigger(&node.runtime, &name).await;
+    assert_eq!(fires.keys().collect::<Vec<_>>(), ["short"]);
+    // The failed fire is behind the cursor: it is not tried again.
+    assert_eq!(
+        pass_at(&node, &clock, "2027-01-01T12:01:30Z").await,
+        PassReport::default()
+    );
     node.stop().await;
 }
