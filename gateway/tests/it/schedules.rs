@@ -123,3 +123,89 @@ fn schedules_lists_pauses_resumes_and_backfills_once() {
         assert!(refused.stderr.contains(code), "{args:?}: {refused:?}");
     }
 }
+
+const EVERY_SECOND: &str = r#"
+name: every-second
+triggers:
+  - cron: "* * * * * *"
+steps:
+  a: { uses: noop }
+"#;
+
+/// The real `imx serve` runs the scheduler: a per-second schedule fires
+/// consecutive ticks, each run keyed by its instant, and SIGTERM stops
+/// the scheduler with the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imx_serve_fires_cron_schedules_and_stops_cleanly() {
+    use engine::store::prelude::*;
+    let folder = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite://{}/imx.db", folder.path().display());
+    let file = folder.path().join("every-second.yaml");
+    std::fs::write(&file, EVERY_SECOND).expect("write the workflow");
+    let registered = crate::imx(&["--database-url", &url, "run", &file.display().to_string()]);
+    assert_eq!(registered.code, 0, "{registered:?}");
+    let mut serve = tokio::process::Command::new(env!("CARGO_BIN_EXE_imx"))
+        .args([
+            "--database-url",
+            &url,
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--insecure-no-auth",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("imx serve starts");
+    let store = engine::store::open(&url).await.expect("the store");
+    let deadline = tokio::time::Instant::now() + crate::api::WAIT;
+    let keys = loop {
+        let page = store
+            .list_runs(&engine::store::RunQuery {
+                workflow: Some("every-second".to_owned()),
+                limit: 100,
+                ..engine::store::RunQuery::default()
+            })
+            .await
+            .expect("list runs");
+        let mut keys: Vec<String> = page
+            .items
+            .iter()
+            .filter_map(|run| run.row.idempotency_key.clone())
+            .filter(|key| key.starts_with("cron:every-second:cron:"))
+            .collect();
+        if keys.len() >= 3 {
+            keys.sort();
+            break keys;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no 3 cron runs in time: {keys:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let instants: Vec<chrono::DateTime<chrono::Utc>> = keys
+        .iter()
+        .map(|key| {
+            let at = key.trim_start_matches("cron:every-second:cron:");
+            chrono::DateTime::parse_from_rfc3339(at)
+                .expect("an RFC 3339 instant")
+                .to_utc()
+        })
+        .collect();
+    for pair in instants.windows(2) {
+        assert_eq!((pair[1] - pair[0]).num_seconds(), 1, "{keys:?}");
+    }
+    let pid = serve.id().expect("a pid").to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill runs");
+    assert!(killed.success());
+    let status = tokio::time::timeout(crate::api::WAIT, serve.wait())
+        .await
+        .expect("stops in time")
+        .expect("exit status");
+    assert_eq!(status.code(), Some(0));
+}

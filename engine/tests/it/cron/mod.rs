@@ -144,3 +144,39 @@ async fn every_second_schedule_fires_each_tick_once_with_its_instant_in_the_inpu
     }
     node.stop().await;
 }
+
+#[test]
+fn every_example_workflows_cron_triggers_are_scheduled() {
+    let mut scheduled = 0;
+    let folder = crate::repo_path("workflows");
+    for entry in std::fs::read_dir(&folder).expect("workflows/") {
+        let path = entry.expect("an entry").path();
+        if path.extension().and_then(|e| e.to_str()) != Some("yaml") {
+            continue;
+        }
+        let source = std::fs::read_to_string(&path).expect("readable");
+        let (workflow, version) =
+            engine::runtime::parse_source(&source).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+        let crons = workflow
+            .triggers
+            .iter()
+            .filter(|trigger| matches!(trigger, engine::core::workflow::Trigger::Cron { .. }))
+            .count();
+        let triggers = engine::triggers::cron::triggers_of(&workflow, &version);
+        assert_eq!(
+            triggers.len(),
+            crons,
+            "{path:?}: a cron trigger did not load"
+        );
+        let now = chrono::Utc::now();
+        for trigger in &triggers {
+            assert!(
+                trigger.schedule.fires_after(now).next().is_some(),
+                "{path:?}: `{}` never fires again",
+                trigger.trigger
+            );
+        }
+        scheduled += triggers.len();
+    }
+    assert!(scheduled > 0, "the examples have cron triggers");
+}
