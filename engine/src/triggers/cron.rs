@@ -67,11 +67,18 @@ pub async fn cron_triggers<S: EventStore>(
             "the registry lists its maximum of workflow versions; schedules of workflows past it are not seen"
         );
     }
-    let mut names: Vec<&str> = records.iter().map(|record| record.name.as_str()).collect();
-    names.dedup();
     let mut triggers = Vec::new();
-    for name in names {
-        let (workflow, version) = runtime.workflow(name, None).await?;
+    let mut previous: Option<&str> = None;
+    // By name, newest first: the first record of each name is its newest
+    // version; loading it by version hits the runtime's cache.
+    for record in &records {
+        if previous == Some(record.name.as_str()) {
+            continue;
+        }
+        previous = Some(record.name.as_str());
+        let (workflow, version) = runtime
+            .workflow(&record.name, Some(&record.version))
+            .await?;
         triggers.extend(triggers_of(&workflow, &version));
     }
     Ok(triggers)
@@ -146,8 +153,10 @@ pub async fn run_scheduler<S: EventStore>(
         let wait = match pass(&runtime).await {
             Ok((_, next)) => {
                 let now = runtime.store().config().clock.now();
+                // +1: milliseconds round down, and waking before the fire
+                // would only make a pass that finds nothing due.
                 let until = next.map_or(SCHEDULER_WAKE_MS_MAX, |at| {
-                    u64::try_from((at - now).num_milliseconds()).unwrap_or(0)
+                    u64::try_from((at - now).num_milliseconds() + 1).unwrap_or(0)
                 });
                 until.min(SCHEDULER_WAKE_MS_MAX)
             }
