@@ -35,6 +35,8 @@ pub enum Command {
     Agent(AgentArgs),
     /// Audit the event log: export, verify, inspect a run, check a new version.
     Replay(crate::replay::ReplayArgs),
+    /// List cron schedules; pause, resume or backfill one.
+    Schedules(crate::schedules::SchedulesArgs),
     /// Manage API keys for `imx serve` (create prints the key once).
     Apikey(imx_gateway::api::apikey::ApiKeyArgs),
     /// Measure the engine: `imx bench run` prints runs/s and latencies.

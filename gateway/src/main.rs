@@ -9,6 +9,7 @@ mod progress;
 mod replay;
 mod run;
 mod runs;
+mod schedules;
 mod serve;
 mod validate;
 
@@ -75,6 +76,7 @@ fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
         cli::Command::Bench(args) => match args.command {
             cli::BenchCommand::Run(args) => block_on(bench::run(args)),
         },
+        cli::Command::Schedules(args) => block_on(schedules::schedules(&url, &args)),
         cli::Command::Apikey(args) => block_on(async move {
             imx_gateway::api::apikey::run(&url, args).await?;
             Ok(ExitCode::SUCCESS)

@@ -117,6 +117,8 @@ pub async fn serve(url: &str, args: &ServeArgs) -> anyhow::Result<std::process::
         .context("invalid API settings")?;
     imx_gateway::api::init_json_logging();
     let node = start_node(url, config, args.executors.clone()).await?;
+    // Cron triggers fire on every node; the store starts each tick once.
+    let scheduler = engine::triggers::cron::spawn_scheduler(node.runtime.clone());
     let api = imx_gateway::api::bind_api(
         api_config,
         node.runtime.store().clone(),
@@ -150,6 +152,7 @@ pub async fn serve(url: &str, args: &ServeArgs) -> anyhow::Result<std::process::
         .context("the API failed")?;
     eprintln!("imx serve: stopping (running steps get a grace period)");
     kafka.shutdown().await;
+    scheduler.shutdown().await;
     node.handle.shutdown().await;
     Ok(std::process::ExitCode::SUCCESS)
 }

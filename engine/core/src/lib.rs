@@ -5,6 +5,7 @@
 //! and secrets are arguments. The runtime's loop is
 //! `events = decide(..)` → append → `evolve`, see [`run::settle`].
 
+pub mod cron;
 pub mod decide;
 pub mod dsl;
 pub mod effect;

@@ -74,6 +74,27 @@ pub enum Error {
         trigger: String,
         detail: String,
     },
+    #[error(
+        "IMX0420: workflow `{workflow}` has no cron schedule{}; `imx schedules` lists them",
+        trigger.as_ref().map(|id| format!(" with trigger id `{id}`")).unwrap_or_default()
+    )]
+    ScheduleNotFound {
+        workflow: String,
+        trigger: Option<String>,
+    },
+    #[error(
+        "IMX0421: the backfill window holds more than {max} fires of `{workflow}` trigger `{trigger}`; backfill a shorter window (several in turn)"
+    )]
+    BackfillTooLarge {
+        workflow: String,
+        trigger: String,
+        max: usize,
+    },
+    #[error("IMX0422: the backfill window is empty: `--from` ({from}) is after `--to` ({to})")]
+    BackfillWindowInvalid {
+        from: chrono::DateTime<chrono::Utc>,
+        to: chrono::DateTime<chrono::Utc>,
+    },
 }
 
 impl ErrorKind {
@@ -96,6 +117,9 @@ impl ErrorKind {
             ErrorKind::InvalidIdempotencyKey => "IMX0411",
             ErrorKind::Decide => "IMX0412",
             ErrorKind::TriggerInput => "IMX0413",
+            ErrorKind::ScheduleNotFound => "IMX0420",
+            ErrorKind::BackfillTooLarge => "IMX0421",
+            ErrorKind::BackfillWindowInvalid => "IMX0422",
         })
     }
 }

@@ -18,6 +18,7 @@ use super::log_reader::LogReader;
 use super::read_models::{NewerRunsQuery, ReadModels};
 use super::registry::{NewWorkflow, WorkflowRecord, WorkflowRegistry};
 use super::relay::{Relay, RelayLease};
+use super::schedules::{FireRecord, ScheduleRecord, Schedules};
 use super::types::*;
 use super::work_queue::WorkQueue;
 use super::{PostgresStore, SqliteStore};
@@ -141,4 +142,14 @@ dispatch! { impl Relay {
     async fn advance_relay(&self, name: &str, token: &str, position: u64, lease_ms: u64) -> Result<bool, Error>;
     async fn release_relay(&self, name: &str, token: &str) -> Result<bool, Error>;
     async fn relay_lease(&self, name: &str) -> Result<Option<RelayLease>, Error>;
+}}
+
+dispatch! { impl Schedules {
+    async fn ensure_schedule(&self, workflow: &str, trigger: &str, cursor_at: DateTime<Utc>) -> Result<ScheduleRecord, Error>;
+    async fn list_schedules(&self) -> Result<Vec<ScheduleRecord>, Error>;
+    async fn advance_schedule(&self, workflow: &str, trigger: &str, cursor_at: DateTime<Utc>) -> Result<(), Error>;
+    async fn set_schedule_paused(&self, workflow: &str, trigger: &str, paused: Option<(DateTime<Utc>, String)>, now: DateTime<Utc>) -> Result<(), Error>;
+    async fn record_fire(&self, fire: &FireRecord) -> Result<FireRecord, Error>;
+    async fn latest_started_fire(&self, workflow: &str, trigger: &str, before: DateTime<Utc>) -> Result<Option<FireRecord>, Error>;
+    async fn list_fires(&self, workflow: &str, trigger: &str, max: u32) -> Result<Vec<FireRecord>, Error>;
 }}

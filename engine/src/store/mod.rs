@@ -27,6 +27,7 @@ mod read_models;
 mod registry;
 mod relay;
 mod retry;
+mod schedules;
 mod schema;
 mod sqlite;
 mod types;
@@ -45,6 +46,7 @@ pub use registry::{
 };
 pub use relay::{Relay, RelayLease};
 pub use retry::{RetryPolicy, retry};
+pub use schedules::{FireOutcome, FireRecord, SCHEDULE_FIRES_LIST_MAX, ScheduleRecord, Schedules};
 pub use sqlite::SqliteStore;
 pub use types::*;
 pub use work_queue::WorkQueue;
@@ -54,8 +56,8 @@ pub use work_queue::WorkQueue;
 /// `use engine::store::prelude::*;`.
 pub mod prelude {
     pub use super::{
-        ApiKeys, Database, EventLog, EventStore, LogReader, ReadModels, Relay, WorkQueue,
-        WorkflowRegistry,
+        ApiKeys, Database, EventLog, EventStore, LogReader, ReadModels, Relay, Schedules,
+        WorkQueue, WorkflowRegistry,
     };
 }
 
@@ -67,7 +69,15 @@ pub const DEFAULT_DATABASE_URL: &str = "sqlite://./.imx/imx.db";
 /// Every method is one short transaction (or none); errors that
 /// [`Error::is_retryable`] may be retried with [`retry`].
 pub trait EventStore:
-    Database + EventLog + LogReader + ReadModels + WorkQueue + WorkflowRegistry + ApiKeys + Relay
+    Database
+    + EventLog
+    + LogReader
+    + ReadModels
+    + WorkQueue
+    + WorkflowRegistry
+    + ApiKeys
+    + Relay
+    + Schedules
 {
 }
 
@@ -80,6 +90,7 @@ impl<S> EventStore for S where
         + WorkflowRegistry
         + ApiKeys
         + Relay
+        + Schedules
 {
 }
 

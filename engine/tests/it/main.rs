@@ -1,5 +1,6 @@
 //! The engine's one integration test binary; each module tests one concern.
 
+mod cron;
 mod executor;
 mod kafka;
 mod runtime;

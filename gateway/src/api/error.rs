@@ -163,11 +163,15 @@ fn runtime_code(error: &RuntimeError) -> Code {
     use RuntimeError as E;
     match error {
         E::Store(store) => store_code(store),
-        E::UnknownWorkflow { .. } | E::RunNotFound { .. } => Code::NotFound,
+        E::UnknownWorkflow { .. } | E::RunNotFound { .. } | E::ScheduleNotFound { .. } => {
+            Code::NotFound
+        }
         E::InvalidWorkflow { .. }
         | E::InvalidInput { .. }
         | E::InvalidIdempotencyKey { .. }
-        | E::TriggerInput { .. } => Code::Validation,
+        | E::TriggerInput { .. }
+        | E::BackfillWindowInvalid { .. } => Code::Validation,
+        E::BackfillTooLarge { .. } => Code::Limit,
         E::RunFinished { .. }
         | E::NotRetryable { .. }
         | E::NotWaiting { .. }

@@ -211,6 +211,19 @@ fn runtime_sample(kind: RuntimeKind) -> RuntimeError {
             trigger: "webhook".to_owned(),
             detail: "undefined value".to_owned(),
         },
+        RuntimeKind::ScheduleNotFound => RuntimeError::ScheduleNotFound {
+            workflow: "nightly".to_owned(),
+            trigger: Some("cron".to_owned()),
+        },
+        RuntimeKind::BackfillTooLarge => RuntimeError::BackfillTooLarge {
+            workflow: "nightly".to_owned(),
+            trigger: "cron".to_owned(),
+            max: 1_000,
+        },
+        RuntimeKind::BackfillWindowInvalid => RuntimeError::BackfillWindowInvalid {
+            from: chrono::DateTime::UNIX_EPOCH + chrono::Duration::days(1),
+            to: chrono::DateTime::UNIX_EPOCH,
+        },
     }
 }
 

@@ -5,6 +5,7 @@
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
 mod core;
+mod cron;
 mod dsl;
 mod graph;
 mod schema;

@@ -241,3 +241,67 @@ impl Relay for Gated {
         self.inner.relay_lease(name).await
     }
 }
+
+impl Schedules for Gated {
+    async fn ensure_schedule(
+        &self,
+        workflow: &str,
+        trigger: &str,
+        cursor_at: DateTime<Utc>,
+    ) -> Result<ScheduleRecord, Error> {
+        self.inner
+            .ensure_schedule(workflow, trigger, cursor_at)
+            .await
+    }
+
+    async fn list_schedules(&self) -> Result<Vec<ScheduleRecord>, Error> {
+        self.inner.list_schedules().await
+    }
+
+    async fn advance_schedule(
+        &self,
+        workflow: &str,
+        trigger: &str,
+        cursor_at: DateTime<Utc>,
+    ) -> Result<(), Error> {
+        self.inner
+            .advance_schedule(workflow, trigger, cursor_at)
+            .await
+    }
+
+    async fn set_schedule_paused(
+        &self,
+        workflow: &str,
+        trigger: &str,
+        paused: Option<(DateTime<Utc>, String)>,
+        now: DateTime<Utc>,
+    ) -> Result<(), Error> {
+        self.inner
+            .set_schedule_paused(workflow, trigger, paused, now)
+            .await
+    }
+
+    async fn record_fire(&self, fire: &FireRecord) -> Result<FireRecord, Error> {
+        self.inner.record_fire(fire).await
+    }
+
+    async fn latest_started_fire(
+        &self,
+        workflow: &str,
+        trigger: &str,
+        before: DateTime<Utc>,
+    ) -> Result<Option<FireRecord>, Error> {
+        self.inner
+            .latest_started_fire(workflow, trigger, before)
+            .await
+    }
+
+    async fn list_fires(
+        &self,
+        workflow: &str,
+        trigger: &str,
+        max: u32,
+    ) -> Result<Vec<FireRecord>, Error> {
+        self.inner.list_fires(workflow, trigger, max).await
+    }
+}

@@ -13,6 +13,7 @@ pub use super::contract_guards::*;
 pub use super::contract_operations::*;
 pub use super::contract_registry::*;
 pub use super::contract_relay::*;
+pub use super::contract_schedules::*;
 pub use super::contract_work::*;
 use super::fixtures::*;
 use super::{Database, Fixture, start_time};

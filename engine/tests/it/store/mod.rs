@@ -9,6 +9,7 @@ mod contract_guards;
 mod contract_operations;
 mod contract_registry;
 mod contract_relay;
+mod contract_schedules;
 mod contract_work;
 mod fixtures;
 mod outage;
@@ -193,6 +194,8 @@ macro_rules! contract_tests {
             case!(a_migrated_store_is_ready_and_counts_its_queue);
             case!(run_ids_newer_page_oldest_first_after_a_cursor);
             case!(relay_lease_is_held_by_one_node_and_fences_a_taken_over_holder);
+            case!(schedules_keep_a_forward_cursor_and_the_first_decision_per_fire);
+            case!(schedules_pause_and_resume_without_catching_up);
         }
     };
 }

@@ -6,6 +6,7 @@ mod cursor;
 mod history;
 mod mutation;
 mod query;
+mod schedules;
 mod subscription;
 pub mod types;
 

@@ -165,6 +165,43 @@ impl Mutation {
     ) -> async_graphql::Result<Run> {
         decide(ctx, run_id, step, index, comment, false).await
     }
+
+    /// Stops a workflow's cron schedule (every one when `trigger` is
+    /// omitted) from firing; returns the schedules changed. Role operator.
+    async fn pause_schedule(
+        &self,
+        ctx: &Context<'_>,
+        workflow: String,
+        trigger: Option<String>,
+    ) -> async_graphql::Result<Vec<super::schedules::Schedule>> {
+        super::schedules::set_paused(ctx, workflow, trigger, true).await
+    }
+
+    /// Lets a paused schedule fire again; the ticks of the pause are not
+    /// caught up. Role operator.
+    async fn resume_schedule(
+        &self,
+        ctx: &Context<'_>,
+        workflow: String,
+        trigger: Option<String>,
+    ) -> async_graphql::Result<Vec<super::schedules::Schedule>> {
+        super::schedules::set_paused(ctx, workflow, trigger, false).await
+    }
+
+    /// Starts the runs the schedule would have started in `[from, to]`
+    /// (inclusive), with the live fires' idempotency keys: a second call
+    /// starts nothing new. At most `BACKFILL_FIRES_MAX` (1000) fires per
+    /// schedule. Role operator.
+    async fn backfill_schedule(
+        &self,
+        ctx: &Context<'_>,
+        workflow: String,
+        trigger: Option<String>,
+        from: chrono::DateTime<chrono::Utc>,
+        to: chrono::DateTime<chrono::Utc>,
+    ) -> async_graphql::Result<super::schedules::BackfillResult> {
+        super::schedules::backfill(ctx, workflow, trigger, from, to).await
+    }
 }
 
 /// Most characters in an approval comment.

@@ -157,6 +157,15 @@ impl Query {
             .await?;
         Ok(RunSnapshot::of(&state))
     }
+
+    /// Every cron schedule of the newest workflow versions: state, last
+    /// fire, next five fire times (docs/triggers-cron.md).
+    async fn schedules(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Vec<super::schedules::Schedule>> {
+        super::schedules::list(ctx).await
+    }
 }
 
 /// Where a page starts: after the cursor, or before `started_before`
