@@ -15,6 +15,21 @@ const CRON_KEYS: &[&str] = &["id", "cron", "timezone", "input", "catch_up", "ove
 const WEBHOOK_KEYS: &[&str] = &["id", "webhook", "input"];
 const KAFKA_KEYS: &[&str] = &["id", "kafka", "input"];
 
+/// Longest trigger id, in bytes: with the workflow name
+/// ([`super::NAME_BYTES_MAX`]) and an RFC 3339 instant it keeps a cron
+/// fire's run key (`cron:<workflow>:<trigger>:<instant>`) within the
+/// idempotency key limit of 255 bytes.
+pub const TRIGGER_ID_BYTES_MAX: usize = 64;
+const _: () = assert!(
+    "cron:".len()
+        + super::NAME_BYTES_MAX
+        + 1
+        + TRIGGER_ID_BYTES_MAX
+        + 1
+        + "2026-01-01T00:00:00.000000000+00:00".len()
+        <= 255
+);
+
 /// Variables a trigger's `input` templates may read, by kind.
 pub const CRON_INPUT_ROOTS: [&str; 1] = ["trigger"];
 pub const WEBHOOK_INPUT_ROOTS: [&str; 3] = ["body", "headers", "trigger"];
@@ -100,6 +115,15 @@ fn trigger_id(sink: &mut Sink, fields: &fields::Fields<'_>) -> Option<Option<Str
         return Some(None);
     };
     let text = fields::string(sink, node, "`id`")?;
+    if text.len() > TRIGGER_ID_BYTES_MAX {
+        let message = format!(
+            "trigger id is {} bytes long, more than the limit of {TRIGGER_ID_BYTES_MAX}",
+            text.len()
+        );
+        let hint = Some("a trigger id names it in keys and URLs: keep it short".to_owned());
+        sink.error(Code::LimitExceeded, node.pos, message, hint);
+        return None;
+    }
     if !super::parse::is_valid_name(text) {
         let message = format!("trigger id `{text}` is not a valid name");
         let hint =

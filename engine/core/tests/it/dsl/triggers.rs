@@ -136,3 +136,17 @@ steps:
         scopes.yaml:12:12: error[IMX0020]: invalid template `{{ message.value `: syntax error: unexpected end of input, expected end of variable block"#]]
     .assert_eq(&rendered(&dsl::parse(source), "scopes.yaml"));
 }
+
+#[test]
+fn a_trigger_id_longer_than_the_limit_is_refused_so_run_keys_fit() {
+    let long = "t".repeat(imx_core::dsl::TRIGGER_ID_BYTES_MAX + 1);
+    let source = format!(
+        "name: long\ntriggers:\n  - id: {long}\n    cron: \"0 0 2 * * *\"\nsteps:\n  a: {{ uses: noop }}\n"
+    );
+    let parsed = dsl::parse(&source);
+    assert!(parsed.has_errors());
+    expect![[r#"
+        long.yaml:3:9: error[IMX0030]: trigger id is 65 bytes long, more than the limit of 64
+          hint: a trigger id names it in keys and URLs: keep it short"#]]
+    .assert_eq(&rendered(&parsed, "long.yaml"));
+}
