@@ -256,8 +256,10 @@ pub fn delivery(headers: &Headers) -> Result<Option<String>, Error> {
 
 /// The run's idempotency key for a delivery: a redelivery of the same
 /// delivery to the same trigger returns the run the first one started.
+/// `webhook:<workflow>:<trigger>:<delivery>`, hashed when too long
+/// ([`super::run_key`]).
 pub fn idempotency_key(workflow: &str, trigger: &str, delivery: &str) -> String {
-    format!("webhook:{workflow}:{trigger}:{delivery}")
+    super::run_key("webhook", &[workflow, trigger, delivery])
 }
 
 /// What the request's `input` template sees: `body`, `headers` (without

@@ -221,3 +221,15 @@ fn template_scope_hides_signatures_and_credentials() {
         })
     );
 }
+
+#[test]
+fn a_key_over_the_limit_is_hashed_and_stays_one_per_delivery() {
+    let workflow = "w".repeat(engine::core::dsl::NAME_BYTES_MAX);
+    let trigger = "t".repeat(engine::core::dsl::TRIGGER_ID_BYTES_MAX);
+    let first = webhook::idempotency_key(&workflow, &trigger, &"a".repeat(128));
+    let second = webhook::idempotency_key(&workflow, &trigger, &"b".repeat(128));
+    assert!(first.starts_with("webhook:sha256:"), "{first}");
+    assert!(first.len() <= engine::runtime::IDEMPOTENCY_KEY_BYTES_MAX);
+    assert_ne!(first, second);
+    assert!(engine::runtime::check_idempotency_key(&first).is_ok());
+}

@@ -4,9 +4,6 @@
 //! the reasons a message cannot start a run. Pure: no broker, no store.
 
 use serde_json::{Map, Value, json};
-use sha2::{Digest, Sha256};
-
-use crate::runtime::IDEMPOTENCY_KEY_BYTES_MAX;
 
 /// Largest message value a Kafka trigger turns into a run input, in bytes;
 /// larger ones go to the dead-letter topic (`too_large`). Half the event
@@ -152,7 +149,7 @@ fn text(bytes: &[u8], what: &str) -> Result<String, Rejected> {
 /// `kafka:<workflow>:<trigger>:<topic>:<partition>:<offset>`. The workflow
 /// and trigger are part of it because two workflows may follow one topic,
 /// and each message starts one run of each. A key over
-/// [`IDEMPOTENCY_KEY_BYTES_MAX`] (long names) becomes `kafka:sha256:<hex>`
+/// the idempotency key limit (long names) becomes `kafka:sha256:<hex>`
 /// of that text: still one key per message and trigger.
 pub fn idempotency_key(
     workflow: &str,
@@ -161,14 +158,8 @@ pub fn idempotency_key(
     partition: i32,
     offset: i64,
 ) -> String {
-    let key = format!("kafka:{workflow}:{trigger}:{topic}:{partition}:{offset}");
-    if key.len() <= IDEMPOTENCY_KEY_BYTES_MAX {
-        return key;
-    }
-    format!(
-        "kafka:sha256:{}",
-        hex::encode(Sha256::digest(key.as_bytes()))
-    )
+    let (partition, offset) = (partition.to_string(), offset.to_string());
+    super::super::run_key("kafka", &[workflow, trigger, topic, &partition, &offset])
 }
 
 /// The consumer group of a trigger without `group:`: `imx.<workflow>`, or

@@ -19,7 +19,7 @@ both_backends!(cron_clocked:
     overlap_skip_records_the_skipped_tick_while_the_previous_run_waits,
     backfill_twice_starts_nothing_new_and_shares_keys_with_live_fires,
     fire_recorded_by_a_node_that_died_is_started_by_the_next_pass,
-    fire_whose_run_key_is_too_long_is_recorded_failed_and_other_schedules_still_fire,
+    fire_whose_input_fails_the_schema_is_recorded_failed_and_other_schedules_still_fire,
 );
 
 fn at(text: &str) -> DateTime<Utc> {
@@ -283,14 +283,15 @@ async fn fire_recorded_by_a_node_that_died_is_started_by_the_next_pass(url: &str
     node.stop().await;
 }
 
-async fn fire_whose_run_key_is_too_long_is_recorded_failed_and_other_schedules_still_fire(
+async fn fire_whose_input_fails_the_schema_is_recorded_failed_and_other_schedules_still_fire(
     url: &str,
 ) {
     let (node, clock) = clocked_node(url, "2027-01-01T12:00:30Z").await;
-    // 5 + 120 + 1 + 120 + 1 + 20 bytes: more than IDEMPOTENCY_KEY_BYTES_MAX.
-    let (name, long_id) = ("w".repeat(120), "t".repeat(120));
+    // The templated input is known only when it fires (`imx validate`
+    // cannot check it): it renders a string where the schema wants a number.
+    let (name, long_id) = ("typed".to_owned(), "broken".to_owned());
     let source = format!(
-        "name: {name}\ntriggers:\n  - {{ id: {long_id}, cron: \"0 * * * * *\" }}\n  - {{ id: short, cron: \"0 * * * * *\" }}\nsteps:\n  a: {{ uses: noop }}\n"
+        "name: {name}\ninput: {{ type: object, required: [day], properties: {{ day: {{ type: integer }} }} }}\ntriggers:\n  - {{ id: {long_id}, cron: \"0 * * * * *\", input: {{ day: \"{{{{ trigger.id }}}}\" }} }}\n  - {{ id: short, cron: \"0 * * * * *\", input: {{ day: 1 }} }}\nsteps:\n  a: {{ uses: noop }}\n"
     );
     node.register(&source).await;
     pass_at(&node, &clock, "2027-01-01T12:00:30Z").await;
@@ -308,7 +309,7 @@ async fn fire_whose_run_key_is_too_long_is_recorded_failed_and_other_schedules_s
             .reason
             .as_deref()
             .unwrap_or_default()
-            .contains("IMX0411"),
+            .contains("does not match the workflow's `input` schema:   /day"),
         "{ledger:?}"
     );
     let fires = fires_by_trigger(&node.runtime, &name).await;
