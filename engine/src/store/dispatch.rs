@@ -128,6 +128,7 @@ dispatch! { impl WorkflowRegistry {
     async fn register_workflow(&self, workflow: NewWorkflow) -> Result<WorkflowRecord, Error>;
     async fn get_workflow(&self, name: &str, version: Option<&str>) -> Result<Option<WorkflowRecord>, Error>;
     async fn list_workflows(&self) -> Result<Vec<WorkflowRecord>, Error>;
+    async fn newest_workflow_versions(&self) -> Result<Vec<(String, String)>, Error>;
 }}
 
 dispatch! { impl ApiKeys {

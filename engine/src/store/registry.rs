@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use sqlx::{Encode, Executor, Type};
+use sqlx::{Encode, Executor, Row, Type};
 
 use super::decode;
 use super::dialect::{Dialect, SqlStore};
@@ -34,6 +34,13 @@ pub trait WorkflowRegistry: Send + Sync {
     /// Every registered version, by name, latest first (at most
     /// [`WORKFLOWS_LIST_MAX`]).
     fn list_workflows(&self) -> impl Future<Output = Result<Vec<WorkflowRecord>, Error>> + Send;
+
+    /// The version registered last of every workflow, as (name, version),
+    /// by name (at most [`WORKFLOWS_LIST_MAX`]): what triggers follow. No
+    /// sources, so nodes can poll it cheaply.
+    fn newest_workflow_versions(
+        &self,
+    ) -> impl Future<Output = Result<Vec<(String, String)>, Error>> + Send;
 }
 
 /// [`WorkflowRegistry::get_workflow`] for every backend (registration
@@ -81,6 +88,31 @@ where
     .fetch_all(store.pool())
     .await?;
     rows.iter().map(decode::workflow).collect()
+}
+
+/// [`WorkflowRegistry::newest_workflow_versions`] for every backend.
+pub(super) async fn newest_workflow_versions<S, D>(
+    store: &S,
+) -> Result<Vec<(String, String)>, Error>
+where
+    S: SqlStore<Db = D>,
+    D: Dialect,
+    for<'c> &'c mut D::Connection: Executor<'c, Database = D>,
+    for<'q> i64: Encode<'q, D> + Type<D>,
+    for<'r> String: sqlx::Decode<'r, D> + Type<D>,
+    usize: sqlx::ColumnIndex<D::Row>,
+{
+    let rows = sqlx::query(
+        "SELECT name, version FROM workflows w WHERE registration = \
+         (SELECT MAX(registration) FROM workflows n WHERE n.name = w.name) \
+         ORDER BY name LIMIT $1",
+    )
+    .bind(i64::from(WORKFLOWS_LIST_MAX))
+    .fetch_all(store.pool())
+    .await?;
+    rows.iter()
+        .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+        .collect()
 }
 
 /// Most rows `list_workflows` returns (every version of every workflow).

@@ -20,7 +20,7 @@ use crate::core::cron::{self as schedule, CronSchedule, FireDecision};
 use crate::core::event::TriggerContext;
 use crate::core::workflow::{CatchUp, Overlap, Trigger, Workflow};
 use crate::runtime::{self, Runtime, StartRequest, input_problems};
-use crate::store::{EventStore, FireOutcome, FireRecord, ScheduleRecord, WORKFLOWS_LIST_MAX};
+use crate::store::{EventStore, FireOutcome, FireRecord, ScheduleRecord};
 
 pub use admin::{BackfillReport, backfill, schedules_of, set_paused};
 
@@ -60,25 +60,8 @@ pub struct PassReport {
 pub async fn cron_triggers<S: EventStore>(
     runtime: &Runtime<S>,
 ) -> Result<Vec<CronTrigger>, runtime::Error> {
-    let records = runtime.store().list_workflows().await?;
-    if records.len() >= WORKFLOWS_LIST_MAX as usize {
-        tracing::warn!(
-            limit = WORKFLOWS_LIST_MAX,
-            "the registry lists its maximum of workflow versions; schedules of workflows past it are not seen"
-        );
-    }
     let mut triggers = Vec::new();
-    let mut previous: Option<&str> = None;
-    // By name, newest first: the first record of each name is its newest
-    // version; loading it by version hits the runtime's cache.
-    for record in &records {
-        if previous == Some(record.name.as_str()) {
-            continue;
-        }
-        previous = Some(record.name.as_str());
-        let (workflow, version) = runtime
-            .workflow(&record.name, Some(&record.version))
-            .await?;
+    for (workflow, version) in super::newest_workflows(runtime).await? {
         triggers.extend(triggers_of(&workflow, &version));
     }
     Ok(triggers)

@@ -254,18 +254,8 @@ async fn supervise<S: EventStore + 'static>(
 async fn wanted<S: EventStore + 'static>(
     shared: &consumer::Shared<S>,
 ) -> Result<Vec<TriggerSpec>, crate::runtime::Error> {
-    let records = shared.runtime.store().list_workflows().await?;
     let mut specs = Vec::new();
-    let mut seen = std::collections::BTreeSet::new();
-    // Latest first per name: the first record of a name is its newest version.
-    for record in records {
-        if !seen.insert(record.name.clone()) {
-            continue;
-        }
-        let (workflow, version) = shared
-            .runtime
-            .workflow(&record.name, Some(&record.version))
-            .await?;
+    for (workflow, version) in super::newest_workflows(&shared.runtime).await? {
         specs.extend(trigger_specs(&workflow, &version));
     }
     Ok(specs)

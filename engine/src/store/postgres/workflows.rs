@@ -41,4 +41,8 @@ impl WorkflowRegistry for PostgresStore {
     async fn list_workflows(&self) -> Result<Vec<WorkflowRecord>, Error> {
         registry::list_workflows(self).await
     }
+
+    async fn newest_workflow_versions(&self) -> Result<Vec<(String, String)>, Error> {
+        registry::newest_workflow_versions(self).await
+    }
 }

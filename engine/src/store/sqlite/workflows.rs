@@ -43,4 +43,8 @@ impl WorkflowRegistry for SqliteStore {
     async fn list_workflows(&self) -> Result<Vec<WorkflowRecord>, Error> {
         registry::list_workflows(self).await
     }
+
+    async fn newest_workflow_versions(&self) -> Result<Vec<(String, String)>, Error> {
+        registry::newest_workflow_versions(self).await
+    }
 }

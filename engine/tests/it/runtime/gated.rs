@@ -188,6 +188,10 @@ impl WorkflowRegistry for Gated {
     async fn list_workflows(&self) -> Result<Vec<WorkflowRecord>, Error> {
         self.inner.list_workflows().await
     }
+
+    async fn newest_workflow_versions(&self) -> Result<Vec<(String, String)>, Error> {
+        self.inner.newest_workflow_versions().await
+    }
 }
 
 impl ApiKeys for Gated {

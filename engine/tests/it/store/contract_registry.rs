@@ -77,6 +77,14 @@ pub async fn registry_keeps_versions<S: EventStore>(database: Database) {
     let expected = [("a", "sha256:1"), ("a", "sha256:2"), ("b", "sha256:9")]
         .map(|(name, version)| (name.to_owned(), version.to_owned()));
     assert_eq!(listed, expected);
+    // The newest of each name: v1 of `a` was registered again last.
+    let newest = store
+        .newest_workflow_versions()
+        .await
+        .expect("newest versions");
+    let expected = [("a", "sha256:1"), ("b", "sha256:9")]
+        .map(|(name, version)| (name.to_owned(), version.to_owned()));
+    assert_eq!(newest, expected);
     let nameless = store.register_workflow(version("", "sha256:1")).await;
     assert!(
         matches!(nameless, Err(Error::InvalidRequest { .. })),
