@@ -36,6 +36,26 @@ pub async fn until(what: &str, within: Duration, done: impl FnMut() -> bool) {
     );
 }
 
+/// Polls the async `check` until it yields a value, failing the test
+/// (naming `what`) when `within` passes.
+pub async fn until_some<T, F, Fut>(what: &str, within: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let give_up = tokio::time::Instant::now() + within;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < give_up,
+            "{what} did not happen within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(POLL_EVERY_MS)).await;
+    }
+}
+
 /// [`eventually`] for synchronous tests (polls every `every`).
 pub fn eventually_blocking(
     within: Duration,

@@ -9,60 +9,19 @@ mod trigger_message;
 
 use std::time::Duration;
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::error::RDKafkaErrorCode;
-use rdkafka::message::{BorrowedMessage, Headers, Message};
+use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{Offset, TopicPartitionList};
+use testkit::kafka;
+pub use testkit::kafka::brokers;
 
 /// How long creating a topic or reading a message back may take.
 const BROKER_WAIT_MS_MAX: u64 = 15_000;
 
-/// The test broker's address from `IMX_TEST_KAFKA_BROKERS`; `None` (after a
-/// loud note) when unset, a failure when unset under `CI=true`.
-pub fn brokers() -> Option<String> {
-    match std::env::var("IMX_TEST_KAFKA_BROKERS") {
-        Ok(brokers) if !brokers.is_empty() => Some(brokers),
-        _ if std::env::var("CI").is_ok_and(|ci| ci == "true") => {
-            panic!(
-                "IMX_TEST_KAFKA_BROKERS is unset: run `eval \"$(scripts/test-kafka)\"` before the tests"
-            );
-        }
-        _ => {
-            eprintln!(
-                "\n!!!!!! SKIPPED: a Kafka test did NOT run: IMX_TEST_KAFKA_BROKERS is unset.\n\
-                 !!!!!! Run `eval \"$(scripts/test-kafka)\"` first (CI=true turns this into a failure).\n"
-            );
-            None
-        }
-    }
-}
-
-/// Creates `topic` with one partition (and `config` entries); an existing
-/// topic is fine: tests running side by side share the examples' topics.
+/// Creates `topic` with one partition (and `config` entries).
 pub async fn create_topic(brokers: &str, topic: &str, config: &[(&str, &str)]) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()
-        .expect("an admin client");
-    let mut new_topic = NewTopic::new(topic, 1, TopicReplication::Fixed(1));
-    for (key, value) in config {
-        new_topic = new_topic.set(key, value);
-    }
-    let options =
-        AdminOptions::new().operation_timeout(Some(Duration::from_millis(BROKER_WAIT_MS_MAX)));
-    let results = admin
-        .create_topics([&new_topic], &options)
-        .await
-        .expect("the create-topics request");
-    for result in results {
-        match result {
-            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((name, code)) => panic!("creating topic {name} failed: {code}"),
-        }
-    }
+    kafka::create_topic(brokers, topic, 1, config).await;
 }
 
 /// One message as a consumer reads it: key, value and headers as text.
@@ -98,25 +57,10 @@ pub async fn read_back(brokers: &str, topic: &str, partition: i32, offset: i64) 
 }
 
 fn read(message: &BorrowedMessage<'_>) -> Read {
-    let text = |bytes: &[u8]| String::from_utf8(bytes.to_vec()).expect("UTF-8");
-    let headers = message
-        .headers()
-        .map(|headers| {
-            headers
-                .iter()
-                .map(|header| {
-                    (
-                        header.key.to_owned(),
-                        header.value.map(text).unwrap_or_default(),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default();
     Read {
-        key: message.key().map(text),
-        value: message.payload().map(text),
-        headers,
+        key: message.key().map(kafka::text),
+        value: message.payload().map(kafka::text),
+        headers: kafka::headers(message),
     }
 }
 

@@ -9,14 +9,13 @@ mod triggers;
 use std::process::Stdio;
 use std::time::Duration;
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::error::RDKafkaErrorCode;
-use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
+use testkit::kafka;
+pub use testkit::kafka::brokers;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
@@ -26,26 +25,6 @@ const BROKER_WAIT_MS_MAX: u64 = 15_000;
 /// SIGKILLed node's partitions move on quickly.
 pub const SESSION_TIMEOUT_MS: &str = "6000";
 
-/// The test broker from `IMX_TEST_KAFKA_BROKERS`; `None` (after a loud
-/// note) when unset, a failure when unset under `CI=true`.
-pub fn brokers() -> Option<String> {
-    match std::env::var("IMX_TEST_KAFKA_BROKERS") {
-        Ok(brokers) if !brokers.is_empty() => Some(brokers),
-        _ if std::env::var("CI").is_ok_and(|ci| ci == "true") => {
-            panic!(
-                "IMX_TEST_KAFKA_BROKERS is unset: run `eval \"$(scripts/test-kafka)\"` before the tests"
-            );
-        }
-        _ => {
-            eprintln!(
-                "\n!!!!!! SKIPPED: a Kafka test did NOT run: IMX_TEST_KAFKA_BROKERS is unset.\n\
-                 !!!!!! Run `eval \"$(scripts/test-kafka)\"` first (CI=true turns this into a failure).\n"
-            );
-            None
-        }
-    }
-}
-
 /// A topic of this test alone.
 pub fn fresh_topic(name: &str) -> String {
     format!("imx-it.{name}.{}", uuid::Uuid::now_v7().simple())
@@ -53,23 +32,7 @@ pub fn fresh_topic(name: &str) -> String {
 
 /// Creates `topic` with `partitions` partitions.
 pub async fn create_topic(brokers: &str, topic: &str, partitions: i32) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()
-        .expect("an admin client");
-    let new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
-    let options =
-        AdminOptions::new().operation_timeout(Some(Duration::from_millis(BROKER_WAIT_MS_MAX)));
-    for result in admin
-        .create_topics([&new_topic], &options)
-        .await
-        .expect("the create-topics request")
-    {
-        match result {
-            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((name, code)) => panic!("creating topic {name} failed: {code}"),
-        }
-    }
+    kafka::create_topic(brokers, topic, partitions, &[]).await;
 }
 
 pub fn producer(brokers: &str) -> FutureProducer {
@@ -152,26 +115,12 @@ pub fn reader(brokers: &str, topic: &str, partitions: i32) -> StreamConsumer {
 pub async fn next_record(consumer: &StreamConsumer, wait: Duration) -> Option<Record> {
     let message = tokio::time::timeout(wait, consumer.recv()).await.ok()?;
     let message = message.expect("a record");
-    let text = |bytes: &[u8]| String::from_utf8(bytes.to_vec()).expect("UTF-8");
-    let headers = message
-        .headers()
-        .map(|headers| {
-            headers
-                .iter()
-                .map(|header| {
-                    (
-                        header.key.to_owned(),
-                        header.value.map(text).unwrap_or_default(),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let headers = kafka::headers(&message);
     Some(Record {
         partition: message.partition(),
         offset: message.offset(),
-        key: message.key().map(text),
-        value: message.payload().map(text).unwrap_or_default(),
+        key: message.key().map(kafka::text),
+        value: message.payload().map(kafka::text).unwrap_or_default(),
         headers,
     })
 }
@@ -251,21 +200,4 @@ pub fn database_url(name: &str) -> String {
     format!("sqlite://{}/imx.db", dir.display())
 }
 
-/// Polls `check` (every 50 ms) until it returns `Some`, failing after `within`.
-pub async fn eventually<T, F, Fut>(what: &str, within: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let give_up = tokio::time::Instant::now() + within;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            tokio::time::Instant::now() < give_up,
-            "{what} did not happen within {within:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+pub use testkit::poll::until_some as eventually;
