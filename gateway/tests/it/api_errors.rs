@@ -3,18 +3,15 @@
 //! read or a runtime command); an INTERNAL error shows a correlation id and
 //! no detail, and the real server's log holds the detail under that id.
 
-use std::process::Stdio;
-
 use engine::runtime::Error as RuntimeError;
 use engine::store::Error as StoreError;
 use imx_gateway::api::error::{ApiError, Code};
 use serde_json::{Value, json};
 use sqlx::Connection;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::Command;
 use uuid::Uuid;
 
 use crate::api::*;
+use crate::served::Served;
 
 /// The `extensions` of the first error.
 fn extensions(body: &Value) -> &Value {
@@ -94,78 +91,8 @@ fn lost_lease_is_conflict_through_the_runtime_as_from_the_store() {
     }
 }
 
-/// A real `imx serve` on SQLite, its JSON log lines collected.
-struct Served {
-    child: tokio::process::Child,
-    base: String,
-    url: String,
-    log: tokio::task::JoinHandle<Vec<String>>,
-}
-
 async fn serve() -> Served {
-    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("api-errors-{}", Uuid::now_v7().simple()));
-    let url = format!("sqlite://{}/imx.db", dir.display());
-    let mut child = Command::new(env!("CARGO_BIN_EXE_imx"))
-        .args(["--database-url", &url, "serve", "--listen", "127.0.0.1:0"])
-        .arg("--insecure-no-auth")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("imx serve starts");
-    let mut stderr = BufReader::new(child.stderr.take().expect("stderr")).lines();
-    let base = tokio::time::timeout(WAIT, async {
-        while let Ok(Some(line)) = stderr.next_line().await {
-            if let Some(rest) = line.split("API on http://").nth(1) {
-                return rest.split('/').next().map(|addr| format!("http://{addr}"));
-            }
-        }
-        None
-    })
-    .await
-    .expect("the API comes up in time")
-    .expect("imx serve names its API address");
-    let log = tokio::spawn(async move {
-        let mut lines = Vec::new();
-        while let Ok(Some(line)) = stderr.next_line().await {
-            lines.push(line);
-        }
-        lines
-    });
-    Served {
-        child,
-        base,
-        url,
-        log,
-    }
-}
-
-impl Served {
-    async fn post(&self, query: &str, variables: Value) -> Value {
-        reqwest::Client::new()
-            .post(format!("{}/graphql", self.base))
-            .json(&json!({"query": query, "variables": variables}))
-            .send()
-            .await
-            .expect("the server answers")
-            .json()
-            .await
-            .expect("a JSON answer")
-    }
-
-    /// Stops the server (SIGTERM) and returns its log lines.
-    async fn stop(mut self) -> Vec<String> {
-        let pid = self.child.id().expect("a pid").to_string();
-        let killed = Command::new("kill").args(["-TERM", &pid]).status().await;
-        assert!(killed.expect("kill runs").success());
-        let stopped = tokio::time::timeout(WAIT, self.child.wait()).await;
-        stopped.expect("stops in time").expect("exit status");
-        tokio::time::timeout(WAIT, self.log)
-            .await
-            .expect("stderr closes")
-            .expect("the reader ends")
-    }
+    Served::start("api-errors", &[], &[]).await
 }
 
 /// The client's correlation id, after checking the error shows nothing else.

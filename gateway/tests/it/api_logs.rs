@@ -3,13 +3,11 @@
 //! is in), across attempts, a failed attempt, its retry timer and a `sleep`.
 
 use std::collections::BTreeSet;
-use std::process::Stdio;
 
 use serde_json::{Map, Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::Command;
 
-use crate::api::{WAIT, Ws};
+use crate::api::Ws;
+use crate::served::Served;
 
 const WORKFLOW: &str = r#"
 name: logged
@@ -73,38 +71,13 @@ async fn graphql(base: &str, query: &str, variables: Value) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_log_line_about_a_step_names_its_run_and_step() {
-    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("api-logs-{}", uuid::Uuid::now_v7().simple()));
-    let url = format!("sqlite://{}/imx.db", dir.display());
-    let mut child = Command::new(env!("CARGO_BIN_EXE_imx"))
-        .args(["--database-url", &url, "serve", "--listen", "127.0.0.1:0"])
-        .args(["--insecure-no-auth", "--enable-exec"])
-        .env("IMX_LOG", "info,engine=debug")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("imx serve starts");
-    let mut stderr = BufReader::new(child.stderr.take().expect("stderr")).lines();
-    let base = tokio::time::timeout(WAIT, async {
-        while let Ok(Some(line)) = stderr.next_line().await {
-            if let Some(rest) = line.split("API on http://").nth(1) {
-                return rest.split('/').next().map(|addr| format!("http://{addr}"));
-            }
-        }
-        None
-    })
-    .await
-    .expect("the API comes up in time")
-    .expect("imx serve names its API address");
-    // Read the rest of stderr from now on, so the pipe never fills.
-    let collected = tokio::spawn(async move {
-        let mut lines = Vec::new();
-        while let Ok(Some(line)) = stderr.next_line().await {
-            lines.push(line);
-        }
-        lines
-    });
+    let served = Served::start(
+        "api-logs",
+        &["--enable-exec"],
+        &[("IMX_LOG", "info,engine=debug")],
+    )
+    .await;
+    let base = served.base.clone();
 
     let register = "mutation($s: String!) { registerWorkflow(source: $s) { __typename } }";
     graphql(&base, register, json!({"s": WORKFLOW})).await;
@@ -133,18 +106,7 @@ async fn every_log_line_about_a_step_names_its_run_and_step() {
     assert!(last.starts_with("run."), "the run did not finish: {last}");
     ws.close().await;
 
-    let pid = child.id().expect("a pid").to_string();
-    let killed = Command::new("kill").args(["-TERM", &pid]).status().await;
-    assert!(killed.expect("kill runs").success());
-    let status = tokio::time::timeout(WAIT, child.wait()).await;
-    assert_eq!(
-        status.expect("stops in time").expect("exit").code(),
-        Some(0)
-    );
-    let lines = tokio::time::timeout(WAIT, collected)
-        .await
-        .expect("stderr closes")
-        .expect("the reader ends");
+    let lines = served.stop().await;
 
     let mut named_steps = BTreeSet::new();
     let mut messages = BTreeSet::new();

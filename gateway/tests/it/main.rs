@@ -24,6 +24,7 @@ mod replay;
 mod run;
 mod runs_cancel;
 mod schedules;
+mod served;
 mod template_sandbox;
 mod validate;
 mod webhook;
