@@ -164,6 +164,21 @@ pub struct Started {
     pub existing: bool,
 }
 
+/// Runs CPU-bound `work` (validation, template rendering, hashing, fire-time
+/// calculation) on the blocking pool, off the async workers. A panic in it
+/// resumes here; a task cancelled because the tokio runtime shuts down
+/// (nobody waits then) is `Corrupt` naming `what`.
+pub async fn off_workers<T: Send + 'static>(
+    what: &str,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, Error> {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(value) => Ok(value),
+        Err(failed) if failed.is_panic() => std::panic::resume_unwind(failed.into_panic()),
+        Err(cancelled) => Err(Error::corrupt(format!("{what} stopped: {cancelled}"))),
+    }
+}
+
 /// A runtime node on one store. Cheap to share (`Arc`).
 #[derive(Debug)]
 pub struct Runtime<S: EventStore> {
@@ -306,19 +321,14 @@ impl<S: EventStore> Runtime<S> {
     ) -> Result<Value, Error> {
         let evaluator = Arc::clone(&self.config.evaluator);
         let (template, scope) = (input.clone(), Value::Object(scope));
-        let rendered = tokio::task::spawn_blocking(move || {
+        let rendered = off_workers("trigger input rendering", move || {
             let host = crate::core::Host {
                 secrets: &crate::core::scope::NO_SECRETS,
                 evaluator: evaluator.as_ref(),
             };
             host.render(&template, &scope)
         })
-        .await
-        .map_err(|join| Error::TriggerInput {
-            workflow: workflow.to_owned(),
-            trigger: trigger.to_owned(),
-            detail: join.to_string(),
-        })?;
+        .await?;
         rendered
             .map(|rendered| rendered.value)
             .map_err(|error| Error::TriggerInput {

@@ -46,14 +46,7 @@ impl<S: EventStore> Runtime<S> {
         // Validation is CPU work (bounded by the DSL's limits): off the async workers.
         let owned = source.to_owned();
         let (workflow, version) =
-            match tokio::task::spawn_blocking(move || parse_source(&owned)).await {
-                Ok(parsed) => parsed?,
-                Err(failed) if failed.is_panic() => std::panic::resume_unwind(failed.into_panic()),
-                // Only when the tokio runtime shuts down, and then nobody waits for this.
-                Err(cancelled) => {
-                    return Err(Error::corrupt(format!("validation stopped: {cancelled}")));
-                }
-            };
+            super::off_workers("validation", move || parse_source(&owned)).await??;
         let model = serde_json::to_value(&workflow).map_err(Error::corrupt)?;
         let record = self
             .store

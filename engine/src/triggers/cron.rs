@@ -224,13 +224,7 @@ async fn pass_one<S: EventStore>(
 pub(crate) async fn off_workers<T: Send + 'static>(
     work: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, runtime::Error> {
-    match tokio::task::spawn_blocking(work).await {
-        Ok(value) => Ok(value),
-        Err(failed) if failed.is_panic() => std::panic::resume_unwind(failed.into_panic()),
-        Err(cancelled) => Err(runtime::Error::Corrupt {
-            what: format!("fire-time calculation stopped: {cancelled}"),
-        }),
-    }
+    runtime::off_workers("fire-time calculation", work).await
 }
 
 /// Decides, records and carries out one fire; the ledger keeps the first
@@ -245,7 +239,8 @@ pub async fn fire<S: EventStore>(
         .workflow(&trigger.workflow, Some(&trigger.version))
         .await?;
     let rendered = match runtime::check_idempotency_key(&key) {
-        // A workflow name and trigger id too long for a run key (IMX0411).
+        // `imx validate` caps names and trigger ids so that keys fit; a
+        // model stored without that cap is refused here, not started (IMX0411).
         Err(error) => Err(error.to_string()),
         Ok(()) => render_input(runtime, trigger, &workflow, at).await,
     };

@@ -298,23 +298,13 @@ pub async fn accept<S: EventStore>(
     // Hashing and parsing up to a body limit is CPU work: off the async workers.
     let secret = target.secret.clone();
     let checked_headers = headers.clone();
-    let parsed = tokio::task::spawn_blocking(move || -> Result<Value, Error> {
+    let body = runtime::off_workers("webhook check", move || -> Result<Value, Error> {
         signature::verify(secret.as_bytes(), &checked_headers, &body, now)?;
         serde_json::from_slice(&body).map_err(|error| Error::NotJson {
             detail: error.to_string(),
         })
     })
-    .await;
-    let body = match parsed {
-        Ok(parsed) => parsed?,
-        Err(failed) if failed.is_panic() => std::panic::resume_unwind(failed.into_panic()),
-        Err(cancelled) => {
-            return Err(runtime::Error::Corrupt {
-                what: format!("webhook check stopped: {cancelled}"),
-            }
-            .into());
-        }
-    };
+    .await??;
     let delivery = delivery(headers)?;
     let input = if target.input.is_null() {
         body

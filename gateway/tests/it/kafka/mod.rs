@@ -200,4 +200,4 @@ pub fn database_url(name: &str) -> String {
     format!("sqlite://{}/imx.db", dir.display())
 }
 
-pub use testkit::poll::until_some as eventually;
+pub use testkit::poll::until_some;

@@ -13,8 +13,8 @@ use engine::store::{RunQuery, Store};
 use serde_json::{Value, json};
 
 use super::{
-    Record, Served, brokers, create_topic, database_url, eventually, fresh_topic, next_record,
-    reader,
+    Record, Served, brokers, create_topic, database_url, fresh_topic, next_record, reader,
+    until_some,
 };
 
 /// Runs started while the relay works.
@@ -74,17 +74,7 @@ async fn the_relayed_log_deduplicated_by_position_is_the_export_across_a_sigkill
         start(&runtime, n).await;
     }
     let second = Served::start(&url, &brokers, &relay).await;
-    let wait = Duration::from_millis(RELAYED_MS_MAX);
-    eventually("every run finishing", wait, || async {
-        let query = RunQuery {
-            status: Some("succeeded".to_owned()),
-            limit: 100,
-            ..RunQuery::default()
-        };
-        let runs = store.list_runs(&query).await.ok()?;
-        (runs.items.len() == RUNS).then_some(())
-    })
-    .await;
+    every_run_succeeded(&store).await;
     let head = store.log_head().await.expect("the head").position;
     read_until(&consumer, &mut read, head).await;
     second.stop().await;
@@ -149,17 +139,7 @@ async fn two_nodes_given_the_relay_topic_publish_each_position_once() {
     for n in 0..RUNS {
         start(&runtime, n).await;
     }
-    let wait = Duration::from_millis(RELAYED_MS_MAX);
-    eventually("every run finishing", wait, || async {
-        let query = RunQuery {
-            status: Some("succeeded".to_owned()),
-            limit: 100,
-            ..RunQuery::default()
-        };
-        let runs = store.list_runs(&query).await.ok()?;
-        (runs.items.len() == RUNS).then_some(())
-    })
-    .await;
+    every_run_succeeded(&store).await;
     let head = store.log_head().await.expect("the head").position;
     let consumer = reader(&brokers, &topic, PARTITIONS);
     let mut read = BTreeMap::new();
@@ -180,4 +160,19 @@ async fn two_nodes_given_the_relay_topic_publish_each_position_once() {
         .expect("read the lease")
         .expect("the relay's row");
     assert_eq!(lease.position, head, "the stored position is the head");
+}
+
+/// Waits (up to `RELAYED_MS_MAX`) until all `RUNS` runs succeeded.
+async fn every_run_succeeded(store: &Store) {
+    let wait = Duration::from_millis(RELAYED_MS_MAX);
+    until_some("every run finishing", wait, || async {
+        let query = RunQuery {
+            status: Some("succeeded".to_owned()),
+            limit: 100,
+            ..RunQuery::default()
+        };
+        let runs = store.list_runs(&query).await.ok()?;
+        (runs.items.len() == RUNS).then_some(())
+    })
+    .await;
 }

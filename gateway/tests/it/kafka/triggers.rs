@@ -14,8 +14,8 @@ use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::{
-    Served, brokers, create_topic, database_url, eventually, fresh_topic, next_record, producer,
-    publish, reader,
+    Served, brokers, create_topic, database_url, fresh_topic, next_record, producer, publish,
+    reader, until_some,
 };
 
 /// Messages that start runs in the crash test.
@@ -92,7 +92,7 @@ async fn a_thousand_messages_over_three_partitions_start_a_thousand_runs_across_
 
     let first = Served::start(&url, &brokers, &[]).await;
     let wait = Duration::from_millis(ALL_STARTED_MS_MAX);
-    eventually("a third of the runs starting", wait, || async {
+    until_some("a third of the runs starting", wait, || async {
         (starts(&store).await.len() >= MESSAGES / 3).then_some(())
     })
     .await;
@@ -101,7 +101,7 @@ async fn a_thousand_messages_over_three_partitions_start_a_thousand_runs_across_
     assert!(killed_at < MESSAGES, "the kill came before the end");
 
     let second = Served::start(&url, &brokers, &[]).await;
-    eventually("every message's run starting", wait, || async {
+    until_some("every message's run starting", wait, || async {
         (starts(&store).await.len() >= MESSAGES).then_some(())
     })
     .await;
@@ -192,7 +192,7 @@ async fn poison_messages_go_to_the_dead_letter_topic_and_the_partition_keeps_flo
     }
     let served = Served::start(&url, &brokers, &[]).await;
     let wait = Duration::from_millis(60_000);
-    let events = eventually("the good messages' runs", wait, || async {
+    let events = until_some("the good messages' runs", wait, || async {
         let events = starts(&store).await;
         (events.len() >= 3).then_some(events)
     })
@@ -251,7 +251,7 @@ async fn poison_messages_go_to_the_dead_letter_topic_and_the_partition_keeps_flo
         r#"imx_kafka_trigger_dead_letters_total{reason="invalid_input",trigger="kafka",workflow="kafka-poison"} 1"#,
     ];
     // The counters move right after each message is done: poll the scrape.
-    let counted = eventually("the trigger counters", wait, || async {
+    let counted = until_some("the trigger counters", wait, || async {
         let metrics = served.metrics().await;
         expected
             .iter()
@@ -298,7 +298,7 @@ async fn the_example_workflows_kafka_triggers_start_a_run_from_a_published_messa
     }
     let wait = Duration::from_millis(60_000);
     for (name, topic, value) in &examples {
-        let started = eventually("the example's run", wait, || async {
+        let started = until_some("the example's run", wait, || async {
             starts(&store).await.into_iter().find(|event| {
                 event.payload["workflow"] == *name && event.payload["input"] == *value
             })
@@ -350,7 +350,7 @@ async fn a_node_joining_and_a_node_leaving_the_group_start_each_message_once_on_
         }
     };
     let leaving = Served::start(&database.url, &brokers, &[]).await;
-    eventually(
+    until_some(
         "a third of the runs",
         wait,
         reached(REBALANCED_MESSAGES / 3),
@@ -358,7 +358,7 @@ async fn a_node_joining_and_a_node_leaving_the_group_start_each_message_once_on_
     .await;
     // A second node joins: the group moves partitions to it.
     let joining = Served::start(&database.url, &brokers, &[]).await;
-    eventually(
+    until_some(
         "two thirds of the runs",
         wait,
         reached(2 * REBALANCED_MESSAGES / 3),
@@ -366,7 +366,7 @@ async fn a_node_joining_and_a_node_leaving_the_group_start_each_message_once_on_
     .await;
     // The first leaves cleanly: its partitions move to the second.
     leaving.stop().await;
-    eventually("every run", wait, reached(REBALANCED_MESSAGES)).await;
+    until_some("every run", wait, reached(REBALANCED_MESSAGES)).await;
     joining.stop().await;
     let runs = started_by(&starts(&store).await);
     assert_eq!(
