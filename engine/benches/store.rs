@@ -215,6 +215,7 @@ fn transition(run_id: RunId, expected_seq: u64, full: bool) -> AppendRequest {
             output: None,
             error: None,
             parent_run_id: None,
+            forked_from: None,
             idempotency_key: None,
             created_at,
             updated_at: now,

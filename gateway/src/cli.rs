@@ -141,7 +141,7 @@ pub struct RunArgs {
 pub struct RunsArgs {
     #[command(subcommand)]
     pub command: Option<RunsCommand>,
-    /// Only runs with this status (pending running waiting succeeded failed cancelled).
+    /// Only runs with this status (pending running waiting paused succeeded failed cancelled).
     #[arg(long)]
     pub status: Option<String>,
     /// Only runs of this workflow.
@@ -161,6 +161,68 @@ pub enum RunsCommand {
     /// Cancel a run: pending steps are skipped, running ones cancelled.
     /// Exit 2 when the run is unknown or already ended.
     Cancel(CancelArgs),
+    /// Rewind an ended run to STEP: that step and everything downstream of
+    /// it run again in the same run, with new idempotency keys.
+    Rewind(StepSurgeryArgs),
+    /// Start a new run that takes over the outputs of the steps not
+    /// downstream of STEP and runs the rest, optionally on another version.
+    Fork(ForkArgs),
+    /// Pause a running or waiting run: no new attempt starts until resumed.
+    Pause(SurgeryArgs),
+    /// Resume a paused run.
+    Resume(SurgeryArgs),
+    /// Mark a failed or waiting step succeeded with --output; its dependents proceed.
+    Skip(SkipArgs),
+}
+
+/// Who operates and why: both are recorded in the run's history.
+#[derive(Debug, Args)]
+pub struct SurgeryArgs {
+    pub run_id: String,
+    /// Why (required): recorded in the event with who asked.
+    #[arg(long)]
+    pub reason: String,
+    /// Who operates (default: $USER).
+    #[arg(long)]
+    pub by: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StepSurgeryArgs {
+    #[command(flatten)]
+    pub surgery: SurgeryArgs,
+    /// The step (a step id of the run's workflow).
+    #[arg(long)]
+    pub step: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ForkArgs {
+    #[command(flatten)]
+    pub surgery: SurgeryArgs,
+    /// The step the fork runs again, with everything downstream of it.
+    #[arg(long)]
+    pub step: String,
+    /// A version of the source's workflow (`sha256:…`); default: the source's.
+    #[arg(long)]
+    pub version: Option<String>,
+    /// The fork's input (`JSON` or `@FILE`); default: the source's input.
+    #[arg(long)]
+    pub input: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct SkipArgs {
+    #[command(flatten)]
+    pub surgery: SurgeryArgs,
+    /// The failed or waiting step.
+    #[arg(long)]
+    pub step: String,
+    /// The step's output (`JSON` or `@FILE`); default: null.
+    #[arg(long)]
+    pub output: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -11,6 +11,7 @@ mod run;
 mod runs;
 mod schedules;
 mod serve;
+mod surgery;
 mod validate;
 
 use std::process::ExitCode;
@@ -66,6 +67,11 @@ fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
         cli::Command::Runs(args) => match &args.command {
             Some(cli::RunsCommand::Show(show)) => block_on(runs::show(&url, show)),
             Some(cli::RunsCommand::Cancel(cancel)) => block_on(runs::cancel(&url, cancel)),
+            Some(cli::RunsCommand::Rewind(rewind)) => block_on(surgery::rewind(&url, rewind)),
+            Some(cli::RunsCommand::Fork(fork)) => block_on(surgery::fork(&url, fork)),
+            Some(cli::RunsCommand::Pause(pause)) => block_on(surgery::pause(&url, pause, true)),
+            Some(cli::RunsCommand::Resume(resume)) => block_on(surgery::pause(&url, resume, false)),
+            Some(cli::RunsCommand::Skip(skip)) => block_on(surgery::skip(&url, skip)),
             None => block_on(runs::list(&url, &args)),
         },
         cli::Command::Approve(args) => block_on(runs::decide(&url, &args, true)),

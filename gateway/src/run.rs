@@ -217,32 +217,39 @@ fn summary(state: &RunState) -> String {
 
 /// `--input JSON|@FILE`; `{}` when absent.
 fn parse_input(input: Option<&str>) -> anyhow::Result<Value> {
-    let Some(input) = input else {
-        return Ok(Value::Object(Default::default()));
-    };
-    let (text, origin) = match input.strip_prefix('@') {
+    match input {
+        Some(input) => parse_json_arg("--input", input),
+        None => Ok(Value::Object(Default::default())),
+    }
+}
+
+/// A JSON value given as `FLAG JSON` or `FLAG @FILE`, at most
+/// [`INPUT_BYTES_MAX`] bytes (it is stored in an event); refusals (exit 2)
+/// name the flag.
+pub fn parse_json_arg(flag: &str, value: &str) -> anyhow::Result<Value> {
+    let (text, origin) = match value.strip_prefix('@') {
         Some(file) => {
             use imx_gateway::bounded::{Error, read_file};
             let bytes =
                 read_file(Path::new(file), INPUT_BYTES_MAX).map_err(|error| match error {
                     Error::TooLarge { limit } => Refused(format!(
-                        "--input @{file}: the file is more than the limit of {limit} bytes (a run's input is stored in its first event)"
+                        "{flag} @{file}: the file is more than the limit of {limit} bytes (the value is stored in an event)"
                     )),
-                    other => Refused(format!("--input @{file}: cannot read the file: {other}")),
+                    other => Refused(format!("{flag} @{file}: cannot read the file: {other}")),
                 })?;
             let text = String::from_utf8(bytes)
-                .map_err(|error| Refused(format!("--input @{file}: not UTF-8 text: {error}")))?;
-            (text, format!("--input @{file}"))
+                .map_err(|error| Refused(format!("{flag} @{file}: not UTF-8 text: {error}")))?;
+            (text, format!("{flag} @{file}"))
         }
         None => {
-            if input.len() as u64 > INPUT_BYTES_MAX {
+            if value.len() as u64 > INPUT_BYTES_MAX {
                 return Err(Refused(format!(
-                    "--input is {} bytes, more than the limit of {INPUT_BYTES_MAX} bytes (a run's input is stored in its first event)",
-                    input.len()
+                    "{flag} is {} bytes, more than the limit of {INPUT_BYTES_MAX} bytes (the value is stored in an event)",
+                    value.len()
                 ))
                 .into());
             }
-            (input.to_owned(), "--input".to_owned())
+            (value.to_owned(), flag.to_owned())
         }
     };
     serde_json::from_str(&text)

@@ -15,10 +15,11 @@ use crate::run::{Refused, emit};
 use crate::serve::open_runtime;
 
 /// The run statuses `--status` accepts.
-const RUN_STATUSES: [&str; 6] = [
+const RUN_STATUSES: [&str; 7] = [
     "pending",
     "running",
     "waiting",
+    "paused",
     "succeeded",
     "failed",
     "cancelled",

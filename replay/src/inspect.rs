@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use engine::chain::RecordedEvent;
 use engine::core::event::EventEnvelope;
 use engine::core::state::RunState;
+use engine::core::surgery::attribution;
 use engine::store::prelude::*;
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -169,13 +170,15 @@ impl Inspector {
             .map(str::to_owned);
         let index = payload.get("index").and_then(Value::as_u64);
         let attempt = payload.get("attempt").and_then(Value::as_u64);
-        let note = step.as_ref().and_then(|step| {
-            self.note(
-                &event.event_type,
-                (step.clone(), index, attempt),
-                at,
-                payload,
-            )
+        let note = operator_note(&event.event_type, payload).or_else(|| {
+            step.as_ref().and_then(|step| {
+                self.note(
+                    &event.event_type,
+                    (step.clone(), index, attempt),
+                    at,
+                    payload,
+                )
+            })
         });
         TimelineEntry {
             seq: event.seq,
@@ -242,6 +245,33 @@ impl Inspector {
             state: self.state,
             timeline: self.timeline,
         })
+    }
+}
+
+/// Who changed the run and why, for the events an operator asks for (run
+/// surgery, cancel) and where a fork's outputs came from.
+fn operator_note(event_type: &str, payload: &Value) -> Option<String> {
+    let text = |value: &Value, key: &str| value.get(key).and_then(Value::as_str).map(str::to_owned);
+    let attributed = |value: &Value| match (text(value, "by"), text(value, "reason")) {
+        (Some(by), Some(reason)) => Some(attribution(&by, &reason)),
+        (Some(by), None) => Some(format!("by {by}")),
+        (None, reason) => reason,
+    };
+    match event_type {
+        "run.rewound"
+        | "run.paused"
+        | "run.resumed"
+        | "step.bypassed"
+        | "run.cancel_requested"
+        | "run.retry_requested" => attributed(payload),
+        "run.started" => {
+            let fork = payload.get("fork")?;
+            let (source, step) = (text(fork, "run_id")?, text(fork, "step")?);
+            let why = attributed(fork).map_or_else(String::new, |why| format!(", {why}"));
+            Some(format!("fork of {source} at {step}{why}"))
+        }
+        "step.adopted" => Some(format!("taken over from {}", text(payload, "from_run")?)),
+        _ => None,
     }
 }
 

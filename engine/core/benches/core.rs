@@ -132,6 +132,7 @@ fn history(steps: usize) -> Vec<EventEnvelope> {
             parent: None,
             deadline: None,
             trigger: None,
+            fork: None,
         }
         .into(),
     ];

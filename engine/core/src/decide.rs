@@ -57,7 +57,7 @@ pub fn decide_within(
     let Some(run_id) = state.run_id else {
         return out;
     };
-    if !matches!(state.status, RunStatus::Running | RunStatus::Waiting) {
+    if !state.status.is_active() {
         return out;
     }
     let context = Context {
@@ -68,7 +68,11 @@ pub fn decide_within(
         run_id,
         events_max,
     };
-    if let Some(reason) = ending_reason(state) {
+    let ending = ending_reason(state);
+    // A paused run records what its running attempts report, and nothing
+    // new starts; a cancel or run timeout still winds it down.
+    let hold = state.status == RunStatus::Paused && ending.is_none();
+    if let Some(reason) = ending {
         wind_down(&context, &reason, &mut out);
     } else {
         // Both maps are ordered by step id: walk them together instead of
@@ -80,11 +84,11 @@ pub fn decide_within(
             }
             while definitions.next_if(|(def_id, _)| *def_id < id).is_some() {}
             if let Some((_, step)) = definitions.next_if(|(def_id, _)| *def_id == id) {
-                advance_step(&context, step, step_state, &mut out);
+                advance_step(&context, step, step_state, hold, &mut out);
             }
         }
     }
-    if out.events.is_empty() && state.steps_terminal as usize == state.steps.len() {
+    if !hold && out.events.is_empty() && state.steps_terminal as usize == state.steps.len() {
         complete(&context, &mut out);
     }
     out
@@ -98,11 +102,18 @@ fn ending_reason(state: &RunState) -> Option<String> {
     }
 }
 
-fn advance_step(context: &Context<'_>, step: &Step, state: &StepState, out: &mut Decision) {
+fn advance_step(
+    context: &Context<'_>,
+    step: &Step,
+    state: &StepState,
+    hold: bool,
+    out: &mut Decision,
+) {
     match state.status {
-        StepStatus::Pending => start_step(context, step, out),
+        StepStatus::Pending if !hold => start_step(context, step, state, out),
         StepStatus::Running | StepStatus::Waiting => {
             let mut capacity = match step.for_each {
+                _ if hold => 0,
                 Some(ref for_each) => for_each
                     .max_parallel
                     .max(1)
@@ -141,7 +152,9 @@ fn advance_execution(
             // An item that failed for good inline skips the items not started
             // yet (in evolve), so scheduling more in this round would be invalid.
             if let Some(Event::StepFailed(failed)) = out.events.last()
-                && (!failed.retryable || failed.attempt >= step.retry.max_attempts.max(1))
+                && (!failed.retryable
+                    || failed.attempt.saturating_sub(exec.attempt_base)
+                        >= step.retry.max_attempts.max(1))
             {
                 *capacity = 0;
             }
@@ -160,8 +173,12 @@ fn advance_execution(
                 .push(schedule::cancel_effect(context, step, index, exec));
         }
         ExecStatus::RetryPending => {
-            let key = keys::idempotency_key(context.run_id, &step.id, index);
-            let delay = keys::retry_delay_ms(&step.retry, &key, exec.attempt);
+            let key = schedule::execution_key(context, &step.id, index);
+            let delay = keys::retry_delay_ms(
+                &step.retry,
+                &key,
+                exec.attempt.saturating_sub(exec.attempt_base),
+            );
             let failed_at = exec.finished_at.unwrap_or(now);
             let fire_at = schedule::add_ms(failed_at, delay);
             let timer_id = keys::retry_timer_id(&step.id, index, exec.attempt + 1);
@@ -183,8 +200,9 @@ fn advance_execution(
 }
 
 /// A pending step whose `needs` all finished: skip it, expand it or schedule it.
-fn start_step(context: &Context<'_>, step: &Step, out: &mut Decision) {
+fn start_step(context: &Context<'_>, step: &Step, state: &StepState, out: &mut Decision) {
     let now = context.now;
+    let attempt_base = state.attempt_base;
     let skip = |reason: String, out: &mut Decision| {
         out.events.push(Event::StepSkipped(StepSkipped {
             at: now,
@@ -197,7 +215,7 @@ fn start_step(context: &Context<'_>, step: &Step, out: &mut Decision) {
             at: now,
             step: step.id.clone(),
             index: None,
-            attempt: 0,
+            attempt: attempt_base,
             error: context.host.secrets.redact_text(&error),
             retryable: false,
         }));
@@ -216,7 +234,7 @@ fn start_step(context: &Context<'_>, step: &Step, out: &mut Decision) {
         }
     }
     let Some(for_each) = &step.for_each else {
-        return schedule::schedule(context, step, None, None, 1, out);
+        return schedule::schedule(context, step, None, None, attempt_base + 1, out);
     };
     let items = match context.host.render(&for_each.items, &scope()) {
         // The items are recorded and every item's scope is built from the

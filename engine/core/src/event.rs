@@ -91,6 +91,21 @@ pub struct RunStarted {
     /// What started the run; absent for explicit starts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trigger: Option<TriggerContext>,
+    /// The run this one was forked from (`forkRun`); absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fork: Option<ForkOrigin>,
+}
+
+/// Where a forked run came from, who forked it and why: the fork's first
+/// event says so, so its history explains the outputs it did not compute.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ForkOrigin {
+    /// The source run.
+    pub run_id: Uuid,
+    /// The step the fork runs again, with everything downstream of it.
+    pub step: StepId,
+    pub by: String,
+    pub reason: String,
 }
 
 /// An attempt of a step (or of one `for_each` item) was handed out.
@@ -248,6 +263,61 @@ pub struct RunRetryRequested {
     pub by: Option<String>,
 }
 
+/// An operator rewound an ended run to `step`: `steps` (that step and every
+/// step downstream of it) run again as a new generation, with new
+/// idempotency keys; every other step keeps its outcome. The run is running
+/// again, without a whole-run timeout.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct RunRewound {
+    pub at: DateTime<Utc>,
+    pub step: StepId,
+    /// The steps reset, `step` first, then its dependents in workflow order.
+    pub steps: Vec<StepId>,
+    pub by: String,
+    pub reason: String,
+}
+
+/// An operator paused the run: no new attempt starts until `run.resumed`;
+/// attempts already running finish and are recorded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct RunPaused {
+    pub at: DateTime<Utc>,
+    pub by: String,
+    pub reason: String,
+}
+
+/// An operator resumed a paused run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct RunResumed {
+    pub at: DateTime<Utc>,
+    pub by: String,
+    pub reason: String,
+}
+
+/// An operator skipped a failed or waiting step (`skipStep`): it counts as
+/// succeeded with `output`; its unfinished executions are dropped, and the
+/// steps in `reset` (dependents that were skipped, failed or cancelled
+/// because of it) become pending again. An ended run is running again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct StepBypassed {
+    pub at: DateTime<Utc>,
+    pub step: StepId,
+    pub output: Value,
+    pub reset: Vec<StepId>,
+    pub by: String,
+    pub reason: String,
+}
+
+/// A forked run took over the output a step recorded in the source run
+/// (`run.started` names the source): the step counts as succeeded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct StepAdopted {
+    pub at: DateTime<Utc>,
+    pub step: StepId,
+    pub output: Value,
+    pub from_run: Uuid,
+}
+
 /// Every step finished and none failed uncovered; `output` is the rendered `output`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct RunSucceeded {
@@ -368,6 +438,11 @@ events! {
     ForEachExpanded => "for_each.expanded",
     RunCancelRequested => "run.cancel_requested",
     RunRetryRequested => "run.retry_requested",
+    RunRewound => "run.rewound",
+    RunPaused => "run.paused",
+    RunResumed => "run.resumed",
+    StepBypassed => "step.bypassed",
+    StepAdopted => "step.adopted",
     RunSucceeded => "run.succeeded",
     RunFailed => "run.failed",
     RunCancelled => "run.cancelled",

@@ -13,9 +13,7 @@ use uuid::Uuid;
 
 use crate::event::{Event, EventEnvelope};
 use crate::execution::{self, Input};
-use crate::state::{
-    ExecCounts, ExecStatus, Execution, RunState, RunStatus, StepState, StepStatus, TimerKind,
-};
+use crate::state::{ExecCounts, ExecStatus, RunState, RunStatus, StepState, StepStatus, TimerKind};
 
 /// Why an event cannot be applied to a state.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -83,7 +81,11 @@ impl RunState {
             | Event::RunSucceeded(_)
             | Event::RunFailed(_)
             | Event::RunCancelled(_)
-            | Event::RunTimedOut(_) => self.run_transition(envelope.run_id, event),
+            | Event::RunTimedOut(_)
+            | Event::RunRewound(_)
+            | Event::RunPaused(_)
+            | Event::RunResumed(_)
+            | Event::StepBypassed(_) => self.run_transition(envelope.run_id, event),
             Event::TimerFired(fired) => self.timer_fired(&fired.timer_id, event),
             _ => self.step_event(event),
         };
@@ -103,7 +105,7 @@ impl RunState {
 
     /// The run's lifecycle.
     fn run_transition(&mut self, run_id: Uuid, event: &Event) -> Result<(), String> {
-        use RunStatus::{Pending, Running, Waiting};
+        use RunStatus::{Cancelled, Failed, Paused, Pending, Running, Succeeded, Waiting};
         let done = self.all_steps_terminal();
         let ending = self.cancel_requested.is_some() || self.timed_out;
         match (self.status, event) {
@@ -116,6 +118,7 @@ impl RunState {
                 self.idempotency_key = started.idempotency_key.clone();
                 self.parent = started.parent.clone();
                 self.trigger = started.trigger.clone();
+                self.fork = started.fork.clone();
                 self.started_at = Some(started.at);
                 self.deadline = started.deadline;
                 self.steps = started
@@ -133,7 +136,7 @@ impl RunState {
                     );
                 }
             }
-            (Running | Waiting, Event::RunCancelRequested(request)) if !ending => {
+            (Running | Waiting | Paused, Event::RunCancelRequested(request)) if !ending => {
                 let reason = request
                     .reason
                     .clone()
@@ -143,26 +146,48 @@ impl RunState {
                     None => reason,
                 });
             }
-            (RunStatus::Failed, Event::RunRetryRequested(_)) if !self.timed_out => {
+            (Failed, Event::RunRetryRequested(_)) if !self.timed_out => {
                 self.reopen_for_retry();
             }
             (Running | Waiting, Event::RunSucceeded(succeeded)) if done && !ending => {
                 self.output = Some(succeeded.output.clone());
-                self.finish(RunStatus::Succeeded, succeeded.at);
+                self.finish(Succeeded, succeeded.at);
             }
             (Running | Waiting, Event::RunFailed(failed)) if done && !ending => {
                 self.failure = Some(failed.reason.clone());
-                self.finish(RunStatus::Failed, failed.at);
+                self.finish(Failed, failed.at);
             }
-            (Running | Waiting, Event::RunCancelled(cancelled))
+            (Running | Waiting | Paused, Event::RunCancelled(cancelled))
                 if done && self.cancel_requested.is_some() =>
             {
                 self.failure = Some(cancelled.reason.clone());
-                self.finish(RunStatus::Cancelled, cancelled.at);
+                self.finish(Cancelled, cancelled.at);
             }
-            (Running | Waiting, Event::RunTimedOut(timed_out)) if done && self.timed_out => {
+            (Running | Waiting | Paused, Event::RunTimedOut(timed_out))
+                if done && self.timed_out =>
+            {
                 self.failure = Some("the run timed out".to_owned());
-                self.finish(RunStatus::Failed, timed_out.at);
+                self.finish(Failed, timed_out.at);
+            }
+            (Running | Waiting, Event::RunPaused(paused)) if !ending => {
+                self.paused = Some(crate::surgery::attribution(&paused.by, &paused.reason));
+                self.status = Paused;
+            }
+            (Paused, Event::RunResumed(_)) => {
+                self.paused = None;
+                self.status = derive_run_status(Running, &self.counts);
+            }
+            (Succeeded | Failed | Cancelled, Event::RunRewound(rewound))
+                if self.can_reset(&rewound.steps)
+                    && rewound.steps.first() == Some(&rewound.step) =>
+            {
+                self.rewind(rewound);
+            }
+            (
+                Running | Waiting | Paused | Succeeded | Failed | Cancelled,
+                Event::StepBypassed(bypassed),
+            ) if !ending || self.status.is_terminal() => {
+                self.bypass(bypassed)?;
             }
             (status, _) => {
                 return Err(format!(
@@ -179,12 +204,13 @@ impl RunState {
     fn finish(&mut self, status: RunStatus, at: DateTime<Utc>) {
         self.status = status;
         self.finished_at = Some(at);
+        self.paused = None;
         // Every timer left is stale now; firing one is rejected.
         self.timers.clear();
     }
 
     fn timer_fired(&mut self, timer_id: &str, event: &Event) -> Result<(), String> {
-        if !matches!(self.status, RunStatus::Running | RunStatus::Waiting) {
+        if !self.status.is_active() {
             return Err(format!("the run is {}", self.status.as_str()));
         }
         let Some(timer) = self.timers.get(timer_id) else {
@@ -222,7 +248,7 @@ impl RunState {
     }
 
     fn step_event(&mut self, event: &Event) -> Result<(), String> {
-        if !matches!(self.status, RunStatus::Running | RunStatus::Waiting) {
+        if !self.status.is_active() {
             return Err(format!("the run is {}", self.status.as_str()));
         }
         let Some(step_id) = step_of(event) else {
@@ -243,10 +269,12 @@ impl RunState {
         let status = self.step_status(step_id);
         match (status, event) {
             (Pending, Event::StepScheduled(scheduled))
-                if scheduled.index.is_none() && scheduled.attempt == 1 =>
+                if scheduled.index.is_none()
+                    && scheduled.attempt == self.attempt_base(step_id) + 1 =>
             {
                 let step = self.step_mut(step_id);
-                step.executions.push(Execution::default());
+                let execution = step.new_execution();
+                step.executions.push(execution);
                 step.counts.add(ExecStatus::Pending);
                 self.counts.add(ExecStatus::Pending);
                 if let Err(from) = self.execution_event(step_id, None, Input::Event(event)) {
@@ -261,29 +289,44 @@ impl RunState {
                 let count = expanded.count;
                 let step = self.step_mut(step_id);
                 step.items = Some(expanded.items.clone());
-                step.executions = vec![Execution::default(); count as usize];
+                step.executions = vec![step.new_execution(); count as usize];
                 step.counts.0[ExecStatus::Pending as usize] += count;
                 step.status = StepStatus::Running;
                 step.started_at = Some(expanded.at);
                 self.counts.0[ExecStatus::Pending as usize] += count;
             }
             (Pending, Event::StepSkipped(skipped)) => {
+                let ending = self.cancel_requested.is_some() || self.timed_out;
                 let step = self.step_mut(step_id);
+                step.wound_down = ending;
                 step.status = StepStatus::Skipped;
                 step.reason = Some(skipped.reason.clone());
                 step.finished_at = Some(skipped.at);
             }
             (Pending, Event::StepFailed(failed))
-                if failed.index.is_none() && failed.attempt == 0 && !failed.retryable =>
+                if failed.index.is_none()
+                    && failed.attempt == self.attempt_base(step_id)
+                    && !failed.retryable =>
             {
                 let step = self.step_mut(step_id);
                 step.status = StepStatus::Failed;
                 step.reason = Some(failed.error.clone());
                 step.finished_at = Some(failed.at);
             }
+            (Pending, Event::StepAdopted(adopted))
+                if self.fork.as_ref().map(|fork| fork.run_id) == Some(adopted.from_run) =>
+            {
+                let step = self.step_mut(step_id);
+                step.status = StepStatus::Succeeded;
+                step.output = Some(adopted.output.clone());
+                step.adopted_from = Some(adopted.from_run);
+                step.started_at = Some(adopted.at);
+                step.finished_at = Some(adopted.at);
+            }
             (Running | Waiting, Event::StepCancelled(cancelled)) => {
                 self.cancel_executions(step_id, cancelled.at);
                 let step = self.step_mut(step_id);
+                step.wound_down = true;
                 step.status = StepStatus::Cancelled;
                 step.reason = Some(cancelled.reason.clone());
                 step.finished_at = Some(cancelled.at);
@@ -387,6 +430,10 @@ impl RunState {
     fn step_mut(&mut self, step_id: &str) -> &mut StepState {
         self.steps.entry(step_id.to_owned()).or_default()
     }
+
+    fn attempt_base(&self, step_id: &str) -> u32 {
+        self.steps.get(step_id).map_or(0, |step| step.attempt_base)
+    }
 }
 
 fn derive_step_status(step: &mut StepState, at: DateTime<Utc>) {
@@ -445,8 +492,8 @@ fn first_error(step: &StepState) -> Option<String> {
         })
 }
 
-fn derive_run_status(status: RunStatus, counts: &ExecCounts) -> RunStatus {
-    if status.is_terminal() || status == RunStatus::Pending {
+pub(crate) fn derive_run_status(status: RunStatus, counts: &ExecCounts) -> RunStatus {
+    if status.is_terminal() || matches!(status, RunStatus::Pending | RunStatus::Paused) {
         return status;
     }
     let busy = counts.get(ExecStatus::Scheduled)
@@ -476,6 +523,7 @@ fn step_of(event: &Event) -> Option<&str> {
         Event::ChildRunStarted(e) => &e.step,
         Event::ChildRunFinished(e) => &e.step,
         Event::ForEachExpanded(e) => &e.step,
+        Event::StepAdopted(e) => &e.step,
         _ => return None,
     })
 }

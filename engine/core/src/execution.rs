@@ -66,11 +66,12 @@ pub(crate) fn transition(
         {
             end_attempt(exec, step, index, timers, e.at);
             exec.error = Some(e.error.clone());
-            exec.status = if e.retryable && current < exec.max_attempts {
-                RetryPending
-            } else {
-                ExecStatus::Failed
-            };
+            exec.status =
+                if e.retryable && current.saturating_sub(exec.attempt_base) < exec.max_attempts {
+                    RetryPending
+                } else {
+                    ExecStatus::Failed
+                };
         }
         (Scheduled | Running, Input::Event(Event::ApprovalRequested(e)))
             if e.attempt == current =>

@@ -14,11 +14,24 @@ pub const RUN_TIMEOUT_TIMER_ID: &str = "run/timeout";
 /// (about 30 days); keeps `DateTime` arithmetic far from overflow.
 pub const RETRY_DELAY_MS_MAX: u64 = 30 * 24 * 60 * 60 * 1000;
 
-/// `<run-id>/<step-id>[/<index>]`: the same for every attempt of an execution.
+/// `<run-id>/<step-id>[/<index>]`: the same for every attempt of an
+/// execution (of the first generation, see [`execution_key`]).
 pub fn idempotency_key(run_id: Uuid, step: &str, index: Option<u32>) -> String {
     match index {
         Some(index) => format!("{run_id}/{step}/{index}"),
         None => format!("{run_id}/{step}"),
+    }
+}
+
+/// The key of an execution in `generation`: [`idempotency_key`], followed
+/// by `@<generation>` once surgery reset the step after it had run (a
+/// rewind, a skip), so that an external service does not deduplicate the
+/// new execution away. Retries within a generation share the key.
+pub fn execution_key(run_id: Uuid, step: &str, index: Option<u32>, generation: u32) -> String {
+    let key = idempotency_key(run_id, step, index);
+    match generation {
+        0 => key,
+        generation => format!("{key}@{generation}"),
     }
 }
 

@@ -5,6 +5,7 @@
 //! and secrets are arguments. The runtime's loop is
 //! `events = decide(..)` → append → `evolve`, see [`run::settle`].
 
+pub mod compat;
 pub mod cron;
 pub mod decide;
 pub mod dsl;
@@ -14,11 +15,11 @@ pub mod evolve;
 mod execution;
 pub mod graph;
 pub mod keys;
-mod retry;
 pub mod run;
 mod schedule;
 pub mod scope;
 pub mod state;
+pub mod surgery;
 pub mod template;
 pub mod version;
 pub mod workflow;

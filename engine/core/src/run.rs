@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use crate::decide::decide_within;
 use crate::effect::Effect;
-use crate::event::{EventEnvelope, ParentRun, RunStarted, TriggerContext};
+use crate::event::{EventEnvelope, ForkOrigin, ParentRun, RunStarted, TriggerContext};
 use crate::evolve;
 use crate::keys;
 use crate::schedule::{self, Context, add_ms};
@@ -53,6 +53,8 @@ pub struct Start {
     pub idempotency_key: Option<String>,
     pub parent: Option<ParentRun>,
     pub trigger: Option<TriggerContext>,
+    /// The source run of a fork ([`crate::surgery::start_fork`]).
+    pub fork: Option<ForkOrigin>,
 }
 
 impl Start {
@@ -84,6 +86,7 @@ pub fn start_run(
         parent: start.parent,
         deadline,
         trigger: start.trigger,
+        fork: start.fork,
     };
     let effects = deadline
         .map(|fire_at| Effect::StartTimer {
@@ -179,7 +182,7 @@ pub fn outstanding(workflow: &Workflow, state: &RunState, host: Host<'_>) -> Vec
                 continue;
             };
             let input = rendered.value;
-            let key = keys::idempotency_key(run_id, id, index);
+            let key = keys::execution_key(run_id, id, index, step_state.generation);
             effects.push(match (step.uses, exec.status, exec.child_run_id) {
                 (_, _, Some(child_run_id)) => Effect::StartChildRun {
                     child_run_id,

@@ -44,14 +44,31 @@ pub fn add_ms(at: DateTime<Utc>, ms: u64) -> DateTime<Utc> {
         .unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
-/// An attempt's input: the executor's copy (secrets resolved) and what reads a secret.
+/// The idempotency key of an execution in its step's current generation.
+pub(crate) fn execution_key(context: &Context<'_>, step: &str, index: Option<u32>) -> String {
+    let generation = context.state.step(step).map_or(0, |state| state.generation);
+    keys::execution_key(context.run_id, step, index, generation)
+}
+
+/// An attempt's input: the executor's copy (secrets resolved) and what reads
+/// a secret. `attempt` is absolute; templates see it within the generation.
 pub(crate) fn render_input(
     context: &Context<'_>,
     step: &Step,
     item: Option<(u32, &Value)>,
     attempt: u32,
 ) -> Result<Rendered, String> {
-    let scope = scope::step_scope(context.workflow, context.state, &step.id, item, attempt);
+    let base = context
+        .state
+        .step(&step.id)
+        .map_or(0, |state| state.attempt_base);
+    let scope = scope::step_scope(
+        context.workflow,
+        context.state,
+        &step.id,
+        item,
+        attempt.saturating_sub(base),
+    );
     context.host.render(&step.with, &scope).map_err(|err| {
         context
             .host
@@ -86,7 +103,7 @@ pub(crate) fn schedule(
         // fails before the attempt starts.
         Err(error) => return out.events.push(failed(error, attempt - 1, false)),
     };
-    let key = keys::idempotency_key(context.run_id, &step.id, index);
+    let key = execution_key(context, &step.id, index);
     let redacted = rendered.recorded(context.host.secrets);
     let input = rendered.value;
     let deadline = match step.uses.is_pure() {
@@ -250,7 +267,7 @@ pub(crate) fn cancel_effect(
     match exec.child_run_id {
         Some(child_run_id) => Effect::CancelChildRun { child_run_id },
         None => Effect::CancelStep {
-            key: keys::idempotency_key(context.run_id, &step.id, index),
+            key: execution_key(context, &step.id, index),
             step: step.id.clone(),
             index,
             attempt: exec.attempt,

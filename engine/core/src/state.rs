@@ -22,6 +22,8 @@ pub enum RunStatus {
     Pending,
     Running,
     Waiting,
+    /// An operator paused it: no new attempt starts until it is resumed.
+    Paused,
     Succeeded,
     Failed,
     Cancelled,
@@ -40,10 +42,20 @@ impl RunStatus {
             RunStatus::Pending => "pending",
             RunStatus::Running => "running",
             RunStatus::Waiting => "waiting",
+            RunStatus::Paused => "paused",
             RunStatus::Succeeded => "succeeded",
             RunStatus::Failed => "failed",
             RunStatus::Cancelled => "cancelled",
         }
+    }
+
+    /// Running, waiting or paused: the run has not ended and events about
+    /// its steps are still recorded.
+    pub fn is_active(self) -> bool {
+        matches!(
+            self,
+            RunStatus::Running | RunStatus::Waiting | RunStatus::Paused
+        )
     }
 }
 
@@ -199,8 +211,15 @@ pub struct ApprovalDecision {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Execution {
     pub status: ExecStatus,
-    /// The current (or last) attempt; 0 before the first one is scheduled.
+    /// The current (or last) attempt; `attempt_base` before the first one is
+    /// scheduled. Attempt numbers never repeat within a step: a reset
+    /// (rewind, skip, retry of the run) continues after the last one, so a
+    /// late result of an earlier attempt is always told apart.
     pub attempt: u32,
+    /// Attempts made by earlier resets of the step: `attempt - attempt_base`
+    /// is the attempt within this generation (`run.attempt`, the retry policy).
+    #[serde(default)]
+    pub attempt_base: u32,
     pub max_attempts: u32,
     pub idempotency_key: Option<String>,
     /// The current attempt's input, redacted.
@@ -234,12 +253,41 @@ pub struct StepState {
     pub output: Option<Value>,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
+    /// How many times surgery reset this step after it had run (rewind,
+    /// skip); part of its idempotency keys (see `keys::execution_key`).
+    #[serde(default)]
+    pub generation: u32,
+    /// The highest attempt number used before the last reset.
+    #[serde(default)]
+    pub attempt_base: u32,
+    /// `Some("by …: reason")` when an operator skipped the step (`step.bypassed`).
+    #[serde(default)]
+    pub bypassed: Option<String>,
+    /// The source run whose output a fork took over (`step.adopted`).
+    #[serde(default)]
+    pub adopted_from: Option<Uuid>,
+    /// Skipped or cancelled because the run was ending (cancel, run
+    /// timeout), not by its own rule: a rewind runs it again.
+    #[serde(default)]
+    pub wound_down: bool,
 }
 
 impl StepState {
-    /// Attempts made over all executions.
+    /// Attempts made over all executions in this generation.
     pub fn attempts(&self) -> u32 {
-        self.executions.iter().map(|exec| exec.attempt).sum()
+        self.executions
+            .iter()
+            .map(|exec| exec.attempt.saturating_sub(exec.attempt_base))
+            .sum()
+    }
+
+    /// A fresh execution of this generation, before its first attempt.
+    pub fn new_execution(&self) -> Execution {
+        Execution {
+            attempt: self.attempt_base,
+            attempt_base: self.attempt_base,
+            ..Execution::default()
+        }
     }
 
     pub fn execution(&self, index: Option<u32>) -> Option<&Execution> {
@@ -285,6 +333,10 @@ pub struct RunState {
     pub parent: Option<ParentRun>,
     /// What started the run (cron, webhook, Kafka); `None` for explicit starts.
     pub trigger: Option<crate::event::TriggerContext>,
+    /// The run this one was forked from.
+    pub fork: Option<crate::event::ForkOrigin>,
+    /// `Some("by …: reason")` while an operator has the run paused.
+    pub paused: Option<String>,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
     pub deadline: Option<DateTime<Utc>>,
@@ -334,12 +386,21 @@ impl RunState {
             .steps
             .iter()
             .map(|(id, step)| {
-                let document = serde_json::json!({
+                let mut document = serde_json::json!({
                     "status": step.status.as_str(),
                     "attempts": step.attempts(),
                     "output": step.output,
                     "error": step.reason,
                 });
+                if step.generation > 0 {
+                    document["generation"] = step.generation.into();
+                }
+                if let Some(bypassed) = &step.bypassed {
+                    document["skipped_by"] = Value::String(bypassed.clone());
+                }
+                if let Some(source) = step.adopted_from {
+                    document["adopted_from"] = Value::String(source.to_string());
+                }
                 (id.clone(), document)
             })
             .collect();
@@ -355,6 +416,12 @@ impl RunState {
         });
         if let Some(trigger) = &self.trigger {
             document["trigger"] = serde_json::to_value(trigger).unwrap_or(Value::Null);
+        }
+        if let Some(fork) = &self.fork {
+            document["forked_from"] = serde_json::to_value(fork).unwrap_or(Value::Null);
+        }
+        if let Some(paused) = &self.paused {
+            document["paused"] = Value::String(paused.clone());
         }
         document
     }

@@ -28,12 +28,16 @@ pub const ENGINE_ACTOR: &str = "imx (engine)";
 /// Most facts one advance records before settling (each caller records one or two).
 const FACTS_MAX: usize = 16;
 
-// One advance appends its facts and at most two settle rounds' worth of
-// events (see `settle_all`): always within the store's limit per append.
-const _: () = assert!(
-    2 * (run::SETTLE_EVENTS_MAX + crate::core::decide::DECISION_OVERSHOOT_MAX) + FACTS_MAX
-        <= store::EVENTS_PER_APPEND_MAX
-);
+/// Most events one [`settle_all`] records: two settle rounds' worth.
+const SETTLED_EVENTS_MAX: usize =
+    2 * (run::SETTLE_EVENTS_MAX + crate::core::decide::DECISION_OVERSHOOT_MAX);
+
+// One advance appends its facts and at most what `settle_all` records:
+// always within the store's limit per append.
+const _: () = assert!(SETTLED_EVENTS_MAX + FACTS_MAX <= store::EVENTS_PER_APPEND_MAX);
+// A fork's first append (its start and one adopted step per other step)
+// fits an append even when it cannot be settled in the same one.
+const _: () = assert!(crate::core::dsl::STEPS_MAX <= store::EVENTS_PER_APPEND_MAX);
 
 /// Folded states and workflow definitions this node has seen.
 #[derive(Debug, Default)]
@@ -304,11 +308,38 @@ impl<S: EventStore> Runtime<S> {
     ) -> Result<(super::Started, Vec<Effect>), Error> {
         let now = self.now();
         let (started, effects) = run::start_run(&workflow, version, run_id, start, now);
+        self.begin(run_id, workflow, vec![started], effects, now)
+            .await
+    }
+
+    /// Appends the first events of a new run (`run.started`, and for a fork
+    /// the adopted steps) with everything the core settles after them.
+    pub(super) async fn begin(
+        &self,
+        run_id: RunId,
+        workflow: Arc<Workflow>,
+        first: Vec<EventEnvelope>,
+        effects: Vec<Effect>,
+        now: DateTime<Utc>,
+    ) -> Result<(super::Started, Vec<Effect>), Error> {
         let mut state = RunState::new();
-        state.apply(&started).map_err(Error::corrupt)?;
-        let (state, mut settled, request) = self
-            .settle_off_thread(&workflow, state, vec![started], 0, now)
-            .await?;
+        for event in &first {
+            state.apply(event).map_err(Error::corrupt)?;
+        }
+        let (state, mut settled, request) =
+            if first.len() + SETTLED_EVENTS_MAX <= store::EVENTS_PER_APPEND_MAX {
+                self.settle_off_thread(&workflow, state, first, 0, now)
+                    .await?
+            } else {
+                // A fork that takes over many steps: its first append holds
+                // them only, and a continue task settles the rest.
+                let append = request(run_id, 0, &first, &state, now);
+                let settled = Settled {
+                    more: true,
+                    ..Settled::default()
+                };
+                (state, settled, Some(append))
+            };
         let mut request = request.ok_or_else(|| Error::corrupt("a start without events"))?;
         let mut all_effects: Vec<Effect> = effects;
         all_effects.append(&mut settled.effects);

@@ -54,6 +54,14 @@ pub enum Error {
         "IMX0410: run {run_id} is {status}; only a failed run (not one that timed out) can be retried"
     )]
     NotRetryable { run_id: RunId, status: String },
+    #[error("IMX0414: run {run_id}: {detail}")]
+    SurgeryRefused { run_id: RunId, detail: String },
+    #[error("IMX0415: run {run_id}: {detail}")]
+    UnknownStep { run_id: RunId, detail: String },
+    #[error("IMX0416: cannot fork run {run_id}: {detail}")]
+    ForkIncompatible { run_id: RunId, detail: String },
+    #[error("IMX0417: run {run_id}: {problem}")]
+    SurgeryInput { run_id: RunId, problem: String },
     #[error("IMX0408: the store holds a run the engine cannot read: {what}")]
     Corrupt { what: String },
     #[error(
@@ -117,6 +125,10 @@ impl ErrorKind {
             ErrorKind::InvalidIdempotencyKey => "IMX0411",
             ErrorKind::Decide => "IMX0412",
             ErrorKind::TriggerInput => "IMX0413",
+            ErrorKind::SurgeryRefused => "IMX0414",
+            ErrorKind::UnknownStep => "IMX0415",
+            ErrorKind::ForkIncompatible => "IMX0416",
+            ErrorKind::SurgeryInput => "IMX0417",
             ErrorKind::ScheduleNotFound => "IMX0420",
             ErrorKind::BackfillTooLarge => "IMX0421",
             ErrorKind::BackfillWindowInvalid => "IMX0422",

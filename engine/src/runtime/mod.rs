@@ -18,7 +18,7 @@ mod follow;
 mod input;
 mod projection;
 mod queues;
-mod retry;
+mod surgery;
 mod worker;
 mod workflows;
 
@@ -41,6 +41,7 @@ pub use commit::{COMMIT_BATCH_MAX, COMMIT_QUEUE_MAX, CommitCounts};
 pub use error::{Error, ErrorKind};
 pub use input::input_problems;
 pub use queues::{STEP_QUEUE_PREFIX, TIMER_QUEUE, agent_queue, step_queue};
+pub use surgery::{ForkRequest, Operator};
 pub use worker::RuntimeHandle;
 pub use workflows::{Registered, parse_source};
 
@@ -301,6 +302,7 @@ impl<S: EventStore> Runtime<S> {
                     idempotency_key: request.idempotency_key,
                     parent: None,
                     trigger: request.trigger,
+                    fork: None,
                 },
             )
             .await?;

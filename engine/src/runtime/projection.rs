@@ -6,16 +6,23 @@ use std::collections::BTreeSet;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use crate::core::event::EventEnvelope;
+use crate::core::event::{Event, EventEnvelope};
 use crate::core::state::RunState;
 use crate::store::{ProjectionUpdate, RunRow, StepRow};
 
-/// Rows for `state` after `events`; every step when `events` start the run.
+/// Rows for `state` after `events`; every step when `events` start the run
+/// or reset steps (a retry of the run, a rewind, a skip).
 pub fn update(state: &RunState, events: &[EventEnvelope], now: DateTime<Utc>) -> ProjectionUpdate {
     let Some(run_id) = state.run_id else {
         return ProjectionUpdate::default();
     };
-    let everything = events.iter().any(|envelope| envelope.seq == 1);
+    let everything = events.iter().any(|envelope| {
+        envelope.seq == 1
+            || matches!(
+                envelope.event,
+                Event::RunRetryRequested(_) | Event::RunRewound(_) | Event::StepBypassed(_)
+            )
+    });
     let touched: BTreeSet<String> = events
         .iter()
         .filter_map(|envelope| match envelope.payload().get("step") {
@@ -54,6 +61,7 @@ pub fn run_row(state: &RunState, now: DateTime<Utc>) -> RunRow {
         output: state.output.clone(),
         error: state.failure.clone(),
         parent_run_id: state.parent.as_ref().map(|parent| parent.run_id),
+        forked_from: state.fork.as_ref().map(|fork| fork.run_id),
         idempotency_key: state.idempotency_key.clone(),
         created_at: state.started_at.unwrap_or(now),
         updated_at: now,

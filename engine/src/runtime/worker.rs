@@ -81,7 +81,7 @@ impl<S: EventStore> Runtime<S> {
     /// runs to start or to report, and a settle in case decisions were owed.
     pub async fn resume(&self) -> Result<usize, Error> {
         let mut resumed = 0;
-        for status in ["running", "waiting", "pending"] {
+        for status in ["running", "waiting", "paused", "pending"] {
             let mut query = RunQuery {
                 status: Some(status.to_owned()),
                 limit: RESUME_PAGE_MAX,
@@ -90,7 +90,7 @@ impl<S: EventStore> Runtime<S> {
             loop {
                 let page = self.store.list_runs(&query).await?;
                 for run in &page.items {
-                    self.resume_run(run.row.run_id).await;
+                    self.recover_run(run.row.run_id).await;
                     resumed += 1;
                 }
                 match page.next {
@@ -102,7 +102,7 @@ impl<S: EventStore> Runtime<S> {
         Ok(resumed)
     }
 
-    async fn resume_run(&self, run_id: crate::store::RunId) {
+    async fn recover_run(&self, run_id: crate::store::RunId) {
         let result = async {
             let (workflow, state) = self.load(run_id).await?;
             let effects = self

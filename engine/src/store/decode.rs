@@ -91,6 +91,7 @@ pub(crate) fn run(row: &impl Columns) -> Result<RunRecord, Error> {
             output: row.optional_json("output")?,
             error: row.optional_text("error")?,
             parent_run_id: row.optional_uuid("parent_run_id")?,
+            forked_from: row.optional_uuid("forked_from")?,
             idempotency_key: row.optional_text("idempotency_key")?,
             created_at: row.time("created_at")?,
             updated_at: row.time("updated_at")?,

@@ -111,6 +111,7 @@ dispatch! { impl ReadModels {
     async fn find_run_by_key(&self, key: &str) -> Result<Option<RunRecord>, Error>;
     async fn get_steps(&self, run_id: RunId) -> Result<Vec<StepRow>, Error>;
     async fn list_runs(&self, query: &RunQuery) -> Result<Page<RunRecord, RunCursor>, Error>;
+    async fn list_forks(&self, run_id: RunId, limit: u32) -> Result<Vec<RunRecord>, Error>;
     async fn run_ids_newer(&self, query: &NewerRunsQuery) -> Result<Vec<RunId>, Error>;
 }}
 

@@ -47,6 +47,14 @@ pub trait ReadModels: Send + Sync {
         query: &RunQuery,
     ) -> impl Future<Output = Result<Page<RunRecord, RunCursor>, Error>> + Send;
 
+    /// The runs forked from `run_id` (`forkRun`), oldest first, at most
+    /// `limit` (capped at `page_size_max`).
+    fn list_forks(
+        &self,
+        run_id: RunId,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<RunRecord>, Error>> + Send;
+
     /// Up to `query.limit` run ids newer than `query.after`, oldest first.
     /// The runs themselves are read with `get_run`; a page is small (the
     /// API's page size limit).
@@ -112,6 +120,20 @@ where
             .await?;
         let items = rows.iter().map(decode::run).collect::<Result<_, _>>()?;
         Ok(page::cut(items, limit))
+    }
+
+    async fn list_forks(&self, run_id: RunId, limit: u32) -> Result<Vec<RunRecord>, Error> {
+        let sql = format!(
+            "SELECT {} FROM runs r WHERE r.forked_from = $1 \
+             ORDER BY r.created_at, r.run_id LIMIT $2",
+            D::RUN_COLUMNS
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(D::id(run_id))
+            .bind(i64::from(limit.min(self.limits().page_size_max)))
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter().map(decode::run).collect()
     }
 
     async fn run_ids_newer(&self, query: &NewerRunsQuery) -> Result<Vec<RunId>, Error> {

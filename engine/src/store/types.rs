@@ -145,6 +145,8 @@ pub struct RunRow {
     pub output: Option<Value>,
     pub error: Option<String>,
     pub parent_run_id: Option<RunId>,
+    /// The source run of a fork (`forkRun`).
+    pub forked_from: Option<RunId>,
     /// Unique over all runs: starting twice with one key yields one run.
     pub idempotency_key: Option<String>,
     pub created_at: DateTime<Utc>,

@@ -419,3 +419,52 @@ pub fn failed_dependency() -> History {
         .failed("charge", 1, "card declined", false)
         .build()
 }
+
+/// The run a fork in [`forked_at_charge`] comes from.
+pub const FORK_SOURCE_RUN_ID: Uuid = Uuid::from_u128(0x0000_0000_0000_4000_8000_0000_0000_00f0);
+
+/// A fork of a run of `fetch` (http) → `charge` (http) → `receipt` (noop)
+/// that failed at `charge`: the fork takes over `fetch` and runs `charge`
+/// again. Events: `run.started` (with `fork`: the source, `charge`, who and
+/// why), `step.adopted` fetch, `step.scheduled` charge. Next: charge's result.
+pub fn forked_at_charge() -> History {
+    let flow = workflow(
+        "order",
+        vec![
+            http("fetch", 1),
+            http("charge", 1).needs(&["fetch"]),
+            step("receipt", StepKind::Noop).needs(&["charge"]),
+        ],
+    );
+    let source = HistoryBuilder::start(flow.clone(), json!({"order": 7}))
+        .succeeded("fetch", None, 1, json!({"status": 200}))
+        .failed("charge", 1, "card declined", false)
+        .settled();
+    let mut state = source.state().unwrap_or_default();
+    state.run_id = Some(FORK_SOURCE_RUN_ID);
+    let plan = imx_core::surgery::fork(
+        &flow,
+        &state,
+        &flow,
+        "sha256:test",
+        "charge",
+        "key:ops",
+        "card limit raised",
+    );
+    let Ok(plan) = plan else {
+        return source;
+    };
+    let (events, _) = imx_core::surgery::start_fork(
+        &flow,
+        "sha256:test",
+        RUN_ID,
+        json!({"order": 7}),
+        plan,
+        t0(),
+    );
+    History {
+        workflow: flow,
+        events,
+    }
+    .settled()
+}

@@ -175,7 +175,10 @@ fn runtime_code(error: &RuntimeError) -> Code {
         E::RunFinished { .. }
         | E::NotRetryable { .. }
         | E::NotWaiting { .. }
-        | E::Contended { .. } => Code::Conflict,
+        | E::Contended { .. }
+        | E::SurgeryRefused { .. }
+        | E::ForkIncompatible { .. } => Code::Conflict,
+        E::UnknownStep { .. } | E::SurgeryInput { .. } => Code::Validation,
         _ => Code::Internal,
     }
 }

@@ -35,6 +35,26 @@ const MUTATIONS: &[(&str, &str)] = &[
         "rejectStep",
         "mutation { rejectStep(runId: \"00000000-0000-7000-8000-000000000000\", step: \"a\", comment: \"no\") { id } }",
     ),
+    (
+        "rewindRun",
+        "mutation { rewindRun(id: \"00000000-0000-7000-8000-000000000000\", step: \"a\", reason: \"r\") { id } }",
+    ),
+    (
+        "forkRun",
+        "mutation { forkRun(id: \"00000000-0000-7000-8000-000000000000\", step: \"a\", reason: \"r\") { id } }",
+    ),
+    (
+        "pauseRun",
+        "mutation { pauseRun(id: \"00000000-0000-7000-8000-000000000000\", reason: \"r\") { id } }",
+    ),
+    (
+        "resumeRun",
+        "mutation { resumeRun(id: \"00000000-0000-7000-8000-000000000000\", reason: \"r\") { id } }",
+    ),
+    (
+        "skipStep",
+        "mutation { skipStep(runId: \"00000000-0000-7000-8000-000000000000\", step: \"a\", reason: \"r\") { id } }",
+    ),
     ("query runs", "{ runs(first: 1) { edges { cursor } } }"),
 ];
 
@@ -66,6 +86,11 @@ async fn every_mutation_by_every_role() {
         none     retryRun         401 UNAUTHENTICATED
         none     approveStep      401 UNAUTHENTICATED
         none     rejectStep       401 UNAUTHENTICATED
+        none     rewindRun        401 UNAUTHENTICATED
+        none     forkRun          401 UNAUTHENTICATED
+        none     pauseRun         401 UNAUTHENTICATED
+        none     resumeRun        401 UNAUTHENTICATED
+        none     skipStep         401 UNAUTHENTICATED
         none     query runs       401 UNAUTHENTICATED
         viewer   registerWorkflow 403 FORBIDDEN
         viewer   startRun         403 FORBIDDEN
@@ -73,6 +98,11 @@ async fn every_mutation_by_every_role() {
         viewer   retryRun         403 FORBIDDEN
         viewer   approveStep      403 FORBIDDEN
         viewer   rejectStep       403 FORBIDDEN
+        viewer   rewindRun        403 FORBIDDEN
+        viewer   forkRun          403 FORBIDDEN
+        viewer   pauseRun         403 FORBIDDEN
+        viewer   resumeRun        403 FORBIDDEN
+        viewer   skipStep         403 FORBIDDEN
         viewer   query runs       200 ok
         operator registerWorkflow 200 ok
         operator startRun         200 NOT_FOUND
@@ -80,6 +110,11 @@ async fn every_mutation_by_every_role() {
         operator retryRun         200 NOT_FOUND
         operator approveStep      403 FORBIDDEN
         operator rejectStep       403 FORBIDDEN
+        operator rewindRun        200 NOT_FOUND
+        operator forkRun          200 NOT_FOUND
+        operator pauseRun         200 NOT_FOUND
+        operator resumeRun        200 NOT_FOUND
+        operator skipStep         200 NOT_FOUND
         operator query runs       200 ok
         approver registerWorkflow 403 FORBIDDEN
         approver startRun         403 FORBIDDEN
@@ -87,6 +122,11 @@ async fn every_mutation_by_every_role() {
         approver retryRun         403 FORBIDDEN
         approver approveStep      200 NOT_FOUND
         approver rejectStep       200 NOT_FOUND
+        approver rewindRun        403 FORBIDDEN
+        approver forkRun          403 FORBIDDEN
+        approver pauseRun         403 FORBIDDEN
+        approver resumeRun        403 FORBIDDEN
+        approver skipStep         403 FORBIDDEN
         approver query runs       200 ok
         admin    registerWorkflow 200 ok
         admin    startRun         200 NOT_FOUND
@@ -94,6 +134,11 @@ async fn every_mutation_by_every_role() {
         admin    retryRun         200 NOT_FOUND
         admin    approveStep      200 NOT_FOUND
         admin    rejectStep       200 NOT_FOUND
+        admin    rewindRun        200 NOT_FOUND
+        admin    forkRun          200 NOT_FOUND
+        admin    pauseRun         200 NOT_FOUND
+        admin    resumeRun        200 NOT_FOUND
+        admin    skipStep         200 NOT_FOUND
         admin    query runs       200 ok
     "#]]
     .assert_eq(&table);

@@ -55,6 +55,7 @@ async fn seed_runs(
                 output: None,
                 error: None,
                 parent_run_id: None,
+                forked_from: None,
                 idempotency_key: None,
                 created_at: at,
                 updated_at: at,

@@ -224,6 +224,24 @@ fn runtime_sample(kind: RuntimeKind) -> RuntimeError {
             from: chrono::DateTime::UNIX_EPOCH + chrono::Duration::days(1),
             to: chrono::DateTime::UNIX_EPOCH,
         },
+        RuntimeKind::SurgeryRefused => RuntimeError::SurgeryRefused {
+            run_id,
+            detail:
+                "rewind needs a run that is succeeded, failed or cancelled; this run is running"
+                    .to_owned(),
+        },
+        RuntimeKind::UnknownStep => RuntimeError::UnknownStep {
+            run_id,
+            detail: "the run has no step `chrage`; its steps: charge, fetch".to_owned(),
+        },
+        RuntimeKind::ForkIncompatible => RuntimeError::ForkIncompatible {
+            run_id,
+            detail: "version sha256:… cannot take over the source run's steps: …".to_owned(),
+        },
+        RuntimeKind::SurgeryInput => RuntimeError::SurgeryInput {
+            run_id,
+            problem: "a reason is required".to_owned(),
+        },
     }
 }
 

@@ -52,6 +52,7 @@ fn append(url: &str, events: &[EventEnvelope]) {
             output: state.output.clone(),
             error: state.failure.clone(),
             parent_run_id: None,
+            forked_from: None,
             idempotency_key: None,
             created_at: at,
             updated_at: at,

@@ -31,7 +31,7 @@ impl Store {
         imx(&all)
     }
 
-    fn file(&self, name: &str, text: &str) -> String {
+    pub fn file(&self, name: &str, text: &str) -> String {
         let path = self.folder.path().join(name);
         std::fs::write(&path, text).expect("write a workflow file");
         path.display().to_string()
@@ -49,7 +49,7 @@ impl Store {
         Background(child)
     }
 
-    fn document(&self, run_id: &str) -> Value {
+    pub fn document(&self, run_id: &str) -> Value {
         let shown = self.imx(&["runs", "show", run_id, "--json"]);
         assert_eq!(shown.code, 0, "{shown:?}");
         serde_json::from_str(&shown.stdout).expect("run document")

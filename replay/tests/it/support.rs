@@ -85,6 +85,7 @@ pub fn run_row(state: &RunState, now: DateTime<Utc>) -> RunRow {
         output: state.output.clone(),
         error: state.failure.clone(),
         parent_run_id: state.parent.as_ref().map(|parent| parent.run_id),
+        forked_from: state.fork.as_ref().map(|fork| fork.run_id),
         idempotency_key: state.idempotency_key.clone(),
         created_at: state.started_at.unwrap_or(now),
         updated_at: now,

@@ -233,7 +233,7 @@ impl Dialect for sqlx::Postgres {
     const EVENT_COLUMNS: &'static str = "run_id, seq, position, event_type, schema_version, \
          payload::text AS payload, recorded_at, prev_hash, hash, log_hash";
     const RUN_COLUMNS: &'static str = "r.run_id, r.workflow, r.version, r.status, r.input::text AS input, \
-         r.output::text AS output, r.error, r.parent_run_id, r.idempotency_key, r.created_at, \
+         r.output::text AS output, r.error, r.parent_run_id, r.forked_from, r.idempotency_key, r.created_at, \
          r.updated_at, (SELECT MAX(seq) FROM events e WHERE e.run_id = r.run_id) AS last_seq";
     const STEP_COLUMNS: &'static str =
         "run_id, step_id, status, attempts, output::text AS output, error, updated_at";

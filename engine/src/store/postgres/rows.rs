@@ -392,19 +392,21 @@ impl Statement {
         self.column(&mut u, runs, "text", |run| run.idempotency_key.clone())?;
         self.column(&mut u, runs, "timestamptz", |run| run.created_at)?;
         self.column(&mut u, runs, "timestamptz", |run| run.updated_at)?;
+        self.column(&mut u, runs, "uuid", |run| run.forked_from)?;
         self.cte("r AS");
         self.push(&format!(
             "INSERT INTO runs (run_id, workflow, version, status, input, output, error, parent_run_id, \
-             idempotency_key, created_at, updated_at) \
+             idempotency_key, created_at, updated_at, forked_from) \
              SELECT u.run_id, u.workflow, u.version, u.status, u.input::json, u.output::json, u.error, \
-             u.parent_run_id, u.idempotency_key, u.created_at, u.updated_at FROM {} \
+             u.parent_run_id, u.idempotency_key, u.created_at, u.updated_at, u.forked_from FROM {} \
              ON CONFLICT (run_id) DO UPDATE SET workflow = EXCLUDED.workflow, version = EXCLUDED.version, \
              status = EXCLUDED.status, input = EXCLUDED.input, output = EXCLUDED.output, error = EXCLUDED.error, \
              parent_run_id = EXCLUDED.parent_run_id, idempotency_key = EXCLUDED.idempotency_key, \
-             created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at RETURNING 1)",
+             created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at, \
+             forked_from = EXCLUDED.forked_from RETURNING 1)",
             u.sql(
                 "u(run_id, workflow, version, status, input, output, error, parent_run_id, \
-                 idempotency_key, created_at, updated_at)"
+                 idempotency_key, created_at, updated_at, forked_from)"
             )
         ));
         Ok(())

@@ -278,7 +278,7 @@ impl Dialect for sqlx::Sqlite {
     const EVENT_COLUMNS: &'static str = "run_id, seq, position, event_type, schema_version, payload, recorded_at, \
          prev_hash, hash, log_hash";
     const RUN_COLUMNS: &'static str = "r.run_id, r.workflow, r.version, r.status, r.input, r.output, r.error, \
-         r.parent_run_id, r.idempotency_key, r.created_at, r.updated_at, \
+         r.parent_run_id, r.forked_from, r.idempotency_key, r.created_at, r.updated_at, \
          (SELECT MAX(seq) FROM events e WHERE e.run_id = r.run_id) AS last_seq";
     const STEP_COLUMNS: &'static str =
         "run_id, step_id, status, attempts, output, error, updated_at";

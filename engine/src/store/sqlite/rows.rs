@@ -94,13 +94,14 @@ pub(super) async fn write_projections(
 ) -> Result<(), Error> {
     // `WHERE true` tells SQLite's parser that ON CONFLICT belongs to the upsert.
     const RUNS: &str = "INSERT INTO runs (run_id, workflow, version, status, input, output, error, \
-        parent_run_id, idempotency_key, created_at, updated_at) SELECT value ->> 0, value ->> 1, \
-        value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6, value ->> 7, value ->> 8, \
-        value ->> 9, value ->> 10 FROM json_each(?1) WHERE true \
+        parent_run_id, idempotency_key, created_at, updated_at, forked_from) SELECT value ->> 0, \
+        value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6, value ->> 7, \
+        value ->> 8, value ->> 9, value ->> 10, value ->> 11 FROM json_each(?1) WHERE true \
         ON CONFLICT (run_id) DO UPDATE SET workflow = excluded.workflow, version = excluded.version, \
         status = excluded.status, input = excluded.input, output = excluded.output, error = excluded.error, \
         parent_run_id = excluded.parent_run_id, idempotency_key = excluded.idempotency_key, \
-        created_at = excluded.created_at, updated_at = excluded.updated_at";
+        created_at = excluded.created_at, updated_at = excluded.updated_at, \
+        forked_from = excluded.forked_from";
     const STEPS: &str = "INSERT INTO steps (run_id, step_id, status, attempts, output, error, updated_at) \
         SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6 \
         FROM json_each(?1) WHERE true ON CONFLICT (run_id, step_id) DO UPDATE SET \
@@ -122,6 +123,7 @@ pub(super) async fn write_projections(
                 &run.idempotency_key,
                 time_text(run.created_at),
                 time_text(run.updated_at),
+                run.forked_from.map(uuid_text),
             )
         })
         .collect();

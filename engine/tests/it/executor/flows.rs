@@ -30,7 +30,10 @@ pub(crate) struct Node {
 }
 
 impl Node {
-    async fn start(database: Database, secrets: Secrets) -> (Node, engine::runtime::RuntimeHandle) {
+    pub(crate) async fn start(
+        database: Database,
+        secrets: Secrets,
+    ) -> (Node, engine::runtime::RuntimeHandle) {
         Node::start_with(database, secrets, Vec::new()).await
     }
 

@@ -5,6 +5,7 @@ mod egress;
 mod exec;
 pub(crate) mod flows;
 pub(crate) mod http;
+mod surgery;
 
 use chrono::Utc;
 use engine::core::workflow::StepKind;

@@ -126,6 +126,10 @@ impl ReadModels for Gated {
         self.inner.list_runs(query).await
     }
 
+    async fn list_forks(&self, run_id: RunId, limit: u32) -> Result<Vec<RunRecord>, Error> {
+        self.inner.list_forks(run_id, limit).await
+    }
+
     async fn run_ids_newer(&self, query: &NewerRunsQuery) -> Result<Vec<RunId>, Error> {
         self.inner.run_ids_newer(query).await
     }

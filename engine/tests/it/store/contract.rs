@@ -190,6 +190,52 @@ pub async fn list_runs_filters_and_pages<S: EventStore>(database: Database) {
     assert!(done.next.is_none());
 }
 
+pub async fn forks_are_listed_oldest_first_by_their_source<S: EventStore>(database: Database) {
+    let fixture = Fixture::<S>::open(database, StoreConfig::default()).await;
+    let store = &fixture.store;
+    let source = new_id();
+    store
+        .append(start_request(source, "shop", start_time(), None))
+        .await
+        .expect("start the source");
+    let mut forks = Vec::new();
+    for index in 0..3 {
+        let fork = new_id();
+        let at = start_time() + Duration::minutes(3 - index);
+        let mut request = start_request(fork, "shop", at, None);
+        request
+            .projection
+            .run
+            .as_mut()
+            .expect("run row")
+            .forked_from = Some(source);
+        store.append(request).await.expect("start a fork");
+        forks.push(fork);
+    }
+    forks.reverse(); // oldest first
+    let listed = store.list_forks(source, 10).await.expect("list forks");
+    assert_eq!(
+        listed.iter().map(|run| run.row.run_id).collect::<Vec<_>>(),
+        forks
+    );
+    assert!(listed.iter().all(|run| run.row.forked_from == Some(source)));
+    let first = store.list_forks(source, 1).await.expect("limited");
+    assert_eq!(first.len(), 1);
+    assert!(
+        store
+            .list_forks(forks[0], 10)
+            .await
+            .expect("none")
+            .is_empty()
+    );
+    let back = store
+        .get_run(forks[0])
+        .await
+        .expect("read")
+        .expect("the fork");
+    assert_eq!(back.row.forked_from, Some(source));
+}
+
 pub async fn stale_expected_seq_conflicts<S: EventStore>(database: Database) {
     let fixture = Fixture::<S>::open(database, StoreConfig::default()).await;
     let store = &fixture.store;

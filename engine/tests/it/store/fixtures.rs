@@ -112,6 +112,7 @@ fn fold_events(run_id: RunId, events: &[&NewEvent]) -> ProjectionUpdate {
                     output: None,
                     error: None,
                     parent_run_id: None,
+                    forked_from: None,
                     idempotency_key: event.payload["key"].as_str().map(str::to_owned),
                     created_at: at,
                     updated_at: at,

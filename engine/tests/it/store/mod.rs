@@ -174,6 +174,7 @@ macro_rules! contract_tests {
 
             case!(append_and_read);
             case!(list_runs_filters_and_pages);
+            case!(forks_are_listed_oldest_first_by_their_source);
             case!(stale_expected_seq_conflicts);
             case!(racing_appenders_get_gap_free_seqs);
             case!(batch_settles_each_run);

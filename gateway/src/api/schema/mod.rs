@@ -8,6 +8,7 @@ mod mutation;
 mod query;
 mod schedules;
 mod subscription;
+mod surgery;
 pub mod types;
 
 use std::sync::Arc;

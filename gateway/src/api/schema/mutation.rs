@@ -142,6 +142,80 @@ impl Mutation {
         Ok(load_run(api, run_id).await?)
     }
 
+    /// Rewinds an ended run (succeeded, failed or cancelled) to `step`:
+    /// that step and everything downstream of it run again in the same run,
+    /// as a new generation with new idempotency keys (`<key>@<generation>`);
+    /// other steps keep their outcome. Records `run.rewound` with the
+    /// caller and `reason`. Role operator.
+    async fn rewind_run(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        step: String,
+        reason: String,
+    ) -> async_graphql::Result<Run> {
+        super::surgery::rewind(super::surgery::Surgery { ctx, id, reason }, step).await
+    }
+
+    /// Starts a new run that takes over the outputs of the source run's
+    /// succeeded steps not downstream of `step` and runs the rest, on
+    /// `version` (default: the source's version) with `input` (default: the
+    /// source's input). Refused with every reason when that version changed
+    /// a step it would take over. Returns the fork. Role operator.
+    async fn fork_run(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        step: String,
+        version: Option<String>,
+        input: Option<Json<Value>>,
+        reason: String,
+    ) -> async_graphql::Result<Run> {
+        let surgery = super::surgery::Surgery { ctx, id, reason };
+        super::surgery::fork(surgery, step, version, input).await
+    }
+
+    /// Pauses a running or waiting run: no new attempt starts; attempts
+    /// already running finish and are recorded; the whole-run timeout keeps
+    /// counting. Role operator.
+    async fn pause_run(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        reason: String,
+    ) -> async_graphql::Result<Run> {
+        super::surgery::pause(super::surgery::Surgery { ctx, id, reason }, true).await
+    }
+
+    /// Resumes a paused run. Role operator.
+    async fn resume_run(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        reason: String,
+    ) -> async_graphql::Result<Run> {
+        super::surgery::pause(super::surgery::Surgery { ctx, id, reason }, false).await
+    }
+
+    /// Marks a failed or waiting step succeeded with `output` (default
+    /// null; at most 256 KiB of JSON); its dependents proceed, and a failed
+    /// run runs again. Records `step.bypassed`. Role operator.
+    async fn skip_step(
+        &self,
+        ctx: &Context<'_>,
+        run_id: ID,
+        step: String,
+        output: Option<Json<Value>>,
+        reason: String,
+    ) -> async_graphql::Result<Run> {
+        let surgery = super::surgery::Surgery {
+            ctx,
+            id: run_id,
+            reason,
+        };
+        super::surgery::skip(surgery, step, output).await
+    }
+
     /// Approves a waiting `approval` step.
     async fn approve_step(
         &self,

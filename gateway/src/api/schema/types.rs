@@ -17,6 +17,8 @@ pub enum RunStatus {
     Pending,
     Running,
     Waiting,
+    /// An operator paused it (`pauseRun`); `resumeRun` goes on.
+    Paused,
     Succeeded,
     Failed,
     Cancelled,
@@ -28,6 +30,7 @@ impl RunStatus {
             "pending" => RunStatus::Pending,
             "running" => RunStatus::Running,
             "waiting" => RunStatus::Waiting,
+            "paused" => RunStatus::Paused,
             "succeeded" => RunStatus::Succeeded,
             "failed" => RunStatus::Failed,
             "cancelled" => RunStatus::Cancelled,
@@ -40,6 +43,7 @@ impl RunStatus {
             RunStatus::Pending => "pending",
             RunStatus::Running => "running",
             RunStatus::Waiting => "waiting",
+            RunStatus::Paused => "paused",
             RunStatus::Succeeded => "succeeded",
             RunStatus::Failed => "failed",
             RunStatus::Cancelled => "cancelled",
@@ -81,6 +85,9 @@ pub struct PageInfo {
     pub end_cursor: Option<String>,
 }
 
+/// Most forks `Run.forks` lists.
+pub const FORKS_LISTED_MAX: u32 = 100;
+
 /// A workflow run, as its read model has it; details come from its log.
 #[derive(Debug)]
 pub struct Run(pub RunRecord);
@@ -117,6 +124,27 @@ impl Run {
     }
     async fn idempotency_key(&self) -> Option<&str> {
         self.0.row.idempotency_key.as_deref()
+    }
+    /// The run this one was forked from (`forkRun`); who forked it, at
+    /// which step and why are in its `run.started` event (`fork`).
+    async fn forked_from(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Run>> {
+        let Some(source) = self.0.row.forked_from else {
+            return Ok(None);
+        };
+        let api = ctx.data::<ApiContext>()?;
+        let record = api.store.get_run(source).await.map_err(ApiError::from)?;
+        Ok(record.map(Run))
+    }
+    /// The runs forked from this one, oldest first (at most `FORKS_LISTED_MAX`, 100).
+    #[graphql(complexity = "10 * child_complexity")]
+    async fn forks(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Run>> {
+        let api = ctx.data::<ApiContext>()?;
+        let forks = api
+            .store
+            .list_forks(self.0.row.run_id, FORKS_LISTED_MAX)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(forks.into_iter().map(Run).collect())
     }
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.row.created_at
@@ -216,6 +244,13 @@ pub struct Step {
     pub items: Option<u32>,
     /// The rendered `with` of an approval step waiting for a decision.
     pub approval_request: Option<Json<Value>>,
+    /// How many times surgery reset the step after it had run (`rewindRun`,
+    /// `skipStep`); its idempotency keys end in `@<generation>` when > 0.
+    pub generation: u32,
+    /// `by <caller>: <reason>` when an operator skipped the step (`skipStep`).
+    pub skipped_by: Option<String>,
+    /// The source run whose output a fork took over for this step.
+    pub adopted_from: Option<async_graphql::ID>,
 }
 
 impl Step {
@@ -248,6 +283,11 @@ impl Step {
                 .map(|(start, end)| (end - start).num_milliseconds()),
             items: step.items.as_ref().map(|items| items.len() as u32),
             approval_request,
+            generation: step.generation,
+            skipped_by: step.bypassed.clone(),
+            adopted_from: step
+                .adopted_from
+                .map(|run| async_graphql::ID(run.to_string())),
         }
     }
 }

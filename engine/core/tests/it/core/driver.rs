@@ -10,6 +10,8 @@ use imx_core::event::{
     ApprovalGranted, ApprovalRejected, ChildOutcome, ChildRunFinished, Event, EventEnvelope,
     RunCancelRequested, StepFailed, StepStarted, StepSucceeded, TimerFired,
 };
+use imx_core::state::StepStatus;
+use imx_core::surgery;
 use imx_core::workflow::{StepKind, Workflow};
 use imx_core::{Effect, Host, RunState, Secrets, decide, outstanding, replay, settle, start_run};
 use serde_json::Value;
@@ -59,6 +61,25 @@ pub trait World {
     fn cancel_at_ms(&mut self) -> Option<u64> {
         None
     }
+    /// Operator surgery while the run is under way: (ms after the start, what).
+    fn surgery(&mut self) -> Vec<(u64, Surgery)> {
+        Vec::new()
+    }
+    /// The run ended: the step to rewind it to, if the operator does.
+    fn rewind(&mut self, _state: &RunState) -> Option<String> {
+        None
+    }
+}
+
+/// An operation an operator makes on a run in flight.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Surgery {
+    Pause,
+    Resume,
+    /// Skip the failed or waiting step number `pick` (modulo their count).
+    Skip {
+        pick: u64,
+    },
 }
 
 /// A fact that will reach the runtime at some time.
@@ -91,10 +112,11 @@ enum Fact {
         output: Value,
     },
     Cancel,
+    Operator(Surgery),
 }
 
 impl Fact {
-    fn event(self, at: DateTime<Utc>) -> Option<Event> {
+    fn event(self, at: DateTime<Utc>, workflow: &Workflow, state: &RunState) -> Option<Event> {
         Some(match self {
             Fact::Started {
                 step,
@@ -179,7 +201,36 @@ impl Fact {
                 reason: None,
             }
             .into(),
+            Fact::Operator(operation) => return operate(operation, at, workflow, state),
         })
+    }
+}
+
+/// The event of an operation, as the core plans it on the current state;
+/// `None` when the core refuses it.
+fn operate(
+    operation: Surgery,
+    at: DateTime<Utc>,
+    workflow: &Workflow,
+    state: &RunState,
+) -> Option<Event> {
+    let (by, reason) = ("sim", "simulated operator");
+    match operation {
+        Surgery::Pause => surgery::pause(state, by, reason, at).ok().map(Event::from),
+        Surgery::Resume => surgery::resume(state, by, reason, at).ok().map(Event::from),
+        Surgery::Skip { pick } => {
+            let eligible: Vec<&String> = state
+                .steps
+                .iter()
+                .filter(|(_, step)| matches!(step.status, StepStatus::Failed | StepStatus::Waiting))
+                .map(|(id, _)| id)
+                .collect();
+            let step = eligible.get((pick % eligible.len().max(1) as u64) as usize)?;
+            let output = serde_json::json!({"skipped": step});
+            surgery::skip(workflow, state, step, output, by, reason, at)
+                .ok()
+                .map(Event::from)
+        }
     }
 }
 
@@ -231,11 +282,22 @@ impl<'w> Driver<'w> {
         if let Some(ms) = world.cancel_at_ms() {
             self.enqueue(ms as i64, Fact::Cancel);
         }
+        for (ms, operation) in world.surgery() {
+            self.enqueue(ms as i64, Fact::Operator(operation));
+        }
         self.settle_and_carry_out(world)?;
-        while let Some(((due, _), fact)) = self.queue.pop_first() {
-            if self.state.is_finished() {
+        loop {
+            if self.state.is_finished() && !self.rewound(world)? {
                 break;
             }
+            if self.queue.is_empty() && self.state.status == imx_core::RunStatus::Paused {
+                // The operator's resume came before their pause took (a
+                // crash delayed it): they resume again.
+                self.enqueue_in(1, Fact::Operator(Surgery::Resume));
+            }
+            let Some(((due, _), fact)) = self.queue.pop_first() else {
+                break;
+            };
             self.now = self.now.max(t0() + TimeDelta::milliseconds(due));
             self.deliver(fact, world)?;
             if self.log.len() > RUN_EVENTS_MAX {
@@ -247,9 +309,29 @@ impl<'w> Driver<'w> {
         Ok(())
     }
 
+    /// The run ended: rewinds it when the world's operator does.
+    fn rewound(&mut self, world: &mut dyn World) -> Result<bool, String> {
+        let Some(step) = world.rewind(&self.state) else {
+            return Ok(false);
+        };
+        let (by, reason) = ("sim", "simulated rewind");
+        let event = surgery::rewind(self.workflow, &self.state, &step, by, reason, self.now)
+            .map_err(|refusal| format!("rewinding the ended run to `{step}`: {refusal}"))?;
+        let envelope = EventEnvelope::new(RUN_ID, self.state.seq + 1, event);
+        self.state
+            .apply(&envelope)
+            .map_err(|err| format!("the state refused a planned rewind: {err}"))?;
+        self.log.push(envelope);
+        self.settle_and_carry_out(world)?;
+        Ok(true)
+    }
+
     fn deliver(&mut self, fact: Fact, world: &mut dyn World) -> Result<(), String> {
         let retry = fact.clone();
-        let Some(event) = fact.event(self.now) else {
+        let Some(event) = fact.event(self.now, self.workflow, &self.state) else {
+            if matches!(retry, Fact::Operator(_)) {
+                self.rejected += 1;
+            }
             return Ok(());
         };
         let envelope = EventEnvelope::new(RUN_ID, self.state.seq + 1, event);
@@ -412,8 +494,9 @@ impl<'w> Driver<'w> {
     }
 }
 
-/// `<run>/<step>[/<index>]` back into step and index.
+/// `<run>/<step>[/<index>][@<generation>]` back into step and index.
 fn split_key(key: &str) -> (String, Option<u32>) {
+    let key = key.split_once('@').map_or(key, |(key, _)| key);
     let mut parts = key.splitn(3, '/').skip(1);
     let step = parts.next().unwrap_or_default().to_owned();
     (step, parts.next().and_then(|index| index.parse().ok()))

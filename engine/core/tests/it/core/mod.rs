@@ -11,3 +11,4 @@ mod retry_run;
 mod rules;
 mod sim;
 mod support;
+mod surgery;

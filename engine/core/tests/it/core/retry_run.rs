@@ -32,7 +32,8 @@ fn retried_history(succeed_after_retry: bool) -> testkit::histories::History {
                     at,
                     step: "fetch".to_owned(),
                     index: None,
-                    attempt: 1,
+                    // Attempt numbers go on after a retry of the run.
+                    attempt: 2,
                     output: json!({"status": 200}),
                 }
                 .into()
@@ -84,6 +85,35 @@ fn a_retried_run_can_succeed() {
     let state = history.state().expect("the history replays");
     assert_eq!(state.status, RunStatus::Succeeded, "{}", types(&history));
     assert_eq!(state.step_status("report"), StepStatus::Succeeded);
+}
+
+#[test]
+fn a_late_result_of_the_attempt_before_the_retry_is_rejected() {
+    let history = retried_history(false);
+    let mut state = history.state().expect("the history replays");
+    let fetch = state.step("fetch").and_then(|s| s.execution(None)).cloned();
+    let fetch = fetch.expect("fetch was scheduled again");
+    assert_eq!((fetch.attempt, fetch.attempt_base), (2, 1));
+    assert_eq!(
+        fetch.idempotency_key.as_deref(),
+        Some(format!("{}/fetch", testkit::histories::RUN_ID).as_str()),
+        "a retry of the run keeps the execution's key"
+    );
+    let late = imx_core::EventEnvelope::new(
+        testkit::histories::RUN_ID,
+        state.seq + 1,
+        StepSucceeded {
+            at: testkit::histories::t0(),
+            step: "fetch".to_owned(),
+            index: None,
+            attempt: 1,
+            output: json!({"late": true}),
+        },
+    );
+    assert!(
+        state.apply(&late).is_err(),
+        "attempt 1 ended before the retry"
+    );
 }
 
 #[test]

@@ -2,8 +2,9 @@
 //! random workflow runs against a simulated clock and a world with random
 //! outcomes, latencies, hangs, timeouts, duplicate and late results, cancel
 //! requests and crashes (in-memory state dropped and rebuilt from the log).
-//! After each run: replay equals the live state, no execution succeeds
-//! twice, seq is gap-free, the run ended with nothing left to do, no secret
+//! An operator pauses and resumes, skips failed or waiting steps, and
+//! rewinds ended runs. After each run: replay equals the live state, no
+//! execution succeeds twice in one generation (per idempotency key), seq is gap-free, the run ended with nothing left to do, no secret
 //! reached the log, every event validates against its JSON Schema, and the
 //! same seed gives the same log.
 //!
@@ -19,7 +20,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use testkit::histories::{step, workflow};
 
-use super::driver::{Driver, Outcome, World};
+use super::driver::{Driver, Outcome, Surgery, World};
 
 /// A secret value that must never appear in an event.
 pub const CANARY: &str = "canary-7f3a9c";
@@ -131,8 +132,17 @@ struct SimWorld {
     rng: Rng,
     /// Steps that may hang: something (a timeout) will end them.
     hangable: BTreeSet<String>,
+    /// Steps with a timeout of their own: the only ones that may hang after
+    /// a rewind (a rewound run has no whole-run timeout).
+    timed_steps: BTreeSet<String>,
     cancel_at_ms: Option<u64>,
+    /// Pauses with their resumes, and skips, while the run is under way.
+    surgery: Vec<(u64, Surgery)>,
+    rewinds: u32,
 }
+
+/// Most times the simulated operator rewinds one run.
+const REWINDS_MAX: u32 = 2;
 
 impl World for SimWorld {
     fn outcome(&mut self, step: &str, index: Option<u32>, attempt: u32, _: &Value) -> Outcome {
@@ -176,6 +186,37 @@ impl World for SimWorld {
     fn cancel_at_ms(&mut self) -> Option<u64> {
         self.cancel_at_ms
     }
+    fn surgery(&mut self) -> Vec<(u64, Surgery)> {
+        std::mem::take(&mut self.surgery)
+    }
+    fn rewind(&mut self, state: &imx_core::RunState) -> Option<String> {
+        if self.rewinds >= REWINDS_MAX || !self.rng.percent(25) {
+            return None;
+        }
+        self.rewinds += 1;
+        self.hangable = self.timed_steps.clone();
+        let steps: Vec<&String> = state.steps.keys().collect();
+        Some(steps[self.rng.below(steps.len() as u64) as usize].clone())
+    }
+}
+
+/// Operator surgery drawn from the seed: a pause with its resume, a skip.
+fn random_surgery(rng: &mut Rng) -> Vec<(u64, Surgery)> {
+    let mut surgery = Vec::new();
+    if rng.percent(15) {
+        let at = rng.below(4_000);
+        surgery.push((at, Surgery::Pause));
+        surgery.push((at + 1 + rng.below(3_000), Surgery::Resume));
+    }
+    if rng.percent(15) {
+        surgery.push((
+            rng.below(6_000),
+            Surgery::Skip {
+                pick: rng.next_u64(),
+            },
+        ));
+    }
+    surgery
 }
 
 /// What one seed produced.
@@ -204,15 +245,35 @@ pub fn run_seed(seed: u64) -> Result<SeedRun, String> {
         .map(|step| step.id.clone())
         .collect();
     let cancel_at_ms = rng.percent(15).then(|| rng.below(5_000));
+    let surgery = random_surgery(&mut rng);
+    let timed_steps = flow
+        .steps
+        .values()
+        .filter(|step| step.timeout_ms.is_some())
+        .map(|step| step.id.clone())
+        .collect();
     let mut world = SimWorld {
         rng,
         hangable,
+        timed_steps,
         cancel_at_ms,
+        surgery,
+        rewinds: 0,
     };
     let secrets: Secrets = [("TOKEN", CANARY)].into_iter().collect();
     let mut driver = Driver::new(&flow, secrets.clone());
     driver.run(input, &mut world)?;
-    check_invariants(&flow, &driver, &secrets)?;
+    check_invariants(&flow, &driver, &secrets).map_err(|why| {
+        let tail: Vec<String> = driver
+            .log
+            .iter()
+            .rev()
+            .take(12)
+            .rev()
+            .map(|e| format!("{} {} {}", e.seq, e.event_type(), e.payload()))
+            .collect();
+        format!("{why}\nlast events:\n{}", tail.join("\n"))
+    })?;
     let mut hasher = Sha256::new();
     for envelope in &driver.log {
         hasher.update(envelope.to_json().to_string().as_bytes());
@@ -254,7 +315,6 @@ fn check_invariants(flow: &Workflow, driver: &Driver<'_>, secrets: &Secrets) -> 
             ));
         }
     }
-    let mut successes = BTreeMap::<(String, Option<u32>), u32>::new();
     let mut in_flight = BTreeMap::<(String, Option<u32>), u32>::new();
     for envelope in &driver.log {
         // A result always belongs to the attempt handed out last.
@@ -276,18 +336,25 @@ fn check_invariants(flow: &Workflow, driver: &Driver<'_>, secrets: &Secrets) -> 
             ));
         }
     }
+    // Each execution succeeds at most once per generation: per idempotency
+    // key (a rewind or skip gives the executions it resets a new one).
+    let mut keys = BTreeMap::<(String, Option<u32>), String>::new();
+    let mut successes = BTreeSet::<String>::new();
     for envelope in &driver.log {
-        if let Event::StepSucceeded(succeeded) = &envelope.event {
-            let count = successes
-                .entry((succeeded.step.clone(), succeeded.index))
-                .or_default();
-            *count += 1;
-            if *count > 1 {
-                return Err(format!(
-                    "{}/{:?} succeeded twice",
-                    succeeded.step, succeeded.index
-                ));
+        match &envelope.event {
+            Event::StepScheduled(e) => {
+                keys.insert((e.step.clone(), e.index), e.idempotency_key.clone());
             }
+            Event::StepSucceeded(e) => {
+                let key = keys.get(&(e.step.clone(), e.index)).cloned();
+                let key = key.ok_or_else(|| {
+                    format!("event {} succeeds an unscheduled execution", envelope.seq)
+                })?;
+                if !successes.insert(key.clone()) {
+                    return Err(format!("{key} succeeded twice"));
+                }
+            }
+            _ => {}
         }
     }
     let left = decide(flow, state, driver.now, Host::in_process(secrets));
@@ -342,6 +409,7 @@ fn simulated_runs_keep_every_invariant() {
     };
     let (mut events, mut crashes, mut rejected, mut statuses) =
         (0, 0, 0, BTreeMap::<String, u64>::new());
+    let mut surgery = BTreeMap::<&'static str, u64>::new();
     for &seed in &seeds {
         let run = run_seed(seed).unwrap_or_else(|why| {
             panic!(
@@ -363,9 +431,18 @@ fn simulated_runs_keep_every_invariant() {
         if let Some(last) = run.log.last() {
             *statuses.entry(last.event_type().to_owned()).or_default() += 1;
         }
+        for envelope in &run.log {
+            let kind = envelope.event_type();
+            if matches!(
+                kind,
+                "run.rewound" | "run.paused" | "run.resumed" | "step.bypassed"
+            ) {
+                *surgery.entry(kind).or_default() += 1;
+            }
+        }
     }
     println!(
-        "sim: {} seeds, {events} events, {crashes} crashes, {rejected} rejected facts, endings {statuses:?}",
+        "sim: {} seeds, {events} events, {crashes} crashes, {rejected} rejected facts, endings {statuses:?}, surgery {surgery:?}",
         seeds.len()
     );
     // The scenarios must reach every ending, or the simulation tests too little.
@@ -384,6 +461,11 @@ fn simulated_runs_keep_every_invariant() {
         assert!(
             crashes > 0 && rejected > 0,
             "no crash or no rejected fact was simulated"
+        );
+        assert_eq!(
+            surgery.len(),
+            4,
+            "every kind of surgery among the faults: {surgery:?}"
         );
     }
 }
