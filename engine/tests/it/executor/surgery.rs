@@ -275,6 +275,73 @@ async fn skip_of_a_failed_step_unblocks_its_dependents(database: Database) {
     assert_eq!(keys(&server, "/pager/pages"), [format!("{run_id}/notify")]);
 }
 
+/// Two nodes pause (then resume) one run at the same moment, round after
+/// round: the expected-seq check lets exactly one of each pair through and
+/// the other is refused by the state it finds; the log alternates.
+async fn concurrent_surgery_on_one_run_records_each_operation_once(database: Database) {
+    const ROUNDS: usize = 10;
+    let url = database.url.clone();
+    let (node, handle) = Node::start(database, Secrets::none()).await;
+    let other = engine::store::open_with(&url, engine::store::StoreConfig::default())
+        .await
+        .expect("a second node's store");
+    let other = engine::runtime::Runtime::new(
+        std::sync::Arc::new(other),
+        Vec::new(),
+        engine::runtime::Config::default(),
+    );
+    let source = "name: surgery-gate\nsteps:\n  ask: { uses: approval }\n  after: { needs: [ask], uses: noop }\n";
+    let registered = node
+        .runtime
+        .register_source(source)
+        .await
+        .expect("register");
+    let request = engine::runtime::StartRequest {
+        workflow: registered.name,
+        ..Default::default()
+    };
+    let run_id = node.runtime.start_run(request).await.expect("start").run_id;
+    for _ in 0..ROUNDS {
+        let (a, b) = tokio::join!(
+            node.runtime.pause_run(run_id, &operator("a")),
+            other.pause_run(run_id, &operator("b"))
+        );
+        assert_one_went_through(&a, &b);
+        let (a, b) = tokio::join!(
+            node.runtime.resume_run(run_id, &operator("a")),
+            other.resume_run(run_id, &operator("b"))
+        );
+        assert_one_went_through(&a, &b);
+    }
+    let events = node
+        .runtime
+        .store()
+        .read_stream(run_id, 0, 1_000)
+        .await
+        .expect("log");
+    handle.shutdown().await;
+    let operations: Vec<&str> = events
+        .iter()
+        .map(|event| event.event_type.as_str())
+        .filter(|kind| matches!(*kind, "run.paused" | "run.resumed"))
+        .collect();
+    let expected: Vec<&str> = ["run.paused", "run.resumed"].repeat(ROUNDS);
+    assert_eq!(operations, expected);
+}
+
+fn assert_one_went_through(
+    a: &Result<RunState, engine::runtime::Error>,
+    b: &Result<RunState, engine::runtime::Error>,
+) {
+    let refused = |result: &Result<RunState, engine::runtime::Error>| {
+        matches!(result, Err(engine::runtime::Error::SurgeryRefused { .. }))
+    };
+    assert!(
+        (a.is_ok() && refused(b)) || (refused(a) && b.is_ok()),
+        "exactly one of two concurrent operations is recorded: {a:?} / {b:?}"
+    );
+}
+
 macro_rules! on_both_backends {
     ($backend:ident, $database:expr) => {
         mod $backend {
@@ -293,6 +360,7 @@ macro_rules! on_both_backends {
             case!(fork_onto_a_fixed_version_finishes_with_the_upstream_outputs_reused);
             case!(pause_during_a_for_each_stops_new_items_and_resume_finishes_them);
             case!(skip_of_a_failed_step_unblocks_its_dependents);
+            case!(concurrent_surgery_on_one_run_records_each_operation_once);
         }
     };
 }
