@@ -301,17 +301,18 @@ async fn concurrent_surgery_on_one_run_records_each_operation_once(database: Dat
         ..Default::default()
     };
     let run_id = node.runtime.start_run(request).await.expect("start").run_id;
+    let (a, b) = (operator("a"), operator("b"));
     for _ in 0..ROUNDS {
-        let (a, b) = tokio::join!(
-            node.runtime.pause_run(run_id, &operator("a")),
-            other.pause_run(run_id, &operator("b"))
+        let (first, second) = tokio::join!(
+            node.runtime.pause_run(run_id, &a),
+            other.pause_run(run_id, &b)
         );
-        assert_one_went_through(&a, &b);
-        let (a, b) = tokio::join!(
-            node.runtime.resume_run(run_id, &operator("a")),
-            other.resume_run(run_id, &operator("b"))
+        assert_one_went_through(&first, &second);
+        let (first, second) = tokio::join!(
+            node.runtime.resume_run(run_id, &a),
+            other.resume_run(run_id, &b)
         );
-        assert_one_went_through(&a, &b);
+        assert_one_went_through(&first, &second);
     }
     let events = node
         .runtime
