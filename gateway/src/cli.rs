@@ -166,6 +166,8 @@ pub enum RunsCommand {
     Rewind(StepSurgeryArgs),
     /// Start a new run that takes over the outputs of the steps not
     /// downstream of STEP and runs the rest, optionally on another version.
+    /// (Here `--version` names the workflow version, not imx's.)
+    #[command(disable_version_flag = true)]
     Fork(ForkArgs),
     /// Pause a running or waiting run: no new attempt starts until resumed.
     Pause(SurgeryArgs),
@@ -371,4 +373,17 @@ pub struct TemplateSandboxArgs {
     pub memory_bytes_max: u64,
     #[arg(long)]
     pub evaluation_ms_max: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// clap's own consistency checks over every subcommand (duplicate
+    /// flags, like a `--version` clashing with the propagated one), which
+    /// it otherwise runs only when that subcommand is parsed.
+    #[test]
+    fn every_subcommand_passes_claps_checks() {
+        super::Cli::command().debug_assert();
+    }
 }

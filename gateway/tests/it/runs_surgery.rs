@@ -96,7 +96,10 @@ fn runs_skip_rewind_and_fork_repair_a_failed_run_with_their_reasons_recorded() {
     // Fork at `charge` onto a version where it works: `fetch` is taken over.
     let fixed = store.file(
         "order-fixed.yaml",
-        &BROKEN.replace("uses: fail", "uses: noop"),
+        &BROKEN.replace(
+            "uses: fail, with: { message: card declined }",
+            "uses: noop, with: { receipt: R-2 }",
+        ),
     );
     let fixed_run = store.imx(&["run", &fixed]);
     assert_eq!(fixed_run.code, 0, "{fixed_run:?}");
@@ -128,9 +131,14 @@ fn runs_skip_rewind_and_fork_repair_a_failed_run_with_their_reasons_recorded() {
         "{fork}"
     );
     assert_eq!(fork["status"], "succeeded", "{fork}");
+    assert_eq!(
+        fork["steps"]["ship"]["output"],
+        json!({"receipt": "R-2"}),
+        "{fork}"
+    );
 
     // Refusals: exit 2, the code, nothing written.
-    let before = store.imx(&["replay", "export", "--run", &run_id]).stdout;
+    let before = events_of(&store, &run_id);
     let refusals: [(&[&str], &str); 4] = [
         (
             &["runs", "pause", &run_id, "--reason", "too late"],
@@ -156,7 +164,7 @@ fn runs_skip_rewind_and_fork_repair_a_failed_run_with_their_reasons_recorded() {
         assert_eq!(refused.code, 2, "{args:?}: {refused:?}");
         assert!(refused.stderr.contains(expected), "{args:?}: {refused:?}");
     }
-    let after = store.imx(&["replay", "export", "--run", &run_id]).stdout;
+    let after = events_of(&store, &run_id);
     assert_eq!(before, after, "a refusal records nothing");
 
     // The auditor's tools read the surgery like any other history.
@@ -236,4 +244,12 @@ fn timeline_line<'a>(stdout: &'a str, event_type: &str) -> &'a str {
         .find(|line| line.split_whitespace().nth(2) == Some(event_type))
         .unwrap_or_else(|| panic!("no {event_type} in the timeline:\n{stdout}"))
         .trim_end()
+}
+
+/// The run's exported events (the export without its header, which holds
+/// the time of the export).
+fn events_of(store: &Store, run_id: &str) -> Vec<String> {
+    let exported = store.imx(&["replay", "export", "--run", run_id]);
+    assert_eq!(exported.code, 0, "{exported:?}");
+    exported.stdout.lines().skip(1).map(str::to_owned).collect()
 }
