@@ -35,6 +35,10 @@ pub enum ReplayCommand {
         /// The head recorded at export time: detects a truncated or rewritten tail.
         #[arg(long)]
         expect_head: Option<String>,
+        /// The log hash recorded for a position (repeatable): checked wherever
+        /// the history proves that position's log hash, the header's `start` included.
+        #[arg(long, value_name = "POSITION:HASH")]
+        expect: Vec<replay::verify::Expectation>,
         #[arg(long)]
         json: bool,
     },
@@ -91,9 +95,13 @@ async fn dispatch(args: ReplayArgs, url: &str) -> anyhow::Result<ExitCode> {
         ReplayCommand::Verify {
             file,
             expect_head,
+            expect,
             json,
         } => {
-            let options = replay::Options { expect_head };
+            let options = replay::Options {
+                expect_head,
+                expect,
+            };
             let outcome = match file {
                 Some(path) => {
                     let reader = BufReader::new(

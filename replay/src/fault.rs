@@ -85,6 +85,14 @@ pub enum Fault {
         "the history ends with head {found}, expected {expected}: the tail was truncated or rewritten"
     )]
     HeadMismatch { expected: String, found: String },
+    #[error(
+        "the log hash at position {position} is {found}, but --expect says {expected}: the history up to this position is not the one recorded (rewritten, or the hash belongs to another log)"
+    )]
+    ExpectMismatch {
+        position: u64,
+        expected: String,
+        found: String,
+    },
 }
 
 fn position_cause(expected: u64, found: u64) -> &'static str {
@@ -148,6 +156,7 @@ impl FaultKind {
             FaultKind::AfterTrailer => "IMX0518",
             FaultKind::TrailerMismatch => "IMX0519",
             FaultKind::HeadMismatch => "IMX0520",
+            FaultKind::ExpectMismatch => "IMX0521",
         }
     }
 }
@@ -187,6 +196,9 @@ impl Fault {
             }
             Fault::HeadMismatch { .. } => {
                 "the history does not end where the head kept at export time says: its tail was cut or rewritten; check the head you passed to --expect-head"
+            }
+            Fault::ExpectMismatch { .. } => {
+                "the log up to this position differs from the one whose hash you recorded: some event at or before it was changed and every hash recomputed; find it with a signed checkpoint (`--trusted-keys`) or an older export"
             }
         }
     }

@@ -8,6 +8,7 @@ pub mod fault;
 pub mod format;
 pub mod inspect;
 pub mod online;
+mod unique;
 pub mod verify;
 
 // The verifier's stages (the fast path per line, its tape and compiled

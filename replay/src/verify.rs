@@ -5,7 +5,7 @@
 //! Memory is one small head per run seen (run id, seq, hash), never per
 //! event: the caller feeds lines or pages and drops them.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use engine::chain::{GENESIS_HASH, HASH_HEX_CHARS, LogHead, RecordedEvent};
 use serde::Serialize;
@@ -43,6 +43,10 @@ pub struct Summary {
     /// False when the file has no log chain (a one-run export) or starts
     /// mid-log: what came before is vouched for only by `start`.
     pub from_genesis: bool,
+    /// Positions of `--expect POSITION:HASH` that matched the history.
+    pub expect_checked: Vec<u64>,
+    /// Positions of `--expect` the history does not cover (not checked).
+    pub expect_not_covered: Vec<u64>,
 }
 
 impl Summary {
@@ -54,6 +58,14 @@ impl Summary {
         );
         if !self.from_genesis {
             text.push_str("note: the history does not start at genesis; earlier events are vouched for only by the header's start head\n");
+        }
+        for position in &self.expect_checked {
+            text.push_str(&format!("expect: position {position} matches\n"));
+        }
+        for position in &self.expect_not_covered {
+            text.push_str(&format!(
+                "note: --expect {position}:…: this history does not prove the log hash at position {position}; NOT checked\n"
+            ));
         }
         for head in self.run_heads.iter().take(SUMMARY_RUN_HEADS_MAX) {
             text.push_str(&format!(
@@ -76,6 +88,39 @@ impl Summary {
 pub struct Options {
     /// The head recorded at export time, kept apart from the file.
     pub expect_head: Option<String>,
+    /// `--expect POSITION:HASH`: the log hash at a position, kept apart
+    /// from the file; checked wherever the history proves that position's
+    /// log hash (the header's `start`, or an event whose log link holds).
+    pub expect: Vec<Expectation>,
+}
+
+/// One `--expect POSITION:HASH`: the log hash recorded for a position.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Expectation {
+    pub position: u64,
+    /// 64 lowercase hex digits.
+    pub log_hash: String,
+}
+
+impl std::str::FromStr for Expectation {
+    type Err = String;
+
+    /// `POSITION:HASH`, the hash in hex of either case.
+    fn from_str(text: &str) -> Result<Self, String> {
+        let usage = || {
+            format!(
+                "{text:?} is not POSITION:HASH (a log position, a colon, 64 hex digits), e.g. 42:{}",
+                GENESIS_HASH
+            )
+        };
+        let (position, hash) = text.split_once(':').ok_or_else(usage)?;
+        let position = position.parse::<u64>().map_err(|_| usage())?;
+        let log_hash = hash.to_ascii_lowercase();
+        if !is_hex_hash(&log_hash) {
+            return Err(usage());
+        }
+        Ok(Expectation { position, log_hash })
+    }
 }
 
 /// A SHA-256 digest; kept as bytes so that following a chain allocates nothing.
@@ -106,6 +151,10 @@ pub struct Verifier {
     last_event: Option<(Uuid, u64, u64)>,
     /// Reused for every event's canonical bytes.
     canonical: Vec<u8>,
+    /// `--expect` not met yet, by position.
+    expect: BTreeMap<u64, Digest32>,
+    expect_checked: Vec<u64>,
+    start: LogHead,
 }
 
 impl Verifier {
@@ -113,7 +162,20 @@ impl Verifier {
     /// log). A `start.log_hash` that is not hex is taken as genesis; the
     /// file reader refuses such a header before.
     pub fn new(scope: Scope, start: LogHead, options: Options) -> Self {
+        let expect = options
+            .expect
+            .iter()
+            .map(|expected| {
+                (
+                    expected.position,
+                    decode(&expected.log_hash).unwrap_or(GENESIS),
+                )
+            })
+            .collect();
         Verifier {
+            expect,
+            expect_checked: Vec::new(),
+            start: start.clone(),
             log_chain: scope.run.is_none(),
             last_position: start.position,
             log_position: start.position,
@@ -124,6 +186,36 @@ impl Verifier {
             events: 0,
             last_event: None,
             canonical: Vec::with_capacity(1024),
+        }
+    }
+
+    /// Compares the start head with `--expect` at its position; call it
+    /// before the first event.
+    pub fn check_start(&mut self) -> Result<(), Problem> {
+        let position = self.start.position;
+        let found = self.log_hash;
+        self.expectation(position, &found).map_err(|fault| Problem {
+            run_id: None,
+            seq: None,
+            position: Some(position),
+            line: Some(1),
+            fault: Box::new(fault),
+        })
+    }
+
+    /// Compares `found`, the proven log hash at `position`, with `--expect`.
+    fn expectation(&mut self, position: u64, found: &Digest32) -> Result<(), Fault> {
+        match self.expect.remove(&position) {
+            Some(expected) if expected != *found => Err(Fault::ExpectMismatch {
+                position,
+                expected: hex::encode(expected),
+                found: hex::encode(found),
+            }),
+            Some(_) => {
+                self.expect_checked.push(position);
+                Ok(())
+            }
+            None => Ok(()),
         }
     }
 
@@ -158,8 +250,11 @@ impl Verifier {
         if let Some(edited) = &local.edited {
             return Err((**edited).clone());
         }
+        // A one-run file proves the log link wherever its positions are
+        // consecutive (the first event's with `start`); the whole log, always.
+        let linked = self.log_chain || event.position == self.log_position + 1;
         // A worker may have checked the log link from the same log hash already.
-        if self.log_chain && local.log_checked_from != Some(self.log_hash) {
+        if linked && local.log_checked_from != Some(self.log_hash) {
             let recomputed = sha256(&self.log_hash, &local.hash);
             if recomputed != local.log_hash {
                 return Err(Fault::LogHashMismatch {
@@ -170,6 +265,9 @@ impl Verifier {
         }
         if let Some(schema) = &local.schema {
             return Err((**schema).clone());
+        }
+        if linked {
+            self.expectation(event.position, &local.log_hash)?;
         }
         self.advance(event, local);
         Ok(())
@@ -299,7 +397,11 @@ impl Verifier {
             })
             .collect();
         run_heads.sort_by_key(|head| head.run_id);
+        let mut expect_checked = self.expect_checked;
+        expect_checked.sort_unstable();
         Ok(Summary {
+            expect_checked,
+            expect_not_covered: self.expect.into_keys().collect(),
             from_genesis: self.scope.run.is_none() && self.scope.since == 0,
             scope: self.scope,
             events: self.events,

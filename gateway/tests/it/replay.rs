@@ -391,3 +391,57 @@ fn every_verify_finding_and_replay_error_prints_its_code_and_a_hint() {
         (&json!("IMX0520"), &json!("head_mismatch"))
     );
 }
+
+#[test]
+fn expect_position_hash_checks_a_since_export_through_the_binary() {
+    let folder = tempfile::tempdir().expect("a temp folder");
+    let url = format!("sqlite://{}/imx.db", folder.path().display());
+    append(&url, &with_run(histories::retry_then_ok().settled().events));
+    let whole = imx(&["replay", "export", "--database-url", &url]);
+    assert_eq!(whole.code, 0, "{}", whole.stderr);
+    let at_five: serde_json::Value = serde_json::from_str(
+        whole
+            .stdout
+            .lines()
+            .nth(5)
+            .expect("the event at position 5"),
+    )
+    .expect("JSON");
+    let log_hash = at_five["log_hash"].as_str().expect("a log hash").to_owned();
+    let since = imx(&["replay", "export", "--since", "5", "--database-url", &url]);
+    let file = folder.path().join("since.jsonl");
+    std::fs::write(&file, &since.stdout).expect("write the export");
+    let file = file.to_str().expect("a UTF-8 path");
+    let ok = imx(&[
+        "replay",
+        "verify",
+        file,
+        "--expect",
+        &format!("5:{log_hash}"),
+        "--expect",
+        &format!("1:{log_hash}"),
+    ]);
+    assert_eq!(ok.code, 0, "{}", ok.stderr);
+    assert!(
+        ok.stdout.contains("expect: position 5 matches"),
+        "{}",
+        ok.stdout
+    );
+    assert!(ok.stdout.contains("note: --expect 1:…"), "{}", ok.stdout);
+    let wrong = format!("5:{}", "ab".repeat(32));
+    let refused = imx(&["replay", "verify", file, "--expect", &wrong]);
+    assert_eq!(refused.code, 1);
+    assert!(
+        refused
+            .stderr
+            .starts_with("verify failed: IMX0521: history (position 5) at line 1: "),
+        "{}",
+        refused.stderr
+    );
+    let bad = imx(&["replay", "verify", file, "--expect", "5"]);
+    assert_eq!(
+        bad.code, 2,
+        "clap refuses a malformed --expect: {}",
+        bad.stderr
+    );
+}
