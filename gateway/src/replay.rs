@@ -42,6 +42,28 @@ pub enum ReplayCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Print a Merkle proof as JSON: that an event is in the log (`--run R --seq S`),
+    /// or that the log of NEW events extends the log of OLD (`--consistency OLD NEW`).
+    Prove {
+        #[arg(long, requires = "seq", conflicts_with = "consistency")]
+        run: Option<Uuid>,
+        #[arg(long, requires = "run")]
+        seq: Option<u64>,
+        /// The tree size to prove in (default: the newest checkpoint's, else the log's length).
+        #[arg(long, conflicts_with = "consistency")]
+        tree_size: Option<u64>,
+        #[arg(long, num_args = 2, value_names = ["OLD", "NEW"], required_unless_present = "run")]
+        consistency: Option<Vec<u64>>,
+    },
+    /// Verify a proof FILE offline (no database); exit 1 if it does not verify.
+    VerifyProof {
+        file: PathBuf,
+        /// The root you trust for the proof's tree size (e.g. from a checkpoint).
+        #[arg(long, value_name = "HASH")]
+        root: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
     /// The state of a run as of a seq, rebuilt with the core's own replay, and its timeline.
     Inspect {
         run: Uuid,
@@ -138,6 +160,26 @@ async fn dispatch(args: ReplayArgs, url: &str) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         ReplayCommand::Check { new, old, json } => check(url, &new, old.as_deref(), json).await,
+        ReplayCommand::Prove {
+            run,
+            seq,
+            tree_size,
+            consistency,
+        } => {
+            let store = open(url).await?;
+            let proof = match (run, seq, consistency.as_deref()) {
+                (Some(run), Some(seq), _) => {
+                    replay::proof::prove_inclusion(&store, run, seq, tree_size).await?
+                }
+                (_, _, Some([old, new])) => {
+                    replay::proof::prove_consistency(&store, *old, *new).await?
+                }
+                _ => anyhow::bail!("pass --run R --seq S, or --consistency OLD NEW"),
+            };
+            println!("{}", serde_json::to_string_pretty(&proof)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        ReplayCommand::VerifyProof { file, root, json } => verify_proof(&file, root, json),
     }
 }
 
@@ -168,6 +210,54 @@ fn report_verification(
             eprintln!("verify failed: {problem}\n  hint: {}", problem.fault.hint());
             Ok(ExitCode::FAILURE)
         }
+    }
+}
+
+fn verify_proof(path: &Path, root: Option<String>, json: bool) -> anyhow::Result<ExitCode> {
+    let bytes = imx_gateway::bounded::read_file(path, replay::proof::PROOF_BYTES_MAX)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let text = String::from_utf8(bytes).map_err(|_| replay::Error::ProofFile {
+        detail: "not UTF-8".to_owned(),
+    });
+    let outcome = text
+        .and_then(|text| replay::proof::verify_proof(&text))
+        .and_then(|proven| match &root {
+            Some(trusted) if !trusted.eq_ignore_ascii_case(&proven.root) => {
+                Err(replay::Error::ProofInvalid {
+                    detail: format!(
+                        "it ends at root {}, not at the trusted root {trusted}",
+                        proven.root
+                    ),
+                })
+            }
+            _ => Ok(proven),
+        });
+    match outcome {
+        Ok(proven) => {
+            if json {
+                println!("{:#}", serde_json::json!({ "ok": true, "proven": proven }));
+            } else {
+                println!("ok: {}", proven.statement);
+                if root.is_none() {
+                    println!(
+                        "note: no --root given: the root is the file's own claim; compare it with a signed checkpoint of size {}",
+                        proven.tree_size
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(error @ (replay::Error::ProofInvalid { .. } | replay::Error::ProofFile { .. })) => {
+            if json {
+                println!(
+                    "{:#}",
+                    serde_json::json!({ "ok": false, "code": error.code(), "error": error.to_string() })
+                );
+            }
+            eprintln!("verify-proof failed: {error}");
+            Ok(ExitCode::FAILURE)
+        }
+        Err(error) => Err(error.into()),
     }
 }
 

@@ -263,6 +263,18 @@ fn replay_sample(kind: ReplayKind) -> ReplayError {
             line: Some(1),
             fault: Box::new(Fault::NoTrailer),
         }),
+        ReplayKind::TreeSize => ReplayError::TreeSize {
+            size: 9,
+            at_least: 1,
+            head: 3,
+        },
+        ReplayKind::SeqNotFound => ReplayError::SeqNotFound { run_id, seq: 9 },
+        ReplayKind::ProofFile => ReplayError::ProofFile {
+            detail: "unknown field".to_owned(),
+        },
+        ReplayKind::ProofInvalid => ReplayError::ProofInvalid {
+            detail: "another root".to_owned(),
+        },
     }
 }
 

@@ -5,6 +5,7 @@
 mod canonical;
 mod chain;
 mod contract;
+mod contract_audit;
 mod contract_guards;
 mod contract_operations;
 mod contract_registry;
@@ -196,6 +197,8 @@ macro_rules! contract_tests {
             case!(relay_lease_is_held_by_one_node_and_fences_a_taken_over_holder);
             case!(schedules_keep_a_forward_cursor_and_the_first_decision_per_fire);
             case!(schedules_pause_and_resume_without_catching_up);
+            case!(merkle_roots_and_proofs_from_stored_nodes_match_the_reference);
+            case!(audit_tables_are_append_only_and_checkpoints_are_stored_once);
         }
     };
 }
