@@ -1,14 +1,21 @@
 #!/usr/bin/env python3
 """A second, independent verifier of `imx-event-log` v1 files, written from
 docs/export-format.md alone (standard library only), to show that the format
-is specified well enough.
+is specified well enough; and of signed checkpoints (docs/checkpoints.md,
+Ed25519 with the PyPI package `cryptography`) and Merkle proofs
+(docs/merkle.md).
 
 Usage: verify-export.py FILE [--expect-head HASH] [--expect POSITION:HASH]...
+                             [--trusted-keys KEYS --checkpoints FILE]
+       verify-export.py --proof FILE [--root HASH]
 
 Exit 0 and "ok ..." when the file verifies; exit 1 and "line N: ..." at the
-first problem. Checks every byte, line, key, chain and order rule of the
-document; it does not check the payload schemas (use `imx replay verify`).
+first problem; with --trusted-keys, exit 3 when the chains verify but some
+events are covered by no trusted checkpoint ("unprovable: ..."). Checks
+every byte, line, key, chain and order rule of the document; it does not
+check the payload schemas (use `imx replay verify`).
 """
+import base64
 import hashlib
 import json
 import math
@@ -159,13 +166,17 @@ def check_header(obj):
 
 
 class Verifier:
-    def __init__(self, scope, start, expect):
+    def __init__(self, scope, start, expect, checkpoints=None):
         self.run_scope = scope["run"]
         self.since = scope["since"]
         self.position, self.log_hash = start["position"], start["log_hash"]
         self.runs, self.count = {}, 0
         self.expect = dict(expect)
         self.checked = []
+        # Checkpoints: {tree_size: (log_hash, root, signers)}.
+        self.checkpoints = dict(checkpoints or {})
+        self.matched, self.first_unproven, self.line = [], None, 1
+        self.leaves = [] if scope["run"] is None and scope["since"] == 0 else None
         self.expectation(self.position, self.log_hash)
 
     def expectation(self, position, found):
@@ -174,6 +185,19 @@ class Verifier:
             if expected != found:
                 raise Refused(f"the log hash at position {position} is {found}, --expect says {expected}")
             self.checked.append(position)
+        checkpoint = self.checkpoints.pop(position, None)
+        if checkpoint is not None and position > 0:
+            log_hash, root, signers = checkpoint
+            if log_hash != found:
+                line, where = self.first_unproven or (self.line, "this event")
+                raise Refused(
+                    f"{where} is the first that may differ from the checkpoint of size {position} "
+                    f"signed by {signers}: the log hash there is {found}, the checkpoint says {log_hash}",
+                    line)
+            if self.leaves is not None and merkle_root(self.leaves[:position]) != root:
+                raise Refused(f"the Merkle root of the first {position} events is not the checkpoint's")
+            self.matched.append(position)
+            self.first_unproven = None
 
     def event(self, e):
         exact_keys(e, LINE_KEYS, "the event line")
@@ -213,6 +237,8 @@ class Verifier:
         canonical = jcs({k: e[k] for k in FIELDS}).encode("utf-8")
         if sha(bytes.fromhex(e["prev_hash"]), canonical) != e["hash"]:
             raise Refused("hash mismatch: the event was edited")
+        if self.leaves is not None:
+            self.leaves.append(bytes.fromhex(e["hash"]))
         linked = self.run_scope is None or e["position"] == self.position + 1
         if linked:
             if sha(bytes.fromhex(self.log_hash), bytes.fromhex(e["hash"])) != e["log_hash"]:
@@ -220,6 +246,8 @@ class Verifier:
             self.expectation(e["position"], e["log_hash"])
         self.runs[e["run_id"]] = (e["seq"], e["hash"])
         self.position, self.log_hash, self.count = e["position"], e["log_hash"], self.count + 1
+        if self.first_unproven is None and (not self.matched or self.matched[-1] != e["position"]):
+            self.first_unproven = (self.line, f"run {e['run_id']} seq {e['seq']} (position {e['position']})")
 
     def head(self):
         if self.run_scope is None:
@@ -227,7 +255,200 @@ class Verifier:
         return self.runs.get(self.run_scope, (0, GENESIS))[1]
 
 
-def verify(path, expect_head=None, expect=()):
+def leaf_hash(event_hash):
+    return hashlib.sha256(b"\x00" + event_hash).digest()
+
+
+def node_hash(left, right):
+    return hashlib.sha256(b"\x01" + left + right).digest()
+
+
+def mth(leaves):
+    """RFC 6962 MTH over leaf hashes."""
+    if len(leaves) == 0:
+        return hashlib.sha256(b"").digest()
+    if len(leaves) == 1:
+        return leaves[0]
+    k = 1 << ((len(leaves) - 1).bit_length() - 1)
+    return node_hash(mth(leaves[:k]), mth(leaves[k:]))
+
+
+def merkle_root(event_hashes):
+    return mth([leaf_hash(h) for h in event_hashes])
+
+
+ED25519 = 0x01
+
+
+def key_id(name, public):
+    return hashlib.sha256(name.encode() + b"\n" + bytes([ED25519]) + public).digest()[:4]
+
+
+def parse_keys(text):
+    """Verifier keys `NAME+HASH+base64(0x01 || key)`, one per line."""
+    keys = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        name, hash_, blob = line.split("+", 2)
+        raw = base64.b64decode(blob, validate=True)
+        if len(raw) != 33 or raw[0] != ED25519 or key_id(name, raw[1:]).hex() != hash_:
+            raise SystemExit(f"not an Ed25519 verifier key: {line!r}")
+        keys[(name, bytes.fromhex(hash_))] = raw[1:]
+    return keys
+
+
+CHECKPOINT_BODY = re.compile(
+    r"([^\n]+)\n(0|[1-9][0-9]*)\n([A-Za-z0-9+/]{43}=)\nimx-log-hash ([0-9a-f]{64})\nimx-time-ms (-?[0-9]+)\n")
+
+
+def verify_note(note, keys):
+    """Returns (tree_size, log_hash, root, signers), or None without a
+    trusted signature; raises SystemExit on a bad note or signature."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+    from cryptography.exceptions import InvalidSignature
+    body, sep, signatures = note.partition("\n\n")
+    body += "\n"
+    match = CHECKPOINT_BODY.fullmatch(body)
+    if not sep or not match:
+        raise SystemExit(f"not a checkpoint note: {note!r}")
+    signers = []
+    for line in signatures.splitlines():
+        if not line.startswith("\u2014 "):
+            raise SystemExit(f"not a signature line: {line!r}")
+        name, blob = line[2:].split(" ", 1)
+        raw = base64.b64decode(blob, validate=True)
+        public = keys.get((name, raw[:4]))
+        if public is None:
+            continue
+        try:
+            Ed25519PublicKey.from_public_bytes(public).verify(raw[4:], body.encode())
+        except InvalidSignature:
+            raise SystemExit(f"the signature by {name}+{raw[:4].hex()} does not verify: forged")
+        signers.append(f"{name}+{raw[:4].hex()}")
+    if not signers:
+        return None
+    root = base64.b64decode(match.group(3))
+    return int(match.group(2)), match.group(4), root, " ".join(signers)
+
+
+def split_notes(text):
+    """A checkpoints file: notes, each followed by one blank line."""
+    notes, current, in_signatures = [], "", False
+    for line in text.splitlines(keepends=True):
+        if in_signatures and not line.startswith("\u2014"):
+            notes.append(current)
+            current, in_signatures = "", False
+            if line == "\n":
+                continue
+        if line == "\n" and current and not in_signatures:
+            in_signatures = True
+        current += line
+    if current.strip():
+        notes.append(current)
+    return notes
+
+
+def read_checkpoints(keys_path, checkpoints_path):
+    with open(keys_path, encoding="utf-8") as handle:
+        keys = parse_keys(handle.read())
+    with open(checkpoints_path, encoding="utf-8") as handle:
+        notes = split_notes(handle.read())
+    checkpoints, untrusted = {}, 0
+    for note in notes:
+        verified = verify_note(note, keys)
+        if verified is None:
+            untrusted += 1
+            continue
+        size, log_hash, root, signers = verified
+        known = checkpoints.get(size)
+        if known is not None and known[:2] != (log_hash, root):
+            raise SystemExit(f"two trusted checkpoints of size {size} disagree: the signer showed two histories")
+        checkpoints[size] = (log_hash, root, signers)
+    return checkpoints, untrusted
+
+
+def verify_inclusion(index, size, leaf, path, root):
+    """RFC 9162 section 2.1.3.2."""
+    if index >= size:
+        return False
+    fn, sn, r = index, size - 1, leaf
+    for p in path:
+        if sn == 0:
+            return False
+        if fn & 1 or fn == sn:
+            r = node_hash(p, r)
+            if not fn & 1:
+                while fn & 1 == 0 and fn != 0:
+                    fn, sn = fn >> 1, sn >> 1
+        else:
+            r = node_hash(r, p)
+        fn, sn = fn >> 1, sn >> 1
+    return sn == 0 and r == root
+
+
+def verify_consistency(first, second, first_root, second_root, path):
+    """RFC 9162 section 2.1.4.2."""
+    if first > second or first == 0:
+        return False
+    if first == second:
+        return not path and first_root == second_root
+    if not path:
+        return False
+    if first & (first - 1) == 0:
+        path = [first_root] + list(path)
+    fn, sn = first - 1, second - 1
+    while fn & 1:
+        fn, sn = fn >> 1, sn >> 1
+    fr = sr = path[0]
+    for c in path[1:]:
+        if sn == 0:
+            return False
+        if fn & 1 or fn == sn:
+            fr, sr = node_hash(c, fr), node_hash(c, sr)
+            while fn & 1 == 0 and fn != 0:
+                fn, sn = fn >> 1, sn >> 1
+        else:
+            sr = node_hash(sr, c)
+        fn, sn = fn >> 1, sn >> 1
+    return sn == 0 and fr == first_root and sr == second_root
+
+
+PROOF_KEYS = {
+    "inclusion": {"kind", "format", "format_version", "tree_size", "position", "run_id", "seq",
+                  "event_hash", "root", "path"},
+    "consistency": {"kind", "format", "format_version", "old_size", "new_size", "old_root",
+                    "new_root", "path"},
+}
+
+
+def verify_proof(path, trusted_root=None):
+    """Returns None when the proof verifies, else what is wrong."""
+    with open(path, encoding="utf-8") as handle:
+        proof = json.loads(handle.read(), object_pairs_hook=unique_object)
+    kind = proof.get("kind")
+    if kind not in PROOF_KEYS or set(proof) != PROOF_KEYS[kind] or proof["format"] != "imx-merkle-proof" \
+            or proof["format_version"] != 1:
+        return "not an imx-merkle-proof v1 file"
+    unhex = bytes.fromhex
+    path_hashes = [unhex(h) for h in proof["path"]]
+    if kind == "inclusion":
+        root = proof["root"]
+        ok = verify_inclusion(proof["position"] - 1, proof["tree_size"],
+                              leaf_hash(unhex(proof["event_hash"])), path_hashes, unhex(root))
+    else:
+        root = proof["new_root"]
+        ok = verify_consistency(proof["old_size"], proof["new_size"], unhex(proof["old_root"]),
+                                unhex(root), path_hashes)
+    if not ok:
+        return "the proof does not verify"
+    if trusted_root is not None and trusted_root.lower() != root:
+        return f"the proof's root {root} is not the trusted root {trusted_root}"
+    return None
+
+
+def verify(path, expect_head=None, expect=(), checkpoints=None):
     """Returns (summary, None) or (None, "line N: problem")."""
     with open(path, "rb") as handle:
         data = handle.read()
@@ -241,9 +462,10 @@ def verify(path, expect_head=None, expect=()):
     try:
         number = 1
         scope, start = check_header(parse_line(raws[0]))
-        verifier = Verifier(scope, start, expect)
+        verifier = Verifier(scope, start, expect, checkpoints)
         trailer = None
         for number, raw in enumerate(raws[1:], start=2):
+            verifier.line = number
             if trailer is not None:
                 raise Refused("a line follows the trailer")
             obj = parse_line(raw)
@@ -263,14 +485,16 @@ def verify(path, expect_head=None, expect=()):
         if expect_head is not None and expect_head.lower() != head:
             raise Refused(f"head {head}, expected {expect_head}: truncated or rewritten")
     except Refused as problem:
-        return None, f"line {number}: {problem}"
+        line = problem.args[1] if len(problem.args) > 1 else number
+        return None, f"line {line}: {problem.args[0]}"
     except UnicodeEncodeError:
         return None, f"line {number}: an escaped lone surrogate"
     except (KeyError, TypeError, AttributeError, IndexError) as problem:
         return None, f"line {number}: malformed: {problem!r}"
     return {"events": verifier.count, "runs": len(verifier.runs), "head": head,
             "position": verifier.position, "expect_checked": sorted(verifier.checked),
-            "expect_not_covered": sorted(verifier.expect)}, None
+            "expect_not_covered": sorted(verifier.expect), "matched": verifier.matched,
+            "unprovable": verifier.first_unproven}, None
 
 
 def parse_expect(text):
@@ -282,22 +506,47 @@ def parse_expect(text):
 
 def main(argv):
     args = argv[1:]
-    path, expect_head, expect = None, None, []
+    path, expect_head, expect, keys, notes, proof, root = None, None, [], None, None, None, None
     while args:
         arg = args.pop(0)
         if arg == "--expect-head":
             expect_head = args.pop(0)
         elif arg == "--expect":
             expect.append(parse_expect(args.pop(0)))
+        elif arg == "--trusted-keys":
+            keys = args.pop(0)
+        elif arg == "--checkpoints":
+            notes = args.pop(0)
+        elif arg == "--proof":
+            proof = args.pop(0)
+        elif arg == "--root":
+            root = args.pop(0)
         else:
             path = arg
-    summary, problem = verify(path, expect_head, expect)
+    if proof is not None:
+        problem = verify_proof(proof, root)
+        print(problem or "ok: the proof verifies")
+        return 1 if problem else 0
+    checkpoints = None
+    if keys is not None:
+        if notes is None:
+            raise SystemExit("--trusted-keys needs --checkpoints FILE")
+        checkpoints, untrusted = read_checkpoints(keys, notes)
+        if untrusted:
+            print(f"note: {untrusted} checkpoints are signed by no trusted key: not used")
+    summary, problem = verify(path, expect_head, expect, checkpoints)
     if problem is not None:
         print(problem)
         return 1
     print(f"ok: {summary['events']} events in {summary['runs']} runs, head {summary['head']}")
     for position in summary["expect_not_covered"]:
         print(f"note: --expect {position}: not covered by this file, NOT checked")
+    if checkpoints is not None:
+        proven = summary["matched"][-1] if summary["matched"] else None
+        print(f"checkpoints: {len(summary['matched'])} match; proven through position {proven}")
+        if summary["unprovable"] is not None:
+            print(f"unprovable: from line {summary['unprovable'][0]} to the end, covered by no trusted checkpoint")
+            return 3
     return 0
 
 

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use engine::core::workflow::Workflow;
-use engine::store::Store;
+use engine::store::{AuditTrail, Store};
 use uuid::Uuid;
 
 #[derive(Debug, Args)]
@@ -39,6 +39,14 @@ pub enum ReplayCommand {
         /// the history proves that position's log hash, the header's `start` included.
         #[arg(long, value_name = "POSITION:HASH")]
         expect: Vec<replay::verify::Expectation>,
+        /// Public keys whose signed checkpoints the history must match (one per line;
+        /// several for rotation); exit 3 if part of the history is covered by none.
+        #[arg(long, value_name = "KEYS")]
+        trusted_keys: Option<PathBuf>,
+        /// Checkpoint notes (a witness file; repeatable). Default for the store: its
+        /// `checkpoints` table; an export FILE needs one.
+        #[arg(long, value_name = "FILE", requires = "trusted_keys")]
+        checkpoints: Vec<PathBuf>,
         #[arg(long)]
         json: bool,
     },
@@ -118,12 +126,26 @@ async fn dispatch(args: ReplayArgs, url: &str) -> anyhow::Result<ExitCode> {
             file,
             expect_head,
             expect,
+            trusted_keys,
+            checkpoints,
             json,
         } => {
-            let options = replay::Options {
+            let mut options = replay::Options {
                 expect_head,
                 expect,
+                checkpoints: trusted_keys.is_some(),
             };
+            if let Some(keys) = &trusted_keys {
+                let trusted =
+                    trusted_checkpoints(keys, &checkpoints, file.is_none().then_some(url)).await?;
+                if trusted.untrusted > 0 {
+                    eprintln!(
+                        "note: {} checkpoints are signed by no trusted key: not used",
+                        trusted.untrusted
+                    );
+                }
+                options.expect.extend(trusted.expectations());
+            }
             let outcome = match file {
                 Some(path) => {
                     let reader = BufReader::new(
@@ -183,12 +205,69 @@ async fn dispatch(args: ReplayArgs, url: &str) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// Reads `--trusted-keys` and the checkpoints (the `--checkpoints` files,
+/// else the store's table when `store` is given).
+async fn trusted_checkpoints(
+    keys: &Path,
+    files: &[PathBuf],
+    store: Option<&str>,
+) -> anyhow::Result<replay::trusted::TrustedCheckpoints> {
+    let text = read_text(keys, KEYS_FILE_BYTES_MAX)?;
+    let keys = engine::checkpoint::TrustedKey::parse_all(&text)
+        .with_context(|| format!("in --trusted-keys {}", keys.display()))?;
+    anyhow::ensure!(
+        !keys.is_empty(),
+        "--trusted-keys names no key: one public key (`imx keys generate`) per line"
+    );
+    let mut notes = Vec::new();
+    for file in files {
+        let text = read_text(file, CHECKPOINTS_FILE_BYTES_MAX)?;
+        notes.extend(engine::checkpoint::split_notes(&text));
+    }
+    if files.is_empty() {
+        let Some(url) = store else {
+            anyhow::bail!(
+                "--trusted-keys with an export FILE needs --checkpoints FILE: the checkpoints kept outside the database (a witness file)"
+            );
+        };
+        let store = open(url).await?;
+        let mut after = 0;
+        loop {
+            let page = store.checkpoints(after, CHECKPOINTS_PAGE).await?;
+            let Some(last) = page.last() else { break };
+            after = last.tree_size;
+            notes.extend(page.into_iter().map(|record| record.note));
+        }
+    }
+    Ok(replay::trusted::TrustedCheckpoints::from_notes(
+        &keys,
+        notes.iter().map(String::as_str),
+    )?)
+}
+
+/// Longest `--trusted-keys` file read, in bytes.
+const KEYS_FILE_BYTES_MAX: u64 = 1024 * 1024;
+/// Longest `--checkpoints` file read, in bytes.
+const CHECKPOINTS_FILE_BYTES_MAX: u64 = 256 * 1024 * 1024;
+/// Checkpoints read from the store per query.
+const CHECKPOINTS_PAGE: u32 = 1_000;
+
+fn read_text(path: &Path, bytes_max: u64) -> anyhow::Result<String> {
+    let bytes = imx_gateway::bounded::read_file(path, bytes_max)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    String::from_utf8(bytes).with_context(|| format!("{} is not UTF-8", path.display()))
+}
+
 fn report_verification(
     outcome: Result<replay::Summary, replay::Problem>,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
     match outcome {
         Ok(summary) => {
+            let unprovable = summary
+                .coverage
+                .as_ref()
+                .is_some_and(|coverage| coverage.unprovable.is_some());
             if json {
                 println!(
                     "{:#}",
@@ -197,7 +276,13 @@ fn report_verification(
             } else {
                 print!("{}", summary.render());
             }
-            Ok(ExitCode::SUCCESS)
+            // Chains that verify but that no trusted checkpoint covers are
+            // not a clean bill: exit 3 (docs/auditing.md).
+            Ok(if unprovable {
+                ExitCode::from(3)
+            } else {
+                ExitCode::SUCCESS
+            })
         }
         Err(problem) => {
             if json {

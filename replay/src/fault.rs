@@ -93,6 +93,18 @@ pub enum Fault {
         expected: String,
         found: String,
     },
+    #[error(
+        "this is the first event that may differ from what the trusted checkpoint of size {tree_size} (signed by {signers}) committed to: the log hash at position {tree_size} is {found}, the checkpoint says {expected}{}; the history was rewritten at this event or after it, up to position {tree_size}, and its hashes recomputed",
+        proven_through.map(|at| format!(", and the checkpoint of size {at} still matches")).unwrap_or_default()
+    )]
+    CheckpointMismatch {
+        tree_size: u64,
+        signers: String,
+        expected: String,
+        found: String,
+        /// The largest matched checkpoint before it, if any.
+        proven_through: Option<u64>,
+    },
 }
 
 fn position_cause(expected: u64, found: u64) -> &'static str {
@@ -157,6 +169,7 @@ impl FaultKind {
             FaultKind::TrailerMismatch => "IMX0519",
             FaultKind::HeadMismatch => "IMX0520",
             FaultKind::ExpectMismatch => "IMX0521",
+            FaultKind::CheckpointMismatch => "IMX0522",
         }
     }
 }
@@ -199,6 +212,9 @@ impl Fault {
             }
             Fault::ExpectMismatch { .. } => {
                 "the log up to this position differs from the one whose hash you recorded: some event at or before it was changed and every hash recomputed; find it with a signed checkpoint (`--trusted-keys`) or an older export"
+            }
+            Fault::CheckpointMismatch { .. } => {
+                "a signed checkpoint kept outside the database contradicts this history: it was rewritten after the checkpoint was signed; compare this event (and those after it, up to the checkpoint's size) with an older export or a backup; checkpoints more often (--checkpoint-every-events) narrow the range"
             }
         }
     }

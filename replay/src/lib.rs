@@ -9,6 +9,7 @@ pub mod format;
 pub mod inspect;
 pub mod online;
 pub mod proof;
+pub mod trusted;
 mod unique;
 pub mod verify;
 

@@ -403,13 +403,18 @@ fn follow_item(
         return Err(at_line(number, Fault::AfterTrailer));
     }
     match item {
-        Item::Event { number, checked } => verifier.sequence(&checked).map_err(|fault| Problem {
-            run_id: Some(checked.run_id),
-            seq: Some(checked.seq),
-            position: Some(checked.position),
-            line: Some(number),
-            fault: Box::new(fault),
-        }),
+        Item::Event { number, checked } => {
+            verifier.line = Some(number);
+            verifier.sequence(&checked).map_err(|fault| {
+                verifier.relocate(Problem {
+                    run_id: Some(checked.run_id),
+                    seq: Some(checked.seq),
+                    position: Some(checked.position),
+                    line: Some(number),
+                    fault: Box::new(fault),
+                })
+            })
+        }
         Item::BadTime {
             number,
             run_id,

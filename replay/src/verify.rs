@@ -47,6 +47,21 @@ pub struct Summary {
     pub expect_checked: Vec<u64>,
     /// Positions of `--expect` the history does not cover (not checked).
     pub expect_not_covered: Vec<u64>,
+    /// With trusted checkpoints: how much of the history they prove.
+    pub coverage: Option<Coverage>,
+}
+
+/// What trusted checkpoints prove of a history (`--trusted-keys`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Coverage {
+    /// Sizes of the trusted checkpoints the history matched.
+    pub checkpoints_matched: Vec<u64>,
+    /// Every event up to this position is the one a trusted checkpoint
+    /// committed to; `None` when no checkpoint falls within the history.
+    pub proven_through: Option<u64>,
+    /// The first and last position of the history no trusted checkpoint
+    /// covers: unprovable (changed or not, nothing here can tell).
+    pub unprovable: Option<(u64, u64)>,
 }
 
 impl Summary {
@@ -66,6 +81,20 @@ impl Summary {
             text.push_str(&format!(
                 "note: --expect {position}:…: this history does not prove the log hash at position {position}; NOT checked\n"
             ));
+        }
+        if let Some(coverage) = &self.coverage {
+            match coverage.proven_through {
+                Some(position) => text.push_str(&format!(
+                    "checkpoints: {} trusted checkpoints match; the history is proven through position {position}\n",
+                    coverage.checkpoints_matched.len()
+                )),
+                None => text.push_str("checkpoints: no trusted checkpoint falls within this history\n"),
+            }
+            if let Some((first, last)) = coverage.unprovable {
+                text.push_str(&format!(
+                    "UNPROVABLE: positions {first} to {last} are covered by no trusted checkpoint: their chains verify, but a rewrite there would not show (verify again after the next checkpoint)\n"
+                ));
+            }
         }
         for head in self.run_heads.iter().take(SUMMARY_RUN_HEADS_MAX) {
             text.push_str(&format!(
@@ -92,6 +121,9 @@ pub struct Options {
     /// from the file; checked wherever the history proves that position's
     /// log hash (the header's `start`, or an event whose log link holds).
     pub expect: Vec<Expectation>,
+    /// Report which part of the history the checkpoints among `expect`
+    /// prove ([`Summary::coverage`]); set by `--trusted-keys`.
+    pub checkpoints: bool,
 }
 
 /// One `--expect POSITION:HASH`: the log hash recorded for a position.
@@ -100,6 +132,9 @@ pub struct Expectation {
     pub position: u64,
     /// 64 lowercase hex digits.
     pub log_hash: String,
+    /// `Some(signers)` when a trusted checkpoint of size `position` is
+    /// what recorded it (`name+keyid` of its signers).
+    pub checkpoint: Option<String>,
 }
 
 impl std::str::FromStr for Expectation {
@@ -119,7 +154,11 @@ impl std::str::FromStr for Expectation {
         if !is_hex_hash(&log_hash) {
             return Err(usage());
         }
-        Ok(Expectation { position, log_hash })
+        Ok(Expectation {
+            position,
+            log_hash,
+            checkpoint: None,
+        })
     }
 }
 
@@ -133,6 +172,16 @@ struct RunChain {
     seq: u64,
     events: u64,
     hash: Digest32,
+}
+
+/// Where an event is (for a checkpoint mismatch, which blames the first
+/// event no earlier checkpoint vouches for).
+#[derive(Clone, Copy, Debug)]
+struct EventAt {
+    run_id: Uuid,
+    seq: u64,
+    position: u64,
+    line: Option<u64>,
 }
 
 /// The streaming verifier: feed it events in log order (or one run in seq
@@ -151,10 +200,17 @@ pub struct Verifier {
     last_event: Option<(Uuid, u64, u64)>,
     /// Reused for every event's canonical bytes.
     canonical: Vec<u8>,
-    /// `--expect` not met yet, by position.
-    expect: BTreeMap<u64, Digest32>,
+    /// `--expect` not met yet, by position: the hash and, for a
+    /// checkpoint, its signers.
+    expect: BTreeMap<u64, (Digest32, Option<String>)>,
     expect_checked: Vec<u64>,
     start: LogHead,
+    /// Sizes of the checkpoints matched so far.
+    checkpoints_matched: Vec<u64>,
+    /// The first event after the last matched checkpoint.
+    first_unproven: Option<EventAt>,
+    /// The file line of the event being checked (set by the file reader).
+    pub(crate) line: Option<u64>,
 }
 
 impl Verifier {
@@ -168,13 +224,19 @@ impl Verifier {
             .map(|expected| {
                 (
                     expected.position,
-                    decode(&expected.log_hash).unwrap_or(GENESIS),
+                    (
+                        decode(&expected.log_hash).unwrap_or(GENESIS),
+                        expected.checkpoint.clone(),
+                    ),
                 )
             })
             .collect();
         Verifier {
             expect,
             expect_checked: Vec::new(),
+            checkpoints_matched: Vec::new(),
+            first_unproven: None,
+            line: None,
             start: start.clone(),
             log_chain: scope.run.is_none(),
             last_position: start.position,
@@ -206,27 +268,57 @@ impl Verifier {
     /// Compares `found`, the proven log hash at `position`, with `--expect`.
     fn expectation(&mut self, position: u64, found: &Digest32) -> Result<(), Fault> {
         match self.expect.remove(&position) {
-            Some(expected) if expected != *found => Err(Fault::ExpectMismatch {
+            Some((expected, Some(signers))) if expected != *found => {
+                Err(Fault::CheckpointMismatch {
+                    tree_size: position,
+                    signers,
+                    expected: hex::encode(expected),
+                    found: hex::encode(found),
+                    proven_through: self.checkpoints_matched.last().copied(),
+                })
+            }
+            Some((expected, None)) if expected != *found => Err(Fault::ExpectMismatch {
                 position,
                 expected: hex::encode(expected),
                 found: hex::encode(found),
             }),
-            Some(_) => {
+            Some((_, checkpoint)) => {
                 self.expect_checked.push(position);
+                if checkpoint.is_some() {
+                    self.checkpoints_matched.push(position);
+                    self.first_unproven = None;
+                }
                 Ok(())
             }
             None => Ok(()),
         }
     }
 
+    /// A checkpoint mismatch blames the first event no earlier checkpoint
+    /// vouches for: the first that may differ from what was committed to.
+    pub(crate) fn relocate(&self, problem: Problem) -> Problem {
+        match (&*problem.fault, self.first_unproven) {
+            (Fault::CheckpointMismatch { .. }, Some(first)) => Problem {
+                run_id: Some(first.run_id),
+                seq: Some(first.seq),
+                position: Some(first.position),
+                line: first.line,
+                ..problem
+            },
+            _ => problem,
+        }
+    }
+
     /// Checks the next event.
     pub fn event(&mut self, event: &RecordedEvent) -> Result<(), Problem> {
-        self.check(event).map_err(|fault| Problem {
-            run_id: Some(event.run_id),
-            seq: Some(event.seq),
-            position: Some(event.position),
-            line: None,
-            fault: Box::new(fault),
+        self.check(event).map_err(|fault| {
+            self.relocate(Problem {
+                run_id: Some(event.run_id),
+                seq: Some(event.seq),
+                position: Some(event.position),
+                line: None,
+                fault: Box::new(fault),
+            })
         })
     }
 
@@ -270,6 +362,15 @@ impl Verifier {
             self.expectation(event.position, &local.log_hash)?;
         }
         self.advance(event, local);
+        if self.first_unproven.is_none() && self.checkpoints_matched.last() != Some(&event.position)
+        {
+            self.first_unproven = Some(EventAt {
+                run_id: event.run_id,
+                seq: event.seq,
+                position: event.position,
+                line: self.line,
+            });
+        }
         Ok(())
     }
 
@@ -399,9 +500,23 @@ impl Verifier {
         run_heads.sort_by_key(|head| head.run_id);
         let mut expect_checked = self.expect_checked;
         expect_checked.sort_unstable();
+        let coverage = self.options.checkpoints.then(|| Coverage {
+            proven_through: self.checkpoints_matched.last().copied(),
+            unprovable: self
+                .first_unproven
+                .map(|first| (first.position, self.last_position)),
+            checkpoints_matched: self.checkpoints_matched.clone(),
+        });
         Ok(Summary {
             expect_checked,
-            expect_not_covered: self.expect.into_keys().collect(),
+            // Checkpoints outside the history are not news: only --expect.
+            expect_not_covered: self
+                .expect
+                .into_iter()
+                .filter(|(_, (_, checkpoint))| checkpoint.is_none())
+                .map(|(position, _)| position)
+                .collect(),
+            coverage,
             from_genesis: self.scope.run.is_none() && self.scope.since == 0,
             scope: self.scope,
             events: self.events,

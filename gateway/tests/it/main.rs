@@ -15,6 +15,7 @@ mod api_pagination;
 mod api_schedules;
 mod api_schema;
 mod api_shutdown;
+mod audit;
 mod bench;
 mod crash;
 mod error_codes;

@@ -16,7 +16,7 @@ use crate::imx;
 const RUN: Uuid = Uuid::from_u128(0x0196_0000_0000_7000_8000_0000_0000_0042);
 
 /// Appends `events` as one run (with its `runs` row) to the store at `url`.
-fn append(url: &str, events: &[EventEnvelope]) {
+pub(crate) fn append(url: &str, events: &[EventEnvelope]) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

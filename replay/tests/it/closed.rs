@@ -60,6 +60,7 @@ fn verify_rust(lines: &[String], expect: &[(u64, &str)]) -> Result<Summary, repl
             .map(|(position, hash)| Expectation {
                 position: *position,
                 log_hash: (*hash).to_owned(),
+                checkpoint: None,
             })
             .collect(),
         ..Options::default()
@@ -301,7 +302,8 @@ fn expect_parses_position_colon_hash_and_refuses_anything_else() {
         parsed,
         Expectation {
             position: 7,
-            log_hash: hash.to_ascii_lowercase()
+            log_hash: hash.to_ascii_lowercase(),
+            checkpoint: None,
         }
     );
     for bad in [

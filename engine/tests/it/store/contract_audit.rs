@@ -12,7 +12,7 @@ use super::fixtures::*;
 use super::{Database, Fixture, Raw, start_time};
 
 /// Appends `runs` runs of `events` events each (one append per event).
-async fn fill<S: EventStore>(store: &S, runs: usize, events: usize) {
+pub(super) async fn fill<S: EventStore>(store: &S, runs: usize, events: usize) {
     for _ in 0..runs {
         let run_id = new_id();
         let mut history = vec![run_started("audit", start_time(), None)];
@@ -36,7 +36,7 @@ async fn fill<S: EventStore>(store: &S, runs: usize, events: usize) {
 }
 
 /// RFC 6962 MTH, the recursion as written.
-fn mth(leaves: &[Hash]) -> Hash {
+pub(super) fn mth(leaves: &[Hash]) -> Hash {
     match leaves.len() {
         0 => merkle::empty_root(),
         1 => leaves[0],
@@ -47,7 +47,7 @@ fn mth(leaves: &[Hash]) -> Hash {
     }
 }
 
-async fn reference_leaves<S: EventStore>(store: &S) -> Vec<Hash> {
+pub(super) async fn reference_leaves<S: EventStore>(store: &S) -> Vec<Hash> {
     whole_log(store)
         .await
         .iter()

@@ -6,6 +6,7 @@ mod canonical;
 mod chain;
 mod contract;
 mod contract_audit;
+mod contract_checkpoints;
 mod contract_guards;
 mod contract_operations;
 mod contract_registry;
@@ -199,6 +200,8 @@ macro_rules! contract_tests {
             case!(schedules_pause_and_resume_without_catching_up);
             case!(merkle_roots_and_proofs_from_stored_nodes_match_the_reference);
             case!(audit_tables_are_append_only_and_checkpoints_are_stored_once);
+            case!(checkpoints_sign_the_log_head_and_reach_the_witness_file);
+            case!(the_checkpoint_writer_signs_every_n_events_and_every_t_ms);
         }
     };
 }
