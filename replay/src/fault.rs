@@ -105,6 +105,15 @@ pub enum Fault {
         /// The largest matched checkpoint before it, if any.
         proven_through: Option<u64>,
     },
+    #[error(
+        "the trusted checkpoint of size {tree_size} (signed by {signers}) has Merkle root {expected}, but the first {tree_size} events of this history have root {found} although the log hash matches: the checkpoint does not commit to these events"
+    )]
+    CheckpointRootMismatch {
+        tree_size: u64,
+        signers: String,
+        expected: String,
+        found: String,
+    },
 }
 
 fn position_cause(expected: u64, found: u64) -> &'static str {
@@ -170,6 +179,7 @@ impl FaultKind {
             FaultKind::HeadMismatch => "IMX0520",
             FaultKind::ExpectMismatch => "IMX0521",
             FaultKind::CheckpointMismatch => "IMX0522",
+            FaultKind::CheckpointRootMismatch => "IMX0523",
         }
     }
 }
@@ -212,6 +222,9 @@ impl Fault {
             }
             Fault::ExpectMismatch { .. } => {
                 "the log up to this position differs from the one whose hash you recorded: some event at or before it was changed and every hash recomputed; find it with a signed checkpoint (`--trusted-keys`) or an older export"
+            }
+            Fault::CheckpointRootMismatch { .. } => {
+                "the signer signed a root that is not the tree of the events it names: its proofs cannot be trusted; report it to whoever runs the signing node"
             }
             Fault::CheckpointMismatch { .. } => {
                 "a signed checkpoint kept outside the database contradicts this history: it was rewritten after the checkpoint was signed; compare this event (and those after it, up to the checkpoint's size) with an older export or a backup; checkpoints more often (--checkpoint-every-events) narrow the range"

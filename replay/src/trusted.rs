@@ -73,6 +73,7 @@ impl TrustedCheckpoints {
                 position: verified.checkpoint.tree_size,
                 log_hash: verified.checkpoint.log_hash.clone(),
                 checkpoint: Some(verified.signers.join(" ")),
+                checkpoint_root: Some(hex::encode(verified.checkpoint.root)),
             })
             .collect()
     }

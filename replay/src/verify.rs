@@ -135,6 +135,9 @@ pub struct Expectation {
     /// `Some(signers)` when a trusted checkpoint of size `position` is
     /// what recorded it (`name+keyid` of its signers).
     pub checkpoint: Option<String>,
+    /// The checkpoint's Merkle root (64 hex digits), checked against the
+    /// history's own tree when the history starts at genesis.
+    pub checkpoint_root: Option<String>,
 }
 
 impl std::str::FromStr for Expectation {
@@ -158,6 +161,7 @@ impl std::str::FromStr for Expectation {
             position,
             log_hash,
             checkpoint: None,
+            checkpoint_root: None,
         })
     }
 }
@@ -173,6 +177,9 @@ struct RunChain {
     events: u64,
     hash: Digest32,
 }
+
+/// A checkpoint's signers (`name+keyid`, space-separated) and its root.
+type Signed = (String, Option<Digest32>);
 
 /// Where an event is (for a checkpoint mismatch, which blames the first
 /// event no earlier checkpoint vouches for).
@@ -202,7 +209,7 @@ pub struct Verifier {
     canonical: Vec<u8>,
     /// `--expect` not met yet, by position: the hash and, for a
     /// checkpoint, its signers.
-    expect: BTreeMap<u64, (Digest32, Option<String>)>,
+    expect: BTreeMap<u64, (Digest32, Option<Signed>)>,
     expect_checked: Vec<u64>,
     start: LogHead,
     /// Sizes of the checkpoints matched so far.
@@ -211,6 +218,9 @@ pub struct Verifier {
     first_unproven: Option<EventAt>,
     /// The file line of the event being checked (set by the file reader).
     pub(crate) line: Option<u64>,
+    /// The Merkle tree of the history, kept when checkpoints are checked
+    /// and the history starts at genesis (their roots are compared).
+    tree: Option<engine::merkle::CompactRange>,
 }
 
 impl Verifier {
@@ -226,7 +236,10 @@ impl Verifier {
                     expected.position,
                     (
                         decode(&expected.log_hash).unwrap_or(GENESIS),
-                        expected.checkpoint.clone(),
+                        expected.checkpoint.clone().map(|signers| {
+                            let root = expected.checkpoint_root.as_deref().and_then(decode);
+                            (signers, root)
+                        }),
                     ),
                 )
             })
@@ -237,6 +250,8 @@ impl Verifier {
             checkpoints_matched: Vec::new(),
             first_unproven: None,
             line: None,
+            tree: (options.checkpoints && scope.run.is_none() && scope.since == 0)
+                .then(engine::merkle::CompactRange::default),
             start: start.clone(),
             log_chain: scope.run.is_none(),
             last_position: start.position,
@@ -268,7 +283,7 @@ impl Verifier {
     /// Compares `found`, the proven log hash at `position`, with `--expect`.
     fn expectation(&mut self, position: u64, found: &Digest32) -> Result<(), Fault> {
         match self.expect.remove(&position) {
-            Some((expected, Some(signers))) if expected != *found => {
+            Some((expected, Some((signers, _)))) if expected != *found => {
                 Err(Fault::CheckpointMismatch {
                     tree_size: position,
                     signers,
@@ -284,7 +299,17 @@ impl Verifier {
             }),
             Some((_, checkpoint)) => {
                 self.expect_checked.push(position);
-                if checkpoint.is_some() {
+                if let Some((signers, root)) = checkpoint {
+                    if let (Some(tree), Some(root)) = (&self.tree, root)
+                        && tree.root() != root
+                    {
+                        return Err(Fault::CheckpointRootMismatch {
+                            tree_size: position,
+                            signers,
+                            expected: hex::encode(root),
+                            found: hex::encode(tree.root()),
+                        });
+                    }
                     self.checkpoints_matched.push(position);
                     self.first_unproven = None;
                 }
@@ -357,6 +382,9 @@ impl Verifier {
         }
         if let Some(schema) = &local.schema {
             return Err((**schema).clone());
+        }
+        if let Some(tree) = &mut self.tree {
+            tree.push(engine::merkle::leaf_hash(&local.hash));
         }
         if linked {
             self.expectation(event.position, &local.log_hash)?;

@@ -61,6 +61,7 @@ fn verify_rust(lines: &[String], expect: &[(u64, &str)]) -> Result<Summary, repl
                 position: *position,
                 log_hash: (*hash).to_owned(),
                 checkpoint: None,
+                checkpoint_root: None,
             })
             .collect(),
         ..Options::default()
@@ -304,6 +305,7 @@ fn expect_parses_position_colon_hash_and_refuses_anything_else() {
             position: 7,
             log_hash: hash.to_ascii_lowercase(),
             checkpoint: None,
+            checkpoint_root: None,
         }
     );
     for bad in [
