@@ -94,6 +94,14 @@ pub struct CheckpointArgs {
         value_delimiter = ','
     )]
     pub files: Vec<PathBuf>,
+    /// POST every checkpoint to this witness URL too (repeatable), before the database.
+    #[arg(
+        long = "checkpoint-url",
+        env = "IMX_CHECKPOINT_URL",
+        value_name = "URL",
+        value_delimiter = ','
+    )]
+    pub urls: Vec<String>,
     /// The log's name, the first line of every checkpoint.
     #[arg(
         long = "checkpoint-origin",
@@ -110,11 +118,17 @@ impl CheckpointArgs {
     pub fn config(&self) -> anyhow::Result<Option<Config>> {
         let Some(path) = &self.signing_key else {
             anyhow::ensure!(
-                self.files.is_empty(),
-                "--checkpoint-file needs --signing-key (IMX_SIGNING_KEY): checkpoints are signed"
+                self.files.is_empty() && self.urls.is_empty(),
+                "--checkpoint-file and --checkpoint-url need --signing-key (IMX_SIGNING_KEY): checkpoints are signed"
             );
             return Ok(None);
         };
+        anyhow::ensure!(
+            self.urls
+                .iter()
+                .all(|url| url.starts_with("http://") || url.starts_with("https://")),
+            "--checkpoint-url takes http:// or https:// URLs"
+        );
         anyhow::ensure!(
             !self.origin.is_empty() && !self.origin.contains('\n'),
             "--checkpoint-origin must be one non-empty line"
@@ -124,7 +138,13 @@ impl CheckpointArgs {
             origin: self.origin.clone(),
             every_events: self.every_events,
             every_ms: self.every_ms,
-            witnesses: self.files.iter().cloned().map(Witness::File).collect(),
+            witnesses: self
+                .files
+                .iter()
+                .cloned()
+                .map(Witness::File)
+                .chain(self.urls.iter().cloned().map(Witness::Url))
+                .collect(),
             holder: String::new(),
         }))
     }

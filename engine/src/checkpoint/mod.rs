@@ -15,7 +15,8 @@ use crate::merkle::Hash;
 
 pub use writer::{
     CHECKPOINT_EVERY_EVENTS_DEFAULT, CHECKPOINT_EVERY_MS_DEFAULT, CHECKPOINT_LEASE_MS,
-    CHECKPOINT_LEASE_NAME, CHECKPOINT_POLL_MS_MAX, Config, Handle, Witness, checkpoint_once, spawn,
+    CHECKPOINT_LEASE_NAME, CHECKPOINT_POLL_MS_MAX, Config, Handle, WITNESS_POST_TIMEOUT_MS,
+    Witness, checkpoint_once, spawn,
 };
 
 /// The signature algorithm byte of Ed25519 in C2SP signed notes.

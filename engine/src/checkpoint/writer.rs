@@ -31,12 +31,17 @@ pub const CHECKPOINT_LEASE_MS: u64 = 30_000;
 pub const CHECKPOINT_LEASE_NAME: &str = "imx-checkpoints";
 /// How often the writer looks at the log's head, in ms (at most).
 pub const CHECKPOINT_POLL_MS_MAX: u64 = 500;
+/// How long a witness URL may take to accept a checkpoint, in ms.
+pub const WITNESS_POST_TIMEOUT_MS: u64 = 10_000;
 
 /// Where checkpoints go besides the database.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Witness {
     /// Appended (and synced) to this file, one note after another.
     File(PathBuf),
+    /// POSTed to this URL (`text/plain`, the note); any 2xx answer is
+    /// taken as kept.
+    Url(String),
 }
 
 /// The writer's settings.
@@ -56,8 +61,29 @@ fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-fn witness(target: &Witness, note: &str) -> Result<(), Error> {
-    let Witness::File(path) = target;
+/// Sends the note to a witness URL.
+async fn post(url: &str, note: &str) -> Result<(), Error> {
+    let failed = |detail: String| Error::Witness {
+        target: url.to_owned(),
+        detail,
+    };
+    let answer = reqwest::Client::builder()
+        .timeout(Duration::from_millis(WITNESS_POST_TIMEOUT_MS))
+        .build()
+        .map_err(|error| failed(error.to_string()))?
+        .post(url)
+        .header("content-type", "text/plain; charset=utf-8")
+        .body(note.to_owned())
+        .send()
+        .await
+        .map_err(|error| failed(error.to_string()))?;
+    if !answer.status().is_success() {
+        return Err(failed(format!("answered {}", answer.status())));
+    }
+    Ok(())
+}
+
+fn witness(path: &std::path::Path, note: &str) -> Result<(), Error> {
     let failed = |error: std::io::Error| Error::Witness {
         target: path.display().to_string(),
         detail: error.to_string(),
@@ -94,14 +120,19 @@ pub async fn checkpoint_once<S: EventStore>(
     };
     let note = checkpoint.sign(&config.key);
     for target in &config.witnesses {
-        let (target, note) = (target.clone(), note.clone());
-        // File I/O (and fsync) off the async workers.
-        tokio::task::spawn_blocking(move || witness(&target, &note))
-            .await
-            .map_err(|error| Error::Witness {
-                target: "a witness".to_owned(),
-                detail: error.to_string(),
-            })??;
+        match target {
+            Witness::File(path) => {
+                let (path, note) = (path.clone(), note.clone());
+                // File I/O (and fsync) off the async workers.
+                tokio::task::spawn_blocking(move || witness(&path, &note))
+                    .await
+                    .map_err(|error| Error::Witness {
+                        target: "a witness file".to_owned(),
+                        detail: error.to_string(),
+                    })??;
+            }
+            Witness::Url(url) => post(url, &note).await?,
+        }
     }
     let record = CheckpointRecord {
         tree_size: checkpoint.tree_size,

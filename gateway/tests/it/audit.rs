@@ -372,7 +372,7 @@ async fn imx_serve_signs_checkpoints_into_the_witness_file() {
     assert!(
         unsigned
             .stderr
-            .contains("--checkpoint-file needs --signing-key"),
+            .contains("--checkpoint-file and --checkpoint-url need --signing-key"),
         "{}",
         unsigned.stderr
     );

@@ -145,3 +145,55 @@ pub async fn the_checkpoint_writer_signs_every_n_events_and_every_t_ms<S: EventS
     assert_eq!(size, 15);
     assert_eq!(witness_notes(&witness).len(), 2);
 }
+
+/// A witness URL (a real HTTP server on loopback) gets each note before
+/// the database; a witness that refuses it keeps the checkpoint out of the
+/// database too.
+pub async fn checkpoints_are_posted_to_a_witness_url_before_the_database<S: EventStore>(
+    database: Database,
+) {
+    use axum::extract::State;
+    use axum::http::StatusCode;
+    type Received = Arc<std::sync::Mutex<Vec<String>>>;
+    async fn keep(State(received): State<Received>, body: String) -> StatusCode {
+        received.lock().expect("lock").push(body);
+        StatusCode::CREATED
+    }
+    let fixture = Fixture::<S>::open(database, StoreConfig::default()).await;
+    let store = fixture.store.as_ref();
+    let received: Received = Arc::default();
+    let app = axum::Router::new()
+        .route("/witness", axum::routing::post(keep))
+        .route(
+            "/refuse",
+            axum::routing::post(|| async { StatusCode::SERVICE_UNAVAILABLE }),
+        )
+        .with_state(received.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = listener.local_addr().expect("address");
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let folder = tempfile::tempdir().expect("temp dir");
+    let key = || PrivateKey::from_seed("posted", [5; 32]).expect("key");
+    fill(store, 1, 4).await;
+    let mut refused = config(key(), &folder.path().join("w"), 1, 60_000);
+    refused.witnesses = vec![Witness::Url(format!("http://{address}/refuse"))];
+    let error = checkpoint::checkpoint_once(store, &refused)
+        .await
+        .unwrap_err();
+    assert!(error.to_string().starts_with("IMX0874: "), "{error}");
+    assert_eq!(store.latest_checkpoint().await.expect("latest"), None);
+    let mut posted = config(key(), &folder.path().join("w"), 1, 60_000);
+    posted.witnesses = vec![Witness::Url(format!("http://{address}/witness"))];
+    let record = checkpoint::checkpoint_once(store, &posted)
+        .await
+        .expect("checkpoint")
+        .expect("a checkpoint");
+    assert_eq!(*received.lock().expect("lock"), vec![record.note.clone()]);
+    assert_eq!(
+        store.latest_checkpoint().await.expect("latest"),
+        Some(record)
+    );
+    server.abort();
+}

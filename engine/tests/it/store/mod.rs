@@ -202,6 +202,7 @@ macro_rules! contract_tests {
             case!(audit_tables_are_append_only_and_checkpoints_are_stored_once);
             case!(checkpoints_sign_the_log_head_and_reach_the_witness_file);
             case!(the_checkpoint_writer_signs_every_n_events_and_every_t_ms);
+            case!(checkpoints_are_posted_to_a_witness_url_before_the_database);
         }
     };
 }
