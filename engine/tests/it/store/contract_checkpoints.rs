@@ -197,3 +197,58 @@ pub async fn checkpoints_are_posted_to_a_witness_url_before_the_database<S: Even
     );
     server.abort();
 }
+
+/// Two nodes run the writer: only the lease holder signs; when it stops,
+/// the other takes over and its first checkpoint covers every event
+/// appended meanwhile (nothing is left unsigned by the hand-over).
+pub async fn one_node_signs_at_a_time_and_another_takes_over<S: EventStore + 'static>(
+    database: Database,
+) {
+    let fixture = Fixture::<S>::open(database, StoreConfig::default()).await;
+    let folder = tempfile::tempdir().expect("temp dir");
+    let (witness_a, witness_b) = (folder.path().join("a"), folder.path().join("b"));
+    let key = || PrivateKey::from_seed("nodes", [4; 32]).expect("key");
+    let store = fixture.store.clone();
+    let reaches = |size: u64| {
+        let store = store.clone();
+        until_some("a checkpoint", Duration::from_secs(20), move || {
+            let store = store.clone();
+            async move {
+                let latest = store.latest_checkpoint().await.expect("latest")?;
+                (latest.tree_size == size).then_some(())
+            }
+        })
+    };
+    fill(fixture.store.as_ref(), 1, 5).await;
+    let a = checkpoint::spawn(fixture.store.clone(), config(key(), &witness_a, 1, 50));
+    reaches(5).await;
+    let mut second = config(key(), &witness_b, 1, 50);
+    second.holder = "node-b".to_owned();
+    let b = checkpoint::spawn(fixture.store.clone(), second);
+    fill(fixture.store.as_ref(), 1, 3).await;
+    reaches(8).await;
+    assert!(
+        !witness_b.exists(),
+        "node b signed while node a held the lease"
+    );
+    a.shutdown().await;
+    fill(fixture.store.as_ref(), 1, 2).await;
+    reaches(10).await;
+    b.shutdown().await;
+    let sizes = |path: &std::path::Path| -> Vec<u64> {
+        witness_notes(path)
+            .iter()
+            .map(|note| {
+                verify_note(note, &[key().public()])
+                    .expect("verifies")
+                    .checkpoint
+                    .tree_size
+            })
+            .collect()
+    };
+    assert_eq!(sizes(&witness_a).last(), Some(&8));
+    // Node b signed only after node a let go (sizes past 8), up to 10.
+    let signed_by_b = sizes(&witness_b);
+    assert!(signed_by_b.iter().all(|size| *size > 8), "{signed_by_b:?}");
+    assert_eq!(signed_by_b.last(), Some(&10));
+}
