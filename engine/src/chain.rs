@@ -66,7 +66,9 @@ pub struct Head {
 }
 
 /// Where the whole log's chain ends: record it to detect later truncation.
+/// Read strictly (an export's `start` is one): no other key.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct LogHead {
     /// 0 for an empty log.
     pub position: u64,

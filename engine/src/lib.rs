@@ -7,6 +7,8 @@
 //! file system, so the compiler holds the invariant that it performs no I/O.
 
 pub mod chain;
+pub mod checkpoint;
+pub mod merkle;
 pub use imx_core as core;
 pub mod executor;
 pub mod runtime;

@@ -33,6 +33,8 @@ pub enum Command {
     Serve(Box<ServeArgs>),
     /// Carry out `uses: agent` tasks of one queue with a local command.
     Agent(AgentArgs),
+    /// Signing keys for checkpoints: `imx keys generate --out FILE`.
+    Keys(crate::keys::KeysArgs),
     /// Audit the event log: export, verify, inspect a run, check a new version.
     Replay(crate::replay::ReplayArgs),
     /// List cron schedules; pause, resume or backfill one.
@@ -275,6 +277,9 @@ pub struct ServeArgs {
     /// Kafka triggers and the log relay.
     #[command(flatten)]
     pub kafka: crate::kafka_triggers::KafkaTriggerArgs,
+    /// Signed checkpoints of the log.
+    #[command(flatten)]
+    pub checkpoints: crate::keys::CheckpointArgs,
 }
 
 #[derive(Debug, Args)]

@@ -5,6 +5,7 @@ mod agent;
 mod bench;
 mod cli;
 mod kafka_triggers;
+mod keys;
 mod progress;
 mod replay;
 mod run;
@@ -79,6 +80,7 @@ fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
         cli::Command::Serve(args) => block_on(serve::serve(&url, &args)),
         cli::Command::Agent(args) => block_on(agent::agent(&url, &args)),
         cli::Command::Replay(args) => replay::run(args, &url),
+        cli::Command::Keys(args) => keys::run(&args),
         cli::Command::Bench(args) => match args.command {
             cli::BenchCommand::Run(args) => block_on(bench::run(args)),
         },

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use engine::core::workflow::Workflow;
-use engine::store::Store;
+use engine::store::{AuditTrail, Store};
 use uuid::Uuid;
 
 #[derive(Debug, Args)]
@@ -35,6 +35,40 @@ pub enum ReplayCommand {
         /// The head recorded at export time: detects a truncated or rewritten tail.
         #[arg(long)]
         expect_head: Option<String>,
+        /// The log hash recorded for a position (repeatable): checked wherever
+        /// the history proves that position's log hash, the header's `start` included.
+        #[arg(long, value_name = "POSITION:HASH")]
+        expect: Vec<replay::verify::Expectation>,
+        /// Public keys whose signed checkpoints the history must match (one per line;
+        /// several for rotation); exit 3 if part of the history is covered by none.
+        #[arg(long, value_name = "KEYS")]
+        trusted_keys: Option<PathBuf>,
+        /// Checkpoint notes (a witness file; repeatable). Default for the store: its
+        /// `checkpoints` table; an export FILE needs one.
+        #[arg(long, value_name = "FILE", requires = "trusted_keys")]
+        checkpoints: Vec<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a Merkle proof as JSON: that an event is in the log (`--run R --seq S`),
+    /// or that the log of NEW events extends the log of OLD (`--consistency OLD NEW`).
+    Prove {
+        #[arg(long, requires = "seq", conflicts_with = "consistency")]
+        run: Option<Uuid>,
+        #[arg(long, requires = "run")]
+        seq: Option<u64>,
+        /// The tree size to prove in (default: the newest checkpoint's, else the log's length).
+        #[arg(long, conflicts_with = "consistency")]
+        tree_size: Option<u64>,
+        #[arg(long, num_args = 2, value_names = ["OLD", "NEW"], required_unless_present = "run")]
+        consistency: Option<Vec<u64>>,
+    },
+    /// Verify a proof FILE offline (no database); exit 1 if it does not verify.
+    VerifyProof {
+        file: PathBuf,
+        /// The root you trust for the proof's tree size (e.g. from a checkpoint).
+        #[arg(long, value_name = "HASH")]
+        root: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -91,9 +125,27 @@ async fn dispatch(args: ReplayArgs, url: &str) -> anyhow::Result<ExitCode> {
         ReplayCommand::Verify {
             file,
             expect_head,
+            expect,
+            trusted_keys,
+            checkpoints,
             json,
         } => {
-            let options = replay::Options { expect_head };
+            let mut options = replay::Options {
+                expect_head,
+                expect,
+                checkpoints: trusted_keys.is_some(),
+            };
+            if let Some(keys) = &trusted_keys {
+                let trusted =
+                    trusted_checkpoints(keys, &checkpoints, file.is_none().then_some(url)).await?;
+                if trusted.untrusted > 0 {
+                    eprintln!(
+                        "note: {} checkpoints are signed by no trusted key: not used",
+                        trusted.untrusted
+                    );
+                }
+                options.expect.extend(trusted.expectations());
+            }
             let outcome = match file {
                 Some(path) => {
                     let reader = BufReader::new(
@@ -130,7 +182,80 @@ async fn dispatch(args: ReplayArgs, url: &str) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         ReplayCommand::Check { new, old, json } => check(url, &new, old.as_deref(), json).await,
+        ReplayCommand::Prove {
+            run,
+            seq,
+            tree_size,
+            consistency,
+        } => {
+            let store = open(url).await?;
+            let proof = match (run, seq, consistency.as_deref()) {
+                (Some(run), Some(seq), _) => {
+                    replay::proof::prove_inclusion(&store, run, seq, tree_size).await?
+                }
+                (_, _, Some([old, new])) => {
+                    replay::proof::prove_consistency(&store, *old, *new).await?
+                }
+                _ => anyhow::bail!("pass --run R --seq S, or --consistency OLD NEW"),
+            };
+            println!("{}", serde_json::to_string_pretty(&proof)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        ReplayCommand::VerifyProof { file, root, json } => verify_proof(&file, root, json),
     }
+}
+
+/// Reads `--trusted-keys` and the checkpoints (the `--checkpoints` files,
+/// else the store's table when `store` is given).
+async fn trusted_checkpoints(
+    keys: &Path,
+    files: &[PathBuf],
+    store: Option<&str>,
+) -> anyhow::Result<replay::trusted::TrustedCheckpoints> {
+    let text = read_text(keys, KEYS_FILE_BYTES_MAX)?;
+    let keys = engine::checkpoint::TrustedKey::parse_all(&text)
+        .with_context(|| format!("in --trusted-keys {}", keys.display()))?;
+    anyhow::ensure!(
+        !keys.is_empty(),
+        "--trusted-keys names no key: one public key (`imx keys generate`) per line"
+    );
+    let mut notes = Vec::new();
+    for file in files {
+        let text = read_text(file, CHECKPOINTS_FILE_BYTES_MAX)?;
+        notes.extend(engine::checkpoint::split_notes(&text));
+    }
+    if files.is_empty() {
+        let Some(url) = store else {
+            anyhow::bail!(
+                "--trusted-keys with an export FILE needs --checkpoints FILE: the checkpoints kept outside the database (a witness file)"
+            );
+        };
+        let store = open(url).await?;
+        let mut after = 0;
+        loop {
+            let page = store.checkpoints(after, CHECKPOINTS_PAGE).await?;
+            let Some(last) = page.last() else { break };
+            after = last.tree_size;
+            notes.extend(page.into_iter().map(|record| record.note));
+        }
+    }
+    Ok(replay::trusted::TrustedCheckpoints::from_notes(
+        &keys,
+        notes.iter().map(String::as_str),
+    )?)
+}
+
+/// Longest `--trusted-keys` file read, in bytes.
+const KEYS_FILE_BYTES_MAX: u64 = 1024 * 1024;
+/// Longest `--checkpoints` file read, in bytes.
+const CHECKPOINTS_FILE_BYTES_MAX: u64 = 256 * 1024 * 1024;
+/// Checkpoints read from the store per query.
+const CHECKPOINTS_PAGE: u32 = 1_000;
+
+fn read_text(path: &Path, bytes_max: u64) -> anyhow::Result<String> {
+    let bytes = imx_gateway::bounded::read_file(path, bytes_max)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    String::from_utf8(bytes).with_context(|| format!("{} is not UTF-8", path.display()))
 }
 
 fn report_verification(
@@ -139,6 +264,10 @@ fn report_verification(
 ) -> anyhow::Result<ExitCode> {
     match outcome {
         Ok(summary) => {
+            let unprovable = summary
+                .coverage
+                .as_ref()
+                .is_some_and(|coverage| coverage.unprovable.is_some());
             if json {
                 println!(
                     "{:#}",
@@ -147,7 +276,13 @@ fn report_verification(
             } else {
                 print!("{}", summary.render());
             }
-            Ok(ExitCode::SUCCESS)
+            // Chains that verify but that no trusted checkpoint covers are
+            // not a clean bill: exit 3 (docs/auditing.md).
+            Ok(if unprovable {
+                ExitCode::from(3)
+            } else {
+                ExitCode::SUCCESS
+            })
         }
         Err(problem) => {
             if json {
@@ -160,6 +295,54 @@ fn report_verification(
             eprintln!("verify failed: {problem}\n  hint: {}", problem.fault.hint());
             Ok(ExitCode::FAILURE)
         }
+    }
+}
+
+fn verify_proof(path: &Path, root: Option<String>, json: bool) -> anyhow::Result<ExitCode> {
+    let bytes = imx_gateway::bounded::read_file(path, replay::proof::PROOF_BYTES_MAX)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let text = String::from_utf8(bytes).map_err(|_| replay::Error::ProofFile {
+        detail: "not UTF-8".to_owned(),
+    });
+    let outcome = text
+        .and_then(|text| replay::proof::verify_proof(&text))
+        .and_then(|proven| match &root {
+            Some(trusted) if !trusted.eq_ignore_ascii_case(&proven.root) => {
+                Err(replay::Error::ProofInvalid {
+                    detail: format!(
+                        "it ends at root {}, not at the trusted root {trusted}",
+                        proven.root
+                    ),
+                })
+            }
+            _ => Ok(proven),
+        });
+    match outcome {
+        Ok(proven) => {
+            if json {
+                println!("{:#}", serde_json::json!({ "ok": true, "proven": proven }));
+            } else {
+                println!("ok: {}", proven.statement);
+                if root.is_none() {
+                    println!(
+                        "note: no --root given: the root is the file's own claim; compare it with a signed checkpoint of size {}",
+                        proven.tree_size
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(error @ (replay::Error::ProofInvalid { .. } | replay::Error::ProofFile { .. })) => {
+            if json {
+                println!(
+                    "{:#}",
+                    serde_json::json!({ "ok": false, "code": error.code(), "error": error.to_string() })
+                );
+            }
+            eprintln!("verify-proof failed: {error}");
+            Ok(ExitCode::FAILURE)
+        }
+        Err(error) => Err(error.into()),
     }
 }
 

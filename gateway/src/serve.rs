@@ -115,8 +115,18 @@ pub async fn serve(url: &str, args: &ServeArgs) -> anyhow::Result<std::process::
         .clone()
         .into_config()
         .context("invalid API settings")?;
+    // So are the checkpoint settings (the key is read now).
+    let checkpoint_config = args.checkpoints.config()?;
     imx_gateway::api::init_json_logging();
     let node = start_node(url, config, args.executors.clone()).await?;
+    // Signed checkpoints (with --signing-key): one writer among the nodes.
+    let checkpoints = checkpoint_config.map(|config| {
+        let config = engine::checkpoint::Config {
+            holder: node.runtime.config().node.clone(),
+            ..config
+        };
+        engine::checkpoint::spawn(node.runtime.store().clone(), config)
+    });
     // Cron triggers fire on every node; the store starts each tick once.
     let scheduler = engine::triggers::cron::spawn_scheduler(node.runtime.clone());
     let api = imx_gateway::api::bind_api(
@@ -152,6 +162,9 @@ pub async fn serve(url: &str, args: &ServeArgs) -> anyhow::Result<std::process::
         .context("the API failed")?;
     eprintln!("imx serve: stopping (running steps get a grace period)");
     kafka.shutdown().await;
+    if let Some(checkpoints) = checkpoints {
+        checkpoints.shutdown().await;
+    }
     scheduler.shutdown().await;
     node.handle.shutdown().await;
     Ok(std::process::ExitCode::SUCCESS)

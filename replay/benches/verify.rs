@@ -119,6 +119,7 @@ fn measure_file(path: &std::path::Path, head: &str, store: Option<StoreRun>) -> 
             BufReader::with_capacity(HASH_CHUNK_BYTES, File::open(path).expect("open the export"));
         let options = replay::Options {
             expect_head: Some(head.to_owned()),
+            ..Default::default()
         };
         let summary =
             replay::verify_reader_tuned(reader, options, tuning).expect("the export verifies");

@@ -2,7 +2,7 @@
 //! verifier's fast path. They cover the keywords the generated event
 //! schemas use (`type`, `properties`, `required`, `enum`, `const`, `anyOf`,
 //! a `oneOf` whose branches a required constant tells apart, `items`,
-//! `minimum`, `format` `date-time` and `uuid`, `$ref` into `$defs`); a schema
+//! `minimum`, `maximum`, `format` `date-time` and `uuid`, `$ref` into `$defs`); a schema
 //! with any other keyword is not compiled. A check is one-sided on purpose:
 //! `true` means `jsonschema` accepts the payload too (the formats accept a
 //! strict subset of what `jsonschema` accepts), `false` means "not sure",
@@ -36,6 +36,7 @@ struct Rule {
     any_of: Vec<usize>,
     items: Option<usize>,
     minimum: Option<f64>,
+    maximum: Option<f64>,
     format: Option<Format>,
     reference: Option<usize>,
 }
@@ -107,6 +108,11 @@ impl Compiled {
         }
         if let (Some(minimum), Node::Int(value)) = (rule.minimum, node)
             && (*value as f64) < minimum
+        {
+            return false;
+        }
+        if let (Some(maximum), Node::Int(value)) = (rule.maximum, node)
+            && (*value as f64) > maximum
         {
             return false;
         }
@@ -243,6 +249,7 @@ impl Compiler<'_> {
                 }
                 "items" => rule.items = Some(self.compile(value)?),
                 "minimum" => rule.minimum = Some(value.as_f64()?),
+                "maximum" => rule.maximum = Some(value.as_f64()?),
                 "format" => match value.as_str()? {
                     "date-time" => rule.format = Some(Format::DateTime),
                     "uuid" => rule.format = Some(Format::Uuid),

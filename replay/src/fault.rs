@@ -85,6 +85,35 @@ pub enum Fault {
         "the history ends with head {found}, expected {expected}: the tail was truncated or rewritten"
     )]
     HeadMismatch { expected: String, found: String },
+    #[error(
+        "the log hash at position {position} is {found}, but --expect says {expected}: the history up to this position is not the one recorded (rewritten, or the hash belongs to another log)"
+    )]
+    ExpectMismatch {
+        position: u64,
+        expected: String,
+        found: String,
+    },
+    #[error(
+        "this is the first event that may differ from what the trusted checkpoint of size {tree_size} (signed by {signers}) committed to: the log hash at position {tree_size} is {found}, the checkpoint says {expected}{}; the history was rewritten at this event or after it, up to position {tree_size}, and its hashes recomputed",
+        proven_through.map(|at| format!(", and the checkpoint of size {at} still matches")).unwrap_or_default()
+    )]
+    CheckpointMismatch {
+        tree_size: u64,
+        signers: String,
+        expected: String,
+        found: String,
+        /// The largest matched checkpoint before it, if any.
+        proven_through: Option<u64>,
+    },
+    #[error(
+        "the trusted checkpoint of size {tree_size} (signed by {signers}) has Merkle root {expected}, but the first {tree_size} events of this history have root {found} although the log hash matches: the checkpoint does not commit to these events"
+    )]
+    CheckpointRootMismatch {
+        tree_size: u64,
+        signers: String,
+        expected: String,
+        found: String,
+    },
 }
 
 fn position_cause(expected: u64, found: u64) -> &'static str {
@@ -148,6 +177,9 @@ impl FaultKind {
             FaultKind::AfterTrailer => "IMX0518",
             FaultKind::TrailerMismatch => "IMX0519",
             FaultKind::HeadMismatch => "IMX0520",
+            FaultKind::ExpectMismatch => "IMX0521",
+            FaultKind::CheckpointMismatch => "IMX0522",
+            FaultKind::CheckpointRootMismatch => "IMX0523",
         }
     }
 }
@@ -187,6 +219,15 @@ impl Fault {
             }
             Fault::HeadMismatch { .. } => {
                 "the history does not end where the head kept at export time says: its tail was cut or rewritten; check the head you passed to --expect-head"
+            }
+            Fault::ExpectMismatch { .. } => {
+                "the log up to this position differs from the one whose hash you recorded: some event at or before it was changed and every hash recomputed; find it with a signed checkpoint (`--trusted-keys`) or an older export"
+            }
+            Fault::CheckpointRootMismatch { .. } => {
+                "the signer signed a root that is not the tree of the events it names: its proofs cannot be trusted; report it to whoever runs the signing node"
+            }
+            Fault::CheckpointMismatch { .. } => {
+                "a signed checkpoint kept outside the database contradicts this history: it was rewritten after the checkpoint was signed; compare this event (and those after it, up to the checkpoint's size) with an older export or a backup; checkpoints more often (--checkpoint-every-events) narrow the range"
             }
         }
     }

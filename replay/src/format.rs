@@ -19,6 +19,7 @@ pub const LINE_BYTES_MAX: usize = 3 * 1024 * 1024;
 /// How the hashes in the file are computed (informative for auditors; the
 /// verifier refuses any other values).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ChainParams {
     pub hash: String,
     pub canonicalization: String,
@@ -56,6 +57,7 @@ impl ChainParams {
 
 /// Which part of the log a file holds.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Scope {
     /// `Some`: only this run's events, in seq order (the log chain is not checkable).
     pub run: Option<Uuid>,
@@ -65,6 +67,7 @@ pub struct Scope {
 
 /// The first line: `{"header": {...}}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Header {
     pub format: String,
     pub format_version: u32,
@@ -73,11 +76,14 @@ pub struct Header {
     /// The log head just before the first exported event (genesis for a
     /// whole-log export): the log chain continues from it.
     pub start: LogHead,
+    /// Informative only: not hashed, not signed; an RFC 3339 date-time.
+    #[serde(deserialize_with = "rfc3339")]
     pub exported_at: DateTime<Utc>,
 }
 
 /// The last line: `{"trailer": {...}}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Trailer {
     pub events: u64,
     /// The head to keep elsewhere: the last event's `log_hash` (log scope) or
@@ -97,11 +103,27 @@ pub struct EventLine {
     pub position: u64,
     pub event_type: String,
     pub schema_version: u32,
+    /// Any JSON object; duplicate keys (at any depth) are refused because
+    /// the hash covers one canonical form and a reader must not pick one.
+    #[serde(deserialize_with = "crate::unique::value")]
     pub payload: Value,
     pub recorded_at: String,
     pub prev_hash: String,
     pub hash: String,
     pub log_hash: String,
+}
+
+/// `exported_at`: an RFC 3339 date-time as `docs/export-format.md` spells
+/// it (chrono alone also takes a space for `T`).
+fn rfc3339<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<DateTime<Utc>, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    DateTime::parse_from_rfc3339(&text)
+        .ok()
+        .filter(|_| crate::compiled::is_date_time(&text))
+        .map(|at| at.with_timezone(&Utc))
+        .ok_or_else(|| {
+            serde::de::Error::custom(format!("exported_at {text:?} is not an RFC 3339 date-time"))
+        })
 }
 
 impl EventLine {

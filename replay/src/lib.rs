@@ -8,6 +8,9 @@ pub mod fault;
 pub mod format;
 pub mod inspect;
 pub mod online;
+pub mod proof;
+pub mod trusted;
+mod unique;
 pub mod verify;
 
 // The verifier's stages (the fast path per line, its tape and compiled
@@ -83,6 +86,22 @@ pub enum Error {
     },
     #[error("the export is not readable: {0}")]
     Export(#[from] verify::Problem),
+    #[error(
+        "IMX0537: tree size {size} is not a size to prove in: it must be at least {at_least} and at most the log's length {head}; pass --tree-size within that range (a checkpoint's size)"
+    )]
+    TreeSize { size: u64, at_least: u64, head: u64 },
+    #[error(
+        "IMX0538: run {run_id} has no event seq {seq}; list its events with `imx replay inspect {run_id}`"
+    )]
+    SeqNotFound { run_id: Uuid, seq: u64 },
+    #[error(
+        "IMX0539: not an imx-merkle-proof v1 file: {detail}; pass a file `imx replay prove` wrote (docs/merkle.md)"
+    )]
+    ProofFile { detail: String },
+    #[error(
+        "IMX0540: the proof does not verify: {detail}; the log it comes from is not the one it claims (or the file was edited)"
+    )]
+    ProofInvalid { detail: String },
 }
 
 impl ErrorKind {
@@ -99,6 +118,10 @@ impl ErrorKind {
             ErrorKind::Evolve => "IMX0534",
             ErrorKind::AtBeyondEnd => "IMX0535",
             ErrorKind::Registry => "IMX0536",
+            ErrorKind::TreeSize => "IMX0537",
+            ErrorKind::SeqNotFound => "IMX0538",
+            ErrorKind::ProofFile => "IMX0539",
+            ErrorKind::ProofInvalid => "IMX0540",
         })
     }
 }

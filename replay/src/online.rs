@@ -26,6 +26,9 @@ pub async fn verify_store<S: EventStore>(
     options: Options,
 ) -> Result<Result<Summary, Problem>, Error> {
     let mut verifier = Verifier::new(Scope::default(), LogHead::genesis(), options);
+    if let Err(problem) = verifier.check_start() {
+        return Ok(Err(problem));
+    }
     let end = store.log_head().await?;
     let mut after = 0;
     while after < end.position {

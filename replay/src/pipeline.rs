@@ -14,6 +14,7 @@ use std::io::BufRead;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
 
+use engine::chain::GENESIS_HASH;
 use uuid::Uuid;
 
 use crate::fast::fast_checks;
@@ -105,6 +106,7 @@ pub fn verify_reader_tuned(
     let mut reader = reader;
     let header = parse_header(&read_header(&mut reader)?)?;
     let mut verifier = Verifier::new(header.scope, header.start, options);
+    verifier.check_start()?;
     std::thread::scope(|scope| {
         let (to_workers, from_reader) = sync_channel::<Lines>(QUEUE_BATCHES_MAX);
         let (to_follower, from_workers) = sync_channel::<Examined>(QUEUE_BATCHES_MAX);
@@ -122,23 +124,42 @@ pub fn verify_reader_tuned(
     verifier.finish()
 }
 
-/// The first line, the header (at most `LINE_BYTES_MAX` bytes).
+/// The first line, the header (at most `LINE_BYTES_MAX` bytes before its
+/// line break, which it must have).
 fn read_header(reader: &mut impl BufRead) -> Result<String, Problem> {
     let mut line = Vec::new();
-    let limit = u64::try_from(LINE_BYTES_MAX).unwrap_or(u64::MAX) + 1;
+    // The longest line, its line break, and one byte to tell "longer".
+    let limit = u64::try_from(LINE_BYTES_MAX).unwrap_or(u64::MAX) + 2;
     std::io::Read::take(&mut *reader, limit)
         .read_until(b'\n', &mut line)
         .map_err(|error| header_problem(&error.to_string()))?;
     if line.is_empty() {
         return Err(header_problem("the file is empty"));
     }
-    if line.len() > LINE_BYTES_MAX {
-        return Err(header_problem(&format!(
-            "longer than {LINE_BYTES_MAX} bytes"
-        )));
+    let Some(text) = line.strip_suffix(b"\n") else {
+        return Err(header_problem(&if line.len() > LINE_BYTES_MAX {
+            format!("longer than {LINE_BYTES_MAX} bytes")
+        } else {
+            "the line does not end with a line break".to_owned()
+        }));
+    };
+    if let Some(detail) = line_fault(text) {
+        return Err(header_problem(&detail));
     }
-    let text = String::from_utf8(line).map_err(|_| header_problem("not UTF-8"))?;
-    Ok(text.trim_end_matches(['\n', '\r']).to_owned())
+    let text = std::str::from_utf8(text).map_err(|_| header_problem("not UTF-8"))?;
+    Ok(text.to_owned())
+}
+
+/// What is wrong with a line's bytes (its line break taken off) before
+/// any parsing: too long, or a carriage return (only `\n` ends a line,
+/// and JSON allows no raw 0x0D inside a string).
+fn line_fault(line: &[u8]) -> Option<String> {
+    if line.len() > LINE_BYTES_MAX {
+        return Some(format!("longer than {LINE_BYTES_MAX} bytes"));
+    }
+    memchr::memchr(b'\r', line).map(|at| {
+        format!("a carriage return (0x0D) at byte {}: lines end with \\n alone (Windows line breaks are not the format)", at + 1)
+    })
 }
 
 /// Reads the lines after the header in batches of whole lines, numbered
@@ -196,20 +217,20 @@ fn read_batches(mut reader: impl BufRead, batch_bytes: usize, to_workers: &SyncS
         let mut problem = None;
         for end in breaks {
             number += 1;
-            let line_end = if text[start..end].ends_with(b"\r") {
-                end - 1
-            } else {
-                end
-            };
-            if line_end - start > LINE_BYTES_MAX {
-                problem = Some(malformed(
-                    number,
-                    format!("longer than {LINE_BYTES_MAX} bytes"),
-                ));
+            if let Some(detail) = line_fault(&text[start..end]) {
+                problem = Some(malformed(number, detail));
                 break;
             }
-            batch.lines.push((number, start, line_end));
+            batch.lines.push((number, start, end));
             start = end + 1;
+        }
+        // The file's last line has no line break: checked after the line
+        // itself (a trailer is compared first), then refused.
+        if problem.is_none() && at_end && error.is_none() && !text.is_empty() && !text.ends_with(b"\n") {
+            problem = Some(malformed(
+                number,
+                "the file's last line does not end with a line break (\\n): it was cut, or edited by hand".to_owned(),
+            ));
         }
         if problem.is_none() && carried.len() > LINE_BYTES_MAX {
             problem = Some(malformed(
@@ -382,13 +403,18 @@ fn follow_item(
         return Err(at_line(number, Fault::AfterTrailer));
     }
     match item {
-        Item::Event { number, checked } => verifier.sequence(&checked).map_err(|fault| Problem {
-            run_id: Some(checked.run_id),
-            seq: Some(checked.seq),
-            position: Some(checked.position),
-            line: Some(number),
-            fault: Box::new(fault),
-        }),
+        Item::Event { number, checked } => {
+            verifier.line = Some(number);
+            verifier.sequence(&checked).map_err(|fault| {
+                verifier.relocate(Problem {
+                    run_id: Some(checked.run_id),
+                    seq: Some(checked.seq),
+                    position: Some(checked.position),
+                    line: Some(number),
+                    fault: Box::new(fault),
+                })
+            })
+        }
         Item::BadTime {
             number,
             run_id,
@@ -453,6 +479,15 @@ fn parse_header(text: &str) -> Result<Header, Problem> {
         return Err(header_problem(
             "start.log_hash is not 64 lowercase hex digits",
         ));
+    }
+    if header.start.position != header.scope.since {
+        return Err(header_problem(&format!(
+            "start.position {} is not scope.since {}",
+            header.start.position, header.scope.since
+        )));
+    }
+    if header.start.position == 0 && header.start.log_hash != GENESIS_HASH {
+        return Err(header_problem("start at position 0 is not the genesis hash"));
     }
     Ok(header)
 }

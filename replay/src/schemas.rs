@@ -16,6 +16,43 @@ use crate::verify::Fault;
 /// Most schema errors named in one report.
 pub const SCHEMA_ERRORS_SHOWN_MAX: usize = 3;
 
+/// The ranges the generator's integer formats name (`"format": "uint32"`
+/// on an `attempt`). JSON Schema validators ignore formats they do not know,
+/// so without this `attempt` = 2^32 passed; `docs/export-format.md` makes
+/// the ranges normative. `int64`/`uint64` need nothing: every integer in a
+/// hashed object is within ±(2^53 − 1) anyway.
+pub const INTEGER_FORMAT_RANGES: &[(&str, i64, i64)] = &[
+    ("int8", i8::MIN as i64, i8::MAX as i64),
+    ("int16", i16::MIN as i64, i16::MAX as i64),
+    ("int32", i32::MIN as i64, i32::MAX as i64),
+    ("uint8", 0, u8::MAX as i64),
+    ("uint16", 0, u16::MAX as i64),
+    ("uint32", 0, u32::MAX as i64),
+];
+
+/// Adds `minimum`/`maximum` beside every integer `format` of
+/// [`INTEGER_FORMAT_RANGES`] (keeping a stricter bound already there).
+fn bound_integer_formats(schema: &mut Value) {
+    match schema {
+        Value::Object(object) => {
+            let range = object.get("format").and_then(Value::as_str).and_then(|format| {
+                INTEGER_FORMAT_RANGES
+                    .iter()
+                    .find(|(name, _, _)| *name == format)
+            });
+            if let Some((_, low, high)) = range {
+                let low = object.get("minimum").and_then(Value::as_i64).map_or(*low, |m| m.max(*low));
+                let high = object.get("maximum").and_then(Value::as_i64).map_or(*high, |m| m.min(*high));
+                object.insert("minimum".to_owned(), Value::from(low));
+                object.insert("maximum".to_owned(), Value::from(high));
+            }
+            object.values_mut().for_each(bound_integer_formats);
+        }
+        Value::Array(items) => items.iter_mut().for_each(bound_integer_formats),
+        _ => {}
+    }
+}
+
 /// A compiled validator per event type of schema version 1.
 #[derive(Debug)]
 pub struct Schemas {
@@ -31,7 +68,9 @@ impl Schemas {
             let schemas: Vec<(&'static str, Value)> = Event::schemas()
                 .into_iter()
                 .filter_map(|(event_type, schema)| {
-                    Some((event_type, serde_json::to_value(&schema).ok()?))
+                    let mut schema = serde_json::to_value(&schema).ok()?;
+                    bound_integer_formats(&mut schema);
+                    Some((event_type, schema))
                 })
                 .collect();
             let fast = schemas

@@ -5,7 +5,7 @@
 //! Memory is one small head per run seen (run id, seq, hash), never per
 //! event: the caller feeds lines or pages and drops them.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use engine::chain::{GENESIS_HASH, HASH_HEX_CHARS, LogHead, RecordedEvent};
 use serde::Serialize;
@@ -43,6 +43,25 @@ pub struct Summary {
     /// False when the file has no log chain (a one-run export) or starts
     /// mid-log: what came before is vouched for only by `start`.
     pub from_genesis: bool,
+    /// Positions of `--expect POSITION:HASH` that matched the history.
+    pub expect_checked: Vec<u64>,
+    /// Positions of `--expect` the history does not cover (not checked).
+    pub expect_not_covered: Vec<u64>,
+    /// With trusted checkpoints: how much of the history they prove.
+    pub coverage: Option<Coverage>,
+}
+
+/// What trusted checkpoints prove of a history (`--trusted-keys`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Coverage {
+    /// Sizes of the trusted checkpoints the history matched.
+    pub checkpoints_matched: Vec<u64>,
+    /// Every event up to this position is the one a trusted checkpoint
+    /// committed to; `None` when no checkpoint falls within the history.
+    pub proven_through: Option<u64>,
+    /// The first and last position of the history no trusted checkpoint
+    /// covers: unprovable (changed or not, nothing here can tell).
+    pub unprovable: Option<(u64, u64)>,
 }
 
 impl Summary {
@@ -54,6 +73,28 @@ impl Summary {
         );
         if !self.from_genesis {
             text.push_str("note: the history does not start at genesis; earlier events are vouched for only by the header's start head\n");
+        }
+        for position in &self.expect_checked {
+            text.push_str(&format!("expect: position {position} matches\n"));
+        }
+        for position in &self.expect_not_covered {
+            text.push_str(&format!(
+                "note: --expect {position}:…: this history does not prove the log hash at position {position}; NOT checked\n"
+            ));
+        }
+        if let Some(coverage) = &self.coverage {
+            match coverage.proven_through {
+                Some(position) => text.push_str(&format!(
+                    "checkpoints: {} trusted checkpoints match; the history is proven through position {position}\n",
+                    coverage.checkpoints_matched.len()
+                )),
+                None => text.push_str("checkpoints: no trusted checkpoint falls within this history\n"),
+            }
+            if let Some((first, last)) = coverage.unprovable {
+                text.push_str(&format!(
+                    "UNPROVABLE: positions {first} to {last} are covered by no trusted checkpoint: their chains verify, but a rewrite there would not show (verify again after the next checkpoint)\n"
+                ));
+            }
         }
         for head in self.run_heads.iter().take(SUMMARY_RUN_HEADS_MAX) {
             text.push_str(&format!(
@@ -76,6 +117,53 @@ impl Summary {
 pub struct Options {
     /// The head recorded at export time, kept apart from the file.
     pub expect_head: Option<String>,
+    /// `--expect POSITION:HASH`: the log hash at a position, kept apart
+    /// from the file; checked wherever the history proves that position's
+    /// log hash (the header's `start`, or an event whose log link holds).
+    pub expect: Vec<Expectation>,
+    /// Report which part of the history the checkpoints among `expect`
+    /// prove ([`Summary::coverage`]); set by `--trusted-keys`.
+    pub checkpoints: bool,
+}
+
+/// One `--expect POSITION:HASH`: the log hash recorded for a position.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Expectation {
+    pub position: u64,
+    /// 64 lowercase hex digits.
+    pub log_hash: String,
+    /// `Some(signers)` when a trusted checkpoint of size `position` is
+    /// what recorded it (`name+keyid` of its signers).
+    pub checkpoint: Option<String>,
+    /// The checkpoint's Merkle root (64 hex digits), checked against the
+    /// history's own tree when the history starts at genesis.
+    pub checkpoint_root: Option<String>,
+}
+
+impl std::str::FromStr for Expectation {
+    type Err = String;
+
+    /// `POSITION:HASH`, the hash in hex of either case.
+    fn from_str(text: &str) -> Result<Self, String> {
+        let usage = || {
+            format!(
+                "{text:?} is not POSITION:HASH (a log position, a colon, 64 hex digits), e.g. 42:{}",
+                GENESIS_HASH
+            )
+        };
+        let (position, hash) = text.split_once(':').ok_or_else(usage)?;
+        let position = position.parse::<u64>().map_err(|_| usage())?;
+        let log_hash = hash.to_ascii_lowercase();
+        if !is_hex_hash(&log_hash) {
+            return Err(usage());
+        }
+        Ok(Expectation {
+            position,
+            log_hash,
+            checkpoint: None,
+            checkpoint_root: None,
+        })
+    }
 }
 
 /// A SHA-256 digest; kept as bytes so that following a chain allocates nothing.
@@ -88,6 +176,19 @@ struct RunChain {
     seq: u64,
     events: u64,
     hash: Digest32,
+}
+
+/// A checkpoint's signers (`name+keyid`, space-separated) and its root.
+type Signed = (String, Option<Digest32>);
+
+/// Where an event is (for a checkpoint mismatch, which blames the first
+/// event no earlier checkpoint vouches for).
+#[derive(Clone, Copy, Debug)]
+struct EventAt {
+    run_id: Uuid,
+    seq: u64,
+    position: u64,
+    line: Option<u64>,
 }
 
 /// The streaming verifier: feed it events in log order (or one run in seq
@@ -106,6 +207,20 @@ pub struct Verifier {
     last_event: Option<(Uuid, u64, u64)>,
     /// Reused for every event's canonical bytes.
     canonical: Vec<u8>,
+    /// `--expect` not met yet, by position: the hash and, for a
+    /// checkpoint, its signers.
+    expect: BTreeMap<u64, (Digest32, Option<Signed>)>,
+    expect_checked: Vec<u64>,
+    start: LogHead,
+    /// Sizes of the checkpoints matched so far.
+    checkpoints_matched: Vec<u64>,
+    /// The first event after the last matched checkpoint.
+    first_unproven: Option<EventAt>,
+    /// The file line of the event being checked (set by the file reader).
+    pub(crate) line: Option<u64>,
+    /// The Merkle tree of the history, kept when checkpoints are checked
+    /// and the history starts at genesis (their roots are compared).
+    tree: Option<engine::merkle::CompactRange>,
 }
 
 impl Verifier {
@@ -113,7 +228,31 @@ impl Verifier {
     /// log). A `start.log_hash` that is not hex is taken as genesis; the
     /// file reader refuses such a header before.
     pub fn new(scope: Scope, start: LogHead, options: Options) -> Self {
+        let expect = options
+            .expect
+            .iter()
+            .map(|expected| {
+                (
+                    expected.position,
+                    (
+                        decode(&expected.log_hash).unwrap_or(GENESIS),
+                        expected.checkpoint.clone().map(|signers| {
+                            let root = expected.checkpoint_root.as_deref().and_then(decode);
+                            (signers, root)
+                        }),
+                    ),
+                )
+            })
+            .collect();
         Verifier {
+            expect,
+            expect_checked: Vec::new(),
+            checkpoints_matched: Vec::new(),
+            first_unproven: None,
+            line: None,
+            tree: (options.checkpoints && scope.run.is_none() && scope.since == 0)
+                .then(engine::merkle::CompactRange::default),
+            start: start.clone(),
             log_chain: scope.run.is_none(),
             last_position: start.position,
             log_position: start.position,
@@ -127,14 +266,84 @@ impl Verifier {
         }
     }
 
+    /// Compares the start head with `--expect` at its position; call it
+    /// before the first event.
+    pub fn check_start(&mut self) -> Result<(), Problem> {
+        let position = self.start.position;
+        let found = self.log_hash;
+        self.expectation(position, &found).map_err(|fault| Problem {
+            run_id: None,
+            seq: None,
+            position: Some(position),
+            line: Some(1),
+            fault: Box::new(fault),
+        })
+    }
+
+    /// Compares `found`, the proven log hash at `position`, with `--expect`.
+    fn expectation(&mut self, position: u64, found: &Digest32) -> Result<(), Fault> {
+        match self.expect.remove(&position) {
+            Some((expected, Some((signers, _)))) if expected != *found => {
+                Err(Fault::CheckpointMismatch {
+                    tree_size: position,
+                    signers,
+                    expected: hex::encode(expected),
+                    found: hex::encode(found),
+                    proven_through: self.checkpoints_matched.last().copied(),
+                })
+            }
+            Some((expected, None)) if expected != *found => Err(Fault::ExpectMismatch {
+                position,
+                expected: hex::encode(expected),
+                found: hex::encode(found),
+            }),
+            Some((_, checkpoint)) => {
+                self.expect_checked.push(position);
+                if let Some((signers, root)) = checkpoint {
+                    if let (Some(tree), Some(root)) = (&self.tree, root)
+                        && tree.root() != root
+                    {
+                        return Err(Fault::CheckpointRootMismatch {
+                            tree_size: position,
+                            signers,
+                            expected: hex::encode(root),
+                            found: hex::encode(tree.root()),
+                        });
+                    }
+                    self.checkpoints_matched.push(position);
+                    self.first_unproven = None;
+                }
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// A checkpoint mismatch blames the first event no earlier checkpoint
+    /// vouches for: the first that may differ from what was committed to.
+    pub(crate) fn relocate(&self, problem: Problem) -> Problem {
+        match (&*problem.fault, self.first_unproven) {
+            (Fault::CheckpointMismatch { .. }, Some(first)) => Problem {
+                run_id: Some(first.run_id),
+                seq: Some(first.seq),
+                position: Some(first.position),
+                line: first.line,
+                ..problem
+            },
+            _ => problem,
+        }
+    }
+
     /// Checks the next event.
     pub fn event(&mut self, event: &RecordedEvent) -> Result<(), Problem> {
-        self.check(event).map_err(|fault| Problem {
-            run_id: Some(event.run_id),
-            seq: Some(event.seq),
-            position: Some(event.position),
-            line: None,
-            fault: Box::new(fault),
+        self.check(event).map_err(|fault| {
+            self.relocate(Problem {
+                run_id: Some(event.run_id),
+                seq: Some(event.seq),
+                position: Some(event.position),
+                line: None,
+                fault: Box::new(fault),
+            })
         })
     }
 
@@ -158,8 +367,11 @@ impl Verifier {
         if let Some(edited) = &local.edited {
             return Err((**edited).clone());
         }
+        // A one-run file proves the log link wherever its positions are
+        // consecutive (the first event's with `start`); the whole log, always.
+        let linked = self.log_chain || event.position == self.log_position + 1;
         // A worker may have checked the log link from the same log hash already.
-        if self.log_chain && local.log_checked_from != Some(self.log_hash) {
+        if linked && local.log_checked_from != Some(self.log_hash) {
             let recomputed = sha256(&self.log_hash, &local.hash);
             if recomputed != local.log_hash {
                 return Err(Fault::LogHashMismatch {
@@ -171,7 +383,22 @@ impl Verifier {
         if let Some(schema) = &local.schema {
             return Err((**schema).clone());
         }
+        if let Some(tree) = &mut self.tree {
+            tree.push(engine::merkle::leaf_hash(&local.hash));
+        }
+        if linked {
+            self.expectation(event.position, &local.log_hash)?;
+        }
         self.advance(event, local);
+        if self.first_unproven.is_none() && self.checkpoints_matched.last() != Some(&event.position)
+        {
+            self.first_unproven = Some(EventAt {
+                run_id: event.run_id,
+                seq: event.seq,
+                position: event.position,
+                line: self.line,
+            });
+        }
         Ok(())
     }
 
@@ -299,7 +526,25 @@ impl Verifier {
             })
             .collect();
         run_heads.sort_by_key(|head| head.run_id);
+        let mut expect_checked = self.expect_checked;
+        expect_checked.sort_unstable();
+        let coverage = self.options.checkpoints.then(|| Coverage {
+            proven_through: self.checkpoints_matched.last().copied(),
+            unprovable: self
+                .first_unproven
+                .map(|first| (first.position, self.last_position)),
+            checkpoints_matched: self.checkpoints_matched.clone(),
+        });
         Ok(Summary {
+            expect_checked,
+            // Checkpoints outside the history are not news: only --expect.
+            expect_not_covered: self
+                .expect
+                .into_iter()
+                .filter(|(_, (_, checkpoint))| checkpoint.is_none())
+                .map(|(position, _)| position)
+                .collect(),
+            coverage,
             from_genesis: self.scope.run.is_none() && self.scope.since == 0,
             scope: self.scope,
             events: self.events,

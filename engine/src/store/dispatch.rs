@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::api_keys::{ApiKeyRecord, ApiKeys};
+use super::audit::{AuditTrail, CheckpointRecord, MerkleNode};
 use super::database::Database;
 use super::error::Error;
 use super::event_log::EventLog;
@@ -154,4 +155,14 @@ dispatch! { impl Schedules {
     async fn record_fire(&self, fire: &FireRecord) -> Result<FireRecord, Error>;
     async fn latest_started_fire(&self, workflow: &str, trigger: &str, before: DateTime<Utc>) -> Result<Option<FireRecord>, Error>;
     async fn list_fires(&self, workflow: &str, trigger: &str, max: u32) -> Result<Vec<FireRecord>, Error>;
+}}
+
+dispatch! { impl AuditTrail {
+    async fn leaf_hashes(&self, after: u64, max: u32) -> Result<Vec<String>, Error>;
+    async fn merkle_nodes(&self, level: u32, first: u64, last: u64) -> Result<Vec<(u64, String)>, Error>;
+    async fn merkle_width(&self, level: u32) -> Result<u64, Error>;
+    async fn append_merkle_nodes(&self, nodes: &[MerkleNode]) -> Result<(), Error>;
+    async fn append_checkpoint(&self, checkpoint: &CheckpointRecord) -> Result<bool, Error>;
+    async fn checkpoints(&self, after_size: u64, max: u32) -> Result<Vec<CheckpointRecord>, Error>;
+    async fn latest_checkpoint(&self) -> Result<Option<CheckpointRecord>, Error>;
 }}

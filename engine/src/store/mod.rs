@@ -1,6 +1,6 @@
 //! The durable store: the event log, the read models (runs, steps), the
-//! work queue (tasks, timers, leases), the workflow registry, API keys and
-//! the log relay's position,
+//! work queue (tasks, timers, leases), the workflow registry, API keys,
+//! the log relay's position, the Merkle tree's nodes and the checkpoints,
 //! each behind a focused trait, with a SQLite backend (embedded default)
 //! and a PostgreSQL backend (production) that implement each trait
 //! directly. [`EventStore`] is all of them at once: the bound generic code
@@ -13,6 +13,7 @@
 //! row of `events`; database triggers reject it on both backends.
 
 mod api_keys;
+mod audit;
 mod database;
 mod decode;
 mod dialect;
@@ -34,6 +35,7 @@ mod types;
 mod work_queue;
 
 pub use api_keys::{ApiKeyRecord, ApiKeys};
+pub use audit::{AUDIT_INSERT_ROWS_MAX, AuditTrail, CheckpointRecord, MerkleNode};
 pub use database::Database;
 pub use dispatch::{Store, open, open_with};
 pub use error::{APPEND_ONLY_CODE, Error, ErrorKind};
@@ -56,8 +58,8 @@ pub use work_queue::WorkQueue;
 /// `use engine::store::prelude::*;`.
 pub mod prelude {
     pub use super::{
-        ApiKeys, Database, EventLog, EventStore, LogReader, ReadModels, Relay, Schedules,
-        WorkQueue, WorkflowRegistry,
+        ApiKeys, AuditTrail, Database, EventLog, EventStore, LogReader, ReadModels, Relay,
+        Schedules, WorkQueue, WorkflowRegistry,
     };
 }
 
@@ -78,6 +80,7 @@ pub trait EventStore:
     + ApiKeys
     + Relay
     + Schedules
+    + AuditTrail
 {
 }
 
@@ -91,6 +94,7 @@ impl<S> EventStore for S where
         + ApiKeys
         + Relay
         + Schedules
+        + AuditTrail
 {
 }
 

@@ -3,6 +3,7 @@
 mod cron;
 mod executor;
 mod kafka;
+mod merkle;
 mod runtime;
 mod store;
 mod webhook;

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeSet;
 
+use engine::checkpoint::{Error as CheckpointError, ErrorKind as CheckpointKind};
 use engine::core::dsl::Code as DiagnosticCode;
 use engine::executor::egress::EGRESS_REFUSED_CODE;
 use engine::executor::http::ErrorKind as HttpKind;
@@ -34,6 +35,11 @@ fn codes_in_code() -> BTreeSet<&'static str> {
     codes.extend(SecretsKind::VARIANTS.iter().map(|kind| kind.code()));
     codes.extend(WebhookKind::VARIANTS.iter().filter_map(|kind| kind.code()));
     codes.extend(TriggerKind::VARIANTS.iter().map(|kind| kind.code()));
+    codes.extend(
+        CheckpointKind::VARIANTS
+            .iter()
+            .filter_map(|kind| kind.code()),
+    );
     codes.extend(
         DeadLetterReason::VARIANTS
             .iter()
@@ -281,6 +287,18 @@ fn replay_sample(kind: ReplayKind) -> ReplayError {
             line: Some(1),
             fault: Box::new(Fault::NoTrailer),
         }),
+        ReplayKind::TreeSize => ReplayError::TreeSize {
+            size: 9,
+            at_least: 1,
+            head: 3,
+        },
+        ReplayKind::SeqNotFound => ReplayError::SeqNotFound { run_id, seq: 9 },
+        ReplayKind::ProofFile => ReplayError::ProofFile {
+            detail: "unknown field".to_owned(),
+        },
+        ReplayKind::ProofInvalid => ReplayError::ProofInvalid {
+            detail: "another root".to_owned(),
+        },
     }
 }
 
@@ -313,6 +331,45 @@ fn webhook_sample(kind: WebhookKind) -> WebhookError {
             workflow: "shop".to_owned(),
         },
         WebhookKind::Runtime => WebhookError::Runtime(runtime_sample(RuntimeKind::InvalidInput)),
+    }
+}
+
+fn checkpoint_sample(kind: CheckpointKind) -> CheckpointError {
+    match kind {
+        CheckpointKind::BadKey => CheckpointError::BadKey {
+            detail: "not 32 key bytes".to_owned(),
+        },
+        CheckpointKind::BadNote => CheckpointError::BadNote {
+            detail: "no blank line before the signatures".to_owned(),
+        },
+        CheckpointKind::Untrusted => CheckpointError::Untrusted {
+            tree_size: 20,
+            keys: "imx-log+0a1b2c3d".to_owned(),
+        },
+        CheckpointKind::Witness => CheckpointError::Witness {
+            target: "/var/lib/imx/witness".to_owned(),
+            detail: "No space left on device".to_owned(),
+        },
+        CheckpointKind::Conflict => CheckpointError::Conflict {
+            tree_size: 20,
+            first: "imx-log+0a1b2c3d".to_owned(),
+            second: "imx-log+0a1b2c3d".to_owned(),
+        },
+        CheckpointKind::Store => CheckpointError::Store(store_sample(StoreKind::Unavailable)),
+    }
+}
+
+#[test]
+fn every_checkpoint_error_message_opens_with_its_code() {
+    for kind in CheckpointKind::VARIANTS {
+        let error = checkpoint_sample(*kind);
+        assert_eq!(kind.code().unwrap_or("IMX0307"), error.code(), "{kind:?}");
+        assert!(
+            error
+                .to_string()
+                .starts_with(&format!("{}: ", error.code())),
+            "{error}"
+        );
     }
 }
 

@@ -16,6 +16,7 @@ mod api_schedules;
 mod api_schema;
 mod api_shutdown;
 mod api_surgery;
+mod audit;
 mod bench;
 mod crash;
 mod error_codes;

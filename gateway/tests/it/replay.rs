@@ -16,7 +16,7 @@ use crate::imx;
 const RUN: Uuid = Uuid::from_u128(0x0196_0000_0000_7000_8000_0000_0000_0042);
 
 /// Appends `events` as one run (with its `runs` row) to the store at `url`.
-fn append(url: &str, events: &[EventEnvelope]) {
+pub(crate) fn append(url: &str, events: &[EventEnvelope]) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -391,4 +391,138 @@ fn every_verify_finding_and_replay_error_prints_its_code_and_a_hint() {
         ),
         (&json!("IMX0520"), &json!("head_mismatch"))
     );
+}
+
+#[test]
+fn expect_position_hash_checks_a_since_export_through_the_binary() {
+    let folder = tempfile::tempdir().expect("a temp folder");
+    let url = format!("sqlite://{}/imx.db", folder.path().display());
+    append(&url, &with_run(histories::retry_then_ok().settled().events));
+    let whole = imx(&["replay", "export", "--database-url", &url]);
+    assert_eq!(whole.code, 0, "{}", whole.stderr);
+    let at_five: serde_json::Value = serde_json::from_str(
+        whole
+            .stdout
+            .lines()
+            .nth(5)
+            .expect("the event at position 5"),
+    )
+    .expect("JSON");
+    let log_hash = at_five["log_hash"].as_str().expect("a log hash").to_owned();
+    let since = imx(&["replay", "export", "--since", "5", "--database-url", &url]);
+    let file = folder.path().join("since.jsonl");
+    std::fs::write(&file, &since.stdout).expect("write the export");
+    let file = file.to_str().expect("a UTF-8 path");
+    let ok = imx(&[
+        "replay",
+        "verify",
+        file,
+        "--expect",
+        &format!("5:{log_hash}"),
+        "--expect",
+        &format!("1:{log_hash}"),
+    ]);
+    assert_eq!(ok.code, 0, "{}", ok.stderr);
+    assert!(
+        ok.stdout.contains("expect: position 5 matches"),
+        "{}",
+        ok.stdout
+    );
+    assert!(ok.stdout.contains("note: --expect 1:…"), "{}", ok.stdout);
+    let wrong = format!("5:{}", "ab".repeat(32));
+    let refused = imx(&["replay", "verify", file, "--expect", &wrong]);
+    assert_eq!(refused.code, 1);
+    assert!(
+        refused
+            .stderr
+            .starts_with("verify failed: IMX0521: history (position 5) at line 1: "),
+        "{}",
+        refused.stderr
+    );
+    let bad = imx(&["replay", "verify", file, "--expect", "5"]);
+    assert_eq!(
+        bad.code, 2,
+        "clap refuses a malformed --expect: {}",
+        bad.stderr
+    );
+}
+
+#[test]
+fn prove_and_verify_proof_through_the_binary() {
+    let folder = tempfile::tempdir().expect("a temp folder");
+    let url = format!("sqlite://{}/imx.db", folder.path().display());
+    append(&url, &with_run(histories::retry_then_ok().settled().events));
+    let write = |name: &str, text: &str| {
+        let path = folder.path().join(name);
+        std::fs::write(&path, text).expect("write");
+        path.to_str().expect("UTF-8").to_owned()
+    };
+    let inclusion = imx(&[
+        "replay",
+        "prove",
+        "--run",
+        &RUN.to_string(),
+        "--seq",
+        "5",
+        "--tree-size",
+        "9",
+        "--database-url",
+        &url,
+    ]);
+    assert_eq!(inclusion.code, 0, "{}", inclusion.stderr);
+    let proof: serde_json::Value = serde_json::from_str(&inclusion.stdout).expect("JSON");
+    assert_eq!(
+        (proof["kind"].as_str(), proof["position"].as_u64()),
+        (Some("inclusion"), Some(5))
+    );
+    let root9 = proof["root"].as_str().expect("a root").to_owned();
+    let file = write("inclusion.json", &inclusion.stdout);
+    let ok = imx(&["replay", "verify-proof", &file, "--root", &root9]);
+    assert_eq!(ok.code, 0, "{}", ok.stderr);
+    assert!(
+        ok.stdout
+            .starts_with(&format!("ok: run {RUN} seq 5 (position 5")),
+        "{}",
+        ok.stdout
+    );
+
+    let consistency = imx(&[
+        "replay",
+        "prove",
+        "--consistency",
+        "9",
+        "12",
+        "--database-url",
+        &url,
+    ]);
+    assert_eq!(consistency.code, 0, "{}", consistency.stderr);
+    let proof: serde_json::Value = serde_json::from_str(&consistency.stdout).expect("JSON");
+    assert_eq!(proof["old_root"].as_str(), Some(root9.as_str()));
+    let file = write("consistency.json", &consistency.stdout);
+    assert_eq!(imx(&["replay", "verify-proof", &file]).code, 0);
+
+    // An edited proof, a wrong trusted root, an impossible size.
+    let edited = write(
+        "edited.json",
+        &consistency.stdout.replacen(&root9, &"ab".repeat(32), 1),
+    );
+    let refused = imx(&["replay", "verify-proof", &edited]);
+    assert_eq!(refused.code, 1);
+    assert!(
+        refused.stderr.starts_with("verify-proof failed: IMX0540: "),
+        "{}",
+        refused.stderr
+    );
+    let wrong_root = imx(&["replay", "verify-proof", &file, "--root", &root9]);
+    assert_eq!(wrong_root.code, 1, "the new root is not the old one");
+    let too_big = imx(&[
+        "replay",
+        "prove",
+        "--consistency",
+        "9",
+        "13",
+        "--database-url",
+        &url,
+    ]);
+    assert!(too_big.stderr.contains("IMX0537"), "{}", too_big.stderr);
 }

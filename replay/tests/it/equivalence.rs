@@ -121,6 +121,7 @@ fn since_and_run_exports_verify_and_end_at_the_right_heads() {
             tail.as_bytes(),
             Options {
                 expect_head: Some(whole.head.clone()),
+                ..Default::default()
             },
         )
         .expect("the tail verifies against the whole log's head");
@@ -148,6 +149,7 @@ fn since_and_run_exports_verify_and_end_at_the_right_heads() {
             one.as_bytes(),
             Options {
                 expect_head: Some(head.hash.clone()),
+                ..Default::default()
             },
         )
         .expect("the run's export verifies");

@@ -4,6 +4,7 @@
 
 mod canonical;
 mod check;
+mod closed;
 mod driver;
 mod equivalence;
 mod example;

@@ -1,6 +1,7 @@
-//! How `verify` reads a file: in batches of whole lines of any size, with
-//! Windows line breaks or none at the end; a line that is too long or not
-//! UTF-8 is named by its number, whatever the batch size.
+//! How `verify` reads a file: in batches of whole lines of any size; a
+//! line that is too long, not UTF-8, ends in a Windows line break or has no
+//! line break at the end of the file is named by its number, whatever the
+//! batch size.
 
 use replay::format::LINE_BYTES_MAX;
 use replay::verify::Fault;
@@ -36,17 +37,38 @@ fn malformed(problem: &replay::Problem) -> (Option<u64>, String) {
 }
 
 #[test]
-fn windows_line_breaks_and_no_final_break_verify_alike() {
+fn windows_line_breaks_and_a_missing_final_break_are_refused() {
     let text = export();
-    let events = text.lines().count() as u64 - 2;
     let windows = text.replace('\n', "\r\n");
     let unfinished = text.trim_end_matches('\n');
+    let trailer_line = text.lines().count() as u64;
     for batch_bytes in BATCH_SIZES {
-        for variant in [text.as_str(), windows.as_str(), unfinished] {
-            let summary = verify(variant.as_bytes(), batch_bytes)
-                .unwrap_or_else(|problem| panic!("batches of {batch_bytes}: {problem}"));
-            assert_eq!(summary.events, events);
-        }
+        let problem = verify(text.as_bytes(), batch_bytes);
+        assert!(problem.is_ok(), "batches of {batch_bytes}: {problem:?}");
+        let problem = verify(windows.as_bytes(), batch_bytes).expect_err("CRLF refused");
+        let (line, detail) = malformed_or_header(&problem);
+        assert_eq!(line, Some(1), "batches of {batch_bytes}");
+        assert!(detail.contains("carriage return"), "{detail}");
+        let problem = verify(unfinished.as_bytes(), batch_bytes).expect_err("no final break");
+        let (line, detail) = malformed(&problem);
+        assert_eq!(line, Some(trailer_line), "batches of {batch_bytes}");
+        assert!(detail.contains("line break"), "{detail}");
+    }
+    // A carriage return after the header is named by its line too.
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    lines[3].push('\r');
+    let tampered = lines.join("\n") + "\n";
+    for batch_bytes in BATCH_SIZES {
+        let problem = verify(tampered.as_bytes(), batch_bytes).expect_err("CR refused");
+        assert_eq!(malformed(&problem).0, Some(4), "batches of {batch_bytes}");
+    }
+}
+
+/// The line and detail of a `Malformed` or `BadHeader` problem.
+fn malformed_or_header(problem: &replay::Problem) -> (Option<u64>, String) {
+    match problem.fault.as_ref() {
+        Fault::BadHeader { detail } => (problem.line, detail.clone()),
+        _ => malformed(problem),
     }
 }
 

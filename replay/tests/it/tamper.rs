@@ -81,7 +81,7 @@ fn authentic() -> Authentic {
     })
 }
 
-fn event(line: &str) -> EventLine {
+pub(crate) fn event(line: &str) -> EventLine {
     match Line::parse(line) {
         Ok(Line::Event(event)) => *event,
         other => panic!("not an event line: {other:?}"),
@@ -120,7 +120,7 @@ fn collect_strings<'a>(value: &'a mut Value, out: &mut Vec<&'a mut String>) {
 
 /// Recomputes every hash from event `from` on, as an attacker with the code
 /// would, and rewrites the trailer: only a head kept elsewhere reveals it.
-fn rewrite_chain(lines: &mut [String], from: usize) {
+pub(crate) fn rewrite_chain(lines: &mut [String], from: usize) {
     let events = lines.len() - 2;
     let mut log_prev = if from == 1 {
         GENESIS_HASH.to_owned()
@@ -245,7 +245,7 @@ fn expected_place(
     (Some(first as u64 + 1), event.run_id, event.seq)
 }
 
-fn fault_kind(fault: &Fault) -> String {
+pub(crate) fn fault_kind(fault: &Fault) -> String {
     serde_json::to_value(fault)
         .ok()
         .and_then(|value| value.get("kind").and_then(Value::as_str).map(str::to_owned))
@@ -264,6 +264,7 @@ fn check_seed_tuned(authentic: &Authentic, seed: u64, tuning: Tuning) -> Result<
     let text = lines.join("\n") + "\n";
     let options = Options {
         expect_head: Some(authentic.head.clone()),
+        ..Default::default()
     };
     let problem = match verify_reader_tuned(text.as_bytes(), options, tuning) {
         Ok(summary) => return Err(format!("{kind:?} was not detected: {summary:?}")),
@@ -286,9 +287,10 @@ fn every_tamper_is_detected_at_the_exact_run_and_seq() {
     let authentic = authentic();
     assert!(authentic.events() > 100, "a log big enough to tamper with");
     let clean = verify_reader(
-        authentic.lines.join("\n").as_bytes(),
+        (authentic.lines.join("\n") + "\n").as_bytes(),
         Options {
             expect_head: Some(authentic.head.clone()),
+            ..Default::default()
         },
     );
     assert!(clean.is_ok(), "the authentic export verifies: {clean:?}");
@@ -356,7 +358,7 @@ fn tampers_in_a_file_of_many_batches_are_found_in_file_order() {
 fn a_truncated_file_without_trailer_is_detected_even_without_a_head() {
     let authentic = authentic();
     let lines = &authentic.lines[..authentic.lines.len() - 5];
-    let problem = verify_reader(lines.join("\n").as_bytes(), Options::default())
+    let problem = verify_reader((lines.join("\n") + "\n").as_bytes(), Options::default())
         .expect_err("truncation is detected");
     let last = event(lines.last().expect("an event"));
     assert_eq!(
@@ -368,6 +370,12 @@ fn a_truncated_file_without_trailer_is_detected_even_without_a_head() {
 /// Runs the independent Python verifier of `docs/verify-export.py` on `text`;
 /// `None` when no `python3` is installed (a failure when `CI=true`).
 fn python_verifies(text: &str, head: &str) -> Option<bool> {
+    python_verify(text, &["--expect-head", head])
+}
+
+/// Runs `docs/verify-export.py` on `text` with `args`; `None` when no
+/// `python3` is installed (a failure when `CI=true`).
+pub(crate) fn python_verify(text: &str, args: &[&str]) -> Option<bool> {
     let folder = tempfile::tempdir().expect("a temp folder");
     let path = folder.path().join("export.jsonl");
     std::fs::write(&path, text).expect("write the export");
@@ -375,7 +383,7 @@ fn python_verifies(text: &str, head: &str) -> Option<bool> {
     match std::process::Command::new("python3")
         .arg(script)
         .arg(&path)
-        .args(["--expect-head", head])
+        .args(args)
         .output()
     {
         Ok(output) => Some(output.status.success()),

@@ -313,3 +313,38 @@ impl Schedules for Gated {
         self.inner.list_fires(workflow, trigger, max).await
     }
 }
+
+impl AuditTrail for Gated {
+    async fn leaf_hashes(&self, after: u64, max: u32) -> Result<Vec<String>, Error> {
+        self.inner.leaf_hashes(after, max).await
+    }
+
+    async fn merkle_nodes(
+        &self,
+        level: u32,
+        first: u64,
+        last: u64,
+    ) -> Result<Vec<(u64, String)>, Error> {
+        self.inner.merkle_nodes(level, first, last).await
+    }
+
+    async fn merkle_width(&self, level: u32) -> Result<u64, Error> {
+        self.inner.merkle_width(level).await
+    }
+
+    async fn append_merkle_nodes(&self, nodes: &[MerkleNode]) -> Result<(), Error> {
+        self.inner.append_merkle_nodes(nodes).await
+    }
+
+    async fn append_checkpoint(&self, checkpoint: &CheckpointRecord) -> Result<bool, Error> {
+        self.inner.append_checkpoint(checkpoint).await
+    }
+
+    async fn checkpoints(&self, after_size: u64, max: u32) -> Result<Vec<CheckpointRecord>, Error> {
+        self.inner.checkpoints(after_size, max).await
+    }
+
+    async fn latest_checkpoint(&self) -> Result<Option<CheckpointRecord>, Error> {
+        self.inner.latest_checkpoint().await
+    }
+}

@@ -9,6 +9,8 @@ use engine::chain::{self, LogHead};
 use engine::store::*;
 use serde_json::json;
 
+pub use super::contract_audit::*;
+pub use super::contract_checkpoints::*;
 pub use super::contract_guards::*;
 pub use super::contract_operations::*;
 pub use super::contract_registry::*;

@@ -5,6 +5,8 @@
 mod canonical;
 mod chain;
 mod contract;
+mod contract_audit;
+mod contract_checkpoints;
 mod contract_guards;
 mod contract_operations;
 mod contract_registry;
@@ -197,6 +199,12 @@ macro_rules! contract_tests {
             case!(relay_lease_is_held_by_one_node_and_fences_a_taken_over_holder);
             case!(schedules_keep_a_forward_cursor_and_the_first_decision_per_fire);
             case!(schedules_pause_and_resume_without_catching_up);
+            case!(merkle_roots_and_proofs_from_stored_nodes_match_the_reference);
+            case!(audit_tables_are_append_only_and_checkpoints_are_stored_once);
+            case!(checkpoints_sign_the_log_head_and_reach_the_witness_file);
+            case!(the_checkpoint_writer_signs_every_n_events_and_every_t_ms);
+            case!(checkpoints_are_posted_to_a_witness_url_before_the_database);
+            case!(one_node_signs_at_a_time_and_another_takes_over);
         }
     };
 }
