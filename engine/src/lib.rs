@@ -9,6 +9,7 @@
 pub mod chain;
 pub use imx_core as core;
 pub mod executor;
+pub mod failpoint;
 pub mod runtime;
 pub mod sandbox;
 pub mod secrets;

@@ -76,6 +76,7 @@ impl<S: EventStore> Runtime<S> {
         };
         // Logged after redaction: secrets never reach a log line.
         let outcome = self.checked(outcome);
+        crate::failpoint::crash_point(crate::failpoint::AFTER_EFFECT_BEFORE_RECORD);
         match &outcome {
             Outcome::Succeeded { .. } => tracing::info!("attempt succeeded"),
             Outcome::Failed { error, retryable } => {

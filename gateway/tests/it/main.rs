@@ -16,7 +16,6 @@ mod api_schedules;
 mod api_schema;
 mod api_shutdown;
 mod bench;
-mod crash;
 mod error_codes;
 mod isolation;
 mod kafka;
