@@ -5,4 +5,5 @@
 //! variants (docs/reliability.md).
 
 mod crash;
+mod stall;
 mod storm;
