@@ -5,5 +5,6 @@
 //! variants (docs/reliability.md).
 
 mod crash;
+mod pg_restart;
 mod stall;
 mod storm;

@@ -8,6 +8,7 @@
 pub mod binary;
 pub mod checker;
 pub mod cluster;
+pub mod database;
 pub mod graphql;
 pub mod load;
 pub mod random;
