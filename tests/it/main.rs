@@ -5,6 +5,7 @@
 //! variants (docs/reliability.md).
 
 mod crash;
+mod failpoints;
 mod pg_restart;
 mod stall;
 mod storm;

@@ -136,7 +136,7 @@ async fn postgres_crash_restarts_under_load_lose_nothing_and_answer_unavailable(
         within,
         all_succeed: true,
     };
-    let report = checker::check(&db.url, &expect, &target.hits()).await;
+    let report = checker::check(&db.url, &expect, &target).await;
     for index in 0..NODES {
         let node = cluster.node_mut(index).expect("no node was stopped");
         assert!(

@@ -99,7 +99,7 @@ async fn a_stalled_nodes_late_results_are_refused_and_each_step_succeeds_once() 
         within,
         all_succeed: true,
     };
-    let report = checker::check(&database.url, &expect, &target.hits()).await;
+    let report = checker::check(&database.url, &expect, &target).await;
     // Every key went out twice: A's attempt and B's takeover.
     let keys = target.keys();
     assert!(

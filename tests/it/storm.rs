@@ -67,7 +67,7 @@ async fn sigkill_storm_on_three_nodes_loses_and_duplicates_nothing() {
         within: Duration::from_millis(SETTLE_MS_MAX),
         all_succeed: true,
     };
-    let report = checker::check(&database.url, &expect, &target.hits()).await;
+    let report = checker::check(&database.url, &expect, &target).await;
     let _ = stop.send(true);
     let approved = approver.await.expect("the approver");
     let _ = agent.kill().await;

@@ -21,7 +21,7 @@ use engine::store::prelude::*;
 use engine::store::{RecordedEvent, Store};
 use uuid::Uuid;
 
-use crate::target::Hit;
+use crate::target::{Hit, Target};
 
 /// How often the checker looks at the database while it waits.
 pub const POLL_MS: u64 = 200;
@@ -89,7 +89,7 @@ impl std::fmt::Display for Report {
 
 /// Checks the five invariants; panics naming the first one broken.
 /// Some node must still be up (it takes expired leases over).
-pub async fn check(url: &str, expect: &Expect, hits: &[Hit]) -> Report {
+pub async fn check(url: &str, expect: &Expect, target: &Target) -> Report {
     let store = engine::store::open(url).await.expect("open the store");
     let started = Instant::now();
     let mut log = Log::default();
@@ -156,7 +156,8 @@ pub async fn check(url: &str, expect: &Expect, hits: &[Hit]) -> Report {
     // Invariant 2.
     check_successes(&log, &mut report);
     // Invariant 3.
-    check_side_effects(&log, hits, &mut report);
+    // What the target saw once every run ended.
+    check_side_effects(&log, &target.hits(), &mut report);
     // Invariant 4.
     engine::chain::verify_log(&engine::chain::LogHead::genesis(), &log.events)
         .unwrap_or_else(|error| panic!("invariant 4: the hash chain does not verify: {error}"));

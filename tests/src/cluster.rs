@@ -54,19 +54,26 @@ pub struct Node {
 }
 
 impl Node {
-    /// Starts `imx serve` on `url`; returns once it named its API address.
+    /// Starts `imx serve` on `url`; returns once it named its API address,
+    /// or once it ended without (`base` empty then: a failpoint, a refusal).
     pub async fn start(url: &str, options: &NodeOptions) -> Node {
-        let (child, log) = spawn(url, options);
+        let (mut child, log) = spawn(url, options);
         let pid = child.id().expect("a pid") as i32;
-        let base = testkit::poll::until_some(
-            "imx serve names its API address",
-            Duration::from_millis(NODE_START_MS_MAX),
-            || {
-                let found = api_address(&log.lock().expect("log lock"));
-                async move { found }
-            },
-        )
-        .await;
+        let deadline = std::time::Instant::now() + Duration::from_millis(NODE_START_MS_MAX);
+        let base = loop {
+            if let Some(base) = api_address(&log.lock().expect("log lock")) {
+                break base;
+            }
+            if child.try_wait().ok().flatten().is_some() {
+                break String::new();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "imx serve did not name its API address within {NODE_START_MS_MAX} ms: {:#?}",
+                log.lock().expect("log lock")
+            );
+            tokio::time::sleep(Duration::from_millis(testkit::poll::POLL_EVERY_MS)).await;
+        };
         Node {
             child,
             pid,
@@ -243,6 +250,7 @@ impl Cluster {
             .nodes
             .iter()
             .flatten()
+            .filter(|node| !node.base.is_empty())
             .map(|node| node.base.clone())
             .collect();
         *self.bases.lock().expect("bases lock") = bases;
