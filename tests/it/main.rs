@@ -6,6 +6,7 @@
 
 mod crash;
 mod failpoints;
+mod network;
 mod pg_restart;
 mod stall;
 mod storm;
