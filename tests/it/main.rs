@@ -4,6 +4,7 @@
 //! (`e2e::checker`). Sizes fit CI; `IMX_E2E_LONG=1` runs the longer
 //! variants (docs/reliability.md).
 
+mod bad_input;
 mod crash;
 mod failpoints;
 mod network;

@@ -2,7 +2,10 @@
 //! loopback port that answers every request with JSON and records what it
 //! saw (path, `Idempotency-Key`), so the checker can tell which side
 //! effects happened and under which key. `?delay_ms=N` holds the answer
-//! for N ms (a slow service, for the stalled-node scenario).
+//! for N ms (a slow service, for the stalled-node scenario); `?bytes=N`
+//! answers `{"text": N × "x"}`; a path ending in `/nul` answers a string
+//! holding a NUL character (`"a\u0000b"`), which PostgreSQL text cannot
+//! store.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -14,6 +17,8 @@ use serde_json::{Value, json};
 
 /// Longest `?delay_ms=` the server honours.
 pub const DELAY_MS_MAX: u64 = 120_000;
+/// Largest `?bytes=` the server honours.
+pub const TEXT_BYTES_MAX: usize = 4 * 1024 * 1024;
 
 /// One request the server received.
 #[derive(Debug, Clone)]
@@ -87,6 +92,12 @@ async fn answer(
     if let Some(delay) = query.get("delay_ms").and_then(|ms| ms.parse::<u64>().ok()) {
         // The service being slow, not the test waiting.
         tokio::time::sleep(Duration::from_millis(delay.min(DELAY_MS_MAX))).await;
+    }
+    if uri.path().ends_with("/nul") {
+        return axum::Json(json!({"text": "a\u{0}b"}));
+    }
+    if let Some(bytes) = query.get("bytes").and_then(|n| n.parse::<usize>().ok()) {
+        return axum::Json(json!({"text": "x".repeat(bytes.min(TEXT_BYTES_MAX))}));
     }
     let tracking = key.as_deref().map(|key| format!("T-{}", key.len()));
     axum::Json(json!({"ok": true, "key": key, "tracking": tracking}))
