@@ -115,7 +115,7 @@ async fn bad_input_at_every_boundary_is_refused_with_its_code_or_ends_its_run() 
         env: vec![("IMX_SECRET_E2E_HOOK".into(), "hook-secret".into())],
         ..NodeOptions::default()
     };
-    let mut cluster = Cluster::start(&db.url, NODES, options).await;
+    let cluster = Cluster::start(&db.url, NODES, options).await;
     load::register(&cluster.bases).await;
     let base = cluster.node(0).expect("node 0").base.clone();
     let client = graphql::client();
