@@ -6,6 +6,7 @@
 
 mod bad_input;
 mod crash;
+mod disk;
 mod failpoints;
 mod network;
 mod pg_restart;

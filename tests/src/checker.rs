@@ -119,7 +119,8 @@ pub async fn check(url: &str, expect: &Expect, target: &Target) -> Report {
     report.lost = lost.len();
     assert!(
         lost.is_empty(),
-        "invariant 1: acknowledged starts without a run: {lost:?}"
+        "invariant 1: acknowledged starts without a run: {lost:?} (last error reading the log: {:?})",
+        log.error
     );
     let open: Vec<&Uuid> = log
         .started
@@ -190,13 +191,19 @@ struct Log {
     events: Vec<RecordedEvent>,
     started: HashSet<Uuid>,
     ended: HashMap<Uuid, String>,
+    /// The last error reading the log (a node may be restarting it).
+    error: Option<String>,
 }
 
 impl Log {
     async fn catch_up(&mut self, store: &Store) {
         loop {
-            let Ok(page) = store.read_log(self.events.len() as u64, 1_000).await else {
-                return;
+            let page = match store.read_log(self.events.len() as u64, 1_000).await {
+                Ok(page) => page,
+                Err(error) => {
+                    self.error = Some(error.to_string());
+                    return;
+                }
             };
             if page.is_empty() {
                 return;

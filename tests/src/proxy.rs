@@ -51,7 +51,12 @@ pub struct Proxy {
 impl Proxy {
     /// Listens on a free loopback port and forwards to `upstream`.
     pub async fn start(upstream: std::net::SocketAddr) -> Proxy {
-        let listener = TcpListener::bind("127.0.0.1:0")
+        Proxy::start_on(0, upstream).await
+    }
+
+    /// [`Proxy::start`] on a given loopback port (0: any free one).
+    pub async fn start_on(port: u16, upstream: std::net::SocketAddr) -> Proxy {
+        let listener = TcpListener::bind(("127.0.0.1", port))
             .await
             .expect("bind the proxy");
         let port = listener.local_addr().expect("address").port();
