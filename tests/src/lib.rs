@@ -11,6 +11,7 @@ pub mod cluster;
 pub mod database;
 pub mod graphql;
 pub mod load;
+pub mod probe;
 pub mod proxy;
 pub mod random;
 pub mod target;
