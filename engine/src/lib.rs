@@ -11,6 +11,7 @@ pub mod checkpoint;
 pub mod merkle;
 pub use imx_core as core;
 pub mod executor;
+pub mod failpoint;
 pub mod runtime;
 pub mod sandbox;
 pub mod secrets;

@@ -15,7 +15,7 @@ use engine::runtime::{Config, OUTPUT_BYTES_MAX, agent_queue};
 use serde_json::json;
 
 use crate::cli::{AgentArgs, ExecutorArgs};
-use crate::serve::{open_runtime, shutdown_signal};
+use crate::serve::{open_runtime_with, shutdown_signal};
 
 /// Time limit of a task whose step has no timeout.
 const AGENT_TASK_TIMEOUT_DEFAULT: Duration = Duration::from_secs(3600);
@@ -27,14 +27,15 @@ pub async fn agent(url: &str, args: &AgentArgs) -> anyhow::Result<ExitCode> {
         ..Config::default()
     };
     // The agent carries out its queue's tasks only; it needs no executors.
-    let runtime = open_runtime(url, config, ExecutorArgs::default()).await?;
+    let runtime = open_runtime_with(url, config, ExecutorArgs::default(), true).await?;
     let executor: Arc<dyn Executor> = Arc::new(CommandAgent {
         command: args.command.clone(),
     });
     let handle = runtime.start_agent(agent_queue(&args.queue), executor);
     eprintln!(
-        "imx agent: taking tasks of queue {} on {url}; Ctrl-C stops",
-        args.queue
+        "imx agent: taking tasks of queue {} on {}; Ctrl-C stops",
+        args.queue,
+        crate::serve::without_password(url)
     );
     shutdown_signal().await;
     handle.shutdown().await;

@@ -32,6 +32,15 @@ fn main() -> ExitCode {
         eprintln!("error: {err}");
         return ExitCode::FAILURE;
     }
+    // The fault battery's crash points (feature `failpoints`; docs/reliability.md).
+    match engine::failpoint::configure_from_env() {
+        Ok(armed) if !armed.is_empty() => eprintln!("imx: failpoints armed: {}", armed.join(", ")),
+        Ok(_) => {}
+        Err(err) => {
+            eprintln!("error: {err}");
+            return ExitCode::FAILURE;
+        }
+    }
     match run(cli) {
         Ok(code) => code,
         Err(err) => match err.downcast_ref::<run::Refused>() {

@@ -103,9 +103,12 @@ pub fn run(args: ReplayArgs, url: &str) -> anyhow::Result<ExitCode> {
 }
 
 async fn open(url: &str) -> anyhow::Result<Store> {
-    engine::store::open(url)
-        .await
-        .with_context(|| format!("cannot open the store {url}"))
+    engine::store::open(url).await.with_context(|| {
+        format!(
+            "cannot open the store {}",
+            crate::serve::without_password(url)
+        )
+    })
 }
 
 async fn dispatch(args: ReplayArgs, url: &str) -> anyhow::Result<ExitCode> {

@@ -28,9 +28,21 @@ pub async fn open_runtime(
     config: Config,
     which: ExecutorArgs,
 ) -> anyhow::Result<Arc<Runtime<Store>>> {
-    let store = open_store(url)
+    open_runtime_with(url, config, which, false).await
+}
+
+/// [`open_runtime`]; `wait_for_database`: a database that cannot be reached
+/// yet is waited for (long-running processes: `imx serve`, `imx agent`)
+/// instead of failing at once (one-shot commands).
+pub async fn open_runtime_with(
+    url: &str,
+    config: Config,
+    which: ExecutorArgs,
+    wait_for_database: bool,
+) -> anyhow::Result<Arc<Runtime<Store>>> {
+    let store = open_store(url, wait_for_database)
         .await
-        .with_context(|| format!("cannot open the store at {url}"))?;
+        .with_context(|| format!("cannot open the store at {}", without_password(url)))?;
     Ok(Runtime::new(Arc::new(store), executors(which)?, config))
 }
 
@@ -38,17 +50,52 @@ pub async fn open_runtime(
 const OPEN_ATTEMPTS_MAX: u32 = 5;
 /// Wait between those attempts, in ms.
 const OPEN_RETRY_MS: u64 = 200;
+/// First wait after the database could not be reached at start, in ms;
+/// it doubles after each failure up to [`UNREACHABLE_BACKOFF_MS_MAX`].
+pub const UNREACHABLE_BACKOFF_MS_INITIAL: u64 = 500;
+/// Longest wait between two tries to reach the database at start, in ms.
+pub const UNREACHABLE_BACKOFF_MS_MAX: u64 = 10_000;
+
+/// `url` with the password of its user part (`user:PASSWORD@`) replaced by
+/// `***`, for logs.
+pub(crate) fn without_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => match rest[..at].split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***{}", &rest[at..]),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
 
 /// Opens (and migrates) the store. Processes started together on a new
 /// SQLite file race to migrate it; the loser sees a half-applied migration
 /// and succeeds once the winner committed, so a failed migration is retried.
-async fn open_store(url: &str) -> Result<Store, engine::store::Error> {
+/// With `wait_for_database`, a database that cannot be reached (IMX0307,
+/// retryable) is waited for
+/// with a growing backoff, each failure logged with its reason, until it
+/// answers or the process is stopped: a node started before its database
+/// (a deploy, a reboot) comes up by itself.
+async fn open_store(url: &str, wait_for_database: bool) -> Result<Store, engine::store::Error> {
     let mut attempt = 1;
+    let mut backoff_ms = UNREACHABLE_BACKOFF_MS_INITIAL;
     loop {
         match engine::store::open(url).await {
             Err(engine::store::Error::Migrate { .. }) if attempt < OPEN_ATTEMPTS_MAX => {
                 attempt += 1;
                 tokio::time::sleep(std::time::Duration::from_millis(OPEN_RETRY_MS)).await;
+            }
+            Err(error) if wait_for_database && error.is_retryable() => {
+                eprintln!(
+                    "imx: cannot reach the store at {} yet ({error}); trying again in {backoff_ms} ms",
+                    without_password(url)
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(backoff_ms)).await;
+                backoff_ms = (backoff_ms * 2).min(UNREACHABLE_BACKOFF_MS_MAX);
             }
             other => return other,
         }
@@ -97,7 +144,7 @@ pub fn sandbox(args: &TemplateArgs) -> anyhow::Result<Arc<dyn engine::core::temp
 /// Opens the store and starts workers and timers; resumes unfinished runs
 /// when `config.resume_on_start`.
 pub async fn start_node(url: &str, config: Config, which: ExecutorArgs) -> anyhow::Result<Node> {
-    let runtime = open_runtime(url, config, which).await?;
+    let runtime = open_runtime_with(url, config, which, true).await?;
     let handle = runtime.start().await.context("cannot start the runtime")?;
     Ok(Node { runtime, handle })
 }
@@ -148,7 +195,8 @@ pub async fn serve(url: &str, args: &ServeArgs) -> anyhow::Result<std::process::
         )?))?;
     }
     eprintln!(
-        "imx serve: working on {url} as {} ({} workers); API on http://{}/graphql; Ctrl-C stops",
+        "imx serve: working on {} as {} ({} workers); API on http://{}/graphql; Ctrl-C stops",
+        without_password(url),
         node.runtime.config().node,
         args.workers,
         api.local_addr()

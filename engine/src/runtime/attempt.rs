@@ -76,6 +76,7 @@ impl<S: EventStore> Runtime<S> {
         };
         // Logged after redaction: secrets never reach a log line.
         let outcome = self.checked(outcome);
+        crate::failpoint::crash_point(crate::failpoint::AFTER_EFFECT_BEFORE_RECORD);
         match &outcome {
             Outcome::Succeeded { .. } => tracing::info!("attempt succeeded"),
             Outcome::Failed { error, retryable } => {
@@ -230,7 +231,14 @@ impl<S: EventStore> Runtime<S> {
                 tracing::debug!(%reason, "dropping a stale fact");
                 self.drop_task(task).await
             }
-            Err(Error::Store(store::Error::LeaseLost { .. })) => Ok(()),
+            Err(Error::Store(store::Error::LeaseLost { .. })) => {
+                // Fencing at work (a stalled or partitioned node): said in
+                // the log so that an operator (and the fault battery) sees it.
+                tracing::info!(
+                    "result refused: this task's lease was lost (another worker took the task over)"
+                );
+                Ok(())
+            }
             Err(Error::RunNotFound { .. }) => self.drop_task(task).await,
             Err(error) => Err(error),
         }

@@ -105,7 +105,7 @@ impl Committer {
 
 impl<S: EventStore> Runtime<S> {
     /// Appends through the committer, retrying while the database is
-    /// briefly unavailable (the append id makes a retried append idempotent,
+    /// briefly unavailable (not when its disk is full) (the append id makes a retried append idempotent,
     /// alone or in a batch: a request already written returns its events).
     pub(super) async fn append_retrying(
         &self,
@@ -114,7 +114,9 @@ impl<S: EventStore> Runtime<S> {
         let mut backoff_ms = UNAVAILABLE_BACKOFF_MS;
         for _ in 0..UNAVAILABLE_RETRIES_MAX {
             match self.timed_append(request).await {
-                Err(error) if error.is_retryable() => {
+                // A full disk is not a blip: the caller (an API request, a
+                // worker whose task comes back after its lease) hears now.
+                Err(error) if error.is_retryable() && !error.is_storage_full() => {
                     tokio::time::sleep(std::time::Duration::from_millis(backoff_ms)).await;
                     backoff_ms = (backoff_ms * 2).min(2_000);
                 }

@@ -170,6 +170,9 @@ impl<S: EventStore> Runtime<S> {
                     }
                 };
                 claimed_any |= !tasks.is_empty();
+                if !tasks.is_empty() {
+                    crate::failpoint::crash_point(crate::failpoint::AFTER_CLAIM);
+                }
                 for task in tasks {
                     let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
                         break;

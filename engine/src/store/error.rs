@@ -140,6 +140,30 @@ impl Error {
         matches!(self, Error::Unavailable { .. })
     }
 
+    /// True when the database refused a write for want of disk space
+    /// (SQLite FULL, PostgreSQL 53100 disk_full): retryable, but not within
+    /// seconds — a caller waiting for an answer should get it now, and work
+    /// in the background tries again on its usual schedule.
+    pub fn is_storage_full(&self) -> bool {
+        match self {
+            Error::Unavailable {
+                source: sqlx::Error::Database(database),
+            } => {
+                let code = database.code().unwrap_or_default();
+                if database
+                    .try_downcast_ref::<sqlx::sqlite::SqliteError>()
+                    .is_some()
+                {
+                    code.parse::<i32>()
+                        .is_ok_and(|extended| extended & 0xff == SQLITE_FULL)
+                } else {
+                    code == "53100"
+                }
+            }
+            _ => false,
+        }
+    }
+
     pub(crate) fn limit(
         what: impl Into<String>,
         value: usize,
@@ -203,9 +227,12 @@ fn is_transient(error: &sqlx::Error) -> bool {
                 .is_some()
             {
                 // SQLite extended result codes: the primary code is the low
-                // byte; BUSY (5) and LOCKED (6): another writer holds a lock.
-                code.parse::<i32>()
-                    .is_ok_and(|extended| matches!(extended & 0xff, 5 | 6))
+                // byte; BUSY (5) and LOCKED (6): another writer holds a lock;
+                // FULL (13): the disk is full, and a write succeeds again
+                // once space is freed (the transaction rolled back whole).
+                code.parse::<i32>().is_ok_and(|extended| {
+                    matches!(extended & 0xff, SQLITE_BUSY | SQLITE_LOCKED | SQLITE_FULL)
+                })
             } else {
                 is_transient_sqlstate(&code)
             }
@@ -214,11 +241,16 @@ fn is_transient(error: &sqlx::Error) -> bool {
     }
 }
 
+/// SQLite primary result codes (the low byte of an extended code).
+const SQLITE_BUSY: i32 = 5;
+const SQLITE_LOCKED: i32 = 6;
+const SQLITE_FULL: i32 = 13;
+
 /// Postgres SQLSTATEs: class 08 connection exception, 57P01-03 shutdown and
-/// start-up, 53300 too many connections, 40001 serialization failure, 40P01
-/// deadlock, 55P03 lock not available.
+/// start-up, 53300 too many connections, 53100 disk full, 40001
+/// serialization failure, 40P01 deadlock, 55P03 lock not available.
 fn is_transient_sqlstate(code: &str) -> bool {
     code.starts_with("08")
         || code.starts_with("57P")
-        || matches!(code, "53300" | "40001" | "40P01" | "55P03")
+        || matches!(code, "53300" | "53100" | "40001" | "40P01" | "55P03")
 }

@@ -18,7 +18,6 @@ mod api_shutdown;
 mod api_surgery;
 mod audit;
 mod bench;
-mod crash;
 mod error_codes;
 mod isolation;
 mod kafka;

@@ -138,6 +138,7 @@ async fn append_checked(
             Attempt::Again => raced = true,
         }
     }
+    crate::failpoint::crash_point(crate::failpoint::APPEND_AFTER_COMMIT);
     if let Ok(mut cache) = store.heads.lock() {
         cache.remember(results.iter().flatten().flatten());
     }
@@ -216,6 +217,7 @@ async fn attempt(
         }
         result => result?,
     }
+    crate::failpoint::crash_point(crate::failpoint::APPEND_BEFORE_COMMIT);
     transaction.commit().await?;
     Ok(Attempt::Committed(
         sealed

@@ -131,6 +131,8 @@ pub(super) async fn try_append_all(
         })
         .collect();
     let requests: Vec<&AppendRequest> = checked.iter().map(|item| item.request).collect();
+    // One statement is its own transaction: a crash here is a crash before COMMIT.
+    crate::failpoint::crash_point(crate::failpoint::APPEND_BEFORE_COMMIT);
     let result = rows::append_all(&store.pool, &requests, &events, now, notify).await;
     let run_ids = requests.iter().map(|request| request.run_id);
     match result {
@@ -154,6 +156,7 @@ pub(super) async fn try_append_all(
             events,
         })
         .collect();
+    crate::failpoint::crash_point(crate::failpoint::APPEND_AFTER_COMMIT);
     if let Ok(mut cache) = store.heads.lock() {
         cache.remember(&appended);
     }

@@ -52,7 +52,9 @@ impl EventLog for SqliteStore {
             written.iter().map(|request| &request.projection).collect();
         rows::write_projections(&mut transaction, &projections).await?;
         rows::write_work(&mut transaction, &written, now).await?;
+        crate::failpoint::crash_point(crate::failpoint::APPEND_BEFORE_COMMIT);
         transaction.commit().await?;
+        crate::failpoint::crash_point(crate::failpoint::APPEND_AFTER_COMMIT);
         if written.iter().any(|request| !request.enqueue.is_empty()) {
             self.wake_workers();
         }

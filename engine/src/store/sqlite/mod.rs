@@ -136,7 +136,9 @@ impl Database for SqliteStore {
         if !in_memory {
             enable_wal(&options, busy).await?;
         }
-        let mut pool = SqlitePoolOptions::new().acquire_timeout(busy);
+        let mut pool = SqlitePoolOptions::new()
+            .acquire_timeout(busy)
+            .after_release(|connection, _| Box::pin(left_no_transaction(connection)));
         pool = if in_memory {
             // Every connection to `:memory:` is its own database: keep one.
             pool.max_connections(1)
@@ -296,4 +298,22 @@ impl SqlStore for SqliteStore {
     fn limits(&self) -> &StoreConfig {
         &self.config
     }
+}
+
+/// Whether a connection handed back to the pool holds no transaction. A
+/// COMMIT that failed (SQLITE_FULL: the disk is full) leaves SQLite's
+/// transaction open or already rolled back where sqlx still counts it; the
+/// rollback sqlx queues then fails too, and the connection would refuse
+/// every later `BEGIN IMMEDIATE` ("non-zero transaction depth") for good.
+/// Such a connection is closed instead of reused (found by the fault
+/// battery's full-disk scenario).
+async fn left_no_transaction(connection: &mut sqlx::SqliteConnection) -> Result<bool, sqlx::Error> {
+    use sqlx::Connection;
+    // A committed transaction left depth 0: no round trip on that path.
+    if !connection.is_in_transaction() {
+        return Ok(true);
+    }
+    // The ping queues behind a rollback the dropped transaction asked for.
+    connection.ping().await?;
+    Ok(!connection.is_in_transaction())
 }

@@ -4,12 +4,15 @@
 //! restarted each time; in the end every run succeeded, each step has one
 //! `step.succeeded` event, and the hash chain of the whole log verifies.
 //! The same with two nodes on PostgreSQL. A failure prints the seed;
-//! `IMX_CRASH_SEED=N` replays the same kill times.
+//! `IMX_E2E_SEED=N` (or the older `IMX_CRASH_SEED=N`) replays the same kill
+//! times. (Moved here from the gateway's tests; the scenarios of the
+//! battery check more with the shared checker.)
 
 use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use e2e::random::Random;
 use engine::store::RecordedEvent;
 use engine::store::prelude::*;
 use testkit::postgres::{ClusterUse, ScratchDatabase};
@@ -42,25 +45,8 @@ fn workflow() -> String {
     text
 }
 
-/// A small deterministic generator (SplitMix64), so a seed replays a test.
-struct Random(u64);
-
-impl Random {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn between(&mut self, low: u64, high: u64) -> u64 {
-        low + self.next() % (high - low)
-    }
-}
-
 fn serve(url: &str) -> std::process::Child {
-    Command::new(env!("CARGO_BIN_EXE_imx"))
+    Command::new(e2e::binary::imx())
         .args([
             "--database-url",
             url,
@@ -99,16 +85,9 @@ fn two_postgres_nodes_survive_sigkill_at_random_moments() {
 }
 
 fn crash_test(url: &str, folder: &std::path::Path, nodes: usize) {
-    let seed = std::env::var("IMX_CRASH_SEED")
-        .ok()
-        .and_then(|seed| seed.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(1, |d| d.as_nanos() as u64)
-        });
-    eprintln!("crash test seed {seed} (replay with IMX_CRASH_SEED={seed})");
-    let mut random = Random(seed);
+    let _alone = e2e::one_at_a_time_blocking();
+    let mut random = Random::from_env("crash test", Some("IMX_CRASH_SEED"));
+    let seed = random.seed();
     let file = folder.join("crashy.yaml");
     std::fs::write(&file, workflow()).expect("write the workflow");
     let file = file.display().to_string();
@@ -116,7 +95,7 @@ fn crash_test(url: &str, folder: &std::path::Path, nodes: usize) {
         // Naps long enough that runs are in flight through all the kills.
         let nap = format!("{}ms", 300 + (i % 5) * 100);
         let input = format!(r#"{{"nap": "{nap}"}}"#);
-        let started = super::imx(&["--database-url", url, "run", &file, "--input", &input]);
+        let started = e2e::binary::run(&["--database-url", url, "run", &file, "--input", &input]);
         assert_eq!(started.code, 0, "seed {seed}: {started:?}");
     }
     let mut servers: Vec<Option<std::process::Child>> = (0..nodes).map(|_| None).collect();
@@ -152,7 +131,7 @@ fn crash_test(url: &str, folder: &std::path::Path, nodes: usize) {
 }
 
 fn succeeded(url: &str) -> usize {
-    let listed = super::imx(&[
+    let listed = e2e::binary::run(&[
         "--database-url",
         url,
         "runs",
