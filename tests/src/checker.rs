@@ -127,13 +127,18 @@ pub async fn check(url: &str, expect: &Expect, target: &Target) -> Report {
         .iter()
         .filter(|id| !log.ended.contains_key(id))
         .collect();
-    assert!(
-        ended && open.is_empty(),
-        "invariant 1: {} runs did not end within {:?}: {:?}",
-        open.len(),
-        expect.within,
-        open.iter().take(10).collect::<Vec<_>>()
-    );
+    if !(ended && open.is_empty()) {
+        let mut histories = String::new();
+        for run_id in open.iter().take(3) {
+            histories.push_str(&tail_of(&store, **run_id).await);
+        }
+        panic!(
+            "invariant 1: {} runs did not end within {:?}: {:?}\nwhere the first ones stand:\n{histories}",
+            open.len(),
+            expect.within,
+            open.iter().take(10).collect::<Vec<_>>()
+        );
+    }
     report.runs = log.started.len();
     for status in log.ended.values() {
         match status.as_str() {
@@ -376,4 +381,22 @@ impl Seqs {
             }
         }
     }
+}
+
+/// The last events of a run that did not end, one per line, for the report
+/// of a broken invariant 1 (the scratch database is dropped afterwards).
+async fn tail_of(store: &Store, run_id: Uuid) -> String {
+    const SHOWN: usize = 12;
+    let events = match store.read_stream(run_id, 0, 10_000).await {
+        Ok(events) => events,
+        Err(error) => return format!("run {run_id}: cannot read its events: {error}\n"),
+    };
+    let mut text = format!("run {run_id}: {} events, the last ones:\n", events.len());
+    for event in events.iter().skip(events.len().saturating_sub(SHOWN)) {
+        text.push_str(&format!(
+            "  {} {} {} {}\n",
+            event.seq, event.recorded_at, event.event_type, event.payload
+        ));
+    }
+    text
 }
