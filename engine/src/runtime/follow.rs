@@ -24,8 +24,8 @@ use super::queues::{
 use super::{Error, Runtime};
 
 /// Work that reaches another run.
-#[derive(Debug)]
-enum Job {
+#[derive(Clone, Debug)]
+pub(super) enum Job {
     StartChild {
         child_run_id: RunId,
         workflow: String,
@@ -43,6 +43,24 @@ enum Job {
 
 /// Most jobs one chain of follow-ups carries out (parent, grandparent, …).
 const FOLLOW_JOBS_MAX: usize = 10_000;
+/// First wait before a failed follow-up job is tried again, in ms; it
+/// doubles up to [`FOLLOW_RETRY_MS_MAX`].
+const FOLLOW_RETRY_MS_MIN: u64 = 250;
+const FOLLOW_RETRY_MS_MAX: u64 = 15_000;
+/// Most failed jobs a node keeps for retrying; beyond that, the recovery
+/// of the next node start carries them out.
+const FOLLOW_RETRIES_MAX: usize = 10_000;
+
+/// A follow-up job that failed (the database was unreachable, a
+/// transaction was cut): a running node tries it again from its timer loop
+/// instead of leaving a parent waiting until some node restarts.
+#[derive(Debug)]
+pub(super) struct FollowRetry {
+    run_id: RunId,
+    job: Job,
+    failures: u32,
+    due: tokio::time::Instant,
+}
 
 /// `step.failed` (not retryable) for an effect no executor can take: a
 /// `sleep` without a valid `with.duration`, an `agent` without `with.queue`.
@@ -154,10 +172,31 @@ impl<S: EventStore> Runtime<S> {
     }
 
     /// Carries out the effects of an append that reach beyond its run, and
-    /// what those lead to. Failures are logged: recovery retries them.
+    /// what those lead to. A job that fails is tried again later by the
+    /// timer loop ([`Runtime::retry_follow_ups`]); recovery at start re-derives
+    /// whatever a node that stopped had left.
     pub(super) async fn follow(&self, run_id: RunId, effects: Vec<Effect>) {
         let mut jobs = VecDeque::new();
         self.queue_jobs(run_id, effects, &mut jobs);
+        self.carry_out_all(run_id, jobs, 0).await;
+    }
+
+    /// Carries out the failed follow-up jobs that are due again.
+    pub(super) async fn retry_follow_ups(&self) {
+        let now = tokio::time::Instant::now();
+        let due: Vec<FollowRetry> = match self.follow_retries.lock() {
+            Ok(mut retries) => retries.extract_if(.., |retry| retry.due <= now).collect(),
+            Err(_) => Vec::new(),
+        };
+        for retry in due {
+            let jobs = VecDeque::from([retry.job]);
+            self.carry_out_all(retry.run_id, jobs, retry.failures).await;
+        }
+    }
+
+    /// `jobs` and the jobs they lead to; `failures`: how often the first
+    /// one failed before.
+    async fn carry_out_all(&self, run_id: RunId, mut jobs: VecDeque<Job>, failures: u32) {
         let mut done = 0;
         while let Some(job) = jobs.pop_front() {
             done += 1;
@@ -165,10 +204,31 @@ impl<S: EventStore> Runtime<S> {
                 tracing::warn!(run_id = %run_id, "too many follow-up jobs; recovery continues");
                 return;
             }
+            let again = job.clone();
             if let Err(error) = self.carry_out(job, &mut jobs).await {
-                tracing::warn!(run_id = %run_id, %error, "a follow-up job failed; recovery will retry");
+                tracing::warn!(run_id = %run_id, %error, "a follow-up job failed; trying it again");
+                self.retry_later(run_id, again, failures + 1);
             }
         }
+    }
+
+    fn retry_later(&self, run_id: RunId, job: Job, failures: u32) {
+        let doubled = FOLLOW_RETRY_MS_MIN.saturating_mul(1 << failures.saturating_sub(1).min(16));
+        let due = tokio::time::Instant::now()
+            + std::time::Duration::from_millis(doubled.min(FOLLOW_RETRY_MS_MAX));
+        let Ok(mut retries) = self.follow_retries.lock() else {
+            return;
+        };
+        if retries.len() >= FOLLOW_RETRIES_MAX {
+            tracing::warn!(run_id = %run_id, "too many failed follow-up jobs; recovery at the next start carries this one out");
+            return;
+        }
+        retries.push(FollowRetry {
+            run_id,
+            job,
+            failures,
+            due,
+        });
     }
 
     fn queue_jobs(&self, run_id: RunId, effects: Vec<Effect>, jobs: &mut VecDeque<Job>) {

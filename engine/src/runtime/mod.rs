@@ -194,6 +194,8 @@ pub struct Runtime<S: EventStore> {
     cancels: Mutex<HashMap<String, Arc<tokio::sync::Notify>>>,
     /// Batches every append of this node into shared transactions.
     committer: commit::Committer,
+    /// Follow-up jobs (child starts, parents told) that failed, to try again.
+    follow_retries: Mutex<Vec<follow::FollowRetry>>,
 }
 
 impl<S: EventStore> Runtime<S> {
@@ -217,6 +219,7 @@ impl<S: EventStore> Runtime<S> {
             append_timings,
             cancels: Mutex::new(HashMap::new()),
             committer: commit::Committer::default(),
+            follow_retries: Mutex::new(Vec::new()),
         })
     }
 

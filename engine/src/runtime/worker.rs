@@ -123,6 +123,7 @@ impl<S: EventStore> Runtime<S> {
     async fn timer_loop(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
         let poll = Duration::from_millis(self.config.poll_ms.max(1));
         while !*stop.borrow() {
+            self.retry_follow_ups().await;
             match self.store.due_timers(self.now(), TIMER_BATCH_MAX).await {
                 Ok(fired) if fired.len() as u32 == TIMER_BATCH_MAX => continue,
                 Ok(_) => {}

@@ -14,6 +14,7 @@ both_backends!(steering:
     for_each_approvals_are_decided_per_item,
     cancel_stops_a_sleeping_run,
     cancelling_a_parent_cancels_its_child,
+    a_child_start_the_database_refused_is_retried_without_a_restart,
 );
 
 const GATED: &str = r#"
@@ -155,5 +156,82 @@ steps:
         .map(|out| out["by"].clone())
         .collect();
     assert_eq!(by, ["bob", "ada"]);
+    node.stop().await;
+}
+
+/// Follow-up work that reaches another run (here: starting a child) is
+/// carried out after the parent's append; when the database refuses it (a
+/// trigger stands in for a dropped connection), the running node tries it
+/// again instead of leaving the parent waiting until some node restarts.
+async fn a_child_start_the_database_refused_is_retried_without_a_restart(url: &str) {
+    let node = Node::start(url).await;
+    node.register("name: refused-child\nsteps:\n  work: { uses: noop, with: { done: \"yes\" } }\noutput: { done: \"{{ steps.work.output.done }}\" }\n")
+        .await;
+    node.register(concat!(
+        "name: refused-parent\nsteps:\n",
+        "  call: { uses: workflow, with: { name: refused-child } }\n",
+        "  after: { needs: [call], uses: noop, with: { child: \"{{ steps.call.output.done }}\" } }\n",
+    ))
+    .await;
+    let raw = crate::store::Raw::connect(url).await;
+    let refuse: &[&'static str] = match raw {
+        crate::store::Raw::Sqlite(_) => &[
+            "CREATE TABLE refuse_children (on_purpose INTEGER)",
+            "INSERT INTO refuse_children VALUES (1)",
+            "CREATE TRIGGER refuse_child BEFORE INSERT ON runs \
+             WHEN NEW.workflow = 'refused-child' AND EXISTS (SELECT 1 FROM refuse_children) \
+             BEGIN SELECT RAISE(ABORT, 'refused by the test'); END",
+        ],
+        crate::store::Raw::Postgres(_) => &[
+            "CREATE TABLE refuse_children (on_purpose INT)",
+            "INSERT INTO refuse_children VALUES (1)",
+            "CREATE FUNCTION refuse_child() RETURNS trigger LANGUAGE plpgsql AS $$ \
+             BEGIN IF EXISTS (SELECT 1 FROM refuse_children) THEN \
+             RAISE EXCEPTION 'refused by the test'; END IF; RETURN NEW; END $$",
+            "CREATE TRIGGER refuse_child BEFORE INSERT ON runs FOR EACH ROW \
+             WHEN (NEW.workflow = 'refused-child') EXECUTE FUNCTION refuse_child()",
+        ],
+    };
+    for sql in refuse {
+        raw.execute(sql).await.expect("arm the refusal");
+    }
+    let run_id = node.start_run("refused-parent", json!({})).await;
+    let children = RunQuery {
+        workflow: Some("refused-child".to_owned()),
+        limit: 10,
+        ..RunQuery::default()
+    };
+    // The parent recorded its child's start; the child's own start was refused.
+    node.wait_for(run_id, |state| {
+        state
+            .step("call")
+            .is_some_and(|call| call.status == engine::core::state::StepStatus::Running)
+    })
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let none = node
+        .runtime
+        .store()
+        .list_runs(&children)
+        .await
+        .expect("list");
+    assert!(none.items.is_empty(), "the refusal is in force");
+
+    raw.execute("DELETE FROM refuse_children")
+        .await
+        .expect("lift it");
+    let document = node.finished(run_id).await;
+    assert_eq!(document["status"], "succeeded", "{document}");
+    assert_eq!(
+        document["steps"]["after"]["output"],
+        json!({"child": "yes"})
+    );
+    let started = node
+        .runtime
+        .store()
+        .list_runs(&children)
+        .await
+        .expect("list");
+    assert_eq!(started.items.len(), 1, "one child, started once");
     node.stop().await;
 }

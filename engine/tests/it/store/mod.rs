@@ -104,7 +104,7 @@ pub enum Raw {
 }
 
 impl Raw {
-    async fn connect(url: &str) -> Self {
+    pub async fn connect(url: &str) -> Self {
         if url.starts_with("sqlite:") {
             Raw::Sqlite(
                 sqlx::SqlitePool::connect(url)
