@@ -397,7 +397,8 @@ impl RunState {
         }
     }
 
-    fn cancel_executions(&mut self, step_id: &str, at: DateTime<Utc>) {
+    /// Cancels the executions of a step that have not ended, with their timers.
+    pub(crate) fn cancel_executions(&mut self, step_id: &str, at: DateTime<Utc>) {
         let Some(step) = self.steps.get_mut(step_id) else {
             return;
         };

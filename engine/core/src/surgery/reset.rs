@@ -4,8 +4,6 @@
 //! of an earlier attempt stays rejected) and, for a new generation, the
 //! idempotency keys change (see `keys::execution_key`).
 
-use chrono::{DateTime, Utc};
-
 use crate::event::{RunRewound, StepBypassed};
 use crate::evolve::derive_run_status;
 use crate::execution;
@@ -66,7 +64,7 @@ impl RunState {
             return Err("`reset` names a step the run does not have".to_owned());
         }
         let was_terminal = step.status.is_terminal();
-        self.drop_open_executions(&bypassed.step, bypassed.at);
+        self.cancel_executions(&bypassed.step, bypassed.at);
         let step = self.step_entry(&bypassed.step);
         step.status = StepStatus::Succeeded;
         step.output = Some(bypassed.output.clone());
@@ -116,24 +114,6 @@ impl RunState {
             attempt_base,
             ..StepState::default()
         };
-    }
-
-    /// Cancels the executions of a step that have not ended.
-    fn drop_open_executions(&mut self, step_id: &str, at: DateTime<Utc>) {
-        let Some(step) = self.steps.get_mut(step_id) else {
-            return;
-        };
-        for (position, exec) in step.executions.iter_mut().enumerate() {
-            if exec.status.is_terminal() {
-                continue;
-            }
-            let index = step.items.as_ref().map(|_| position as u32);
-            execution::drop_timers(exec, step_id, index, &mut self.timers);
-            step.counts.moved(exec.status, ExecStatus::Cancelled);
-            self.counts.moved(exec.status, ExecStatus::Cancelled);
-            exec.status = ExecStatus::Cancelled;
-            exec.finished_at = Some(at);
-        }
     }
 
     fn step_entry(&mut self, step_id: &str) -> &mut StepState {
