@@ -468,34 +468,15 @@ async fn http_step_retries_on_durable_timers_with_one_idempotency_key(database: 
     }
 }
 
-/// Every flow above, once per backend.
-macro_rules! on_both_backends {
-    ($backend:ident, $database:expr) => {
-        mod $backend {
-            macro_rules! case {
-                ($name:ident) => {
-                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                    async fn $name() {
-                        if let Some(database) = $database {
-                            super::$name(database).await;
-                        }
-                    }
-                };
-            }
-
-            case!(shipping_books_through_a_busy_carrier_and_keeps_the_token_out_of_the_log);
-            case!(disk_housekeeping_prunes_measures_and_enforces_the_budget);
-            case!(deploy_promotes_a_healthy_canary_and_keeps_the_token_out_of_the_log);
-            case!(deploy_rolls_back_a_canary_that_never_gets_healthy);
-            case!(incident_escalation_escalates_a_rejected_page_and_closes_the_incident);
-            case!(incident_escalation_closes_an_acknowledged_page_without_escalating);
-            case!(order_fulfilment_charges_packs_waits_for_finance_and_ships_through_the_child);
-            case!(http_step_retries_on_durable_timers_with_one_idempotency_key);
-            case!(nightly_data_pipeline_loads_the_partitions_and_announces_the_load);
-            case!(payment_events_publishes_reviewed_and_unreviewed_payments_to_the_audit_topic);
-        }
-    };
-}
-
-on_both_backends!(sqlite, Some(crate::store::sqlite_database()));
-on_both_backends!(postgres, crate::store::postgres_database().await);
+super::on_both_backends!(
+    shipping_books_through_a_busy_carrier_and_keeps_the_token_out_of_the_log,
+    disk_housekeeping_prunes_measures_and_enforces_the_budget,
+    deploy_promotes_a_healthy_canary_and_keeps_the_token_out_of_the_log,
+    deploy_rolls_back_a_canary_that_never_gets_healthy,
+    incident_escalation_escalates_a_rejected_page_and_closes_the_incident,
+    incident_escalation_closes_an_acknowledged_page_without_escalating,
+    order_fulfilment_charges_packs_waits_for_finance_and_ships_through_the_child,
+    http_step_retries_on_durable_timers_with_one_idempotency_key,
+    nightly_data_pipeline_loads_the_partitions_and_announces_the_load,
+    payment_events_publishes_reviewed_and_unreviewed_payments_to_the_audit_topic,
+);

@@ -13,6 +13,29 @@ use engine::executor::{Attempt, ExecConfig, HttpConfig, Outcome, standard_execut
 use serde_json::Value;
 use uuid::Uuid;
 
+/// Instantiates each `async fn case(database: Database)` of the calling
+/// module once per backend: `sqlite::case` and `postgres::case` (the latter
+/// returns at once when no test cluster runs).
+macro_rules! on_both_backends {
+    ($($case:ident),* $(,)?) => {
+        $crate::executor::on_both_backends!(@backend sqlite, Some($crate::store::sqlite_database()); $($case),*);
+        $crate::executor::on_both_backends!(@backend postgres, $crate::store::postgres_database().await; $($case),*);
+    };
+    (@backend $backend:ident, $database:expr; $($case:ident),*) => {
+        mod $backend {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    if let Some(database) = $database {
+                        super::$case(database).await;
+                    }
+                }
+            )*
+        }
+    };
+}
+pub(crate) use on_both_backends;
+
 /// Run id of every test attempt, so that keys and variables can be snapshot.
 const RUN_ID: Uuid = Uuid::from_u128(0x0193_0000_0000_7000_8000_0000_0000_00aa);
 

@@ -343,28 +343,10 @@ fn assert_one_went_through(
     );
 }
 
-macro_rules! on_both_backends {
-    ($backend:ident, $database:expr) => {
-        mod $backend {
-            macro_rules! case {
-                ($name:ident) => {
-                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                    async fn $name() {
-                        if let Some(database) = $database {
-                            super::$name(database).await;
-                        }
-                    }
-                };
-            }
-
-            case!(rewind_of_a_succeeded_run_reruns_exactly_the_downstream_steps_with_new_keys);
-            case!(fork_onto_a_fixed_version_finishes_with_the_upstream_outputs_reused);
-            case!(pause_during_a_for_each_stops_new_items_and_resume_finishes_them);
-            case!(skip_of_a_failed_step_unblocks_its_dependents);
-            case!(concurrent_surgery_on_one_run_records_each_operation_once);
-        }
-    };
-}
-
-on_both_backends!(sqlite, Some(crate::store::sqlite_database()));
-on_both_backends!(postgres, crate::store::postgres_database().await);
+super::on_both_backends!(
+    rewind_of_a_succeeded_run_reruns_exactly_the_downstream_steps_with_new_keys,
+    fork_onto_a_fixed_version_finishes_with_the_upstream_outputs_reused,
+    pause_during_a_for_each_stops_new_items_and_resume_finishes_them,
+    skip_of_a_failed_step_unblocks_its_dependents,
+    concurrent_surgery_on_one_run_records_each_operation_once,
+);
