@@ -2,11 +2,12 @@
 //! approve` and `imx reject`: read and steer runs in the configured store.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
-use engine::runtime::Config;
+use engine::runtime::{Config, Error as RuntimeError, Runtime};
 use engine::store::prelude::*;
-use engine::store::{RunId, RunQuery};
+use engine::store::{RunId, RunQuery, Store};
 use serde_json::json;
 
 use crate::cli::ExecutorArgs;
@@ -115,17 +116,9 @@ pub async fn show(url: &str, args: &ShowArgs) -> anyhow::Result<ExitCode> {
 
 pub async fn decide(url: &str, args: &DecisionArgs, granted: bool) -> anyhow::Result<ExitCode> {
     let run_id = parse_run_id(&args.run_id)?;
-    let by = args
-        .by
-        .clone()
-        .or_else(|| std::env::var("USER").ok())
-        .unwrap_or_else(|| "cli".to_owned());
+    let by = operator_name(args.by.as_deref());
     // Deciding settles the run: the next steps' inputs are rendered here.
-    let config = Config {
-        evaluator: crate::serve::sandbox(&crate::cli::TemplateArgs::default())?,
-        ..Config::default()
-    };
-    let runtime = open_runtime(url, config, ExecutorArgs::default()).await?;
+    let runtime = settling_runtime(url).await?;
     let comment = args.comment.clone();
     let state = match granted {
         true => runtime.approve(run_id, &args.step, &by, comment).await?,
@@ -144,26 +137,14 @@ pub async fn decide(url: &str, args: &DecisionArgs, granted: bool) -> anyhow::Re
 /// `cancelRun` uses), so that an operator can stop a poison run without
 /// the API. An unknown or finished run is refused (exit 2): nothing is written.
 pub async fn cancel(url: &str, args: &CancelArgs) -> anyhow::Result<ExitCode> {
-    use engine::runtime::Error as E;
     let run_id = parse_run_id(&args.run_id).map_err(|error| Refused(format!("{error:#}")))?;
-    let by = args
-        .by
-        .clone()
-        .or_else(|| std::env::var("USER").ok())
-        .unwrap_or_else(|| "cli".to_owned());
+    let by = operator_name(args.by.as_deref());
     let runtime = open_runtime(url, Config::default(), ExecutorArgs::default()).await?;
-    let state = match runtime
-        .cancel_run(run_id, Some(by), args.reason.clone())
-        .await
-    {
-        Ok(state) => state,
-        Err(
-            error @ (E::RunNotFound { .. }
-            | E::RunFinished { .. }
-            | E::Store(engine::store::Error::RunNotFound { .. })),
-        ) => return Err(Refused(error.to_string()).into()),
-        Err(other) => return Err(other.into()),
-    };
+    let state = refusing(
+        runtime
+            .cancel_run(run_id, Some(by), args.reason.clone())
+            .await,
+    )?;
     emit(&format!(
         "cancel requested for run {run_id}; the run is {}",
         state.status.as_str()
@@ -171,7 +152,44 @@ pub async fn cancel(url: &str, args: &CancelArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn parse_run_id(text: &str) -> anyhow::Result<RunId> {
+pub(crate) fn parse_run_id(text: &str) -> anyhow::Result<RunId> {
     text.parse()
         .with_context(|| format!("`{text}` is not a run id (a UUID like 019a…)"))
+}
+
+/// Who operates from the command line: `--by`, else `$USER`, else `cli`.
+pub(crate) fn operator_name(by: Option<&str>) -> String {
+    by.map(str::to_owned)
+        .or_else(|| std::env::var("USER").ok())
+        .unwrap_or_else(|| "cli".to_owned())
+}
+
+/// A runtime for commands that settle a run (approve, reject, surgery): the
+/// next steps' inputs are rendered here, in the template sandbox.
+pub(crate) async fn settling_runtime(url: &str) -> anyhow::Result<Arc<Runtime<Store>>> {
+    let config = Config {
+        evaluator: crate::serve::sandbox(&crate::cli::TemplateArgs::default())?,
+        ..Config::default()
+    };
+    open_runtime(url, config, ExecutorArgs::default()).await
+}
+
+/// The engine's refusals (an unknown run or step, a state that does not
+/// allow the operation, bad input) exit 2 with their message: nothing was
+/// written. Other errors are failures.
+pub(crate) fn refusing<T>(result: Result<T, RuntimeError>) -> anyhow::Result<T> {
+    use RuntimeError as E;
+    result.map_err(|error| match error {
+        E::RunNotFound { .. }
+        | E::RunFinished { .. }
+        | E::Store(engine::store::Error::RunNotFound { .. })
+        | E::UnknownWorkflow { .. }
+        | E::InvalidInput { .. }
+        | E::SurgeryRefused { .. }
+        | E::UnknownStep { .. }
+        | E::ForkIncompatible { .. }
+        | E::SurgeryInput { .. }
+        | E::NotRetryable { .. } => Refused(error.to_string()).into(),
+        other => other.into(),
+    })
 }

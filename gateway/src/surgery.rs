@@ -8,14 +8,13 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::Context;
 use engine::core::state::RunState;
-use engine::runtime::{Config, Error as RuntimeError, ForkRequest, Operator, Runtime};
+use engine::runtime::{ForkRequest, Operator, Runtime};
 use engine::store::{RunId, Store};
 
-use crate::cli::{ExecutorArgs, ForkArgs, SkipArgs, StepSurgeryArgs, SurgeryArgs, TemplateArgs};
+use crate::cli::{ForkArgs, SkipArgs, StepSurgeryArgs, SurgeryArgs};
 use crate::run::{Refused, emit, parse_json_arg};
-use crate::serve::{open_runtime, sandbox};
+use crate::runs::{operator_name, parse_run_id, refusing, settling_runtime};
 
 pub async fn rewind(url: &str, args: &StepSurgeryArgs) -> anyhow::Result<ExitCode> {
     let (runtime, run_id, operator) = prepare(url, &args.surgery).await?;
@@ -80,49 +79,18 @@ pub async fn fork(url: &str, args: &ForkArgs) -> anyhow::Result<ExitCode> {
     )
 }
 
-/// The runtime (surgery settles the run: templates render in the sandbox),
-/// the run id and the operator.
+/// The runtime (surgery settles the run), the run id and the operator.
 async fn prepare(
     url: &str,
     args: &SurgeryArgs,
 ) -> anyhow::Result<(Arc<Runtime<Store>>, RunId, Operator)> {
-    let run_id: RunId = args
-        .run_id
-        .parse()
-        .with_context(|| format!("`{}` is not a run id (a UUID like 019a…)", args.run_id))
-        .map_err(|error| Refused(format!("{error:#}")))?;
-    let by = args
-        .by
-        .clone()
-        .or_else(|| std::env::var("USER").ok())
-        .unwrap_or_else(|| "cli".to_owned());
-    let config = Config {
-        evaluator: sandbox(&TemplateArgs::default())?,
-        ..Config::default()
-    };
-    let runtime = open_runtime(url, config, ExecutorArgs::default()).await?;
+    let run_id = parse_run_id(&args.run_id).map_err(|error| Refused(format!("{error:#}")))?;
+    let runtime = settling_runtime(url).await?;
     let operator = Operator {
-        by,
+        by: operator_name(args.by.as_deref()),
         reason: args.reason.clone(),
     };
     Ok((runtime, run_id, operator))
-}
-
-/// Refusals exit 2 with their message; other errors are failures.
-fn refusing<T>(result: Result<T, RuntimeError>) -> anyhow::Result<T> {
-    use RuntimeError as E;
-    result.map_err(|error| match error {
-        E::RunNotFound { .. }
-        | E::Store(engine::store::Error::RunNotFound { .. })
-        | E::UnknownWorkflow { .. }
-        | E::InvalidInput { .. }
-        | E::SurgeryRefused { .. }
-        | E::UnknownStep { .. }
-        | E::ForkIncompatible { .. }
-        | E::SurgeryInput { .. }
-        | E::NotRetryable { .. } => Refused(error.to_string()).into(),
-        other => other.into(),
-    })
 }
 
 fn report(args: &SurgeryArgs, state: &RunState, done: &str) -> anyhow::Result<ExitCode> {
