@@ -28,6 +28,7 @@ mod runs_surgery;
 mod schedules;
 mod served;
 mod template_sandbox;
+mod ui;
 mod validate;
 mod webhook;
 
