@@ -4,7 +4,7 @@
 //   #/workflows        workflows          (workflows.js)
 //   #/workflows/<name>?version=V
 import {loadSession, session, signIn, signOut, ApiError} from './api.js';
-import {h, clear, stateMessage} from './dom.js';
+import {h, clear, put, stateMessage} from './dom.js';
 import {runsPage} from './runs.js';
 import {runPage} from './run.js';
 import {workflowsPage, workflowPage} from './workflows.js';
@@ -65,7 +65,7 @@ function signInPage(next) {
     h('p', {class: 'help', id: 'credential-help'}, 'Create a key with `imx apikey create --role viewer`. It is kept on the server, not in this browser.')),
   error,
   h('button', {type: 'submit', class: 'primary'}, 'Sign in'));
-  clear(main).append(form);
+  put(clear(main), form);
   input.focus();
   return () => {};
 }
@@ -83,7 +83,7 @@ async function route() {
     try {
       await loadSession();
     } catch (error) {
-      clear(main).append(stateMessage('error', `The server cannot be reached: ${error.message}`));
+      put(clear(main), stateMessage('error', `The server cannot be reached: ${error.message}`));
       return;
     }
     if (!session.current) {
@@ -93,14 +93,14 @@ async function route() {
     }
   }
   showWho();
-  clear(main).append(stateMessage('loading', 'Loading…'));
+  put(clear(main), stateMessage('loading', 'Loading…'));
   let page;
   if (parts[0] === 'runs' && parts[1]) page = runPage(main, parts[1], params);
   else if (parts[0] === 'runs' || parts.length === 0) page = runsPage(main, params);
   else if (parts[0] === 'workflows' && parts[1]) page = workflowPage(main, parts[1], params);
   else if (parts[0] === 'workflows') page = workflowsPage(main, params);
   else {
-    clear(main).append(h('h1', {}, 'Not found'), stateMessage('error', `There is no page ${location.hash}.`));
+    put(clear(main), h('h1', {}, 'Not found'), stateMessage('error', `There is no page ${location.hash}.`));
     return;
   }
   cleanup = (await page) || (() => {});

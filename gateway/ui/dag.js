@@ -25,7 +25,7 @@ export function dagView(layout, onSelect) {
     const status = s('text', {x: node.x + node.width / 2, y: node.y + node.height + 13, class: 'node-status', 'text-anchor': 'middle'});
     const group = s('g', {
       class: `node status-pending${node.missing ? ' missing' : ''}${node.conditional ? ' conditional' : ''}${node.forEach ? ' for-each' : ''}`,
-      tabindex: 0, role: 'button', 'aria-label': `step ${node.id}`, dataset: {step: node.id},
+      tabindex: 0, role: 'button', dataset: {step: node.id},
       on: {
         click: () => onSelect && onSelect(node.id),
         keydown: (event) => { if (event.key === 'Enter' || event.key === ' ') { event.preventDefault(); onSelect && onSelect(node.id); } },
@@ -55,7 +55,6 @@ export function dagView(layout, onSelect) {
         if (step.items !== null && step.items !== undefined) parts.push(`${step.itemsDone ?? 0}/${step.items} items`);
         if (step.attempts > 1) parts.push(`${step.attempts} attempts`);
         node.status.textContent = parts.join(' · ');
-        node.group.setAttribute('aria-label', `step ${step.id}: ${parts.join(', ')}`);
       }
     },
     select(id) {

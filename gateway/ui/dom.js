@@ -45,7 +45,8 @@ export function json(value) {
 }
 
 export function shortId(id) {
-  return String(id).slice(0, 8);
+  // UUID v7 ids begin with their time: the end tells runs apart.
+  return String(id).slice(-12);
 }
 
 export function time(iso) {
@@ -127,4 +128,9 @@ export function confirmDialog(title, message, fields = [], confirmText = 'Confir
     document.body.append(dialog);
     dialog.showModal();
   });
+}
+
+/** Appends children as h() does: arrays flattened, null and false left out, text as text. */
+export function put(node, ...children) {
+  return fill(node, {}, children);
 }

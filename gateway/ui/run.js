@@ -2,12 +2,12 @@
 // details, the event timeline with the state at any seq (`runAt`), the
 // actions the caller's roles allow, and "verify history".
 import {gql, subscribe, ApiError} from './api.js';
-import {h, clear, badge, time, duration, shortId, json, stateMessage, confirmDialog} from './dom.js';
+import {h, clear, put, badge, time, duration, shortId, json, stateMessage, confirmDialog} from './dom.js';
 import {dagView, LAYOUT_FIELDS} from './dag.js';
 import {startedBy} from './runs.js';
 
 const ENDED = new Set(['SUCCEEDED', 'FAILED', 'CANCELLED']);
-const EVENTS_PAGE = 100;
+const EVENTS_PAGE = 50;
 const EXECUTIONS_PAGE = 20;
 const STEP_FIELDS = 'id status attempts output error startedAt finishedAt durationMs items itemsDone approvalRequest generation skippedBy adoptedFrom';
 const RUN_FIELDS = `id workflow version status input output error parentRunId idempotencyKey createdAt updatedAt lastSeq trigger
@@ -39,7 +39,7 @@ export async function runPage(main, id, params) {
     data = await gql(RUN, {id});
   } catch (error) {
     const notFound = error instanceof ApiError && (error.code === 'NOT_FOUND' || error.code === 'VALIDATION');
-    clear(main).append(
+    put(clear(main), 
       h('h1', {}, notFound ? 'Run not found' : 'Run'),
       stateMessage(notFound ? 'not-found' : 'error', notFound ? `No run has the id ${id}. ${error.message}` : `The run cannot be read: ${error.message}`),
       h('p', {}, h('a', {href: '#/runs'}, 'Back to the runs')));
@@ -56,6 +56,7 @@ export async function runPage(main, id, params) {
 
   let selected = null;
   let lastSeq = run.lastSeq;
+  let watchAgain = () => {};
   const header = h('section', {class: 'run-header', 'aria-label': 'Run'});
   const actions = h('div', {class: 'actions', role: 'toolbar', 'aria-label': 'Run actions'});
   const notice = h('p', {class: 'notice', role: 'status', id: 'action-result'});
@@ -72,7 +73,7 @@ export async function runPage(main, id, params) {
   function renderHeader() {
     const ended = ENDED.has(run.status);
     const took = (ended ? new Date(run.updatedAt) : new Date()) - new Date(run.createdAt);
-    clear(header).append(
+    put(clear(header), 
       h('div', {class: 'page-head'},
         h('h1', {}, 'Run ', h('span', {class: 'mono', title: run.id}, shortId(run.id)), ' ', badge(run.status)),
         live),
@@ -169,12 +170,12 @@ export async function runPage(main, id, params) {
   async function showStep(stepId, offset = 0) {
     selected = stepId;
     dag.select(stepId);
-    clear(detail).append(stateMessage('loading', `Loading step ${stepId}…`));
+    put(clear(detail), stateMessage('loading', `Loading step ${stepId}…`));
     let step;
     try {
       step = (await gql(STEP, {id: run.id, step: stepId, offset, limit: EXECUTIONS_PAGE})).run.step;
     } catch (error) {
-      clear(detail).append(stateMessage('error', `Step ${stepId} cannot be read: ${error.message}`));
+      put(clear(detail), stateMessage('error', `Step ${stepId} cannot be read: ${error.message}`));
       return;
     }
     if (selected !== stepId) return;
@@ -220,7 +221,7 @@ export async function runPage(main, id, params) {
     const pager = h('div', {class: 'pager'},
       offset > 0 ? h('button', {type: 'button', class: 'secondary', on: {click: () => showStep(stepId, Math.max(0, offset - EXECUTIONS_PAGE))}}, '← Earlier items') : null,
       step.executions.length === EXECUTIONS_PAGE ? h('button', {type: 'button', class: 'secondary', on: {click: () => showStep(stepId, offset + EXECUTIONS_PAGE)}}, 'Later items →') : null);
-    clear(detail).append(
+    put(clear(detail), 
       h('h2', {}, 'Step ', h('span', {class: 'mono'}, step.id), ' ', badge(step.status)),
       stepActions,
       h('dl', {class: 'facts'},
@@ -267,17 +268,17 @@ export async function runPage(main, id, params) {
   moreEvents.addEventListener('click', loadEvents);
 
   async function showAt(seq) {
-    clear(snapshot).append(stateMessage('loading', `Replaying up to seq ${seq}…`));
+    put(clear(snapshot), stateMessage('loading', `Replaying up to seq ${seq}…`));
     try {
       const at = (await gql(AT, {id: run.id, seq})).runAt;
-      clear(snapshot).append(
+      put(clear(snapshot), 
         h('h3', {}, `State after seq ${at.seq}: `, badge(at.status)),
         h('table', {class: 'steps-at'},
           h('thead', {}, h('tr', {}, h('th', {scope: 'col'}, 'Step'), h('th', {scope: 'col'}, 'Status'), h('th', {scope: 'col'}, 'Attempts'))),
           h('tbody', {}, at.steps.map((step) => h('tr', {}, h('td', {class: 'mono'}, step.id), h('td', {}, badge(step.status)), h('td', {class: 'num'}, String(step.attempts)))))),
         at.error ? h('pre', {class: 'json error-text'}, at.error) : null);
     } catch (error) {
-      clear(snapshot).append(stateMessage('error', `runAt failed: ${error.message}`));
+      put(clear(snapshot), stateMessage('error', `runAt failed: ${error.message}`));
     }
   }
 
@@ -292,12 +293,13 @@ export async function runPage(main, id, params) {
     renderActions();
     dag.update(run.steps);
     if (selected) showStep(selected);
+    watchAgain();
   }
 
   renderHeader();
   renderActions();
   dag.update(run.steps);
-  clear(main).append(
+  put(clear(main), 
     header, actions, notice, verifyResult,
     h('div', {class: 'run-body'},
       h('section', {class: 'dag-panel', 'aria-label': 'DAG'}, h('h2', {}, 'Steps'), dag.element),
@@ -313,17 +315,25 @@ export async function runPage(main, id, params) {
   if (params.get('seq')) showAt(Number(params.get('seq')));
   if (params.get('step')) showStep(params.get('step'));
 
-  // Live: every new event; the run is read again (at most every 250 ms).
+  // Live: every new event; the run is read again (at most every 100 ms).
+  // The subscription completes when the run ends; an action that makes it
+  // run again (retry, rewind, skip) starts watching again from the last seq.
   let pending = null;
-  const stop = subscribe(WATCH, () => ({id: run.id, after: lastSeq}), (item) => {
-    const event = item.runEvents;
-    if (event.seq <= lastSeq) return;
-    lastSeq = event.seq;
-    live.textContent = `Live: seq ${event.seq} ${event.type}`;
-    if (eventsDone) timelineBody.append(eventRow(event));
-    if (!pending) pending = setTimeout(() => { pending = null; refresh(); }, 250);
-  }, (error) => { live.textContent = `Live: ${error.message}`; },
-  () => { live.textContent = 'Live: the run ended'; refresh(); });
+  let stop = null;
+  let closed = false;
+  function watch() {
+    stop = subscribe(WATCH, () => ({id: run.id, after: lastSeq}), (item) => {
+      const event = item.runEvents;
+      if (event.seq <= lastSeq) return;
+      lastSeq = event.seq;
+      live.textContent = `Live: seq ${event.seq} ${event.type}`;
+      if (eventsDone && !timelineBody.querySelector(`tr[data-seq="${event.seq}"]`)) timelineBody.append(eventRow(event));
+      if (!pending) pending = setTimeout(() => { pending = null; refresh(); }, 100);
+    }, (error) => { live.textContent = `Live: ${error.message}`; },
+    () => { stop = null; live.textContent = 'Live: the run ended'; refresh(); });
+  }
+  watchAgain = () => { if (!stop && !closed && (run.lastSeq > lastSeq || !ENDED.has(run.status))) watch(); };
+  watch();
   if (ENDED.has(run.status)) live.textContent = 'The run ended';
-  return () => { stop(); if (pending) clearTimeout(pending); };
+  return () => { closed = true; if (stop) stop(); if (pending) clearTimeout(pending); };
 }

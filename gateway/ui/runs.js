@@ -1,7 +1,7 @@
 // The runs list: newest first, filters (status, workflow, time range),
 // search by id, cursor pagination, live through `runUpdates`.
 import {gql, subscribe, ApiError} from './api.js';
-import {h, clear, badge, time, duration, shortId, stateMessage} from './dom.js';
+import {h, clear, put, badge, time, duration, shortId, stateMessage} from './dom.js';
 
 const STATUSES = ['PENDING', 'RUNNING', 'WAITING', 'PAUSED', 'SUCCEEDED', 'FAILED', 'CANCELLED'];
 const ENDED = new Set(['SUCCEEDED', 'FAILED', 'CANCELLED']);
@@ -64,7 +64,7 @@ export async function runsPage(main, params) {
   try {
     data = await gql(RUNS, variables);
   } catch (error) {
-    clear(main).append(h('h1', {}, 'Runs'), stateMessage('error', `The runs cannot be listed: ${error.message}`));
+    put(clear(main), h('h1', {}, 'Runs'), stateMessage('error', `The runs cannot be listed: ${error.message}`));
     return () => {};
   }
   const names = [...new Set(data.workflows.map((workflow) => workflow.name))].sort();
@@ -130,7 +130,7 @@ export async function runsPage(main, params) {
       on: {click: () => go({after: info.endCursor, before: ''})}}, 'Older →'));
   const live = h('p', {class: 'live', role: 'status', id: 'live-status'}, 'Live: connecting…');
 
-  clear(main).append(
+  put(clear(main), 
     h('div', {class: 'page-head'}, h('h1', {}, 'Runs'), live),
     filters, search,
     edges.length ? table : empty,

@@ -3,7 +3,7 @@
 // next fire times, and "start a run" with a form built from the input
 // JSON Schema, checked here and by the server (field errors by the fields).
 import {gql, ApiError} from './api.js';
-import {h, clear, time, stateMessage} from './dom.js';
+import {h, clear, put, time, stateMessage} from './dom.js';
 import {dagView, LAYOUT_FIELDS} from './dag.js';
 
 const LIST = 'query { workflows { name version registeredAt } }';
@@ -33,11 +33,11 @@ export async function workflowsPage(main) {
   try {
     data = await gql(LIST);
   } catch (error) {
-    clear(main).append(h('h1', {}, 'Workflows'), stateMessage('error', `The workflows cannot be listed: ${error.message}`));
+    put(clear(main), h('h1', {}, 'Workflows'), stateMessage('error', `The workflows cannot be listed: ${error.message}`));
     return () => {};
   }
   const list = groups(data.workflows);
-  clear(main).append(h('h1', {}, 'Workflows'),
+  put(clear(main), h('h1', {}, 'Workflows'),
     list.length
       ? h('table', {class: 'workflows'},
         h('thead', {}, h('tr', {}, h('th', {scope: 'col'}, 'Workflow'), h('th', {scope: 'col'}, 'Versions'), h('th', {scope: 'col'}, 'Newest registered'))),
@@ -181,7 +181,7 @@ export async function workflowPage(main, name, params) {
     data = await gql(ONE, {name, version: params.get('version') || null});
   } catch (error) {
     const notFound = error instanceof ApiError && error.code === 'NOT_FOUND';
-    clear(main).append(h('h1', {}, notFound ? 'Workflow not found' : 'Workflow'),
+    put(clear(main), h('h1', {}, notFound ? 'Workflow not found' : 'Workflow'),
       stateMessage(notFound ? 'not-found' : 'error', notFound ? `No workflow ${name} is registered.` : `The workflow cannot be read: ${error.message}`));
     return () => {};
   }
@@ -214,7 +214,7 @@ export async function workflowPage(main, name, params) {
         h('td', {}, h('ul', {class: 'plain'}, schedule.nextFires.map((fire) => h('li', {}, time(fire)))))))))
     : stateMessage('empty', 'No cron trigger in the newest version (webhook and Kafka triggers fire on delivery).');
   const dag = dagView(workflow.layout, null);
-  clear(main).append(
+  put(clear(main), 
     h('div', {class: 'page-head'}, h('h1', {}, workflow.name), h('label', {for: 'version'}, 'Version '), versionSelect),
     h('p', {}, h('a', {href: `#/runs?workflow=${encodeURIComponent(workflow.name)}`}, 'Runs of this workflow')),
     h('div', {class: 'workflow-body'},

@@ -29,6 +29,7 @@ mod schedules;
 mod served;
 mod template_sandbox;
 mod ui;
+mod ui_browser;
 mod validate;
 mod webhook;
 

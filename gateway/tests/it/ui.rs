@@ -274,7 +274,8 @@ async fn sign_in_makes_a_strict_cookie_and_csrf_guards_every_cookie_request() {
 async fn a_session_ends_when_its_jwt_expires() {
     let url = &database_urls()[0];
     let api = TestApi::start(url, config(), false).await;
-    // Valid for 1 s (plus the server's 5 s leeway).
+    // Valid for 1 s plus the server's 5 s leeway; the check compares whole
+    // seconds (`exp < now - leeway`), so past it means 2 s more.
     let token = jwt(&["operator"], 1);
     let (status, headers, body) = sign_in(&api, &token, &[]).await;
     assert_eq!(status, 200, "{body}");
@@ -284,7 +285,7 @@ async fn a_session_ends_when_its_jwt_expires() {
     let (status, _) = graphql_with_cookie(&api, &cookie, Some(&csrf), None, ME).await;
     assert_eq!(status, 200);
     tokio::time::sleep(std::time::Duration::from_millis(
-        1_000 * (1 + imx_gateway::api::auth::JWT_LEEWAY_S) + 500,
+        1_000 * (1 + imx_gateway::api::auth::JWT_LEEWAY_S + 2),
     ))
     .await;
     let (status, body) = graphql_with_cookie(&api, &cookie, Some(&csrf), None, ME).await;
