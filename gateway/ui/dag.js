@@ -53,7 +53,9 @@ export function dagView(layout, onSelect) {
         if (selected) node.group.classList.add('selected');
         const parts = [step.status.toLowerCase()];
         if (step.items !== null && step.items !== undefined) parts.push(`${step.itemsDone ?? 0}/${step.items} items`);
-        if (step.attempts > 1) parts.push(`${step.attempts} attempts`);
+        // Retries: more attempts than executions (one per for_each item).
+        const executions = step.items !== null && step.items !== undefined ? step.items : 1;
+        if (step.attempts > executions) parts.push(`${step.attempts - executions} retries`);
         node.status.textContent = parts.join(' · ');
       }
     },
