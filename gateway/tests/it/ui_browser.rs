@@ -1,7 +1,7 @@
 //! The web UI in a real browser (#20): Debian's `chromium` driven by
 //! `playwright-core` (npm, installed by `scripts/bootstrap --tests` into
 //! gateway/tests/ui/node_modules) against a real `imx serve` process with
-//! authentication on. Each test runs one scenario of
+//! authentication on, on SQLite and on PostgreSQL. Each test runs one scenario of
 //! gateway/tests/ui/ui.test.mjs, which prints one `ok`/`not ok` line per
 //! check, runs axe-core on every page it visits, and saves screenshots
 //! under the target's temporary folder (`ui-shots/`).
@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::process::Stdio;
 
 use serde_json::json;
+use testkit::postgres::{ClusterUse, ScratchDatabase};
 use tokio::process::Command;
 
 use crate::served::Served;
@@ -42,10 +43,20 @@ fn api_key(url: &str, role: &str) -> String {
     out.stdout.trim().to_owned()
 }
 
-/// Starts `imx serve` (authentication on) with admin, operator and viewer
-/// keys, runs `node ui.test.mjs SCENARIO` and fails with its output unless
-/// every check passed.
+/// Runs the scenario on SQLite, then on PostgreSQL (a scratch database in
+/// the `scripts/test-postgres` cluster; a failure in CI when there is none).
 async fn scenario(name: &str) {
+    scenario_on(name, &Served::scratch_url(&format!("ui-{name}"))).await;
+    let what = format!("the browser scenario {name}");
+    if let Some(database) = ScratchDatabase::create(&what, "imx_ui", ClusterUse::Shared).await {
+        scenario_on(name, &database.url).await;
+    }
+}
+
+/// Starts `imx serve` (authentication on) on `url` with admin, operator and
+/// viewer keys, runs `node ui.test.mjs SCENARIO` and fails with its output
+/// unless every check passed.
+async fn scenario_on(name: &str, url: &str) {
     assert!(
         tests_dir().join("node_modules/playwright-core").is_dir(),
         "playwright-core is not installed: run scripts/bootstrap --tests (npm ci in gateway/tests/ui)"
@@ -54,13 +65,12 @@ async fn scenario(name: &str) {
         std::path::Path::new("/usr/bin/chromium").exists(),
         "Debian's chromium is missing: run scripts/bootstrap --tests"
     );
-    let url = Served::scratch_url(&format!("ui-{name}"));
     let keys = json!({
-        "admin": api_key(&url, "admin"),
-        "operator": api_key(&url, "operator"),
-        "viewer": api_key(&url, "viewer"),
+        "admin": api_key(url, "admin"),
+        "operator": api_key(url, "operator"),
+        "viewer": api_key(url, "viewer"),
     });
-    let served = Served::start_on(&url, false, &["--subscription-poll-ms", "50"], &[]).await;
+    let served = Served::start_on(url, false, &["--subscription-poll-ms", "50"], &[]).await;
     let run = Command::new("node")
         .arg("ui.test.mjs")
         .arg(name)
