@@ -42,7 +42,7 @@ export function dagView(layout, onSelect) {
   svg.setAttribute('height', height + 18);
   svg.setAttribute('viewBox', `0 0 ${width} ${height + 18}`);
   return {
-    element: h('div', {class: 'dag-scroll'}, svg),
+    element: h('div', {class: 'dag-scroll', tabindex: 0, role: 'region', 'aria-label': 'DAG drawing'}, svg),
     update(steps) {
       for (const step of steps) {
         const node = nodes.get(step.id);

@@ -41,7 +41,8 @@ export function clear(node) {
 
 /** JSON shown as text, indented. */
 export function json(value) {
-  return h('pre', {class: 'json'}, value === undefined ? '' : JSON.stringify(value, null, 2));
+  // Focusable: a long value scrolls, and keyboards must reach it.
+  return h('pre', {class: 'json', tabindex: 0}, value === undefined ? '' : JSON.stringify(value, null, 2));
 }
 
 export function shortId(id) {

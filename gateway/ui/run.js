@@ -89,7 +89,7 @@ export async function runPage(main, id, params) {
         run.forks.length ? definition('Forks', run.forks.map((fork) => h('a', {href: `#/runs/${fork.id}`, class: 'mono fork'}, shortId(fork.id)))) : null,
         run.idempotencyKey ? definition('Idempotency key', h('span', {class: 'mono'}, run.idempotencyKey)) : null,
         definition('Events', String(run.lastSeq))),
-      run.error ? h('div', {class: 'run-error', role: 'alert'}, h('h2', {}, 'Error'), h('pre', {class: 'json'}, run.error)) : null,
+      run.error ? h('div', {class: 'run-error', role: 'alert'}, h('h2', {}, 'Error'), h('pre', {class: 'json', tabindex: 0}, run.error)) : null,
       h('details', {}, h('summary', {}, 'Input'), json(run.input)),
       run.output !== null && run.output !== undefined ? h('details', {open: ended}, h('summary', {}, 'Output'), json(run.output)) : null);
   }
@@ -215,7 +215,7 @@ export async function runPage(main, id, params) {
           exec.childRunId ? definition('Child run', h('a', {href: `#/runs/${exec.childRunId}`, class: 'mono'}, exec.childRunId)) : null),
         h('h5', {}, 'Input (rendered; secrets shown as ***)'), json(exec.input),
         exec.output !== null && exec.output !== undefined ? [h('h5', {}, 'Output'), json(exec.output)] : null,
-        exec.error ? [h('h5', {}, 'Error'), h('pre', {class: 'json error-text'}, exec.error)] : null,
+        exec.error ? [h('h5', {}, 'Error'), h('pre', {class: 'json error-text', tabindex: 0}, exec.error)] : null,
         exec.approval ? [h('h5', {}, 'Decision'), json(exec.approval)] : null));
     }
     const pager = h('div', {class: 'pager'},
@@ -233,9 +233,9 @@ export async function runPage(main, id, params) {
         step.generation ? definition('Generation', String(step.generation)) : null,
         step.skippedBy ? definition('Skipped', step.skippedBy) : null,
         step.adoptedFrom ? definition('Output from', h('a', {href: `#/runs/${step.adoptedFrom}`, class: 'mono'}, step.adoptedFrom)) : null),
-      step.error ? [h('h3', {}, 'Error'), h('pre', {class: 'json error-text', id: 'step-error'}, step.error)] : null,
+      step.error ? [h('h3', {}, 'Error'), h('pre', {class: 'json error-text', tabindex: 0, id: 'step-error'}, step.error)] : null,
       step.approvalRequest ? [h('h3', {}, 'Approval request'), json(step.approvalRequest)] : null,
-      step.output !== null && step.output !== undefined ? [h('h3', {}, 'Output'), h('pre', {class: 'json', id: 'step-output'}, JSON.stringify(step.output, null, 2))] : null,
+      step.output !== null && step.output !== undefined ? [h('h3', {}, 'Output'), h('pre', {class: 'json', tabindex: 0, id: 'step-output'}, JSON.stringify(step.output, null, 2))] : null,
       h('h3', {}, 'Executions'),
       step.executions.length ? executions : stateMessage('empty', 'Not scheduled yet.'),
       pager);
@@ -276,7 +276,7 @@ export async function runPage(main, id, params) {
         h('table', {class: 'steps-at'},
           h('thead', {}, h('tr', {}, h('th', {scope: 'col'}, 'Step'), h('th', {scope: 'col'}, 'Status'), h('th', {scope: 'col'}, 'Attempts'))),
           h('tbody', {}, at.steps.map((step) => h('tr', {}, h('td', {class: 'mono'}, step.id), h('td', {}, badge(step.status)), h('td', {class: 'num'}, String(step.attempts)))))),
-        at.error ? h('pre', {class: 'json error-text'}, at.error) : null);
+        at.error ? h('pre', {class: 'json error-text', tabindex: 0}, at.error) : null);
     } catch (error) {
       put(clear(snapshot), stateMessage('error', `runAt failed: ${error.message}`));
     }

@@ -120,3 +120,8 @@ async fn the_start_form_shows_field_errors_and_starts_nothing_until_the_input_is
 async fn step_outputs_render_as_text_and_an_unknown_run_is_not_found() {
     scenario("escaping_and_not_found").await;
 }
+
+#[tokio::test]
+async fn a_run_with_a_thousand_items_and_thousands_of_events_is_paged() {
+    scenario("large_run").await;
+}

@@ -132,6 +132,10 @@ steps:
   html: { uses: noop, with: { text: "<img src=x onerror=alert(1)>" } }
 `,
   form: `name: ui-form
+triggers:
+  - cron: "0 0 3 * * *"
+    timezone: Europe/Berlin
+    input: { order_id: nightly, qty: 5 }
 input:
   type: object
   required: [order_id, qty]
@@ -141,6 +145,13 @@ input:
     express: { type: boolean }
 steps:
   ship: { uses: noop, with: { order: "{{ input.order_id }}" } }
+`,
+  large: `name: ui-large
+steps:
+  items:
+    for_each: "{{ range(1000) | list }}"
+    uses: noop
+    with: { n: "{{ item }}" }
 `,
   many: `name: ui-many
 steps:
@@ -364,6 +375,8 @@ const scenarios = {
     check(await page.$('table.source td.line-number') !== null, 'the source is shown with line numbers');
     check(await page.$('svg.dag g.node[data-step="ship"]') !== null, 'the workflow page draws the DAG');
     await axe(page, 'a workflow page');
+    const fires = await page.$$eval('table.schedules tbody tr td:last-child li', (items) => items.map((item) => item.textContent));
+    check(fires.length === 5 && fires.every((fire) => /03:00:00Z|02:00:00Z/.test(fire)), `the cron trigger shows its next five fire times (${fires.join(', ')})`);
     await page.click('#start-run');
     await page.waitForSelector('#input-order_id-error:not(:empty)', {timeout: WAIT});
     check(/required/.test(await page.textContent('#input-order_id-error')), 'browser check: a required field left empty is named');
@@ -390,6 +403,32 @@ const scenarios = {
     await page.click('#started-run');
     await page.waitForSelector('section.run-header', {timeout: WAIT});
     check(true, 'the started run opens');
+  },
+
+  /** A run with 1,000 for_each items and thousands of events stays usable: everything long is paged. */
+  async large_run(page) {
+    await register(WORKFLOWS.large);
+    const id = await startRun('ui-large');
+    await waitStatus(id, ['SUCCEEDED']);
+    const events = (await api(KEYS.admin, 'query($id: ID!) { run(id: $id) { lastSeq } }', {id})).run.lastSeq;
+    await signIn(page, KEYS.viewer);
+    const began = Date.now();
+    await page.goto(`${BASE}/#/runs/${id}`);
+    await page.waitForSelector('g.node[data-step="items"][data-status="succeeded"]', {timeout: WAIT});
+    await page.waitForSelector('table.events tbody tr', {timeout: WAIT});
+    console.log(`# ${events} events; the run page showed the DAG and the first events after ${Date.now() - began} ms`);
+    check(/1000\/1000 items/.test(await page.textContent('g.node[data-step="items"] .node-status')), 'the DAG shows 1000/1000 items');
+    check((await page.$$('table.events tbody tr')).length === 50, `the timeline shows the first 50 of ${events} events`);
+    await page.click('#more-events');
+    await page.waitForFunction(() => document.querySelectorAll('table.events tbody tr').length === 100, null, {timeout: WAIT});
+    check(true, 'Load more events adds the next 50');
+    await page.click('g.node[data-step="items"]');
+    await page.waitForSelector('ol.executions li', {timeout: WAIT});
+    check((await page.$$('ol.executions li')).length === 20, 'a step with 1,000 items shows 20 executions at a time');
+    await page.click('text=Later items →');
+    await page.waitForSelector('ol.executions[start="20"] li', {timeout: WAIT});
+    check(/Item 20/.test(await page.textContent('ol.executions li:first-child h4')), 'the next 20 items');
+    await axe(page, 'a large run');
   },
 
   /** A step output with markup renders as text; an unknown run id is a clear not-found. */
