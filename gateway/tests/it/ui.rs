@@ -27,6 +27,19 @@ async fn sign_in(
     (status, headers, body)
 }
 
+/// `GET /ui/session` with `cookie`: the status and the JSON answer.
+async fn current_session(api: &TestApi, cookie: &str) -> (u16, Value) {
+    let response = api
+        .http
+        .get(format!("{}/ui/session", api.base))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .expect("an answer");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
 /// `imx_session=…` from a Set-Cookie header.
 fn session_cookie(headers: &HeaderMap) -> String {
     let set = headers
@@ -222,15 +235,8 @@ async fn sign_in_makes_a_strict_cookie_and_csrf_guards_every_cookie_request() {
     );
 
     // GET /ui/session hands the token to the page again.
-    let current = api
-        .http
-        .get(format!("{}/ui/session", api.base))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .expect("an answer");
-    assert_eq!(current.status().as_u16(), 200);
-    let current: Value = current.json().await.expect("JSON");
+    let (status, current) = current_session(&api, &cookie).await;
+    assert_eq!(status, 200);
     assert_eq!(current["csrf"], json!(csrf));
 
     // Sign-out needs the token, then ends the session on the server: the
@@ -259,14 +265,7 @@ async fn sign_in_makes_a_strict_cookie_and_csrf_guards_every_cookie_request() {
     );
     let (status, body) = graphql_with_cookie(&api, &cookie, Some(&csrf), None, ME).await;
     assert_eq!(status, 401, "{body}");
-    let after = api
-        .http
-        .get(format!("{}/ui/session", api.base))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .expect("an answer");
-    assert_eq!(after.status().as_u16(), 401);
+    assert_eq!(current_session(&api, &cookie).await.0, 401);
     api.stop().await;
 }
 

@@ -92,6 +92,20 @@ pub const FORKS_LISTED_MAX: u32 = 100;
 #[derive(Debug)]
 pub struct Run(pub RunRecord);
 
+impl Run {
+    /// The run's state folded from its whole log (bounded by `history_events_max`).
+    async fn folded(&self, ctx: &Context<'_>) -> async_graphql::Result<RunState> {
+        let api = ctx.data::<ApiContext>()?;
+        Ok(history::state_at(
+            &api.store,
+            self.0.row.run_id,
+            None,
+            api.limits.history_events_max,
+        )
+        .await?)
+    }
+}
+
 #[Object]
 impl Run {
     async fn id(&self) -> async_graphql::ID {
@@ -176,26 +190,11 @@ impl Run {
     /// Every step, in step id order, folded from the run's log.
     #[graphql(complexity = "10 * child_complexity")]
     async fn steps(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Step>> {
-        let api = ctx.data::<ApiContext>()?;
-        let state = history::state_at(
-            &api.store,
-            self.0.row.run_id,
-            None,
-            api.limits.history_events_max,
-        )
-        .await?;
-        Ok(Step::all(&state))
+        Ok(Step::all(&self.folded(ctx).await?))
     }
     /// One step by id; NOT_FOUND when the workflow has no such step.
     async fn step(&self, ctx: &Context<'_>, id: String) -> async_graphql::Result<Step> {
-        let api = ctx.data::<ApiContext>()?;
-        let state = history::state_at(
-            &api.store,
-            self.0.row.run_id,
-            None,
-            api.limits.history_events_max,
-        )
-        .await?;
+        let state = self.folded(ctx).await?;
         let step = state.steps.get(&id).ok_or_else(|| {
             ApiError::not_found(format!("run {} has no step {id:?}", self.0.row.run_id))
         })?;
