@@ -125,3 +125,8 @@ async fn step_outputs_render_as_text_and_an_unknown_run_is_not_found() {
 async fn a_run_with_a_thousand_items_and_thousands_of_events_is_paged() {
     scenario("large_run").await;
 }
+
+#[tokio::test]
+async fn pause_resume_reject_skip_and_rewind_from_the_ui() {
+    scenario("surgery_and_reject").await;
+}

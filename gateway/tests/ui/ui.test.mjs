@@ -405,6 +405,56 @@ const scenarios = {
     check(true, 'the started run opens');
   },
 
+  /** Pause, resume, reject with a comment, skip and rewind from the UI, each confirmed and recorded. */
+  async surgery_and_reject(page) {
+    await register(WORKFLOWS.wait);
+    const id = await startRun('ui-wait');
+    await waitStatus(id, ['WAITING']);
+    await signIn(page, KEYS.admin);
+    await page.goto(`${BASE}/#/runs/${id}`);
+    const confirm = async (button, fields = {}) => {
+      await page.click(button);
+      await page.waitForSelector('dialog.confirm[open]', {timeout: WAIT});
+      for (const [field, value] of Object.entries(fields)) await page.fill(`#dialog-${field}`, value);
+      await page.click('dialog.confirm button[type=submit]');
+    };
+    const badge = (status) => page.waitForSelector(`.run-header .badge.status-${status}`, {timeout: WAIT});
+    await page.waitForSelector('#action-pause', {timeout: WAIT});
+    await confirm('#action-pause', {reason: 'maintenance'});
+    await badge('paused');
+    check(await runStatus(id) === 'PAUSED', 'paused from the UI');
+    await confirm('#action-resume', {reason: 'done'});
+    await badge('waiting');
+    check(await runStatus(id) === 'WAITING', 'resumed from the UI');
+
+    await page.click('g.node[data-step="hold"]');
+    await page.waitForSelector('#action-reject', {timeout: WAIT});
+    await page.click('#action-reject');
+    await page.waitForSelector('dialog.confirm[open]', {timeout: WAIT});
+    await page.click('dialog.confirm button[type=submit]');
+    check(/Comment is required/.test(await page.textContent('dialog.confirm .field-error')), 'a rejection asks for a comment');
+    await page.fill('#dialog-comment', 'not today');
+    await page.click('dialog.confirm button[type=submit]');
+    await badge('failed');
+    const rejected = (await api(KEYS.admin, 'query($id: ID!) { run(id: $id) { step(id: "hold") { executions { approval } } } }', {id})).run.step.executions[0].approval;
+    check(rejected && rejected.granted === false && rejected.comment === 'not today', 'rejected from the UI with the comment');
+
+    await page.waitForSelector('#action-skip', {timeout: WAIT});
+    await confirm('#action-skip', {output: '{"approved_by": "phone"}', reason: 'approved by phone'});
+    await badge('succeeded');
+    const skipped = (await api(KEYS.admin, 'query($id: ID!) { run(id: $id) { status step(id: "hold") { skippedBy output } } }', {id})).run;
+    check(skipped.status === 'SUCCEEDED' && /approved by phone/.test(skipped.step.skippedBy) && skipped.step.output.approved_by === 'phone',
+      'a failed step skipped from the UI with an output; the run succeeded');
+
+    await confirm('#action-rewind', {reason: 'ask again'});
+    await badge('waiting');
+    check(await runStatus(id) === 'WAITING', 'rewound from the UI: the step waits again');
+    const types = await page.$$eval('table.events tbody td:nth-child(2)', (cells) => cells.map((cell) => cell.textContent.split(' ')[0]));
+    for (const type of ['run.paused', 'run.resumed', 'step.bypassed', 'run.rewound']) {
+      check(types.includes(type), `the timeline shows ${type}`);
+    }
+  },
+
   /** A run with 1,000 for_each items and thousands of events stays usable: everything long is paged. */
   async large_run(page) {
     await register(WORKFLOWS.large);
