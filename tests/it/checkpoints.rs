@@ -50,18 +50,7 @@ async fn a_crash_between_an_append_and_its_checkpoint_leaves_the_log_proven_to_i
     let generated = e2e::binary::run(&["keys", "generate", "--out", &key]);
     assert_eq!(generated.code, 0, "{generated:?}");
     std::fs::write(&file, WORKFLOW).expect("write the workflow");
-    let mut acknowledged = Vec::new();
-    for _ in 0..RUNS {
-        let input = format!(r#"{{"target": "{}"}}"#, target.base);
-        let args = ["--database-url", &url, "run", &file, "--input", &input]
-            .into_iter()
-            .map(str::to_owned)
-            .collect();
-        let started = e2e::binary::run_async(args).await;
-        assert_eq!(started.code, 0, "{started:?}");
-        let id = started.stdout.split_whitespace().last().expect("a run id");
-        acknowledged.push(uuid::Uuid::parse_str(id).expect("a uuid"));
-    }
+    let acknowledged = e2e::load::start_runs_by_cli(&url, &file, &target.base, RUNS).await;
     let point = engine::failpoint::APPEND_AFTER_COMMIT;
     let options = NodeOptions {
         args: [
