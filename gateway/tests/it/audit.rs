@@ -289,6 +289,29 @@ fn a_full_rewrite_after_a_checkpoint_is_caught_on_postgres() {
     full_rewrite_attack(&database.url, folder.path());
 }
 
+/// `imx serve` signing a checkpoint after every event with the private key
+/// in `key`, handing each to `witnesses` (its witness flags), with one run's
+/// settled history appended to its store: the server and the log's length.
+async fn signing_server(name: &str, key: &str, witnesses: &[&str]) -> (crate::served::Served, u64) {
+    let mut args = vec![
+        "--signing-key",
+        key,
+        "--checkpoint-every-events",
+        "1",
+        "--checkpoint-every-ms",
+        "100",
+    ];
+    args.extend_from_slice(witnesses);
+    let served = crate::served::Served::start(name, &args, &[]).await;
+    let url = served.url.clone();
+    let events = histories::retry_then_ok().settled().events;
+    let count = events.len() as u64;
+    tokio::task::spawn_blocking(move || append(&url, &as_run(events, Uuid::now_v7())))
+        .await
+        .expect("append");
+    (served, count)
+}
+
 /// `imx serve --signing-key` signs the log as it grows into the witness
 /// file and the store; the store then verifies as proven (exit 0).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -310,27 +333,8 @@ async fn imx_serve_signs_checkpoints_into_the_witness_file() {
     assert_eq!(generated.code, 0, "{}", generated.stderr);
     let refused = imx(&["keys", "generate", "--out", &key]);
     assert_ne!(refused.code, 0, "an existing key file is never overwritten");
-    let served = crate::served::Served::start(
-        "checkpoints",
-        &[
-            "--signing-key",
-            &key,
-            "--checkpoint-file",
-            &witness,
-            "--checkpoint-every-events",
-            "1",
-            "--checkpoint-every-ms",
-            "100",
-        ],
-        &[],
-    )
-    .await;
-    let url = served.url.clone();
-    let events = histories::retry_then_ok().settled().events;
-    let count = events.len() as u64;
-    tokio::task::spawn_blocking(move || append(&url, &as_run(events, Uuid::now_v7())))
-        .await
-        .expect("append");
+    let (served, count) =
+        signing_server("checkpoints", &key, &["--checkpoint-file", &witness]).await;
     let sized = format!("\n{count}\n");
     testkit::poll::until_some("a checkpoint of the log", crate::api::WAIT, || {
         let witness = witness.clone();
@@ -404,29 +408,8 @@ async fn imx_serve_publishes_checkpoints_to_a_witness_topic_that_verify_reads() 
     let generated = imx(&["keys", "generate", "--out", &key]);
     assert_eq!(generated.code, 0, "{}", generated.stderr);
     let public = format!("{key}.pub");
-    let served = crate::served::Served::start(
-        "checkpoint-topic",
-        &[
-            "--signing-key",
-            &key,
-            "--kafka-brokers",
-            &brokers,
-            "--checkpoint-topic",
-            &topic,
-            "--checkpoint-every-events",
-            "1",
-            "--checkpoint-every-ms",
-            "100",
-        ],
-        &[],
-    )
-    .await;
-    let url = served.url.clone();
-    let events = histories::retry_then_ok().settled().events;
-    let count = events.len() as u64;
-    tokio::task::spawn_blocking(move || append(&url, &as_run(events, Uuid::now_v7())))
-        .await
-        .expect("append");
+    let witness = ["--kafka-brokers", &brokers, "--checkpoint-topic", &topic];
+    let (served, count) = signing_server("checkpoint-topic", &key, &witness).await;
     let proven = format!("the history is proven through position {count}\n");
     let url = served.url.clone();
     testkit::poll::until_some(
