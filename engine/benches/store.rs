@@ -159,11 +159,6 @@ async fn measure<S: EventStore>(
         seconds[4].push(secs(started));
         wal[4].push(baseline.wal_since(lsn).await.expect("WAL bytes"));
     }
-    let median = |values: &[f64]| {
-        let mut values = values.to_vec();
-        values.sort_by(f64::total_cmp);
-        values[values.len() / 2]
-    };
     let single = SINGLE_EVENTS;
     let batched = BATCHES * BATCH_RUNS;
     let base_single = single as f64 / median(&seconds[0]);
@@ -261,11 +256,6 @@ async fn with_checkpoints<S: EventStore + 'static>(
         "the writer signed checkpoints while the appenders ran"
     );
     let events = CONCURRENT * CONCURRENT_EACH;
-    let median = |values: &[f64]| {
-        let mut values = values.to_vec();
-        values.sort_by(f64::total_cmp);
-        values[values.len() / 2]
-    };
     let off = events as f64 / median(&seconds[0]);
     let workloads = [
         ("append: full transition, 32 at once, checkpoints off", None),
@@ -336,6 +326,13 @@ fn transition(run_id: RunId, expected_seq: u64, full: bool) -> AppendRequest {
         });
     }
     request
+}
+
+/// The middle value of the rounds' measurements.
+fn median(values: &[f64]) -> f64 {
+    let mut values = values.to_vec();
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
 }
 
 fn secs(started: Instant) -> f64 {
