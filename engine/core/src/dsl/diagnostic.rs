@@ -127,6 +127,7 @@ codes! {
     // Problems of a set of files, found by `imx validate` rather than `parse`.
     Unreadable = 33, "IMX0033", "a workflow file cannot be read (missing, too large, not UTF-8)";
     DuplicateWorkflowName = 34, "IMX0034", "two workflow files use the same `name`";
+    TemplateNotAllowed = 35, "IMX0035", "a template where the value must be known when the workflow is registered";
 }
 
 impl Code {

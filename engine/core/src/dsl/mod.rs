@@ -9,6 +9,7 @@ mod dag;
 mod diagnostic;
 pub mod duration;
 mod fields;
+mod habits;
 mod parse;
 mod step;
 mod trigger;

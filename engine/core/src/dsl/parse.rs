@@ -8,6 +8,7 @@ use serde_json::Value as Json;
 
 use super::diagnostic::Code;
 use super::fields::{self, Sink, Spec, suggest};
+use super::habits::Place;
 use super::step;
 use super::yaml::{Node, Pos, Value};
 use crate::workflow::{Backoff, RetryPolicy, Trigger, Workflow};
@@ -105,6 +106,7 @@ pub(crate) fn document<'a>(root: &'a Node, sink: &mut Sink) -> (Workflow, Source
     }
     let spec = Spec {
         allow_extensions: true,
+        place: Place::Root,
         ..Spec::new("the workflow", ROOT_KEYS, &["name", "steps"], root.pos)
     };
     let Some(fields) = fields::fields(sink, root, spec) else {
@@ -162,28 +164,43 @@ pub(crate) fn name(sink: &mut Sink, node: &Node, code: Code, what: &str) -> Opti
         return None;
     }
     if !is_valid_name(text) {
-        let fixed: String = text
-            .to_lowercase()
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || "_.-".contains(c) {
-                    c
-                } else {
-                    '-'
-                }
-            })
-            .collect();
+        let hint = match valid_name_from(text) {
+            Some(fixed) => {
+                format!("use lowercase letters, digits, `_`, `.` and `-`, e.g. `{fixed}`")
+            }
+            None => {
+                "use lowercase letters, digits, `_`, `.` and `-`, starting with a letter or digit"
+                    .to_owned()
+            }
+        };
         sink.error(
             code,
             node.pos,
             format!("{what} `{text}` must match `[a-z0-9][a-z0-9_.-]*`"),
-            Some(format!(
-                "use lowercase letters, digits, `_`, `.` and `-`, e.g. `{fixed}`"
-            )),
+            Some(hint),
         );
         return None;
     }
     Some(text.to_owned())
+}
+
+/// The valid name closest to what was written (`Order Fulfilment` →
+/// `order-fulfilment`), for hints; `None` when there is none.
+fn valid_name_from(text: &str) -> Option<String> {
+    let mapped: String = text
+        .to_lowercase()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "_.-".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let trimmed = mapped.trim_start_matches(|c: char| !c.is_ascii_alphanumeric());
+    let fixed: String = trimmed.chars().take(NAME_BYTES_MAX).collect();
+    is_valid_name(&fixed).then_some(fixed)
 }
 
 pub(crate) fn is_valid_name(text: &str) -> bool {

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use super::dag::{Dag, step_hint, unknown_needs};
 use super::diagnostic::Code;
 use super::fields::{Sink, quoted_list, suggest};
+use super::habits;
 use super::parse::Sources;
 use super::step::StepSource;
 use super::yaml::{Node, Pos, Value};
@@ -88,6 +89,13 @@ fn check_templates(sink: &mut Sink, scope: &Scope<'_>, node: &Node) {
 }
 
 fn check_expression(sink: &mut Sink, scope: &Scope<'_>, expression: &str, pos: Pos) {
+    if let Some(hint) = habits::github_condition_hint(expression) {
+        let message = format!(
+            "invalid `if` expression `{expression}`: `${{{{ }}}}` is GitHub Actions' syntax"
+        );
+        sink.error(Code::ExpressionSyntax, pos, message, Some(hint));
+        return;
+    }
     match expression_references(expression) {
         Ok(references) => check_references(sink, scope, &references, pos),
         Err(error) => {
@@ -136,7 +144,8 @@ fn check_reference(sink: &mut Sink, scope: &Scope<'_>, reference: &str, pos: Pos
         "steps" => check_step_reference(sink, scope, reference, &parts, pos),
         _ if TEMPLATE_GLOBALS.contains(&root) => {}
         _ => {
-            let hint = one_of(root, &SCOPE_ROOTS);
+            let hint =
+                habits::reference_hint(reference).unwrap_or_else(|| one_of(root, &SCOPE_ROOTS));
             sink.error(
                 Code::UnknownScopeRoot,
                 pos,
@@ -186,7 +195,7 @@ fn check_step_reference(
         }
     }
     if let Some(field) = parts.get(2).filter(|field| !STEP_FIELDS.contains(field)) {
-        let hint = one_of(field, &STEP_FIELDS);
+        let hint = habits::reference_hint(reference).unwrap_or_else(|| one_of(field, &STEP_FIELDS));
         let message = format!("`{reference}`: a step has `output` and `status`, not `{field}`");
         sink.error(Code::UnknownStepField, pos, message, Some(hint));
     }
