@@ -1,7 +1,7 @@
 //! `imx validate` and `imx graph`: read workflow files, run the DSL validator,
 //! and print diagnostics or the DAG.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -16,41 +16,54 @@ use crate::cli::{GraphArgs, GraphFormat, ValidateArgs};
 /// files are reported, not parsed.
 pub const WORKFLOW_FILE_BYTES_MAX: u64 = dsl::SOURCE_BYTES_MAX as u64;
 
+/// A file and its source and parse result, or why it could not be read.
+type Checked<'a> = (&'a PathBuf, Result<(String, dsl::Parsed), String>);
+
 pub fn validate(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
     let files = collect_workflow_files(&args.paths)?;
+    let checked: Vec<Checked<'_>> = files
+        .iter()
+        .map(|file| {
+            let parsed = read_workflow_source(file).map(|source| {
+                let parsed = dsl::parse(&source);
+                (source, parsed)
+            });
+            (file, parsed)
+        })
+        .collect();
+    let catalog = catalog(&args.paths, &files, &checked);
     let mut error_count = 0usize;
     let mut names: BTreeMap<String, PathBuf> = BTreeMap::new();
-    for file in &files {
+    for (file, result) in &checked {
         let display = file.display().to_string();
-        let source = match read_workflow_source(file) {
-            Ok(source) => source,
+        let (source, parsed) = match result {
+            Ok(checked) => checked,
             Err(message) => {
                 println!(
                     "{}",
-                    file_error(dsl::Code::Unreadable, message, None).render(&display)
+                    file_error(dsl::Code::Unreadable, message.clone(), None).render(&display)
                 );
                 error_count += 1;
                 continue;
             }
         };
-        let parsed = dsl::parse(&source);
-        for diagnostic in &parsed.diagnostics {
+        let mut diagnostics = parsed.diagnostics.clone();
+        if let Some(workflow) = &parsed.workflow {
+            diagnostics.extend(dsl::check_calls(source, &catalog));
+            if let Some(first) = names.insert(workflow.name.clone(), (*file).clone()) {
+                let message = format!(
+                    "workflow name `{}` is already used by {}",
+                    workflow.name,
+                    first.display()
+                );
+                let hint = Some("workflow names are unique: rename one of them".to_owned());
+                diagnostics.push(file_error(dsl::Code::DuplicateWorkflowName, message, hint));
+            }
+        }
+        for diagnostic in &diagnostics {
             println!("{}", diagnostic.render(&display));
         }
-        error_count += parsed.diagnostics.iter().filter(|d| d.is_error()).count();
-        if let Some(workflow) = parsed.workflow
-            && let Some(first) = names.insert(workflow.name.clone(), file.clone())
-        {
-            let message = format!(
-                "workflow name `{}` is already used by {}",
-                workflow.name,
-                first.display()
-            );
-            let hint = Some("workflow names are unique: rename one of them".to_owned());
-            let diagnostic = file_error(dsl::Code::DuplicateWorkflowName, message, hint);
-            println!("{}", diagnostic.render(&display));
-            error_count += 1;
-        }
+        error_count += diagnostics.iter().filter(|d| d.is_error()).count();
     }
     if error_count == 0 {
         eprintln!("imx validate: {} file(s) checked, no problems", files.len());
@@ -62,6 +75,49 @@ pub fn validate(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
         );
         Ok(ExitCode::FAILURE)
     }
+}
+
+/// What `uses: workflow` steps may name: the valid workflows checked, then
+/// those in the folder of each file named alone (`imx validate a.yaml`
+/// resolves `a`'s children beside it); the first file with a name wins.
+fn catalog(paths: &[PathBuf], files: &[PathBuf], checked: &[Checked<'_>]) -> dsl::Catalog {
+    let mut catalog = dsl::Catalog::new();
+    let mut add = |parsed: &dsl::Parsed| {
+        if let Some(workflow) = &parsed.workflow {
+            catalog
+                .entry(workflow.name.clone())
+                .or_insert_with(|| workflow.input.clone());
+        }
+    };
+    for (_, result) in checked {
+        if let Ok((_, parsed)) = result {
+            add(parsed);
+        }
+    }
+    let folders: BTreeSet<&Path> = paths
+        .iter()
+        .filter(|path| path.is_file())
+        .filter_map(|path| path.parent())
+        .map(|parent| {
+            if parent.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                parent
+            }
+        })
+        .collect();
+    for folder in folders {
+        let mut beside = Vec::new();
+        if collect_from_dir(folder, &mut beside).is_err() {
+            continue;
+        }
+        for file in beside.iter().filter(|file| !files.contains(file)) {
+            if let Ok(source) = read_workflow_source(file) {
+                add(&dsl::parse(&source));
+            }
+        }
+    }
+    catalog
 }
 
 pub fn graph(args: &GraphArgs) -> anyhow::Result<ExitCode> {

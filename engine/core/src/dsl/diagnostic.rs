@@ -128,13 +128,22 @@ codes! {
     Unreadable = 33, "IMX0033", "a workflow file cannot be read (missing, too large, not UTF-8)";
     DuplicateWorkflowName = 34, "IMX0034", "two workflow files use the same `name`";
     TemplateNotAllowed = 35, "IMX0035", "a template where the value must be known when the workflow is registered";
+    // Problems across workflows, found by `imx validate` (`check_calls`).
+    UnknownWorkflow = 36, "IMX0036", "a `uses: workflow` step names a workflow that is not among those checked";
+    ChildInputInvalid = 37, "IMX0037", "a `uses: workflow` step's `input` does not fit the child's `input` schema";
 }
 
 impl Code {
     /// Whether [`super::parse`] reports this code; the others concern a set of
     /// files and are reported by `imx validate`.
     pub fn is_reported_by_parse(self) -> bool {
-        !matches!(self, Code::Unreadable | Code::DuplicateWorkflowName)
+        !matches!(
+            self,
+            Code::Unreadable
+                | Code::DuplicateWorkflowName
+                | Code::UnknownWorkflow
+                | Code::ChildInputInvalid
+        )
     }
 }
 

@@ -5,6 +5,7 @@
 //! `trigger`/`with` (tree to model, checking keys, types and values), then
 //! `validate` (graph and templates). Pure: no I/O.
 
+mod calls;
 mod dag;
 mod diagnostic;
 pub mod duration;
@@ -17,6 +18,7 @@ mod validate;
 mod with;
 pub mod yaml;
 
+pub use calls::{Catalog, check_calls};
 pub use dag::{CYCLES_REPORTED_MAX, HINTED_DIAGNOSTICS_MAX, STEP_IDS_IN_HINT_MAX};
 pub use diagnostic::{Code, Diagnostic, Severity};
 pub use parse::{NAME_BYTES_MAX, RETRY_MAX_ATTEMPTS_MAX, RETRY_MULTIPLIER_MAX, TRIGGERS_MAX};
