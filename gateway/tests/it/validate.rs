@@ -153,7 +153,7 @@ fn validate_of_one_file_resolves_its_children_in_the_same_folder() {
     assert_eq!(outcome.code, 1);
     expect![[r#"
         DIR/order.yaml:49:13: error[IMX0036]: step `ship` runs the workflow `shipping`, which is not among the workflows checked
-          hint: the child must be one of the files checked (or beside a file checked); check them together: `imx validate FOLDER`
+          hint: the child must be among the files checked, beside a file checked, or (for `imx workflows register`) registered already; check them together: `imx validate FOLDER`
     "#]].assert_eq(&in_dir(&outcome.stdout, guard.path()));
 }
 

@@ -60,8 +60,9 @@ pub fn check_calls(source: &str, catalog: &Catalog) -> Vec<Diagnostic> {
 fn unknown(id: &str, name: &str, pos: Pos, catalog: &Catalog) -> Diagnostic {
     let hint = match suggest(name, catalog.keys().map(String::as_str)) {
         Some(best) => format!("did you mean `{best}`?"),
-        None => "the child must be one of the files checked (or beside a file checked); \
-                 check them together: `imx validate FOLDER`"
+        None => "the child must be among the files checked, beside a file checked, or (for \
+                 `imx workflows register`) registered already; check them together: \
+                 `imx validate FOLDER`"
             .to_owned(),
     };
     error(
