@@ -82,6 +82,10 @@ fn root_hint(name: &str) -> Option<String> {
              `input: { type: object, properties: { env: { type: string } } }`"
         }
         "outputs" => "imx writes the run's result as `output:`, a template tree",
+        "env" | "variables" => {
+            "imx computes named values once, when the run starts, with `vars:` (read as \
+             `{{ vars.NAME }}`); secrets are `secrets.NAME`"
+        }
         "errors" | "onExit" | "finally" => {
             "failure handlers: a step with `trigger_rule: one_failed` (or `all_done`) that \
              `needs` the steps it watches; `finally:` steps are not built yet"
@@ -270,6 +274,12 @@ fn translate_reference(reference: &str) -> Option<(String, &'static str)> {
             "Argo Workflows, Kestra and GitHub Actions",
         )),
         ["github", "run_attempt"] => Some(("run.attempt".to_owned(), "GitHub Actions")),
+        ["workflow", "creationTimestamp"] | ["execution", "startDate"] => {
+            Some(("run.started_at".to_owned(), "Argo Workflows and Kestra"))
+        }
+        ["workflow", "status"] | ["job", "status"] => {
+            Some(("run.status".to_owned(), "Argo Workflows and GitHub Actions"))
+        }
         _ => None,
     }
 }

@@ -255,7 +255,7 @@ fn imx0022_unknown_scope_root() {
             invalid/imx0022-unknown-scope-root.yaml:5:20: error[IMX0022]: `inputs.order_id`: `inputs` is not in scope
               hint: `inputs.order_id` (GitHub Actions and Kestra) is `input.order_id` in imx
             invalid/imx0022-unknown-scope-root.yaml:5:50: error[IMX0022]: `env.HOME`: `env` is not in scope
-              hint: expected one of: `input`, `steps`, `run`, `item`, `index`, `secrets`"#]],
+              hint: expected one of: `input`, `steps`, `run`, `vars`, `item`, `index`, `secrets`"#]],
     );
 }
 
@@ -297,8 +297,8 @@ fn imx0026_unknown_run_field() {
     check_fixture(
         "imx0026-unknown-run-field",
         expect![[r#"
-        invalid/imx0026-unknown-run-field.yaml:5:18: error[IMX0026]: `run.run_id`: `run` has no field `run_id`
-          hint: expected one of: `id`, `workflow`, `attempt`"#]],
+            invalid/imx0026-unknown-run-field.yaml:5:18: error[IMX0026]: `run.run_id`: `run` has no field `run_id`
+              hint: expected one of: `id`, `workflow`, `attempt`, `started_at`, `status`, `trigger`"#]],
     );
 }
 
@@ -307,7 +307,7 @@ fn imx0027_unknown_step_field() {
     check_fixture(
         "imx0027-unknown-step-field",
         expect![[r#"
-            invalid/imx0027-unknown-step-field.yaml:8:20: error[IMX0027]: `steps.fetch.outputs.items`: a step has `output` and `status`, not `outputs`
+            invalid/imx0027-unknown-step-field.yaml:8:20: error[IMX0027]: `steps.fetch.outputs.items`: a step has `output`, `status` and `error`, not `outputs`
               hint: `steps.fetch.outputs.items` (GitHub Actions) is `steps.fetch.output.items` in imx"#]],
     );
 }
@@ -393,5 +393,19 @@ fn imx0035_template_not_allowed() {
           hint: `continue_on_error` is read when the workflow is registered, before any run exists: write the value itself
         invalid/imx0035-template-not-allowed.yaml:18:19: error[IMX0035]: `max_parallel` is a template; templates are not allowed here
           hint: `max_parallel` is read when the workflow is registered, before any run exists: write the value itself"#]],
+    );
+}
+
+#[test]
+fn imx0038_invalid_var() {
+    check_fixture(
+        "imx0038-invalid-var",
+        expect![[r#"
+        invalid/imx0038-invalid-var.yaml:3:3: error[IMX0038]: `vars` name `Region-Name` must match `[a-z][a-z0-9_]*` (at most 64 bytes)
+          hint: templates read it as `vars.<name>`, where `-` or `.` would not parse; try `region_name`
+        invalid/imx0038-invalid-var.yaml:4:13: error[IMX0022]: `steps.a.output`: `vars` are rendered once when the run starts, where only `input` and `run` are in scope
+          hint: read it in the step that needs it instead
+        invalid/imx0038-invalid-var.yaml:10:12: error[IMX0022]: `vars.greting`: there is no var `greting`
+          hint: did you mean `greeting`?"#]],
     );
 }
