@@ -189,3 +189,40 @@ fn a_new_version_declaring_vars_the_run_lacks_is_reported_by_compat() {
     rendered.apply(&started(&new, json!({}))).expect("applies");
     assert!(compatibility(&new, &new, &rendered).is_empty());
 }
+
+#[test]
+fn run_trigger_names_what_started_the_run() {
+    let cron = imx_core::event::TriggerContext::Cron {
+        trigger: "nightly".to_owned(),
+        scheduled_at: t0(),
+    };
+    let parent = imx_core::event::ParentRun {
+        run_id: RUN_ID,
+        step_key: format!("{RUN_ID}/ship"),
+    };
+    let context = |trigger, parent| RunContext {
+        id: Some(RUN_ID),
+        workflow: "w",
+        attempt: 2,
+        started_at: Some(t0()),
+        trigger,
+        parent,
+        status: "running",
+    };
+    assert_eq!(
+        context(Some(&cron), None).to_json()["trigger"],
+        json!({"kind": "cron", "trigger": "nightly", "scheduled_at": "2026-01-01T00:00:00Z"})
+    );
+    assert_eq!(
+        context(None, Some(&parent)).to_json()["trigger"],
+        json!({"kind": "workflow", "parent_run": RUN_ID.to_string()})
+    );
+    assert_eq!(
+        context(None, None).to_json(),
+        json!({
+            "id": RUN_ID.to_string(), "workflow": "w", "attempt": 2,
+            "started_at": "2026-01-01T00:00:00Z", "status": "running",
+            "trigger": {"kind": "manual"}
+        })
+    );
+}
