@@ -3,7 +3,7 @@
 //! unfinished runs on start, and graceful shutdown.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{Semaphore, watch};
@@ -14,6 +14,7 @@ use tracing::field::Empty;
 use crate::executor::Executor;
 use crate::store::{ClaimedTask, EventStore, RunQuery};
 
+use super::local::LocalWorkers;
 use super::queues::{AttemptTask, TIMER_QUEUE, TimerTask};
 use super::{Error, Runtime};
 
@@ -142,12 +143,18 @@ impl<S: EventStore> Runtime<S> {
         mut stop: watch::Receiver<bool>,
     ) {
         let slots = Arc::new(Semaphore::new(self.config.workers.max(1)));
-        let mut running = JoinSet::new();
         let mut names: Vec<String> = queues.keys().cloned().collect();
         names.push(TIMER_QUEUE.to_owned());
+        let local = Arc::new(LocalWorkers {
+            queues: queues.clone(),
+            slots: Arc::clone(&slots),
+            running: Mutex::new(Some(JoinSet::new())),
+            stop: stop.clone(),
+        });
+        self.add_local_workers(&local);
         let poll = Duration::from_millis(self.config.poll_ms.max(1));
         while !*stop.borrow() {
-            while running.try_join_next().is_some() {}
+            local.reap();
             let mut claimed_any = false;
             for queue in &names {
                 let free = slots.available_permits() as u32;
@@ -182,7 +189,7 @@ impl<S: EventStore> Runtime<S> {
                     let executor = queues.get(queue).cloned();
                     let stop = stop.clone();
                     let span = task_span(&task);
-                    running.spawn(
+                    local.spawn(
                         async move {
                             runtime.handle_task(task, executor, stop).await;
                             drop(permit);
@@ -205,6 +212,9 @@ impl<S: EventStore> Runtime<S> {
                 _ = slots.acquire(), if slots.available_permits() == 0 => {}
             }
         }
+        // Appends lease no more attempts to these workers.
+        self.remove_local_workers(&local);
+        let mut running = local.take_running();
         let grace = Duration::from_millis(self.config.shutdown_grace_ms);
         let drained = tokio::time::timeout(grace, async {
             while running.join_next().await.is_some() {}
@@ -241,7 +251,7 @@ impl<S: EventStore> Runtime<S> {
 /// The span every log line about one task is in: the run always; the step,
 /// item and attempt whenever the task concerns a step (an attempt, a
 /// `sleep` ending, a step's retry or timeout timer).
-fn task_span(task: &ClaimedTask) -> tracing::Span {
+pub(super) fn task_span(task: &ClaimedTask) -> tracing::Span {
     let span = tracing::info_span!(
         "task",
         run_id = %task.run_id,
