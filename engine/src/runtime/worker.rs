@@ -161,14 +161,16 @@ impl<S: EventStore> Runtime<S> {
                 if free == 0 {
                     break;
                 }
+                // Slots first, then the claim: appends take slots too
+                // (local dispatch), and a claimed task without a slot would
+                // wait for its lease to expire.
+                let wanted = free.min(CLAIM_BATCH_MAX);
+                let Ok(mut permits) = Arc::clone(&slots).try_acquire_many_owned(wanted) else {
+                    continue;
+                };
                 let claimed = self
                     .store
-                    .claim_tasks(
-                        &self.config.node,
-                        queue,
-                        free.min(CLAIM_BATCH_MAX),
-                        self.config.lease_ms,
-                    )
+                    .claim_tasks(&self.config.node, queue, wanted, self.config.lease_ms)
                     .await;
                 let tasks = match claimed {
                     Ok(tasks) => tasks,
@@ -182,7 +184,8 @@ impl<S: EventStore> Runtime<S> {
                     crate::failpoint::crash_point(crate::failpoint::AFTER_CLAIM);
                 }
                 for task in tasks {
-                    let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
+                    // The claim returned at most `wanted` tasks.
+                    let Some(permit) = permits.split(1) else {
                         break;
                     };
                     let runtime = Arc::clone(&self);
