@@ -5,9 +5,15 @@
 //! the same event rows into a copy of the events table, no projections, no
 //! queue, no hash chain. Prints a table with ratios.
 //!
+//! The append path with signed checkpoints (issue #17): 32 appenders at
+//! once, full transitions, with the checkpoint writer off and on (every
+//! 1,000 events, the default, and every 100); the ratio is on ÷ off,
+//! measured in interleaved rounds of the same run.
+//!
 //! `cargo bench -p imx-engine --bench store`; PostgreSQL is measured when
 //! `IMX_TEST_POSTGRES_URL` is set (see `scripts/test-postgres`).
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::Utc;
@@ -26,6 +32,10 @@ const BATCHES: usize = 30;
 const RUNS: usize = 50;
 /// Interleaved repetitions of every workload; the median is reported.
 const ROUNDS: usize = 5;
+/// Appenders at once in the checkpoint workloads.
+const CONCURRENT: usize = 32;
+/// Transitions each appender writes per measurement.
+const CONCURRENT_EACH: usize = 40;
 
 struct Row {
     backend: &'static str,
@@ -47,15 +57,17 @@ fn main() {
     runtime.block_on(async {
         let folder = tempfile::tempdir().expect("temp dir");
         let url = format!("sqlite://{}/bench.db", folder.path().display());
-        let store = SqliteStore::connect(&url, StoreConfig::default()).await.expect("open SQLite");
+        let store = Arc::new(SqliteStore::connect(&url, StoreConfig::default()).await.expect("open SQLite"));
         let baseline = Baseline::of_sqlite(&store);
-        measure("sqlite", &store, &baseline, &mut rows).await;
+        measure("sqlite", store.as_ref(), &baseline, &mut rows).await;
+        with_checkpoints("sqlite", &store, &mut rows).await;
         match std::env::var("IMX_TEST_POSTGRES_URL") {
             Ok(admin_url) => {
                 let url = create_database(&admin_url, "imx_bench").await.expect("create database");
-                let store = PostgresStore::connect(&url, StoreConfig::default()).await.expect("open Postgres");
+                let store = Arc::new(PostgresStore::connect(&url, StoreConfig::default()).await.expect("open Postgres"));
                 let baseline = Baseline::of_postgres(&store);
-                measure("postgres", &store, &baseline, &mut rows).await;
+                measure("postgres", store.as_ref(), &baseline, &mut rows).await;
+                with_checkpoints("postgres", &store, &mut rows).await;
                 store.pool().close().await;
                 drop_database(&admin_url, &url).await.expect("drop database");
             }
@@ -147,11 +159,6 @@ async fn measure<S: EventStore>(
         seconds[4].push(secs(started));
         wal[4].push(baseline.wal_since(lsn).await.expect("WAL bytes"));
     }
-    let median = |values: &[f64]| {
-        let mut values = values.to_vec();
-        values.sort_by(f64::total_cmp);
-        values[values.len() / 2]
-    };
     let single = SINGLE_EVENTS;
     let batched = BATCHES * BATCH_RUNS;
     let base_single = single as f64 / median(&seconds[0]);
@@ -181,6 +188,88 @@ async fn measure<S: EventStore>(
             seconds: median(&seconds[slot]),
             baseline: base,
             wal_bytes,
+        });
+    }
+}
+
+/// 32 appenders at once with the checkpoint writer off, on at its default
+/// (every 1,000 events) and on every 100 events, interleaved; medians.
+async fn with_checkpoints<S: EventStore + 'static>(
+    backend: &'static str,
+    store: &Arc<S>,
+    rows: &mut Vec<Row>,
+) {
+    use engine::checkpoint::{CHECKPOINT_EVERY_EVENTS_DEFAULT, Config, PrivateKey};
+    let key = Arc::new(PrivateKey::from_seed("bench", [9; 32]).expect("a key"));
+    let writer = |every_events: u64| Config {
+        key: Arc::clone(&key),
+        origin: "bench/log".to_owned(),
+        every_events,
+        every_ms: 1_000,
+        witnesses: Vec::new(),
+        holder: "bench".to_owned(),
+    };
+    let settings = [None, Some(CHECKPOINT_EVERY_EVENTS_DEFAULT), Some(100)];
+    let mut seconds: [Vec<f64>; 3] = Default::default();
+    let mut signed = 0;
+    for _ in 0..ROUNDS {
+        for (slot, every) in settings.iter().enumerate() {
+            let handle =
+                every.map(|every| engine::checkpoint::spawn(Arc::clone(store), writer(every)));
+            let before = store
+                .latest_checkpoint()
+                .await
+                .expect("latest")
+                .map_or(0, |c| c.tree_size);
+            let started = Instant::now();
+            let appenders: Vec<_> = (0..CONCURRENT)
+                .map(|_| {
+                    let store = Arc::clone(store);
+                    tokio::spawn(async move {
+                        let run_id = new_id();
+                        for seq in 0..CONCURRENT_EACH as u64 {
+                            store
+                                .append(transition(run_id, seq, true))
+                                .await
+                                .expect("append");
+                        }
+                    })
+                })
+                .collect();
+            for appender in appenders {
+                appender.await.expect("an appender");
+            }
+            seconds[slot].push(secs(started));
+            if let Some(handle) = handle {
+                handle.shutdown().await;
+                let after = store
+                    .latest_checkpoint()
+                    .await
+                    .expect("latest")
+                    .map_or(0, |c| c.tree_size);
+                signed += usize::from(after > before);
+            }
+        }
+    }
+    assert!(
+        signed > 0,
+        "the writer signed checkpoints while the appenders ran"
+    );
+    let events = CONCURRENT * CONCURRENT_EACH;
+    let off = events as f64 / median(&seconds[0]);
+    let workloads = [
+        ("append: full transition, 32 at once, checkpoints off", None),
+        ("… checkpoints on, every 1,000 events (vs off)", Some(off)),
+        ("… checkpoints on, every 100 events (vs off)", Some(off)),
+    ];
+    for (slot, (workload, baseline)) in workloads.into_iter().enumerate() {
+        rows.push(Row {
+            backend,
+            workload,
+            events,
+            seconds: median(&seconds[slot]),
+            baseline,
+            wal_bytes: None,
         });
     }
 }
@@ -238,6 +327,13 @@ fn transition(run_id: RunId, expected_seq: u64, full: bool) -> AppendRequest {
         });
     }
     request
+}
+
+/// The middle value of the rounds' measurements.
+fn median(values: &[f64]) -> f64 {
+    let mut values = values.to_vec();
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
 }
 
 fn secs(started: Instant) -> f64 {

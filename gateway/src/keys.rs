@@ -102,6 +102,15 @@ pub struct CheckpointArgs {
         value_delimiter = ','
     )]
     pub urls: Vec<String>,
+    /// Publish every checkpoint to this Kafka topic too (repeatable; needs
+    /// --kafka-brokers), before the database.
+    #[arg(
+        long = "checkpoint-topic",
+        env = "IMX_CHECKPOINT_TOPIC",
+        value_name = "TOPIC",
+        value_delimiter = ','
+    )]
+    pub topics: Vec<String>,
     /// The log's name, the first line of every checkpoint.
     #[arg(
         long = "checkpoint-origin",
@@ -114,15 +123,25 @@ pub struct CheckpointArgs {
 impl CheckpointArgs {
     /// The writer's settings, `None` without `--signing-key`; a flag that
     /// needs the key without it is refused, not ignored. The lease holder
-    /// is left empty: the node fills in its name.
-    pub fn config(&self) -> anyhow::Result<Option<Config>> {
+    /// is left empty: the node fills in its name. `brokers`: the node's
+    /// `--kafka-brokers`, which `--checkpoint-topic` needs.
+    pub fn config(&self, brokers: Option<&str>) -> anyhow::Result<Option<Config>> {
         let Some(path) = &self.signing_key else {
             anyhow::ensure!(
-                self.files.is_empty() && self.urls.is_empty(),
-                "--checkpoint-file and --checkpoint-url need --signing-key (IMX_SIGNING_KEY): checkpoints are signed"
+                self.files.is_empty() && self.urls.is_empty() && self.topics.is_empty(),
+                "--checkpoint-file, --checkpoint-url and --checkpoint-topic need --signing-key (IMX_SIGNING_KEY): checkpoints are signed"
             );
             return Ok(None);
         };
+        let brokers = brokers.filter(|brokers| !brokers.trim().is_empty());
+        anyhow::ensure!(
+            self.topics.is_empty() || brokers.is_some(),
+            "--checkpoint-topic needs --kafka-brokers (IMX_KAFKA_BROKERS): the brokers to publish checkpoints to"
+        );
+        anyhow::ensure!(
+            self.topics.iter().all(|topic| !topic.trim().is_empty()),
+            "--checkpoint-topic takes a non-empty topic name"
+        );
         anyhow::ensure!(
             self.urls
                 .iter()
@@ -144,6 +163,10 @@ impl CheckpointArgs {
                 .cloned()
                 .map(Witness::File)
                 .chain(self.urls.iter().cloned().map(Witness::Url))
+                .chain(self.topics.iter().map(|topic| Witness::Topic {
+                    brokers: brokers.unwrap_or_default().to_owned(),
+                    topic: topic.clone(),
+                }))
                 .collect(),
             holder: String::new(),
         }))

@@ -47,6 +47,13 @@ pub enum ReplayCommand {
         /// `checkpoints` table; an export FILE needs one.
         #[arg(long, value_name = "FILE", requires = "trusted_keys")]
         checkpoints: Vec<PathBuf>,
+        /// Checkpoint notes from this Kafka topic (a witness topic, read from its
+        /// start to its end; repeatable; needs --kafka-brokers).
+        #[arg(long, value_name = "TOPIC", requires_all = ["trusted_keys", "kafka_brokers"])]
+        checkpoints_topic: Vec<String>,
+        /// Kafka bootstrap servers (`host:port,…`) for --checkpoints-topic.
+        #[arg(long, env = "IMX_KAFKA_BROKERS", value_name = "HOST:PORT,…")]
+        kafka_brokers: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -131,6 +138,8 @@ async fn dispatch(args: ReplayArgs, url: &str) -> anyhow::Result<ExitCode> {
             expect,
             trusted_keys,
             checkpoints,
+            checkpoints_topic,
+            kafka_brokers,
             json,
         } => {
             let mut options = replay::Options {
@@ -139,8 +148,13 @@ async fn dispatch(args: ReplayArgs, url: &str) -> anyhow::Result<ExitCode> {
                 checkpoints: trusted_keys.is_some(),
             };
             if let Some(keys) = &trusted_keys {
-                let trusted =
-                    trusted_checkpoints(keys, &checkpoints, file.is_none().then_some(url)).await?;
+                let sources = CheckpointSources {
+                    files: &checkpoints,
+                    topics: &checkpoints_topic,
+                    brokers: kafka_brokers.as_deref().unwrap_or_default(),
+                    store: file.is_none().then_some(url),
+                };
+                let trusted = trusted_checkpoints(keys, &sources).await?;
                 if trusted.untrusted > 0 {
                     eprintln!(
                         "note: {} checkpoints are signed by no trusted key: not used",
@@ -208,12 +222,22 @@ async fn dispatch(args: ReplayArgs, url: &str) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Reads `--trusted-keys` and the checkpoints (the `--checkpoints` files,
-/// else the store's table when `store` is given).
+/// Where `verify --trusted-keys` reads checkpoints from.
+struct CheckpointSources<'a> {
+    /// `--checkpoints` files.
+    files: &'a [PathBuf],
+    /// `--checkpoints-topic` topics of `brokers`.
+    topics: &'a [String],
+    brokers: &'a str,
+    /// The store's table, when no file or topic is named (a store verify).
+    store: Option<&'a str>,
+}
+
+/// Reads `--trusted-keys` and the checkpoints (the `--checkpoints` files and
+/// `--checkpoints-topic` topics, else the store's table when verifying it).
 async fn trusted_checkpoints(
     keys: &Path,
-    files: &[PathBuf],
-    store: Option<&str>,
+    sources: &CheckpointSources<'_>,
 ) -> anyhow::Result<replay::trusted::TrustedCheckpoints> {
     let text = read_text(keys, KEYS_FILE_BYTES_MAX)?;
     let keys = engine::checkpoint::TrustedKey::parse_all(&text)
@@ -223,14 +247,23 @@ async fn trusted_checkpoints(
         "--trusted-keys names no key: one public key (`imx keys generate`) per line"
     );
     let mut notes = Vec::new();
-    for file in files {
+    for file in sources.files {
         let text = read_text(file, CHECKPOINTS_FILE_BYTES_MAX)?;
         notes.extend(engine::checkpoint::split_notes(&text));
     }
-    if files.is_empty() {
-        let Some(url) = store else {
+    for topic in sources.topics {
+        let (brokers, topic) = (sources.brokers.to_owned(), topic.clone());
+        // librdkafka's consumer blocks: off the async workers.
+        let read = tokio::task::spawn_blocking(move || {
+            engine::checkpoint::read_topic(&brokers, &topic, CHECKPOINTS_FILE_BYTES_MAX)
+        })
+        .await??;
+        notes.extend(read);
+    }
+    if sources.files.is_empty() && sources.topics.is_empty() {
+        let Some(url) = sources.store else {
             anyhow::bail!(
-                "--trusted-keys with an export FILE needs --checkpoints FILE: the checkpoints kept outside the database (a witness file)"
+                "--trusted-keys with an export FILE needs --checkpoints FILE or --checkpoints-topic TOPIC: the checkpoints kept outside the database (a witness)"
             );
         };
         let store = open(url).await?;

@@ -163,7 +163,9 @@ pub async fn serve(url: &str, args: &ServeArgs) -> anyhow::Result<std::process::
         .into_config()
         .context("invalid API settings")?;
     // So are the checkpoint settings (the key is read now).
-    let checkpoint_config = args.checkpoints.config()?;
+    let checkpoint_config = args
+        .checkpoints
+        .config(args.executors.kafka_brokers.as_deref())?;
     imx_gateway::api::init_json_logging();
     let node = start_node(url, config, args.executors.clone()).await?;
     // Signed checkpoints (with --signing-key): one writer among the nodes.

@@ -5,6 +5,12 @@
 //! bytes (what any verifier must at least pay). File measurements are
 //! repeated `REPEATS` times, interleaved, and the best time is reported.
 //!
+//! Signed checkpoints (issue #17), in the full run: the Merkle tree built
+//! over the whole log (stored nodes), a checkpoint signed every 1,000
+//! events (the writer's default), `verify FILE` with all of them trusted
+//! (signatures, log hashes and Merkle roots) beside raw SHA-256, and the
+//! time of inclusion and consistency proofs at the log's full size.
+//!
 //! `IMX_BENCH_EXPORT=FILE` keeps the export in FILE; when FILE exists
 //! already, only the file rows are measured, on it (quick iterations).
 
@@ -54,7 +60,7 @@ fn main() {
     let kept = std::env::var_os("IMX_BENCH_EXPORT").map(std::path::PathBuf::from);
     if let Some(path) = kept.as_ref().filter(|path| path.exists()) {
         let head = trailer_head(path);
-        let events = measure_file(path, &head, None);
+        let events = measure_file(path, &head, None, None);
         println!("{events} events from {}", path.display());
         breakdown(path);
         println!(
@@ -90,12 +96,15 @@ fn main() {
         .expect("export");
     drop(out);
     let export_time = started.elapsed();
+    let signed = runtime.block_on(sign_checkpoints(&store, written));
     let verified = measure_file(
         &path,
         &trailer.head,
         Some((&runtime, &store, fill_time, export_time)),
+        Some(&signed),
     );
     assert_eq!(verified, written);
+    runtime.block_on(prove(&store, written, &signed));
     breakdown(&path);
     println!(
         "\nload average (1 5 15 min): {load_at_start} at the start, {} at the end",
@@ -107,10 +116,123 @@ fn main() {
 /// fill and the export took.
 type StoreRun<'a> = (&'a tokio::runtime::Runtime, &'a Store, Duration, Duration);
 
+/// Checkpoints signed over the bench's log, and how long building the
+/// tree and signing took.
+struct Signed {
+    key: engine::checkpoint::TrustedKey,
+    notes: Vec<String>,
+    tree_time: Duration,
+    sign_time: Duration,
+}
+
+/// Builds the Merkle tree over the log's `events` (stored nodes), then
+/// signs a checkpoint every `CHECKPOINT_EVERY_EVENTS_DEFAULT` events and
+/// at the head, as `imx serve --signing-key` would.
+async fn sign_checkpoints(store: &Store, events: u64) -> Signed {
+    use engine::checkpoint::{CHECKPOINT_EVERY_EVENTS_DEFAULT, Checkpoint, PrivateKey};
+    let started = Instant::now();
+    engine::merkle::extend(store, events)
+        .await
+        .expect("the tree");
+    let tree_time = started.elapsed();
+    let key = PrivateKey::from_seed("bench", [3; 32]).expect("a key");
+    let started = Instant::now();
+    let mut notes = Vec::new();
+    let mut after = 0;
+    while after < events {
+        let page = store.read_log(after, 1_000).await.expect("read the log");
+        for event in &page {
+            if event.position % CHECKPOINT_EVERY_EVENTS_DEFAULT == 0 || event.position == events {
+                let checkpoint = Checkpoint {
+                    origin: "bench/log".to_owned(),
+                    tree_size: event.position,
+                    root: engine::merkle::root_at(store, event.position)
+                        .await
+                        .expect("a root"),
+                    log_hash: event.log_hash.clone(),
+                    time_ms: 0,
+                };
+                notes.push(checkpoint.sign(&key));
+            }
+        }
+        after = page.last().expect("a page").position;
+    }
+    Signed {
+        key: key.public(),
+        notes,
+        tree_time,
+        sign_time: started.elapsed(),
+    }
+}
+
+/// Proofs at the log's full size: inclusion of spread-out events and
+/// consistency with spread-out older sizes, each checked, timed per proof.
+async fn prove(store: &Store, events: u64, signed: &Signed) {
+    use engine::merkle::{
+        consistency_proof, inclusion_proof, verify_consistency, verify_inclusion,
+    };
+    const PROOFS: u64 = 1_000;
+    // Spread over the log by a multiplicative step (Knuth's constant).
+    let spread = |i: u64| (i.wrapping_mul(2_654_435_761) % events).max(1);
+    let started = Instant::now();
+    for i in 0..PROOFS {
+        let index = spread(i) - 1;
+        let proof = inclusion_proof(store, index, events)
+            .await
+            .expect("a proof");
+        let leaf = engine::merkle::leaf_hash(&proof.other);
+        assert!(verify_inclusion(
+            index,
+            events,
+            &leaf,
+            &proof.path,
+            &proof.root
+        ));
+    }
+    let inclusion = started.elapsed();
+    let started = Instant::now();
+    for i in 0..PROOFS {
+        let old = spread(i);
+        let proof = consistency_proof(store, old, events)
+            .await
+            .expect("a proof");
+        assert!(verify_consistency(
+            old,
+            events,
+            &proof.other,
+            &proof.root,
+            &proof.path
+        ));
+    }
+    let consistency = started.elapsed();
+    let per = |time: Duration| time.as_secs_f64() * 1e3 / PROOFS as f64;
+    println!(
+        "\nsigned checkpoints over {events} events (SQLite store): Merkle tree built in {:.2} s; {} checkpoints signed in {:.2} s",
+        signed.tree_time.as_secs_f64(),
+        signed.notes.len(),
+        signed.sign_time.as_secs_f64()
+    );
+    println!("\n| proof at size {events} (made from the store and checked) | per proof |");
+    println!("| --- | ---: |");
+    println!(
+        "| inclusion (`imx replay prove --run R --seq S`) | {:.3} ms |",
+        per(inclusion)
+    );
+    println!(
+        "| consistency (`imx replay prove --consistency OLD {events}`) | {:.3} ms |",
+        per(consistency)
+    );
+}
+
 /// Measures raw SHA-256 and verify over the export at `path` (whose head
-/// is `head`), plus the store rows when given, and prints the table.
-/// Returns the events verified.
-fn measure_file(path: &std::path::Path, head: &str, store: Option<StoreRun>) -> u64 {
+/// is `head`), plus the store rows and the signed-checkpoint row when
+/// given, and prints the table. Returns the events verified.
+fn measure_file(
+    path: &std::path::Path,
+    head: &str,
+    store: Option<StoreRun>,
+    signed: Option<&Signed>,
+) -> u64 {
     let bytes = std::fs::metadata(path).expect("the export").len();
     let digest = sha256_file(path);
     let verify = |tuning: replay::Tuning| {
@@ -125,6 +247,33 @@ fn measure_file(path: &std::path::Path, head: &str, store: Option<StoreRun>) -> 
             replay::verify_reader_tuned(reader, options, tuning).expect("the export verifies");
         (started.elapsed(), summary)
     };
+    // What `verify FILE --trusted-keys K --checkpoints C` does, from the
+    // notes' text: signatures checked, then log hashes and roots.
+    let verify_signed = |signed: &Signed| {
+        let started = Instant::now();
+        let trusted = replay::trusted::TrustedCheckpoints::from_notes(
+            std::slice::from_ref(&signed.key),
+            signed.notes.iter().map(String::as_str),
+        )
+        .expect("the notes");
+        assert_eq!(trusted.untrusted, 0);
+        let reader =
+            BufReader::with_capacity(HASH_CHUNK_BYTES, File::open(path).expect("open the export"));
+        let options = replay::Options {
+            expect_head: Some(head.to_owned()),
+            expect: trusted.expectations(),
+            checkpoints: true,
+        };
+        let summary = replay::verify_reader_tuned(reader, options, replay::Tuning::default())
+            .expect("the export verifies against the checkpoints");
+        let proven = summary
+            .coverage
+            .as_ref()
+            .is_some_and(|c| c.unprovable.is_none());
+        assert!(proven, "every event is covered by a checkpoint");
+        started.elapsed()
+    };
+    let mut signed_time = Duration::MAX;
     let tuned = replay::Tuning::default();
     let one_worker = replay::Tuning {
         workers: 1,
@@ -148,6 +297,9 @@ fn measure_file(path: &std::path::Path, head: &str, store: Option<StoreRun>) -> 
         summary = Some(verified);
         one_worker_time = one_worker_time.min(verify(one_worker).0);
         normative_time = normative_time.min(verify(normative).0);
+        if let Some(signed) = signed {
+            signed_time = signed_time.min(verify_signed(signed));
+        }
     }
     let summary = summary.expect("verified at least once");
     let events = summary.events;
@@ -195,6 +347,16 @@ fn measure_file(path: &std::path::Path, head: &str, store: Option<StoreRun>) -> 
         ),
         normative_time,
     );
+    if let Some(signed) = signed {
+        row(
+            &format!(
+                "verify FILE + {} signed checkpoints (--trusted-keys, {} workers)",
+                signed.notes.len(),
+                tuned.workers
+            ),
+            signed_time,
+        );
+    }
     if let Some((store_time, export_time)) = store_rows {
         row("verify (store, SQLite)", store_time);
         row("export (store → file)", export_time);

@@ -63,19 +63,8 @@ async fn crash_at(point: &str) -> Option<(Report, usize)> {
     let file = folder.path().join("failpoints.yaml");
     std::fs::write(&file, WORKFLOW).expect("write the workflow");
     // Started by the CLI (unarmed): the node under test only advances runs.
-    let mut acknowledged = Vec::new();
-    for _ in 0..RUNS {
-        let input = format!(r#"{{"target": "{}"}}"#, target.base);
-        let args = ["--database-url", &url, "run", &file.display().to_string()]
-            .into_iter()
-            .chain(["--input", &input])
-            .map(str::to_owned)
-            .collect();
-        let started = e2e::binary::run_async(args).await;
-        assert_eq!(started.code, 0, "{started:?}");
-        let id = started.stdout.split_whitespace().last().expect("a run id");
-        acknowledged.push(uuid::Uuid::parse_str(id).expect("a uuid"));
-    }
+    let file = file.display().to_string();
+    let acknowledged = e2e::load::start_runs_by_cli(&url, &file, &target.base, RUNS).await;
     let armed = NodeOptions {
         lease_ms: LEASE_MS,
         env: vec![("FAILPOINTS".into(), format!("{point}=1*return"))],

@@ -5,6 +5,7 @@
 //! variants (docs/reliability.md).
 
 mod bad_input;
+mod checkpoints;
 mod crash;
 mod disk;
 mod failpoints;

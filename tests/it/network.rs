@@ -2,7 +2,9 @@
 //! reach the database only through the fault-injecting proxy
 //! (`e2e::proxy`) while they carry the mixed load: 200 ms added latency,
 //! then a 10 s blackhole (a partition that heals), then connection resets
-//! mid-transaction (an append whose COMMIT outcome the node cannot know
+//! mid-transaction, then answers cut: every 4th request reaches
+//! PostgreSQL and is carried out, but its answer is dropped and the
+//! connection reset (an append whose COMMIT outcome the node cannot know
 //! must not be applied twice). Nothing is lost or duplicated, the nodes
 //! recover by themselves.
 
@@ -22,6 +24,9 @@ const BLACKHOLE_MS: u64 = 10_000;
 /// Resets of every connection, one per `RESET_EVERY_MS`.
 const RESETS: usize = 8;
 const RESET_EVERY_MS: u64 = 700;
+/// Every Nth request's answer is cut, for `CUT_MS`.
+const CUT_EVERY: u64 = 4;
+const CUT_MS: u64 = 5_000;
 const WAIT_MS_MAX: u64 = 300_000;
 
 /// The injected fault lasts `ms` (the schedule of the fault, not a wait).
@@ -60,7 +65,7 @@ async fn latency_blackhole_and_resets_to_postgres_lose_and_duplicate_nothing() {
     let mut agent = load::spawn_agent(&db.url, &target.base);
     let (stop, stopped) = watch::channel(false);
     let approver = load::spawn_approver(&db.url, cluster.bases.clone(), stopped);
-    let spread = Duration::from_secs(sized(20, 60));
+    let spread = Duration::from_secs(sized(30, 60));
     let starters = load::spawn_starters(&db.url, cluster.bases.clone(), &target.base, runs, spread);
     hold(1_000).await;
     proxy.set(Mode::Latency(Duration::from_millis(LATENCY_MS)));
@@ -75,6 +80,9 @@ async fn latency_blackhole_and_resets_to_postgres_lose_and_duplicate_nothing() {
         proxy.reset_all();
         hold(RESET_EVERY_MS).await;
     }
+    proxy.set(Mode::CutAnswers(CUT_EVERY));
+    hold(CUT_MS).await;
+    proxy.set(Mode::Pass);
     let acknowledged = starters.await.expect("the starters");
     let expect = Expect {
         acknowledged,
@@ -97,13 +105,19 @@ async fn latency_blackhole_and_resets_to_postgres_lose_and_duplicate_nothing() {
     let count = |counter: &std::sync::atomic::AtomicUsize| {
         counter.load(std::sync::atomic::Ordering::Relaxed)
     };
+    assert!(
+        count(&stats.answers_cut) > 0,
+        "no answer was cut: the scenario did not reach an unknown outcome"
+    );
     e2e::figures(
         "scenario 4 (network faults to PostgreSQL)",
         &format!(
-            "{runs} runs on {NODES} nodes; {LATENCY_MS} ms latency for 5 s, a {} s blackhole, {RESETS} rounds of resets: {} connections reset ({} with a request in flight), {} connections in all, {:.1} s in all; {report}",
+            "{runs} runs on {NODES} nodes; {LATENCY_MS} ms latency for 5 s, a {} s blackhole, {RESETS} rounds of resets: {} connections reset ({} with a request in flight), then every {CUT_EVERY}th request's answer cut for {} s: {} answers cut (outcome unknown to the node), {} connections in all, {:.1} s in all; {report}",
             BLACKHOLE_MS / 1000,
             count(&stats.resets),
             count(&stats.resets_in_flight),
+            CUT_MS / 1000,
+            count(&stats.answers_cut),
             count(&stats.connections),
             began.elapsed().as_secs_f64()
         ),

@@ -387,10 +387,18 @@ impl Seqs {
 /// of a broken invariant 1 (the scratch database is dropped afterwards).
 async fn tail_of(store: &Store, run_id: Uuid) -> String {
     const SHOWN: usize = 12;
-    let events = match store.read_stream(run_id, 0, 10_000).await {
-        Ok(events) => events,
-        Err(error) => return format!("run {run_id}: cannot read its events: {error}\n"),
-    };
+    let mut events: Vec<RecordedEvent> = Vec::new();
+    loop {
+        let after = events.last().map_or(0, |event| event.seq);
+        match store
+            .read_stream(run_id, after, engine::store::PAGE_SIZE_MAX)
+            .await
+        {
+            Ok(page) if page.is_empty() => break,
+            Ok(page) => events.extend(page),
+            Err(error) => return format!("run {run_id}: cannot read its events: {error}\n"),
+        }
+    }
     let mut text = format!("run {run_id}: {} events, the last ones:\n", events.len());
     for event in events.iter().skip(events.len().saturating_sub(SHOWN)) {
         text.push_str(&format!(

@@ -247,3 +247,21 @@ pub fn spawn_agent(url: &str, target: &str) -> tokio::process::Child {
         .spawn()
         .expect("imx agent starts")
 }
+
+/// Starts `runs` runs of the workflow file `file` through `imx run` (no
+/// server: each start is recorded durably and acknowledged by exit 0), each
+/// with the input `{"target": target}`; their ids, in order.
+pub async fn start_runs_by_cli(url: &str, file: &str, target: &str, runs: usize) -> Vec<Uuid> {
+    let input = json!({ "target": target }).to_string();
+    let mut acknowledged = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let args = ["--database-url", url, "run", file, "--input", &input]
+            .map(str::to_owned)
+            .to_vec();
+        let started = crate::binary::run_async(args).await;
+        assert_eq!(started.code, 0, "{started:?}");
+        let id = started.stdout.split_whitespace().last().expect("a run id");
+        acknowledged.push(Uuid::parse_str(id).expect("a uuid"));
+    }
+    acknowledged
+}

@@ -1,11 +1,14 @@
 //! A fault-injecting TCP proxy (tokio) between the nodes and PostgreSQL:
 //! it forwards bytes both ways and, on command, adds latency to every
 //! chunk a client sends, blackholes every connection (nothing forwarded,
-//! new connections parked, until healed: a partition), or resets every
-//! open connection (RST, `SO_LINGER` 0) wherever its transaction is.
+//! new connections parked, until healed: a partition), resets every
+//! open connection (RST, `SO_LINGER` 0) wherever its transaction is, or
+//! cuts answers: a request reaches the server, which carries it out (an
+//! append commits), but its answer never reaches the client and the
+//! connection is reset — the client cannot know the outcome.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -23,6 +26,9 @@ pub enum Mode {
     Latency(Duration),
     /// Nothing is forwarded until the mode changes.
     Blackhole,
+    /// Every Nth chunk a client sends reaches the server, whose answer is
+    /// dropped and the connection reset (commit outcome unknown).
+    CutAnswers(u64),
 }
 
 /// Counters of what the proxy did.
@@ -33,6 +39,10 @@ pub struct Stats {
     /// Resets of a connection whose client had sent bytes the server had
     /// not answered yet (a statement or COMMIT in flight: outcome unknown).
     pub resets_in_flight: AtomicUsize,
+    /// Answers dropped by `CutAnswers` (their requests were carried out).
+    pub answers_cut: AtomicUsize,
+    /// Chunks sent towards the server while `CutAnswers` was on.
+    pub chunks_under_cut: AtomicU64,
     pub bytes: AtomicU64,
 }
 
@@ -72,6 +82,7 @@ impl Proxy {
                     resets: resets_rx.clone(),
                     stats: Arc::clone(&counters),
                     unanswered: Arc::default(),
+                    cut: Arc::default(),
                 };
                 tokio::spawn(link.serve(client, upstream));
             }
@@ -116,6 +127,8 @@ struct Link {
     stats: Arc<Stats>,
     /// Bytes sent towards the server since its last answer.
     unanswered: Arc<AtomicU64>,
+    /// Set when the next answer is to be cut.
+    cut: Arc<AtomicBool>,
 }
 
 impl Link {
@@ -139,6 +152,7 @@ impl Link {
             true,
             Arc::clone(&self.stats),
             Arc::clone(&self.unanswered),
+            Arc::clone(&self.cut),
         );
         let down = pump(
             server_read,
@@ -147,6 +161,7 @@ impl Link {
             false,
             Arc::clone(&self.stats),
             Arc::clone(&self.unanswered),
+            Arc::clone(&self.cut),
         );
         tokio::select! {
             (client_read, server_write) = up => {
@@ -188,6 +203,7 @@ async fn pump(
     towards_server: bool,
     stats: Arc<Stats>,
     unanswered: Arc<AtomicU64>,
+    cut: Arc<AtomicBool>,
 ) -> (
     tokio::net::tcp::OwnedReadHalf,
     tokio::net::tcp::OwnedWriteHalf,
@@ -211,6 +227,18 @@ async fn pump(
         if let (true, Mode::Latency(delay)) = (towards_server, current) {
             // The injected latency itself, not a wait for something.
             tokio::time::sleep(delay).await;
+        }
+        if let (true, Mode::CutAnswers(every)) = (towards_server, current) {
+            let seen = stats.chunks_under_cut.fetch_add(1, Ordering::Relaxed) + 1;
+            if seen.is_multiple_of(every.max(1)) {
+                cut.store(true, Ordering::Relaxed);
+            }
+        }
+        if !towards_server && cut.load(Ordering::Relaxed) {
+            // The server answered: the request was carried out. The client
+            // never hears of it; the link ends with RST.
+            stats.answers_cut.fetch_add(1, Ordering::Relaxed);
+            break;
         }
         if to.write_all(&buffer[..read]).await.is_err() {
             break;

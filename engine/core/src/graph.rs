@@ -97,13 +97,15 @@ pub fn dot(workflow: &Workflow) -> String {
 
 /// A node to draw: a step, or a need naming no step (drawn in red so that a
 /// picture of an invalid workflow still shows every edge).
-struct Node<'w> {
-    id: &'w str,
-    step: Option<&'w Step>,
+#[derive(Debug)]
+pub struct Node<'w> {
+    pub id: &'w str,
+    pub step: Option<&'w Step>,
 }
 
 impl Node<'_> {
-    fn label(&self) -> String {
+    /// `id [kind]`, with ` if` and ` for_each` when they apply.
+    pub fn label(&self) -> String {
         let Some(step) = self.step else {
             return format!("{} [missing]", self.id);
         };
@@ -118,15 +120,18 @@ impl Node<'_> {
     }
 }
 
-struct Edge<'w> {
-    from: &'w str,
-    to: &'w str,
-    rule: Option<&'static str>,
+/// One need: from the step needed to the step that needs it, with the
+/// needing step's trigger rule when it is not the default.
+#[derive(Debug)]
+pub struct Edge<'w> {
+    pub from: &'w str,
+    pub to: &'w str,
+    pub rule: Option<&'static str>,
 }
 
 /// Steps in topological order, then steps caught in a cycle (which
 /// `topological_order` leaves out) by id, then needs that name no step.
-fn nodes(workflow: &Workflow) -> Vec<Node<'_>> {
+pub fn nodes(workflow: &Workflow) -> Vec<Node<'_>> {
     let mut seen = BTreeSet::new();
     let mut nodes = Vec::with_capacity(workflow.steps.len());
     let ordered = workflow.topological_order();
@@ -151,7 +156,8 @@ fn nodes(workflow: &Workflow) -> Vec<Node<'_>> {
     nodes
 }
 
-fn edges(workflow: &Workflow) -> Vec<Edge<'_>> {
+/// Every need as an edge, in the order of [`nodes`].
+pub fn edges(workflow: &Workflow) -> Vec<Edge<'_>> {
     let mut edges = Vec::new();
     for node in nodes(workflow) {
         let Some(step) = node.step else { continue };

@@ -2,8 +2,10 @@
 //! the C2SP signed-note key format, and checkpoints in the C2SP
 //! tlog-checkpoint text form (origin, tree size, base64 root, then imx's
 //! extension lines) signed as a C2SP signed note. Pure: keys, text and
-//! signatures; the node's writer is `writer.rs`.
+//! signatures; the node's writer is `writer.rs`, the Kafka witness
+//! `topic.rs`.
 
+mod topic;
 mod writer;
 
 use base64::Engine as _;
@@ -13,6 +15,7 @@ use sha2::{Digest, Sha256};
 
 use crate::merkle::Hash;
 
+pub use topic::{TOPIC_READ_MS_MAX, TREE_SIZE_HEADER, read_topic};
 pub use writer::{
     CHECKPOINT_EVERY_EVENTS_DEFAULT, CHECKPOINT_EVERY_MS_DEFAULT, CHECKPOINT_LEASE_MS,
     CHECKPOINT_LEASE_NAME, CHECKPOINT_POLL_MS_MAX, Config, Handle, WITNESS_POST_TIMEOUT_MS,

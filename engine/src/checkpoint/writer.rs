@@ -1,9 +1,9 @@
 //! The checkpoint writer `imx serve --signing-key` runs: every
 //! `every_events` events or `every_ms` (whichever comes first, and only when
 //! the log grew) it builds the Merkle tree up to the log's head, signs a
-//! checkpoint, appends it to every witness file (before the database, so a
-//! checkpoint in the database is always also outside it, barring a crash in
-//! between) and stores it. One writer among all nodes: the lease row
+//! checkpoint, hands it to every witness (file, URL, Kafka topic; before the
+//! database, so a checkpoint in the database is always also outside it,
+//! barring a crash in between) and stores it. One writer among all nodes: the lease row
 //! `CHECKPOINT_LEASE_NAME` of the relay table, fenced by its token. A crash
 //! at any point loses nothing: checkpoints cover prefixes of the log, so the
 //! next one covers every event appended before it.
@@ -31,7 +31,7 @@ pub const CHECKPOINT_LEASE_MS: u64 = 30_000;
 pub const CHECKPOINT_LEASE_NAME: &str = "imx-checkpoints";
 /// How often the writer looks at the log's head, in ms (at most).
 pub const CHECKPOINT_POLL_MS_MAX: u64 = 500;
-/// How long a witness URL may take to accept a checkpoint, in ms.
+/// How long a witness URL or topic may take to accept a checkpoint, in ms.
 pub const WITNESS_POST_TIMEOUT_MS: u64 = 10_000;
 
 /// Where checkpoints go besides the database.
@@ -42,6 +42,9 @@ pub enum Witness {
     /// POSTed to this URL (`text/plain`, the note); any 2xx answer is
     /// taken as kept.
     Url(String),
+    /// Published to this Kafka topic (key = the origin, value = the note,
+    /// header `imx-tree-size`), acknowledged by all in-sync replicas.
+    Topic { brokers: String, topic: String },
 }
 
 /// The writer's settings.
@@ -132,6 +135,10 @@ pub async fn checkpoint_once<S: EventStore>(
                     })??;
             }
             Witness::Url(url) => post(url, &note).await?,
+            Witness::Topic { brokers, topic } => {
+                super::topic::publish(brokers, topic, &config.origin, checkpoint.tree_size, &note)
+                    .await?;
+            }
         }
     }
     let record = CheckpointRecord {

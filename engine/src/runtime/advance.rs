@@ -8,6 +8,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use hashlink::LruCache;
 
 use crate::core::effect::Effect;
 use crate::core::event::{Event, EventEnvelope, RunCancelRequested};
@@ -19,7 +20,9 @@ use crate::core::workflow::Workflow;
 use crate::store::{self, AppendRequest, EventStore, LeaseToken, NewEvent, NewTask, RunId, TaskId};
 
 use super::queues::{TIMER_QUEUE, TimerTask, timer_uuid};
-use super::{CONFLICT_RETRIES_MAX, Error, RUN_CACHE_MAX, Runtime, is_stale, projection};
+use super::{
+    CONFLICT_RETRIES_MAX, Error, RUN_CACHE_EVENTS_MAX, RUN_CACHE_MAX, Runtime, is_stale, projection,
+};
 
 /// Most events read from a stream per page.
 const STREAM_PAGE_MAX: u32 = 1_000;
@@ -39,11 +42,70 @@ const _: () = assert!(SETTLED_EVENTS_MAX + FACTS_MAX <= store::EVENTS_PER_APPEND
 // fits an append even when it cannot be settled in the same one.
 const _: () = assert!(crate::core::dsl::STEPS_MAX <= store::EVENTS_PER_APPEND_MAX);
 
-/// Folded states and workflow definitions this node has seen.
-#[derive(Debug, Default)]
+/// Folded states and workflow definitions this node has seen. Runs are
+/// kept least recently used first, within `RUN_CACHE_MAX` runs and
+/// `RUN_CACHE_EVENTS_MAX` folded events (a state grows with its events):
+/// a run that ends on another node is never reported to this one, so its
+/// state ages out instead of staying until a count is reached (the soak
+/// showed every node and agent growing ~1–3 MiB a minute that way).
 pub(super) struct Cache {
-    pub runs: HashMap<RunId, (Arc<Workflow>, RunState)>,
+    runs: LruCache<RunId, (Arc<Workflow>, RunState)>,
+    /// The sum of the cached states' `seq`.
+    events: u64,
     pub workflows: HashMap<(String, String), Arc<Workflow>>,
+}
+
+impl Default for Cache {
+    fn default() -> Self {
+        Cache {
+            runs: LruCache::new_unbounded(),
+            events: 0,
+            workflows: HashMap::new(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Cache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cache")
+            .field("runs", &self.runs.len())
+            .field("events", &self.events)
+            .field("workflows", &self.workflows.len())
+            .finish()
+    }
+}
+
+impl Cache {
+    /// A run's cached workflow and state, now the most recently used.
+    pub fn run(&mut self, run_id: RunId) -> Option<(Arc<Workflow>, RunState)> {
+        self.runs.get(&run_id).cloned()
+    }
+
+    /// Keeps a run's state, evicting the least recently used runs past
+    /// either limit.
+    pub fn keep(&mut self, run_id: RunId, workflow: &Arc<Workflow>, state: &RunState) {
+        self.forget(run_id);
+        self.events += state.seq;
+        self.runs
+            .insert(run_id, (Arc::clone(workflow), state.clone()));
+        while self.runs.len() > RUN_CACHE_MAX || self.events > RUN_CACHE_EVENTS_MAX {
+            match self.runs.remove_lru() {
+                Some((_, (_, evicted))) => self.events -= evicted.seq,
+                None => break,
+            }
+        }
+    }
+
+    pub fn forget(&mut self, run_id: RunId) {
+        if let Some((_, state)) = self.runs.remove(&run_id) {
+            self.events -= state.seq;
+        }
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> (usize, u64) {
+        (self.runs.len(), self.events)
+    }
 }
 
 /// What became of a fact.
@@ -62,7 +124,7 @@ impl<S: EventStore> Runtime<S> {
             .cache
             .lock()
             .ok()
-            .and_then(|cache| cache.runs.get(&run_id).cloned());
+            .and_then(|mut cache| cache.run(run_id));
         let (mut workflow, mut state) = match cached {
             Some((workflow, state)) => (Some(workflow), state),
             None => (None, RunState::new()),
@@ -113,21 +175,16 @@ impl<S: EventStore> Runtime<S> {
     fn remember(&self, run_id: RunId, workflow: &Arc<Workflow>, state: &RunState) {
         if let Ok(mut cache) = self.cache.lock() {
             if state.is_finished() {
-                cache.runs.remove(&run_id);
-                return;
+                cache.forget(run_id);
+            } else {
+                cache.keep(run_id, workflow, state);
             }
-            if cache.runs.len() >= RUN_CACHE_MAX {
-                cache.runs.clear();
-            }
-            cache
-                .runs
-                .insert(run_id, (Arc::clone(workflow), state.clone()));
         }
     }
 
     fn forget(&self, run_id: RunId) {
         if let Ok(mut cache) = self.cache.lock() {
-            cache.runs.remove(&run_id);
+            cache.forget(run_id);
         }
     }
 
@@ -487,5 +544,43 @@ fn continue_task(now: DateTime<Utc>) -> NewTask {
         payload: serde_json::to_value(TimerTask::Continue).unwrap_or_default(),
         available_at: Some(now),
         lease: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(seq: u64) -> RunState {
+        RunState {
+            seq,
+            ..RunState::new()
+        }
+    }
+
+    #[test]
+    fn the_run_cache_evicts_the_least_recently_used_past_its_event_budget() {
+        let workflow = Arc::new(
+            crate::core::dsl::parse("name: w\nsteps:\n  a: { uses: noop }\n")
+                .workflow
+                .expect("a workflow"),
+        );
+        let mut cache = Cache::default();
+        let per_run = RUN_CACHE_EVENTS_MAX / 4;
+        let runs: Vec<RunId> = (0..5u128).map(uuid::Uuid::from_u128).collect();
+        for run in &runs[..4] {
+            cache.keep(*run, &workflow, &state(per_run));
+        }
+        assert_eq!(cache.len(), (4, RUN_CACHE_EVENTS_MAX));
+        // Used again: the first run is now the most recent.
+        assert!(cache.run(runs[0]).is_some());
+        cache.keep(runs[4], &workflow, &state(per_run));
+        assert_eq!(cache.len(), (4, RUN_CACHE_EVENTS_MAX));
+        assert!(cache.run(runs[1]).is_none(), "the least recently used went");
+        assert!(cache.run(runs[0]).is_some());
+        // Keeping a run again replaces its weight; forgetting frees it.
+        cache.keep(runs[0], &workflow, &state(1));
+        cache.forget(runs[2]);
+        assert_eq!(cache.len(), (3, 2 * per_run + 1));
     }
 }

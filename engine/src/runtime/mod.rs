@@ -70,6 +70,9 @@ pub const RUN_ENDS_BUFFER: usize = 4_096;
 pub const RUN_CHANGES_BUFFER: usize = 1_024;
 /// Most runs whose folded state is cached in memory.
 pub const RUN_CACHE_MAX: usize = 10_000;
+/// Most events folded into the cached states, in all (memory grows with
+/// them: the soak's mixed workflow held ~40 KiB a run of ~17 events).
+pub const RUN_CACHE_EVENTS_MAX: u64 = 20_000;
 pub use crate::secrets::SECRET_ENV_PREFIX;
 
 /// Tunables of a runtime node.

@@ -26,6 +26,7 @@ use super::config::ApiConfig;
 use super::error::{ApiError, Code, code_for_engine_message};
 use super::metrics::Metrics;
 use super::schema::ApiSchema;
+use super::ui::session;
 
 /// Shared by every handler.
 #[derive(Clone)]
@@ -41,6 +42,8 @@ pub struct AppState {
     pub body_bytes_max: usize,
     /// `websocket_init_timeout_ms`.
     pub websocket_init_timeout: Duration,
+    /// The web UI's browser sessions (`api/ui/session.rs`).
+    pub sessions: Arc<super::ui::session::Sessions>,
 }
 
 /// The main listener's routes; `/metrics` only when it has no listener of
@@ -90,13 +93,35 @@ fn error_response(status: StatusCode, error: &ApiError) -> Response {
     response
 }
 
+/// The caller of a request: its `Authorization` header, or else the web
+/// UI's session cookie, which counts only with the session's CSRF token
+/// (`X-Imx-Csrf`) and from this origin.
 async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Principal, Response> {
-    let authorization = headers
+    let mut authorization = headers
         .get(header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok());
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned);
+    if authorization.is_none()
+        && let Some(token) = session::cookie(headers)
+    {
+        let Some(found) = state.sessions.find(&token) else {
+            let error = ApiError::new(
+                Code::Unauthenticated,
+                "the web UI session ended (signed out or expired); sign in again",
+            );
+            return Err(error_response(StatusCode::UNAUTHORIZED, &error));
+        };
+        if super::ui::cross_origin(headers) || !session::csrf_matches(headers, &found.csrf) {
+            let error = ApiError::forbidden(
+                "a request with the web UI's session cookie needs the session's CSRF token in X-Imx-Csrf, from the UI's own origin",
+            );
+            return Err(error_response(StatusCode::FORBIDDEN, &error));
+        }
+        authorization = Some(found.authorization);
+    }
     state
         .auth
-        .authenticate(authorization)
+        .authenticate(authorization.as_deref())
         .await
         .map_err(|error| {
             let status = match error.code {
@@ -258,6 +283,20 @@ async fn graphql_get(State(state): State<AppState>, request: Request) -> Respons
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
         .map(str::to_owned);
+    // Without a header, the web UI's session cookie, from this origin only;
+    // `connection_init` must then carry the session's CSRF token.
+    let mut ui_session = None;
+    if header_authorization.is_none()
+        && let Some(token) = session::cookie(&parts.headers)
+    {
+        if super::ui::cross_origin(&parts.headers) {
+            let error = ApiError::forbidden(
+                "a WebSocket from another site cannot use the web UI's session",
+            );
+            return error_response(StatusCode::FORBIDDEN, &error);
+        }
+        ui_session = state.sessions.find(&token);
+    }
     // A frame or message over the body limit ends the socket before it is
     // buffered or parsed; `connection_init` is parsed before authentication.
     upgrade
@@ -265,7 +304,7 @@ async fn graphql_get(State(state): State<AppState>, request: Request) -> Respons
         .max_message_size(state.body_bytes_max)
         .max_frame_size(state.body_bytes_max)
         .on_upgrade(move |socket| {
-            super::websocket::serve(socket, state, protocol, header_authorization)
+            super::websocket::serve(socket, state, protocol, header_authorization, ui_session)
         })
 }
 

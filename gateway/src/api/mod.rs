@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod schema;
 mod step_kinds;
 mod tail;
+pub mod ui;
 pub mod webhook;
 mod websocket;
 mod ws_limit;
@@ -159,6 +160,16 @@ pub async fn bind_api(
         metrics: metrics.clone(),
         subscribers: Arc::default(),
     };
+    let sessions = Arc::new(ui::session::Sessions::default());
+    let ui_state = ui::UiState {
+        auth: auth::Authenticator {
+            insecure_no_auth: config.insecure_no_auth,
+            jwt: config.jwt.clone(),
+            store: store.clone(),
+        },
+        sessions: sessions.clone(),
+        insecure_no_auth: config.insecure_no_auth,
+    };
     let state = http::AppState {
         schema: schema::build(&config, context, limiter.clone()),
         auth: auth::Authenticator {
@@ -174,8 +185,9 @@ pub async fn bind_api(
         timeout: Duration::from_millis(config.limits.request_timeout_ms),
         body_bytes_max: config.limits.body_bytes_max,
         websocket_init_timeout: Duration::from_millis(config.limits.websocket_init_timeout_ms),
+        sessions,
     };
-    let mut router = http::router(&config, state.clone());
+    let mut router = http::router(&config, state.clone()).merge(ui::router(ui_state));
     // Without a runtime nothing can start a run: no webhook routes.
     if let Some(hooks) = hooks {
         router = router.merge(webhook::router(hooks));

@@ -15,6 +15,7 @@ use futures_util::{SinkExt, StreamExt};
 
 use super::auth::Authenticator;
 use super::http::AppState;
+use super::ui::session::{Found, csrf_equal};
 use super::ws_limit::WebSocketSession;
 
 /// graphql-transport-ws: `connection_init` not received in time.
@@ -33,6 +34,7 @@ pub async fn serve(
     state: AppState,
     protocol: GraphQLProtocol,
     header_authorization: Option<String>,
+    ui_session: Option<Found>,
 ) {
     let initialised = Arc::new(AtomicBool::new(false));
     let timed_out = Arc::new(AtomicBool::new(false));
@@ -64,7 +66,7 @@ pub async fn serve(
     let init_done = Arc::clone(&initialised);
     GraphQLWebSocket::new_with_pair(&mut sink, stream, state.schema.clone(), protocol)
         .on_connection_init(move |payload| {
-            authenticate(auth, header_authorization, payload, init_done)
+            authenticate(auth, header_authorization, ui_session, payload, init_done)
         })
         .serve()
         .await;
@@ -91,10 +93,13 @@ pub async fn serve(
     }
 }
 
-/// `connection_init`: the token comes with the upgrade or in the payload.
+/// `connection_init`: the token comes with the upgrade or in the payload;
+/// or else the upgrade carried the web UI's session cookie, and the payload
+/// must carry the session's CSRF token (`{"csrf": …}`).
 async fn authenticate(
     auth: Authenticator,
     header_authorization: Option<String>,
+    ui_session: Option<Found>,
     payload: serde_json::Value,
     initialised: Arc<AtomicBool>,
 ) -> async_graphql::Result<Data> {
@@ -104,7 +109,22 @@ async fn authenticate(
             .and_then(|v| v.as_str())
             .map(str::to_owned)
     });
-    let authorization = header_authorization.or(from_payload);
+    let from_session = match ui_session {
+        Some(found) if from_payload.is_none() => {
+            let given = payload
+                .get("csrf")
+                .and_then(|v| v.as_str())
+                .unwrap_or_default();
+            if !csrf_equal(given, &found.csrf) {
+                return Err(async_graphql::Error::new(
+                    "the web UI session's connection_init needs its CSRF token (`csrf`)",
+                ));
+            }
+            Some(found.authorization)
+        }
+        _ => None,
+    };
+    let authorization = header_authorization.or(from_payload).or(from_session);
     let principal = auth
         .authenticate(authorization.as_deref())
         .await

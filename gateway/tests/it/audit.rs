@@ -289,6 +289,29 @@ fn a_full_rewrite_after_a_checkpoint_is_caught_on_postgres() {
     full_rewrite_attack(&database.url, folder.path());
 }
 
+/// `imx serve` signing a checkpoint after every event with the private key
+/// in `key`, handing each to `witnesses` (its witness flags), with one run's
+/// settled history appended to its store: the server and the log's length.
+async fn signing_server(name: &str, key: &str, witnesses: &[&str]) -> (crate::served::Served, u64) {
+    let mut args = vec![
+        "--signing-key",
+        key,
+        "--checkpoint-every-events",
+        "1",
+        "--checkpoint-every-ms",
+        "100",
+    ];
+    args.extend_from_slice(witnesses);
+    let served = crate::served::Served::start(name, &args, &[]).await;
+    let url = served.url.clone();
+    let events = histories::retry_then_ok().settled().events;
+    let count = events.len() as u64;
+    tokio::task::spawn_blocking(move || append(&url, &as_run(events, Uuid::now_v7())))
+        .await
+        .expect("append");
+    (served, count)
+}
+
 /// `imx serve --signing-key` signs the log as it grows into the witness
 /// file and the store; the store then verifies as proven (exit 0).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -310,27 +333,8 @@ async fn imx_serve_signs_checkpoints_into_the_witness_file() {
     assert_eq!(generated.code, 0, "{}", generated.stderr);
     let refused = imx(&["keys", "generate", "--out", &key]);
     assert_ne!(refused.code, 0, "an existing key file is never overwritten");
-    let served = crate::served::Served::start(
-        "checkpoints",
-        &[
-            "--signing-key",
-            &key,
-            "--checkpoint-file",
-            &witness,
-            "--checkpoint-every-events",
-            "1",
-            "--checkpoint-every-ms",
-            "100",
-        ],
-        &[],
-    )
-    .await;
-    let url = served.url.clone();
-    let events = histories::retry_then_ok().settled().events;
-    let count = events.len() as u64;
-    tokio::task::spawn_blocking(move || append(&url, &as_run(events, Uuid::now_v7())))
-        .await
-        .expect("append");
+    let (served, count) =
+        signing_server("checkpoints", &key, &["--checkpoint-file", &witness]).await;
     let sized = format!("\n{count}\n");
     testkit::poll::until_some("a checkpoint of the log", crate::api::WAIT, || {
         let witness = witness.clone();
@@ -370,11 +374,97 @@ async fn imx_serve_signs_checkpoints_into_the_witness_file() {
     ]);
     assert_eq!(unsigned.code, 1, "{}", unsigned.stderr);
     assert!(
-        unsigned
-            .stderr
-            .contains("--checkpoint-file and --checkpoint-url need --signing-key"),
+        unsigned.stderr.contains(
+            "--checkpoint-file, --checkpoint-url and --checkpoint-topic need --signing-key"
+        ),
         "{}",
         unsigned.stderr
+    );
+}
+
+/// `imx serve --checkpoint-topic` publishes every checkpoint to a real
+/// Kafka-protocol broker, and `imx replay verify --checkpoints-topic` reads
+/// them back to prove an export; the topic needs the brokers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imx_serve_publishes_checkpoints_to_a_witness_topic_that_verify_reads() {
+    let Some(brokers) = testkit::kafka::brokers() else {
+        return;
+    };
+    let topic = crate::kafka::fresh_topic("checkpoints");
+    crate::kafka::create_topic(&brokers, &topic, 1).await;
+    let folder = tempfile::tempdir().expect("a temp folder");
+    let key = folder
+        .path()
+        .join("log.key")
+        .to_str()
+        .expect("UTF-8")
+        .to_owned();
+    let export = folder
+        .path()
+        .join("log.jsonl")
+        .to_str()
+        .expect("UTF-8")
+        .to_owned();
+    let generated = imx(&["keys", "generate", "--out", &key]);
+    assert_eq!(generated.code, 0, "{}", generated.stderr);
+    let public = format!("{key}.pub");
+    let witness = ["--kafka-brokers", &brokers, "--checkpoint-topic", &topic];
+    let (served, count) = signing_server("checkpoint-topic", &key, &witness).await;
+    let proven = format!("the history is proven through position {count}\n");
+    let url = served.url.clone();
+    testkit::poll::until_some(
+        "the export proven by the topic's checkpoints",
+        crate::api::WAIT,
+        || {
+            let (url, export, public, brokers, topic, proven) = (
+                url.clone(),
+                export.clone(),
+                public.clone(),
+                brokers.clone(),
+                topic.clone(),
+                proven.clone(),
+            );
+            async move {
+                tokio::task::spawn_blocking(move || {
+                    let exported = imx(&["replay", "export", "--database-url", &url]);
+                    assert_eq!(exported.code, 0, "{}", exported.stderr);
+                    std::fs::write(&export, exported.stdout).expect("write the export");
+                    let verified = imx(&[
+                        "replay",
+                        "verify",
+                        &export,
+                        "--trusted-keys",
+                        &public,
+                        "--checkpoints-topic",
+                        &topic,
+                        "--kafka-brokers",
+                        &brokers,
+                    ]);
+                    (verified.code == 0 && verified.stdout.contains(&proven)).then_some(())
+                })
+                .await
+                .expect("verify")
+            }
+        },
+    )
+    .await;
+    served.stop().await;
+    let without_brokers = imx(&[
+        "serve",
+        "--database-url",
+        "sqlite:///nonexistent/imx.db",
+        "--signing-key",
+        &key,
+        "--checkpoint-topic",
+        &topic,
+    ]);
+    assert_eq!(without_brokers.code, 1, "{}", without_brokers.stderr);
+    assert!(
+        without_brokers
+            .stderr
+            .contains("--checkpoint-topic needs --kafka-brokers"),
+        "{}",
+        without_brokers.stderr
     );
 }
 

@@ -28,6 +28,8 @@ mod runs_surgery;
 mod schedules;
 mod served;
 mod template_sandbox;
+mod ui;
+mod ui_browser;
 mod validate;
 mod webhook;
 

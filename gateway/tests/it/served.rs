@@ -23,12 +23,29 @@ impl Served {
     /// Starts the server with `args` after `serve …` and `env` set; returns
     /// once it has named its API address.
     pub async fn start(name: &str, args: &[&str], env: &[(&str, &str)]) -> Served {
+        let url = Served::scratch_url(name);
+        Served::start_on(&url, true, args, env).await
+    }
+
+    /// A fresh SQLite URL under the target's temporary folder.
+    pub fn scratch_url(name: &str) -> String {
         let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
             .join(format!("{name}-{}", uuid::Uuid::now_v7().simple()));
-        let url = format!("sqlite://{}/imx.db", dir.display());
+        format!("sqlite://{}/imx.db", dir.display())
+    }
+
+    /// `imx serve` on the store at `url`, with `--insecure-no-auth` or
+    /// with authentication (API keys created beforehand on `url`).
+    pub async fn start_on(
+        url: &str,
+        insecure: bool,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Served {
+        let url = url.to_owned();
         let mut child = Command::new(env!("CARGO_BIN_EXE_imx"))
             .args(["--database-url", &url, "serve", "--listen", "127.0.0.1:0"])
-            .arg("--insecure-no-auth")
+            .args(insecure.then_some("--insecure-no-auth"))
             .args(args)
             .envs(env.iter().copied())
             .stderr(Stdio::piped())

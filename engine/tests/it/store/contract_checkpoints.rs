@@ -252,3 +252,55 @@ pub async fn one_node_signs_at_a_time_and_another_takes_over<S: EventStore + 'st
     assert!(signed_by_b.iter().all(|size| *size > 8), "{signed_by_b:?}");
     assert_eq!(signed_by_b.last(), Some(&10));
 }
+
+/// A witness topic gets every note (key = origin, header = tree size)
+/// before the database; a broker that does not answer fails the checkpoint
+/// (IMX0874) and nothing is stored.
+pub async fn checkpoints_are_published_to_a_witness_topic_before_the_database<S: EventStore>(
+    database: Database,
+) {
+    let Some(brokers) = testkit::kafka::brokers() else {
+        return;
+    };
+    let fixture = Fixture::<S>::open(database, StoreConfig::default()).await;
+    let store = fixture.store.as_ref();
+    let topic = format!("imx-checkpoints-{}", uuid::Uuid::now_v7().simple());
+    testkit::kafka::create_topic(&brokers, &topic, 1, &[]).await;
+    let folder = tempfile::tempdir().expect("temp dir");
+    let key = || PrivateKey::from_seed("published", [6; 32]).expect("key");
+    let trusted = key().public();
+    fill(store, 1, 4).await;
+    let mut unreachable = config(key(), &folder.path().join("w"), 1, 60_000);
+    unreachable.witnesses = vec![Witness::Topic {
+        brokers: crate::kafka::dead_broker(),
+        topic: topic.clone(),
+    }];
+    let error = checkpoint::checkpoint_once(store, &unreachable)
+        .await
+        .unwrap_err();
+    assert!(error.to_string().starts_with("IMX0874: "), "{error}");
+    assert_eq!(store.latest_checkpoint().await.expect("latest"), None);
+    let mut published = config(key(), &folder.path().join("w"), 1, 60_000);
+    published.witnesses = vec![Witness::Topic {
+        brokers: brokers.clone(),
+        topic: topic.clone(),
+    }];
+    let record = checkpoint::checkpoint_once(store, &published)
+        .await
+        .expect("checkpoint")
+        .expect("a checkpoint");
+    let read = crate::kafka::read_back(&brokers, &topic, 0, 0).await;
+    assert_eq!(read.value.as_deref(), Some(record.note.as_str()));
+    assert_eq!(read.key.as_deref(), Some("contract.example/log"));
+    assert_eq!(
+        read.headers,
+        vec![(checkpoint::TREE_SIZE_HEADER.to_owned(), "4".to_owned())]
+    );
+    let verified =
+        verify_note(read.value.as_deref().expect("a note"), &[trusted]).expect("a trusted note");
+    assert_eq!(verified.checkpoint.tree_size, 4);
+    assert_eq!(
+        store.latest_checkpoint().await.expect("latest"),
+        Some(record)
+    );
+}

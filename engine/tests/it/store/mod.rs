@@ -208,6 +208,7 @@ macro_rules! contract_tests {
             case!(checkpoints_sign_the_log_head_and_reach_the_witness_file);
             case!(the_checkpoint_writer_signs_every_n_events_and_every_t_ms);
             case!(checkpoints_are_posted_to_a_witness_url_before_the_database);
+            case!(checkpoints_are_published_to_a_witness_topic_before_the_database);
             case!(one_node_signs_at_a_time_and_another_takes_over);
         }
     };

@@ -4,6 +4,7 @@
 
 mod cursor;
 mod history;
+pub mod layout;
 mod mutation;
 mod query;
 mod schedules;

@@ -26,8 +26,34 @@ pub struct RunFilter {
     pub started_before: Option<DateTime<Utc>>,
 }
 
+/// The caller of this operation, as the server authenticated it.
+#[derive(async_graphql::SimpleObject, Debug)]
+pub struct Caller {
+    /// `jwt:<sub>`, `key:<key id>` or `anonymous` (`--insecure-no-auth`).
+    pub id: String,
+    /// Every role name the caller holds, built-in or not (`finance`).
+    pub roles: Vec<String>,
+    /// May start, cancel, retry and repair runs (`operator` or `admin`).
+    pub may_operate: bool,
+    /// May approve and reject (`approver` or `admin`; an approval step's
+    /// `with.role`, when set, must be among `roles` as well unless `admin`).
+    pub may_approve: bool,
+}
+
 #[Object]
 impl Query {
+    /// Who is calling and what the roles allow: lets a client show only
+    /// the actions the server would accept.
+    async fn me(&self, ctx: &Context<'_>) -> async_graphql::Result<Caller> {
+        let (_, principal) = authorize(ctx, Permission::Read, "reading who you are")?;
+        Ok(Caller {
+            id: principal.id.clone(),
+            roles: principal.roles.clone(),
+            may_operate: principal.may(Permission::Operate),
+            may_approve: principal.may(Permission::Approve),
+        })
+    }
+
     /// Every registered workflow version.
     async fn workflows(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Workflow>> {
         let (api, _) = authorize(ctx, Permission::Read, "listing workflows")?;
@@ -129,6 +155,18 @@ impl Query {
             .await
             .map_err(ApiError::from)?;
         Ok(Run(record.ok_or_else(|| super::run_not_found(run_id))?))
+    }
+
+    /// Checks the run's hash chain on the server (every event links to the
+    /// one before it and hashes to its `hash`) and names its head hash.
+    async fn verify_run(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+    ) -> async_graphql::Result<history::RunVerification> {
+        let (api, _) = authorize(ctx, Permission::Read, "verifying a run")?;
+        let run_id = parse_run_id(&id)?;
+        Ok(history::verify(&api.store, run_id, api.limits.history_events_max).await?)
     }
 
     /// The run's state after its first `seq` events, replayed with the core's `replay`.

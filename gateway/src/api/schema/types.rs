@@ -92,6 +92,20 @@ pub const FORKS_LISTED_MAX: u32 = 100;
 #[derive(Debug)]
 pub struct Run(pub RunRecord);
 
+impl Run {
+    /// The run's state folded from its whole log (bounded by `history_events_max`).
+    async fn folded(&self, ctx: &Context<'_>) -> async_graphql::Result<RunState> {
+        let api = ctx.data::<ApiContext>()?;
+        Ok(history::state_at(
+            &api.store,
+            self.0.row.run_id,
+            None,
+            api.limits.history_events_max,
+        )
+        .await?)
+    }
+}
+
 #[Object]
 impl Run {
     async fn id(&self) -> async_graphql::ID {
@@ -176,15 +190,15 @@ impl Run {
     /// Every step, in step id order, folded from the run's log.
     #[graphql(complexity = "10 * child_complexity")]
     async fn steps(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Step>> {
-        let api = ctx.data::<ApiContext>()?;
-        let state = history::state_at(
-            &api.store,
-            self.0.row.run_id,
-            None,
-            api.limits.history_events_max,
-        )
-        .await?;
-        Ok(Step::all(&state))
+        Ok(Step::all(&self.folded(ctx).await?))
+    }
+    /// One step by id; NOT_FOUND when the workflow has no such step.
+    async fn step(&self, ctx: &Context<'_>, id: String) -> async_graphql::Result<Step> {
+        let state = self.folded(ctx).await?;
+        let step = state.steps.get(&id).ok_or_else(|| {
+            ApiError::not_found(format!("run {} has no step {id:?}", self.0.row.run_id))
+        })?;
+        Ok(Step::of(&id, step))
     }
     /// The run's events in seq order, paginated.
     #[graphql(complexity = "first.unwrap_or(20).max(0) as usize * child_complexity")]
@@ -227,8 +241,35 @@ impl Run {
     }
 }
 
+/// One execution of a step: the step itself, or one item of a `for_each`.
+#[derive(SimpleObject, Clone, Debug)]
+pub struct StepExecution {
+    /// The item's index for a `for_each` step; 0 for a plain step.
+    pub index: u32,
+    /// `pending`, `scheduled`, `running`, `waiting`, `retry_pending`,
+    /// `retry_waiting`, `succeeded`, `failed`, `cancelled`, `skipped`.
+    pub status: String,
+    /// The current (or last) attempt number.
+    pub attempt: u32,
+    pub max_attempts: u32,
+    pub idempotency_key: Option<String>,
+    /// The rendered input of the current attempt, secrets as `***`.
+    pub input: Json<Value>,
+    pub output: Option<Json<Value>>,
+    pub error: Option<String>,
+    pub scheduled_at: Option<DateTime<Utc>>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    /// When the next attempt is due after a retryable failure.
+    pub retry_at: Option<DateTime<Utc>>,
+    /// An approval's decision: `{granted, by, comment, at}`.
+    pub approval: Option<Json<Value>>,
+    pub child_run_id: Option<async_graphql::ID>,
+}
+
 /// One step of a run.
 #[derive(SimpleObject, Clone, Debug)]
+#[graphql(complex)]
 pub struct Step {
     pub id: String,
     pub status: StepStatus,
@@ -242,6 +283,9 @@ pub struct Step {
     pub duration_ms: Option<i64>,
     /// Items of a for_each step, once expanded.
     pub items: Option<u32>,
+    /// Items of a for_each step that ended (succeeded, failed, cancelled
+    /// or skipped), once expanded.
+    pub items_done: Option<u32>,
     /// The rendered `with` of an approval step waiting for a decision.
     pub approval_request: Option<Json<Value>>,
     /// How many times surgery reset the step after it had run (`rewindRun`,
@@ -251,6 +295,59 @@ pub struct Step {
     pub skipped_by: Option<String>,
     /// The source run whose output a fork took over for this step.
     pub adopted_from: Option<async_graphql::ID>,
+    #[graphql(skip)]
+    pub execution_states: Vec<engine::core::state::Execution>,
+}
+
+/// Most executions one `Step.executions` page holds.
+pub const EXECUTIONS_PAGE_MAX: u32 = 100;
+
+#[ComplexObject]
+impl Step {
+    /// The step's executions (one, or one per for_each item), from
+    /// `offset`, at most `limit` (≤ 100).
+    #[graphql(complexity = "limit.max(0) as usize * child_complexity")]
+    async fn executions(
+        &self,
+        #[graphql(default = 0)] offset: u32,
+        #[graphql(default = 20)] limit: i32,
+    ) -> async_graphql::Result<Vec<StepExecution>> {
+        if limit < 0 || limit as u32 > EXECUTIONS_PAGE_MAX {
+            return Err(ApiError::limit(format!(
+                "executions takes a limit from 0 to {EXECUTIONS_PAGE_MAX}"
+            ))
+            .into());
+        }
+        Ok(self
+            .execution_states
+            .iter()
+            .enumerate()
+            .skip(offset as usize)
+            .take(limit as usize)
+            .map(|(index, exec)| StepExecution {
+                index: index as u32,
+                status: exec.status.as_str().to_owned(),
+                attempt: exec.attempt,
+                max_attempts: exec.max_attempts,
+                idempotency_key: exec.idempotency_key.clone(),
+                input: Json(exec.input.clone()),
+                output: exec.output.clone().map(Json),
+                error: exec.error.clone(),
+                scheduled_at: exec.scheduled_at,
+                started_at: exec.started_at,
+                finished_at: exec.finished_at,
+                retry_at: exec.retry_at,
+                approval: exec
+                    .approval
+                    .as_ref()
+                    .and_then(|decision| serde_json::to_value(decision).ok())
+                    .map(Json),
+                child_run_id: exec
+                    .child_run_id
+                    .map(|id| async_graphql::ID(id.to_string())),
+            })
+            .collect())
+    }
 }
 
 impl Step {
@@ -282,12 +379,19 @@ impl Step {
                 .zip(step.finished_at)
                 .map(|(start, end)| (end - start).num_milliseconds()),
             items: step.items.as_ref().map(|items| items.len() as u32),
+            items_done: step.items.as_ref().map(|_| {
+                step.executions
+                    .iter()
+                    .filter(|exec| exec.status.is_terminal())
+                    .count() as u32
+            }),
             approval_request,
             generation: step.generation,
             skipped_by: step.bypassed.clone(),
             adopted_from: step
                 .adopted_from
                 .map(|run| async_graphql::ID(run.to_string())),
+            execution_states: step.executions.clone(),
         }
     }
 }
@@ -404,6 +508,37 @@ impl Workflow {
             .workflow
             .ok_or_else(|| ApiError::validation("the stored source no longer parses"))?;
         Ok(engine::core::graph::mermaid(&workflow))
+    }
+
+    /// The DAG placed by a layered layout (boxes and edge curves), for
+    /// clients that draw it: the web UI.
+    async fn layout(&self) -> async_graphql::Result<super::layout::DagLayout> {
+        let source = self.source.clone();
+        let placed = tokio::task::spawn_blocking(move || {
+            engine::core::dsl::parse(&source)
+                .workflow
+                .map(|workflow| super::layout::layout(&workflow))
+        })
+        .await
+        .map_err(|stopped| ApiError::internal(&stopped, None))?;
+        Ok(placed.ok_or_else(|| ApiError::validation("the stored source no longer parses"))?)
+    }
+
+    /// What the validator says about the stored source (warnings; a
+    /// registered version has no errors).
+    async fn diagnostics(&self) -> async_graphql::Result<Vec<Diagnostic>> {
+        let parsed = super::mutation::parse_off_workers(self.source.clone()).await?;
+        Ok(parsed.diagnostics.iter().map(Diagnostic::from).collect())
+    }
+
+    /// The JSON Schema of the run input (`input:`), null when the workflow
+    /// takes any input.
+    async fn input_schema(&self) -> async_graphql::Result<Option<Json<Value>>> {
+        let parsed = super::mutation::parse_off_workers(self.source.clone()).await?;
+        Ok(parsed
+            .workflow
+            .and_then(|workflow| workflow.input)
+            .map(Json))
     }
 }
 
