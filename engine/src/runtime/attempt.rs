@@ -199,8 +199,15 @@ impl<S: EventStore> Runtime<S> {
             }
         };
         tokio::pin!(deadline);
-        let mut renew = tokio::time::interval(renew_every);
-        renew.tick().await;
+        // The first renewal two thirds of a lease before the lease expires
+        // (at once if that passed: a lease taken at append time started at
+        // the append, before its commit), then every third of a lease.
+        let first_renewal = (task.lease.expires_at - self.now())
+            .to_std()
+            .unwrap_or(Duration::ZERO)
+            .saturating_sub(2 * renew_every);
+        let mut renew =
+            tokio::time::interval_at(tokio::time::Instant::now() + first_renewal, renew_every);
         let outcome = loop {
             tokio::select! {
                 outcome = &mut execution => break Some(outcome),

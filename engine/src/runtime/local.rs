@@ -74,6 +74,10 @@ pub(super) struct Reserved {
     executor: Arc<dyn Executor>,
     workers: Arc<LocalWorkers>,
     permit: OwnedSemaphorePermit,
+    /// When the lease was asked for: the store counts it from its own
+    /// clock at the append, a little later, so the lease lasts at least
+    /// until `reserved_at + lease_ms`.
+    reserved_at: chrono::DateTime<chrono::Utc>,
 }
 
 impl<S: EventStore> Runtime<S> {
@@ -122,6 +126,7 @@ impl<S: EventStore> Runtime<S> {
             executor,
             workers,
             permit,
+            reserved_at: self.now(),
         })
     }
 
@@ -143,6 +148,7 @@ impl<S: EventStore> Runtime<S> {
                 executor,
                 workers,
                 permit,
+                reserved_at,
             } = reserved;
             let Some(lease) = task.lease else { continue };
             let claimed = ClaimedTask {
@@ -154,8 +160,9 @@ impl<S: EventStore> Runtime<S> {
                 lease: Lease {
                     owner: lease.owner,
                     token: lease.token,
-                    // The store counted from its commit, a little later.
-                    expires_at: self.now() + chrono::Duration::milliseconds(lease.lease_ms as i64),
+                    // The earliest the store's expiry can be: the attempt
+                    // renews relative to it, however long the commit took.
+                    expires_at: reserved_at + chrono::Duration::milliseconds(lease.lease_ms as i64),
                 },
             };
             let runtime = Arc::clone(&runtime);
