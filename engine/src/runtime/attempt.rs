@@ -269,6 +269,7 @@ impl<S: EventStore> Runtime<S> {
             Ok(Advanced::Appended(_)) => Ok(()),
             Ok(Advanced::Stale(reason)) => {
                 tracing::debug!(%reason, "dropping a stale fact");
+                self.reconcile(task.run_id).await;
                 self.drop_task(task).await
             }
             Err(Error::Store(store::Error::LeaseLost { .. })) => {

@@ -199,6 +199,41 @@ impl<S: EventStore> Runtime<S> {
         self.carry_out_all(run_id, jobs, 0).await;
     }
 
+    /// After a result the log had moved past (a stale fact): an earlier
+    /// append of this run may have committed while its answer was lost and
+    /// every retry failed, so its effects beyond the run were never
+    /// carried out, and no node restarts to recover them. Re-derives them as
+    /// recovery does: an ended run with a parent tells the parent; an
+    /// unfinished one starts (or reports) its children. Both are no-ops when
+    /// already done.
+    pub(super) async fn reconcile(&self, run_id: RunId) {
+        let result = async {
+            let (workflow, state) = self.load(run_id).await?;
+            if state.is_finished() {
+                if let Some(parent) = state.parent.clone() {
+                    let tell = VecDeque::from([Job::TellParent {
+                        child: run_id,
+                        parent,
+                    }]);
+                    self.carry_out_all(run_id, tell, 0).await;
+                }
+                return Ok(());
+            }
+            let children = self
+                .outstanding_off_thread(workflow, state)
+                .await?
+                .into_iter()
+                .filter(|effect| matches!(effect, Effect::StartChildRun { .. }))
+                .collect();
+            self.follow(run_id, children).await;
+            Ok::<(), Error>(())
+        }
+        .await;
+        if let Err(error) = result {
+            tracing::warn!(run_id = %run_id, %error, "cannot reconcile the run's follow-ups");
+        }
+    }
+
     /// Carries out the failed follow-up jobs that are due again.
     pub(super) async fn retry_follow_ups(&self) {
         let now = tokio::time::Instant::now();

@@ -104,18 +104,8 @@ impl<S: EventStore> Runtime<S> {
     }
 
     async fn recover_run(&self, run_id: crate::store::RunId) {
-        let result = async {
-            let (workflow, state) = self.load(run_id).await?;
-            let effects = self
-                .outstanding_off_thread(workflow, state)
-                .await?
-                .into_iter()
-                .filter(|effect| matches!(effect, crate::core::Effect::StartChildRun { .. }))
-                .collect();
-            self.follow(run_id, effects).await;
-            self.advance(run_id, |_, _| Ok(Vec::new()), None).await
-        }
-        .await;
+        self.reconcile(run_id).await;
+        let result = self.advance(run_id, |_, _| Ok(Vec::new()), None).await;
         if let Err(error) = result {
             tracing::warn!(run_id = %run_id, %error, "cannot resume the run");
         }

@@ -2,6 +2,7 @@
 //! a `BEGIN IMMEDIATE` transaction, so writers queue on SQLite's single write
 //! lock (up to the busy timeout) and never fail half-way on an upgrade.
 
+mod doorbell;
 mod event_log;
 mod rows;
 mod work;
@@ -42,9 +43,11 @@ const WAL_SWITCH_BACKOFF_MAX_MS: u64 = 100;
 pub struct SqliteStore {
     pool: SqlitePool,
     config: StoreConfig,
-    /// Wakes this process's idle workers; other processes on the same file
-    /// find work when their `wait_for_work` times out.
+    /// Wakes this process's idle workers.
     work: Arc<Notify>,
+    /// Wakes other processes' idle workers (a file database; `None` in
+    /// memory, or where the file cannot be watched: they poll).
+    doorbell: Option<doorbell::Doorbell>,
 }
 
 impl SqliteStore {
@@ -66,6 +69,9 @@ impl SqliteStore {
 
     fn wake_workers(&self) {
         super::wake_workers(&self.work);
+        if let Some(doorbell) = &self.doorbell {
+            doorbell.ring();
+        }
     }
 }
 
@@ -148,11 +154,16 @@ impl Database for SqliteStore {
         } else {
             pool.max_connections(config.pool_connections_max)
         };
+        let work = Arc::new(Notify::new());
+        let doorbell = (!in_memory)
+            .then(|| doorbell::Doorbell::open(options.get_filename(), &work))
+            .flatten();
         let pool = pool.connect_with(options).await?;
         let store = SqliteStore {
             pool,
             config,
-            work: Arc::new(Notify::new()),
+            work,
+            doorbell,
         };
         store.migrate().await?;
         Ok(store)

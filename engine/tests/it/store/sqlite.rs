@@ -110,3 +110,41 @@ fn migration_files() -> i64 {
         })
         .count() as i64
 }
+
+/// Two processes on one file (here two stores, each with its own
+/// doorbell): an append that enqueues work in one wakes the other's idle
+/// workers through the doorbell, long before its poll would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_enqueue_rings_the_doorbell_of_the_other_processes_on_the_file() {
+    let database = sqlite_database();
+    let writer = SqliteStore::connect(&database.url, StoreConfig::default())
+        .await
+        .expect("the writing process");
+    let other = Arc::new(
+        SqliteStore::connect(&database.url, StoreConfig::default())
+            .await
+            .expect("another process"),
+    );
+    // Nothing rings it: the wait times out.
+    assert!(
+        !other
+            .wait_for_work(std::time::Duration::from_millis(100))
+            .await
+            .expect("idle wait"),
+        "no work, no wake"
+    );
+    let waiter = {
+        let other = Arc::clone(&other);
+        tokio::spawn(async move {
+            other
+                .wait_for_work(std::time::Duration::from_secs(60))
+                .await
+                .expect("wait")
+        })
+    };
+    fixtures::start_with_tasks(&writer, vec![fixtures::task("jobs", 1)], vec![]).await;
+    assert!(
+        waiter.await.expect("waiter"),
+        "woken by the other store's enqueue, not by the 60 s timeout"
+    );
+}
