@@ -245,7 +245,11 @@ impl<S: EventStore> Runtime<S> {
 /// item and attempt whenever the task concerns a step (an attempt, a
 /// `sleep` ending, a step's retry or timeout timer).
 pub(super) fn task_span(task: &ClaimedTask) -> tracing::Span {
+    // A root span: an attempt started by the append of the one before
+    // (local dispatch) is not a child of it, or spans would nest a level
+    // deeper with every step of a chain.
     let span = tracing::info_span!(
+        parent: None,
         "task",
         run_id = %task.run_id,
         task_id = %task.task_id,
