@@ -24,6 +24,20 @@ impl WorkQueue for SqliteStore {
         let limit = prepare::page(&self.config, max)?;
         let lease_length = prepare::lease(&self.config, lease_ms)?;
         let token = LeaseToken(new_id());
+        // Nothing ready: answer from a read, which in WAL mode takes no
+        // lock. An idle claim would otherwise take SQLite's one write lock
+        // and make the committer's appends wait behind it (and, through
+        // the busy handler's growing sleeps, stall every run for a while).
+        let ready: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM tasks WHERE queue = ?1 AND available_at <= ?2)",
+        )
+        .bind(queue)
+        .bind(time_text(self.now()))
+        .fetch_one(&self.pool)
+        .await?;
+        if !ready {
+            return Ok(Vec::new());
+        }
         let mut transaction = self.write_transaction().await?;
         let now = self.now();
         let expires_at = now + lease_length;
