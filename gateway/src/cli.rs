@@ -23,6 +23,8 @@ pub enum Command {
     Graph(GraphArgs),
     /// Start a run of a workflow file or registered name; --wait carries it out here.
     Run(RunArgs),
+    /// Register workflow files in the store (`register FILE|DIR…`) or list the registered ones (`list`).
+    Workflows(crate::workflows::WorkflowsArgs),
     /// List runs, newest first; `imx runs show RUN_ID` shows one.
     Runs(RunsArgs),
     /// Grant a waiting approval step.

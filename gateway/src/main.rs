@@ -14,6 +14,7 @@ mod schedules;
 mod serve;
 mod surgery;
 mod validate;
+mod workflows;
 
 use std::process::ExitCode;
 
@@ -74,6 +75,7 @@ fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
         cli::Command::Validate(args) => validate::validate(&args),
         cli::Command::Graph(args) => validate::graph(&args),
         cli::Command::Run(args) => block_on(run::run(&url, &args)),
+        cli::Command::Workflows(args) => block_on(workflows::workflows(&url, &args)),
         cli::Command::Runs(args) => match &args.command {
             Some(cli::RunsCommand::Show(show)) => block_on(runs::show(&url, show)),
             Some(cli::RunsCommand::Cancel(cancel)) => block_on(runs::cancel(&url, cancel)),

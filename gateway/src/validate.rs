@@ -1,7 +1,7 @@
 //! `imx validate` and `imx graph`: read workflow files, run the DSL validator,
 //! and print diagnostics or the DAG.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -17,30 +17,73 @@ use crate::cli::{GraphArgs, GraphFormat, ValidateArgs};
 pub const WORKFLOW_FILE_BYTES_MAX: u64 = dsl::SOURCE_BYTES_MAX as u64;
 
 pub fn validate(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
-    let files = collect_workflow_files(&args.paths)?;
-    let mut error_count = 0usize;
-    let mut names: BTreeMap<String, PathBuf> = BTreeMap::new();
-    for file in &files {
-        let display = file.display().to_string();
-        let source = match read_workflow_source(file) {
-            Ok(source) => source,
-            Err(message) => {
-                println!(
-                    "{}",
-                    file_error(dsl::Code::Unreadable, message, None).render(&display)
-                );
-                error_count += 1;
-                continue;
+    let judged = judge(&args.paths, dsl::Catalog::new())?;
+    let error_count = print_diagnostics(&judged);
+    if error_count == 0 {
+        eprintln!(
+            "imx validate: {} file(s) checked, no problems",
+            judged.len()
+        );
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!(
+            "imx validate: {} file(s) checked, {error_count} problem(s)",
+            judged.len()
+        );
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+/// One workflow file as `imx validate` judges it.
+#[derive(Debug)]
+pub(crate) struct Judged {
+    pub file: PathBuf,
+    /// The source text, when the file could be read.
+    pub source: Option<String>,
+    /// The workflow, when the file has no problem of its own.
+    pub workflow: Option<Workflow>,
+    /// Its own problems, then those across files.
+    pub diagnostics: Vec<dsl::Diagnostic>,
+}
+
+/// Reads and checks every workflow file under `paths`, each alone and then
+/// across files: unique names, and `uses: workflow` steps against the
+/// workflows found, those beside a file named alone, then `known` (what a
+/// store already has).
+pub(crate) fn judge(paths: &[PathBuf], known: dsl::Catalog) -> anyhow::Result<Vec<Judged>> {
+    let files = collect_workflow_files(paths)?;
+    let mut judged: Vec<Judged> = files
+        .iter()
+        .map(|file| match read_workflow_source(file) {
+            Ok(source) => {
+                let parsed = dsl::parse(&source);
+                Judged {
+                    file: file.clone(),
+                    source: Some(source),
+                    workflow: parsed.workflow,
+                    diagnostics: parsed.diagnostics,
+                }
             }
+            Err(message) => Judged {
+                file: file.clone(),
+                source: None,
+                workflow: None,
+                diagnostics: vec![file_error(dsl::Code::Unreadable, message, None)],
+            },
+        })
+        .collect();
+    let mut catalog = catalog(paths, &files, &judged);
+    for (name, schema) in known {
+        catalog.entry(name).or_insert(schema);
+    }
+    let mut names: BTreeMap<String, PathBuf> = BTreeMap::new();
+    for judged in &mut judged {
+        let (Some(workflow), Some(source)) = (&judged.workflow, &judged.source) else {
+            continue;
         };
-        let parsed = dsl::parse(&source);
-        for diagnostic in &parsed.diagnostics {
-            println!("{}", diagnostic.render(&display));
-        }
-        error_count += parsed.diagnostics.iter().filter(|d| d.is_error()).count();
-        if let Some(workflow) = parsed.workflow
-            && let Some(first) = names.insert(workflow.name.clone(), file.clone())
-        {
+        let calls = dsl::check_calls(source, &catalog);
+        judged.diagnostics.extend(calls);
+        if let Some(first) = names.insert(workflow.name.clone(), judged.file.clone()) {
             let message = format!(
                 "workflow name `{}` is already used by {}",
                 workflow.name,
@@ -48,20 +91,65 @@ pub fn validate(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
             );
             let hint = Some("workflow names are unique: rename one of them".to_owned());
             let diagnostic = file_error(dsl::Code::DuplicateWorkflowName, message, hint);
-            println!("{}", diagnostic.render(&display));
-            error_count += 1;
+            judged.diagnostics.push(diagnostic);
         }
     }
-    if error_count == 0 {
-        eprintln!("imx validate: {} file(s) checked, no problems", files.len());
-        Ok(ExitCode::SUCCESS)
-    } else {
-        eprintln!(
-            "imx validate: {} file(s) checked, {error_count} problem(s)",
-            files.len()
-        );
-        Ok(ExitCode::FAILURE)
+    Ok(judged)
+}
+
+/// Prints every diagnostic as `FILE:LINE:COL: …`; returns how many are errors.
+pub(crate) fn print_diagnostics(judged: &[Judged]) -> usize {
+    let mut error_count = 0;
+    for judged in judged {
+        let display = judged.file.display().to_string();
+        for diagnostic in &judged.diagnostics {
+            println!("{}", diagnostic.render(&display));
+        }
+        error_count += judged.diagnostics.iter().filter(|d| d.is_error()).count();
     }
+    error_count
+}
+
+/// What `uses: workflow` steps may name: the valid workflows checked, then
+/// those in the folder of each file named alone (`imx validate a.yaml`
+/// resolves `a`'s children beside it); the first file with a name wins.
+fn catalog(paths: &[PathBuf], files: &[PathBuf], judged: &[Judged]) -> dsl::Catalog {
+    let mut catalog = dsl::Catalog::new();
+    let mut add = |workflow: &Workflow| {
+        catalog
+            .entry(workflow.name.clone())
+            .or_insert_with(|| workflow.input.clone());
+    };
+    judged
+        .iter()
+        .filter_map(|judged| judged.workflow.as_ref())
+        .for_each(&mut add);
+    let folders: BTreeSet<&Path> = paths
+        .iter()
+        .filter(|path| path.is_file())
+        .filter_map(|path| path.parent())
+        .map(|parent| {
+            if parent.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                parent
+            }
+        })
+        .collect();
+    for folder in folders {
+        let mut beside = Vec::new();
+        if collect_from_dir(folder, &mut beside).is_err() {
+            continue;
+        }
+        for file in beside.iter().filter(|file| !files.contains(file)) {
+            if let Ok(source) = read_workflow_source(file)
+                && let Some(workflow) = dsl::parse(&source).workflow
+            {
+                add(&workflow);
+            }
+        }
+    }
+    catalog
 }
 
 pub fn graph(args: &GraphArgs) -> anyhow::Result<ExitCode> {
@@ -132,7 +220,7 @@ pub(crate) fn read_workflow_source(file: &Path) -> Result<String, String> {
 }
 
 /// Expands folders into their `*.yaml`/`*.yml` files, sorted, recursively.
-fn collect_workflow_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+pub(crate) fn collect_workflow_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     for path in paths {
         if path.is_dir() {

@@ -80,6 +80,7 @@ pub(crate) fn fast_checks<'a>(
             edited: None,
             schema: None,
             log_checked_from,
+            leaf: None,
         }),
     })
 }

@@ -115,8 +115,11 @@ pub fn verify_reader_tuned(
         let from_reader = Arc::new(Mutex::new(from_reader));
         for _ in 0..tuning.workers.max(1) {
             let (from_reader, to_follower) = (Arc::clone(&from_reader), to_follower.clone());
-            let fast_path = tuning.fast_path;
-            scope.spawn(move || examine_batches(&from_reader, &to_follower, fast_path));
+            let work = Work {
+                fast_path: tuning.fast_path,
+                leaves: verifier.wants_leaves(),
+            };
+            scope.spawn(move || examine_batches(&from_reader, &to_follower, work));
         }
         drop(to_follower);
         follow(&mut verifier, &from_workers)
@@ -270,10 +273,19 @@ fn malformed(number: u64, detail: String) -> Problem {
     }
 }
 
+/// What a worker does with each event line besides its own checks.
+#[derive(Clone, Copy)]
+struct Work {
+    /// Try `crate::fast` first.
+    fast_path: bool,
+    /// Make the event's Merkle leaf hash (checkpoints' roots are checked).
+    leaves: bool,
+}
+
 fn examine_batches(
     from_reader: &Mutex<Receiver<Lines>>,
     to_follower: &SyncSender<Examined>,
-    fast_path: bool,
+    work: Work,
 ) {
     let mut canonical = Vec::with_capacity(1024);
     loop {
@@ -281,14 +293,14 @@ fn examine_batches(
         let Ok(Ok((index, batch, error))) = next else {
             return;
         };
-        let items = examine_batch(&batch, &mut canonical, fast_path);
+        let items = examine_batch(&batch, &mut canonical, work);
         if to_follower.send((index, items, error)).is_err() {
             return;
         }
     }
 }
 
-fn examine_batch(batch: &Batch, canonical: &mut Vec<u8>, fast_path: bool) -> Vec<Item> {
+fn examine_batch(batch: &Batch, canonical: &mut Vec<u8>, work: Work) -> Vec<Item> {
     let mut tape = Tape::default();
     // The log hash the line before claims, to check this line's log link here.
     let mut previous_log_hash: Option<Digest32> = None;
@@ -302,13 +314,20 @@ fn examine_batch(batch: &Batch, canonical: &mut Vec<u8>, fast_path: bool) -> Vec
             previous_log_hash = None;
             continue;
         };
-        let fast = fast_path
+        let fast = work
+            .fast_path
             .then(|| fast_checks(text, &mut tape, canonical, previous_log_hash.as_ref()))
             .flatten();
-        let item = match fast {
+        let mut item = match fast {
             Some(checked) => Item::Event { number, checked },
             None => examine(number, text, canonical),
         };
+        if work.leaves
+            && let Item::Event { checked, .. } = &mut item
+            && let Ok(local) = &mut checked.local
+        {
+            local.leaf = Some(engine::merkle::leaf_hash(&local.hash));
+        }
         previous_log_hash = match &item {
             Item::Event { checked, .. } => checked.local.as_ref().ok().map(|local| local.log_hash),
             _ => None,

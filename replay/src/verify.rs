@@ -266,6 +266,12 @@ impl Verifier {
         }
     }
 
+    /// Whether events' Merkle leaves are needed (checkpoints' roots are
+    /// compared): the file pipeline's workers then make them.
+    pub(crate) fn wants_leaves(&self) -> bool {
+        self.tree.is_some()
+    }
+
     /// Compares the start head with `--expect` at its position; call it
     /// before the first event.
     pub fn check_start(&mut self) -> Result<(), Problem> {
@@ -384,7 +390,11 @@ impl Verifier {
             return Err((**schema).clone());
         }
         if let Some(tree) = &mut self.tree {
-            tree.push(engine::merkle::leaf_hash(&local.hash));
+            tree.append(
+                local
+                    .leaf
+                    .unwrap_or_else(|| engine::merkle::leaf_hash(&local.hash)),
+            );
         }
         if linked {
             self.expectation(event.position, &local.log_hash)?;
@@ -572,6 +582,8 @@ pub(crate) struct Local {
     pub schema: Option<Box<Fault>>,
     /// `Some(h)`: `log_hash` is known to be `SHA-256(h || hash)`.
     pub log_checked_from: Option<Digest32>,
+    /// The event's Merkle leaf hash, when a worker made it already.
+    pub leaf: Option<Digest32>,
 }
 
 /// An event reduced to what [`Verifier::sequence`] needs.
@@ -631,6 +643,7 @@ pub(crate) fn local_checks(
         edited,
         schema,
         log_checked_from: None,
+        leaf: None,
     })
 }
 

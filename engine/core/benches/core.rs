@@ -133,6 +133,7 @@ fn history(steps: usize) -> Vec<EventEnvelope> {
             deadline: None,
             trigger: None,
             fork: None,
+            vars: None,
         }
         .into(),
     ];

@@ -27,6 +27,10 @@ pub enum Incompatibility {
         input_valid: bool,
         detail: Option<String>,
     },
+    /// The new version declares `vars` this run's `run.started` did not
+    /// record: a run keeps the values rendered at its start, so its steps
+    /// that read those would fail. (A fork renders its own and is not refused.)
+    VarsChanged { missing: Vec<String> },
     /// A step that already started runs another kind of executor in the new version.
     KindChanged {
         step: StepId,
@@ -55,6 +59,11 @@ impl std::fmt::Display for Incompatibility {
                 f,
                 "the input schema changed and this run's input does not satisfy it: {}",
                 detail.as_deref().unwrap_or("invalid")
+            ),
+            Incompatibility::VarsChanged { missing } => write!(
+                f,
+                "the new version declares vars [{}] that this run did not render at its start (vars are rendered once): its steps that read them would fail",
+                missing.join(", ")
             ),
             Incompatibility::KindChanged { step, old, new } => write!(
                 f,
@@ -93,6 +102,16 @@ pub fn compatibility(old: &Workflow, new: &Workflow, state: &RunState) -> Vec<In
     }
     if old.input != new.input {
         found.push(input_change(new, state));
+    }
+    let recorded = state.vars.as_ref().and_then(serde_json::Value::as_object);
+    let missing: Vec<String> = new
+        .vars
+        .keys()
+        .filter(|name| !recorded.is_some_and(|vars| vars.contains_key(*name)))
+        .cloned()
+        .collect();
+    if !missing.is_empty() {
+        found.push(Incompatibility::VarsChanged { missing });
     }
     found
 }

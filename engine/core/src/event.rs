@@ -92,8 +92,14 @@ pub struct RunStarted {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trigger: Option<TriggerContext>,
     /// The run this one was forked from (`forkRun`); absent otherwise.
+    // Boxed: rare, and it keeps `Event` small (clippy's `large_enum_variant`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fork: Option<ForkOrigin>,
+    pub fork: Option<Box<ForkOrigin>>,
+    /// The workflow's `vars`, rendered once at the start (`vars.NAME` in
+    /// templates); absent when the workflow has none (and in logs written
+    /// before `vars` existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vars: Option<Value>,
 }
 
 /// Where a forked run came from, who forked it and why: the fork's first

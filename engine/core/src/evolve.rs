@@ -118,7 +118,8 @@ impl RunState {
                 self.idempotency_key = started.idempotency_key.clone();
                 self.parent = started.parent.clone();
                 self.trigger = started.trigger.clone();
-                self.fork = started.fork.clone();
+                self.fork = started.fork.as_deref().cloned();
+                self.vars = started.vars.clone();
                 self.started_at = Some(started.at);
                 self.deadline = started.deadline;
                 self.steps = started

@@ -8,6 +8,7 @@
 pub mod compat;
 pub mod cron;
 pub mod decide;
+pub mod defaults;
 pub mod dsl;
 pub mod effect;
 pub mod event;

@@ -55,6 +55,8 @@ pub struct Start {
     pub trigger: Option<TriggerContext>,
     /// The source run of a fork ([`crate::surgery::start_fork`]).
     pub fork: Option<ForkOrigin>,
+    /// The rendered `vars` ([`render_vars`]); `None` when the workflow has none.
+    pub vars: Option<Value>,
 }
 
 impl Start {
@@ -86,7 +88,8 @@ pub fn start_run(
         parent: start.parent,
         deadline,
         trigger: start.trigger,
-        fork: start.fork,
+        fork: start.fork.map(Box::new),
+        vars: start.vars,
     };
     let effects = deadline
         .map(|fire_at| Effect::StartTimer {
@@ -96,6 +99,35 @@ pub fn start_run(
         .into_iter()
         .collect();
     (EventEnvelope::new(run_id, 1, started), effects)
+}
+
+/// The workflow's `vars` rendered for a run about to start: once, before
+/// `run.started`, which records them (a replay never renders them again).
+/// In scope: `input` (with its defaults) and `run` (no steps, no secrets:
+/// the result enters the log). `None` when the workflow has no `vars`.
+pub fn render_vars(
+    workflow: &Workflow,
+    run: crate::scope::RunContext<'_>,
+    input: &Value,
+    host: Host<'_>,
+) -> Result<Option<Value>, crate::template::Error> {
+    if workflow.vars.is_empty() {
+        return Ok(None);
+    }
+    let scope = serde_json::json!({"input": input, "run": run.to_json()});
+    let template = Value::Object(
+        workflow
+            .vars
+            .iter()
+            .map(|(name, value)| (name.clone(), value.clone()))
+            .collect(),
+    );
+    let none = Host {
+        secrets: &crate::scope::NO_SECRETS,
+        ..host
+    };
+    none.render(&template, &scope)
+        .map(|rendered| Some(rendered.value))
 }
 
 /// Decides and evolves until nothing is left to decide at `now`, or until

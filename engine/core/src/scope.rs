@@ -13,7 +13,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use crate::state::RunState;
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::event::{ParentRun, TriggerContext};
+use crate::state::{RunState, StepStatus};
 use crate::template::{self, Evaluated, Evaluator, InProcess, Rendered, Request};
 use crate::workflow::Workflow;
 
@@ -203,25 +207,83 @@ fn base_scope<'a>(
 ) -> Map<String, Value> {
     let steps: Map<String, Value> = step_ids
         .map(|id| {
-            let (status, output) = match state.steps.get(id) {
-                Some(step) => (step.status.as_str(), step.output.clone()),
-                None => ("pending", None),
+            let (status, output, error) = match state.steps.get(id) {
+                Some(step) => (
+                    step.status,
+                    step.output.clone(),
+                    // Why it failed; known only once it has.
+                    step.reason
+                        .clone()
+                        .filter(|_| step.status == StepStatus::Failed),
+                ),
+                None => (StepStatus::Pending, None, None),
             };
-            (
-                id.to_owned(),
-                json!({"status": status, "output": output.unwrap_or(Value::Null)}),
-            )
+            let step = json!({
+                "status": status.as_str(),
+                "output": output.unwrap_or(Value::Null),
+                "error": error,
+            });
+            (id.to_owned(), step)
         })
         .collect();
-    let run_id = state.run_id.map(|id| id.to_string()).unwrap_or_default();
     let mut scope = Map::new();
     scope.insert("input".to_owned(), state.input.clone());
     scope.insert("steps".to_owned(), Value::Object(steps));
     scope.insert(
-        "run".to_owned(),
-        json!({"id": run_id, "workflow": state.workflow, "attempt": attempt}),
+        "vars".to_owned(),
+        state.vars.clone().unwrap_or_else(|| json!({})),
     );
+    let run = RunContext {
+        id: state.run_id,
+        workflow: &state.workflow,
+        attempt,
+        started_at: state.started_at,
+        trigger: state.trigger.as_ref(),
+        parent: state.parent.as_ref(),
+        status: state.status.as_str(),
+    };
+    scope.insert("run".to_owned(), run.to_json());
     scope
+}
+
+/// What templates read as `run`: all of it recorded in the log (or the
+/// attempt being rendered), so a render from the log is the same anywhere.
+#[derive(Debug, Clone, Copy)]
+pub struct RunContext<'a> {
+    pub id: Option<Uuid>,
+    pub workflow: &'a str,
+    pub attempt: u32,
+    pub started_at: Option<DateTime<Utc>>,
+    pub trigger: Option<&'a TriggerContext>,
+    pub parent: Option<&'a ParentRun>,
+    /// The run's status when the template is rendered (`running` in steps;
+    /// `failed` is seen by steps that run after a failure, e.g. `all_done`).
+    pub status: &'static str,
+}
+
+impl RunContext<'_> {
+    /// `{id, workflow, attempt, started_at, status, trigger}`; `trigger` is
+    /// what `run.started` recorded (`kind` `cron`, `webhook`, `kafka`), or
+    /// `{kind: workflow, parent_run}` for a child run, or `{kind: manual}`.
+    pub fn to_json(&self) -> Value {
+        let trigger = match (self.trigger, self.parent) {
+            (Some(trigger), _) => serde_json::to_value(trigger).unwrap_or(Value::Null),
+            (None, Some(parent)) => {
+                json!({"kind": "workflow", "parent_run": parent.run_id.to_string()})
+            }
+            (None, None) => json!({"kind": "manual"}),
+        };
+        json!({
+            "id": self.id.map(|id| id.to_string()).unwrap_or_default(),
+            "workflow": self.workflow,
+            "attempt": self.attempt,
+            "started_at": self
+                .started_at
+                .map(|at| at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)),
+            "status": self.status,
+            "trigger": trigger,
+        })
+    }
 }
 
 /// Every step `step_id` transitively needs.

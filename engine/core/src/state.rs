@@ -335,6 +335,8 @@ pub struct RunState {
     pub trigger: Option<crate::event::TriggerContext>,
     /// The run this one was forked from.
     pub fork: Option<crate::event::ForkOrigin>,
+    /// The rendered `vars` recorded in `run.started`.
+    pub vars: Option<Value>,
     /// `Some("by …: reason")` while an operator has the run paused.
     pub paused: Option<String>,
     pub started_at: Option<DateTime<Utc>>,

@@ -30,6 +30,10 @@ pub struct Workflow {
     /// Timeout of the whole run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
+    /// Named template trees rendered once when a run starts (`vars.NAME`).
+    /// Left out when empty, so versions of workflows without `vars` stay as they were.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub vars: BTreeMap<String, Value>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub triggers: Vec<Trigger>,
     /// Steps by id. Ids are unique by construction; the map order is the id order.

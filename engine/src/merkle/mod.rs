@@ -22,19 +22,17 @@ pub const STORED_BLOCK_LEAVES: u64 = 1 << STORED_LEVEL_MIN;
 
 /// `SHA-256(0x00 || event_hash)`.
 pub fn leaf_hash(event_hash: &Hash) -> Hash {
-    let mut hasher = Sha256::new();
-    hasher.update([0u8]);
-    hasher.update(event_hash);
-    hasher.finalize().into()
+    let mut input = [0u8; 33];
+    input[1..].copy_from_slice(event_hash);
+    Sha256::digest(input).into()
 }
 
 /// `SHA-256(0x01 || left || right)`.
 pub fn node_hash(left: &Hash, right: &Hash) -> Hash {
-    let mut hasher = Sha256::new();
-    hasher.update([1u8]);
-    hasher.update(left);
-    hasher.update(right);
-    hasher.finalize().into()
+    let mut input = [1u8; 65];
+    input[1..33].copy_from_slice(left);
+    input[33..].copy_from_slice(right);
+    Sha256::digest(input).into()
 }
 
 /// The root of the empty tree, `SHA-256()` (RFC 6962 §2.1).
@@ -342,26 +340,33 @@ impl CompactRange {
     /// Appends a leaf (already `leaf_hash`ed); returns the perfect blocks it
     /// completed, lowest first (the leaf itself first).
     pub fn push(&mut self, leaf: Hash) -> Vec<(Block, Hash)> {
-        let mut completed = vec![(
-            Block {
-                level: 0,
-                index: self.size,
-            },
-            leaf,
-        )];
+        let mut completed = Vec::new();
+        self.push_with(leaf, |block, hash| completed.push((block, *hash)));
+        completed
+    }
+
+    /// Appends a leaf (already `leaf_hash`ed), keeping only the range (the
+    /// verifier's per-event path: no allocation).
+    pub fn append(&mut self, leaf: Hash) {
+        self.push_with(leaf, |_, _| {});
+    }
+
+    /// Appends a leaf and hands each perfect block it completes to
+    /// `completed`, lowest first (the leaf itself first).
+    fn push_with(&mut self, leaf: Hash, mut completed: impl FnMut(Block, &Hash)) {
         let mut hash = leaf;
         let mut level = 0;
         let mut index = self.size;
+        completed(Block { level, index }, &hash);
         while index & 1 == 1 {
             let left = self.stack.pop().unwrap_or([0; 32]);
             hash = node_hash(&left, &hash);
             level += 1;
             index >>= 1;
-            completed.push((Block { level, index }, hash));
+            completed(Block { level, index }, &hash);
         }
         self.stack.push(hash);
         self.size += 1;
-        completed
     }
 
     /// The root of the first `size()` leaves.

@@ -391,9 +391,49 @@ impl<S: EventStore> Runtime<S> {
         start: run::Start,
     ) -> Result<(super::Started, Vec<Effect>), Error> {
         let now = self.now();
+        let start = self.with_vars(&workflow, run_id, start, now).await?;
         let (started, effects) = run::start_run(&workflow, version, run_id, start, now);
         self.begin(run_id, workflow, vec![started], effects, now)
             .await
+    }
+
+    /// `start` with the workflow's `vars` rendered (off the async workers,
+    /// with the node's evaluator, no secrets): what `run.started` records.
+    pub(super) async fn with_vars(
+        &self,
+        workflow: &Arc<Workflow>,
+        run_id: RunId,
+        mut start: run::Start,
+        now: DateTime<Utc>,
+    ) -> Result<run::Start, Error> {
+        if workflow.vars.is_empty() {
+            return Ok(start);
+        }
+        let evaluator = Arc::clone(&self.config.evaluator);
+        let (definition, input) = (Arc::clone(workflow), start.input.clone());
+        let (trigger, parent) = (start.trigger.clone(), start.parent.clone());
+        let rendered = super::off_workers("vars rendering", move || {
+            let host = Host {
+                secrets: &crate::core::scope::NO_SECRETS,
+                evaluator: evaluator.as_ref(),
+            };
+            let run = crate::core::scope::RunContext {
+                id: Some(run_id),
+                workflow: &definition.name,
+                attempt: 1,
+                started_at: Some(now),
+                trigger: trigger.as_ref(),
+                parent: parent.as_ref(),
+                status: crate::core::state::RunStatus::Running.as_str(),
+            };
+            run::render_vars(&definition, run, &input, host)
+        })
+        .await?;
+        start.vars = rendered.map_err(|error| Error::Vars {
+            workflow: workflow.name.clone(),
+            detail: error.to_string(),
+        })?;
+        Ok(start)
     }
 
     /// Appends the first events of a new run (`run.started`, and for a fork

@@ -83,6 +83,10 @@ pub enum Error {
         detail: String,
     },
     #[error(
+        "IMX0418: the `vars` of workflow `{workflow}` cannot be rendered for this run: {detail}; nothing was started"
+    )]
+    Vars { workflow: String, detail: String },
+    #[error(
         "IMX0420: workflow `{workflow}` has no cron schedule{}; `imx schedules` lists them",
         trigger.as_ref().map(|id| format!(" with trigger id `{id}`")).unwrap_or_default()
     )]
@@ -129,6 +133,7 @@ impl ErrorKind {
             ErrorKind::UnknownStep => "IMX0415",
             ErrorKind::ForkIncompatible => "IMX0416",
             ErrorKind::SurgeryInput => "IMX0417",
+            ErrorKind::Vars => "IMX0418",
             ErrorKind::ScheduleNotFound => "IMX0420",
             ErrorKind::BackfillTooLarge => "IMX0421",
             ErrorKind::BackfillWindowInvalid => "IMX0422",

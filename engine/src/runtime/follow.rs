@@ -334,8 +334,8 @@ impl<S: EventStore> Runtime<S> {
                     return Ok(());
                 }
                 let started = match self.workflow(&workflow, None).await {
-                    Ok((definition, version)) => match super::input::check(&definition, &input) {
-                        Ok(()) => {
+                    Ok((definition, version)) => match super::input::prepare(&definition, input) {
+                        Ok(input) => {
                             self.start_child(child_run_id, definition, &version, input, &parent)
                                 .await
                         }

@@ -33,7 +33,15 @@ pub fn input_problems(workflow: &Workflow, input: &Value) -> Result<Vec<String>,
         .collect())
 }
 
-pub(super) fn check(workflow: &Workflow, input: &Value) -> Result<(), Error> {
+/// The input a run of `workflow` starts with: `input` with the schema's
+/// `default`s filled in (what `run.started` records), checked against it.
+pub(super) fn prepare(workflow: &Workflow, input: Value) -> Result<Value, Error> {
+    let input = crate::core::defaults::with_defaults(workflow.input.as_ref(), input);
+    check(workflow, &input)?;
+    Ok(input)
+}
+
+fn check(workflow: &Workflow, input: &Value) -> Result<(), Error> {
     let problems = input_problems(workflow, input).map_err(|problem| Error::InvalidInput {
         workflow: workflow.name.clone(),
         problems: vec![problem],

@@ -300,7 +300,7 @@ impl<S: EventStore> Runtime<S> {
         let (workflow, version) = self
             .workflow(&request.workflow, request.version.as_deref())
             .await?;
-        input::check(&workflow, &request.input)?;
+        let input = input::prepare(&workflow, request.input)?;
         if let Some(key) = &request.idempotency_key
             && let Some(existing) = self.store.find_run_by_key(key).await?
         {
@@ -316,11 +316,12 @@ impl<S: EventStore> Runtime<S> {
                 workflow,
                 &version,
                 crate::core::run::Start {
-                    input: request.input,
+                    input,
                     idempotency_key: request.idempotency_key,
                     parent: None,
                     trigger: request.trigger,
                     fork: None,
+                    vars: None,
                 },
             )
             .await?;

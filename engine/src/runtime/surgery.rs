@@ -132,7 +132,7 @@ impl<S: EventStore> Runtime<S> {
         let version = request.version.as_deref().unwrap_or(&source.version);
         let (target, version) = self.workflow(&source.workflow, Some(version)).await?;
         let input = request.input.unwrap_or_else(|| source.input.clone());
-        super::input::check(&target, &input)?;
+        let input = super::input::prepare(&target, input)?;
         let operator = &request.operator;
         let plan = surgery::fork(
             &source_workflow,
@@ -146,7 +146,16 @@ impl<S: EventStore> Runtime<S> {
         .map_err(|refusal| refused(request.run_id, refusal))?;
         let run_id = crate::store::new_id();
         let now = self.now();
-        let (first, effects) = surgery::start_fork(&target, &version, run_id, input, plan, now);
+        let start = crate::core::run::Start::with_input(input);
+        let start = self.with_vars(&target, run_id, start, now).await?;
+        let (first, effects) = surgery::start_fork(
+            &target,
+            &version,
+            run_id,
+            (start.input, start.vars),
+            plan,
+            now,
+        );
         let (started, effects) = self.begin(run_id, target, first, effects, now).await?;
         self.follow(run_id, effects).await;
         Ok(started)

@@ -335,6 +335,8 @@ async fn render_input<S: EventStore>(
         .render_trigger_input(&trigger.workflow, &trigger.trigger, &trigger.input, scope)
         .await
         .map_err(|error| error.to_string())?;
+    // The start fills the schema's defaults in before it checks; so does this.
+    let input = crate::core::defaults::with_defaults(workflow.input.as_ref(), input);
     match input_problems(workflow, &input) {
         Ok(problems) if problems.is_empty() => Ok(input),
         Ok(problems) => Err(format!(

@@ -42,6 +42,7 @@ pub fn workflow(name: &str, steps: Vec<Step>) -> Workflow {
         description: None,
         input: None,
         timeout_ms: None,
+        vars: Default::default(),
         triggers: Vec::new(),
         steps: steps.into_iter().map(|s| (s.id.clone(), s)).collect(),
         output: None,
@@ -458,7 +459,7 @@ pub fn forked_at_charge() -> History {
         &flow,
         "sha256:test",
         RUN_ID,
-        json!({"order": 7}),
+        (json!({"order": 7}), None),
         plan,
         t0(),
     );

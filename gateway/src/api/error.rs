@@ -170,6 +170,7 @@ fn runtime_code(error: &RuntimeError) -> Code {
         | E::InvalidInput { .. }
         | E::InvalidIdempotencyKey { .. }
         | E::TriggerInput { .. }
+        | E::Vars { .. }
         | E::BackfillWindowInvalid { .. } => Code::Validation,
         E::BackfillTooLarge { .. } => Code::Limit,
         E::RunFinished { .. }

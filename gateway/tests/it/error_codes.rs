@@ -217,6 +217,10 @@ fn runtime_sample(kind: RuntimeKind) -> RuntimeError {
             trigger: "webhook".to_owned(),
             detail: "undefined value".to_owned(),
         },
+        RuntimeKind::Vars => RuntimeError::Vars {
+            workflow: "orders".to_owned(),
+            detail: "undefined value".to_owned(),
+        },
         RuntimeKind::ScheduleNotFound => RuntimeError::ScheduleNotFound {
             workflow: "nightly".to_owned(),
             trigger: Some("cron".to_owned()),

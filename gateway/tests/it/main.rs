@@ -32,6 +32,7 @@ mod ui;
 mod ui_browser;
 mod validate;
 mod webhook;
+mod workflows;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -95,6 +95,68 @@ fn validate_reports_a_file_that_is_not_utf8() {
     );
 }
 
+/// A folder holding a copy of `workflows/shipping.yaml` and `parent.yaml`.
+fn folder_with_shipping(name: &str, parent: &str) -> tempfile::TempDir {
+    let guard = tempdir(name);
+    let shipping = std::fs::read_to_string(repo_root().join("workflows/shipping.yaml"))
+        .expect("example exists");
+    std::fs::write(guard.path().join("shipping.yaml"), shipping).expect("write");
+    std::fs::write(guard.path().join("parent.yaml"), parent).expect("write");
+    guard
+}
+
+/// `outcome.stdout` with the folder's path shortened to `DIR`.
+fn in_dir(stdout: &str, dir: &std::path::Path) -> String {
+    stdout.replace(&dir.display().to_string(), "DIR")
+}
+
+#[test]
+fn validate_reports_an_unknown_child_workflow_with_the_closest_name() {
+    let parent = "name: parent\nsteps:\n  ship:\n    uses: workflow\n    with: { name: shiping, input: { order: a, base_url: \"https://x.test\" } }\n";
+    let guard = folder_with_shipping("unknown-child", parent);
+    let outcome = imx(&["validate", guard.path().to_str().expect("utf-8 path")]);
+    assert_eq!(outcome.code, 1);
+    expect![[r#"
+        DIR/parent.yaml:5:19: error[IMX0036]: step `ship` runs the workflow `shiping`, which is not among the workflows checked
+          hint: did you mean `shipping`?
+    "#]].assert_eq(&in_dir(&outcome.stdout, guard.path()));
+}
+
+#[test]
+fn validate_checks_a_child_input_against_the_child_schema_but_not_its_templates() {
+    let parent = "name: parent\ninput: { type: object }\nsteps:\n  ship:\n    uses: workflow\n    with:\n      name: shipping\n      input:\n        order: 42\n        base_url: ftp://carrier.test\n  templated:\n    uses: workflow\n    with:\n      name: shipping\n      input: { order: \"{{ input.order }}\", base_url: \"{{ input.url }}\" }\n  missing:\n    uses: workflow\n    with: { name: shipping, input: { order: b, extra: 1 } }\n";
+    let guard = folder_with_shipping("child-input", parent);
+    let outcome = imx(&["validate", guard.path().to_str().expect("utf-8 path")]);
+    assert_eq!(outcome.code, 1);
+    expect![[r#"
+        DIR/parent.yaml:9:16: error[IMX0037]: the `input` of step `ship` does not fit the `input` schema of workflow `shipping` at `/order`: 42 is not of type "string"
+          hint: see `input:` in the file of `shipping`
+        DIR/parent.yaml:10:19: error[IMX0037]: the `input` of step `ship` does not fit the `input` schema of workflow `shipping` at `/base_url`: "ftp://carrier.test" does not match "^https?://"
+          hint: see `input:` in the file of `shipping`
+        DIR/parent.yaml:18:36: error[IMX0037]: the `input` of step `missing` does not fit the `input` schema of workflow `shipping`: "base_url" is a required property
+          hint: see `input:` in the file of `shipping`
+        DIR/parent.yaml:18:36: error[IMX0037]: the `input` of step `missing` does not fit the `input` schema of workflow `shipping`: Additional properties are not allowed ('extra' was unexpected)
+          hint: see `input:` in the file of `shipping`
+    "#]].assert_eq(&in_dir(&outcome.stdout, guard.path()));
+}
+
+#[test]
+fn validate_of_one_file_resolves_its_children_in_the_same_folder() {
+    let outcome = imx(&["validate", "workflows/order-fulfilment.yaml"]);
+    assert_eq!(outcome.code, 0, "{}", outcome.stdout);
+    let guard = tempdir("lonely-parent");
+    let parent = std::fs::read_to_string(repo_root().join("workflows/order-fulfilment.yaml"))
+        .expect("example exists");
+    std::fs::write(guard.path().join("order.yaml"), parent).expect("write");
+    let file = guard.path().join("order.yaml");
+    let outcome = imx(&["validate", file.to_str().expect("utf-8 path")]);
+    assert_eq!(outcome.code, 1);
+    expect![[r#"
+        DIR/order.yaml:49:13: error[IMX0036]: step `ship` runs the workflow `shipping`, which is not among the workflows checked
+          hint: the child must be among the files checked, beside a file checked, or (for `imx workflows register`) registered already; check them together: `imx validate FOLDER`
+    "#]].assert_eq(&in_dir(&outcome.stdout, guard.path()));
+}
+
 #[test]
 fn graph_draws_mermaid_by_default_and_dot_on_request() {
     let mermaid = imx(&["graph", "workflows/order-fulfilment.yaml"]);

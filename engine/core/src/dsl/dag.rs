@@ -13,7 +13,7 @@ use petgraph::graph::{DiGraph, NodeIndex};
 
 use super::diagnostic::Code;
 use super::fields::{Sink, quoted_list, suggest};
-use super::step::{EDGES_MAX, NEEDS_MAX, STEPS_MAX, StepSource};
+use super::step::{EDGES_MAX, NEEDS_MAX, STEPS_MAX, StepSource, is_valid_step_id};
 
 /// Distinct cycles reported per workflow; each report is as long as its
 /// cycle, so more would cost time and memory quadratic in the steps.
@@ -214,7 +214,11 @@ pub(crate) fn step_hint(
         return None;
     }
     let ids = steps.keys().map(String::as_str);
-    if let Some(best) = suggest(name, ids.clone().filter(|id| Some(*id) != except)) {
+    // Only ids that are valid themselves: never suggest one that is refused too.
+    let candidates = ids
+        .clone()
+        .filter(|id| Some(*id) != except && is_valid_step_id(id));
+    if let Some(best) = suggest(name, candidates) {
         return Some(format!("did you mean `{best}`?"));
     }
     let listed = quoted_list(ids.take(STEP_IDS_IN_HINT_MAX));

@@ -118,7 +118,7 @@ codes! {
     StepNotUpstream = 24, "IMX0024", "a template reads a step that is not guaranteed to finish first";
     ItemOutsideForEach = 25, "IMX0025", "`item` or `index` used outside a `for_each` step";
     UnknownRunField = 26, "IMX0026", "a template reads an unknown field of `run`";
-    UnknownStepField = 27, "IMX0027", "a template reads a step field other than `output` or `status`";
+    UnknownStepField = 27, "IMX0027", "a template reads a step field other than `output`, `status` or `error`";
     InvalidTrigger = 28, "IMX0028", "a trigger is malformed";
     InvalidForEach = 29, "IMX0029", "`for_each` or `max_parallel` is malformed";
     LimitExceeded = 30, "IMX0030", "a workflow exceeds a size limit (steps, needs, triggers, lengths)";
@@ -127,13 +127,26 @@ codes! {
     // Problems of a set of files, found by `imx validate` rather than `parse`.
     Unreadable = 33, "IMX0033", "a workflow file cannot be read (missing, too large, not UTF-8)";
     DuplicateWorkflowName = 34, "IMX0034", "two workflow files use the same `name`";
+    // Reported by `parse`.
+    TemplateNotAllowed = 35, "IMX0035", "a template where the value must be known when the workflow is registered";
+    // Problems across workflows, found by `imx validate` (`check_calls`).
+    UnknownWorkflow = 36, "IMX0036", "a `uses: workflow` step names a workflow that is not among those checked";
+    ChildInputInvalid = 37, "IMX0037", "a `uses: workflow` step's `input` does not fit the child's `input` schema";
+    // Reported by `parse` again.
+    InvalidVar = 38, "IMX0038", "a `vars` name is not `[a-z][a-z0-9_]*`";
 }
 
 impl Code {
     /// Whether [`super::parse`] reports this code; the others concern a set of
     /// files and are reported by `imx validate`.
     pub fn is_reported_by_parse(self) -> bool {
-        !matches!(self, Code::Unreadable | Code::DuplicateWorkflowName)
+        !matches!(
+            self,
+            Code::Unreadable
+                | Code::DuplicateWorkflowName
+                | Code::UnknownWorkflow
+                | Code::ChildInputInvalid
+        )
     }
 }
 

@@ -85,3 +85,68 @@ pub fn parse_duration_ms(text: &str) -> Result<u64, Error> {
     }
     Ok(total)
 }
+
+/// An ISO-8601 duration (`PT1H`, `P1DT12H`, `PT1.5S`), as other workflow
+/// tools write them, in milliseconds: only to suggest the imx form. `None`
+/// when `text` is not one, or names years, months or weeks (no fixed length
+/// in days here) or exceeds [`DURATION_MS_MAX`].
+pub fn iso8601_ms(text: &str) -> Option<u64> {
+    let rest = text.trim().strip_prefix(['P', 'p'])?;
+    let (date, time) = match rest.split_once(['T', 't']) {
+        Some((date, time)) if !time.is_empty() => (date, Some(time)),
+        Some(_) => return None,
+        None => (rest, None),
+    };
+    let mut total: u64 = 0;
+    let mut any = false;
+    for (part, units) in [
+        (date, &[('D', 86_400_000_u64)][..]),
+        (
+            time.unwrap_or(""),
+            &[('H', 3_600_000), ('M', 60_000), ('S', 1_000)][..],
+        ),
+    ] {
+        let mut rest = part;
+        let mut next_unit = 0;
+        while !rest.is_empty() {
+            let number_len = rest.len()
+                - rest
+                    .trim_start_matches(|c: char| c.is_ascii_digit() || c == '.' || c == ',')
+                    .len();
+            let (number, after) = rest.split_at(number_len);
+            let unit = after.chars().next()?.to_ascii_uppercase();
+            let index = units[next_unit..]
+                .iter()
+                .position(|(name, _)| *name == unit)?
+                + next_unit;
+            next_unit = index + 1;
+            let number: f64 = number.replace(',', ".").parse().ok()?;
+            // Only seconds may have a fraction, and only down to milliseconds.
+            let part_ms = number * units[index].1 as f64;
+            if part_ms.fract() != 0.0 || (unit != 'S' && number.fract() != 0.0) {
+                return None;
+            }
+            total = total.checked_add(part_ms as u64)?;
+            any = true;
+            rest = &after[1..];
+        }
+    }
+    (any && total <= DURATION_MS_MAX).then_some(total)
+}
+
+/// Milliseconds in the form authors write (`1h30m`, `1s500ms`, `0s`):
+/// [`parse_duration_ms`] reads it back to the same number.
+pub fn format_ms(ms: u64) -> String {
+    if ms == 0 {
+        return "0s".to_owned();
+    }
+    let mut rest = ms;
+    let mut text = String::new();
+    for (name, unit_ms) in UNITS {
+        if rest >= unit_ms {
+            text.push_str(&format!("{}{name}", rest / unit_ms));
+            rest %= unit_ms;
+        }
+    }
+    text
+}

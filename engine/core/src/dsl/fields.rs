@@ -2,7 +2,8 @@
 //! accessors that report instead of failing, and key checks with suggestions.
 
 use super::diagnostic::{Code, Diagnostic, Severity};
-use super::duration::{DURATION_MS_MAX, parse_duration_ms};
+use super::duration::{self, DURATION_MS_MAX, parse_duration_ms};
+use super::habits::{self, Place};
 use super::yaml::{Key, Node, Pos, Value};
 
 /// Longest name for which a "did you mean" suggestion is computed.
@@ -72,6 +73,8 @@ pub(crate) struct Spec<'s> {
     pub anchor: Pos,
     /// Accept and ignore `x-*` keys (a home for YAML anchors, as in Compose files).
     pub allow_extensions: bool,
+    /// Which habits of other tools to recognise in unknown keys.
+    pub place: Place,
 }
 
 impl<'s> Spec<'s> {
@@ -84,6 +87,7 @@ impl<'s> Spec<'s> {
             missing_code: Code::MissingKey,
             anchor,
             allow_extensions: false,
+            place: Place::Other,
         }
     }
 }
@@ -154,7 +158,10 @@ pub(crate) fn fields<'a>(sink: &mut Sink, node: &'a Node, spec: Spec<'_>) -> Opt
                 spec.unknown_code,
                 key.pos,
                 format!("unknown key `{name}` in {}", spec.what),
-                Some(unknown_hint(name, spec.known)),
+                Some(
+                    habits::key_hint(spec.place, name, value)
+                        .unwrap_or_else(|| unknown_hint(name, spec.known)),
+                ),
             );
             continue;
         }
@@ -227,7 +234,32 @@ pub(crate) fn quoted_list<'c>(items: impl IntoIterator<Item = &'c str>) -> Strin
         .join(", ")
 }
 
+/// Whether a string value holds a `{{ }}` or `{% %}` template.
+pub(crate) fn is_template(node: &Node) -> bool {
+    matches!(&node.value, Value::String(text) if text.contains("{{") || text.contains("{%"))
+}
+
+/// Reports a template where the value must be known when the workflow is
+/// registered (before any run exists to render it); true when it reported.
+pub(crate) fn reject_template(sink: &mut Sink, node: &Node, what: &str) -> bool {
+    if !is_template(node) {
+        return false;
+    }
+    sink.error(
+        Code::TemplateNotAllowed,
+        node.pos,
+        format!("{what} is a template; templates are not allowed here"),
+        Some(format!(
+            "{what} is read when the workflow is registered, before any run exists: write the value itself"
+        )),
+    );
+    true
+}
+
 fn wrong_type(sink: &mut Sink, node: &Node, what: &str, expected: &str) {
+    if reject_template(sink, node, what) {
+        return;
+    }
     sink.error(
         Code::WrongType,
         node.pos,
@@ -290,6 +322,9 @@ pub(crate) fn list<'a>(sink: &mut Sink, node: &'a Node, what: &str) -> Option<&'
 pub(crate) fn duration(sink: &mut Sink, node: &Node, what: &str, positive: bool) -> Option<u64> {
     let hint =
         || Some("write a number followed by d, h, m, s or ms, e.g. `30s` or `1h30m`".to_owned());
+    if reject_template(sink, node, what) {
+        return None;
+    }
     let text = match &node.value {
         Value::String(text) => text,
         Value::Number(number) => {
@@ -327,6 +362,20 @@ pub(crate) fn duration(sink: &mut Sink, node: &Node, what: &str, positive: bool)
             None
         }
         Ok(ms) => Some(ms),
+        Err(_) if text.trim().starts_with(['P', 'p']) => {
+            let (message, hint) = match duration::iso8601_ms(text) {
+                Some(ms) => (
+                    format!("{what} `{}` is an ISO-8601 duration", text.trim()),
+                    format!("imx writes it `{}`", duration::format_ms(ms)),
+                ),
+                None => (
+                    format!("{what} `{}` is not a duration imx reads", text.trim()),
+                    "ISO-8601 durations are not read; write a number followed by d, h, m, s or ms (no months or years), e.g. `30d`".to_owned(),
+                ),
+            };
+            sink.error(Code::InvalidDuration, node.pos, message, Some(hint));
+            None
+        }
         Err(error) => {
             let hint = if matches!(error, super::duration::Error::TooLong { .. }) {
                 Some(format!(

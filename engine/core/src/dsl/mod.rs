@@ -5,10 +5,12 @@
 //! `trigger`/`with` (tree to model, checking keys, types and values), then
 //! `validate` (graph and templates). Pure: no I/O.
 
+mod calls;
 mod dag;
 mod diagnostic;
 pub mod duration;
 mod fields;
+mod habits;
 mod parse;
 mod step;
 mod trigger;
@@ -16,9 +18,12 @@ mod validate;
 mod with;
 pub mod yaml;
 
+pub use calls::{Catalog, check_calls};
 pub use dag::{CYCLES_REPORTED_MAX, HINTED_DIAGNOSTICS_MAX, STEP_IDS_IN_HINT_MAX};
 pub use diagnostic::{Code, Diagnostic, Severity};
-pub use parse::{NAME_BYTES_MAX, RETRY_MAX_ATTEMPTS_MAX, RETRY_MULTIPLIER_MAX, TRIGGERS_MAX};
+pub use parse::{
+    NAME_BYTES_MAX, RETRY_MAX_ATTEMPTS_MAX, RETRY_MULTIPLIER_MAX, TRIGGERS_MAX, VARS_MAX,
+};
 pub use step::{EDGES_MAX, FOR_EACH_MAX_PARALLEL_MAX, NEEDS_MAX, STEP_ID_BYTES_MAX, STEPS_MAX};
 pub use trigger::{
     CRON_INPUT_ROOTS, KAFKA_INPUT_ROOTS, TOPIC_CHARS_MAX, TRIGGER_ID_BYTES_MAX, WEBHOOK_INPUT_ROOTS,

@@ -8,6 +8,7 @@ use serde_json::Value as Json;
 
 use super::diagnostic::Code;
 use super::fields::{self, Sink, Spec, suggest};
+use super::habits::Place;
 use super::step;
 use super::yaml::{Node, Pos, Value};
 use crate::workflow::{Backoff, RetryPolicy, Trigger, Workflow};
@@ -29,6 +30,7 @@ const ROOT_KEYS: &[&str] = &[
     "input",
     "defaults",
     "timeout",
+    "vars",
     "triggers",
     "steps",
     "output",
@@ -48,6 +50,8 @@ const RETRY_KEYS: &[&str] = &[
 pub(crate) struct Sources<'a> {
     pub steps: BTreeMap<String, step::StepSource<'a>>,
     pub output: Option<&'a Node>,
+    /// Each `vars` entry's template tree.
+    pub vars: BTreeMap<String, &'a Node>,
 }
 
 /// Defaults that every step inherits.
@@ -89,6 +93,7 @@ pub(crate) fn document<'a>(root: &'a Node, sink: &mut Sink) -> (Workflow, Source
         description: None,
         input: None,
         timeout_ms: None,
+        vars: BTreeMap::new(),
         triggers: Vec::new(),
         steps: BTreeMap::new(),
         output: None,
@@ -105,6 +110,7 @@ pub(crate) fn document<'a>(root: &'a Node, sink: &mut Sink) -> (Workflow, Source
     }
     let spec = Spec {
         allow_extensions: true,
+        place: Place::Root,
         ..Spec::new("the workflow", ROOT_KEYS, &["name", "steps"], root.pos)
     };
     let Some(fields) = fields::fields(sink, root, spec) else {
@@ -126,6 +132,14 @@ pub(crate) fn document<'a>(root: &'a Node, sink: &mut Sink) -> (Workflow, Source
         .unwrap_or_default();
     if let Some(node) = fields.get("timeout") {
         workflow.timeout_ms = fields::duration(sink, node, "`timeout`", true);
+    }
+    if let Some(node) = fields.get("vars") {
+        sources.vars = vars(sink, node);
+        workflow.vars = sources
+            .vars
+            .iter()
+            .map(|(name, node)| (name.clone(), node.to_json()))
+            .collect();
     }
     if let Some(node) = fields.get("triggers") {
         workflow.triggers = triggers(sink, node);
@@ -162,28 +176,43 @@ pub(crate) fn name(sink: &mut Sink, node: &Node, code: Code, what: &str) -> Opti
         return None;
     }
     if !is_valid_name(text) {
-        let fixed: String = text
-            .to_lowercase()
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || "_.-".contains(c) {
-                    c
-                } else {
-                    '-'
-                }
-            })
-            .collect();
+        let hint = match valid_name_from(text) {
+            Some(fixed) => {
+                format!("use lowercase letters, digits, `_`, `.` and `-`, e.g. `{fixed}`")
+            }
+            None => {
+                "use lowercase letters, digits, `_`, `.` and `-`, starting with a letter or digit"
+                    .to_owned()
+            }
+        };
         sink.error(
             code,
             node.pos,
             format!("{what} `{text}` must match `[a-z0-9][a-z0-9_.-]*`"),
-            Some(format!(
-                "use lowercase letters, digits, `_`, `.` and `-`, e.g. `{fixed}`"
-            )),
+            Some(hint),
         );
         return None;
     }
     Some(text.to_owned())
+}
+
+/// The valid name closest to what was written (`Order Fulfilment` →
+/// `order-fulfilment`), for hints; `None` when there is none.
+fn valid_name_from(text: &str) -> Option<String> {
+    let mapped: String = text
+        .to_lowercase()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "_.-".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let trimmed = mapped.trim_start_matches(|c: char| !c.is_ascii_alphanumeric());
+    let fixed: String = trimmed.chars().take(NAME_BYTES_MAX).collect();
+    is_valid_name(&fixed).then_some(fixed)
 }
 
 pub(crate) fn is_valid_name(text: &str) -> bool {
@@ -192,6 +221,53 @@ pub(crate) fn is_valid_name(text: &str) -> bool {
         .next()
         .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "_.-".contains(c))
+}
+
+/// Most entries in `vars`.
+pub const VARS_MAX: usize = 64;
+
+/// `vars:` a mapping from a name (`[a-z][a-z0-9_]*`, as step ids: read as
+/// `vars.NAME`) to a template tree; the templates are checked in `validate.rs`.
+fn vars<'a>(sink: &mut Sink, node: &'a Node) -> BTreeMap<String, &'a Node> {
+    let mut vars = BTreeMap::new();
+    let Value::Map(entries) = &node.value else {
+        let message = format!(
+            "`vars` must be a mapping from a name to a value or template, found {}",
+            node.value.kind()
+        );
+        sink.error(Code::WrongType, node.pos, message, None);
+        return vars;
+    };
+    if entries.len() > VARS_MAX {
+        let message = format!(
+            "{} `vars`, more than the limit of {VARS_MAX}",
+            entries.len()
+        );
+        sink.error(Code::LimitExceeded, node.pos, message, None);
+    }
+    for (key, value) in entries.iter().take(VARS_MAX) {
+        let Some(name) = fields::plain_key(sink, key) else {
+            continue;
+        };
+        if vars.contains_key(name) {
+            let message = format!("duplicate key `{name}` in `vars`");
+            sink.error(Code::DuplicateKey, key.pos, message, None);
+            continue;
+        }
+        if !step::is_valid_step_id(name) {
+            let message = format!(
+                "`vars` name `{name}` must match `[a-z][a-z0-9_]*` (at most {} bytes)",
+                step::STEP_ID_BYTES_MAX
+            );
+            let hint = step::valid_step_id_from(name).map(|fixed| {
+                format!("templates read it as `vars.<name>`, where `-` or `.` would not parse; try `{fixed}`")
+            });
+            sink.error(Code::InvalidVar, key.pos, message, hint);
+            continue;
+        }
+        vars.insert(name.to_owned(), value);
+    }
+    vars
 }
 
 fn defaults(sink: &mut Sink, node: &Node) -> Defaults {

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use super::diagnostic::Code;
 use super::fields::{self, Sink, Spec, suggest};
+use super::habits::Place;
 use super::parse::{Defaults, check_intervals, retry_patch};
 use super::yaml::{Node, Pos, Value};
 use crate::workflow::{
@@ -113,25 +114,55 @@ pub(crate) fn steps<'a>(
 }
 
 fn check_step_id(sink: &mut Sink, id: &str, pos: Pos) {
-    let mut chars = id.chars();
-    let valid = chars.next().is_some_and(|c| c.is_ascii_lowercase())
-        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-    if !valid {
-        let fixed: String = id
-            .to_lowercase()
-            .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-            .collect();
+    if !matches_step_id_pattern(id) {
         let message = format!("step id `{id}` must match `[a-z][a-z0-9_]*`");
-        let hint = format!(
-            "templates read steps as `steps.<id>`, where `-` or `.` would not parse; try `{fixed}`"
-        );
+        let why = "templates read steps as `steps.<id>`, where `-` or `.` would not parse";
+        let hint = match valid_step_id_from(id) {
+            Some(fixed) => format!("{why}; try `{fixed}`"),
+            None => format!("{why}; start with a letter"),
+        };
         sink.error(Code::InvalidStepId, pos, message, Some(hint));
     } else if id.len() > STEP_ID_BYTES_MAX {
         let message =
             format!("step id `{id}` is longer than the limit of {STEP_ID_BYTES_MAX} bytes");
         sink.error(Code::LimitExceeded, pos, message, None);
     }
+}
+
+/// Whether `id` is a step id templates can read (`[a-z][a-z0-9_]*`, at most
+/// [`STEP_ID_BYTES_MAX`] bytes).
+pub(crate) fn is_valid_step_id(id: &str) -> bool {
+    id.len() <= STEP_ID_BYTES_MAX && matches_step_id_pattern(id)
+}
+
+fn matches_step_id_pattern(id: &str) -> bool {
+    let mut chars = id.chars();
+    chars.next().is_some_and(|c| c.is_ascii_lowercase())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+/// The valid step id closest to what was written (`Flip-Coin` → `flip_coin`),
+/// for hints; `None` when there is none (no letter to start with), so that a
+/// hint never suggests an id that is itself refused.
+pub(crate) fn valid_step_id_from(text: &str) -> Option<String> {
+    let mapped: String = text
+        .to_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    let trimmed = mapped.trim_start_matches('_');
+    // `2nd` → `step_2nd`: an id starts with a letter.
+    let prefixed = if trimmed.starts_with(|c: char| c.is_ascii_digit()) {
+        format!("step_{trimmed}")
+    } else {
+        trimmed.to_owned()
+    };
+    let mut fixed: String = prefixed.chars().take(STEP_ID_BYTES_MAX).collect();
+    while fixed.contains("__") {
+        fixed = fixed.replace("__", "_");
+    }
+    let fixed = fixed.trim_end_matches('_').to_owned();
+    is_valid_step_id(&fixed).then_some(fixed)
 }
 
 fn step<'a>(
@@ -149,8 +180,11 @@ fn step<'a>(
         condition: None,
     };
     let what = format!("step `{id}`");
-    let Some(fields) = fields::fields(sink, node, Spec::new(&what, STEP_KEYS, &["uses"], pos))
-    else {
+    let spec = Spec {
+        place: Place::Step,
+        ..Spec::new(&what, STEP_KEYS, &["uses"], pos)
+    };
+    let Some(fields) = fields::fields(sink, node, spec) else {
         return (None, source);
     };
     let kind = fields.get("uses").and_then(|node| uses(sink, node));
@@ -203,6 +237,9 @@ fn step<'a>(
 }
 
 fn uses(sink: &mut Sink, node: &Node) -> Option<StepKind> {
+    if fields::reject_template(sink, node, "`uses`") {
+        return None;
+    }
     let name = fields::string(sink, node, "`uses`")?;
     if let Some(kind) = StepKind::from_name(name) {
         return Some(kind);
@@ -210,6 +247,13 @@ fn uses(sink: &mut Sink, node: &Node) -> Option<StepKind> {
     let names = StepKind::ALL.map(StepKind::as_str);
     let hint = match suggest(name, names) {
         Some(best) => format!("did you mean `{best}`?"),
+        // `actions/checkout@v4`, `io.kestra.plugin.core.http.Request`
+        None if name.contains('/') || name.contains('@') || name.matches('.').count() > 1 => {
+            format!(
+                "imx runs its own step kinds, not GitHub Actions or plugins of other tools: {}; a command runs with `uses: exec`, a container or script elsewhere through `uses: agent`",
+                fields::quoted_list(names)
+            )
+        }
         None => format!("known kinds: {}", fields::quoted_list(names)),
     };
     sink.error(
@@ -241,6 +285,9 @@ fn needs(sink: &mut Sink, node: &Node) -> Vec<(String, Pos)> {
     }
     let mut needs: Vec<(String, Pos)> = Vec::new();
     for item in items.into_iter().take(NEEDS_MAX) {
+        if fields::reject_template(sink, item, "a `needs` entry") {
+            continue;
+        }
         let Some(need) = fields::string(sink, item, "a `needs` entry") else {
             continue;
         };
@@ -325,6 +372,9 @@ fn for_each<'a>(
 }
 
 fn trigger_rule(sink: &mut Sink, node: &Node) -> Option<TriggerRule> {
+    if fields::reject_template(sink, node, "`trigger_rule`") {
+        return None;
+    }
     let name = fields::string(sink, node, "`trigger_rule`")?;
     if let Some(rule) = TriggerRule::from_name(name) {
         return Some(rule);

@@ -416,6 +416,8 @@ pub(crate) fn check_inputs(
         };
         let input_node = entry("input").map(|(_, node)| node);
         let input = input_node.map_or(serde_json::Value::Null, Node::to_json);
+        // A run starts with the schema's defaults filled in: check what it would see.
+        let input = crate::defaults::with_defaults(Some(schema), input);
         if has_template(&input) {
             // Known only when it fires: `start_run` checks the rendered input.
             continue;

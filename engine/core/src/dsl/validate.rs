@@ -6,13 +6,16 @@ use std::collections::BTreeMap;
 use super::dag::{Dag, step_hint, unknown_needs};
 use super::diagnostic::Code;
 use super::fields::{Sink, quoted_list, suggest};
+use super::habits;
 use super::parse::Sources;
 use super::step::StepSource;
 use super::yaml::{Node, Pos, Value};
 use crate::template::{Error as TemplateError, expression_references, template_references};
 
 /// Variables a template may read (minijinja's global functions are allowed too).
-pub const SCOPE_ROOTS: [&str; 6] = ["input", "steps", "run", "item", "index", "secrets"];
+pub const SCOPE_ROOTS: [&str; 7] = ["input", "steps", "run", "vars", "item", "index", "secrets"];
+/// Variables a `vars` template may read: it is rendered once, before any step.
+pub const VARS_SCOPE_ROOTS: [&str; 2] = ["input", "run"];
 const TEMPLATE_GLOBALS: [&str; 4] = ["range", "dict", "namespace", "debug"];
 /// Whether `name` is one of minijinja's global functions templates may call.
 pub(crate) fn is_template_global(name: &str) -> bool {
@@ -20,21 +23,42 @@ pub(crate) fn is_template_global(name: &str) -> bool {
 }
 
 /// Fields of `run` in template scope.
-pub const RUN_FIELDS: [&str; 3] = ["id", "workflow", "attempt"];
+pub const RUN_FIELDS: [&str; 6] = [
+    "id",
+    "workflow",
+    "attempt",
+    "started_at",
+    "status",
+    "trigger",
+];
 /// Fields of `steps.<id>` in template scope.
-pub const STEP_FIELDS: [&str; 2] = ["output", "status"];
+pub const STEP_FIELDS: [&str; 3] = ["output", "status", "error"];
 
 /// Runs every cross-step check.
 pub(crate) fn validate(sink: &mut Sink, sources: &Sources<'_>) {
     unknown_needs(sink, &sources.steps);
     let dag = Dag::new(&sources.steps);
     dag.report_cycles(sink, &sources.steps);
+    let var_names: Vec<&str> = sources.vars.keys().map(String::as_str).collect();
+    for node in sources.vars.values() {
+        let scope = Scope {
+            all_steps: &sources.steps,
+            dag: &dag,
+            step: None,
+            item_allowed: false,
+            vars: &var_names,
+            in_vars: true,
+        };
+        check_templates(sink, &scope, node);
+    }
     for (index, (id, source)) in sources.steps.iter().enumerate() {
         let mut scope = Scope {
             all_steps: &sources.steps,
             dag: &dag,
             step: Some((id.as_str(), index)),
             item_allowed: false,
+            vars: &var_names,
+            in_vars: false,
         };
         if let Some((expression, pos)) = &source.condition {
             check_expression(sink, &scope, expression, *pos);
@@ -53,6 +77,8 @@ pub(crate) fn validate(sink: &mut Sink, sources: &Sources<'_>) {
             dag: &dag,
             step: None,
             item_allowed: false,
+            vars: &var_names,
+            in_vars: false,
         };
         check_templates(sink, &scope, output);
     }
@@ -65,6 +91,10 @@ struct Scope<'a> {
     /// The step's id and index in `dag`.
     step: Option<(&'a str, usize)>,
     item_allowed: bool,
+    /// The names `vars` declares.
+    vars: &'a [&'a str],
+    /// In a `vars` template: only `input` and `run` are in scope.
+    in_vars: bool,
 }
 
 fn check_templates(sink: &mut Sink, scope: &Scope<'_>, node: &Node) {
@@ -88,6 +118,13 @@ fn check_templates(sink: &mut Sink, scope: &Scope<'_>, node: &Node) {
 }
 
 fn check_expression(sink: &mut Sink, scope: &Scope<'_>, expression: &str, pos: Pos) {
+    if let Some(hint) = habits::github_condition_hint(expression) {
+        let message = format!(
+            "invalid `if` expression `{expression}`: `${{{{ }}}}` is GitHub Actions' syntax"
+        );
+        sink.error(Code::ExpressionSyntax, pos, message, Some(hint));
+        return;
+    }
     match expression_references(expression) {
         Ok(references) => check_references(sink, scope, &references, pos),
         Err(error) => {
@@ -113,7 +150,28 @@ fn check_references(sink: &mut Sink, scope: &Scope<'_>, references: &[String], p
 fn check_reference(sink: &mut Sink, scope: &Scope<'_>, reference: &str, pos: Pos) {
     let parts: Vec<&str> = reference.split('.').collect();
     let root = parts[0];
+    if scope.in_vars && !VARS_SCOPE_ROOTS.contains(&root) && !TEMPLATE_GLOBALS.contains(&root) {
+        let message = format!(
+            "`{reference}`: `vars` are rendered once when the run starts, where only `input` and `run` are in scope"
+        );
+        let hint = Some("read it in the step that needs it instead".to_owned());
+        sink.error(Code::UnknownScopeRoot, pos, message, hint);
+        return;
+    }
     match root {
+        "vars" => {
+            if let Some(name) = parts.get(1).filter(|name| !scope.vars.contains(name)) {
+                let hint = match suggest(name, scope.vars.iter().copied()) {
+                    Some(best) => format!("did you mean `{best}`?"),
+                    None if scope.vars.is_empty() => {
+                        "declare it under `vars:` at the top of the workflow".to_owned()
+                    }
+                    None => format!("declared: {}", quoted_list(scope.vars.iter().copied())),
+                };
+                let message = format!("`{reference}`: there is no var `{name}`");
+                sink.error(Code::UnknownScopeRoot, pos, message, Some(hint));
+            }
+        }
         "input" | "secrets" => {}
         "run" => {
             if let Some(field) = parts.get(1).filter(|field| !RUN_FIELDS.contains(field)) {
@@ -136,7 +194,8 @@ fn check_reference(sink: &mut Sink, scope: &Scope<'_>, reference: &str, pos: Pos
         "steps" => check_step_reference(sink, scope, reference, &parts, pos),
         _ if TEMPLATE_GLOBALS.contains(&root) => {}
         _ => {
-            let hint = one_of(root, &SCOPE_ROOTS);
+            let hint =
+                habits::reference_hint(reference).unwrap_or_else(|| one_of(root, &SCOPE_ROOTS));
             sink.error(
                 Code::UnknownScopeRoot,
                 pos,
@@ -186,8 +245,9 @@ fn check_step_reference(
         }
     }
     if let Some(field) = parts.get(2).filter(|field| !STEP_FIELDS.contains(field)) {
-        let hint = one_of(field, &STEP_FIELDS);
-        let message = format!("`{reference}`: a step has `output` and `status`, not `{field}`");
+        let hint = habits::reference_hint(reference).unwrap_or_else(|| one_of(field, &STEP_FIELDS));
+        let message =
+            format!("`{reference}`: a step has `output`, `status` and `error`, not `{field}`");
         sink.error(Code::UnknownStepField, pos, message, Some(hint));
     }
 }

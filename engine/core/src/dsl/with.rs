@@ -2,7 +2,7 @@
 //! types of values that are not templates (templates are checked at render time).
 
 use super::diagnostic::Code;
-use super::fields::{self, Sink, Spec};
+use super::fields::{self, Sink, Spec, is_template};
 use super::parse::is_valid_name;
 use super::yaml::{Node, Pos, Value};
 use crate::workflow::StepKind;
@@ -93,11 +93,6 @@ pub(crate) fn check(sink: &mut Sink, kind: StepKind, step: &str, anchor: Pos, wi
         }
         StepKind::Noop => {}
     }
-}
-
-/// A string holding `{{ }}` whose value is only known at render time.
-fn is_template(node: &Node) -> bool {
-    matches!(&node.value, Value::String(text) if text.contains("{{") || text.contains("{%"))
 }
 
 struct Checker<'s, 'w> {

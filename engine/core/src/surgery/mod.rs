@@ -262,7 +262,13 @@ pub fn fork(
     });
     let reasons: Vec<String> = compat::compatibility(source_workflow, target, &taken)
         .into_iter()
-        .filter(|found| !matches!(found, Incompatibility::InputSchemaChanged { .. }))
+        // A fork brings its own input and renders its own vars.
+        .filter(|found| {
+            !matches!(
+                found,
+                Incompatibility::InputSchemaChanged { .. } | Incompatibility::VarsChanged { .. }
+            )
+        })
         .map(|found| found.to_string())
         .collect();
     if !reasons.is_empty() {
@@ -291,18 +297,20 @@ pub fn fork(
 }
 
 /// The first events of a fork: `run.started` naming the source, then one
-/// `step.adopted` per step taken over; and the run-timeout timer.
+/// `step.adopted` per step taken over; and the run-timeout timer. `vars`
+/// are the fork's own ([`crate::run::render_vars`] for the target version).
 pub fn start_fork(
     workflow: &Workflow,
     version: &str,
     run_id: Uuid,
-    input: Value,
+    (input, vars): (Value, Option<Value>),
     plan: ForkPlan,
     now: DateTime<Utc>,
 ) -> (Vec<EventEnvelope>, Vec<Effect>) {
     let from_run = plan.origin.run_id;
     let start = Start {
         input,
+        vars,
         fork: Some(plan.origin),
         ..Start::default()
     };

@@ -11,6 +11,7 @@ use imx_core::workflow::StepKind;
 mod fixtures;
 mod fuzz;
 mod graph_limits;
+mod habits;
 mod triggers;
 
 fn fixtures() -> PathBuf {
@@ -34,10 +35,14 @@ pub(crate) fn rendered(parsed: &Parsed, file: &str) -> String {
 
 /// Parses `fixtures/invalid/<name>.yaml` and compares the rendered diagnostics.
 pub(crate) fn check_fixture(name: &str, expect: Expect) {
-    let file = format!("invalid/{name}.yaml");
-    let parsed = dsl::parse(&read_fixture(&file));
+    check_file(&format!("invalid/{name}.yaml"), expect);
+}
+
+/// Parses `fixtures/<file>` and compares the rendered diagnostics.
+pub(crate) fn check_file(file: &str, expect: Expect) {
+    let parsed = dsl::parse(&read_fixture(file));
     assert_eq!(parsed.workflow.is_some(), !parsed.has_errors(), "{file}");
-    expect.assert_eq(&rendered(&parsed, &file));
+    expect.assert_eq(&rendered(&parsed, file));
 }
 
 fn code_of_fixture(name: &str) -> Option<Code> {

@@ -182,6 +182,12 @@ const EDITS: &[(&str, Edit)] = &[
     }),
     ("description", |w| w.description = Some("Ship it".into())),
     ("run timeout", |w| w.timeout_ms = Some(7_200_000)),
+    ("vars added", |w| {
+        w.vars.insert("region".into(), json!("eu"));
+    }),
+    ("vars template", |w| {
+        w.vars.insert("region".into(), json!("{{ input.region }}"));
+    }),
     ("trigger removed", |w| {
         w.triggers.pop();
     }),

@@ -2,6 +2,7 @@
 //! on SQLite and on a real PostgreSQL (`scripts/test-postgres`), plus the
 
 mod commit;
+mod context;
 mod fanout;
 mod flows;
 mod gated;

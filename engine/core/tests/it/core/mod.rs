@@ -2,6 +2,7 @@
 //! rule, events and their schemas, secrets, properties and the deterministic
 //! simulation.
 
+mod context;
 mod decisions;
 mod driver;
 mod endings;

@@ -513,7 +513,7 @@ fn fork_takes_over_the_upstream_outputs_and_runs_the_rest_on_the_fixed_version()
         &fixed,
         "sha256:fixed",
         RUN_ID,
-        json!({"order": 7}),
+        (json!({"order": 7}), None),
         plan,
         t0(),
     );

@@ -252,10 +252,10 @@ fn imx0022_unknown_scope_root() {
     check_fixture(
         "imx0022-unknown-scope-root",
         expect![[r#"
-        invalid/imx0022-unknown-scope-root.yaml:5:20: error[IMX0022]: `inputs.order_id`: `inputs` is not in scope
-          hint: did you mean `input`?
-        invalid/imx0022-unknown-scope-root.yaml:5:50: error[IMX0022]: `env.HOME`: `env` is not in scope
-          hint: expected one of: `input`, `steps`, `run`, `item`, `index`, `secrets`"#]],
+            invalid/imx0022-unknown-scope-root.yaml:5:20: error[IMX0022]: `inputs.order_id`: `inputs` is not in scope
+              hint: `inputs.order_id` (GitHub Actions and Kestra) is `input.order_id` in imx
+            invalid/imx0022-unknown-scope-root.yaml:5:50: error[IMX0022]: `env.HOME`: `env` is not in scope
+              hint: expected one of: `input`, `steps`, `run`, `vars`, `item`, `index`, `secrets`"#]],
     );
 }
 
@@ -297,8 +297,8 @@ fn imx0026_unknown_run_field() {
     check_fixture(
         "imx0026-unknown-run-field",
         expect![[r#"
-        invalid/imx0026-unknown-run-field.yaml:5:18: error[IMX0026]: `run.run_id`: `run` has no field `run_id`
-          hint: expected one of: `id`, `workflow`, `attempt`"#]],
+            invalid/imx0026-unknown-run-field.yaml:5:18: error[IMX0026]: `run.run_id`: `run` has no field `run_id`
+              hint: expected one of: `id`, `workflow`, `attempt`, `started_at`, `status`, `trigger`"#]],
     );
 }
 
@@ -307,8 +307,8 @@ fn imx0027_unknown_step_field() {
     check_fixture(
         "imx0027-unknown-step-field",
         expect![[r#"
-        invalid/imx0027-unknown-step-field.yaml:8:20: error[IMX0027]: `steps.fetch.outputs.items`: a step has `output` and `status`, not `outputs`
-          hint: did you mean `output`?"#]],
+            invalid/imx0027-unknown-step-field.yaml:8:20: error[IMX0027]: `steps.fetch.outputs.items`: a step has `output`, `status` and `error`, not `outputs`
+              hint: `steps.fetch.outputs.items` (GitHub Actions) is `steps.fetch.output.items` in imx"#]],
     );
 }
 
@@ -365,5 +365,47 @@ fn imx0032_trigger_input_invalid() {
             invalid/imx0032-trigger-input-invalid.yaml:8:24: error[IMX0032]: the cron trigger's input does not match the `input` schema at `/order_id`: 42 is not of type "string"
             invalid/imx0032-trigger-input-invalid.yaml:9:5: error[IMX0032]: the cron trigger's input does not match the `input` schema: null is not of type "object"
               hint: give the trigger an `input:` that the schema accepts"#]],
+    );
+}
+
+#[test]
+fn imx0035_template_not_allowed() {
+    check_fixture(
+        "imx0035-template-not-allowed",
+        expect![[r#"
+        invalid/imx0035-template-not-allowed.yaml:3:10: error[IMX0035]: `timeout` is a template; templates are not allowed here
+          hint: `timeout` is read when the workflow is registered, before any run exists: write the value itself
+        invalid/imx0035-template-not-allowed.yaml:7:14: error[IMX0015]: `timeout` `PT1H30M` is an ISO-8601 duration
+          hint: imx writes it `1h30m`
+        invalid/imx0035-template-not-allowed.yaml:8:28: error[IMX0035]: `max_attempts` is a template; templates are not allowed here
+          hint: `max_attempts` is read when the workflow is registered, before any run exists: write the value itself
+        invalid/imx0035-template-not-allowed.yaml:8:70: error[IMX0015]: `initial_interval` `PT0.5S` is an ISO-8601 duration
+          hint: imx writes it `500ms`
+        invalid/imx0035-template-not-allowed.yaml:10:11: error[IMX0035]: `uses` is a template; templates are not allowed here
+          hint: `uses` is read when the workflow is registered, before any run exists: write the value itself
+        invalid/imx0035-template-not-allowed.yaml:11:13: error[IMX0035]: a `needs` entry is a template; templates are not allowed here
+          hint: a `needs` entry is read when the workflow is registered, before any run exists: write the value itself
+        invalid/imx0035-template-not-allowed.yaml:12:19: error[IMX0035]: `trigger_rule` is a template; templates are not allowed here
+          hint: `trigger_rule` is read when the workflow is registered, before any run exists: write the value itself
+        invalid/imx0035-template-not-allowed.yaml:15:14: error[IMX0015]: `timeout` `P1M` is not a duration imx reads
+          hint: ISO-8601 durations are not read; write a number followed by d, h, m, s or ms (no months or years), e.g. `30d`
+        invalid/imx0035-template-not-allowed.yaml:16:24: error[IMX0035]: `continue_on_error` is a template; templates are not allowed here
+          hint: `continue_on_error` is read when the workflow is registered, before any run exists: write the value itself
+        invalid/imx0035-template-not-allowed.yaml:18:19: error[IMX0035]: `max_parallel` is a template; templates are not allowed here
+          hint: `max_parallel` is read when the workflow is registered, before any run exists: write the value itself"#]],
+    );
+}
+
+#[test]
+fn imx0038_invalid_var() {
+    check_fixture(
+        "imx0038-invalid-var",
+        expect![[r#"
+        invalid/imx0038-invalid-var.yaml:3:3: error[IMX0038]: `vars` name `Region-Name` must match `[a-z][a-z0-9_]*` (at most 64 bytes)
+          hint: templates read it as `vars.<name>`, where `-` or `.` would not parse; try `region_name`
+        invalid/imx0038-invalid-var.yaml:4:13: error[IMX0022]: `steps.a.output`: `vars` are rendered once when the run starts, where only `input` and `run` are in scope
+          hint: read it in the step that needs it instead
+        invalid/imx0038-invalid-var.yaml:10:12: error[IMX0022]: `vars.greting`: there is no var `greting`
+          hint: did you mean `greeting`?"#]],
     );
 }
