@@ -11,8 +11,11 @@
 //! (signatures, log hashes and Merkle roots) beside raw SHA-256, and the
 //! time of inclusion and consistency proofs at the log's full size.
 //!
-//! `IMX_BENCH_EXPORT=FILE` keeps the export in FILE; when FILE exists
-//! already, only the file rows are measured, on it (quick iterations).
+//! `IMX_BENCH_EXPORT=FILE` keeps the export in FILE and the signed
+//! checkpoints in FILE.notes; when FILE exists already, only the file rows
+//! (with the signed row when FILE.notes exists) are measured, on it (quick
+//! iterations); with `IMX_BENCH_ONLY=signed` as well, only the signed row
+//! (to profile it).
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read};
@@ -60,7 +63,11 @@ fn main() {
     let kept = std::env::var_os("IMX_BENCH_EXPORT").map(std::path::PathBuf::from);
     if let Some(path) = kept.as_ref().filter(|path| path.exists()) {
         let head = trailer_head(path);
-        let events = measure_file(path, &head, None, None);
+        let signed = kept_notes(path);
+        let events = measure_file(path, &head, None, signed.as_ref());
+        if events == 0 {
+            return;
+        }
         println!("{events} events from {}", path.display());
         breakdown(path);
         println!(
@@ -83,6 +90,7 @@ fn main() {
     let written = runtime.block_on(fill(&store, events));
     let fill_time = started.elapsed();
 
+    let keep = kept.is_some();
     let path = kept.unwrap_or_else(|| folder.path().join("export.jsonl"));
     let started = Instant::now();
     let mut out = BufWriter::new(File::create(&path).expect("create the export"));
@@ -97,6 +105,9 @@ fn main() {
     drop(out);
     let export_time = started.elapsed();
     let signed = runtime.block_on(sign_checkpoints(&store, written));
+    if keep {
+        std::fs::write(notes_path(&path), signed.notes.join("\n\u{1e}\n")).expect("keep the notes");
+    }
     let verified = measure_file(
         &path,
         &trailer.head,
@@ -125,17 +136,40 @@ struct Signed {
     sign_time: Duration,
 }
 
+/// Where the signed checkpoints of a kept export are kept.
+fn notes_path(export: &std::path::Path) -> std::path::PathBuf {
+    let mut path = export.as_os_str().to_owned();
+    path.push(".notes");
+    path.into()
+}
+
+/// The signed checkpoints kept beside the export at `path`, if any (the
+/// bench's key is made from a fixed seed, so the public key is known).
+fn kept_notes(path: &std::path::Path) -> Option<Signed> {
+    let text = std::fs::read_to_string(notes_path(path)).ok()?;
+    Some(Signed {
+        key: bench_key().public(),
+        notes: text.split("\n\u{1e}\n").map(str::to_owned).collect(),
+        tree_time: Duration::ZERO,
+        sign_time: Duration::ZERO,
+    })
+}
+
+fn bench_key() -> engine::checkpoint::PrivateKey {
+    engine::checkpoint::PrivateKey::from_seed("bench", [3; 32]).expect("a key")
+}
+
 /// Builds the Merkle tree over the log's `events` (stored nodes), then
 /// signs a checkpoint every `CHECKPOINT_EVERY_EVENTS_DEFAULT` events and
 /// at the head, as `imx serve --signing-key` would.
 async fn sign_checkpoints(store: &Store, events: u64) -> Signed {
-    use engine::checkpoint::{CHECKPOINT_EVERY_EVENTS_DEFAULT, Checkpoint, PrivateKey};
+    use engine::checkpoint::{CHECKPOINT_EVERY_EVENTS_DEFAULT, Checkpoint};
     let started = Instant::now();
     engine::merkle::extend(store, events)
         .await
         .expect("the tree");
     let tree_time = started.elapsed();
-    let key = PrivateKey::from_seed("bench", [3; 32]).expect("a key");
+    let key = bench_key();
     let started = Instant::now();
     let mut notes = Vec::new();
     let mut after = 0;
@@ -237,8 +271,7 @@ fn measure_file(
     let digest = sha256_file(path);
     let verify = |tuning: replay::Tuning| {
         let started = Instant::now();
-        let reader =
-            BufReader::with_capacity(HASH_CHUNK_BYTES, File::open(path).expect("open the export"));
+        let reader = BufReader::new(File::open(path).expect("open the export"));
         let options = replay::Options {
             expect_head: Some(head.to_owned()),
             ..Default::default()
@@ -257,8 +290,7 @@ fn measure_file(
         )
         .expect("the notes");
         assert_eq!(trusted.untrusted, 0);
-        let reader =
-            BufReader::with_capacity(HASH_CHUNK_BYTES, File::open(path).expect("open the export"));
+        let reader = BufReader::new(File::open(path).expect("open the export"));
         let options = replay::Options {
             expect_head: Some(head.to_owned()),
             expect: trusted.expectations(),
@@ -274,6 +306,14 @@ fn measure_file(
         started.elapsed()
     };
     let mut signed_time = Duration::MAX;
+    // IMX_BENCH_ONLY=signed: only the signed row, for a profiler.
+    if let (Some(signed), Ok("signed")) = (signed, std::env::var("IMX_BENCH_ONLY").as_deref()) {
+        for _ in 0..REPEATS {
+            signed_time = signed_time.min(verify_signed(signed));
+        }
+        println!("signed verify: {:.2} s", signed_time.as_secs_f64());
+        return 0;
+    }
     let tuned = replay::Tuning::default();
     let one_worker = replay::Tuning {
         workers: 1,

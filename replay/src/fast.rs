@@ -28,6 +28,9 @@ use crate::verify::{Checked, Digest32, Local, decode, sha256};
 pub struct Fields<'a> {
     /// The payload's text as it stands in the line, when the parse knows it.
     pub payload: Option<&'a str>,
+    /// Whether that text was read by [`Tape::parse_canonical`], which
+    /// proves it canonical.
+    pub payload_canonical: bool,
     pub run_id: &'a str,
     pub seq: u64,
     pub position: u64,
@@ -127,10 +130,15 @@ fn parse_exported<'a>(text: &'a str, tape: &mut Tape<'a>) -> Option<Fields<'a>> 
     head.literal("\",\"schema_version\":")?;
     let schema_version = u32::try_from(head.integer()?).ok()?;
     head.literal(",\"payload\":")?;
-    let mut deserializer = serde_json::Deserializer::from_str(text.get(head.at..tail_start)?);
-    tape.seed().deserialize(&mut deserializer).ok()?;
-    deserializer.end().ok()?;
-    let payload = text.get(head.at..tail_start);
+    let payload = text.get(head.at..tail_start)?;
+    let payload_canonical = tape.parse_canonical(payload).is_some();
+    if !payload_canonical {
+        tape.nodes.clear();
+        let mut deserializer = serde_json::Deserializer::from_str(payload);
+        tape.seed().deserialize(&mut deserializer).ok()?;
+        deserializer.end().ok()?;
+    }
+    let payload = Some(payload);
     let mut tail = Cursor {
         text,
         at: tail_start,
@@ -146,6 +154,7 @@ fn parse_exported<'a>(text: &'a str, tape: &mut Tape<'a>) -> Option<Fields<'a>> 
     tail.literal("\"}")?;
     Some(Fields {
         payload,
+        payload_canonical,
         run_id,
         seq,
         position,
@@ -165,6 +174,8 @@ struct Cursor<'a> {
 }
 
 impl<'a> Cursor<'a> {
+    // Inlined, the comparison with a constant is a few loads, not a call.
+    #[inline(always)]
     fn literal(&mut self, expected: &str) -> Option<()> {
         let end = self.at + expected.len();
         (self.text.get(self.at..end)? == expected).then(|| self.at = end)
@@ -231,7 +242,8 @@ fn event_hash(
     prev_hash: &Digest32,
     scratch: &mut Vec<u8>,
 ) -> Option<Digest32> {
-    let Some(payload) = fields.payload.filter(|text| tape.is_canonical_text(text)) else {
+    let canonical = |text: &&str| fields.payload_canonical || tape.is_canonical_text(text);
+    let Some(payload) = fields.payload.filter(canonical) else {
         write_canonical(fields, tape, scratch)?;
         return Some(sha256(prev_hash, scratch));
     };
@@ -329,6 +341,7 @@ impl<'de> Visitor<'de> for LineVisitor<'_, 'de> {
         payload.ok_or_else(missing)?;
         Ok(Fields {
             payload: None,
+            payload_canonical: false,
             run_id: run_id.ok_or_else(missing)?,
             seq: seq.ok_or_else(missing)?,
             position: position.ok_or_else(missing)?,

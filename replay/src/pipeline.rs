@@ -33,6 +33,12 @@ pub const BATCH_BYTES: usize = 256 * 1024;
 pub const QUEUE_BATCHES_MAX: usize = 8;
 /// Most worker threads, whatever the machine has.
 pub const WORKERS_MAX: usize = 8;
+/// The least room a read into a batch's buffer asks for: more than a
+/// `BufReader`'s own buffer (8 KiB by default), so it reads straight into
+/// the batch.
+const READ_BYTES: usize = 64 * 1024;
+/// Buffers waiting to be filled again: every batch that can be in flight.
+const RECYCLED_MAX: usize = 2 * QUEUE_BATCHES_MAX + WORKERS_MAX + 2;
 
 /// One line, examined by a worker.
 enum Item {
@@ -58,7 +64,8 @@ enum Item {
 }
 
 /// Whole lines read, in one buffer: `(line number, start, end)` of each
-/// (the end excludes the line break). Not yet checked to be UTF-8.
+/// (the end excludes the line break). Not yet checked to be UTF-8. The
+/// buffer may hold more bytes after the last line (it is reused).
 #[derive(Default)]
 struct Batch {
     text: Vec<u8>,
@@ -110,16 +117,18 @@ pub fn verify_reader_tuned(
     std::thread::scope(|scope| {
         let (to_workers, from_reader) = sync_channel::<Lines>(QUEUE_BATCHES_MAX);
         let (to_follower, from_workers) = sync_channel::<Examined>(QUEUE_BATCHES_MAX);
+        let (to_reader, recycled) = sync_channel::<Vec<u8>>(RECYCLED_MAX);
         let batch_bytes = tuning.batch_bytes.max(1);
-        scope.spawn(move || read_batches(reader, batch_bytes, &to_workers));
+        scope.spawn(move || read_batches(reader, batch_bytes, &to_workers, &recycled));
         let from_reader = Arc::new(Mutex::new(from_reader));
         for _ in 0..tuning.workers.max(1) {
             let (from_reader, to_follower) = (Arc::clone(&from_reader), to_follower.clone());
+            let to_reader = to_reader.clone();
             let work = Work {
                 fast_path: tuning.fast_path,
                 leaves: verifier.wants_leaves(),
             };
-            scope.spawn(move || examine_batches(&from_reader, &to_follower, work));
+            scope.spawn(move || examine_batches(&from_reader, &to_follower, &to_reader, work));
         }
         drop(to_follower);
         follow(&mut verifier, &from_workers)
@@ -168,68 +177,90 @@ fn line_fault(line: &[u8]) -> Option<String> {
 /// Reads the lines after the header in batches of whole lines, numbered
 /// from 2, until the end of the file, a read error or a line longer than
 /// `LINE_BYTES_MAX` (the batch that reached it carries the problem).
-fn read_batches(mut reader: impl BufRead, batch_bytes: usize, to_workers: &SyncSender<Lines>) {
+/// Bytes are read straight into the batch's buffer (a `BufReader` hands
+/// reads this large to the file without copying them through its own
+/// buffer), and buffers come back from the workers to be filled again, so
+/// a batch costs no allocation and no page faults once the pipeline runs.
+fn read_batches(
+    mut reader: impl BufRead,
+    batch_bytes: usize,
+    to_workers: &SyncSender<Lines>,
+    recycled: &Receiver<Vec<u8>>,
+) {
     let mut number = 1;
     // The start of a line whose end is not read yet.
     let mut carried: Vec<u8> = Vec::new();
     for index in 0.. {
-        let mut text = Vec::with_capacity(batch_bytes + carried.len().max(64 * 1024));
-        text.append(&mut carried);
+        // A buffer that grew for a long line is not kept.
+        let mut text = recycled
+            .try_recv()
+            .ok()
+            .filter(|text| text.len() <= 4 * batch_bytes + READ_BYTES)
+            .unwrap_or_default();
+        // The buffer is kept at its full length (initialized once);
+        // `filled` says how much of it holds bytes of the file.
+        let wanted = batch_bytes.max(carried.len()) + READ_BYTES;
+        if text.len() < wanted {
+            text.resize(wanted, 0);
+        }
+        text[..carried.len()].copy_from_slice(&carried);
+        let mut filled = carried.len();
+        carried.clear();
         let mut error = None;
         let mut at_end = false;
         // Read until the batch holds a line break past batch_bytes, or the
         // end. What was carried over holds no break (it followed the last).
         let mut has_break = false;
-        while text.len() < batch_bytes || !has_break {
-            let read = match reader.fill_buf() {
-                Ok(buffer) => buffer,
+        while filled < batch_bytes || !has_break {
+            // At most a batch and a read: batches stay about batch_bytes.
+            let room = (batch_bytes + READ_BYTES).saturating_sub(filled).max(READ_BYTES);
+            if text.len() < filled + room {
+                text.resize(filled + room, 0);
+            }
+            let read = match reader.read(&mut text[filled..filled + room]) {
+                Ok(read) => read,
                 Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(read_error) => {
                     error = Some(read_error.to_string());
                     break;
                 }
             };
-            if read.is_empty() {
+            if read == 0 {
                 at_end = true;
                 break;
             }
-            let taken = read.len();
-            has_break |= memchr::memchr(b'\n', read).is_some();
-            text.extend_from_slice(read);
-            reader.consume(taken);
-            if text.len() > LINE_BYTES_MAX && !has_break {
+            has_break |= memchr::memchr(b'\n', &text[filled..filled + read]).is_some();
+            filled += read;
+            if filled > LINE_BYTES_MAX && !has_break {
                 break;
             }
         }
         // Lines end at a line break; an unfinished last one waits for the
         // next batch, unless the file ends (or reading failed) here.
-        let complete = match memchr::memrchr(b'\n', &text) {
-            _ if at_end || error.is_some() => text.len(),
+        let complete = match memchr::memrchr(b'\n', &text[..filled]) {
+            _ if at_end || error.is_some() => filled,
             Some(last_break) => last_break + 1,
             None => 0,
         };
-        carried.extend_from_slice(&text[complete..]);
-        text.truncate(complete);
-        let mut batch = Batch {
-            lines: Vec::with_capacity(text.len() / 256 + 1),
-            text: Vec::new(),
-        };
+        carried.extend_from_slice(&text[complete..filled]);
+        let data = &text[..complete];
+        let mut lines = Vec::with_capacity(data.len() / 256 + 1);
         let mut start = 0;
-        let breaks = memchr::memchr_iter(b'\n', &text)
-            .chain((start_of_last(&text) < text.len()).then_some(text.len()));
+        let breaks = memchr::memchr_iter(b'\n', data)
+            .chain((start_of_last(data) < data.len()).then_some(data.len()));
         let mut problem = None;
         for end in breaks {
             number += 1;
-            if let Some(detail) = line_fault(&text[start..end]) {
+            if let Some(detail) = line_fault(&data[start..end]) {
                 problem = Some(malformed(number, detail));
                 break;
             }
-            batch.lines.push((number, start, end));
+            lines.push((number, start, end));
             start = end + 1;
         }
         // The file's last line has no line break: checked after the line
         // itself (a trailer is compared first), then refused.
-        if problem.is_none() && at_end && error.is_none() && !text.is_empty() && !text.ends_with(b"\n") {
+        if problem.is_none() && at_end && error.is_none() && !data.is_empty() && !data.ends_with(b"\n") {
             problem = Some(malformed(
                 number,
                 "the file's last line does not end with a line break (\\n): it was cut, or edited by hand".to_owned(),
@@ -246,7 +277,7 @@ fn read_batches(mut reader: impl BufRead, batch_bytes: usize, to_workers: &SyncS
         {
             problem = Some(malformed(number + 1, detail));
         }
-        batch.text = text;
+        let batch = Batch { text, lines };
         let last = at_end || problem.is_some();
         // A closed queue means the follower stopped at a problem: stop too.
         if to_workers.send((index, batch, problem)).is_err() || last {
@@ -285,6 +316,7 @@ struct Work {
 fn examine_batches(
     from_reader: &Mutex<Receiver<Lines>>,
     to_follower: &SyncSender<Examined>,
+    to_reader: &SyncSender<Vec<u8>>,
     work: Work,
 ) {
     let mut canonical = Vec::with_capacity(1024);
@@ -294,6 +326,9 @@ fn examine_batches(
             return;
         };
         let items = examine_batch(&batch, &mut canonical, work);
+        // The buffer goes back to be filled again (or is freed when the
+        // reader has enough, or has stopped).
+        let _ = to_reader.try_send(batch.text);
         if to_follower.send((index, items, error)).is_err() {
             return;
         }
@@ -306,7 +341,8 @@ fn examine_batch(batch: &Batch, canonical: &mut Vec<u8>, work: Work) -> Vec<Item
     let mut previous_log_hash: Option<Digest32> = None;
     let mut items = Vec::with_capacity(batch.lines.len());
     for &(number, start, end) in &batch.lines {
-        let Ok(text) = std::str::from_utf8(batch.text.get(start..end).unwrap_or_default()) else {
+        let Ok(text) = simdutf8::basic::from_utf8(batch.text.get(start..end).unwrap_or_default())
+        else {
             items.push(Item::Malformed {
                 number,
                 detail: "not UTF-8".to_owned(),

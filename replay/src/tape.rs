@@ -40,6 +40,21 @@ pub enum Node<'a> {
 #[derive(Debug, Default)]
 pub struct Tape<'a> {
     pub nodes: Vec<Node<'a>>,
+    /// The containers [`Tape::parse_canonical`] has open (memory reused).
+    open: Vec<Open>,
+}
+
+/// A container being read by [`Tape::parse_canonical`].
+#[derive(Debug)]
+struct Open {
+    /// Its node's index.
+    at: usize,
+    /// Elements or members read so far.
+    len: u32,
+    /// Whether it is an object.
+    object: bool,
+    /// The node index of the object's last key.
+    last_key: usize,
 }
 
 impl<'a> Tape<'a> {
@@ -48,6 +63,135 @@ impl<'a> Tape<'a> {
         ValueSeed {
             nodes: &mut self.nodes,
         }
+    }
+
+    /// Parses `text` onto the tape (cleared first) when it is one JSON
+    /// value spelt exactly as RFC 8785 writes it and as the tape holds it:
+    /// no whitespace, object keys strictly ascending in UTF-16 order,
+    /// integers within ±(2^53−1) without a leading zero (nor `-0`), strings
+    /// and keys without escapes or control characters. `None` for anything
+    /// else, even valid JSON: the caller then parses it the general way
+    /// ([`Tape::seed`]). What it accepts, it puts on the tape exactly as
+    /// the general parse does, and [`Tape::is_canonical_text`] holds for
+    /// it. A single pass over the bytes, several times faster than the
+    /// general parse: it reads every payload of a sound export.
+    pub fn parse_canonical(&mut self, text: &'a str) -> Option<()> {
+        self.nodes.clear();
+        self.open.clear();
+        let bytes = text.as_bytes();
+        let mut at = 0;
+        loop {
+            // A value starts at `at`.
+            match *bytes.get(at)? {
+                b'{' | b'[' => {
+                    let object = bytes[at] == b'{';
+                    let node = self.nodes.len();
+                    self.nodes.push(if object {
+                        Node::Object { len: 0, end: 0 }
+                    } else {
+                        Node::Array { len: 0, end: 0 }
+                    });
+                    at += 1;
+                    if bytes.get(at) == Some(if object { &b'}' } else { &b']' }) {
+                        at += 1;
+                        self.close(node, 0, object)?;
+                    } else {
+                        self.open.push(Open {
+                            at: node,
+                            len: 0,
+                            object,
+                            last_key: 0,
+                        });
+                        if object {
+                            at = self.key(text, at)?;
+                        }
+                        continue;
+                    }
+                }
+                b'"' => {
+                    let (value, end) = plain_string(text, at)?;
+                    self.nodes.push(Node::Str(Cow::Borrowed(value)));
+                    at = end;
+                }
+                b't' if bytes[at..].starts_with(b"true") => {
+                    self.nodes.push(Node::Bool(true));
+                    at += 4;
+                }
+                b'f' if bytes[at..].starts_with(b"false") => {
+                    self.nodes.push(Node::Bool(false));
+                    at += 5;
+                }
+                b'n' if bytes[at..].starts_with(b"null") => {
+                    self.nodes.push(Node::Null);
+                    at += 4;
+                }
+                b'-' | b'0'..=b'9' => {
+                    let (value, end) = canonical_integer(bytes, at)?;
+                    self.nodes.push(Node::Int(value));
+                    at = end;
+                }
+                _ => return None,
+            }
+            // A value ended: what follows it in the innermost container.
+            loop {
+                let Some(open) = self.open.last_mut() else {
+                    return (at == bytes.len()).then_some(());
+                };
+                open.len += 1;
+                let (closing, object) = if open.object {
+                    (b'}', true)
+                } else {
+                    (b']', false)
+                };
+                match *bytes.get(at)? {
+                    b',' if object => {
+                        at = self.key(text, at + 1)?;
+                        break;
+                    }
+                    b',' => {
+                        at += 1;
+                        break;
+                    }
+                    byte if byte == closing => {
+                        at += 1;
+                        let Open { at: node, len, .. } = self.open.pop()?;
+                        self.close(node, len, object)?;
+                    }
+                    _ => return None,
+                }
+            }
+        }
+    }
+
+    /// Reads an object key and its colon at `at` (in the innermost open
+    /// object), refusing keys out of canonical order; returns where the
+    /// value starts.
+    fn key(&mut self, text: &'a str, at: usize) -> Option<usize> {
+        if text.as_bytes().get(at) != Some(&b'"') {
+            return None;
+        }
+        let (key, end) = plain_string(text, at)?;
+        let open = self.open.last_mut()?;
+        if open.len > 0
+            && let Some(Node::Key(previous)) = self.nodes.get(open.last_key)
+            && engine::chain::utf16_order(previous, key) != Ordering::Less
+        {
+            return None;
+        }
+        open.last_key = self.nodes.len();
+        self.nodes.push(Node::Key(Cow::Borrowed(key)));
+        (text.as_bytes().get(end) == Some(&b':')).then_some(end + 1)
+    }
+
+    /// Sets the length and end of the container whose node is at `node`.
+    fn close(&mut self, node: usize, len: u32, object: bool) -> Option<()> {
+        let end = u32::try_from(self.nodes.len()).ok()?;
+        self.nodes[node] = if object {
+            Node::Object { len, end }
+        } else {
+            Node::Array { len, end }
+        };
+        Some(())
     }
 
     /// The index just after the value at `index` (and its descendants).
@@ -157,6 +301,50 @@ impl<'a> Tape<'a> {
         }
         Some(index + 1)
     }
+}
+
+/// The content of the string whose opening quote is at `at`, and the
+/// index after its closing quote, when it has no escape and no control
+/// character (then these bytes are its canonical form too).
+fn plain_string(text: &str, at: usize) -> Option<(&str, usize)> {
+    let bytes = text.as_bytes();
+    let start = at + 1;
+    let length = memchr::memchr2(b'"', b'\\', bytes.get(start..)?)?;
+    let end = start + length;
+    if bytes[end] != b'"' || bytes[start..end].iter().any(|byte| *byte < 0x20) {
+        return None;
+    }
+    Some((text.get(start..end)?, end + 1))
+}
+
+/// The integer at `at` and the index after it, when it is spelt as JCS
+/// writes it (no leading zero, no `-0`, no fraction or exponent) and lies
+/// within ±(2^53−1).
+fn canonical_integer(bytes: &[u8], at: usize) -> Option<(i64, usize)> {
+    let negative = bytes[at] == b'-';
+    let first = at + usize::from(negative);
+    let digits = bytes
+        .get(first..)?
+        .iter()
+        .take_while(|byte| byte.is_ascii_digit())
+        .count();
+    let end = first + digits;
+    // 2^53-1 has 16 digits; a fraction or exponent makes it a float.
+    if digits == 0
+        || digits > 16
+        || (bytes[first] == b'0' && (digits > 1 || negative))
+        || matches!(bytes.get(end), Some(b'.' | b'e' | b'E'))
+    {
+        return None;
+    }
+    let magnitude = bytes[first..end]
+        .iter()
+        .fold(0u64, |value, digit| value * 10 + u64::from(digit - b'0'));
+    if magnitude > CANONICAL_INTEGER_MAX {
+        return None;
+    }
+    let value = i64::try_from(magnitude).ok()?;
+    Some((if negative { -value } else { value }, end))
 }
 
 /// Parses one value onto a tape (see [`Tape::seed`]).

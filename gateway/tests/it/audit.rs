@@ -317,18 +317,8 @@ async fn signing_server(name: &str, key: &str, witnesses: &[&str]) -> (crate::se
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn imx_serve_signs_checkpoints_into_the_witness_file() {
     let folder = tempfile::tempdir().expect("a temp folder");
-    let key = folder
-        .path()
-        .join("log.key")
-        .to_str()
-        .expect("UTF-8")
-        .to_owned();
-    let witness = folder
-        .path()
-        .join("witness")
-        .to_str()
-        .expect("UTF-8")
-        .to_owned();
+    let key = path_in(&folder, "log.key");
+    let witness = path_in(&folder, "witness");
     let generated = imx(&["keys", "generate", "--out", &key]);
     assert_eq!(generated.code, 0, "{}", generated.stderr);
     let refused = imx(&["keys", "generate", "--out", &key]);
@@ -393,18 +383,8 @@ async fn imx_serve_publishes_checkpoints_to_a_witness_topic_that_verify_reads() 
     let topic = crate::kafka::fresh_topic("checkpoints");
     crate::kafka::create_topic(&brokers, &topic, 1).await;
     let folder = tempfile::tempdir().expect("a temp folder");
-    let key = folder
-        .path()
-        .join("log.key")
-        .to_str()
-        .expect("UTF-8")
-        .to_owned();
-    let export = folder
-        .path()
-        .join("log.jsonl")
-        .to_str()
-        .expect("UTF-8")
-        .to_owned();
+    let key = path_in(&folder, "log.key");
+    let export = path_in(&folder, "log.jsonl");
     let generated = imx(&["keys", "generate", "--out", &key]);
     assert_eq!(generated.code, 0, "{}", generated.stderr);
     let public = format!("{key}.pub");
@@ -571,4 +551,9 @@ fn both_verifiers_answer_every_test_vector_as_stated() {
             theirs.stdout, theirs.stderr
         );
     }
+}
+
+/// The path of `name` in `folder`, as the text a command line takes.
+fn path_in(folder: &tempfile::TempDir, name: &str) -> String {
+    folder.path().join(name).to_str().expect("UTF-8").to_owned()
 }

@@ -313,7 +313,111 @@ fn format_validator(format: &str) -> jsonschema::Validator {
         .expect("a format schema")
 }
 
+/// Whether `text` is taken by `Tape::parse_canonical`, and if so, that the
+/// general parse gives the same tape and the text is its canonical bytes.
+fn canonical_parse_agrees(text: &str) -> Result<bool, TestCaseError> {
+    let mut fast = Tape::default();
+    if fast.parse_canonical(text).is_none() {
+        return Ok(false);
+    }
+    let mut general = Tape::default();
+    prop_assert!(
+        parse_onto_tape(text, &mut general),
+        "general parse refused {}",
+        text
+    );
+    prop_assert_eq!(&fast.nodes, &general.nodes, "{}", text);
+    prop_assert!(fast.is_canonical_text(text), "{}", text);
+    let mut written = Vec::new();
+    fast.write_canonical(0, &mut written);
+    prop_assert_eq!(String::from_utf8_lossy(&written), text);
+    Ok(true)
+}
+
+#[test]
+fn the_canonical_parse_takes_only_canonical_spellings() {
+    let taken = [
+        "0",
+        "-9007199254740991",
+        "[]",
+        "{}",
+        "[[],{}]",
+        r#"{"a":[1,-2,"x y",true,false,null],"b":{"c":{}}}"#,
+        "\"\u{e9}\u{1f600}\"",
+    ];
+    for text in taken {
+        assert!(
+            canonical_parse_agrees(text).expect("agrees"),
+            "refused {text}"
+        );
+    }
+    let refused = [
+        "-0",
+        "01",
+        "1.0",
+        "1e5",
+        "9007199254740992",
+        " 1",
+        "1 ",
+        "[1,]",
+        "[1 ]",
+        "truex",
+        "[truex]",
+        r#"{"a":1,"a":2}"#,
+        r#"{"b":1,"a":2}"#,
+        r#"{"a" :1}"#,
+        r#""a\"b""#,
+        r#""a\u0020b""#,
+        "\"a\u{1}b\"",
+        "[1",
+        r#"{"a":1"#,
+        "",
+    ];
+    for text in refused {
+        assert!(
+            !canonical_parse_agrees(text).expect("agrees"),
+            "took {text:?}"
+        );
+    }
+}
+
 proptest! {
+    #[test]
+    fn the_canonical_parse_agrees_with_the_general_one(
+        output in json_value(),
+        at in any::<prop::sample::Index>(),
+        byte in prop::sample::select(b" ,:[]{}\"\\0-1.e".to_vec()),
+    ) {
+        let compact = output.to_string();
+        let mut general = Tape::default();
+        // serde_json orders keys by bytes: where UTF-16 orders them
+        // otherwise, the tape refuses the text and there is no canonical
+        // spelling to make from it here.
+        let canonical = if parse_onto_tape(&compact, &mut general) {
+            let mut canonical = Vec::new();
+            general.write_canonical(0, &mut canonical);
+            String::from_utf8(canonical).expect("UTF-8")
+        } else {
+            prop_assert!(!fast_path_applies(&output));
+            compact.clone()
+        };
+        // The canonical spelling is taken whenever the tape can hold it
+        // and no string needs an escape.
+        let taken = canonical_parse_agrees(&canonical)?;
+        prop_assert!(taken || !fast_path_applies(&output) || canonical.contains('\\'), "refused {}", canonical);
+        // Other spellings and damaged copies: taken only if sound.
+        let mut damaged = canonical.clone().into_bytes();
+        if !damaged.is_empty() {
+            let at = at.index(damaged.len());
+            damaged[at] = byte;
+        }
+        let damaged = String::from_utf8(damaged).unwrap_or_default();
+        let pretty = serde_json::to_string_pretty(&output).unwrap_or_default();
+        for text in [compact, pretty, damaged] {
+            canonical_parse_agrees(&text)?;
+        }
+    }
+
     #[test]
     fn tape_canonical_bytes_are_the_normative_ones(output in json_value()) {
         let applies = fast_path_applies(&output);

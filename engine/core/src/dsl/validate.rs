@@ -40,26 +40,21 @@ pub(crate) fn validate(sink: &mut Sink, sources: &Sources<'_>) {
     let dag = Dag::new(&sources.steps);
     dag.report_cycles(sink, &sources.steps);
     let var_names: Vec<&str> = sources.vars.keys().map(String::as_str).collect();
+    // The scope of a template: in a step (`Some((id, index))`) or at the
+    // workflow level, inside `vars` or not.
+    let scope_at = |step, in_vars| Scope {
+        all_steps: &sources.steps,
+        dag: &dag,
+        step,
+        item_allowed: false,
+        vars: &var_names,
+        in_vars,
+    };
     for node in sources.vars.values() {
-        let scope = Scope {
-            all_steps: &sources.steps,
-            dag: &dag,
-            step: None,
-            item_allowed: false,
-            vars: &var_names,
-            in_vars: true,
-        };
-        check_templates(sink, &scope, node);
+        check_templates(sink, &scope_at(None, true), node);
     }
     for (index, (id, source)) in sources.steps.iter().enumerate() {
-        let mut scope = Scope {
-            all_steps: &sources.steps,
-            dag: &dag,
-            step: Some((id.as_str(), index)),
-            item_allowed: false,
-            vars: &var_names,
-            in_vars: false,
-        };
+        let mut scope = scope_at(Some((id.as_str(), index)), false);
         if let Some((expression, pos)) = &source.condition {
             check_expression(sink, &scope, expression, *pos);
         }
@@ -72,15 +67,7 @@ pub(crate) fn validate(sink: &mut Sink, sources: &Sources<'_>) {
         }
     }
     if let Some(output) = sources.output {
-        let scope = Scope {
-            all_steps: &sources.steps,
-            dag: &dag,
-            step: None,
-            item_allowed: false,
-            vars: &var_names,
-            in_vars: false,
-        };
-        check_templates(sink, &scope, output);
+        check_templates(sink, &scope_at(None, false), output);
     }
 }
 

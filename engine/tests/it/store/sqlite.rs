@@ -148,3 +148,36 @@ async fn an_enqueue_rings_the_doorbell_of_the_other_processes_on_the_file() {
         "woken by the other store's enqueue, not by the 60 s timeout"
     );
 }
+
+/// A claim that finds nothing ready takes no write lock: while another
+/// process holds SQLite's write lock, an idle claim answers at once (an
+/// empty batch) instead of waiting for the lock until the busy timeout and
+/// failing, and so never makes the committer's appends wait behind it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_claim_takes_no_write_lock() {
+    use sqlx::{Connection, SqliteConnection};
+    let database = sqlite_database();
+    let config = StoreConfig {
+        acquire_timeout_ms: 300,
+        ..StoreConfig::default()
+    };
+    let store = SqliteStore::connect(&database.url, config)
+        .await
+        .expect("open");
+    let mut writer = SqliteConnection::connect(&database.url)
+        .await
+        .expect("another process's connection");
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut writer)
+        .await
+        .expect("the write lock");
+    let claimed = store.claim_tasks("node", "jobs", 8, 30_000).await;
+    assert!(
+        matches!(&claimed, Ok(tasks) if tasks.is_empty()),
+        "an idle claim while another writer holds the lock: {claimed:?}"
+    );
+    sqlx::query("ROLLBACK")
+        .execute(&mut writer)
+        .await
+        .expect("release");
+}
