@@ -323,6 +323,7 @@ fn transition(run_id: RunId, expected_seq: u64, full: bool) -> AppendRequest {
             queue: "bench".to_owned(),
             payload: json!({ "step": "next" }),
             available_at: None,
+            lease: None,
         });
     }
     request

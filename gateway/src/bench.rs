@@ -24,6 +24,8 @@ use crate::cli::{BenchBackend, BenchRunArgs, BenchWorkflow, ExecutorArgs};
 const STEPS: usize = 10;
 /// Single-row INSERT transactions that measure the raw commit rate.
 const BASELINE_COMMITS: usize = 300;
+/// Bare GETs of the bench server that measure one HTTP round trip.
+const BASELINE_GETS: usize = 300;
 /// A run that has not ended after this long fails the benchmark, in ms.
 const RUN_WAIT_MS_MAX: u64 = 120_000;
 
@@ -37,6 +39,29 @@ struct Row {
     latencies: Vec<Duration>,
     commits_per_second: f64,
     commits: CommitCounts,
+    /// What one serial run cannot beat (concurrency 1 only), in ms.
+    floor: Option<Floor>,
+}
+
+/// The serial baseline of a run, measured in the same cell: 10 raw commits
+/// (one per step result) plus, for `http`, 10 bare GETs of the bench server.
+#[derive(Clone, Copy)]
+struct Floor {
+    commit_ms: f64,
+    /// p50 of one bare GET over a kept-alive connection (`None`: not http).
+    get_ms: Option<f64>,
+    /// p50 of one bare GET over a new connection each time.
+    get_new_connection_ms: Option<f64>,
+}
+
+impl Floor {
+    fn run_ms(&self, workflow: &str) -> f64 {
+        match workflow {
+            // One append records the whole run.
+            "bench-noop" => self.commit_ms,
+            _ => STEPS as f64 * (self.commit_ms + self.get_ms.unwrap_or(0.0)),
+        }
+    }
 }
 
 pub async fn run(args: BenchRunArgs) -> anyhow::Result<ExitCode> {
@@ -50,6 +75,7 @@ pub async fn run(args: BenchRunArgs) -> anyhow::Result<ExitCode> {
     };
     println!("machine: {}", machine());
     println!("commit_batch_max: {}", args.commit_batch_max);
+    println!("local_dispatch: {}", args.local_dispatch);
     let mut rows = Vec::new();
     for backend in &args.backend {
         match backend {
@@ -104,6 +130,7 @@ async fn bench_store(
         workers: most.max(WORKERS_DEFAULT),
         resume_on_start: false,
         commit_batch_max: args.commit_batch_max,
+        local_dispatch: args.local_dispatch,
         // Templates are evaluated as on a node.
         evaluator: crate::serve::sandbox(&crate::cli::TemplateArgs::default())?,
         ..Config::default()
@@ -117,6 +144,11 @@ async fn bench_store(
     let runtime = Runtime::new(Arc::new(store), executors, config);
     let handle = runtime.start().await?;
     let ends = Ends::follow(&runtime);
+    // Killed when dropped, at the end of this backend's cells.
+    let _agent = match args.workflow.contains(&BenchWorkflow::Agent) {
+        true => Some(start_agent(url, most)?),
+        false => None,
+    };
     let mut baseline_position = 0;
     for workflow in &args.workflow {
         let (name, source) = source(*workflow, server)?;
@@ -126,6 +158,10 @@ async fn bench_store(
                 runtime: &runtime,
                 ends: &ends,
                 workflow: name,
+                // The agent process records the runs' last steps: their ends
+                // are not this process's, so they are looked for.
+                look_every: (*workflow == BenchWorkflow::Agent)
+                    .then_some(Duration::from_millis(AGENT_END_LOOK_MS)),
             };
             // Warm caches and connections; not measured.
             bench.runs(concurrency.min(args.runs), concurrency).await?;
@@ -135,6 +171,19 @@ async fn bench_store(
                 .await?;
             baseline_position += BASELINE_COMMITS;
             let commits_per_second = BASELINE_COMMITS as f64 / started.elapsed().as_secs_f64();
+            let floor = match (concurrency, server) {
+                (1, Some(server)) if *workflow == BenchWorkflow::Http => Some(Floor {
+                    commit_ms: 1_000.0 / commits_per_second,
+                    get_ms: Some(bare_get_ms(&server.url, true).await?),
+                    get_new_connection_ms: Some(bare_get_ms(&server.url, false).await?),
+                }),
+                (1, _) => Some(Floor {
+                    commit_ms: 1_000.0 / commits_per_second,
+                    get_ms: None,
+                    get_new_connection_ms: None,
+                }),
+                _ => None,
+            };
             let before = runtime.commit_counts();
             let started = Instant::now();
             let latencies = bench.runs(args.runs, concurrency).await?;
@@ -154,6 +203,7 @@ async fn bench_store(
                     appends: after.appends - before.appends,
                     queued: 0,
                 },
+                floor,
             });
             eprintln!("{backend} {name} x{concurrency}: {seconds:.2} s");
         }
@@ -166,6 +216,8 @@ struct Bench<'a> {
     runtime: &'a Arc<Runtime<Store>>,
     ends: &'a Arc<Ends>,
     workflow: &'static str,
+    /// Read the run's status this often besides waiting for its end.
+    look_every: Option<Duration>,
 }
 
 impl Bench<'_> {
@@ -176,7 +228,7 @@ impl Bench<'_> {
         let mut clients = tokio::task::JoinSet::new();
         for _ in 0..concurrency {
             let (runtime, ends) = (Arc::clone(self.runtime), Arc::clone(self.ends));
-            let (next, workflow) = (Arc::clone(&next), self.workflow);
+            let (next, workflow, look_every) = (Arc::clone(&next), self.workflow, self.look_every);
             clients.spawn(async move {
                 let mut latencies = Vec::new();
                 while next.fetch_add(1, Ordering::Relaxed) < runs {
@@ -187,7 +239,7 @@ impl Bench<'_> {
                         ..StartRequest::default()
                     };
                     let run_id = runtime.start_run(request).await?.run_id;
-                    ends.wait(&runtime, run_id).await?;
+                    ends.wait(&runtime, run_id, look_every).await?;
                     latencies.push(started.elapsed());
                 }
                 anyhow::Ok(latencies)
@@ -264,7 +316,12 @@ impl Ends {
         ends
     }
 
-    async fn wait(&self, runtime: &Runtime<Store>, run_id: RunId) -> anyhow::Result<()> {
+    async fn wait(
+        &self,
+        runtime: &Runtime<Store>,
+        run_id: RunId,
+        look_every: Option<Duration>,
+    ) -> anyhow::Result<()> {
         let deadline = tokio::time::Instant::now() + Duration::from_millis(RUN_WAIT_MS_MAX);
         loop {
             let answer = {
@@ -279,14 +336,30 @@ impl Ends {
                 state.waiting.insert(run_id, sender);
                 answer
             };
-            match tokio::time::timeout_at(deadline, answer).await {
+            let look_at = look_every.map_or(deadline, |every| {
+                deadline.min(tokio::time::Instant::now() + every)
+            });
+            match tokio::time::timeout_at(look_at, answer).await {
                 Ok(Ok(true)) => return Ok(()),
                 Ok(_) => {
                     if runtime.state(run_id).await?.is_finished() {
                         return Ok(());
                     }
                 }
-                Err(_) => bail!("run {run_id} did not end within {RUN_WAIT_MS_MAX} ms"),
+                Err(_) if tokio::time::Instant::now() >= deadline => {
+                    bail!("run {run_id} did not end within {RUN_WAIT_MS_MAX} ms")
+                }
+                Err(_) => {
+                    let ended = runtime.store().get_run(run_id).await?.is_some_and(|run| {
+                        matches!(
+                            run.row.status.as_str(),
+                            "succeeded" | "failed" | "cancelled"
+                        )
+                    });
+                    if ended {
+                        return Ok(());
+                    }
+                }
             }
         }
     }
@@ -326,6 +399,28 @@ impl Drop for LocalServer {
     }
 }
 
+/// The queue of the `agent` workflow's steps.
+const AGENT_QUEUE: &str = "bench";
+/// How often a waiting client reads an `agent` run's status, in ms.
+const AGENT_END_LOOK_MS: u64 = 2;
+
+/// `imx agent` (this very binary) on the bench's store, serving the
+/// `agent` workflow's queue with `workers` slots; killed when dropped.
+fn start_agent(url: &str, workers: usize) -> anyhow::Result<tokio::process::Child> {
+    let program = std::env::current_exe().context("cannot find the imx binary")?;
+    tokio::process::Command::new(program)
+        .env("IMX_DATABASE_URL", url)
+        .args(["agent", "--queue", AGENT_QUEUE, "--workers"])
+        .arg(workers.to_string())
+        .args(["--", "sh", "-c", "cat >/dev/null"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .context("cannot start imx agent")
+}
+
 /// The workflow's name and YAML: a chain of [`STEPS`] steps.
 fn source(
     workflow: BenchWorkflow,
@@ -341,6 +436,10 @@ fn source(
             );
             ("bench-http", step)
         }
+        BenchWorkflow::Agent => (
+            "bench-agent",
+            format!("uses: agent, with: {{ queue: {AGENT_QUEUE} }}"),
+        ),
     };
     let mut yaml = format!("name: {name}\nsteps:\n");
     for index in 1..=STEPS {
@@ -373,28 +472,75 @@ fn percentile_ms(sorted: &[Duration], percent: usize) -> f64 {
 
 fn print_table(rows: &[Row]) {
     println!(
-        "| backend | workflow | concurrency | runs | runs/s | step transitions/s | p50 ms | p99 ms | raw commits/s | transitions/s ÷ raw commits/s | appends per commit |"
+        "| backend | workflow | concurrency | runs | runs/s | step transitions/s | p50 ms | p99 ms | raw commits/s | transitions/s ÷ raw commits/s | appends per commit | serial floor ms | p50 ÷ floor |"
     );
-    println!("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    println!(
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+    );
     for row in rows {
         let mut latencies = row.latencies.clone();
         latencies.sort();
         let runs_per_second = row.runs as f64 / row.seconds;
         let transitions = runs_per_second * STEPS as f64;
         let per_commit = row.commits.appends as f64 / row.commits.transactions.max(1) as f64;
+        let p50 = percentile_ms(&latencies, 50);
+        let (floor, ratio) = match row.floor {
+            Some(floor) => {
+                let run_ms = floor.run_ms(row.workflow);
+                (format!("{run_ms:.1}"), format!("{:.2}", p50 / run_ms))
+            }
+            None => ("-".to_owned(), "-".to_owned()),
+        };
         println!(
-            "| {} | {} | {} | {} | {:.0} | {:.0} | {:.1} | {:.1} | {:.0} | {:.2} | {:.1} |",
+            "| {} | {} | {} | {} | {:.0} | {:.0} | {:.1} | {:.1} | {:.0} | {:.2} | {:.1} | {} | {} |",
             row.backend,
             row.workflow,
             row.concurrency,
             row.runs,
             runs_per_second,
             transitions,
-            percentile_ms(&latencies, 50),
+            p50,
             percentile_ms(&latencies, 99),
             row.commits_per_second,
             transitions / row.commits_per_second,
             per_commit,
+            floor,
+            ratio,
         );
     }
+    println!();
+    for row in rows {
+        if let Some(Floor {
+            commit_ms,
+            get_ms: Some(get_ms),
+            get_new_connection_ms: Some(fresh_ms),
+        }) = row.floor
+        {
+            println!(
+                "{} {}: one raw commit {commit_ms:.3} ms (mean of {BASELINE_COMMITS}); one bare GET \
+                 {get_ms:.3} ms kept alive, {fresh_ms:.3} ms on a new connection (p50 of {BASELINE_GETS})",
+                row.backend, row.workflow
+            );
+        }
+    }
+}
+
+/// p50 of one GET of `url` in ms, [`BASELINE_GETS`] in a row, over one
+/// kept-alive connection (`keep_alive`) or a new connection each time: the
+/// round trip an `http` step cannot beat, and what connection reuse saves.
+async fn bare_get_ms(url: &str, keep_alive: bool) -> anyhow::Result<f64> {
+    let mut client = reqwest::Client::builder().no_proxy();
+    if !keep_alive {
+        client = client.pool_max_idle_per_host(0);
+    }
+    let client = client.build().context("cannot build an HTTP client")?;
+    let mut times = Vec::with_capacity(BASELINE_GETS);
+    for _ in 0..BASELINE_GETS {
+        let started = Instant::now();
+        let answer = client.get(url).send().await.context("bare GET")?;
+        answer.bytes().await.context("bare GET body")?;
+        times.push(started.elapsed());
+    }
+    times.sort();
+    Ok(percentile_ms(&times, 50))
 }

@@ -337,6 +337,10 @@ pub struct BenchRunArgs {
     /// Most appends per transaction (1: group commit off, for comparison).
     #[arg(long, default_value_t = engine::runtime::COMMIT_BATCH_MAX)]
     pub commit_batch_max: usize,
+    /// Appends lease the attempts they make ready to this node (false:
+    /// every task waits for a claim, for comparison).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub local_dispatch: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -351,6 +355,9 @@ pub enum BenchWorkflow {
     Noop,
     /// Ten `http` steps in a chain against a local server.
     Http,
+    /// Ten `agent` steps in a chain, served by an `imx agent` process
+    /// running `sh -c 'cat >/dev/null'` per task.
+    Agent,
 }
 
 /// Limits of the template sandbox (docs/templates.md, "Limits and the sandbox").

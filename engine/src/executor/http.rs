@@ -98,7 +98,15 @@ impl Error {
     }
 }
 
-/// Runs `http` steps; one connection pool shared by all attempts.
+/// Most idle kept-alive connections the `http` executor keeps per host;
+/// more concurrent requests open more, closed after use beyond this many.
+pub const IDLE_CONNECTIONS_PER_HOST_MAX: usize = 32;
+/// An idle kept-alive connection is closed after this long, in ms.
+pub const IDLE_CONNECTION_MS_MAX: u64 = 60_000;
+
+/// Runs `http` steps; one connection pool shared by all attempts: kept-alive
+/// connections are reused (a loopback GET on a new connection costs about
+/// twice one on a kept one, see docs/bench-runtime.md), bounded per host.
 #[derive(Debug, Clone)]
 pub struct HttpExecutor {
     client: reqwest::Client,
@@ -117,6 +125,8 @@ impl HttpExecutor {
         let mut builder = reqwest::Client::builder()
             .user_agent(config.user_agent.clone())
             .connect_timeout(Duration::from_millis(config.connect_timeout_ms))
+            .pool_max_idle_per_host(IDLE_CONNECTIONS_PER_HOST_MAX)
+            .pool_idle_timeout(Duration::from_millis(IDLE_CONNECTION_MS_MAX))
             .redirect(redirects)
             .dns_resolver(Arc::new(guard::PolicyResolver { policy }))
             // A proxy would resolve and connect where the policy cannot check.

@@ -166,6 +166,12 @@ impl<S: EventStore> Runtime<S> {
         Ok((workflow, state))
     }
 
+    /// The cached workflow and state of a run, as this node last saw them
+    /// (not caught up with the log).
+    fn cached(&self, run_id: RunId) -> Option<(Arc<Workflow>, RunState)> {
+        self.cache.lock().ok()?.runs.get(&run_id).cloned()
+    }
+
     fn remember(&self, run_id: RunId, workflow: &Arc<Workflow>, state: &RunState) {
         if let Ok(mut cache) = self.cache.lock() {
             if state.is_finished() {
@@ -209,13 +215,29 @@ impl<S: EventStore> Runtime<S> {
     where
         F: FnMut(&RunState, DateTime<Utc>) -> Result<Vec<Event>, Error> + Send,
     {
-        for _ in 0..CONFLICT_RETRIES_MAX {
-            let (workflow, mut state) = self.load(run_id).await?;
+        // A task's result starts from the cached state without reading the
+        // log: the append is fenced by the expected seq, so a state another
+        // writer moved on conflicts and is read again. Anything else a
+        // cached state decides (stale, an error, nothing to record) is
+        // decided again from the log before it counts.
+        let mut trust_cache = complete.is_some();
+        'attempts: for _ in 0..CONFLICT_RETRIES_MAX {
+            let cached = trust_cache.then(|| self.cached(run_id)).flatten();
+            let unread = cached.is_some();
+            let (workflow, mut state) = match cached {
+                Some(hit) => hit,
+                None => self.load(run_id).await?,
+            };
+            trust_cache = false;
             let expected_seq = state.seq;
             let timers_before: BTreeSet<String> = state.timers.keys().cloned().collect();
             let now = self.now();
             let mut events = Vec::new();
-            let facts = facts(&state, now)?;
+            let facts = match facts(&state, now) {
+                Ok(facts) => facts,
+                Err(_) if unread => continue 'attempts,
+                Err(error) => return Err(error),
+            };
             debug_assert!(
                 facts.len() <= FACTS_MAX,
                 "{} facts in one advance",
@@ -225,6 +247,7 @@ impl<S: EventStore> Runtime<S> {
                 let envelope = EventEnvelope::new(run_id, state.seq + 1, fact);
                 match state.apply(&envelope) {
                     Ok(()) => events.push(envelope),
+                    Err(_) if unread => continue 'attempts,
                     Err(error) if is_stale(&error) => {
                         return Ok((Advanced::Stale(error), Vec::new()));
                     }
@@ -234,6 +257,9 @@ impl<S: EventStore> Runtime<S> {
             let (state, settled, request) = self
                 .settle_off_thread(&workflow, state, events, expected_seq, now)
                 .await?;
+            if request.is_none() && unread {
+                continue 'attempts;
+            }
             let Some(mut request) = request else {
                 // Nothing to record. A task that asked for this (a
                 // `Continue` someone else already carried out) is done.
@@ -246,7 +272,7 @@ impl<S: EventStore> Runtime<S> {
                 return Ok((Advanced::Appended(Box::new(state)), settled.effects));
             };
             request.complete = complete;
-            self.add_work(&mut request, run_id, &settled.effects, now);
+            let reserved = self.add_work(&mut request, run_id, &settled.effects, now);
             if settled.more {
                 request.enqueue.push(continue_task(now));
             }
@@ -258,6 +284,7 @@ impl<S: EventStore> Runtime<S> {
             match self.append_retrying(&request).await {
                 Ok(_) => {
                     self.remember(run_id, &workflow, &state);
+                    self.dispatch(run_id, reserved);
                     self.announce(run_id, &state);
                     return Ok((Advanced::Appended(Box::new(state)), settled.effects));
                 }
@@ -440,13 +467,14 @@ impl<S: EventStore> Runtime<S> {
         let mut request = request.ok_or_else(|| Error::corrupt("a start without events"))?;
         let mut all_effects: Vec<Effect> = effects;
         all_effects.append(&mut settled.effects);
-        self.add_work(&mut request, run_id, &all_effects, now);
+        let reserved = self.add_work(&mut request, run_id, &all_effects, now);
         if settled.more {
             request.enqueue.push(continue_task(now));
         }
         match self.append_retrying(&request).await {
             Ok(_) => {
                 self.remember(run_id, &workflow, &state);
+                self.dispatch(run_id, reserved);
                 self.announce(run_id, &state);
                 let started = super::Started {
                     run_id,
@@ -555,6 +583,7 @@ fn continue_task(now: DateTime<Utc>) -> NewTask {
         queue: TIMER_QUEUE.to_owned(),
         payload: serde_json::to_value(TimerTask::Continue).unwrap_or_default(),
         available_at: Some(now),
+        lease: None,
     }
 }
 

@@ -60,11 +60,44 @@ impl<S: EventStore> Runtime<S> {
             tracing::debug!("the attempt is no longer current; dropping its task");
             return self.drop_task(task).await;
         }
-        tracing::debug!(kind = executor.kind().as_str(), "attempt started");
         let effects = self.outstanding_off_thread(workflow, state).await?;
-        let outcome = match rendered_attempt(effects, task, &wanted) {
+        let attempt = rendered_attempt(effects, task, &wanted);
+        self.attempt_and_record(task, executor.as_ref(), wanted, attempt)
+            .await
+    }
+
+    /// An attempt leased to this node by the append that made it ready
+    /// (`local.rs`): its input was rendered by that append's settle, and it
+    /// is current (nothing was appended in between), so it starts at once.
+    pub(super) async fn run_leased(
+        &self,
+        task: &ClaimedTask,
+        executor: Arc<dyn Executor>,
+        wanted: AttemptTask,
+        attempt: Attempt,
+    ) {
+        let result = self
+            .attempt_and_record(task, executor.as_ref(), wanted, Some(attempt))
+            .await;
+        if let Err(error) = result {
+            // The task stays; its lease expires and it is tried again.
+            tracing::warn!(%error, "the task failed; it is tried again when its lease expires");
+        }
+    }
+
+    /// Runs a current attempt (`None`: its input could not be rendered)
+    /// and records its outcome, fenced by the task's lease.
+    async fn attempt_and_record(
+        &self,
+        task: &ClaimedTask,
+        executor: &dyn Executor,
+        wanted: AttemptTask,
+        attempt: Option<Attempt>,
+    ) -> Result<(), Error> {
+        tracing::debug!(kind = executor.kind().as_str(), "attempt started");
+        let outcome = match attempt {
             _ if task.claims > TASK_CLAIMS_MAX => abandoned(task.claims - 1),
-            Some(attempt) => match self.run_attempt(task, executor.as_ref(), &attempt).await {
+            Some(attempt) => match self.run_attempt(task, executor, &attempt).await {
                 Some(outcome) => outcome,
                 // Lease lost or attempt cancelled: the result is not ours to record.
                 None => {
@@ -166,8 +199,15 @@ impl<S: EventStore> Runtime<S> {
             }
         };
         tokio::pin!(deadline);
-        let mut renew = tokio::time::interval(renew_every);
-        renew.tick().await;
+        // The first renewal two thirds of a lease before the lease expires
+        // (at once if that passed: a lease taken at append time started at
+        // the append, before its commit), then every third of a lease.
+        let first_renewal = (task.lease.expires_at - self.now())
+            .to_std()
+            .unwrap_or(Duration::ZERO)
+            .saturating_sub(2 * renew_every);
+        let mut renew =
+            tokio::time::interval_at(tokio::time::Instant::now() + first_renewal, renew_every);
         let outcome = loop {
             tokio::select! {
                 outcome = &mut execution => break Some(outcome),

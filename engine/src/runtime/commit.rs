@@ -19,6 +19,8 @@ use super::Runtime;
 /// Default for `Config::commit_batch_max`: most appends written in one
 /// transaction.
 pub const COMMIT_BATCH_MAX: usize = 128;
+/// A group commit this long is logged (a warning).
+const SLOW_COMMIT: std::time::Duration = std::time::Duration::from_millis(500);
 /// Most appends waiting for the committer; senders wait beyond it.
 pub const COMMIT_QUEUE_MAX: usize = 4_096;
 /// Most times one append is retried while the database is unavailable.
@@ -204,7 +206,16 @@ impl<S: EventStore> CommitTask<S> {
             .map(|job| (job.request, job.reply))
             .unzip();
         let size = requests.len();
+        let started = std::time::Instant::now();
         let outcome = self.store.append_batch(requests).await;
+        let took = started.elapsed();
+        if took >= SLOW_COMMIT {
+            tracing::warn!(
+                appends = size,
+                took_ms = took.as_millis() as u64,
+                "a group commit took long: every run waiting on it waited as long"
+            );
+        }
         self.transactions.fetch_add(1, Ordering::Relaxed);
         self.appends.fetch_add(size as u64, Ordering::Relaxed);
         match outcome {

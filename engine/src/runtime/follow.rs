@@ -16,8 +16,10 @@ use crate::core::event::{
 };
 use crate::core::state::{RunState, RunStatus};
 use crate::core::workflow::StepKind;
+use crate::executor::Attempt;
 use crate::store::{AppendRequest, EventStore, NewTask, NewTimer, RunId, new_id};
 
+use super::local::Reserved;
 use super::queues::{
     AttemptTask, TIMER_QUEUE, TimerTask, agent_queue, sleep_timer_name, step_queue, timer_uuid,
 };
@@ -114,7 +116,8 @@ impl<S: EventStore> Runtime<S> {
         run_id: RunId,
         effects: &[Effect],
         now: DateTime<Utc>,
-    ) {
+    ) -> Vec<Reserved> {
+        let mut reserved = Vec::new();
         for effect in effects {
             match effect {
                 Effect::StartTimer { id, fire_at } => request.timers.push(NewTimer {
@@ -130,7 +133,7 @@ impl<S: EventStore> Runtime<S> {
                     index,
                     attempt,
                     input,
-                    ..
+                    deadline,
                 } => {
                     if *kind == StepKind::Sleep {
                         let duration_ms = sleep_duration_ms(input).unwrap_or_default();
@@ -154,21 +157,36 @@ impl<S: EventStore> Runtime<S> {
                         }
                         kind => step_queue(*kind),
                     };
-                    request.enqueue.push(NewTask {
+                    let wanted = AttemptTask {
+                        step: step.clone(),
+                        index: *index,
+                        attempt: *attempt,
+                        key: key.clone(),
+                    };
+                    let mut task = NewTask {
                         task_id: new_id(),
                         queue,
-                        payload: to_json(&AttemptTask {
-                            step: step.clone(),
-                            index: *index,
-                            attempt: *attempt,
-                            key: key.clone(),
-                        }),
+                        payload: to_json(&wanted),
                         available_at: None,
-                    });
+                        lease: None,
+                    };
+                    let rendered = Attempt {
+                        run_id,
+                        step: step.clone(),
+                        index: *index,
+                        attempt: *attempt,
+                        idempotency_key: key.clone(),
+                        kind: *kind,
+                        input: input.clone(),
+                        deadline: *deadline,
+                    };
+                    reserved.extend(self.reserve(&mut task, &wanted, rendered));
+                    request.enqueue.push(task);
                 }
                 _ => {}
             }
         }
+        reserved
     }
 
     /// Carries out the effects of an append that reach beyond its run, and

@@ -16,6 +16,7 @@ mod commit;
 mod error;
 mod follow;
 mod input;
+mod local;
 mod projection;
 mod queues;
 mod surgery;
@@ -93,6 +94,10 @@ pub struct Config {
     pub resume_on_start: bool,
     /// Most appends committed in one transaction (1 turns group commit off).
     pub commit_batch_max: usize,
+    /// An append leases the attempts it makes ready to this node's started
+    /// workers (free slots permitting), which run them without a claim
+    /// (`runtime/local.rs`); false: every task waits for a claim.
+    pub local_dispatch: bool,
 }
 
 impl Default for Config {
@@ -108,6 +113,7 @@ impl Default for Config {
             evaluator: Arc::new(InProcess),
             resume_on_start: true,
             commit_batch_max: COMMIT_BATCH_MAX,
+            local_dispatch: true,
         }
     }
 }
@@ -199,6 +205,10 @@ pub struct Runtime<S: EventStore> {
     committer: commit::Committer,
     /// Follow-up jobs (child starts, parents told) that failed, to try again.
     follow_retries: Mutex<Vec<follow::FollowRetry>>,
+    /// The started work loops' workers, which appends lease attempts to.
+    local: Mutex<Vec<Arc<local::LocalWorkers>>>,
+    /// This node, for the attempts its appends start.
+    me: std::sync::Weak<Runtime<S>>,
 }
 
 impl<S: EventStore> Runtime<S> {
@@ -212,7 +222,7 @@ impl<S: EventStore> Runtime<S> {
         let (changes, _) = broadcast::channel(RUN_CHANGES_BUFFER);
         let (ends, _) = broadcast::channel(RUN_ENDS_BUFFER);
         let (append_timings, _) = broadcast::channel(APPEND_TIMINGS_BUFFER);
-        Arc::new(Runtime {
+        Arc::new_cyclic(|me| Runtime {
             store,
             executors,
             config,
@@ -223,6 +233,8 @@ impl<S: EventStore> Runtime<S> {
             cancels: Mutex::new(HashMap::new()),
             committer: commit::Committer::default(),
             follow_retries: Mutex::new(Vec::new()),
+            local: Mutex::new(Vec::new()),
+            me: me.clone(),
         })
     }
 

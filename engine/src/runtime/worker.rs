@@ -3,7 +3,7 @@
 //! unfinished runs on start, and graceful shutdown.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{Semaphore, watch};
@@ -14,6 +14,7 @@ use tracing::field::Empty;
 use crate::executor::Executor;
 use crate::store::{ClaimedTask, EventStore, RunQuery};
 
+use super::local::LocalWorkers;
 use super::queues::{AttemptTask, TIMER_QUEUE, TimerTask};
 use super::{Error, Runtime};
 
@@ -132,26 +133,34 @@ impl<S: EventStore> Runtime<S> {
         mut stop: watch::Receiver<bool>,
     ) {
         let slots = Arc::new(Semaphore::new(self.config.workers.max(1)));
-        let mut running = JoinSet::new();
         let mut names: Vec<String> = queues.keys().cloned().collect();
         names.push(TIMER_QUEUE.to_owned());
+        let local = Arc::new(LocalWorkers {
+            queues: queues.clone(),
+            slots: Arc::clone(&slots),
+            running: Mutex::new(Some(JoinSet::new())),
+            stop: stop.clone(),
+        });
+        self.add_local_workers(&local);
         let poll = Duration::from_millis(self.config.poll_ms.max(1));
         while !*stop.borrow() {
-            while running.try_join_next().is_some() {}
+            local.reap();
             let mut claimed_any = false;
             for queue in &names {
                 let free = slots.available_permits() as u32;
                 if free == 0 {
                     break;
                 }
+                // Slots first, then the claim: appends take slots too
+                // (local dispatch), and a claimed task without a slot would
+                // wait for its lease to expire.
+                let wanted = free.min(CLAIM_BATCH_MAX);
+                let Ok(mut permits) = Arc::clone(&slots).try_acquire_many_owned(wanted) else {
+                    continue;
+                };
                 let claimed = self
                     .store
-                    .claim_tasks(
-                        &self.config.node,
-                        queue,
-                        free.min(CLAIM_BATCH_MAX),
-                        self.config.lease_ms,
-                    )
+                    .claim_tasks(&self.config.node, queue, wanted, self.config.lease_ms)
                     .await;
                 let tasks = match claimed {
                     Ok(tasks) => tasks,
@@ -165,14 +174,15 @@ impl<S: EventStore> Runtime<S> {
                     crate::failpoint::crash_point(crate::failpoint::AFTER_CLAIM);
                 }
                 for task in tasks {
-                    let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
+                    // The claim returned at most `wanted` tasks.
+                    let Some(permit) = permits.split(1) else {
                         break;
                     };
                     let runtime = Arc::clone(&self);
                     let executor = queues.get(queue).cloned();
                     let stop = stop.clone();
                     let span = task_span(&task);
-                    running.spawn(
+                    local.spawn(
                         async move {
                             runtime.handle_task(task, executor, stop).await;
                             drop(permit);
@@ -195,6 +205,9 @@ impl<S: EventStore> Runtime<S> {
                 _ = slots.acquire(), if slots.available_permits() == 0 => {}
             }
         }
+        // Appends lease no more attempts to these workers.
+        self.remove_local_workers(&local);
+        let mut running = local.take_running();
         let grace = Duration::from_millis(self.config.shutdown_grace_ms);
         let drained = tokio::time::timeout(grace, async {
             while running.join_next().await.is_some() {}
@@ -231,8 +244,12 @@ impl<S: EventStore> Runtime<S> {
 /// The span every log line about one task is in: the run always; the step,
 /// item and attempt whenever the task concerns a step (an attempt, a
 /// `sleep` ending, a step's retry or timeout timer).
-fn task_span(task: &ClaimedTask) -> tracing::Span {
+pub(super) fn task_span(task: &ClaimedTask) -> tracing::Span {
+    // A root span: an attempt started by the append of the one before
+    // (local dispatch) is not a child of it, or spans would nest a level
+    // deeper with every step of a chain.
     let span = tracing::info_span!(
+        parent: None,
         "task",
         run_id = %task.run_id,
         task_id = %task.task_id,

@@ -88,6 +88,16 @@ pub(crate) fn check_append<'a>(
         payloads.push(text);
     }
     check_rows(request)?;
+    for leased in request
+        .enqueue
+        .iter()
+        .filter_map(|task| task.lease.as_ref())
+    {
+        lease(config, leased.lease_ms)?;
+        if leased.owner.is_empty() {
+            return Err(Error::invalid("a task is leased to an empty owner name"));
+        }
+    }
     Ok(Checked { request, payloads })
 }
 

@@ -189,6 +189,22 @@ pub struct NewTask {
     pub payload: Value,
     /// Not claimable before this time; `None`: at once.
     pub available_at: Option<DateTime<Utc>>,
+    /// Leased at once to the appending node (see [`TaskLease`]); `None`:
+    /// ready for any worker's claim.
+    #[serde(default)]
+    pub lease: Option<TaskLease>,
+}
+
+/// A lease taken on a task in the transaction that enqueues it: the
+/// appending node runs the task at once, without a claim transaction. It is
+/// the same lease a claim gives (the task's first claim, `claims = 1`,
+/// fenced by `token`, ready again for anyone when it expires).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TaskLease {
+    pub owner: String,
+    pub token: LeaseToken,
+    /// From the append's commit time; checked against `lease_ms_max`.
+    pub lease_ms: u64,
 }
 
 /// A durable timer: at `fire_at` it becomes a task on `queue`.

@@ -33,7 +33,8 @@ impl EventLog for PostgresStore {
         requests: Vec<AppendRequest>,
     ) -> Result<Vec<Result<Appended, Error>>, Error> {
         let checked = prepare::check_batch(&self.config, &requests)?;
-        let creates_work = requests.iter().any(|request| !request.enqueue.is_empty());
+        // Tasks leased at append time are their node's already: no NOTIFY.
+        let creates_work = requests.iter().any(unleased_work);
         let notify = creates_work && self.wakes.notify_now();
         let results = append_checked(self, &checked, notify).await;
         // What committed: a request's tasks, and the NOTIFY with them.
@@ -41,7 +42,7 @@ impl EventLog for PostgresStore {
             results
                 .iter()
                 .zip(&requests)
-                .any(|(result, request)| result.is_ok() && !request.enqueue.is_empty())
+                .any(|(result, request)| result.is_ok() && unleased_work(request))
         });
         self.wakes.appended(&self.pool, notify, created_work);
         results
@@ -413,4 +414,10 @@ async fn insert_events(
     .execute(&mut *connection)
     .await?;
     Ok(())
+}
+
+/// True when the append enqueues a task any node may claim (not leased to
+/// the appending node): what other nodes are woken for.
+fn unleased_work(request: &AppendRequest) -> bool {
+    request.enqueue.iter().any(|task| task.lease.is_none())
 }

@@ -276,15 +276,31 @@ impl Statement {
             self.column(&mut u, tasks, "uuid", |(run_id, _)| *run_id)?;
             self.column(&mut u, tasks, "text", |(_, task)| task.queue.clone())?;
             self.column(&mut u, tasks, "text", |(_, task)| task.payload.to_string())?;
+            // A task leased at append time is claimed once already: ready
+            // again (for anyone) when its lease expires, as after a claim.
+            let expires = |task: &NewTask| {
+                let lease = task.lease.as_ref()?;
+                Some(rows.now + chrono::Duration::milliseconds(lease.lease_ms as i64))
+            };
             self.column(&mut u, tasks, "timestamptz", |(_, task)| {
-                task.available_at.unwrap_or(rows.now)
+                expires(task).unwrap_or(task.available_at.unwrap_or(rows.now))
             })?;
+            self.column(&mut u, tasks, "text", |(_, task)| {
+                task.lease.as_ref().map(|lease| lease.owner.clone())
+            })?;
+            self.column(&mut u, tasks, "uuid", |(_, task)| {
+                task.lease.as_ref().map(|lease| lease.token.0)
+            })?;
+            self.column(&mut u, tasks, "timestamptz", |(_, task)| expires(task))?;
             self.cte("t AS");
             self.push(&format!(
-                "INSERT INTO tasks (task_id, run_id, queue, payload, available_at, created_at) \
-                 SELECT u.task_id, u.run_id, u.queue, u.payload::json, u.available_at, {at} \
+                "INSERT INTO tasks (task_id, run_id, queue, payload, available_at, created_at, \
+                 lease_owner, lease_token, lease_expires_at, claims) \
+                 SELECT u.task_id, u.run_id, u.queue, u.payload::json, u.available_at, {at}, \
+                 u.lease_owner, u.lease_token, u.lease_expires_at, \
+                 CASE WHEN u.lease_token IS NULL THEN 0 ELSE 1 END \
                  FROM {} RETURNING 1)",
-                u.sql("u(task_id, run_id, queue, payload, available_at)")
+                u.sql("u(task_id, run_id, queue, payload, available_at, lease_owner, lease_token, lease_expires_at)")
             ));
             enqueued.push("t");
         }

@@ -4,8 +4,8 @@
 //! the work only when their `wait_for_work` times out (the poll interval).
 //!
 //! The doorbell is a one-byte file beside the database (`<file>-wake`).
-//! An append that commits work any node may take (tasks, fired timers)
-//! rewrites its byte; every process on the file
+//! An append that commits work any node may take (tasks not leased at
+//! append time, fired timers) rewrites its byte; every process on the file
 //! watches it (inotify on Linux, through the `notify` crate) and wakes its
 //! workers when it changes. A process also sees its own rings: those come
 //! within [`OWN_RING_ECHO`] of a ring it made and are ignored (its workers

@@ -55,7 +55,11 @@ impl EventLog for SqliteStore {
         crate::failpoint::crash_point(crate::failpoint::APPEND_BEFORE_COMMIT);
         transaction.commit().await?;
         crate::failpoint::crash_point(crate::failpoint::APPEND_AFTER_COMMIT);
-        if written.iter().any(|request| !request.enqueue.is_empty()) {
+        // Tasks leased at append time are their node's already: no wake-up.
+        if written
+            .iter()
+            .any(|request| request.enqueue.iter().any(|task| task.lease.is_none()))
+        {
             self.wake_workers();
         }
         Ok(results)

@@ -1,6 +1,8 @@
 //! The embedded SQLite store: one file (WAL, synchronous FULL), every write in
-//! a `BEGIN IMMEDIATE` transaction, so writers queue on SQLite's single write
-//! lock (up to the busy timeout) and never fail half-way on an upgrade.
+//! a `BEGIN IMMEDIATE` transaction, so writers never fail half-way on an
+//! upgrade. A process's writers take turns first come first served (the
+//! write gate); processes on one file queue on SQLite's write lock (up to
+//! the busy timeout).
 
 mod doorbell;
 mod event_log;
@@ -48,7 +50,46 @@ pub struct SqliteStore {
     /// Wakes other processes' idle workers (a file database; `None` in
     /// memory, or where the file cannot be watched: they poll).
     doorbell: Option<doorbell::Doorbell>,
+    /// This process's writers queue here, first come first served, before
+    /// they ask SQLite for its one write lock. SQLite's own queue is a busy
+    /// handler that sleeps and retries (1, 2, 5 … 100 ms): a writer that
+    /// loses a few races sleeps for long stretches, holding a pool
+    /// connection, while the others go ahead, and when that writer is the
+    /// committer every run of the node waits. Across processes on one file
+    /// the busy handler remains the only queue.
+    write_gate: Arc<tokio::sync::Mutex<()>>,
 }
+
+/// A write transaction and this process's turn to write: the turn ends
+/// when the transaction does (committed, or rolled back on drop).
+pub(super) struct WriteTransaction {
+    transaction: sqlx::Transaction<'static, sqlx::Sqlite>,
+    _turn: tokio::sync::OwnedMutexGuard<()>,
+}
+
+impl WriteTransaction {
+    pub(super) async fn commit(self) -> Result<(), sqlx::Error> {
+        self.transaction.commit().await
+    }
+}
+
+impl std::ops::Deref for WriteTransaction {
+    type Target = SqliteConnection;
+
+    fn deref(&self) -> &SqliteConnection {
+        &self.transaction
+    }
+}
+
+impl std::ops::DerefMut for WriteTransaction {
+    fn deref_mut(&mut self) -> &mut SqliteConnection {
+        &mut self.transaction
+    }
+}
+
+/// A wait for a write transaction this long is logged (a warning): it
+/// delays every run this node advances.
+const SLOW_LOCK_WAIT: Duration = Duration::from_millis(250);
 
 impl SqliteStore {
     /// The connection pool, for diagnostics and tests.
@@ -56,11 +97,28 @@ impl SqliteStore {
         &self.pool
     }
 
-    async fn write_transaction(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, Error> {
+    async fn write_transaction(&self) -> Result<WriteTransaction, Error> {
+        let started = Instant::now();
+        let patience = Duration::from_millis(self.config.acquire_timeout_ms);
+        let turn = tokio::time::timeout(patience, Arc::clone(&self.write_gate).lock_owned())
+            .await
+            .map_err(|_| sqlx::Error::PoolTimedOut)?;
         // IMMEDIATE takes the write lock up front: a deferred transaction
         // that reads first and then writes can fail with SQLITE_BUSY when
         // another writer got in between.
-        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+        let transaction = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let transaction = WriteTransaction {
+            transaction,
+            _turn: turn,
+        };
+        let waited = started.elapsed();
+        if waited >= SLOW_LOCK_WAIT {
+            tracing::warn!(
+                waited_ms = waited.as_millis() as u64,
+                "waited long for SQLite's write lock (a pool connection and the lock)"
+            );
+        }
+        Ok(transaction)
     }
 
     fn now(&self) -> DateTime<Utc> {
@@ -164,6 +222,7 @@ impl Database for SqliteStore {
             config,
             work,
             doorbell,
+            write_gate: Arc::default(),
         };
         store.migrate().await?;
         Ok(store)

@@ -153,8 +153,12 @@ pub(super) async fn write_work(
     requests: &[&AppendRequest],
     now: DateTime<Utc>,
 ) -> Result<(), Error> {
-    const TASKS: &str = "INSERT INTO tasks (task_id, run_id, queue, payload, available_at, created_at) \
-        SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5 FROM json_each(?1)";
+    // A task leased at append time is claimed once already: ready again
+    // (for anyone) when its lease expires, exactly as after a claim.
+    const TASKS: &str = "INSERT INTO tasks (task_id, run_id, queue, payload, available_at, created_at, \
+        lease_owner, lease_token, lease_expires_at, claims) \
+        SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, \
+        value ->> 6, value ->> 7, value ->> 8, value ->> 9 FROM json_each(?1)";
     const TIMERS: &str = "INSERT INTO timers (timer_id, run_id, queue, payload, fire_at, created_at) \
         SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5 FROM json_each(?1)";
     const CANCEL: &str = "DELETE FROM timers WHERE (timer_id, run_id) IN \
@@ -165,13 +169,25 @@ pub(super) async fn write_work(
         .iter()
         .flat_map(|request| request.enqueue.iter().map(|task| (request.run_id, task)))
         .map(|(run_id, task)| {
+            let lease = task.lease.as_ref();
+            let expires_at = lease.map(|lease| {
+                time_text(now + chrono::Duration::milliseconds(lease.lease_ms as i64))
+            });
+            let available_at = match &expires_at {
+                Some(expires_at) => expires_at.clone(),
+                None => time_text(task.available_at.unwrap_or(now)),
+            };
             (
                 uuid_text(task.task_id),
                 uuid_text(run_id),
                 &task.queue,
                 task.payload.to_string(),
-                time_text(task.available_at.unwrap_or(now)),
+                available_at,
                 &created_at,
+                lease.map(|lease| &lease.owner),
+                lease.map(|lease| uuid_text(lease.token.0)),
+                expires_at,
+                u32::from(lease.is_some()),
             )
         })
         .collect();

@@ -9,6 +9,7 @@ use engine::chain::{self, LogHead};
 use engine::store::*;
 use serde_json::json;
 
+pub use super::contract_append_leases::*;
 pub use super::contract_audit::*;
 pub use super::contract_checkpoints::*;
 pub use super::contract_guards::*;
@@ -260,6 +261,7 @@ pub async fn stale_expected_seq_conflicts<S: EventStore>(database: Database) {
         queue: "q".to_owned(),
         payload: json!({}),
         available_at: None,
+        lease: None,
     });
     let error = store.append(stale).await.expect_err("stale expected seq");
     assert!(

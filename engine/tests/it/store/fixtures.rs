@@ -160,6 +160,7 @@ pub fn task(queue: &str, n: usize) -> NewTask {
         queue: queue.to_owned(),
         payload: json!({ "n": n }),
         available_at: None,
+        lease: None,
     }
 }
 

@@ -5,6 +5,7 @@
 mod canonical;
 mod chain;
 mod contract;
+mod contract_append_leases;
 mod contract_audit;
 mod contract_checkpoints;
 mod contract_guards;
@@ -184,6 +185,9 @@ macro_rules! contract_tests {
             case!(two_nodes_interleave_appends);
             case!(four_workers_share_tasks_through_leases);
             case!(expired_or_taken_lease_is_fenced);
+            case!(a_lease_taken_at_append_is_held_renewed_and_completed);
+            case!(an_expired_lease_taken_at_append_passes_to_another_node_and_fences_the_first);
+            case!(a_lease_at_append_beyond_the_limit_is_refused);
             case!(timers_fire_in_order_once);
             case!(every_shape_of_append_writes_its_rows);
             case!(idempotent_start_returns_existing_run);

@@ -149,12 +149,13 @@ async fn an_enqueue_rings_the_doorbell_of_the_other_processes_on_the_file() {
     );
 }
 
-/// A claim that finds nothing ready takes no write lock: while another
-/// process holds SQLite's write lock, an idle claim answers at once (an
-/// empty batch) instead of waiting for the lock until the busy timeout and
-/// failing, and so never makes the committer's appends wait behind it.
+/// A claim that finds nothing ready, and a timer poll that finds nothing
+/// due, take no write lock: while another process holds SQLite's write
+/// lock, both answer at once (an empty batch) instead of waiting for the
+/// lock until the busy timeout and failing, and so never make the
+/// committer's appends wait behind them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_idle_claim_takes_no_write_lock() {
+async fn idle_claims_and_timer_polls_take_no_write_lock() {
     use sqlx::{Connection, SqliteConnection};
     let database = sqlite_database();
     let config = StoreConfig {
@@ -175,6 +176,11 @@ async fn an_idle_claim_takes_no_write_lock() {
     assert!(
         matches!(&claimed, Ok(tasks) if tasks.is_empty()),
         "an idle claim while another writer holds the lock: {claimed:?}"
+    );
+    let fired = store.due_timers(chrono::Utc::now(), 8).await;
+    assert!(
+        matches!(&fired, Ok(timers) if timers.is_empty()),
+        "a timer poll with nothing due while another writer holds the lock: {fired:?}"
     );
     sqlx::query("ROLLBACK")
         .execute(&mut writer)
