@@ -15,8 +15,8 @@ use serde_json::Value;
 
 use crate::effect::{Decision, Effect};
 use crate::event::{
-    Event, ForEachExpanded, RetryScheduled, RunCancelled, RunFailed, RunSucceeded, RunTimedOut,
-    StepCancelled, StepFailed, StepSkipped,
+    Event, ForEachExpanded, MainOutcome, RetryScheduled, RunCancelled, RunFailed, RunFinalizing,
+    RunSucceeded, RunTimedOut, StepCancelled, StepFailed, StepSkipped,
 };
 use crate::keys;
 use crate::schedule::{self, Context};
@@ -68,12 +68,25 @@ pub fn decide_within(
         run_id,
         events_max,
     };
-    let ending = ending_reason(state);
+    // Before `run.finalizing` the main part runs; after it, the `finally:` steps.
+    let finale = state.finalizing.as_ref();
+    let in_phase = |id: &str| state.finally.contains(id) == finale.is_some();
+    let ending = match finale {
+        None => ending_reason(state),
+        Some(_) => state.finally_stopped.clone(),
+    };
     // A paused run records what its running attempts report, and nothing
-    // new starts; a cancel or run timeout still winds it down.
-    let hold = state.status == RunStatus::Paused && ending.is_none();
+    // new starts; a cancel or run timeout still winds it down, and the
+    // `finally:` steps that follow a cancel or timeout run even if paused.
+    let stopped_main = finale.is_some_and(|finale| {
+        matches!(
+            finale.outcome,
+            MainOutcome::Cancelled | MainOutcome::TimedOut
+        )
+    });
+    let hold = state.status == RunStatus::Paused && ending.is_none() && !stopped_main;
     if let Some(reason) = ending {
-        wind_down(&context, &reason, &mut out);
+        wind_down(&context, &reason, in_phase, &mut out);
     } else {
         // Both maps are ordered by step id: walk them together instead of
         // looking each step up, which kept decide at O(n log n) per call.
@@ -83,13 +96,19 @@ pub fn decide_within(
                 break;
             }
             while definitions.next_if(|(def_id, _)| *def_id < id).is_some() {}
-            if let Some((_, step)) = definitions.next_if(|(def_id, _)| *def_id == id) {
+            if let Some((_, step)) = definitions.next_if(|(def_id, _)| *def_id == id)
+                && in_phase(id)
+            {
                 advance_step(&context, step, step_state, hold, &mut out);
             }
         }
     }
-    if !hold && out.events.is_empty() && state.steps_terminal as usize == state.steps.len() {
-        complete(&context, &mut out);
+    if !hold && out.events.is_empty() {
+        if finale.is_none() && !state.finally.is_empty() && state.main_part_done() {
+            finalize(&context, &mut out);
+        } else if state.steps_terminal as usize == state.steps.len() {
+            complete(&context, &mut out);
+        }
     }
     out
 }
@@ -313,11 +332,20 @@ fn trigger_verdict(
     })
 }
 
-/// Cancellation or run timeout: skip what has not started, cancel the rest.
-fn wind_down(context: &Context<'_>, reason: &str, out: &mut Decision) {
+/// Cancellation or run timeout: skip what has not started, cancel the rest
+/// (of the steps `in_phase`: the main part, or the `finally:` steps).
+fn wind_down(
+    context: &Context<'_>,
+    reason: &str,
+    in_phase: impl Fn(&str) -> bool,
+    out: &mut Decision,
+) {
     for (id, state) in &context.state.steps {
         if context.is_full(out) {
             return;
+        }
+        if !in_phase(id) {
+            continue;
         }
         match state.status {
             StepStatus::Pending => out.events.push(Event::StepSkipped(StepSkipped {
@@ -347,48 +375,72 @@ fn wind_down(context: &Context<'_>, reason: &str, out: &mut Decision) {
     }
 }
 
-/// Every step finished: the run ends.
+/// Every step not under `finally:` ended: the outcome is fixed and recorded
+/// (`run.finalizing`), then the `finally:` steps start.
+fn finalize(context: &Context<'_>, out: &mut Decision) {
+    let (outcome, reason, output) = main_outcome(context);
+    out.events.push(Event::RunFinalizing(RunFinalizing {
+        at: context.now,
+        outcome,
+        reason,
+        output: output.unwrap_or_default(),
+    }));
+}
+
+/// Every step finished: the run ends, as `run.finalizing` said when there
+/// are `finally:` steps.
 fn complete(context: &Context<'_>, out: &mut Decision) {
     let (state, now) = (context.state, context.now);
-    let (event, status, output, reason) = if state.timed_out {
-        let reason = "the run timed out".to_owned();
-        (
-            Event::RunTimedOut(RunTimedOut { at: now }),
-            RunStatus::Failed,
-            None,
-            Some(reason),
-        )
-    } else if let Some(reason) = state.cancel_requested.clone() {
-        let event = Event::RunCancelled(RunCancelled {
+    let (outcome, reason, output) = match &state.finalizing {
+        Some(finale) => (
+            finale.outcome,
+            finale.reason.clone(),
+            Some(finale.output.clone()),
+        ),
+        None => main_outcome(context),
+    };
+    let event = match outcome {
+        MainOutcome::TimedOut => Event::RunTimedOut(RunTimedOut { at: now }),
+        MainOutcome::Cancelled => Event::RunCancelled(RunCancelled {
             at: now,
-            reason: reason.clone(),
-        });
-        (event, RunStatus::Cancelled, None, Some(reason))
-    } else {
-        match run_outcome(context) {
-            Ok(output) => {
-                let event = Event::RunSucceeded(RunSucceeded {
-                    at: now,
-                    output: output.clone(),
-                });
-                (event, RunStatus::Succeeded, Some(output), None)
-            }
-            Err(reason) => {
-                let event = Event::RunFailed(RunFailed {
-                    at: now,
-                    reason: reason.clone(),
-                });
-                (event, RunStatus::Failed, None, Some(reason))
-            }
-        }
+            reason: reason.clone().unwrap_or_default(),
+        }),
+        MainOutcome::Failed => Event::RunFailed(RunFailed {
+            at: now,
+            reason: reason.clone().unwrap_or_default(),
+        }),
+        MainOutcome::Succeeded => Event::RunSucceeded(RunSucceeded {
+            at: now,
+            output: output.clone().unwrap_or_default(),
+        }),
     };
     out.events.push(event);
     out.effects.push(Effect::CompleteRun {
-        status,
-        output,
+        status: outcome.run_status(),
+        output: output.filter(|_| outcome == MainOutcome::Succeeded),
         reason,
         parent: state.parent.clone(),
     });
+}
+
+/// How the main part ended: the outcome, why (unless it succeeded) and the
+/// rendered output (when it succeeded).
+fn main_outcome(context: &Context<'_>) -> (MainOutcome, Option<String>, Option<Value>) {
+    let state = context.state;
+    if state.timed_out {
+        (
+            MainOutcome::TimedOut,
+            Some("the run timed out".to_owned()),
+            None,
+        )
+    } else if let Some(reason) = state.cancel_requested.clone() {
+        (MainOutcome::Cancelled, Some(reason), None)
+    } else {
+        match run_outcome(context) {
+            Ok(output) => (MainOutcome::Succeeded, None, Some(output)),
+            Err(reason) => (MainOutcome::Failed, Some(reason), None),
+        }
+    }
 }
 
 /// The rendered output, or why the run failed.

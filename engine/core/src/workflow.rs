@@ -72,6 +72,11 @@ pub struct Step {
     pub timeout_ms: Option<u64>,
     /// Retry policy, defaults already applied.
     pub retry: RetryPolicy,
+    /// Declared under `finally:`: runs once every other step has ended,
+    /// whatever the ending (see `docs/workflow-language.md#finally`). Left
+    /// out when false, so versions of workflows without `finally` stay as they were.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub finally: bool,
 }
 
 /// `for_each` of a step: the items template and the parallelism bound.
@@ -399,6 +404,14 @@ impl Workflow {
         self.steps.get(id)
     }
 
+    /// The ids of the `finally:` steps, in id order.
+    pub fn finally_steps(&self) -> impl Iterator<Item = &str> {
+        self.steps
+            .values()
+            .filter(|step| step.finally)
+            .map(|step| step.id.as_str())
+    }
+
     /// Every trigger with its id (see [`trigger_ids`]).
     pub fn triggers_with_ids(&self) -> Vec<(String, &Trigger)> {
         trigger_ids(&self.triggers)
@@ -465,7 +478,14 @@ impl Step {
             continue_on_error: false,
             timeout_ms: None,
             retry: RetryPolicy::default(),
+            finally: false,
         }
+    }
+
+    /// Makes it a `finally:` step.
+    pub fn in_finally(mut self) -> Step {
+        self.finally = true;
+        self
     }
 
     pub fn needs(mut self, needs: &[&str]) -> Step {

@@ -51,6 +51,8 @@ pub(crate) struct StepSource<'a> {
     pub for_each: Option<&'a Node>,
     /// The `if` expression and its position.
     pub condition: Option<(String, Pos)>,
+    /// Declared under `finally:`.
+    pub finally: bool,
 }
 
 /// Reads the `steps` mapping. `anchor` is the position of the `steps` key.
@@ -178,6 +180,7 @@ fn step<'a>(
         with: None,
         for_each: None,
         condition: None,
+        finally: false,
     };
     let what = format!("step `{id}`");
     let spec = Spec {
@@ -232,8 +235,49 @@ fn step<'a>(
         continue_on_error: continue_on_error.unwrap_or(false),
         timeout_ms,
         retry,
+        finally: false,
     });
     (step, source)
+}
+
+/// Adds the `finally:` steps to the main ones: one id space (templates read
+/// both as `steps.<id>`), so an id used in both is a duplicate.
+pub(crate) fn merge_finally<'a>(
+    sink: &mut Sink,
+    steps: &mut BTreeMap<String, Step>,
+    sources: &mut BTreeMap<String, StepSource<'a>>,
+    finally_steps: BTreeMap<String, Step>,
+    finally_sources: BTreeMap<String, StepSource<'a>>,
+) {
+    if sources.len() + finally_sources.len() > STEPS_MAX {
+        let message = format!(
+            "{} steps and `finally:` steps, more than the limit of {STEPS_MAX}",
+            sources.len() + finally_sources.len()
+        );
+        let pos = finally_sources.values().next().map(|source| source.pos);
+        if let Some(pos) = pos {
+            sink.error(Code::LimitExceeded, pos, message, None);
+        }
+    }
+    for (id, mut source) in finally_sources {
+        if let Some(first) = sources.get(&id) {
+            let message = format!("`finally:` step `{id}` has the id of a step under `steps:`");
+            let hint = format!(
+                "the step `{id}` is at line {}, column {}; step ids are shared by `steps` and `finally`, rename one of them",
+                first.pos.line, first.pos.column
+            );
+            sink.error(Code::DuplicateStepId, source.pos, message, Some(hint));
+            continue;
+        }
+        source.finally = true;
+        sources.insert(id, source);
+    }
+    for (id, mut step) in finally_steps {
+        if !steps.contains_key(&id) && sources.get(&id).is_some_and(|source| source.finally) {
+            step.finally = true;
+            steps.insert(id, step);
+        }
+    }
 }
 
 fn uses(sink: &mut Sink, node: &Node) -> Option<StepKind> {

@@ -23,12 +23,13 @@ pub(crate) fn is_template_global(name: &str) -> bool {
 }
 
 /// Fields of `run` in template scope.
-pub const RUN_FIELDS: [&str; 6] = [
+pub const RUN_FIELDS: [&str; 7] = [
     "id",
     "workflow",
     "attempt",
     "started_at",
     "status",
+    "error",
     "trigger",
 ];
 /// Fields of `steps.<id>` in template scope.
@@ -37,6 +38,7 @@ pub const STEP_FIELDS: [&str; 3] = ["output", "status", "error"];
 /// Runs every cross-step check.
 pub(crate) fn validate(sink: &mut Sink, sources: &Sources<'_>) {
     unknown_needs(sink, &sources.steps);
+    needs_across_finally(sink, &sources.steps);
     let dag = Dag::new(&sources.steps);
     dag.report_cycles(sink, &sources.steps);
     let var_names: Vec<&str> = sources.vars.keys().map(String::as_str).collect();
@@ -214,13 +216,31 @@ fn check_step_reference(
         sink.error(Code::UnknownStepReference, pos, message, hint);
         return;
     };
+    let target_is_finally = scope.all_steps.get(target).is_some_and(|t| t.finally);
+    let in_finally = scope
+        .step
+        .is_some_and(|(id, _)| scope.all_steps.get(id).is_some_and(|s| s.finally));
+    if target_is_finally && !in_finally {
+        let message = match scope.step {
+            Some((id, _)) => format!(
+                "step `{id}` reads `{reference}`, but `finally:` steps run after every step under `steps:`"
+            ),
+            None => format!(
+                "the run `output` reads `{reference}`, but it is rendered before the `finally:` steps run"
+            ),
+        };
+        sink.error(Code::StepNotUpstream, pos, message, None);
+        return;
+    }
     if let Some((id, index)) = scope.step {
         if target == id {
             let message = format!("step `{id}` reads its own result `{reference}`");
             sink.error(Code::StepNotUpstream, pos, message, None);
             return;
         }
-        if !scope.dag.is_ancestor(index, target_index) {
+        // A `finally:` step reads every main step: they have all ended.
+        let main_from_finally = in_finally && !target_is_finally;
+        if !main_from_finally && !scope.dag.is_ancestor(index, target_index) {
             let message = format!(
                 "step `{id}` reads `{reference}`, but `{target}` is not guaranteed to finish before `{id}`"
             );
@@ -236,6 +256,31 @@ fn check_step_reference(
         let message =
             format!("`{reference}`: a step has `output`, `status` and `error`, not `{field}`");
         sink.error(Code::UnknownStepField, pos, message, Some(hint));
+    }
+}
+
+/// A `needs` entry between a step under `steps:` and one under `finally:`
+/// (either way): `finally:` steps start only after every other step ended,
+/// so they need only each other, and no main step can wait for them.
+fn needs_across_finally(sink: &mut Sink, steps: &BTreeMap<String, StepSource<'_>>) {
+    for (id, source) in steps {
+        for (need, pos) in &source.needs {
+            let Some(target) = steps.get(need) else {
+                continue;
+            };
+            let (message, hint) = match (source.finally, target.finally) {
+                (true, false) => (
+                    format!("`finally:` step `{id}` needs `{need}`, a step under `steps:`"),
+                    "`finally:` steps start after every step under `steps:` ended; drop the entry, and test how it ended with `if: steps.<id>.status == \"failed\"`",
+                ),
+                (false, true) => (
+                    format!("step `{id}` needs `{need}`, a `finally:` step"),
+                    "`finally:` steps run after every step under `steps:`, so none can wait for one",
+                ),
+                _ => continue,
+            };
+            sink.error(Code::FinallyNeed, *pos, message, Some(hint.to_owned()));
+        }
     }
 }
 

@@ -186,9 +186,9 @@ impl Usage {
         for trigger in document["triggers"].as_array().into_iter().flatten() {
             self.record_keys("trigger", trigger);
         }
-        for step in document["steps"]
-            .as_object()
+        for step in ["steps", "finally"]
             .into_iter()
+            .filter_map(|key| document[key].as_object())
             .flat_map(|s| s.values())
         {
             self.record_keys("step", step);

@@ -188,6 +188,9 @@ const EDITS: &[(&str, Edit)] = &[
     ("vars template", |w| {
         w.vars.insert("region".into(), json!("{{ input.region }}"));
     }),
+    ("step moved under finally", |w| {
+        step(w, "cleanup").finally = true
+    }),
     ("trigger removed", |w| {
         w.triggers.pop();
     }),

@@ -4,6 +4,7 @@
 mod commit;
 mod context;
 mod fanout;
+mod finally;
 mod flows;
 mod gated;
 mod keys;

@@ -7,6 +7,7 @@ mod decisions;
 mod driver;
 mod endings;
 mod events;
+mod finally;
 mod props;
 mod retry_run;
 mod rules;

@@ -298,7 +298,7 @@ fn imx0026_unknown_run_field() {
         "imx0026-unknown-run-field",
         expect![[r#"
             invalid/imx0026-unknown-run-field.yaml:5:18: error[IMX0026]: `run.run_id`: `run` has no field `run_id`
-              hint: expected one of: `id`, `workflow`, `attempt`, `started_at`, `status`, `trigger`"#]],
+              hint: expected one of: `id`, `workflow`, `attempt`, `started_at`, `status`, `error`, `trigger`"#]],
     );
 }
 
@@ -407,5 +407,21 @@ fn imx0038_invalid_var() {
           hint: read it in the step that needs it instead
         invalid/imx0038-invalid-var.yaml:10:12: error[IMX0022]: `vars.greting`: there is no var `greting`
           hint: did you mean `greeting`?"#]],
+    );
+}
+
+#[test]
+fn imx0039_finally_need() {
+    check_fixture(
+        "imx0039-finally-need",
+        expect![[r#"
+        invalid/imx0039-finally-need.yaml:5:20: error[IMX0039]: step `ship` needs `notify`, a `finally:` step
+          hint: `finally:` steps run after every step under `steps:`, so none can wait for one
+        invalid/imx0039-finally-need.yaml:7:19: error[IMX0024]: step `ship` reads `steps.cleanup.output`, but `finally:` steps run after every step under `steps:`
+        invalid/imx0039-finally-need.yaml:10:13: error[IMX0039]: `finally:` step `cleanup` needs `build`, a step under `steps:`
+          hint: `finally:` steps start after every step under `steps:` ended; drop the entry, and test how it ended with `if: steps.<id>.status == "failed"`
+        invalid/imx0039-finally-need.yaml:16:3: error[IMX0004]: `finally:` step `build` has the id of a step under `steps:`
+          hint: the step `build` is at line 3, column 3; step ids are shared by `steps` and `finally`, rename one of them
+        invalid/imx0039-finally-need.yaml:18:12: error[IMX0024]: the run `output` reads `steps.cleanup.output`, but it is rendered before the `finally:` steps run"#]],
     );
 }
