@@ -15,8 +15,8 @@ use serde_json::Value;
 
 use crate::effect::{Decision, Effect};
 use crate::event::{
-    Event, ForEachExpanded, MainOutcome, RetryScheduled, RunCancelled, RunFailed, RunFinalizing,
-    RunSucceeded, RunTimedOut, StepCancelled, StepFailed, StepSkipped,
+    Event, ForEachExpanded, ForEachStopped, MainOutcome, RetryScheduled, RunCancelled, RunFailed,
+    RunFinalizing, RunSucceeded, RunTimedOut, StepCancelled, StepFailed, StepSkipped,
 };
 use crate::keys;
 use crate::schedule::{self, Context};
@@ -131,12 +131,12 @@ fn advance_step(
     match state.status {
         StepStatus::Pending if !hold => start_step(context, step, state, out),
         StepStatus::Running | StepStatus::Waiting => {
-            let mut capacity = match step.for_each {
+            if stop_fast(context, step, state, out) {
+                return;
+            }
+            let mut capacity = match step.max_parallel() {
                 _ if hold => 0,
-                Some(ref for_each) => for_each
-                    .max_parallel
-                    .max(1)
-                    .saturating_sub(state.counts.in_flight()),
+                Some(max_parallel) => max_parallel.max(1).saturating_sub(state.counts.in_flight()),
                 None => u32::MAX,
             };
             for (position, exec) in state.executions.iter().enumerate() {
@@ -149,6 +149,28 @@ fn advance_step(
         }
         _ => {}
     }
+}
+
+/// `fail_fast: true` and an item failed for good: the unfinished items are
+/// cancelled (`for_each.stopped`), the running ones told to stop.
+fn stop_fast(context: &Context<'_>, step: &Step, state: &StepState, out: &mut Decision) -> bool {
+    let failed = state.counts.get(ExecStatus::Failed);
+    if state.fail_fast != Some(true) || failed == 0 || state.counts.open() == 0 {
+        return false;
+    }
+    out.events.push(Event::ForEachStopped(ForEachStopped {
+        at: context.now,
+        step: step.id.clone(),
+        reason: "fail_fast: an item failed".to_owned(),
+    }));
+    for (position, exec) in state.executions.iter().enumerate() {
+        if exec.status.is_in_flight() {
+            let index = Some(position as u32);
+            out.effects
+                .push(schedule::cancel_effect(context, step, index, exec));
+        }
+    }
+    true
 }
 
 fn advance_execution(
@@ -171,6 +193,7 @@ fn advance_execution(
             // An item that failed for good inline skips the items not started
             // yet (in evolve), so scheduling more in this round would be invalid.
             if let Some(Event::StepFailed(failed)) = out.events.last()
+                && state.fail_fast != Some(false)
                 && (!failed.retryable
                     || failed.attempt.saturating_sub(exec.attempt_base)
                         >= step.retry.max_attempts.max(1))
@@ -252,17 +275,34 @@ fn start_step(context: &Context<'_>, step: &Step, state: &StepState, out: &mut D
             Err(err) => return fail(format!("cannot evaluate `if`: {err}"), out),
         }
     }
-    let Some(for_each) = &step.for_each else {
-        return schedule::schedule(context, step, None, None, attempt_base + 1, out);
+    let (template, what) = match (&step.for_each, &step.matrix) {
+        (Some(for_each), _) => (for_each.items.clone(), "for_each"),
+        (None, Some(matrix)) => (crate::matrix::template(matrix), "matrix"),
+        (None, None) => {
+            return schedule::schedule(context, step, None, None, attempt_base + 1, out);
+        }
     };
-    let items = match context.host.render(&for_each.items, &scope()) {
+    let rendered = match (context.host.render(&template, &scope()), &step.matrix) {
+        (Ok(rendered), Some(matrix)) if rendered.tainted.is_empty() => {
+            match crate::matrix::combinations(matrix, &rendered.value) {
+                Ok(combinations) => Ok(Rendered {
+                    value: Value::Array(combinations),
+                    ..rendered
+                }),
+                Err(error) => return fail(error, out),
+            }
+        }
+        (other, _) => other,
+    };
+    let items = match rendered {
         // The items are recorded and every item's scope is built from the
         // record: a list that read a secret cannot be recorded whole.
         Ok(rendered) if !rendered.tainted.is_empty() => {
             return fail(
-                "`for_each` read a secret: its items are recorded in the event log, so they \
-                 cannot hold secrets; read `secrets.*` in the step's `with` instead"
-                    .to_owned(),
+                format!(
+                    "`{what}` read a secret: its items are recorded in the event log, so they \
+                     cannot hold secrets; read `secrets.*` in the step's `with` instead"
+                ),
                 out,
             );
         }
@@ -276,16 +316,16 @@ fn start_step(context: &Context<'_>, step: &Step, state: &StepState, out: &mut D
         }) => {
             return fail(
                 format!(
-                    "`for_each` yielded {} items, more than the limit of {FOR_EACH_ITEMS_MAX}",
+                    "`{what}` yielded {} items, more than the limit of {FOR_EACH_ITEMS_MAX}",
                     items.len()
                 ),
                 out,
             );
         }
         Ok(Rendered { value: other, .. }) => {
-            return fail(format!("`for_each` must yield a list, got {other}"), out);
+            return fail(format!("`{what}` must yield a list, got {other}"), out);
         }
-        Err(err) => return fail(format!("cannot render `for_each`: {err}"), out),
+        Err(err) => return fail(format!("cannot render `{what}`: {err}"), out),
     };
     let items: Vec<Value> = items
         .into_iter()
@@ -296,6 +336,7 @@ fn start_step(context: &Context<'_>, step: &Step, state: &StepState, out: &mut D
         step: step.id.clone(),
         count: items.len() as u32,
         items,
+        fail_fast: step.fail_fast,
     }));
 }
 

@@ -402,7 +402,22 @@ pub struct ForEachExpanded {
     pub step: StepId,
     pub count: u32,
     /// The rendered items (redacted), kept so that replay sees the same items.
+    /// Of a `matrix`, each item is one combination (a mapping).
     pub items: Vec<Value>,
+    /// The step's `fail_fast` (absent: not set): what an item that failed
+    /// for good does to the others.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fail_fast: Option<bool>,
+}
+
+/// `fail_fast: true`: an item failed for good, so the fan-out's unfinished
+/// items are cancelled (running ones stopped, pending ones never start);
+/// the step fails.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ForEachStopped {
+    pub at: DateTime<Utc>,
+    pub step: StepId,
+    pub reason: String,
 }
 
 macro_rules! events {
@@ -485,6 +500,7 @@ events! {
     ChildRunStarted => "child_run.started",
     ChildRunFinished => "child_run.finished",
     ForEachExpanded => "for_each.expanded",
+    ForEachStopped => "for_each.stopped",
     RunCancelRequested => "run.cancel_requested",
     RunRetryRequested => "run.retry_requested",
     RunRewound => "run.rewound",

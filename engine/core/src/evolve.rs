@@ -350,6 +350,7 @@ impl RunState {
                 let count = expanded.count;
                 let step = self.step_mut(step_id);
                 step.items = Some(expanded.items.clone());
+                step.fail_fast = expanded.fail_fast;
                 step.executions = vec![step.new_execution(); count as usize];
                 step.counts.0[ExecStatus::Pending as usize] += count;
                 step.status = StepStatus::Running;
@@ -395,6 +396,9 @@ impl RunState {
                 step.reason = Some(cancelled.reason.clone());
                 step.finished_at = Some(cancelled.at);
             }
+            (Running | Waiting, Event::ForEachStopped(_)) if self.fails_fast(step_id) => {
+                self.cancel_executions(step_id, event.at());
+            }
             (Running | Waiting, _) if is_execution_event(event) => {
                 let index = index_of(event).flatten();
                 self.execution_event(step_id, index, Input::Event(event))?;
@@ -402,6 +406,16 @@ impl RunState {
             (status, _) => return Err(format!("step `{step_id}` is {}", status.as_str())),
         }
         Ok(())
+    }
+
+    /// A `fail_fast: true` fan-out with an item failed for good and others unfinished.
+    fn fails_fast(&self, step_id: &str) -> bool {
+        self.steps.get(step_id).is_some_and(|step| {
+            step.items.is_some()
+                && step.fail_fast == Some(true)
+                && step.counts.get(ExecStatus::Failed) > 0
+                && step.counts.open() > 0
+        })
     }
 
     fn drop_fresh_execution(&mut self, step_id: &str) {
@@ -441,7 +455,8 @@ impl RunState {
             step.counts.moved(before, after);
             self.counts.moved(before, after);
         }
-        if after == ExecStatus::Failed && step.items.is_some() {
+        // `fail_fast: false` runs every item; otherwise none starts after a failure.
+        if after == ExecStatus::Failed && step.items.is_some() && step.fail_fast != Some(false) {
             self.skip_pending_items(step_id);
         }
         Ok(())
@@ -599,6 +614,7 @@ fn step_of(event: &Event) -> Option<&str> {
         Event::ChildRunStarted(e) => &e.step,
         Event::ChildRunFinished(e) => &e.step,
         Event::ForEachExpanded(e) => &e.step,
+        Event::ForEachStopped(e) => &e.step,
         Event::StepAdopted(e) => &e.step,
         _ => return None,
     })

@@ -189,6 +189,13 @@ pub(crate) fn step_scope(
     }
     let mut scope = base_scope(state, ancestors.iter().map(String::as_str), attempt);
     if let Some((index, item)) = item {
+        // A `matrix` item is its combination: `matrix.<axis>`.
+        if workflow
+            .step(step_id)
+            .is_some_and(|step| step.matrix.is_some())
+        {
+            scope.insert("matrix".to_owned(), item.clone());
+        }
         scope.insert("item".to_owned(), item.clone());
         scope.insert("index".to_owned(), json!(index));
     }

@@ -248,6 +248,9 @@ pub struct StepState {
     pub executions: Vec<Execution>,
     /// `Some` once a `for_each` step expanded: the rendered items.
     pub items: Option<Vec<Value>>,
+    /// The fan-out's `fail_fast`, as `for_each.expanded` recorded it.
+    #[serde(default)]
+    pub fail_fast: Option<bool>,
     pub counts: ExecCounts,
     /// Plain step: the execution's output; `for_each`: item outputs in item order.
     pub output: Option<Value>,

@@ -135,6 +135,7 @@ codes! {
     // Reported by `parse` again.
     InvalidVar = 38, "IMX0038", "a `vars` name is not `[a-z][a-z0-9_]*`";
     FinallyNeed = 39, "IMX0039", "`needs` links a step under `steps:` and one under `finally:`";
+    InvalidMatrix = 40, "IMX0040", "a `matrix` is malformed (axes, `include`, `exclude`)";
 }
 
 impl Code {

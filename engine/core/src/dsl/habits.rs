@@ -107,10 +107,10 @@ fn step_hint(name: &str, value: &Node) -> Option<String> {
             "imx writes a step's condition as `if:`, a bare expression without braces, \
              e.g. `if: steps.flip_coin.output == \"heads\"`"
         }
-        "strategy" | "matrix" => {
-            "`matrix` is not built yet in imx; for one dimension write `for_each: [a, b]` and \
-             read `item`; for several, list the combinations (`for_each: [{os: linux, node: 20}, …]`, \
-             read `item.os`); `max_parallel` bounds how many run at once"
+        "strategy" => {
+            "imx writes GitHub Actions' `strategy` on the step itself: `matrix: { os: [linux, \
+             macos], include: [...], exclude: [...] }` (read `matrix.os`), `fail_fast: true|false` \
+             and `max_parallel: N`"
         }
         "run" => {
             "imx runs a command with `uses: exec` and `with: { command: [sh, -c, \"…\"] }` \

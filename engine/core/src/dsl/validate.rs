@@ -13,7 +13,9 @@ use super::yaml::{Node, Pos, Value};
 use crate::template::{Error as TemplateError, expression_references, template_references};
 
 /// Variables a template may read (minijinja's global functions are allowed too).
-pub const SCOPE_ROOTS: [&str; 7] = ["input", "steps", "run", "vars", "item", "index", "secrets"];
+pub const SCOPE_ROOTS: [&str; 8] = [
+    "input", "steps", "run", "vars", "item", "index", "matrix", "secrets",
+];
 /// Variables a `vars` template may read: it is rendered once, before any step.
 pub const VARS_SCOPE_ROOTS: [&str; 2] = ["input", "run"];
 const TEMPLATE_GLOBALS: [&str; 4] = ["range", "dict", "namespace", "debug"];
@@ -49,6 +51,7 @@ pub(crate) fn validate(sink: &mut Sink, sources: &Sources<'_>) {
         dag: &dag,
         step,
         item_allowed: false,
+        matrix: None,
         vars: &var_names,
         in_vars,
     };
@@ -60,11 +63,12 @@ pub(crate) fn validate(sink: &mut Sink, sources: &Sources<'_>) {
         if let Some((expression, pos)) = &source.condition {
             check_expression(sink, &scope, expression, *pos);
         }
-        if let Some(node) = source.for_each {
+        if let Some(node) = source.for_each.or(source.matrix) {
             check_templates(sink, &scope, node);
         }
         if let Some(node) = source.with {
-            scope.item_allowed = source.for_each.is_some();
+            scope.item_allowed = source.for_each.is_some() || source.matrix.is_some();
+            scope.matrix = source.matrix.map(|_| source.matrix_names.as_slice());
             check_templates(sink, &scope, node);
         }
     }
@@ -80,6 +84,8 @@ struct Scope<'a> {
     /// The step's id and index in `dag`.
     step: Option<(&'a str, usize)>,
     item_allowed: bool,
+    /// In `with` of a `matrix` step: the names `matrix.<name>` may read.
+    matrix: Option<&'a [String]>,
     /// The names `vars` declares.
     vars: &'a [&'a str],
     /// In a `vars` template: only `input` and `run` are in scope.
@@ -175,10 +181,11 @@ fn check_reference(sink: &mut Sink, scope: &Scope<'_>, reference: &str, pos: Pos
         }
         "item" | "index" if !scope.item_allowed => {
             let message = format!(
-                "`{reference}`: `{root}` is only in scope in `with` of a step with `for_each`"
+                "`{reference}`: `{root}` is only in scope in `with` of a step with `for_each` or `matrix`"
             );
             sink.error(Code::ItemOutsideForEach, pos, message, None);
         }
+        "matrix" => check_matrix_reference(sink, scope, reference, &parts, pos),
         "item" | "index" => {}
         "steps" => check_step_reference(sink, scope, reference, &parts, pos),
         _ if TEMPLATE_GLOBALS.contains(&root) => {}
@@ -281,6 +288,36 @@ fn needs_across_finally(sink: &mut Sink, steps: &BTreeMap<String, StepSource<'_>
             };
             sink.error(Code::FinallyNeed, *pos, message, Some(hint.to_owned()));
         }
+    }
+}
+
+fn check_matrix_reference(
+    sink: &mut Sink,
+    scope: &Scope<'_>,
+    reference: &str,
+    parts: &[&str],
+    pos: Pos,
+) {
+    let Some(names) = scope.matrix else {
+        let message =
+            format!("`{reference}`: `matrix` is only in scope in `with` of a step with `matrix`");
+        sink.error(Code::ItemOutsideForEach, pos, message, None);
+        return;
+    };
+    if let Some(name) = parts
+        .get(1)
+        .filter(|name| !names.iter().any(|n| n == *name))
+    {
+        let hint = match suggest(name, names.iter().map(String::as_str)) {
+            Some(best) => Some(format!("did you mean `{best}`?")),
+            None if names.is_empty() => None,
+            None => Some(format!(
+                "axes and included keys: {}",
+                quoted_list(names.iter().map(String::as_str))
+            )),
+        };
+        let message = format!("`{reference}`: the matrix has no axis `{name}`");
+        sink.error(Code::InvalidMatrix, pos, message, hint);
     }
 }
 

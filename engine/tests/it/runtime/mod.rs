@@ -8,6 +8,7 @@ mod finally;
 mod flows;
 mod gated;
 mod keys;
+mod matrix;
 mod recovery;
 mod steering;
 mod work;

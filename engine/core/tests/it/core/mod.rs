@@ -8,6 +8,7 @@ mod driver;
 mod endings;
 mod events;
 mod finally;
+mod matrix;
 mod props;
 mod retry_run;
 mod rules;

@@ -108,6 +108,7 @@ fn random_step(rng: &mut Rng, i: usize) -> Step {
     step.needs = needs.into_iter().collect();
     if rng.percent(15) {
         step = step.for_each("{{ input.items }}", 1 + rng.below(3) as u32);
+        step.fail_fast = [None, Some(true), Some(false)][rng.below(3) as usize];
     }
     step.retry = RetryPolicy {
         max_attempts: 1 + rng.below(4) as u32,

@@ -20,7 +20,7 @@ fn github_actions_keys_expressions_and_references_point_to_the_imx_form() {
             habits/github-actions.yaml:10:5: error[IMX0005]: unknown key `timeout-minutes` in step `build`
               hint: imx writes a timeout as a duration: `timeout: 10m`
             habits/github-actions.yaml:11:5: error[IMX0005]: unknown key `strategy` in step `build`
-              hint: `matrix` is not built yet in imx; for one dimension write `for_each: [a, b]` and read `item`; for several, list the combinations (`for_each: [{os: linux, node: 20}, …]`, read `item.os`); `max_parallel` bounds how many run at once
+              hint: imx writes GitHub Actions' `strategy` on the step itself: `matrix: { os: [linux, macos], include: [...], exclude: [...] }` (read `matrix.os`), `fail_fast: true|false` and `max_parallel: N`
             habits/github-actions.yaml:16:9: error[IMX0021]: invalid `if` expression `${{ needs.build.outputs.tag != '' }}`: `${{ }}` is GitHub Actions' syntax
               hint: `if` is a bare expression without `${{ }}`: `if: steps.build.output.tag != ''`
             habits/github-actions.yaml:18:12: error[IMX0022]: `needs.build.outputs.tag`: `needs` is not in scope
