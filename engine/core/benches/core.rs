@@ -134,6 +134,7 @@ fn history(steps: usize) -> Vec<EventEnvelope> {
             trigger: None,
             fork: None,
             vars: None,
+            finally: Vec::new(),
         }
         .into(),
     ];

@@ -31,6 +31,9 @@ pub enum Incompatibility {
     /// record: a run keeps the values rendered at its start, so its steps
     /// that read those would fail. (A fork renders its own and is not refused.)
     VarsChanged { missing: Vec<String> },
+    /// A step that already started moved between `steps:` and `finally:`:
+    /// it would run at another point of the run than it did.
+    FinallyChanged { step: StepId, finally: bool },
     /// A step that already started runs another kind of executor in the new version.
     KindChanged {
         step: StepId,
@@ -65,6 +68,11 @@ impl std::fmt::Display for Incompatibility {
                 "the new version declares vars [{}] that this run did not render at its start (vars are rendered once): its steps that read them would fail",
                 missing.join(", ")
             ),
+            Incompatibility::FinallyChanged { step, finally } => write!(
+                f,
+                "step `{step}` already ran; the new version moves it {}: it would run at another point of the run",
+                if *finally { "under `finally:`" } else { "out of `finally:`" }
+            ),
             Incompatibility::KindChanged { step, old, new } => write!(
                 f,
                 "step `{step}` already started as `{old}`, the new version makes it `{new}`: the attempt in flight belongs to another executor"
@@ -90,6 +98,12 @@ pub fn compatibility(old: &Workflow, new: &Workflow, state: &RunState) -> Vec<In
                 step: id.clone(),
                 old: before.needs.clone(),
                 new: after.needs.clone(),
+            });
+        }
+        if !step.executions.is_empty() && before.finally != after.finally {
+            found.push(Incompatibility::FinallyChanged {
+                step: id.clone(),
+                finally: after.finally,
             });
         }
         if !step.executions.is_empty() && before.uses != after.uses {

@@ -15,8 +15,8 @@ use serde_json::Value;
 
 use crate::effect::{Decision, Effect};
 use crate::event::{
-    Event, ForEachExpanded, RetryScheduled, RunCancelled, RunFailed, RunSucceeded, RunTimedOut,
-    StepCancelled, StepFailed, StepSkipped,
+    Event, ForEachExpanded, ForEachStopped, MainOutcome, RetryScheduled, RunCancelled, RunFailed,
+    RunFinalizing, RunSucceeded, RunTimedOut, StepCancelled, StepFailed, StepSkipped,
 };
 use crate::keys;
 use crate::schedule::{self, Context};
@@ -68,12 +68,25 @@ pub fn decide_within(
         run_id,
         events_max,
     };
-    let ending = ending_reason(state);
+    // Before `run.finalizing` the main part runs; after it, the `finally:` steps.
+    let finale = state.finalizing.as_ref();
+    let in_phase = |id: &str| state.finally.contains(id) == finale.is_some();
+    let ending = match finale {
+        None => ending_reason(state),
+        Some(_) => state.finally_stopped.clone(),
+    };
     // A paused run records what its running attempts report, and nothing
-    // new starts; a cancel or run timeout still winds it down.
-    let hold = state.status == RunStatus::Paused && ending.is_none();
+    // new starts; a cancel or run timeout still winds it down, and the
+    // `finally:` steps that follow a cancel or timeout run even if paused.
+    let stopped_main = finale.is_some_and(|finale| {
+        matches!(
+            finale.outcome,
+            MainOutcome::Cancelled | MainOutcome::TimedOut
+        )
+    });
+    let hold = state.status == RunStatus::Paused && ending.is_none() && !stopped_main;
     if let Some(reason) = ending {
-        wind_down(&context, &reason, &mut out);
+        wind_down(&context, &reason, in_phase, &mut out);
     } else {
         // Both maps are ordered by step id: walk them together instead of
         // looking each step up, which kept decide at O(n log n) per call.
@@ -83,13 +96,19 @@ pub fn decide_within(
                 break;
             }
             while definitions.next_if(|(def_id, _)| *def_id < id).is_some() {}
-            if let Some((_, step)) = definitions.next_if(|(def_id, _)| *def_id == id) {
+            if let Some((_, step)) = definitions.next_if(|(def_id, _)| *def_id == id)
+                && in_phase(id)
+            {
                 advance_step(&context, step, step_state, hold, &mut out);
             }
         }
     }
-    if !hold && out.events.is_empty() && state.steps_terminal as usize == state.steps.len() {
-        complete(&context, &mut out);
+    if !hold && out.events.is_empty() {
+        if finale.is_none() && !state.finally.is_empty() && state.main_part_done() {
+            finalize(&context, &mut out);
+        } else if state.steps_terminal as usize == state.steps.len() {
+            complete(&context, &mut out);
+        }
     }
     out
 }
@@ -112,12 +131,12 @@ fn advance_step(
     match state.status {
         StepStatus::Pending if !hold => start_step(context, step, state, out),
         StepStatus::Running | StepStatus::Waiting => {
-            let mut capacity = match step.for_each {
+            if stop_fast(context, step, state, out) {
+                return;
+            }
+            let mut capacity = match step.max_parallel() {
                 _ if hold => 0,
-                Some(ref for_each) => for_each
-                    .max_parallel
-                    .max(1)
-                    .saturating_sub(state.counts.in_flight()),
+                Some(max_parallel) => max_parallel.max(1).saturating_sub(state.counts.in_flight()),
                 None => u32::MAX,
             };
             for (position, exec) in state.executions.iter().enumerate() {
@@ -130,6 +149,28 @@ fn advance_step(
         }
         _ => {}
     }
+}
+
+/// `fail_fast: true` and an item failed for good: the unfinished items are
+/// cancelled (`for_each.stopped`), the running ones told to stop.
+fn stop_fast(context: &Context<'_>, step: &Step, state: &StepState, out: &mut Decision) -> bool {
+    let failed = state.counts.get(ExecStatus::Failed);
+    if state.fail_fast != Some(true) || failed == 0 || state.counts.open() == 0 {
+        return false;
+    }
+    out.events.push(Event::ForEachStopped(ForEachStopped {
+        at: context.now,
+        step: step.id.clone(),
+        reason: "fail_fast: an item failed".to_owned(),
+    }));
+    for (position, exec) in state.executions.iter().enumerate() {
+        if exec.status.is_in_flight() {
+            let index = Some(position as u32);
+            out.effects
+                .push(schedule::cancel_effect(context, step, index, exec));
+        }
+    }
+    true
 }
 
 fn advance_execution(
@@ -152,6 +193,7 @@ fn advance_execution(
             // An item that failed for good inline skips the items not started
             // yet (in evolve), so scheduling more in this round would be invalid.
             if let Some(Event::StepFailed(failed)) = out.events.last()
+                && state.fail_fast != Some(false)
                 && (!failed.retryable
                     || failed.attempt.saturating_sub(exec.attempt_base)
                         >= step.retry.max_attempts.max(1))
@@ -233,17 +275,34 @@ fn start_step(context: &Context<'_>, step: &Step, state: &StepState, out: &mut D
             Err(err) => return fail(format!("cannot evaluate `if`: {err}"), out),
         }
     }
-    let Some(for_each) = &step.for_each else {
-        return schedule::schedule(context, step, None, None, attempt_base + 1, out);
+    let (template, what) = match (&step.for_each, &step.matrix) {
+        (Some(for_each), _) => (for_each.items.clone(), "for_each"),
+        (None, Some(matrix)) => (crate::matrix::template(matrix), "matrix"),
+        (None, None) => {
+            return schedule::schedule(context, step, None, None, attempt_base + 1, out);
+        }
     };
-    let items = match context.host.render(&for_each.items, &scope()) {
+    let rendered = match (context.host.render(&template, &scope()), &step.matrix) {
+        (Ok(rendered), Some(matrix)) if rendered.tainted.is_empty() => {
+            match crate::matrix::combinations(matrix, &rendered.value) {
+                Ok(combinations) => Ok(Rendered {
+                    value: Value::Array(combinations),
+                    ..rendered
+                }),
+                Err(error) => return fail(error, out),
+            }
+        }
+        (other, _) => other,
+    };
+    let items = match rendered {
         // The items are recorded and every item's scope is built from the
         // record: a list that read a secret cannot be recorded whole.
         Ok(rendered) if !rendered.tainted.is_empty() => {
             return fail(
-                "`for_each` read a secret: its items are recorded in the event log, so they \
-                 cannot hold secrets; read `secrets.*` in the step's `with` instead"
-                    .to_owned(),
+                format!(
+                    "`{what}` read a secret: its items are recorded in the event log, so they \
+                     cannot hold secrets; read `secrets.*` in the step's `with` instead"
+                ),
                 out,
             );
         }
@@ -257,16 +316,16 @@ fn start_step(context: &Context<'_>, step: &Step, state: &StepState, out: &mut D
         }) => {
             return fail(
                 format!(
-                    "`for_each` yielded {} items, more than the limit of {FOR_EACH_ITEMS_MAX}",
+                    "`{what}` yielded {} items, more than the limit of {FOR_EACH_ITEMS_MAX}",
                     items.len()
                 ),
                 out,
             );
         }
         Ok(Rendered { value: other, .. }) => {
-            return fail(format!("`for_each` must yield a list, got {other}"), out);
+            return fail(format!("`{what}` must yield a list, got {other}"), out);
         }
-        Err(err) => return fail(format!("cannot render `for_each`: {err}"), out),
+        Err(err) => return fail(format!("cannot render `{what}`: {err}"), out),
     };
     let items: Vec<Value> = items
         .into_iter()
@@ -277,6 +336,7 @@ fn start_step(context: &Context<'_>, step: &Step, state: &StepState, out: &mut D
         step: step.id.clone(),
         count: items.len() as u32,
         items,
+        fail_fast: step.fail_fast,
     }));
 }
 
@@ -313,11 +373,20 @@ fn trigger_verdict(
     })
 }
 
-/// Cancellation or run timeout: skip what has not started, cancel the rest.
-fn wind_down(context: &Context<'_>, reason: &str, out: &mut Decision) {
+/// Cancellation or run timeout: skip what has not started, cancel the rest
+/// (of the steps `in_phase`: the main part, or the `finally:` steps).
+fn wind_down(
+    context: &Context<'_>,
+    reason: &str,
+    in_phase: impl Fn(&str) -> bool,
+    out: &mut Decision,
+) {
     for (id, state) in &context.state.steps {
         if context.is_full(out) {
             return;
+        }
+        if !in_phase(id) {
+            continue;
         }
         match state.status {
             StepStatus::Pending => out.events.push(Event::StepSkipped(StepSkipped {
@@ -347,48 +416,72 @@ fn wind_down(context: &Context<'_>, reason: &str, out: &mut Decision) {
     }
 }
 
-/// Every step finished: the run ends.
+/// Every step not under `finally:` ended: the outcome is fixed and recorded
+/// (`run.finalizing`), then the `finally:` steps start.
+fn finalize(context: &Context<'_>, out: &mut Decision) {
+    let (outcome, reason, output) = main_outcome(context);
+    out.events.push(Event::RunFinalizing(RunFinalizing {
+        at: context.now,
+        outcome,
+        reason,
+        output: output.unwrap_or_default(),
+    }));
+}
+
+/// Every step finished: the run ends, as `run.finalizing` said when there
+/// are `finally:` steps.
 fn complete(context: &Context<'_>, out: &mut Decision) {
     let (state, now) = (context.state, context.now);
-    let (event, status, output, reason) = if state.timed_out {
-        let reason = "the run timed out".to_owned();
-        (
-            Event::RunTimedOut(RunTimedOut { at: now }),
-            RunStatus::Failed,
-            None,
-            Some(reason),
-        )
-    } else if let Some(reason) = state.cancel_requested.clone() {
-        let event = Event::RunCancelled(RunCancelled {
+    let (outcome, reason, output) = match &state.finalizing {
+        Some(finale) => (
+            finale.outcome,
+            finale.reason.clone(),
+            Some(finale.output.clone()),
+        ),
+        None => main_outcome(context),
+    };
+    let event = match outcome {
+        MainOutcome::TimedOut => Event::RunTimedOut(RunTimedOut { at: now }),
+        MainOutcome::Cancelled => Event::RunCancelled(RunCancelled {
             at: now,
-            reason: reason.clone(),
-        });
-        (event, RunStatus::Cancelled, None, Some(reason))
-    } else {
-        match run_outcome(context) {
-            Ok(output) => {
-                let event = Event::RunSucceeded(RunSucceeded {
-                    at: now,
-                    output: output.clone(),
-                });
-                (event, RunStatus::Succeeded, Some(output), None)
-            }
-            Err(reason) => {
-                let event = Event::RunFailed(RunFailed {
-                    at: now,
-                    reason: reason.clone(),
-                });
-                (event, RunStatus::Failed, None, Some(reason))
-            }
-        }
+            reason: reason.clone().unwrap_or_default(),
+        }),
+        MainOutcome::Failed => Event::RunFailed(RunFailed {
+            at: now,
+            reason: reason.clone().unwrap_or_default(),
+        }),
+        MainOutcome::Succeeded => Event::RunSucceeded(RunSucceeded {
+            at: now,
+            output: output.clone().unwrap_or_default(),
+        }),
     };
     out.events.push(event);
     out.effects.push(Effect::CompleteRun {
-        status,
-        output,
+        status: outcome.run_status(),
+        output: output.filter(|_| outcome == MainOutcome::Succeeded),
         reason,
         parent: state.parent.clone(),
     });
+}
+
+/// How the main part ended: the outcome, why (unless it succeeded) and the
+/// rendered output (when it succeeded).
+fn main_outcome(context: &Context<'_>) -> (MainOutcome, Option<String>, Option<Value>) {
+    let state = context.state;
+    if state.timed_out {
+        (
+            MainOutcome::TimedOut,
+            Some("the run timed out".to_owned()),
+            None,
+        )
+    } else if let Some(reason) = state.cancel_requested.clone() {
+        (MainOutcome::Cancelled, Some(reason), None)
+    } else {
+        match run_outcome(context) {
+            Ok(output) => (MainOutcome::Succeeded, None, Some(output)),
+            Err(reason) => (MainOutcome::Failed, Some(reason), None),
+        }
+    }
 }
 
 /// The rendered output, or why the run failed.

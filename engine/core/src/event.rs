@@ -100,6 +100,10 @@ pub struct RunStarted {
     /// before `vars` existed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vars: Option<Value>,
+    /// The ids of the workflow's `finally:` steps (also in `steps`): they
+    /// run after every other step ended. Absent when there are none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub finally: Vec<StepId>,
 }
 
 /// Where a forked run came from, who forked it and why: the fork's first
@@ -324,6 +328,45 @@ pub struct StepAdopted {
     pub from_run: Uuid,
 }
 
+/// How the main part of a run (every step not under `finally:`) ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MainOutcome {
+    Succeeded,
+    Failed,
+    Cancelled,
+    /// The whole-run timeout fired; the run ends `failed`.
+    TimedOut,
+}
+
+impl MainOutcome {
+    /// The status the run ends with, and `run.status` for `finally:` steps.
+    pub fn run_status(self) -> crate::state::RunStatus {
+        use crate::state::RunStatus;
+        match self {
+            MainOutcome::Succeeded => RunStatus::Succeeded,
+            MainOutcome::Failed | MainOutcome::TimedOut => RunStatus::Failed,
+            MainOutcome::Cancelled => RunStatus::Cancelled,
+        }
+    }
+}
+
+/// Every step not under `finally:` has ended: the run's outcome is fixed
+/// (`finally:` steps cannot change it) and the `finally:` steps start.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct RunFinalizing {
+    pub at: DateTime<Utc>,
+    pub outcome: MainOutcome,
+    /// Why the main part failed or was cancelled; absent when it succeeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The rendered (redacted) run `output` when it succeeded (else null):
+    /// rendered now, from the main part's steps, and recorded again by
+    /// `run.succeeded`.
+    #[serde(default, skip_serializing_if = "Value::is_null")]
+    pub output: Value,
+}
+
 /// Every step finished and none failed uncovered; `output` is the rendered `output`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct RunSucceeded {
@@ -359,7 +402,22 @@ pub struct ForEachExpanded {
     pub step: StepId,
     pub count: u32,
     /// The rendered items (redacted), kept so that replay sees the same items.
+    /// Of a `matrix`, each item is one combination (a mapping).
     pub items: Vec<Value>,
+    /// The step's `fail_fast` (absent: not set): what an item that failed
+    /// for good does to the others.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fail_fast: Option<bool>,
+}
+
+/// `fail_fast: true`: an item failed for good, so the fan-out's unfinished
+/// items are cancelled (running ones stopped, pending ones never start);
+/// the step fails.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ForEachStopped {
+    pub at: DateTime<Utc>,
+    pub step: StepId,
+    pub reason: String,
 }
 
 macro_rules! events {
@@ -442,6 +500,7 @@ events! {
     ChildRunStarted => "child_run.started",
     ChildRunFinished => "child_run.finished",
     ForEachExpanded => "for_each.expanded",
+    ForEachStopped => "for_each.stopped",
     RunCancelRequested => "run.cancel_requested",
     RunRetryRequested => "run.retry_requested",
     RunRewound => "run.rewound",
@@ -449,6 +508,7 @@ events! {
     RunResumed => "run.resumed",
     StepBypassed => "step.bypassed",
     StepAdopted => "step.adopted",
+    RunFinalizing => "run.finalizing",
     RunSucceeded => "run.succeeded",
     RunFailed => "run.failed",
     RunCancelled => "run.cancelled",

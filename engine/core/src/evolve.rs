@@ -11,7 +11,7 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use crate::event::{Event, EventEnvelope};
+use crate::event::{Event, EventEnvelope, MainOutcome};
 use crate::execution::{self, Input};
 use crate::state::{ExecCounts, ExecStatus, RunState, RunStatus, StepState, StepStatus, TimerKind};
 
@@ -78,6 +78,7 @@ impl RunState {
             Event::RunStarted(_)
             | Event::RunCancelRequested(_)
             | Event::RunRetryRequested(_)
+            | Event::RunFinalizing(_)
             | Event::RunSucceeded(_)
             | Event::RunFailed(_)
             | Event::RunCancelled(_)
@@ -120,6 +121,7 @@ impl RunState {
                 self.trigger = started.trigger.clone();
                 self.fork = started.fork.as_deref().cloned();
                 self.vars = started.vars.clone();
+                self.finally = started.finally.iter().cloned().collect();
                 self.started_at = Some(started.at);
                 self.deadline = started.deadline;
                 self.steps = started
@@ -137,35 +139,63 @@ impl RunState {
                     );
                 }
             }
-            (Running | Waiting | Paused, Event::RunCancelRequested(request)) if !ending => {
-                let reason = request
-                    .reason
-                    .clone()
-                    .unwrap_or_else(|| "cancelled on request".to_owned());
-                self.cancel_requested = Some(match &request.by {
-                    Some(by) => format!("{reason} (by {by})"),
-                    None => reason,
+            // While `finally:` steps run, a cancel stops them; the run
+            // keeps the outcome its main part reached.
+            (Running | Waiting | Paused, Event::RunCancelRequested(request))
+                if self.finalizing.is_some() && self.finally_stopped.is_none() =>
+            {
+                self.finally_stopped = Some(cancel_reason(request));
+            }
+            (Running | Waiting | Paused, Event::RunCancelRequested(request))
+                if !ending && self.finalizing.is_none() =>
+            {
+                self.cancel_requested = Some(cancel_reason(request));
+            }
+            (Running | Waiting | Paused, Event::RunFinalizing(finalizing))
+                if self.finalizing.is_none()
+                    && !self.finally.is_empty()
+                    && self.main_part_done()
+                    && self.outcome_fits(finalizing.outcome) =>
+            {
+                self.finalizing = Some(crate::state::Finalizing {
+                    outcome: finalizing.outcome,
+                    reason: finalizing.reason.clone(),
+                    output: finalizing.output.clone(),
                 });
             }
             (Failed, Event::RunRetryRequested(_)) if !self.timed_out => {
                 self.reopen_for_retry();
             }
-            (Running | Waiting, Event::RunSucceeded(succeeded)) if done && !ending => {
+            // Paused: only when a cancel or the run timeout stopped the `finally:` steps.
+            (Running | Waiting | Paused, Event::RunSucceeded(succeeded))
+                if done
+                    && !ending
+                    && self.finale_allows(MainOutcome::Succeeded)
+                    && (self.status != Paused || self.finally_stopped.is_some()) =>
+            {
                 self.output = Some(succeeded.output.clone());
                 self.finish(Succeeded, succeeded.at);
             }
-            (Running | Waiting, Event::RunFailed(failed)) if done && !ending => {
+            // Paused: only when a cancel or the run timeout stopped the `finally:` steps.
+            (Running | Waiting | Paused, Event::RunFailed(failed))
+                if done
+                    && !ending
+                    && self.finale_allows(MainOutcome::Failed)
+                    && (self.status != Paused || self.finally_stopped.is_some()) =>
+            {
                 self.failure = Some(failed.reason.clone());
                 self.finish(Failed, failed.at);
             }
             (Running | Waiting | Paused, Event::RunCancelled(cancelled))
-                if done && self.cancel_requested.is_some() =>
+                if done
+                    && self.cancel_requested.is_some()
+                    && self.finale_allows(MainOutcome::Cancelled) =>
             {
                 self.failure = Some(cancelled.reason.clone());
                 self.finish(Cancelled, cancelled.at);
             }
             (Running | Waiting | Paused, Event::RunTimedOut(timed_out))
-                if done && self.timed_out =>
+                if done && self.timed_out && self.finale_allows(MainOutcome::TimedOut) =>
             {
                 self.failure = Some("the run timed out".to_owned());
                 self.finish(Failed, timed_out.at);
@@ -202,6 +232,25 @@ impl RunState {
         Ok(())
     }
 
+    /// Whether `run.finalizing` may record `outcome`: the one the state reached.
+    fn outcome_fits(&self, outcome: MainOutcome) -> bool {
+        match outcome {
+            MainOutcome::TimedOut => self.timed_out,
+            MainOutcome::Cancelled => self.cancel_requested.is_some() && !self.timed_out,
+            MainOutcome::Succeeded | MainOutcome::Failed => {
+                self.cancel_requested.is_none() && !self.timed_out
+            }
+        }
+    }
+
+    /// A run with `finally:` steps ends only as `run.finalizing` said.
+    fn finale_allows(&self, outcome: MainOutcome) -> bool {
+        match &self.finalizing {
+            Some(finalizing) => finalizing.outcome == outcome,
+            None => self.finally.is_empty(),
+        }
+    }
+
     fn finish(&mut self, status: RunStatus, at: DateTime<Utc>) {
         self.status = status;
         self.finished_at = Some(at);
@@ -218,6 +267,12 @@ impl RunState {
             return Err(format!("no pending timer `{timer_id}`"));
         };
         match timer.kind.clone() {
+            // The run's deadline also bounds `finally:` steps that started
+            // before it: they are stopped, the outcome stays.
+            TimerKind::RunTimeout if self.finalizing.is_some() => {
+                self.finally_stopped
+                    .get_or_insert_with(|| "the run timed out".to_owned());
+            }
             // A cancellation already in progress wins over the timeout.
             TimerKind::RunTimeout => self.timed_out = self.cancel_requested.is_none(),
             TimerKind::StepTimeout {
@@ -258,6 +313,11 @@ impl RunState {
         let Some(step) = self.steps.get(step_id) else {
             return Err(format!("the workflow has no step `{step_id}`"));
         };
+        if self.finalizing.is_none() && self.finally.contains(step_id) {
+            return Err(format!(
+                "step `{step_id}` is a `finally:` step and the main part has not ended"
+            ));
+        }
         let was_terminal = step.status.is_terminal();
         self.step_transition(step_id, event)?;
         self.after_step_change(step_id, was_terminal, event.at());
@@ -290,6 +350,7 @@ impl RunState {
                 let count = expanded.count;
                 let step = self.step_mut(step_id);
                 step.items = Some(expanded.items.clone());
+                step.fail_fast = expanded.fail_fast;
                 step.executions = vec![step.new_execution(); count as usize];
                 step.counts.0[ExecStatus::Pending as usize] += count;
                 step.status = StepStatus::Running;
@@ -297,7 +358,10 @@ impl RunState {
                 self.counts.0[ExecStatus::Pending as usize] += count;
             }
             (Pending, Event::StepSkipped(skipped)) => {
-                let ending = self.cancel_requested.is_some() || self.timed_out;
+                let ending = match self.finalizing {
+                    Some(_) => self.finally_stopped.is_some(),
+                    None => self.cancel_requested.is_some() || self.timed_out,
+                };
                 let step = self.step_mut(step_id);
                 step.wound_down = ending;
                 step.status = StepStatus::Skipped;
@@ -332,6 +396,9 @@ impl RunState {
                 step.reason = Some(cancelled.reason.clone());
                 step.finished_at = Some(cancelled.at);
             }
+            (Running | Waiting, Event::ForEachStopped(_)) if self.fails_fast(step_id) => {
+                self.cancel_executions(step_id, event.at());
+            }
             (Running | Waiting, _) if is_execution_event(event) => {
                 let index = index_of(event).flatten();
                 self.execution_event(step_id, index, Input::Event(event))?;
@@ -339,6 +406,16 @@ impl RunState {
             (status, _) => return Err(format!("step `{step_id}` is {}", status.as_str())),
         }
         Ok(())
+    }
+
+    /// A `fail_fast: true` fan-out with an item failed for good and others unfinished.
+    fn fails_fast(&self, step_id: &str) -> bool {
+        self.steps.get(step_id).is_some_and(|step| {
+            step.items.is_some()
+                && step.fail_fast == Some(true)
+                && step.counts.get(ExecStatus::Failed) > 0
+                && step.counts.open() > 0
+        })
     }
 
     fn drop_fresh_execution(&mut self, step_id: &str) {
@@ -378,7 +455,8 @@ impl RunState {
             step.counts.moved(before, after);
             self.counts.moved(before, after);
         }
-        if after == ExecStatus::Failed && step.items.is_some() {
+        // `fail_fast: false` runs every item; otherwise none starts after a failure.
+        if after == ExecStatus::Failed && step.items.is_some() && step.fail_fast != Some(false) {
             self.skip_pending_items(step_id);
         }
         Ok(())
@@ -435,6 +513,17 @@ impl RunState {
 
     fn attempt_base(&self, step_id: &str) -> u32 {
         self.steps.get(step_id).map_or(0, |step| step.attempt_base)
+    }
+}
+
+fn cancel_reason(request: &crate::event::RunCancelRequested) -> String {
+    let reason = request
+        .reason
+        .clone()
+        .unwrap_or_else(|| "cancelled on request".to_owned());
+    match &request.by {
+        Some(by) => format!("{reason} (by {by})"),
+        None => reason,
     }
 }
 
@@ -525,6 +614,7 @@ fn step_of(event: &Event) -> Option<&str> {
         Event::ChildRunStarted(e) => &e.step,
         Event::ChildRunFinished(e) => &e.step,
         Event::ForEachExpanded(e) => &e.step,
+        Event::ForEachStopped(e) => &e.step,
         Event::StepAdopted(e) => &e.step,
         _ => return None,
     })

@@ -22,7 +22,7 @@ pub fn mermaid(workflow: &Workflow) -> String {
         let label = mermaid_label(&node.label());
         // Fan-out steps get the "subroutine" shape (double-sided box).
         let _ = match node.step {
-            Some(step) if step.for_each.is_some() => writeln!(out, "    {id}[[\"{label}\"]]"),
+            Some(step) if step.fans_out() => writeln!(out, "    {id}[[\"{label}\"]]"),
             _ => writeln!(out, "    {id}[\"{label}\"]"),
         };
     }
@@ -66,7 +66,7 @@ pub fn dot(workflow: &Workflow) -> String {
         let mut attributes = vec![format!("label={}", dot_string(&node.label()))];
         match node.step {
             Some(step) => {
-                if step.for_each.is_some() {
+                if step.fans_out() {
                     // A stack of boxes: one execution per item.
                     attributes.push("shape=box3d".to_owned());
                 }
@@ -115,6 +115,12 @@ impl Node<'_> {
         }
         if step.for_each.is_some() {
             label.push_str(" for_each");
+        }
+        if step.matrix.is_some() {
+            label.push_str(" matrix");
+        }
+        if step.finally {
+            label.push_str(" finally");
         }
         label
     }

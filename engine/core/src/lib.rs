@@ -16,6 +16,7 @@ pub mod evolve;
 mod execution;
 pub mod graph;
 pub mod keys;
+pub mod matrix;
 pub mod run;
 mod schedule;
 pub mod scope;

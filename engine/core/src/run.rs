@@ -90,6 +90,7 @@ pub fn start_run(
         trigger: start.trigger,
         fork: start.fork.map(Box::new),
         vars: start.vars,
+        finally: workflow.finally_steps().map(str::to_owned).collect(),
     };
     let effects = deadline
         .map(|fire_at| Effect::StartTimer {

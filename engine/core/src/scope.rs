@@ -182,22 +182,38 @@ pub(crate) fn step_scope(
     item: Option<(u32, &Value)>,
     attempt: u32,
 ) -> Value {
-    let ancestors = ancestors(workflow, step_id);
+    let mut ancestors = ancestors(workflow, step_id);
+    // A `finally:` step runs after every other step ended: it reads them all.
+    if workflow.step(step_id).is_some_and(|step| step.finally) {
+        ancestors.extend(main_steps(workflow).map(str::to_owned));
+    }
     let mut scope = base_scope(state, ancestors.iter().map(String::as_str), attempt);
     if let Some((index, item)) = item {
+        // A `matrix` item is its combination: `matrix.<axis>`.
+        if workflow
+            .step(step_id)
+            .is_some_and(|step| step.matrix.is_some())
+        {
+            scope.insert("matrix".to_owned(), item.clone());
+        }
         scope.insert("item".to_owned(), item.clone());
         scope.insert("index".to_owned(), json!(index));
     }
     Value::Object(scope)
 }
 
-/// The scope of the run's `output`: every step.
+/// The scope of the run's `output`: every step but the `finally:` ones
+/// (the output is rendered before they run).
 pub(crate) fn run_scope(workflow: &Workflow, state: &RunState) -> Value {
-    Value::Object(base_scope(
-        state,
-        workflow.steps.keys().map(String::as_str),
-        1,
-    ))
+    Value::Object(base_scope(state, main_steps(workflow), 1))
+}
+
+fn main_steps(workflow: &Workflow) -> impl Iterator<Item = &str> {
+    workflow
+        .steps
+        .values()
+        .filter(|step| !step.finally)
+        .map(|step| step.id.as_str())
 }
 
 fn base_scope<'a>(
@@ -240,7 +256,15 @@ fn base_scope<'a>(
         started_at: state.started_at,
         trigger: state.trigger.as_ref(),
         parent: state.parent.as_ref(),
-        status: state.status.as_str(),
+        // In `finally:` steps: how the main part ended, and why.
+        status: match &state.finalizing {
+            Some(finale) => finale.outcome.run_status().as_str(),
+            None => state.status.as_str(),
+        },
+        error: state
+            .finalizing
+            .as_ref()
+            .and_then(|finale| finale.reason.as_deref()),
     };
     scope.insert("run".to_owned(), run.to_json());
     scope
@@ -259,10 +283,13 @@ pub struct RunContext<'a> {
     /// The run's status when the template is rendered (`running` in steps;
     /// `failed` is seen by steps that run after a failure, e.g. `all_done`).
     pub status: &'static str,
+    /// Why the run failed or was cancelled, as known when rendering: set
+    /// for `finally:` steps (from `run.finalizing`), else null.
+    pub error: Option<&'a str>,
 }
 
 impl RunContext<'_> {
-    /// `{id, workflow, attempt, started_at, status, trigger}`; `trigger` is
+    /// `{id, workflow, attempt, started_at, status, error, trigger}`; `trigger` is
     /// what `run.started` recorded (`kind` `cron`, `webhook`, `kafka`), or
     /// `{kind: workflow, parent_run}` for a child run, or `{kind: manual}`.
     pub fn to_json(&self) -> Value {
@@ -281,6 +308,7 @@ impl RunContext<'_> {
                 .started_at
                 .map(|at| at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)),
             "status": self.status,
+            "error": self.error,
             "trigger": trigger,
         })
     }

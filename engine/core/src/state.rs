@@ -5,7 +5,7 @@
 //! Counters of executions per status are kept up to date on every transition
 //! so that deriving a step's or the run's status is O(1) and replay stays linear.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -248,6 +248,9 @@ pub struct StepState {
     pub executions: Vec<Execution>,
     /// `Some` once a `for_each` step expanded: the rendered items.
     pub items: Option<Vec<Value>>,
+    /// The fan-out's `fail_fast`, as `for_each.expanded` recorded it.
+    #[serde(default)]
+    pub fail_fast: Option<bool>,
     pub counts: ExecCounts,
     /// Plain step: the execution's output; `for_each`: item outputs in item order.
     pub output: Option<Value>,
@@ -356,6 +359,27 @@ pub struct RunState {
     pub counts: ExecCounts,
     /// How many steps are terminal, to know in O(1) when every step finished.
     pub steps_terminal: u32,
+    /// The `finally:` steps (from `run.started`): they start once every
+    /// other step has ended.
+    #[serde(default)]
+    pub finally: BTreeSet<StepId>,
+    /// `Some` once `run.finalizing` fixed the run's outcome and the
+    /// `finally:` steps may run.
+    #[serde(default)]
+    pub finalizing: Option<Finalizing>,
+    /// Why the `finally:` steps were stopped (a cancel or the run timeout
+    /// while they ran): pending ones are skipped, running ones cancelled.
+    #[serde(default)]
+    pub finally_stopped: Option<String>,
+}
+
+/// The main part's ending, as `run.finalizing` recorded it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Finalizing {
+    pub outcome: crate::event::MainOutcome,
+    pub reason: Option<String>,
+    /// The rendered output when it succeeded, else null.
+    pub output: Value,
 }
 
 impl RunState {
@@ -378,6 +402,38 @@ impl RunState {
     /// True once the run reached succeeded, failed or cancelled.
     pub fn is_finished(&self) -> bool {
         self.status.is_terminal()
+    }
+
+    /// Every step not under `finally:` has ended.
+    pub fn main_part_done(&self) -> bool {
+        let finally_terminal = self
+            .finally
+            .iter()
+            .filter(|id| self.step_status(id).is_terminal())
+            .count();
+        (self.steps_terminal as usize).saturating_sub(finally_terminal)
+            == self.steps.len().saturating_sub(self.finally.len())
+    }
+
+    /// `run.finalizing` fixed the outcome and the run has not ended: its
+    /// `finally:` steps are running, its main part can no longer change.
+    pub fn main_outcome_fixed(&self) -> bool {
+        self.finalizing.is_some() && !self.status.is_terminal()
+    }
+
+    /// The `finally:` steps that failed (or were cancelled): the run keeps
+    /// the status its main part reached, and the run document lists them.
+    pub fn finally_failed(&self) -> Vec<&str> {
+        self.finally
+            .iter()
+            .filter(|id| {
+                matches!(
+                    self.step_status(id),
+                    StepStatus::Failed | StepStatus::Cancelled
+                )
+            })
+            .map(String::as_str)
+            .collect()
     }
 
     /// The run document of the CLI (`--json`) and the API: id, workflow,
@@ -424,6 +480,10 @@ impl RunState {
         }
         if let Some(paused) = &self.paused {
             document["paused"] = Value::String(paused.clone());
+        }
+        let finally_failed = self.finally_failed();
+        if !finally_failed.is_empty() {
+            document["finally_failed"] = serde_json::json!(finally_failed);
         }
         document
     }

@@ -63,6 +63,14 @@ pub struct Step {
     /// Fan-out: a template that must yield a list; one execution per item.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub for_each: Option<ForEach>,
+    /// Fan-out over the combinations of axes (never with `for_each`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub matrix: Option<Matrix>,
+    /// Of a fan-out, after an item failed for good: `Some(true)` cancels the
+    /// running items and starts no more, `Some(false)` runs every item (the
+    /// step fails at the end), `None` starts no more and lets running ones finish.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fail_fast: Option<bool>,
     #[serde(default, skip_serializing_if = "TriggerRule::is_default")]
     pub trigger_rule: TriggerRule,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -72,6 +80,11 @@ pub struct Step {
     pub timeout_ms: Option<u64>,
     /// Retry policy, defaults already applied.
     pub retry: RetryPolicy,
+    /// Declared under `finally:`: runs once every other step has ended,
+    /// whatever the ending (see `docs/workflow-language.md#finally`). Left
+    /// out when false, so versions of workflows without `finally` stay as they were.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub finally: bool,
 }
 
 /// `for_each` of a step: the items template and the parallelism bound.
@@ -80,6 +93,29 @@ pub struct ForEach {
     /// Template that yields the list of items, e.g. `"{{ steps.fetch.output.items }}"`.
     pub items: Value,
     pub max_parallel: u32,
+}
+
+/// `matrix` of a step: one execution per combination of the axes' values
+/// (the first axis varies slowest), minus `exclude`, plus `include` (as
+/// GitHub Actions' `strategy.matrix`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Matrix {
+    /// In the order written: each a list or a template yielding one.
+    pub axes: Vec<MatrixAxis>,
+    /// Mappings merged into the combinations whose axis values they match,
+    /// or added as combinations of their own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub include: Vec<Value>,
+    /// Partial combinations: every combination matching one is left out.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude: Vec<Value>,
+    pub max_parallel: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MatrixAxis {
+    pub name: String,
+    pub values: Value,
 }
 
 /// The kind of a step (`uses`).
@@ -399,6 +435,14 @@ impl Workflow {
         self.steps.get(id)
     }
 
+    /// The ids of the `finally:` steps, in id order.
+    pub fn finally_steps(&self) -> impl Iterator<Item = &str> {
+        self.steps
+            .values()
+            .filter(|step| step.finally)
+            .map(|step| step.id.as_str())
+    }
+
     /// Every trigger with its id (see [`trigger_ids`]).
     pub fn triggers_with_ids(&self) -> Vec<(String, &Trigger)> {
         trigger_ids(&self.triggers)
@@ -465,7 +509,30 @@ impl Step {
             continue_on_error: false,
             timeout_ms: None,
             retry: RetryPolicy::default(),
+            finally: false,
+            matrix: None,
+            fail_fast: None,
         }
+    }
+
+    /// The parallelism bound of a fan-out step (`for_each` or `matrix`).
+    pub fn max_parallel(&self) -> Option<u32> {
+        match (&self.for_each, &self.matrix) {
+            (Some(for_each), _) => Some(for_each.max_parallel),
+            (None, Some(matrix)) => Some(matrix.max_parallel),
+            (None, None) => None,
+        }
+    }
+
+    /// One execution per item (`for_each` or `matrix`).
+    pub fn fans_out(&self) -> bool {
+        self.for_each.is_some() || self.matrix.is_some()
+    }
+
+    /// Makes it a `finally:` step.
+    pub fn in_finally(mut self) -> Step {
+        self.finally = true;
+        self
     }
 
     pub fn needs(mut self, needs: &[&str]) -> Step {

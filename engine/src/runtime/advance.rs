@@ -425,6 +425,7 @@ impl<S: EventStore> Runtime<S> {
                 trigger: trigger.as_ref(),
                 parent: parent.as_ref(),
                 status: crate::core::state::RunStatus::Running.as_str(),
+                error: None,
             };
             run::render_vars(&definition, run, &input, host)
         })

@@ -134,6 +134,8 @@ codes! {
     ChildInputInvalid = 37, "IMX0037", "a `uses: workflow` step's `input` does not fit the child's `input` schema";
     // Reported by `parse` again.
     InvalidVar = 38, "IMX0038", "a `vars` name is not `[a-z][a-z0-9_]*`";
+    FinallyNeed = 39, "IMX0039", "`needs` links a step under `steps:` and one under `finally:`";
+    InvalidMatrix = 40, "IMX0040", "a `matrix` is malformed (axes, `include`, `exclude`)";
 }
 
 impl Code {

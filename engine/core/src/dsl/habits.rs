@@ -86,9 +86,11 @@ fn root_hint(name: &str) -> Option<String> {
             "imx computes named values once, when the run starts, with `vars:` (read as \
              `{{ vars.NAME }}`); secrets are `secrets.NAME`"
         }
-        "errors" | "onExit" | "finally" => {
-            "failure handlers: a step with `trigger_rule: one_failed` (or `all_done`) that \
-             `needs` the steps it watches; `finally:` steps are not built yet"
+        "errors" | "onExit" => {
+            "imx runs cleanup and failure handlers as `finally:` steps (a mapping like \
+             `steps:`): they run once every step ended, whatever the ending (also a cancel or \
+             the run timeout), and read `run.status`, `run.error` and `steps.<id>.error`; a \
+             handler for one step is a step with `trigger_rule: one_failed` that `needs` it"
         }
         _ => return None,
     };
@@ -105,10 +107,10 @@ fn step_hint(name: &str, value: &Node) -> Option<String> {
             "imx writes a step's condition as `if:`, a bare expression without braces, \
              e.g. `if: steps.flip_coin.output == \"heads\"`"
         }
-        "strategy" | "matrix" => {
-            "`matrix` is not built yet in imx; for one dimension write `for_each: [a, b]` and \
-             read `item`; for several, list the combinations (`for_each: [{os: linux, node: 20}, …]`, \
-             read `item.os`); `max_parallel` bounds how many run at once"
+        "strategy" => {
+            "imx writes GitHub Actions' `strategy` on the step itself: `matrix: { os: [linux, \
+             macos], include: [...], exclude: [...] }` (read `matrix.os`), `fail_fast: true|false` \
+             and `max_parallel: N`"
         }
         "run" => {
             "imx runs a command with `uses: exec` and `with: { command: [sh, -c, \"…\"] }` \
@@ -204,10 +206,14 @@ pub(crate) fn github_condition_hint(expression: &str) -> Option<String> {
             "a step that runs when a step it `needs` failed: `trigger_rule: one_failed` (no `if`)",
         ),
         "always()" => Some(
-            "a step that runs whatever its `needs` ended with: `trigger_rule: all_done` (no `if`)",
+            "a step that runs whatever its `needs` ended with: `trigger_rule: all_done` (no `if`); \
+             to run also after a cancel or the run timeout, put it under `finally:`",
         ),
         "success()" => Some("nothing: `trigger_rule: all_success` is the default (no `if`)"),
-        "cancelled()" => Some("nothing yet: imx has no step that runs when a run is cancelled"),
+        "cancelled()" => Some(
+            "a `finally:` step with `if: run.status == \"cancelled\"`: `finally:` steps run \
+             after a cancel too",
+        ),
         _ => None,
     };
     Some(match status {

@@ -11,6 +11,7 @@ mod diagnostic;
 pub mod duration;
 mod fields;
 mod habits;
+mod matrix;
 mod parse;
 mod step;
 mod trigger;
@@ -21,6 +22,7 @@ pub mod yaml;
 pub use calls::{Catalog, check_calls};
 pub use dag::{CYCLES_REPORTED_MAX, HINTED_DIAGNOSTICS_MAX, STEP_IDS_IN_HINT_MAX};
 pub use diagnostic::{Code, Diagnostic, Severity};
+pub use matrix::MATRIX_AXES_MAX;
 pub use parse::{
     NAME_BYTES_MAX, RETRY_MAX_ATTEMPTS_MAX, RETRY_MULTIPLIER_MAX, TRIGGERS_MAX, VARS_MAX,
 };

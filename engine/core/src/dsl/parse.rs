@@ -33,6 +33,7 @@ const ROOT_KEYS: &[&str] = &[
     "vars",
     "triggers",
     "steps",
+    "finally",
     "output",
 ];
 const DEFAULTS_KEYS: &[&str] = &["timeout", "retry"];
@@ -152,6 +153,16 @@ pub(crate) fn document<'a>(root: &'a Node, sink: &mut Sink) -> (Workflow, Source
         let (steps, step_sources) = step::steps(sink, key.pos, node, &defaults);
         workflow.steps = steps;
         sources.steps = step_sources;
+    }
+    if let Some((key, node)) = fields.entry("finally") {
+        let (steps, step_sources) = step::steps(sink, key.pos, node, &defaults);
+        step::merge_finally(
+            sink,
+            &mut workflow.steps,
+            &mut sources.steps,
+            steps,
+            step_sources,
+        );
     }
     if let Some(node) = fields.get("output") {
         workflow.output = Some(node.to_json());

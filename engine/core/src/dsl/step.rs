@@ -9,7 +9,7 @@ use super::habits::Place;
 use super::parse::{Defaults, check_intervals, retry_patch};
 use super::yaml::{Node, Pos, Value};
 use crate::workflow::{
-    FOR_EACH_MAX_PARALLEL_DEFAULT, ForEach, RetryPolicy, Step, StepKind, TriggerRule,
+    FOR_EACH_MAX_PARALLEL_DEFAULT, ForEach, Matrix, RetryPolicy, Step, StepKind, TriggerRule,
 };
 
 /// Most steps in one workflow.
@@ -33,7 +33,9 @@ const STEP_KEYS: &[&str] = &[
     "needs",
     "if",
     "for_each",
+    "matrix",
     "max_parallel",
+    "fail_fast",
     "trigger_rule",
     "continue_on_error",
     "timeout",
@@ -51,6 +53,11 @@ pub(crate) struct StepSource<'a> {
     pub for_each: Option<&'a Node>,
     /// The `if` expression and its position.
     pub condition: Option<(String, Pos)>,
+    /// Declared under `finally:`.
+    pub finally: bool,
+    pub matrix: Option<&'a Node>,
+    /// The names a `matrix` step's templates may read as `matrix.<name>`.
+    pub matrix_names: Vec<String>,
 }
 
 /// Reads the `steps` mapping. `anchor` is the position of the `steps` key.
@@ -178,6 +185,9 @@ fn step<'a>(
         with: None,
         for_each: None,
         condition: None,
+        finally: false,
+        matrix: None,
+        matrix_names: Vec::new(),
     };
     let what = format!("step `{id}`");
     let spec = Spec {
@@ -198,7 +208,24 @@ fn step<'a>(
     if let Some(node) = fields.get("if") {
         source.condition = condition(sink, node).map(|text| (text, node.pos));
     }
-    let for_each = for_each(sink, &fields, &mut source);
+    let matrix = fan_out_matrix(sink, &fields, &mut source);
+    let (for_each, max_parallel) = for_each(sink, &fields, &mut source);
+    let matrix = matrix.map(|parsed| Matrix {
+        axes: parsed.axes,
+        include: parsed.include,
+        exclude: parsed.exclude,
+        max_parallel: max_parallel.unwrap_or(FOR_EACH_MAX_PARALLEL_DEFAULT),
+    });
+    let fail_fast = fields
+        .get("fail_fast")
+        .and_then(|node| fields::boolean(sink, node, "`fail_fast`"));
+    if let Some((key, _)) = fields.entry("fail_fast")
+        && source.for_each.is_none()
+        && source.matrix.is_none()
+    {
+        let message = "`fail_fast` only applies to a step with `for_each` or `matrix`";
+        sink.error(Code::InvalidForEach, key.pos, message, None);
+    }
     let trigger_rule = fields
         .get("trigger_rule")
         .and_then(|node| trigger_rule(sink, node));
@@ -232,8 +259,51 @@ fn step<'a>(
         continue_on_error: continue_on_error.unwrap_or(false),
         timeout_ms,
         retry,
+        finally: false,
+        matrix,
+        fail_fast,
     });
     (step, source)
+}
+
+/// Adds the `finally:` steps to the main ones: one id space (templates read
+/// both as `steps.<id>`), so an id used in both is a duplicate.
+pub(crate) fn merge_finally<'a>(
+    sink: &mut Sink,
+    steps: &mut BTreeMap<String, Step>,
+    sources: &mut BTreeMap<String, StepSource<'a>>,
+    finally_steps: BTreeMap<String, Step>,
+    finally_sources: BTreeMap<String, StepSource<'a>>,
+) {
+    if sources.len() + finally_sources.len() > STEPS_MAX {
+        let message = format!(
+            "{} steps and `finally:` steps, more than the limit of {STEPS_MAX}",
+            sources.len() + finally_sources.len()
+        );
+        let pos = finally_sources.values().next().map(|source| source.pos);
+        if let Some(pos) = pos {
+            sink.error(Code::LimitExceeded, pos, message, None);
+        }
+    }
+    for (id, mut source) in finally_sources {
+        if let Some(first) = sources.get(&id) {
+            let message = format!("`finally:` step `{id}` has the id of a step under `steps:`");
+            let hint = format!(
+                "the step `{id}` is at line {}, column {}; step ids are shared by `steps` and `finally`, rename one of them",
+                first.pos.line, first.pos.column
+            );
+            sink.error(Code::DuplicateStepId, source.pos, message, Some(hint));
+            continue;
+        }
+        source.finally = true;
+        sources.insert(id, source);
+    }
+    for (id, mut step) in finally_steps {
+        if !steps.contains_key(&id) && sources.get(&id).is_some_and(|source| source.finally) {
+            step.finally = true;
+            steps.insert(id, step);
+        }
+    }
 }
 
 fn uses(sink: &mut Sink, node: &Node) -> Option<StepKind> {
@@ -324,11 +394,30 @@ fn condition(sink: &mut Sink, node: &Node) -> Option<String> {
     }
 }
 
+fn fan_out_matrix<'a>(
+    sink: &mut Sink,
+    fields: &fields::Fields<'a>,
+    source: &mut StepSource<'a>,
+) -> Option<super::matrix::Parsed> {
+    let (key, node) = fields.entry("matrix")?;
+    source.matrix = Some(node);
+    if fields.has("for_each") {
+        let message = "a step has `for_each` or `matrix`, not both";
+        let hint = "list the combinations in `for_each`, or move the list into a matrix axis";
+        sink.error(Code::InvalidMatrix, key.pos, message, Some(hint.to_owned()));
+        return None;
+    }
+    let (parsed, valid) = super::matrix::matrix(sink, node);
+    source.matrix_names = parsed.names.clone();
+    valid.then_some(parsed)
+}
+
+/// `for_each` and the fan-out's `max_parallel` (of `for_each` or `matrix`).
 fn for_each<'a>(
     sink: &mut Sink,
     fields: &fields::Fields<'a>,
     source: &mut StepSource<'a>,
-) -> Option<ForEach> {
+) -> (Option<ForEach>, Option<u32>) {
     let max_parallel = fields.get("max_parallel").and_then(|node| {
         let number = fields::unsigned(sink, node, "`max_parallel`")?;
         if (1..=FOR_EACH_MAX_PARALLEL_MAX).contains(&number) {
@@ -342,15 +431,17 @@ fn for_each<'a>(
         }
     });
     let Some(node) = fields.get("for_each") else {
-        if let Some((key, _)) = fields.entry("max_parallel") {
+        if let Some((key, _)) = fields.entry("max_parallel")
+            && source.matrix.is_none()
+        {
             sink.error(
                 Code::InvalidForEach,
                 key.pos,
-                "`max_parallel` only applies to a step with `for_each`",
+                "`max_parallel` only applies to a step with `for_each` or `matrix`",
                 None,
             );
         }
-        return None;
+        return (None, max_parallel);
     };
     source.for_each = Some(node);
     match &node.value {
@@ -362,13 +453,14 @@ fn for_each<'a>(
                 other.kind()
             );
             sink.error(Code::InvalidForEach, node.pos, message, None);
-            return None;
+            return (None, max_parallel);
         }
     }
-    Some(ForEach {
+    let for_each = ForEach {
         items: node.to_json(),
         max_parallel: max_parallel.unwrap_or(FOR_EACH_MAX_PARALLEL_DEFAULT),
-    })
+    };
+    (Some(for_each), max_parallel)
 }
 
 fn trigger_rule(sink: &mut Sink, node: &Node) -> Option<TriggerRule> {

@@ -13,7 +13,9 @@ use super::yaml::{Node, Pos, Value};
 use crate::template::{Error as TemplateError, expression_references, template_references};
 
 /// Variables a template may read (minijinja's global functions are allowed too).
-pub const SCOPE_ROOTS: [&str; 7] = ["input", "steps", "run", "vars", "item", "index", "secrets"];
+pub const SCOPE_ROOTS: [&str; 8] = [
+    "input", "steps", "run", "vars", "item", "index", "matrix", "secrets",
+];
 /// Variables a `vars` template may read: it is rendered once, before any step.
 pub const VARS_SCOPE_ROOTS: [&str; 2] = ["input", "run"];
 const TEMPLATE_GLOBALS: [&str; 4] = ["range", "dict", "namespace", "debug"];
@@ -23,12 +25,13 @@ pub(crate) fn is_template_global(name: &str) -> bool {
 }
 
 /// Fields of `run` in template scope.
-pub const RUN_FIELDS: [&str; 6] = [
+pub const RUN_FIELDS: [&str; 7] = [
     "id",
     "workflow",
     "attempt",
     "started_at",
     "status",
+    "error",
     "trigger",
 ];
 /// Fields of `steps.<id>` in template scope.
@@ -37,6 +40,7 @@ pub const STEP_FIELDS: [&str; 3] = ["output", "status", "error"];
 /// Runs every cross-step check.
 pub(crate) fn validate(sink: &mut Sink, sources: &Sources<'_>) {
     unknown_needs(sink, &sources.steps);
+    needs_across_finally(sink, &sources.steps);
     let dag = Dag::new(&sources.steps);
     dag.report_cycles(sink, &sources.steps);
     let var_names: Vec<&str> = sources.vars.keys().map(String::as_str).collect();
@@ -47,6 +51,7 @@ pub(crate) fn validate(sink: &mut Sink, sources: &Sources<'_>) {
         dag: &dag,
         step,
         item_allowed: false,
+        matrix: None,
         vars: &var_names,
         in_vars,
     };
@@ -58,11 +63,12 @@ pub(crate) fn validate(sink: &mut Sink, sources: &Sources<'_>) {
         if let Some((expression, pos)) = &source.condition {
             check_expression(sink, &scope, expression, *pos);
         }
-        if let Some(node) = source.for_each {
+        if let Some(node) = source.for_each.or(source.matrix) {
             check_templates(sink, &scope, node);
         }
         if let Some(node) = source.with {
-            scope.item_allowed = source.for_each.is_some();
+            scope.item_allowed = source.for_each.is_some() || source.matrix.is_some();
+            scope.matrix = source.matrix.map(|_| source.matrix_names.as_slice());
             check_templates(sink, &scope, node);
         }
     }
@@ -78,6 +84,8 @@ struct Scope<'a> {
     /// The step's id and index in `dag`.
     step: Option<(&'a str, usize)>,
     item_allowed: bool,
+    /// In `with` of a `matrix` step: the names `matrix.<name>` may read.
+    matrix: Option<&'a [String]>,
     /// The names `vars` declares.
     vars: &'a [&'a str],
     /// In a `vars` template: only `input` and `run` are in scope.
@@ -173,10 +181,11 @@ fn check_reference(sink: &mut Sink, scope: &Scope<'_>, reference: &str, pos: Pos
         }
         "item" | "index" if !scope.item_allowed => {
             let message = format!(
-                "`{reference}`: `{root}` is only in scope in `with` of a step with `for_each`"
+                "`{reference}`: `{root}` is only in scope in `with` of a step with `for_each` or `matrix`"
             );
             sink.error(Code::ItemOutsideForEach, pos, message, None);
         }
+        "matrix" => check_matrix_reference(sink, scope, reference, &parts, pos),
         "item" | "index" => {}
         "steps" => check_step_reference(sink, scope, reference, &parts, pos),
         _ if TEMPLATE_GLOBALS.contains(&root) => {}
@@ -214,13 +223,31 @@ fn check_step_reference(
         sink.error(Code::UnknownStepReference, pos, message, hint);
         return;
     };
+    let target_is_finally = scope.all_steps.get(target).is_some_and(|t| t.finally);
+    let in_finally = scope
+        .step
+        .is_some_and(|(id, _)| scope.all_steps.get(id).is_some_and(|s| s.finally));
+    if target_is_finally && !in_finally {
+        let message = match scope.step {
+            Some((id, _)) => format!(
+                "step `{id}` reads `{reference}`, but `finally:` steps run after every step under `steps:`"
+            ),
+            None => format!(
+                "the run `output` reads `{reference}`, but it is rendered before the `finally:` steps run"
+            ),
+        };
+        sink.error(Code::StepNotUpstream, pos, message, None);
+        return;
+    }
     if let Some((id, index)) = scope.step {
         if target == id {
             let message = format!("step `{id}` reads its own result `{reference}`");
             sink.error(Code::StepNotUpstream, pos, message, None);
             return;
         }
-        if !scope.dag.is_ancestor(index, target_index) {
+        // A `finally:` step reads every main step: they have all ended.
+        let main_from_finally = in_finally && !target_is_finally;
+        if !main_from_finally && !scope.dag.is_ancestor(index, target_index) {
             let message = format!(
                 "step `{id}` reads `{reference}`, but `{target}` is not guaranteed to finish before `{id}`"
             );
@@ -236,6 +263,61 @@ fn check_step_reference(
         let message =
             format!("`{reference}`: a step has `output`, `status` and `error`, not `{field}`");
         sink.error(Code::UnknownStepField, pos, message, Some(hint));
+    }
+}
+
+/// A `needs` entry between a step under `steps:` and one under `finally:`
+/// (either way): `finally:` steps start only after every other step ended,
+/// so they need only each other, and no main step can wait for them.
+fn needs_across_finally(sink: &mut Sink, steps: &BTreeMap<String, StepSource<'_>>) {
+    for (id, source) in steps {
+        for (need, pos) in &source.needs {
+            let Some(target) = steps.get(need) else {
+                continue;
+            };
+            let (message, hint) = match (source.finally, target.finally) {
+                (true, false) => (
+                    format!("`finally:` step `{id}` needs `{need}`, a step under `steps:`"),
+                    "`finally:` steps start after every step under `steps:` ended; drop the entry, and test how it ended with `if: steps.<id>.status == \"failed\"`",
+                ),
+                (false, true) => (
+                    format!("step `{id}` needs `{need}`, a `finally:` step"),
+                    "`finally:` steps run after every step under `steps:`, so none can wait for one",
+                ),
+                _ => continue,
+            };
+            sink.error(Code::FinallyNeed, *pos, message, Some(hint.to_owned()));
+        }
+    }
+}
+
+fn check_matrix_reference(
+    sink: &mut Sink,
+    scope: &Scope<'_>,
+    reference: &str,
+    parts: &[&str],
+    pos: Pos,
+) {
+    let Some(names) = scope.matrix else {
+        let message =
+            format!("`{reference}`: `matrix` is only in scope in `with` of a step with `matrix`");
+        sink.error(Code::ItemOutsideForEach, pos, message, None);
+        return;
+    };
+    if let Some(name) = parts
+        .get(1)
+        .filter(|name| !names.iter().any(|n| n == *name))
+    {
+        let hint = match suggest(name, names.iter().map(String::as_str)) {
+            Some(best) => Some(format!("did you mean `{best}`?")),
+            None if names.is_empty() => None,
+            None => Some(format!(
+                "axes and included keys: {}",
+                quoted_list(names.iter().map(String::as_str))
+            )),
+        };
+        let message = format!("`{reference}`: the matrix has no axis `{name}`");
+        sink.error(Code::InvalidMatrix, pos, message, hint);
     }
 }
 

@@ -191,6 +191,14 @@ pub fn skip(
         ));
     }
     let status = known_step(workflow, state, step)?;
+    if state.main_outcome_fixed() && !state.finally.contains(step) {
+        // The outcome is recorded; skip it once the run has ended.
+        return Err(Refusal::RunState {
+            operation: "skip of a step under `steps:`",
+            status: "running its `finally:` steps".to_owned(),
+            allowed: "running its main part, or ended",
+        });
+    }
     if !matches!(status, StepStatus::Failed | StepStatus::Waiting) {
         return Err(Refusal::StepState {
             operation: "skip",

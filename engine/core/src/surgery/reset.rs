@@ -19,11 +19,11 @@ impl RunState {
         let reopened: Vec<StepId> = self
             .steps
             .iter()
-            .filter(|(_, step)| {
+            .filter(|(id, step)| {
                 matches!(
                     step.status,
                     StepStatus::Failed | StepStatus::Skipped | StepStatus::Cancelled
-                )
+                ) && !self.finally.contains(*id)
             })
             .map(|(id, _)| id.clone())
             .collect();
@@ -59,6 +59,9 @@ impl RunState {
                 bypassed.step,
                 step.status.as_str()
             ));
+        }
+        if self.main_outcome_fixed() && !self.finally.contains(&bypassed.step) {
+            return Err("the main part ended and its `finally:` steps are running".to_owned());
         }
         if !self.can_reset(&bypassed.reset) && !bypassed.reset.is_empty() {
             return Err("`reset` names a step the run does not have".to_owned());
@@ -122,7 +125,15 @@ impl RunState {
 
     /// An ended run runs again: no failure, output, end, pending cancel or
     /// timeout, and no whole-run deadline (it belonged to the first run-through).
+    /// Its `finally:` steps run again, as a new generation, once the main
+    /// part has ended again.
     fn reopen(&mut self) {
+        self.finalizing = None;
+        self.finally_stopped = None;
+        let finally: Vec<StepId> = self.finally.iter().cloned().collect();
+        for id in &finally {
+            self.reset_step(id, true);
+        }
         self.status = RunStatus::Running;
         self.failure = None;
         self.finished_at = None;

@@ -126,7 +126,7 @@ fn several_different_errors_are_all_reported() {
         several-errors.yaml:14:28: error[IMX0016]: `max_attempts` is 500; it must be between 1 and 100
           hint: 1 means a single attempt, no retry
         several-errors.yaml:18:11: error[IMX0011]: `with` of step `pack` (uses agent) is missing the required key `queue`
-        several-errors.yaml:18:22: error[IMX0025]: `item`: `item` is only in scope in `with` of a step with `for_each`
+        several-errors.yaml:18:22: error[IMX0025]: `item`: `item` is only in scope in `with` of a step with `for_each` or `matrix`
         several-errors.yaml:20:19: error[IMX0013]: `needs` forms a cycle: ship -> ship
           hint: a step cannot wait for itself; remove one of these `needs` entries
         several-errors.yaml:23:19: error[IMX0014]: unknown trigger rule `always`
@@ -527,9 +527,9 @@ output:
 "#;
     let parsed = dsl::parse(source);
     expect![[r#"
-        scope.yaml:8:9: error[IMX0025]: `item.enabled`: `item` is only in scope in `with` of a step with `for_each`
-        scope.yaml:13:15: error[IMX0025]: `item`: `item` is only in scope in `with` of a step with `for_each`
-        scope.yaml:17:10: error[IMX0025]: `index`: `index` is only in scope in `with` of a step with `for_each`"#]].assert_eq(&rendered(&parsed, "scope.yaml"));
+        scope.yaml:8:9: error[IMX0025]: `item.enabled`: `item` is only in scope in `with` of a step with `for_each` or `matrix`
+        scope.yaml:13:15: error[IMX0025]: `item`: `item` is only in scope in `with` of a step with `for_each` or `matrix`
+        scope.yaml:17:10: error[IMX0025]: `index`: `index` is only in scope in `with` of a step with `for_each` or `matrix`"#]].assert_eq(&rendered(&parsed, "scope.yaml"));
 }
 
 #[test]

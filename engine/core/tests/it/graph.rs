@@ -214,3 +214,18 @@ fn needs_order_and_duplicates_do_not_change_the_picture() {
     assert_eq!(mermaid(&forward), mermaid(&backward));
     assert_eq!(dot(&forward), dot(&backward));
 }
+
+#[test]
+fn matrix_steps_fan_out_and_finally_steps_are_labelled() {
+    let source = "name: g\nsteps:\n  build:\n    matrix: { os: [linux, macos] }\n    uses: noop\nfinally:\n  notify: { uses: noop }\n";
+    let workflow = imx_core::dsl::parse(source).workflow.expect("valid");
+    check_mermaid(
+        &workflow,
+        expect![[r#"
+        flowchart TD
+            %% workflow: g
+            n_build[["build [noop] matrix"]]
+            n_notify["notify [noop] finally"]
+    "#]],
+    );
+}

@@ -13,7 +13,9 @@ use serde_json::Value;
 const SCHEMA_MODELINE: &str = "# yaml-language-server: $schema=../schemas/workflow.schema.json";
 
 /// Names a template may start with (DESIGN.md, "Templates").
-const SCOPE_ROOTS: [&str; 7] = ["input", "steps", "run", "vars", "item", "index", "secrets"];
+const SCOPE_ROOTS: [&str; 8] = [
+    "input", "steps", "run", "vars", "item", "index", "matrix", "secrets",
+];
 
 pub(crate) fn repo_path(relative: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -150,7 +152,7 @@ fn broken_documents_are_rejected_for_the_intended_reason() {
         bad-uses.yaml: /steps/a/uses: "shell" is not one of "noop", "fail" or 7 other candidates
         continue-on-error-not-bool.yaml: /steps/a/continue_on_error: "yes please" is not of type "boolean"
         http-without-url.yaml: /steps/a/with: "url" is a required property
-        max-parallel-without-for-each.yaml: /steps/a: "for_each" is a required property
+        max-parallel-without-for-each.yaml: /steps/a: {"max_parallel":4,"uses":"noop"} is not valid under any of the schemas listed in the 'anyOf' keyword
         missing-name.yaml: : "name" is a required property
         missing-uses.yaml: /steps/a: "uses" is a required property
         no-steps.yaml: /steps: {} has less than 1 property
@@ -186,9 +188,9 @@ impl Usage {
         for trigger in document["triggers"].as_array().into_iter().flatten() {
             self.record_keys("trigger", trigger);
         }
-        for step in document["steps"]
-            .as_object()
+        for step in ["steps", "finally"]
             .into_iter()
+            .filter_map(|key| document[key].as_object())
             .flat_map(|s| s.values())
         {
             self.record_keys("step", step);
@@ -340,12 +342,17 @@ fn example_templates_compile_and_read_only_what_is_in_scope() {
                     problems.push(format!("{file}: `{name}` is not in scope"));
                 }
                 // `item` and `index` only exist inside a fan-out.
-                let fans_out = template
-                    .step
-                    .as_ref()
-                    .is_some_and(|id| steps[id].get("for_each").is_some());
-                if matches!(root, "item" | "index") && !fans_out {
+                let has = |key: &str| {
+                    template
+                        .step
+                        .as_ref()
+                        .is_some_and(|id| steps[id].get(key).is_some())
+                };
+                if matches!(root, "item" | "index") && !has("for_each") && !has("matrix") {
                     problems.push(format!("{file}: `{name}` outside for_each"));
+                }
+                if root == "matrix" && !has("matrix") {
+                    problems.push(format!("{file}: `{name}` outside a matrix step"));
                 }
                 let step = name.split('.').nth(1).unwrap_or_default();
                 if root == "steps" && steps.get(step).is_none() {

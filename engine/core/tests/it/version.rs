@@ -188,6 +188,21 @@ const EDITS: &[(&str, Edit)] = &[
     ("vars template", |w| {
         w.vars.insert("region".into(), json!("{{ input.region }}"));
     }),
+    ("fail_fast", |w| step(w, "cleanup").fail_fast = Some(false)),
+    ("matrix", |w| {
+        step(w, "cleanup").matrix = Some(imx_core::workflow::Matrix {
+            axes: vec![imx_core::workflow::MatrixAxis {
+                name: "os".into(),
+                values: json!(["linux"]),
+            }],
+            include: Vec::new(),
+            exclude: Vec::new(),
+            max_parallel: 16,
+        })
+    }),
+    ("step moved under finally", |w| {
+        step(w, "cleanup").finally = true
+    }),
     ("trigger removed", |w| {
         w.triggers.pop();
     }),

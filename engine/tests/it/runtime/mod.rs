@@ -4,9 +4,11 @@
 mod commit;
 mod context;
 mod fanout;
+mod finally;
 mod flows;
 mod gated;
 mod keys;
+mod matrix;
 mod recovery;
 mod steering;
 mod work;

@@ -134,7 +134,7 @@ pub fn layout(workflow: &Workflow) -> DagLayout {
             y: round(y),
             width: round(size.x),
             height: round(size.y),
-            for_each: node.step.is_some_and(|step| step.for_each.is_some()),
+            for_each: node.step.is_some_and(|step| step.fans_out()),
             conditional: node.step.is_some_and(|step| step.condition.is_some()),
             missing: node.step.is_none(),
         });

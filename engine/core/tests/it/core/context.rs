@@ -104,6 +104,7 @@ fn started(workflow: &Workflow, input: Value) -> EventEnvelope {
         trigger: None,
         parent: None,
         status: "running",
+        error: None,
     };
     let vars = render_vars(workflow, run, &input, Host::none()).expect("vars render");
     let start = Start {
@@ -208,6 +209,7 @@ fn run_trigger_names_what_started_the_run() {
         trigger,
         parent,
         status: "running",
+        error: None,
     };
     assert_eq!(
         context(Some(&cron), None).to_json()["trigger"],
@@ -221,7 +223,7 @@ fn run_trigger_names_what_started_the_run() {
         context(None, None).to_json(),
         json!({
             "id": RUN_ID.to_string(), "workflow": "w", "attempt": 2,
-            "started_at": "2026-01-01T00:00:00Z", "status": "running",
+            "started_at": "2026-01-01T00:00:00Z", "status": "running", "error": null,
             "trigger": {"kind": "manual"}
         })
     );

@@ -128,7 +128,7 @@ fn unreadable_payloads_are_typed_errors() {
         })
         .collect();
     expect![[r#"
-        unknown event type `step.exploded`; known types: run.started, step.scheduled, step.started, step.succeeded, step.failed, step.skipped, step.cancelled, step.retry_scheduled, timer.fired, approval.requested, approval.granted, approval.rejected, child_run.started, child_run.finished, for_each.expanded, run.cancel_requested, run.retry_requested, run.rewound, run.paused, run.resumed, step.bypassed, step.adopted, run.succeeded, run.failed, run.cancelled, run.timed_out
+        unknown event type `step.exploded`; known types: run.started, step.scheduled, step.started, step.succeeded, step.failed, step.skipped, step.cancelled, step.retry_scheduled, timer.fired, approval.requested, approval.granted, approval.rejected, child_run.started, child_run.finished, for_each.expanded, for_each.stopped, run.cancel_requested, run.retry_requested, run.rewound, run.paused, run.resumed, step.bypassed, step.adopted, run.finalizing, run.succeeded, run.failed, run.cancelled, run.timed_out
         event `step.succeeded` has schema version 2, this engine reads version 1
         payload of event `step.succeeded` does not match its schema: missing field `at`
     "#]].assert_eq(&text);

@@ -7,6 +7,8 @@ mod decisions;
 mod driver;
 mod endings;
 mod events;
+mod finally;
+mod matrix;
 mod props;
 mod retry_run;
 mod rules;

@@ -57,7 +57,15 @@ impl Rng {
 /// earlier ones, with every step kind, rule and policy the core knows.
 pub fn random_workflow(rng: &mut Rng) -> Workflow {
     let count = 2 + rng.below(6) as usize;
-    let steps: Vec<Step> = (0..count).map(|i| random_step(rng, i)).collect();
+    let mut steps: Vec<Step> = (0..count).map(|i| random_step(rng, i)).collect();
+    // `finally:` steps: they run after the main part whatever its ending,
+    // and a cancel or the run timeout may stop them in turn.
+    if rng.percent(30) {
+        steps.push(random_finally_step(rng, "f0", &[]));
+        if rng.percent(50) {
+            steps.push(random_finally_step(rng, "f1", &["f0"]));
+        }
+    }
     let mut flow = workflow("sim", steps);
     if rng.percent(20) {
         flow.timeout_ms = Some(2_000 + rng.below(20_000));
@@ -100,6 +108,7 @@ fn random_step(rng: &mut Rng, i: usize) -> Step {
     step.needs = needs.into_iter().collect();
     if rng.percent(15) {
         step = step.for_each("{{ input.items }}", 1 + rng.below(3) as u32);
+        step.fail_fast = [None, Some(true), Some(false)][rng.below(3) as usize];
     }
     step.retry = RetryPolicy {
         max_attempts: 1 + rng.below(4) as u32,
@@ -123,6 +132,21 @@ fn random_step(rng: &mut Rng, i: usize) -> Step {
     if rng.percent(10) {
         step.condition = Some("input.flag".to_owned());
     }
+    step
+}
+
+fn random_finally_step(rng: &mut Rng, id: &str, needs: &[&str]) -> Step {
+    const KINDS: [StepKind; 3] = [StepKind::Http, StepKind::Noop, StepKind::Fail];
+    let kind = KINDS[rng.below(KINDS.len() as u64) as usize];
+    let with = json!({"status": "{{ run.status }}", "error": "{{ run.error }}", "s0": "{{ steps.s0.error }}"});
+    let mut step = step(id, kind).with(with).needs(needs).in_finally();
+    if rng.percent(50) {
+        step.trigger_rule = TriggerRule::AllDone;
+    }
+    if rng.percent(40) {
+        step.timeout_ms = Some(200 + rng.below(3_000));
+    }
+    step.retry.max_attempts = 1 + rng.below(2) as u32;
     step
 }
 
@@ -241,7 +265,8 @@ pub fn run_seed(seed: u64) -> Result<SeedRun, String> {
     let hangable = flow
         .steps
         .values()
-        .filter(|step| ends_anyway || step.timeout_ms.is_some())
+        // A `finally:` step may start after the run timeout fired: only its own ends it.
+        .filter(|step| (ends_anyway && !step.finally) || step.timeout_ms.is_some())
         .map(|step| step.id.clone())
         .collect();
     let cancel_at_ms = rng.percent(15).then(|| rng.below(5_000));
@@ -410,6 +435,7 @@ fn simulated_runs_keep_every_invariant() {
     let (mut events, mut crashes, mut rejected, mut statuses) =
         (0, 0, 0, BTreeMap::<String, u64>::new());
     let mut surgery = BTreeMap::<&'static str, u64>::new();
+    let mut finales = BTreeMap::<String, u64>::new();
     for &seed in &seeds {
         let run = run_seed(seed).unwrap_or_else(|why| {
             panic!(
@@ -432,6 +458,12 @@ fn simulated_runs_keep_every_invariant() {
             *statuses.entry(last.event_type().to_owned()).or_default() += 1;
         }
         for envelope in &run.log {
+            if let Event::RunFinalizing(finalizing) = &envelope.event {
+                let outcome = serde_json::to_value(finalizing.outcome).unwrap_or_default();
+                *finales
+                    .entry(outcome.as_str().unwrap_or_default().to_owned())
+                    .or_default() += 1;
+            }
             let kind = envelope.event_type();
             if matches!(
                 kind,
@@ -456,6 +488,12 @@ fn simulated_runs_keep_every_invariant() {
             assert!(
                 statuses.contains_key(ending),
                 "no seed ended with {ending}: {statuses:?}"
+            );
+        }
+        for outcome in ["succeeded", "failed", "cancelled", "timed_out"] {
+            assert!(
+                finales.contains_key(outcome),
+                "no seed ran `finally:` steps after the main part {outcome}: {finales:?}"
             );
         }
         assert!(

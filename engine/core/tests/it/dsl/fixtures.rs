@@ -255,7 +255,7 @@ fn imx0022_unknown_scope_root() {
             invalid/imx0022-unknown-scope-root.yaml:5:20: error[IMX0022]: `inputs.order_id`: `inputs` is not in scope
               hint: `inputs.order_id` (GitHub Actions and Kestra) is `input.order_id` in imx
             invalid/imx0022-unknown-scope-root.yaml:5:50: error[IMX0022]: `env.HOME`: `env` is not in scope
-              hint: expected one of: `input`, `steps`, `run`, `vars`, `item`, `index`, `secrets`"#]],
+              hint: expected one of: `input`, `steps`, `run`, `vars`, `item`, `index`, `matrix`, `secrets`"#]],
     );
 }
 
@@ -287,8 +287,8 @@ fn imx0025_item_outside_for_each() {
     check_fixture(
         "imx0025-item-outside-for-each",
         expect![[r#"
-        invalid/imx0025-item-outside-for-each.yaml:5:18: error[IMX0025]: `item.sku`: `item` is only in scope in `with` of a step with `for_each`
-        invalid/imx0025-item-outside-for-each.yaml:5:46: error[IMX0025]: `index`: `index` is only in scope in `with` of a step with `for_each`"#]],
+            invalid/imx0025-item-outside-for-each.yaml:5:18: error[IMX0025]: `item.sku`: `item` is only in scope in `with` of a step with `for_each` or `matrix`
+            invalid/imx0025-item-outside-for-each.yaml:5:46: error[IMX0025]: `index`: `index` is only in scope in `with` of a step with `for_each` or `matrix`"#]],
     );
 }
 
@@ -298,7 +298,7 @@ fn imx0026_unknown_run_field() {
         "imx0026-unknown-run-field",
         expect![[r#"
             invalid/imx0026-unknown-run-field.yaml:5:18: error[IMX0026]: `run.run_id`: `run` has no field `run_id`
-              hint: expected one of: `id`, `workflow`, `attempt`, `started_at`, `status`, `trigger`"#]],
+              hint: expected one of: `id`, `workflow`, `attempt`, `started_at`, `status`, `error`, `trigger`"#]],
     );
 }
 
@@ -331,9 +331,9 @@ fn imx0029_invalid_for_each() {
     check_fixture(
         "imx0029-invalid-for-each",
         expect![[r#"
-        invalid/imx0029-invalid-for-each.yaml:5:5: error[IMX0029]: `max_parallel` only applies to a step with `for_each`
-        invalid/imx0029-invalid-for-each.yaml:8:15: error[IMX0029]: `for_each` must be a template such as `{{ steps.fetch.output.items }}` or a list, found a string
-        invalid/imx0029-invalid-for-each.yaml:9:19: error[IMX0029]: `max_parallel` is 0; it must be between 1 and 1000"#]],
+            invalid/imx0029-invalid-for-each.yaml:5:5: error[IMX0029]: `max_parallel` only applies to a step with `for_each` or `matrix`
+            invalid/imx0029-invalid-for-each.yaml:8:15: error[IMX0029]: `for_each` must be a template such as `{{ steps.fetch.output.items }}` or a list, found a string
+            invalid/imx0029-invalid-for-each.yaml:9:19: error[IMX0029]: `max_parallel` is 0; it must be between 1 and 1000"#]],
     );
 }
 
@@ -407,5 +407,42 @@ fn imx0038_invalid_var() {
           hint: read it in the step that needs it instead
         invalid/imx0038-invalid-var.yaml:10:12: error[IMX0022]: `vars.greting`: there is no var `greting`
           hint: did you mean `greeting`?"#]],
+    );
+}
+
+#[test]
+fn imx0039_finally_need() {
+    check_fixture(
+        "imx0039-finally-need",
+        expect![[r#"
+        invalid/imx0039-finally-need.yaml:5:20: error[IMX0039]: step `ship` needs `notify`, a `finally:` step
+          hint: `finally:` steps run after every step under `steps:`, so none can wait for one
+        invalid/imx0039-finally-need.yaml:7:19: error[IMX0024]: step `ship` reads `steps.cleanup.output`, but `finally:` steps run after every step under `steps:`
+        invalid/imx0039-finally-need.yaml:10:13: error[IMX0039]: `finally:` step `cleanup` needs `build`, a step under `steps:`
+          hint: `finally:` steps start after every step under `steps:` ended; drop the entry, and test how it ended with `if: steps.<id>.status == "failed"`
+        invalid/imx0039-finally-need.yaml:16:3: error[IMX0004]: `finally:` step `build` has the id of a step under `steps:`
+          hint: the step `build` is at line 3, column 3; step ids are shared by `steps` and `finally`, rename one of them
+        invalid/imx0039-finally-need.yaml:18:12: error[IMX0024]: the run `output` reads `steps.cleanup.output`, but it is rendered before the `finally:` steps run"#]],
+    );
+}
+
+#[test]
+fn imx0040_invalid_matrix() {
+    check_fixture(
+        "imx0040-invalid-matrix",
+        expect![[r#"
+        invalid/imx0040-invalid-matrix.yaml:6:7: error[IMX0040]: matrix axis `node-version` must match `[a-z][a-z0-9_]*`
+          hint: templates read it as `matrix.<axis>`, where `-` or `.` would not parse; try `node_version`
+        invalid/imx0040-invalid-matrix.yaml:7:13: error[IMX0040]: matrix axis `arch` must be a non-empty list or a template yielding one, found an empty list
+        invalid/imx0040-invalid-matrix.yaml:9:24: error[IMX0040]: `exclude` names `nod`, which is not a matrix axis
+          hint: axes: `os`
+        invalid/imx0040-invalid-matrix.yaml:10:16: error[IMX0040]: `matrix.include` must be a list of mappings, found a string
+        invalid/imx0040-invalid-matrix.yaml:11:16: error[IMX0007]: `fail_fast` must be `true` or `false`, found a string
+        invalid/imx0040-invalid-matrix.yaml:13:21: error[IMX0040]: `matrix.oss`: the matrix has no axis `oss`
+          hint: did you mean `os`?
+        invalid/imx0040-invalid-matrix.yaml:15:5: error[IMX0029]: `fail_fast` only applies to a step with `for_each` or `matrix`
+        invalid/imx0040-invalid-matrix.yaml:17:17: error[IMX0025]: `matrix.os`: `matrix` is only in scope in `with` of a step with `matrix`
+        invalid/imx0040-invalid-matrix.yaml:20:5: error[IMX0040]: a step has `for_each` or `matrix`, not both
+          hint: list the combinations in `for_each`, or move the list into a matrix axis"#]],
     );
 }

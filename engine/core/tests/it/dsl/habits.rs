@@ -20,7 +20,7 @@ fn github_actions_keys_expressions_and_references_point_to_the_imx_form() {
             habits/github-actions.yaml:10:5: error[IMX0005]: unknown key `timeout-minutes` in step `build`
               hint: imx writes a timeout as a duration: `timeout: 10m`
             habits/github-actions.yaml:11:5: error[IMX0005]: unknown key `strategy` in step `build`
-              hint: `matrix` is not built yet in imx; for one dimension write `for_each: [a, b]` and read `item`; for several, list the combinations (`for_each: [{os: linux, node: 20}, …]`, read `item.os`); `max_parallel` bounds how many run at once
+              hint: imx writes GitHub Actions' `strategy` on the step itself: `matrix: { os: [linux, macos], include: [...], exclude: [...] }` (read `matrix.os`), `fail_fast: true|false` and `max_parallel: N`
             habits/github-actions.yaml:16:9: error[IMX0021]: invalid `if` expression `${{ needs.build.outputs.tag != '' }}`: `${{ }}` is GitHub Actions' syntax
               hint: `if` is a bare expression without `${{ }}`: `if: steps.build.output.tag != ''`
             habits/github-actions.yaml:18:12: error[IMX0022]: `needs.build.outputs.tag`: `needs` is not in scope
@@ -30,7 +30,7 @@ fn github_actions_keys_expressions_and_references_point_to_the_imx_form() {
             habits/github-actions.yaml:23:9: error[IMX0021]: invalid `if` expression `${{ failure() }}`: `${{ }}` is GitHub Actions' syntax
               hint: imx writes GitHub Actions' `failure()` as a step that runs when a step it `needs` failed: `trigger_rule: one_failed` (no `if`)
             habits/github-actions.yaml:27:9: error[IMX0021]: invalid `if` expression `${{ always() }}`: `${{ }}` is GitHub Actions' syntax
-              hint: imx writes GitHub Actions' `always()` as a step that runs whatever its `needs` ended with: `trigger_rule: all_done` (no `if`)
+              hint: imx writes GitHub Actions' `always()` as a step that runs whatever its `needs` ended with: `trigger_rule: all_done` (no `if`); to run also after a cancel or the run timeout, put it under `finally:`
             habits/github-actions.yaml:28:5: error[IMX0005]: unknown key `run` in step `report`
               hint: imx runs a command with `uses: exec` and `with: { command: [sh, -c, "…"] }` (exec is off unless the server enables it)
             habits/github-actions.yaml:30:11: error[IMX0010]: unknown step kind `actions/checkout@v4`
@@ -48,7 +48,7 @@ fn argo_keys_and_references_point_to_the_imx_form() {
             habits/argo.yaml:3:1: error[IMX0005]: unknown key `entrypoint` in the workflow
               hint: imx has no entrypoint: every step in `steps:` belongs to the run
             habits/argo.yaml:4:1: error[IMX0005]: unknown key `onExit` in the workflow
-              hint: failure handlers: a step with `trigger_rule: one_failed` (or `all_done`) that `needs` the steps it watches; `finally:` steps are not built yet
+              hint: imx runs cleanup and failure handlers as `finally:` steps (a mapping like `steps:`): they run once every step ended, whatever the ending (also a cancel or the run timeout), and read `run.status`, `run.error` and `steps.<id>.error`; a handler for one step is a step with `trigger_rule: one_failed` that `needs` it
             habits/argo.yaml:8:5: error[IMX0005]: unknown key `activeDeadlineSeconds` in step `flip_coin`
               hint: imx writes a timeout as a duration: `timeout: 1m30s`
             habits/argo.yaml:9:5: error[IMX0005]: unknown key `retryStrategy` in step `flip_coin`
@@ -77,22 +77,22 @@ fn kestra_keys_and_references_point_to_the_imx_form() {
     check_file(
         "habits/kestra.yaml",
         expect![[r#"
-        habits/kestra.yaml:2:1: error[IMX0005]: unknown key `id` in the workflow
-          hint: imx names a workflow with `name:` (`[a-z0-9][a-z0-9_.-]*`)
-        habits/kestra.yaml:3:1: error[IMX0005]: unknown key `namespace` in the workflow
-          hint: imx has no namespaces: a workflow `name` is unique per store; a prefix such as `team.flow` groups names
-        habits/kestra.yaml:5:1: error[IMX0005]: unknown key `errors` in the workflow
-          hint: failure handlers: a step with `trigger_rule: one_failed` (or `all_done`) that `needs` the steps it watches; `finally:` steps are not built yet
-        habits/kestra.yaml:8:5: error[IMX0005]: unknown key `type` in step `fetch`
-          hint: imx names a step's kind with `uses:` (`http`, `exec`, `workflow`, …)
-        habits/kestra.yaml:9:11: error[IMX0010]: unknown step kind `io.kestra.plugin.core.http.Request`
-          hint: imx runs its own step kinds, not GitHub Actions or plugins of other tools: `noop`, `fail`, `sleep`, `http`, `exec`, `approval`, `workflow`, `agent`, `kafka.publish`; a command runs with `uses: exec`, a container or script elsewhere through `uses: agent`
-        habits/kestra.yaml:14:16: error[IMX0022]: `execution.id`: `execution` is not in scope
-          hint: `execution.id` (Argo Workflows, Kestra and GitHub Actions) is `run.id` in imx
-        habits/kestra.yaml:14:16: error[IMX0022]: `inputs.user`: `inputs` is not in scope
-          hint: `inputs.user` (GitHub Actions and Kestra) is `input.user` in imx
-        habits/kestra.yaml:14:16: error[IMX0022]: `outputs.fetch.body`: `outputs` is not in scope
-          hint: `outputs.fetch.body` (Kestra) is `steps.fetch.output.body` in imx"#]],
+            habits/kestra.yaml:2:1: error[IMX0005]: unknown key `id` in the workflow
+              hint: imx names a workflow with `name:` (`[a-z0-9][a-z0-9_.-]*`)
+            habits/kestra.yaml:3:1: error[IMX0005]: unknown key `namespace` in the workflow
+              hint: imx has no namespaces: a workflow `name` is unique per store; a prefix such as `team.flow` groups names
+            habits/kestra.yaml:5:1: error[IMX0005]: unknown key `errors` in the workflow
+              hint: imx runs cleanup and failure handlers as `finally:` steps (a mapping like `steps:`): they run once every step ended, whatever the ending (also a cancel or the run timeout), and read `run.status`, `run.error` and `steps.<id>.error`; a handler for one step is a step with `trigger_rule: one_failed` that `needs` it
+            habits/kestra.yaml:8:5: error[IMX0005]: unknown key `type` in step `fetch`
+              hint: imx names a step's kind with `uses:` (`http`, `exec`, `workflow`, …)
+            habits/kestra.yaml:9:11: error[IMX0010]: unknown step kind `io.kestra.plugin.core.http.Request`
+              hint: imx runs its own step kinds, not GitHub Actions or plugins of other tools: `noop`, `fail`, `sleep`, `http`, `exec`, `approval`, `workflow`, `agent`, `kafka.publish`; a command runs with `uses: exec`, a container or script elsewhere through `uses: agent`
+            habits/kestra.yaml:14:16: error[IMX0022]: `execution.id`: `execution` is not in scope
+              hint: `execution.id` (Argo Workflows, Kestra and GitHub Actions) is `run.id` in imx
+            habits/kestra.yaml:14:16: error[IMX0022]: `inputs.user`: `inputs` is not in scope
+              hint: `inputs.user` (GitHub Actions and Kestra) is `input.user` in imx
+            habits/kestra.yaml:14:16: error[IMX0022]: `outputs.fetch.body`: `outputs` is not in scope
+              hint: `outputs.fetch.body` (Kestra) is `steps.fetch.output.body` in imx"#]],
     );
 }
 
