@@ -159,6 +159,7 @@ pub async fn bind_api(
         tail: tail.clone(),
         metrics: metrics.clone(),
         subscribers: Arc::default(),
+        states: Arc::default(),
     };
     let sessions = Arc::new(ui::session::Sessions::default());
     let ui_state = ui::UiState {

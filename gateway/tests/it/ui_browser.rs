@@ -16,8 +16,9 @@ use tokio::process::Command;
 use crate::served::Served;
 use crate::{imx, repo_root};
 
-/// Longest one scenario may take, browser start included.
-const SCENARIO_S: u64 = 180;
+/// Longest one scenario may take, browser start included (the run of
+/// 10,000 events takes the longest to make).
+const SCENARIO_S: u64 = 300;
 
 fn tests_dir() -> PathBuf {
     repo_root().join("gateway/tests/ui")
@@ -124,6 +125,11 @@ async fn step_outputs_render_as_text_and_an_unknown_run_is_not_found() {
 #[tokio::test]
 async fn a_run_with_a_thousand_items_and_thousands_of_events_is_paged() {
     scenario("large_run").await;
+}
+
+#[tokio::test]
+async fn a_run_of_ten_thousand_events_loads_pages_opens_steps_and_updates_live() {
+    scenario("huge_run").await;
 }
 
 #[tokio::test]
