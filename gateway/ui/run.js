@@ -17,7 +17,7 @@ const STEP_FIELDS = 'id status attempts output error startedAt finishedAt durati
 // holds every item's), which the step details read one step at a time.
 const DAG_STEP_FIELDS = 'id status attempts items itemsDone';
 const HEADER_FIELDS = `id workflow version status input output error parentRunId idempotencyKey createdAt updatedAt lastSeq trigger
-  forkedFrom { id } forks { id status }`;
+  forkedFrom { id } fork forks { id status }`;
 const RUN_FIELDS = `${HEADER_FIELDS} steps { ${DAG_STEP_FIELDS} }`;
 const RUN = `query Run($id: ID!) { me { id roles mayOperate mayApprove } run(id: $id) { ${RUN_FIELDS} } }`;
 // A live refresh: the header and only the steps the new events named.
@@ -106,7 +106,8 @@ export async function runPage(main, id, params) {
         definition('Started', time(run.createdAt)),
         definition('Duration', duration(took), ended ? '' : ' so far'),
         run.parentRunId ? definition('Parent run', h('a', {href: `#/runs/${run.parentRunId}`, class: 'mono'}, run.parentRunId)) : null,
-        run.forkedFrom ? definition('Forked from', h('a', {href: `#/runs/${run.forkedFrom.id}`, class: 'mono'}, run.forkedFrom.id)) : null,
+        run.forkedFrom ? definition('Forked from', h('a', {href: `#/runs/${run.forkedFrom.id}`, class: 'mono', id: 'forked-from'}, run.forkedFrom.id),
+          run.fork ? h('span', {id: 'fork-origin'}, ` at step ${run.fork.step} by ${run.fork.by}: ${run.fork.reason}`) : null) : null,
         run.forks.length ? definition('Forks', run.forks.map((fork) => h('a', {href: `#/runs/${fork.id}`, class: 'mono fork'}, shortId(fork.id)))) : null,
         run.idempotencyKey ? definition('Idempotency key', h('span', {class: 'mono'}, run.idempotencyKey)) : null,
         definition('Events', String(run.lastSeq))),

@@ -8,14 +8,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_graphql::ErrorExtensions;
-use async_graphql::http::{ALL_WEBSOCKET_PROTOCOLS, GraphiQLSource};
+use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
 use async_graphql_axum::GraphQLProtocol;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, FromRequestParts, Request, State, WebSocketUpgrade};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use engine::store::prelude::*;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
@@ -262,13 +262,7 @@ async fn graphql_get(State(state): State<AppState>, request: Request) -> Respons
             )
                 .into_response();
         }
-        return Html(
-            GraphiQLSource::build()
-                .endpoint("/graphql")
-                .subscription_endpoint("/graphql")
-                .finish(),
-        )
-        .into_response();
+        return super::ui::graphiql::page();
     }
     let protocol = match GraphQLProtocol::from_request_parts(&mut parts, &state).await {
         Ok(protocol) => protocol,

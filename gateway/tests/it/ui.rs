@@ -73,17 +73,9 @@ async fn graphql_with_cookie(
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
-#[tokio::test]
-async fn the_ui_is_served_with_a_strict_csp_and_security_headers() {
-    let url = &database_urls()[0];
-    let api = TestApi::start(url, config(), false).await;
-    let response = api
-        .http
-        .get(format!("{}/", api.base))
-        .send()
-        .await
-        .expect("GET /");
-    assert_eq!(response.status().as_u16(), 200);
+/// An HTML page with the strict CSP and the other security headers, whose
+/// every `<script>` is an empty tag naming a file under one of `sources`.
+async fn assert_strict_page(response: reqwest::Response, sources: &[&str]) {
     let headers = response.headers().clone();
     let header = |name: &str| {
         headers
@@ -116,7 +108,9 @@ async fn the_ui_is_served_with_a_strict_csp_and_security_headers() {
     for script in html.split("<script").skip(1) {
         let tag = script.split('>').next().unwrap_or_default();
         assert!(
-            tag.contains("src=\"/ui/assets/"),
+            sources
+                .iter()
+                .any(|source| tag.contains(&format!("src=\"{source}"))),
             "inline script: <script{tag}>"
         );
         assert!(
@@ -128,6 +122,84 @@ async fn the_ui_is_served_with_a_strict_csp_and_security_headers() {
         );
     }
     assert!(!html.contains(" style="), "no inline style attribute");
+}
+
+/// GraphiQL at GET /graphql: the UI's headers, external scripts only (the
+/// vendored release files and one of ours), each served with its type and
+/// the headers, cached for good (their names carry their versions).
+#[tokio::test]
+async fn graphiql_is_served_with_the_strict_csp_and_vendored_scripts() {
+    let url = &database_urls()[0];
+    let api = TestApi::start(url, config(), false).await;
+    let response = api
+        .http
+        .get(format!("{}/graphql", api.base))
+        .send()
+        .await
+        .expect("GET /graphql");
+    assert_eq!(response.status().as_u16(), 200);
+    assert_strict_page(response, &["/ui/vendor/", "/ui/assets/"]).await;
+    for (path, content_type) in [
+        ("/ui/vendor/graphiql-3.8.3.min.js", "text/javascript"),
+        ("/ui/vendor/graphiql-3.8.3.min.css", "text/css"),
+        (
+            "/ui/vendor/react-18.3.1.production.min.js",
+            "text/javascript",
+        ),
+        (
+            "/ui/vendor/react-dom-18.3.1.production.min.js",
+            "text/javascript",
+        ),
+        ("/ui/assets/graphiql.js", "text/javascript"),
+    ] {
+        let response = api
+            .http
+            .get(format!("{}{path}", api.base))
+            .send()
+            .await
+            .expect("a file");
+        assert_eq!(response.status().as_u16(), 200, "{path}");
+        let headers = response.headers();
+        assert!(
+            headers["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with(content_type),
+            "{path}"
+        );
+        assert_eq!(headers["x-content-type-options"], "nosniff", "{path}");
+        if path.starts_with("/ui/vendor/") {
+            assert!(
+                headers["cache-control"]
+                    .to_str()
+                    .unwrap()
+                    .contains("immutable"),
+                "{path}"
+            );
+        }
+    }
+    let missing = api
+        .http
+        .get(format!("{}/ui/vendor/graphiql.js", api.base))
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(missing.status().as_u16(), 404);
+    api.stop().await;
+}
+
+#[tokio::test]
+async fn the_ui_is_served_with_a_strict_csp_and_security_headers() {
+    let url = &database_urls()[0];
+    let api = TestApi::start(url, config(), false).await;
+    let response = api
+        .http
+        .get(format!("{}/", api.base))
+        .send()
+        .await
+        .expect("GET /");
+    assert_eq!(response.status().as_u16(), 200);
+    assert_strict_page(response, &["/ui/assets/"]).await;
 
     // Every asset the page names is served, with its type and the headers,
     // and gzip-compressed when the client accepts it.

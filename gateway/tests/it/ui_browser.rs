@@ -133,6 +133,16 @@ async fn a_run_of_ten_thousand_events_loads_pages_opens_steps_and_updates_live()
 }
 
 #[tokio::test]
+async fn fork_from_the_run_page_opens_the_fork_and_workflows_show_warnings_at_their_line() {
+    scenario("fork_and_warnings").await;
+}
+
+#[tokio::test]
+async fn graphiql_runs_a_query_under_the_strict_csp() {
+    scenario("graphiql").await;
+}
+
+#[tokio::test]
 async fn pause_resume_reject_skip_and_rewind_from_the_ui() {
     scenario("surgery_and_reject").await;
 }

@@ -170,6 +170,22 @@ steps:
     uses: approval
     with: { message: "after" }
 `,
+  forkable: `name: ui-fork
+steps:
+  fetch: { uses: noop, with: { order: 42 } }
+  pack:
+    needs: [fetch]
+    uses: noop
+    with: { order: "{{ steps.fetch.output.order }}" }
+`,
+  // Registered with a warning: \`needs\` lists \`first\` twice (line 5).
+  warn: `name: ui-warn
+steps:
+  first: { uses: noop }
+  second:
+    needs: [first, first]
+    uses: noop
+`,
   many: `name: ui-many
 steps:
   one: { uses: noop }
@@ -564,6 +580,73 @@ const scenarios = {
       `the live refreshes read only the steps the new events named (${JSON.stringify(refreshes.map((query) => query.variables.ids))})`);
     await shot(page, 'run-huge');
     await axe(page, 'a run of 10,000 events');
+  },
+
+  /**
+   * Fork from the run page (operators only): the fork opens and names its
+   * origin. A workflow registered with a warning shows it at its line.
+   */
+  async fork_and_warnings(page) {
+    await register(WORKFLOWS.forkable);
+    const id = await startRun('ui-fork');
+    await waitStatus(id, ['SUCCEEDED']);
+    await signIn(page, KEYS.viewer);
+    await page.goto(`${BASE}/#/runs/${id}`);
+    await page.waitForSelector('#action-verify', {timeout: WAIT});
+    check(await page.$('#action-fork') === null, 'a viewer sees no Fork button');
+    await signOutAndIn(page, KEYS.operator);
+    await page.goto(`${BASE}/#/runs/${id}`);
+    await page.waitForSelector('#action-fork', {timeout: WAIT});
+    await page.click('#action-fork');
+    await page.waitForSelector('dialog.confirm[open]', {timeout: WAIT});
+    await page.selectOption('#dialog-step', 'pack');
+    await page.fill('#dialog-reason', 'pack again');
+    await page.click('dialog.confirm button[type=submit]');
+    await page.waitForFunction((source) => /^#\/runs\/[0-9a-f-]{36}$/.test(location.hash) && !location.hash.includes(source), id, {timeout: WAIT});
+    const fork = (await page.evaluate(() => location.hash)).split('/').pop();
+    check(fork !== id, `the fork ${fork} opened`);
+    await page.waitForSelector('#forked-from', {timeout: WAIT});
+    check(await page.textContent('#forked-from') === id, 'it links to the run it was forked from');
+    check((await page.textContent('#fork-origin')).includes('at step pack') && (await page.textContent('#fork-origin')).includes('pack again'),
+      `and names the step and the reason: ${await page.textContent('#fork-origin')}`);
+    check((await page.textContent('.run-header .facts')).includes('fork'), 'Started by: fork');
+    await waitStatus(fork, ['SUCCEEDED']);
+    const origin = (await api(KEYS.admin, 'query($id: ID!) { run(id: $id) { forkedFrom { id } fork steps { id adoptedFrom } } }', {id: fork})).run;
+    check(origin.forkedFrom.id === id && origin.fork.step === 'pack', 'the API agrees: forkedFrom and fork');
+    check(origin.steps.find((step) => step.id === 'fetch').adoptedFrom === id, 'the fork took over fetch from the source');
+    await axe(page, 'a forked run');
+
+    await register(WORKFLOWS.warn);
+    await page.goto(`${BASE}/#/workflows/ui-warn`);
+    await page.waitForSelector('table.source tr.diagnostic.warning', {timeout: WAIT});
+    const warning = await page.textContent('table.source tr.diagnostic.warning');
+    check(/^warning\[IMX\d{4}\] 5:\d+: `needs` lists `first` twice/.test(warning), `the warning shows with its code, line and message: ${warning}`);
+    const line = await page.$eval('table.source tr.diagnostic.warning', (row) => row.previousElementSibling.querySelector('td.line-number').textContent);
+    check(line === '5', 'right under source line 5');
+    check(await page.$('table.source tr.diagnostic.error') === null, 'and no error');
+    await shot(page, 'workflow-warning');
+    await axe(page, 'a workflow with a warning');
+  },
+
+  /**
+   * GraphiQL at GET /graphql under the UI's CSP: vendored files, no inline
+   * script; signed in to the UI, a query runs with the session.
+   */
+  async graphiql(page) {
+    await signIn(page, KEYS.viewer);
+    const response = await page.goto(`${BASE}/graphql`);
+    const csp = response.headers()['content-security-policy'] || '';
+    check(csp.includes("script-src 'self'") && !/unsafe-(inline|eval)/.test(csp), `GET /graphql carries the strict CSP (${csp})`);
+    check(response.headers()['x-frame-options'] === 'DENY' && response.headers()['x-content-type-options'] === 'nosniff', 'and the other security headers');
+    check(await page.$$eval('script', (scripts) => scripts.every((script) => script.src && !script.textContent.trim())), 'every script is an external file');
+    await page.waitForSelector('.graphiql-container .graphiql-query-editor .CodeMirror', {timeout: WAIT});
+    check(true, 'GraphiQL starts');
+    await page.evaluate(() => document.querySelector('.graphiql-query-editor .CodeMirror').CodeMirror.setValue('{ me { id roles } }'));
+    await page.click('.graphiql-execute-button');
+    await page.waitForFunction(() => (document.querySelector('.graphiql-response')?.textContent || '').includes('roles'), null, {timeout: WAIT});
+    const result = await page.textContent('.graphiql-response');
+    check(result.includes('"viewer"') && !result.includes('"errors"'), `a query runs with the UI session: ${result.replace(/\s+/g, ' ').slice(0, 120)}`);
+    await shot(page, 'graphiql');
   },
 
   /** A step output with markup renders as text; an unknown run id is a clear not-found. */

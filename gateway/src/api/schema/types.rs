@@ -97,6 +97,24 @@ pub const FORKS_LISTED_MAX: u32 = 100;
 pub struct Run(pub RunRecord);
 
 impl Run {
+    /// One field of the run's `run.started` event's payload.
+    async fn started_field(
+        &self,
+        ctx: &Context<'_>,
+        field: &str,
+    ) -> async_graphql::Result<Option<Json<Value>>> {
+        let api = ctx.data::<ApiContext>()?;
+        let first = api
+            .store
+            .read_stream(self.0.row.run_id, 0, 1)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(first
+            .first()
+            .and_then(|started| started.payload.get(field).cloned())
+            .map(Json))
+    }
+
     /// The run's state after its last event (bounded by
     /// `history_events_max`): this node's kept fold, caught up with the log.
     async fn folded(&self, ctx: &Context<'_>) -> async_graphql::Result<Arc<RunState>> {
@@ -178,16 +196,18 @@ impl Run {
     /// started through the API, the CLI or a parent run.
     #[graphql(complexity = 5)]
     async fn trigger(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Json<Value>>> {
-        let api = ctx.data::<ApiContext>()?;
-        let first = api
-            .store
-            .read_stream(self.0.row.run_id, 0, 1)
-            .await
-            .map_err(ApiError::from)?;
-        Ok(first
-            .first()
-            .and_then(|started| started.payload.get("trigger").cloned())
-            .map(Json))
+        self.started_field(ctx, "trigger").await
+    }
+    /// Where a forked run came from, from its `run.started` event:
+    /// `{run_id, step, by, reason}` (the source run, the step run again with
+    /// everything downstream of it, who forked it and why); null for a run
+    /// that was not forked.
+    #[graphql(complexity = 5)]
+    async fn fork(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Json<Value>>> {
+        if self.0.row.forked_from.is_none() {
+            return Ok(None);
+        }
+        self.started_field(ctx, "fork").await
     }
     /// Every step, in step id order, folded from the run's log; only the
     /// steps named in `ids` when given (ids the run lacks are left out), so

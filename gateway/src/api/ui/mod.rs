@@ -6,6 +6,7 @@
 //! and the other security headers; assets are gzip-compressed when the
 //! browser accepts it. Decision and layout: docs/ui.md.
 
+pub mod graphiql;
 pub mod session;
 
 use std::sync::Arc;
@@ -25,7 +26,7 @@ use session::Sessions;
 /// The UI's Content-Security-Policy: scripts, styles and connections to
 /// this origin only (no inline script or style, no eval), nothing framed,
 /// no framing by others.
-pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; font-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; font-src 'self' data:; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
 
 /// Largest sign-in body (a JSON object holding one JWT or API key).
 pub const SIGN_IN_BYTES_MAX: usize = 16 * 1024;
@@ -44,10 +45,13 @@ macro_rules! asset {
 }
 
 const JS: &str = "text/javascript; charset=utf-8";
+const CSS: &str = "text/css; charset=utf-8";
 
 /// Every file of the UI, embedded at build time.
 pub const ASSETS: &[Asset] = &[
-    asset!("app.css", "text/css; charset=utf-8"),
+    asset!("app.css", CSS),
+    asset!("graphiql.css", CSS),
+    asset!("graphiql.js", JS),
     asset!("app.js", JS),
     asset!("api.js", JS),
     asset!("dom.js", JS),
@@ -69,7 +73,7 @@ pub struct UiState {
 }
 
 /// `/`, `/ui/assets/{file}` and `/ui/session`, with the security headers
-/// and compression.
+/// and compression; `/ui/vendor/{file}` (GraphiQL's files) uncompressed.
 pub fn router(state: UiState) -> Router {
     Router::new()
         .route("/", get(index))
@@ -77,10 +81,16 @@ pub fn router(state: UiState) -> Router {
         .route("/ui/session", get(current).post(sign_in).delete(sign_out))
         .layer(axum::middleware::map_response(security_headers))
         .layer(CompressionLayer::new().gzip(true))
+        .route("/ui/vendor/{file}", get(graphiql::vendored))
         .with_state(state)
 }
 
-async fn security_headers(mut response: Response) -> Response {
+async fn security_headers(response: Response) -> Response {
+    with_security_headers(response)
+}
+
+/// `response` with the UI's CSP and the other security headers.
+pub fn with_security_headers(mut response: Response) -> Response {
     let headers = response.headers_mut();
     let set = [
         ("content-security-policy", CONTENT_SECURITY_POLICY),
