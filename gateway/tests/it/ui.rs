@@ -29,15 +29,7 @@ async fn sign_in(
 
 /// `GET /ui/session` with `cookie`: the status and the JSON answer.
 async fn current_session(api: &TestApi, cookie: &str) -> (u16, Value) {
-    let response = api
-        .http
-        .get(format!("{}/ui/session", api.base))
-        .header("cookie", cookie)
-        .send()
-        .await
-        .expect("an answer");
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
+    current_session_at(&api.http, &api.base, cookie).await
 }
 
 /// `imx_session=…` from a Set-Cookie header.
@@ -362,4 +354,109 @@ async fn a_session_ends_when_its_jwt_expires() {
     let (status, body) = graphql_with_cookie(&api, &cookie, Some(&csrf), None, ME).await;
     assert_eq!(status, 401, "{body}");
     api.stop().await;
+}
+
+/// The cookie and CSRF token of a sign-in to `base` with `key`.
+async fn sign_in_to(http: &reqwest::Client, base: &str, key: &str) -> (String, String) {
+    let response = http
+        .post(format!("{base}/ui/session"))
+        .json(&json!({ "credential": key }))
+        .send()
+        .await
+        .expect("sign-in answers");
+    assert_eq!(response.status().as_u16(), 200);
+    let cookie = session_cookie(response.headers());
+    let body: Value = response.json().await.expect("JSON");
+    (
+        cookie,
+        body["csrf"].as_str().expect("a CSRF token").to_owned(),
+    )
+}
+
+/// `{ me { id } }` on `base` with the session: the status and answer.
+async fn me_with_session(
+    http: &reqwest::Client,
+    base: &str,
+    (cookie, csrf): &(String, String),
+) -> (u16, Value) {
+    let response = http
+        .post(format!("{base}/graphql"))
+        .header("cookie", cookie)
+        .header("x-imx-csrf", csrf)
+        .json(&json!({ "query": ME }))
+        .send()
+        .await
+        .expect("an answer");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// Sessions live in the store: two `imx serve` processes on one database
+/// share them, a restart keeps them, and signing out on one node ends the
+/// session on the other.
+#[tokio::test]
+async fn sessions_survive_a_restart_and_work_across_two_nodes_until_signed_out() {
+    sessions_across_nodes(&crate::served::Served::scratch_url("ui-sessions")).await;
+    let what = "sessions across two nodes";
+    if let Some(database) = testkit::postgres::ScratchDatabase::create(
+        what,
+        "imx_ui_sessions",
+        testkit::postgres::ClusterUse::Shared,
+    )
+    .await
+    {
+        sessions_across_nodes(&database.url).await;
+    }
+}
+
+async fn sessions_across_nodes(url: &str) {
+    use crate::served::Served;
+    let key = crate::ui_browser::api_key(url, "operator");
+    let node_a = Served::start_on(url, false, &[], &[]).await;
+    let node_b = Served::start_on(url, false, &[], &[]).await;
+    let http = reqwest::Client::new();
+    let session = sign_in_to(&http, &node_a.base, &key).await;
+    let (status, body) = me_with_session(&http, &node_b.base, &session).await;
+    assert_eq!(status, 200, "signed in on A, used on B: {body}");
+    assert_eq!(body["data"]["me"]["roles"], json!(["operator"]));
+    let (status, _) = me_with_session(
+        &http,
+        &node_b.base,
+        &(session.0.clone(), "wrong".to_owned()),
+    )
+    .await;
+    assert_eq!(status, 403, "the CSRF token is bound to the session");
+
+    // A restart of A keeps the session.
+    node_a.stop().await;
+    let node_a = Served::start_on(url, false, &[], &[]).await;
+    let (status, body) = me_with_session(&http, &node_a.base, &session).await;
+    assert_eq!(status, 200, "after a restart: {body}");
+
+    // Signed out on B: refused on A.
+    let signed_out = http
+        .delete(format!("{}/ui/session", node_b.base))
+        .header("cookie", &session.0)
+        .header("x-imx-csrf", &session.1)
+        .send()
+        .await
+        .expect("sign-out answers");
+    assert_eq!(signed_out.status().as_u16(), 204);
+    let (status, body) = me_with_session(&http, &node_a.base, &session).await;
+    assert_eq!(status, 401, "signed out on B, refused on A: {body}");
+    let (status, _) = current_session_at(&http, &node_a.base, &session.0).await;
+    assert_eq!(status, 401);
+    node_a.stop().await;
+    node_b.stop().await;
+}
+
+async fn current_session_at(http: &reqwest::Client, base: &str, cookie: &str) -> (u16, Value) {
+    let response = http
+        .get(format!("{base}/ui/session"))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .expect("an answer");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
 }

@@ -29,7 +29,7 @@ pub fn shots_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("ui-shots")
 }
 
-fn api_key(url: &str, role: &str) -> String {
+pub fn api_key(url: &str, role: &str) -> String {
     let out = imx(&[
         "--database-url",
         url,

@@ -203,9 +203,16 @@ async fn sign_in(State(state): State<UiState>, headers: HeaderMap, body: Bytes) 
         );
     }
     let authorization = format!("Bearer {credential}");
-    match state.auth.authenticate(Some(&authorization)).await {
-        Ok(principal) => {
-            let (token, csrf) = state.sessions.create(authorization);
+    let opened = match state.auth.sign_in(&authorization).await {
+        Ok((principal, basis)) => state
+            .sessions
+            .create(&principal, basis)
+            .await
+            .map(|session| (principal, session)),
+        Err(error) => Err(error),
+    };
+    match opened {
+        Ok((principal, (token, csrf))) => {
             let cookie = session::set_cookie(&token, session::over_tls(&headers));
             let mut response =
                 axum::Json(signed_in(&principal, &csrf, state.insecure_no_auth)).into_response();
@@ -217,7 +224,21 @@ async fn sign_in(State(state): State<UiState>, headers: HeaderMap, body: Bytes) 
                 .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             response
         }
-        Err(error) => refusal(StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", &error.message),
+        Err(error) => store_or_credential_refusal(&error),
+    }
+}
+
+/// 401 for a refused credential, 503 when the store did not answer.
+fn store_or_credential_refusal(error: &super::error::ApiError) -> Response {
+    match error.code {
+        super::error::Code::Unauthenticated => {
+            refusal(StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", &error.message)
+        }
+        _ => refusal(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "UNAVAILABLE",
+            "the session store cannot be reached; try again",
+        ),
     }
 }
 
@@ -236,10 +257,12 @@ async fn current(State(state): State<UiState>, headers: HeaderMap) -> Response {
     let Some(token) = session::cookie(&headers) else {
         return signed_out("not signed in");
     };
-    let Some(found) = state.sessions.find(&token) else {
-        return signed_out("the session ended; sign in again");
+    let found = match state.sessions.find(&token).await {
+        Ok(Some(found)) => found,
+        Ok(None) => return signed_out("the session ended; sign in again"),
+        Err(error) => return store_or_credential_refusal(&error),
     };
-    match state.auth.authenticate(Some(&found.authorization)).await {
+    match state.auth.session_principal(&found).await {
         Ok(principal) => {
             let mut response =
                 axum::Json(signed_in(&principal, &found.csrf, state.insecure_no_auth))
@@ -249,10 +272,13 @@ async fn current(State(state): State<UiState>, headers: HeaderMap) -> Response {
                 .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             response
         }
-        Err(error) => {
-            state.sessions.end(&token);
+        Err(error) if error.code == super::error::Code::Unauthenticated => {
+            // A revoked key: the session goes too (a failed delete only
+            // leaves a row that is refused again next time).
+            let _ = state.sessions.end(&token).await;
             signed_out(&error.message)
         }
+        Err(error) => store_or_credential_refusal(&error),
     }
 }
 
@@ -262,12 +288,16 @@ async fn sign_out(State(state): State<UiState>, headers: HeaderMap) -> Response 
     let Some(token) = session::cookie(&headers) else {
         return refusal(StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", "not signed in");
     };
-    let Some(found) = state.sessions.find(&token) else {
-        return refusal(
-            StatusCode::UNAUTHORIZED,
-            "UNAUTHENTICATED",
-            "the session ended already",
-        );
+    let found = match state.sessions.find(&token).await {
+        Ok(Some(found)) => found,
+        Ok(None) => {
+            return refusal(
+                StatusCode::UNAUTHORIZED,
+                "UNAUTHENTICATED",
+                "the session ended already",
+            );
+        }
+        Err(error) => return store_or_credential_refusal(&error),
     };
     if cross_origin(&headers) || !session::csrf_matches(&headers, &found.csrf) {
         return refusal(
@@ -276,7 +306,9 @@ async fn sign_out(State(state): State<UiState>, headers: HeaderMap) -> Response 
             "missing or wrong CSRF token (X-Imx-Csrf)",
         );
     }
-    state.sessions.end(&token);
+    if let Err(error) = state.sessions.end(&token).await {
+        return store_or_credential_refusal(&error);
+    }
     let cookie = session::clear_cookie(session::over_tls(&headers));
     let mut response = StatusCode::NO_CONTENT.into_response();
     if let Ok(value) = HeaderValue::from_str(&cookie) {
