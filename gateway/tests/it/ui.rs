@@ -116,6 +116,33 @@ async fn assert_strict_page(response: reqwest::Response, sources: &[&str]) {
     assert!(!html.contains(" style="), "no inline style attribute");
 }
 
+/// GETs `path` (accepting gzip): 200 with `content_type` and nosniff; its headers.
+async fn served_file(api: &TestApi, path: &str, content_type: &str) -> HeaderMap {
+    let response = api
+        .http
+        .get(format!("{}{path}", api.base))
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .expect("a file");
+    assert_eq!(response.status().as_u16(), 200, "{path}");
+    let headers = response.headers().clone();
+    let served_as = headers["content-type"].to_str().unwrap();
+    assert!(served_as.starts_with(content_type), "{path}: {served_as}");
+    assert_eq!(headers["x-content-type-options"], "nosniff", "{path}");
+    headers
+}
+
+async fn assert_not_found(api: &TestApi, path: &str) {
+    let missing = api
+        .http
+        .get(format!("{}{path}", api.base))
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(missing.status().as_u16(), 404, "{path}");
+}
+
 /// GraphiQL at GET /graphql: the UI's headers, external scripts only (the
 /// vendored release files and one of ours), each served with its type and
 /// the headers, cached for good (their names carry their versions).
@@ -144,39 +171,13 @@ async fn graphiql_is_served_with_the_strict_csp_and_vendored_scripts() {
         ),
         ("/ui/assets/graphiql.js", "text/javascript"),
     ] {
-        let response = api
-            .http
-            .get(format!("{}{path}", api.base))
-            .send()
-            .await
-            .expect("a file");
-        assert_eq!(response.status().as_u16(), 200, "{path}");
-        let headers = response.headers();
-        assert!(
-            headers["content-type"]
-                .to_str()
-                .unwrap()
-                .starts_with(content_type),
-            "{path}"
-        );
-        assert_eq!(headers["x-content-type-options"], "nosniff", "{path}");
+        let headers = served_file(&api, path, content_type).await;
         if path.starts_with("/ui/vendor/") {
-            assert!(
-                headers["cache-control"]
-                    .to_str()
-                    .unwrap()
-                    .contains("immutable"),
-                "{path}"
-            );
+            let cache = headers["cache-control"].to_str().unwrap();
+            assert!(cache.contains("immutable"), "{path}: {cache}");
         }
     }
-    let missing = api
-        .http
-        .get(format!("{}/ui/vendor/graphiql.js", api.base))
-        .send()
-        .await
-        .expect("an answer");
-    assert_eq!(missing.status().as_u16(), 404);
+    assert_not_found(&api, "/ui/vendor/graphiql.js").await;
     api.stop().await;
 }
 
@@ -200,33 +201,12 @@ async fn the_ui_is_served_with_a_strict_csp_and_security_headers() {
         ("app.css", "text/css"),
         ("favicon.svg", "image/svg+xml"),
     ] {
-        let response = api
-            .http
-            .get(format!("{}/ui/assets/{name}", api.base))
-            .header("accept-encoding", "gzip")
-            .send()
-            .await
-            .expect("an asset");
-        assert_eq!(response.status().as_u16(), 200, "{name}");
-        let headers = response.headers();
-        assert!(
-            headers["content-type"]
-                .to_str()
-                .unwrap()
-                .starts_with(content_type)
-        );
-        assert_eq!(headers["x-content-type-options"], "nosniff");
+        let headers = served_file(&api, &format!("/ui/assets/{name}"), content_type).await;
         if name != "favicon.svg" {
             assert_eq!(headers["content-encoding"], "gzip", "{name}");
         }
     }
-    let missing = api
-        .http
-        .get(format!("{}/ui/assets/nothing.js", api.base))
-        .send()
-        .await
-        .expect("an answer");
-    assert_eq!(missing.status().as_u16(), 404);
+    assert_not_found(&api, "/ui/assets/nothing.js").await;
     api.stop().await;
 }
 
