@@ -8,14 +8,24 @@ import {startedBy} from './runs.js';
 
 const ENDED = new Set(['SUCCEEDED', 'FAILED', 'CANCELLED']);
 const EVENTS_PAGE = 50;
+// Run-level events that change no step; any other event that names no
+// step (a rewind, a retry, a timer) makes the next refresh read every step.
+const STEPS_UNCHANGED = new Set(['run.succeeded', 'run.paused', 'run.resumed', 'run.cancel_requested']);
 const EXECUTIONS_PAGE = 20;
 const STEP_FIELDS = 'id status attempts output error startedAt finishedAt durationMs items itemsDone approvalRequest generation skippedBy adoptedFrom';
-const RUN_FIELDS = `id workflow version status input output error parentRunId idempotencyKey createdAt updatedAt lastSeq trigger
-  forkedFrom { id } forks { id status } steps { ${STEP_FIELDS} }`;
+// What the DAG shows of each step: no outputs (a for_each step's output
+// holds every item's), which the step details read one step at a time.
+const DAG_STEP_FIELDS = 'id status attempts items itemsDone';
+const HEADER_FIELDS = `id workflow version status input output error parentRunId idempotencyKey createdAt updatedAt lastSeq trigger
+  forkedFrom { id } fork forks { id status }`;
+const RUN_FIELDS = `${HEADER_FIELDS} steps { ${DAG_STEP_FIELDS} }`;
 const RUN = `query Run($id: ID!) { me { id roles mayOperate mayApprove } run(id: $id) { ${RUN_FIELDS} } }`;
+// A live refresh: the header and only the steps the new events named.
+const CHANGED = `query Changed($id: ID!, $ids: [String!]) { run(id: $id) { ${HEADER_FIELDS} steps(ids: $ids) { ${DAG_STEP_FIELDS} } } }`;
 const LAYOUT = `query Layout($name: String!, $version: String) { workflow(name: $name, version: $version) { ${LAYOUT_FIELDS} } }`;
-const EVENTS = `query Events($id: ID!, $first: Int, $after: String) {
-  run(id: $id) { events(first: $first, after: $after) { edges { cursor node { seq type recordedAt hash payload } } pageInfo { hasNextPage endCursor } } }
+const EVENTS = `query Events($id: ID!, $first: Int, $after: String, $last: Int, $before: String) {
+  run(id: $id) { lastSeq events(first: $first, after: $after, last: $last, before: $before) {
+    edges { cursor node { seq type recordedAt hash payload } } pageInfo { hasNextPage hasPreviousPage startCursor endCursor } } }
 }`;
 const STEP = `query Step($id: ID!, $step: String!, $offset: Int, $limit: Int) {
   run(id: $id) { step(id: $step) { ${STEP_FIELDS} executions(offset: $offset, limit: $limit) {
@@ -65,7 +75,18 @@ export async function runPage(main, id, params) {
     ? {element: stateMessage('error', `The DAG cannot be drawn: ${layout.error.message}`), update() {}, select() {}}
     : dagView(layout, (step) => showStep(step));
   const timelineBody = h('tbody', {});
-  const moreEvents = h('button', {type: 'button', class: 'secondary', id: 'more-events'}, 'Load more events');
+  const pageButton = (id, label) => h('button', {type: 'button', class: 'secondary', id}, label);
+  const firstEvents = pageButton('events-first', '⇤ First');
+  const earlierEvents = pageButton('events-earlier', '← Earlier');
+  const laterEvents = pageButton('events-later', 'Later →');
+  const latestEvents = pageButton('events-latest', 'Latest ⇥');
+  const eventsRange = h('span', {class: 'muted', id: 'events-range', role: 'status'});
+  const atSeq = h('input', {type: 'number', id: 'at-seq', min: 1, inputmode: 'numeric', class: 'seq-input'});
+  const atForm = h('form', {class: 'at-seq', on: {submit: (event) => {
+    event.preventDefault();
+    const seq = Number(atSeq.value);
+    if (Number.isInteger(seq) && seq >= 1) showAt(seq);
+  }}}, h('label', {for: 'at-seq'}, 'State at seq '), atSeq, ' ', h('button', {type: 'submit', class: 'secondary', id: 'at-seq-show'}, 'Show'));
   const snapshot = h('section', {class: 'snapshot', 'aria-label': 'State at a seq', id: 'snapshot'});
   const verifyResult = h('p', {class: 'verify-result', role: 'status', id: 'verify-result'});
   const live = h('p', {class: 'live', role: 'status', id: 'live-status'}, 'Live: connecting…');
@@ -85,7 +106,8 @@ export async function runPage(main, id, params) {
         definition('Started', time(run.createdAt)),
         definition('Duration', duration(took), ended ? '' : ' so far'),
         run.parentRunId ? definition('Parent run', h('a', {href: `#/runs/${run.parentRunId}`, class: 'mono'}, run.parentRunId)) : null,
-        run.forkedFrom ? definition('Forked from', h('a', {href: `#/runs/${run.forkedFrom.id}`, class: 'mono'}, run.forkedFrom.id)) : null,
+        run.forkedFrom ? definition('Forked from', h('a', {href: `#/runs/${run.forkedFrom.id}`, class: 'mono', id: 'forked-from'}, run.forkedFrom.id),
+          run.fork ? h('span', {id: 'fork-origin'}, ` at step ${run.fork.step} by ${run.fork.by}: ${run.fork.reason}`) : null) : null,
         run.forks.length ? definition('Forks', run.forks.map((fork) => h('a', {href: `#/runs/${fork.id}`, class: 'mono fork'}, shortId(fork.id)))) : null,
         run.idempotencyKey ? definition('Idempotency key', h('span', {class: 'mono'}, run.idempotencyKey)) : null,
         definition('Events', String(run.lastSeq))),
@@ -101,6 +123,7 @@ export async function runPage(main, id, params) {
     try {
       await gql(mutation, variables(values));
       notice.textContent = `${label}: done.`;
+      changedSteps = null;
       await refresh();
     } catch (error) {
       notice.textContent = `${label} refused: ${errorText(error)}`;
@@ -250,22 +273,39 @@ export async function runPage(main, id, params) {
       h('td', {}, h('button', {type: 'button', class: 'link', on: {click: () => showAt(event.seq)}}, 'state here')));
   }
 
-  let eventsCursor = null;
+  // The timeline shows one page of events (cursor pages of the API:
+  // `first`/`after` forward, `last`/`before` back); new events are added
+  // live while the page shown is the newest.
+  let pageInfo = {hasNextPage: false, hasPreviousPage: false, startCursor: null, endCursor: null};
   let eventsDone = false;
-  async function loadEvents() {
-    moreEvents.disabled = true;
-    try {
-      const page = (await gql(EVENTS, {id: run.id, first: EVENTS_PAGE, after: eventsCursor})).run.events;
-      for (const edge of page.edges) timelineBody.append(eventRow(edge.node));
-      eventsCursor = page.pageInfo.endCursor || eventsCursor;
-      eventsDone = !page.pageInfo.hasNextPage;
-    } catch (error) {
-      timelineBody.append(h('tr', {}, h('td', {colspan: 5}, stateMessage('error', `Events cannot be read: ${error.message}`))));
-    }
-    moreEvents.disabled = eventsDone;
-    moreEvents.hidden = eventsDone;
+  const pageButtons = [firstEvents, earlierEvents, laterEvents, latestEvents];
+  function showRange() {
+    const rows = timelineBody.querySelectorAll('tr[data-seq]');
+    eventsRange.textContent = rows.length
+      ? `Events ${rows[0].dataset.seq}–${rows[rows.length - 1].dataset.seq} of ${Math.max(lastSeq, run.lastSeq)}`
+      : `No events of ${Math.max(lastSeq, run.lastSeq)}`;
   }
-  moreEvents.addEventListener('click', loadEvents);
+  async function loadEvents(window) {
+    for (const button of pageButtons) button.disabled = true;
+    try {
+      const data = (await gql(EVENTS, {id: run.id, ...window})).run;
+      const page = data.events;
+      clear(timelineBody);
+      for (const edge of page.edges) timelineBody.append(eventRow(edge.node));
+      pageInfo = page.pageInfo;
+      eventsDone = !page.pageInfo.hasNextPage;
+      run.lastSeq = Math.max(run.lastSeq, data.lastSeq);
+    } catch (error) {
+      put(clear(timelineBody), h('tr', {}, h('td', {colspan: 5}, stateMessage('error', `Events cannot be read: ${error.message}`))));
+    }
+    firstEvents.disabled = earlierEvents.disabled = !pageInfo.hasPreviousPage;
+    laterEvents.disabled = latestEvents.disabled = !pageInfo.hasNextPage;
+    showRange();
+  }
+  firstEvents.addEventListener('click', () => loadEvents({first: EVENTS_PAGE}));
+  earlierEvents.addEventListener('click', () => loadEvents({last: EVENTS_PAGE, before: pageInfo.startCursor}));
+  laterEvents.addEventListener('click', () => loadEvents({first: EVENTS_PAGE, after: pageInfo.endCursor}));
+  latestEvents.addEventListener('click', () => loadEvents({last: EVENTS_PAGE}));
 
   async function showAt(seq) {
     put(clear(snapshot), stateMessage('loading', `Replaying up to seq ${seq}…`));
@@ -282,16 +322,29 @@ export async function runPage(main, id, params) {
     }
   }
 
+  // Steps named by the events since the last refresh; `null`: all of them
+  // (an action, or a run-level event such as a rewind that moves many).
+  let changedSteps = new Set();
   async function refresh() {
+    const ids = changedSteps === null ? null : [...changedSteps];
+    changedSteps = new Set();
+    let fresh;
     try {
-      run = (await gql(`query($id: ID!) { run(id: $id) { ${RUN_FIELDS} } }`, {id: run.id})).run;
+      fresh = (await gql(CHANGED, {id: run.id, ids})).run;
     } catch (error) {
       live.textContent = `Live: ${error.message}`;
       return;
     }
+    if (ids !== null) {
+      const byId = new Map(run.steps.map((step) => [step.id, step]));
+      for (const step of fresh.steps) byId.set(step.id, step);
+      fresh.steps = [...byId.values()];
+    }
+    run = fresh;
     renderHeader();
     renderActions();
     dag.update(run.steps);
+    showRange();
     if (selected) showStep(selected);
     watchAgain();
   }
@@ -309,13 +362,15 @@ export async function runPage(main, id, params) {
       h('table', {class: 'events'},
         h('thead', {}, h('tr', {}, ['Seq', 'Type', 'Time', 'Hash', ''].map((title) => h('th', {scope: 'col'}, title)))),
         timelineBody),
-      moreEvents,
+      h('div', {class: 'pager', role: 'group', 'aria-label': 'Timeline pages'}, firstEvents, earlierEvents, laterEvents, latestEvents, eventsRange),
+      atForm,
       snapshot));
-  await loadEvents();
+  await loadEvents({first: EVENTS_PAGE});
   if (params.get('seq')) showAt(Number(params.get('seq')));
   if (params.get('step')) showStep(params.get('step'));
 
-  // Live: every new event; the run is read again (at most every 100 ms).
+  // Live: every new event; the run's header and the steps the events
+  // named are read again (at most every 100 ms).
   // The subscription completes when the run ends; an action that makes it
   // run again (retry, rewind, skip) starts watching again from the last seq.
   let pending = null;
@@ -328,6 +383,11 @@ export async function runPage(main, id, params) {
       lastSeq = event.seq;
       live.textContent = `Live: seq ${event.seq} ${event.type}`;
       if (eventsDone && !timelineBody.querySelector(`tr[data-seq="${event.seq}"]`)) timelineBody.append(eventRow(event));
+      const step = event.payload && event.payload.step;
+      if (changedSteps !== null && !STEPS_UNCHANGED.has(event.type)) {
+        if (typeof step === 'string' && /^(step|approval)\./.test(event.type)) changedSteps.add(step);
+        else changedSteps = null;
+      }
       if (!pending) pending = setTimeout(() => { pending = null; refresh(); }, 100);
     }, (error) => { live.textContent = `Live: ${error.message}`; },
     () => { stop = null; live.textContent = 'Live: the run ended'; refresh(); });

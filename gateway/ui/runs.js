@@ -8,7 +8,7 @@ const ENDED = new Set(['SUCCEEDED', 'FAILED', 'CANCELLED']);
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 export const PAGE_SIZE = 20;
 
-const RUN_FIELDS = 'id workflow version status createdAt updatedAt trigger parentRunId';
+const RUN_FIELDS = 'id workflow version status createdAt updatedAt trigger parentRunId fork';
 const RUNS = `query Runs($filter: RunFilter, $first: Int, $after: String, $last: Int, $before: String) {
   runs(filter: $filter, first: $first, after: $after, last: $last, before: $before) {
     edges { cursor node { ${RUN_FIELDS} } }
@@ -23,6 +23,7 @@ const UPDATES = `subscription Updates($filter: RunUpdatesFilter) {
 export function startedBy(run) {
   if (run.trigger && run.trigger.kind) return run.trigger.kind;
   if (run.parentRunId) return 'parent run';
+  if (run.fork || run.forkedFrom) return 'fork';
   return 'API / CLI';
 }
 

@@ -103,7 +103,7 @@ where
 }
 
 /// The roles column: a JSON array of role names.
-fn roles_text(roles: &[String]) -> String {
+pub(crate) fn roles_text(roles: &[String]) -> String {
     serde_json::to_string(roles).unwrap_or_else(|_| "[]".to_owned())
 }
 

@@ -21,6 +21,7 @@ use super::registry::{NewWorkflow, WorkflowRecord, WorkflowRegistry};
 use super::relay::{Relay, RelayLease};
 use super::schedules::{FireRecord, ScheduleRecord, Schedules};
 use super::types::*;
+use super::ui_sessions::{UiSessionRecord, UiSessions};
 use super::work_queue::WorkQueue;
 use super::{PostgresStore, SqliteStore};
 
@@ -138,6 +139,13 @@ dispatch! { impl ApiKeys {
     async fn find_api_key(&self, key_hash: &str) -> Result<Option<ApiKeyRecord>, Error>;
     async fn list_api_keys(&self) -> Result<Vec<ApiKeyRecord>, Error>;
     async fn revoke_api_key(&self, key_id: Uuid, at: DateTime<Utc>) -> Result<bool, Error>;
+}}
+
+dispatch! { impl UiSessions {
+    async fn create_ui_session(&self, session: &UiSessionRecord, sessions_max: u32) -> Result<(), Error>;
+    async fn find_ui_session(&self, session_hash: &str, now: DateTime<Utc>) -> Result<Option<UiSessionRecord>, Error>;
+    async fn touch_ui_session(&self, session_hash: &str, idle_expires_at: DateTime<Utc>) -> Result<(), Error>;
+    async fn end_ui_session(&self, session_hash: &str) -> Result<bool, Error>;
 }}
 
 dispatch! { impl Relay {

@@ -32,6 +32,7 @@ mod schedules;
 mod schema;
 mod sqlite;
 mod types;
+mod ui_sessions;
 mod work_queue;
 
 pub use api_keys::{ApiKeyRecord, ApiKeys};
@@ -51,6 +52,7 @@ pub use retry::{RetryPolicy, retry};
 pub use schedules::{FireOutcome, FireRecord, SCHEDULE_FIRES_LIST_MAX, ScheduleRecord, Schedules};
 pub use sqlite::SqliteStore;
 pub use types::*;
+pub use ui_sessions::{UiSessionRecord, UiSessions};
 pub use work_queue::WorkQueue;
 
 /// The store's traits, for callers that hold a concrete store (`Store`,
@@ -59,7 +61,7 @@ pub use work_queue::WorkQueue;
 pub mod prelude {
     pub use super::{
         ApiKeys, AuditTrail, Database, EventLog, EventStore, LogReader, ReadModels, Relay,
-        Schedules, WorkQueue, WorkflowRegistry,
+        Schedules, UiSessions, WorkQueue, WorkflowRegistry,
     };
 }
 
@@ -78,6 +80,7 @@ pub trait EventStore:
     + WorkQueue
     + WorkflowRegistry
     + ApiKeys
+    + UiSessions
     + Relay
     + Schedules
     + AuditTrail
@@ -92,6 +95,7 @@ impl<S> EventStore for S where
         + WorkQueue
         + WorkflowRegistry
         + ApiKeys
+        + UiSessions
         + Relay
         + Schedules
         + AuditTrail

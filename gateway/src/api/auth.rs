@@ -161,23 +161,58 @@ impl Authenticator {
                 "no credentials: send `Authorization: Bearer <JWT or API key>`",
             ));
         };
-        let Some(token) = value
-            .strip_prefix("Bearer ")
-            .or_else(|| value.strip_prefix("bearer "))
-        else {
+        let Some(token) = bearer_token(value) else {
             return Err(unauthenticated(
                 "the Authorization header must be `Bearer <JWT or API key>`",
             ));
         };
-        let token = token.trim();
         if token.starts_with(API_KEY_PREFIX) {
             return self.api_key(token).await;
         }
         self.jwt(token)
     }
 
+    /// Signing in to the web UI: the caller, and what its session keeps
+    /// of the credential (an API key's hash, a JWT's `exp`).
+    pub async fn sign_in(
+        &self,
+        authorization: &str,
+    ) -> Result<(Principal, super::ui::session::Basis), ApiError> {
+        let principal = self.authenticate(Some(authorization)).await?;
+        let mut basis = super::ui::session::Basis::default();
+        if !self.insecure_no_auth {
+            let token = bearer_token(authorization).unwrap_or_default();
+            if token.starts_with(API_KEY_PREFIX) {
+                basis.key_hash = Some(hash_key(token));
+            } else {
+                basis.expires_at = self.jwt_claims(token)?.1;
+            }
+        }
+        Ok((principal, basis))
+    }
+
+    /// The caller behind a web UI session: an API key is checked again (a
+    /// revoked key ends the session); a JWT session carries the claims it
+    /// signed in with and ends at the token's `exp`.
+    pub async fn session_principal(
+        &self,
+        found: &super::ui::session::Found,
+    ) -> Result<Principal, ApiError> {
+        if self.insecure_no_auth {
+            return Ok(Principal::anonymous_admin());
+        }
+        match &found.key_hash {
+            Some(key_hash) => self.api_key_by_hash(key_hash).await,
+            None => Ok(found.principal.clone()),
+        }
+    }
+
     async fn api_key(&self, key: &str) -> Result<Principal, ApiError> {
-        let record = self.store.find_api_key(&hash_key(key)).await?;
+        self.api_key_by_hash(&hash_key(key)).await
+    }
+
+    async fn api_key_by_hash(&self, key_hash: &str) -> Result<Principal, ApiError> {
+        let record = self.store.find_api_key(key_hash).await?;
         match record {
             Some(record) if record.revoked_at.is_none() => Ok(Principal {
                 id: format!("key:{}", record.key_id),
@@ -192,6 +227,14 @@ impl Authenticator {
     }
 
     fn jwt(&self, token: &str) -> Result<Principal, ApiError> {
+        Ok(self.jwt_claims(token)?.0)
+    }
+
+    /// The caller a JWT names and its `exp`.
+    fn jwt_claims(
+        &self,
+        token: &str,
+    ) -> Result<(Principal, Option<chrono::DateTime<chrono::Utc>>), ApiError> {
         let Some(config) = &self.jwt else {
             return Err(ApiError::new(
                 Code::Unauthenticated,
@@ -226,10 +269,17 @@ impl Authenticator {
             .get("sub")
             .and_then(serde_json::Value::as_str)
             .unwrap_or_default();
-        Ok(Principal {
-            id: format!("jwt:{subject}"),
-            roles,
-        })
+        let expires_at = claims
+            .get("exp")
+            .and_then(serde_json::Value::as_i64)
+            .and_then(|exp| chrono::DateTime::from_timestamp(exp, 0));
+        Ok((
+            Principal {
+                id: format!("jwt:{subject}"),
+                roles,
+            },
+            expires_at,
+        ))
     }
 }
 
@@ -254,6 +304,14 @@ impl JwtConfig {
             }
         }
     }
+}
+
+/// The token of `Bearer <token>`, trimmed.
+fn bearer_token(authorization: &str) -> Option<&str> {
+    authorization
+        .strip_prefix("Bearer ")
+        .or_else(|| authorization.strip_prefix("bearer "))
+        .map(str::trim)
 }
 
 /// Clock skew tolerated on exp and nbf, in seconds.

@@ -8,14 +8,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_graphql::ErrorExtensions;
-use async_graphql::http::{ALL_WEBSOCKET_PROTOCOLS, GraphiQLSource};
+use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
 use async_graphql_axum::GraphQLProtocol;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, FromRequestParts, Request, State, WebSocketUpgrade};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use engine::store::prelude::*;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
@@ -97,40 +97,41 @@ fn error_response(status: StatusCode, error: &ApiError) -> Response {
 /// UI's session cookie, which counts only with the session's CSRF token
 /// (`X-Imx-Csrf`) and from this origin.
 async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Principal, Response> {
-    let mut authorization = headers
+    let authorization = headers
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
         .map(str::to_owned);
-    if authorization.is_none()
-        && let Some(token) = session::cookie(headers)
-    {
-        let Some(found) = state.sessions.find(&token) else {
-            let error = ApiError::new(
-                Code::Unauthenticated,
-                "the web UI session ended (signed out or expired); sign in again",
-            );
-            return Err(error_response(StatusCode::UNAUTHORIZED, &error));
-        };
-        if super::ui::cross_origin(headers) || !session::csrf_matches(headers, &found.csrf) {
-            let error = ApiError::forbidden(
-                "a request with the web UI's session cookie needs the session's CSRF token in X-Imx-Csrf, from the UI's own origin",
-            );
-            return Err(error_response(StatusCode::FORBIDDEN, &error));
-        }
-        authorization = Some(found.authorization);
-    }
-    state
-        .auth
-        .authenticate(authorization.as_deref())
-        .await
-        .map_err(|error| {
-            let status = match error.code {
-                Code::Unauthenticated => StatusCode::UNAUTHORIZED,
-                Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-                _ => StatusCode::INTERNAL_SERVER_ERROR,
+    let authenticated = match (authorization, session::cookie(headers)) {
+        (None, Some(token)) => {
+            let found = match state.sessions.find(&token).await {
+                Ok(Some(found)) => found,
+                Ok(None) => {
+                    let error = ApiError::new(
+                        Code::Unauthenticated,
+                        "the web UI session ended (signed out or expired); sign in again",
+                    );
+                    return Err(error_response(StatusCode::UNAUTHORIZED, &error));
+                }
+                Err(error) => return Err(error_response(StatusCode::SERVICE_UNAVAILABLE, &error)),
             };
-            error_response(status, &error)
-        })
+            if super::ui::cross_origin(headers) || !session::csrf_matches(headers, &found.csrf) {
+                let error = ApiError::forbidden(
+                    "a request with the web UI's session cookie needs the session's CSRF token in X-Imx-Csrf, from the UI's own origin",
+                );
+                return Err(error_response(StatusCode::FORBIDDEN, &error));
+            }
+            state.auth.session_principal(&found).await
+        }
+        (authorization, _) => state.auth.authenticate(authorization.as_deref()).await,
+    };
+    authenticated.map_err(|error| {
+        let status = match error.code {
+            Code::Unauthenticated => StatusCode::UNAUTHORIZED,
+            Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        error_response(status, &error)
+    })
 }
 
 async fn graphql_post(
@@ -262,13 +263,7 @@ async fn graphql_get(State(state): State<AppState>, request: Request) -> Respons
             )
                 .into_response();
         }
-        return Html(
-            GraphiQLSource::build()
-                .endpoint("/graphql")
-                .subscription_endpoint("/graphql")
-                .finish(),
-        )
-        .into_response();
+        return super::ui::graphiql::page();
     }
     let protocol = match GraphQLProtocol::from_request_parts(&mut parts, &state).await {
         Ok(protocol) => protocol,
@@ -295,7 +290,10 @@ async fn graphql_get(State(state): State<AppState>, request: Request) -> Respons
             );
             return error_response(StatusCode::FORBIDDEN, &error);
         }
-        ui_session = state.sessions.find(&token);
+        ui_session = match state.sessions.find(&token).await {
+            Ok(found) => found,
+            Err(error) => return error_response(StatusCode::SERVICE_UNAVAILABLE, &error),
+        };
     }
     // A frame or message over the body limit ends the socket before it is
     // buffered or parsed; `connection_init` is parsed before authentication.

@@ -159,8 +159,9 @@ pub async fn bind_api(
         tail: tail.clone(),
         metrics: metrics.clone(),
         subscribers: Arc::default(),
+        states: Arc::default(),
     };
-    let sessions = Arc::new(ui::session::Sessions::default());
+    let sessions = Arc::new(ui::session::Sessions::new(store.clone()));
     let ui_state = ui::UiState {
         auth: auth::Authenticator {
             insecure_no_auth: config.insecure_no_auth,

@@ -120,15 +120,16 @@ async fn authenticate(
                     "the web UI session's connection_init needs its CSRF token (`csrf`)",
                 ));
             }
-            Some(found.authorization)
+            Some(found)
         }
         _ => None,
     };
-    let authorization = header_authorization.or(from_payload).or(from_session);
-    let principal = auth
-        .authenticate(authorization.as_deref())
-        .await
-        .map_err(|error| async_graphql::Error::new(error.message))?;
+    let authorization = header_authorization.or(from_payload);
+    let principal = match (authorization, from_session) {
+        (None, Some(found)) => auth.session_principal(&found).await,
+        (authorization, _) => auth.authenticate(authorization.as_deref()).await,
+    }
+    .map_err(|error| async_graphql::Error::new(error.message))?;
     initialised.store(true, Ordering::Release);
     let mut data = Data::default();
     data.insert(principal);

@@ -2,6 +2,7 @@
 //! run over graphql-transport-ws with a reconnect, approve, cancel, retry,
 //! read events page by page and the state at any seq.
 
+use engine::store::prelude::*;
 use serde_json::{Value, json};
 
 use crate::api::*;
@@ -164,6 +165,145 @@ async fn events_are_paginated_in_seq_order() {
             after = events["pageInfo"]["endCursor"].clone();
         };
         assert_eq!(seqs, (1..=last_seq).collect::<Vec<_>>());
+        api.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_page_backward_from_the_newest_and_steps_are_read_by_id() {
+    for url in database_urls() {
+        let api = TestApi::start(&url, config(), true).await;
+        let admin = api.api_key(&["admin"]).await;
+        let (name, source) = named(NOOP_WORKFLOW, "back");
+        register(&api, &admin, &source).await;
+        let run_id = start(&api, &admin, &name).await;
+        wait_status(&api, &admin, &run_id, "SUCCEEDED").await;
+        let query = "query($id: ID!, $before: String) { run(id: $id) { lastSeq events(last: 2, before: $before) { edges { node { seq } } pageInfo { hasNextPage hasPreviousPage startCursor } } } }";
+        let mut before = Value::Null;
+        let mut pages = Vec::new();
+        let last_seq = loop {
+            let data = api
+                .data(&admin, query, json!({"id": run_id, "before": before}))
+                .await;
+            let events = &data["run"]["events"];
+            let seqs: Vec<u64> = events["edges"]
+                .as_array()
+                .expect("edges")
+                .iter()
+                .map(|edge| edge["node"]["seq"].as_u64().expect("seq"))
+                .collect();
+            assert_eq!(
+                events["pageInfo"]["hasNextPage"],
+                !pages.is_empty(),
+                "only the first (newest) page has no later events"
+            );
+            pages.push(seqs);
+            if events["pageInfo"]["hasPreviousPage"] != true {
+                break data["run"]["lastSeq"].as_u64().expect("lastSeq");
+            }
+            before = events["pageInfo"]["startCursor"].clone();
+        };
+        assert!(last_seq > 4, "a run of several pages ({last_seq} events)");
+        assert_eq!(
+            pages[0],
+            vec![last_seq - 1, last_seq],
+            "`last` alone: the newest"
+        );
+        let walked: Vec<u64> = pages.into_iter().rev().flatten().collect();
+        assert_eq!(walked, (1..=last_seq).collect::<Vec<_>>());
+
+        let (status, body) = api
+            .post(
+                Some(&admin),
+                "query($id: ID!) { run(id: $id) { events(first: 2, last: 2) { edges { cursor } } } }",
+                json!({"id": run_id}),
+            )
+            .await;
+        assert_eq!((status, code(&body)), (200, "VALIDATION".to_owned()));
+
+        let data = api
+            .data(
+                &admin,
+                r#"query($id: ID!) { run(id: $id) { all: steps { id } some: steps(ids: ["second", "nope"]) { id status output } } }"#,
+                json!({"id": run_id}),
+            )
+            .await;
+        assert_eq!(
+            data["run"]["all"],
+            json!([{"id": "first"}, {"id": "second"}])
+        );
+        assert_eq!(
+            data["run"]["some"],
+            json!([{"id": "second", "status": "SUCCEEDED", "output": {"value": 1}}]),
+            "only the steps asked for; unknown ids left out"
+        );
+        api.stop().await;
+    }
+}
+
+/// `Run.steps` reads a kept fold caught up with the new events only: the
+/// same state while nothing was appended, the log's full fold after, and
+/// a state a reader still holds is never changed under it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_kept_run_state_catches_up_with_new_events_only() {
+    for url in database_urls() {
+        let api = TestApi::start(&url, config(), true).await;
+        let admin = api.api_key(&["admin"]).await;
+        let (name, source) = named(APPROVAL_WORKFLOW, "kept");
+        register(&api, &admin, &source).await;
+        let run_id = start(&api, &admin, &name).await;
+        wait_status(&api, &admin, &run_id, "WAITING").await;
+        let id = uuid::Uuid::parse_str(&run_id).expect("a run id");
+        let states = imx_gateway::api::schema::StateCache::default();
+        let waiting = states
+            .current(&api.store, id, 100_000)
+            .await
+            .expect("the fold");
+        let again = states
+            .current(&api.store, id, 100_000)
+            .await
+            .expect("the fold");
+        assert!(
+            std::sync::Arc::ptr_eq(&waiting, &again),
+            "nothing new: the kept state, not a new fold"
+        );
+        api.data(
+            &admin,
+            r#"mutation($id: ID!) { approveStep(runId: $id, step: "approve") { id } }"#,
+            json!({"id": run_id}),
+        )
+        .await;
+        wait_status(&api, &admin, &run_id, "SUCCEEDED").await;
+        let ended = states
+            .current(&api.store, id, 100_000)
+            .await
+            .expect("the fold");
+        let log = api.store.read_stream(id, 0, 1_000).await.expect("the log");
+        let envelopes: Vec<_> = log
+            .iter()
+            .map(|event| {
+                engine::core::EventEnvelope::from_stored(
+                    event.run_id,
+                    event.seq,
+                    &event.event_type,
+                    event.schema_version,
+                    &event.payload,
+                )
+                .expect("a stored event")
+            })
+            .collect();
+        let replayed = engine::core::replay(&envelopes).expect("the log replays");
+        assert_eq!(*ended, replayed, "caught up: the whole log's fold");
+        assert!(
+            waiting.seq < ended.seq,
+            "the reader's earlier state kept its seq"
+        );
+        let limited = states.current(&api.store, id, 2).await;
+        assert_eq!(
+            limited.map(|_| ()).map_err(|error| error.code),
+            Err(imx_gateway::api::error::Code::Limit),
+            "past history_events_max: LIMIT"
+        );
         api.stop().await;
     }
 }

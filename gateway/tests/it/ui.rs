@@ -29,15 +29,7 @@ async fn sign_in(
 
 /// `GET /ui/session` with `cookie`: the status and the JSON answer.
 async fn current_session(api: &TestApi, cookie: &str) -> (u16, Value) {
-    let response = api
-        .http
-        .get(format!("{}/ui/session", api.base))
-        .header("cookie", cookie)
-        .send()
-        .await
-        .expect("an answer");
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
+    current_session_at(&api.http, &api.base, cookie).await
 }
 
 /// `imx_session=…` from a Set-Cookie header.
@@ -73,17 +65,9 @@ async fn graphql_with_cookie(
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
-#[tokio::test]
-async fn the_ui_is_served_with_a_strict_csp_and_security_headers() {
-    let url = &database_urls()[0];
-    let api = TestApi::start(url, config(), false).await;
-    let response = api
-        .http
-        .get(format!("{}/", api.base))
-        .send()
-        .await
-        .expect("GET /");
-    assert_eq!(response.status().as_u16(), 200);
+/// An HTML page with the strict CSP and the other security headers, whose
+/// every `<script>` is an empty tag naming a file under one of `sources`.
+async fn assert_strict_page(response: reqwest::Response, sources: &[&str]) {
     let headers = response.headers().clone();
     let header = |name: &str| {
         headers
@@ -116,7 +100,9 @@ async fn the_ui_is_served_with_a_strict_csp_and_security_headers() {
     for script in html.split("<script").skip(1) {
         let tag = script.split('>').next().unwrap_or_default();
         assert!(
-            tag.contains("src=\"/ui/assets/"),
+            sources
+                .iter()
+                .any(|source| tag.contains(&format!("src=\"{source}"))),
             "inline script: <script{tag}>"
         );
         assert!(
@@ -128,6 +114,85 @@ async fn the_ui_is_served_with_a_strict_csp_and_security_headers() {
         );
     }
     assert!(!html.contains(" style="), "no inline style attribute");
+}
+
+/// GETs `path` (accepting gzip): 200 with `content_type` and nosniff; its headers.
+async fn served_file(api: &TestApi, path: &str, content_type: &str) -> HeaderMap {
+    let response = api
+        .http
+        .get(format!("{}{path}", api.base))
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .expect("a file");
+    assert_eq!(response.status().as_u16(), 200, "{path}");
+    let headers = response.headers().clone();
+    let served_as = headers["content-type"].to_str().unwrap();
+    assert!(served_as.starts_with(content_type), "{path}: {served_as}");
+    assert_eq!(headers["x-content-type-options"], "nosniff", "{path}");
+    headers
+}
+
+async fn assert_not_found(api: &TestApi, path: &str) {
+    let missing = api
+        .http
+        .get(format!("{}{path}", api.base))
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(missing.status().as_u16(), 404, "{path}");
+}
+
+/// GraphiQL at GET /graphql: the UI's headers, external scripts only (the
+/// vendored release files and one of ours), each served with its type and
+/// the headers, cached for good (their names carry their versions).
+#[tokio::test]
+async fn graphiql_is_served_with_the_strict_csp_and_vendored_scripts() {
+    let url = &database_urls()[0];
+    let api = TestApi::start(url, config(), false).await;
+    let response = api
+        .http
+        .get(format!("{}/graphql", api.base))
+        .send()
+        .await
+        .expect("GET /graphql");
+    assert_eq!(response.status().as_u16(), 200);
+    assert_strict_page(response, &["/ui/vendor/", "/ui/assets/"]).await;
+    for (path, content_type) in [
+        ("/ui/vendor/graphiql-3.8.3.min.js", "text/javascript"),
+        ("/ui/vendor/graphiql-3.8.3.min.css", "text/css"),
+        (
+            "/ui/vendor/react-18.3.1.production.min.js",
+            "text/javascript",
+        ),
+        (
+            "/ui/vendor/react-dom-18.3.1.production.min.js",
+            "text/javascript",
+        ),
+        ("/ui/assets/graphiql.js", "text/javascript"),
+    ] {
+        let headers = served_file(&api, path, content_type).await;
+        if path.starts_with("/ui/vendor/") {
+            let cache = headers["cache-control"].to_str().unwrap();
+            assert!(cache.contains("immutable"), "{path}: {cache}");
+        }
+    }
+    assert_not_found(&api, "/ui/vendor/graphiql.js").await;
+    api.stop().await;
+}
+
+#[tokio::test]
+async fn the_ui_is_served_with_a_strict_csp_and_security_headers() {
+    let url = &database_urls()[0];
+    let api = TestApi::start(url, config(), false).await;
+    let response = api
+        .http
+        .get(format!("{}/", api.base))
+        .send()
+        .await
+        .expect("GET /");
+    assert_eq!(response.status().as_u16(), 200);
+    assert_strict_page(response, &["/ui/assets/"]).await;
 
     // Every asset the page names is served, with its type and the headers,
     // and gzip-compressed when the client accepts it.
@@ -136,33 +201,12 @@ async fn the_ui_is_served_with_a_strict_csp_and_security_headers() {
         ("app.css", "text/css"),
         ("favicon.svg", "image/svg+xml"),
     ] {
-        let response = api
-            .http
-            .get(format!("{}/ui/assets/{name}", api.base))
-            .header("accept-encoding", "gzip")
-            .send()
-            .await
-            .expect("an asset");
-        assert_eq!(response.status().as_u16(), 200, "{name}");
-        let headers = response.headers();
-        assert!(
-            headers["content-type"]
-                .to_str()
-                .unwrap()
-                .starts_with(content_type)
-        );
-        assert_eq!(headers["x-content-type-options"], "nosniff");
+        let headers = served_file(&api, &format!("/ui/assets/{name}"), content_type).await;
         if name != "favicon.svg" {
             assert_eq!(headers["content-encoding"], "gzip", "{name}");
         }
     }
-    let missing = api
-        .http
-        .get(format!("{}/ui/assets/nothing.js", api.base))
-        .send()
-        .await
-        .expect("an answer");
-    assert_eq!(missing.status().as_u16(), 404);
+    assert_not_found(&api, "/ui/assets/nothing.js").await;
     api.stop().await;
 }
 
@@ -290,4 +334,109 @@ async fn a_session_ends_when_its_jwt_expires() {
     let (status, body) = graphql_with_cookie(&api, &cookie, Some(&csrf), None, ME).await;
     assert_eq!(status, 401, "{body}");
     api.stop().await;
+}
+
+/// The cookie and CSRF token of a sign-in to `base` with `key`.
+async fn sign_in_to(http: &reqwest::Client, base: &str, key: &str) -> (String, String) {
+    let response = http
+        .post(format!("{base}/ui/session"))
+        .json(&json!({ "credential": key }))
+        .send()
+        .await
+        .expect("sign-in answers");
+    assert_eq!(response.status().as_u16(), 200);
+    let cookie = session_cookie(response.headers());
+    let body: Value = response.json().await.expect("JSON");
+    (
+        cookie,
+        body["csrf"].as_str().expect("a CSRF token").to_owned(),
+    )
+}
+
+/// `{ me { id } }` on `base` with the session: the status and answer.
+async fn me_with_session(
+    http: &reqwest::Client,
+    base: &str,
+    (cookie, csrf): &(String, String),
+) -> (u16, Value) {
+    let response = http
+        .post(format!("{base}/graphql"))
+        .header("cookie", cookie)
+        .header("x-imx-csrf", csrf)
+        .json(&json!({ "query": ME }))
+        .send()
+        .await
+        .expect("an answer");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// Sessions live in the store: two `imx serve` processes on one database
+/// share them, a restart keeps them, and signing out on one node ends the
+/// session on the other.
+#[tokio::test]
+async fn sessions_survive_a_restart_and_work_across_two_nodes_until_signed_out() {
+    sessions_across_nodes(&crate::served::Served::scratch_url("ui-sessions")).await;
+    let what = "sessions across two nodes";
+    if let Some(database) = testkit::postgres::ScratchDatabase::create(
+        what,
+        "imx_ui_sessions",
+        testkit::postgres::ClusterUse::Shared,
+    )
+    .await
+    {
+        sessions_across_nodes(&database.url).await;
+    }
+}
+
+async fn sessions_across_nodes(url: &str) {
+    use crate::served::Served;
+    let key = crate::ui_browser::api_key(url, "operator");
+    let node_a = Served::start_on(url, false, &[], &[]).await;
+    let node_b = Served::start_on(url, false, &[], &[]).await;
+    let http = reqwest::Client::new();
+    let session = sign_in_to(&http, &node_a.base, &key).await;
+    let (status, body) = me_with_session(&http, &node_b.base, &session).await;
+    assert_eq!(status, 200, "signed in on A, used on B: {body}");
+    assert_eq!(body["data"]["me"]["roles"], json!(["operator"]));
+    let (status, _) = me_with_session(
+        &http,
+        &node_b.base,
+        &(session.0.clone(), "wrong".to_owned()),
+    )
+    .await;
+    assert_eq!(status, 403, "the CSRF token is bound to the session");
+
+    // A restart of A keeps the session.
+    node_a.stop().await;
+    let node_a = Served::start_on(url, false, &[], &[]).await;
+    let (status, body) = me_with_session(&http, &node_a.base, &session).await;
+    assert_eq!(status, 200, "after a restart: {body}");
+
+    // Signed out on B: refused on A.
+    let signed_out = http
+        .delete(format!("{}/ui/session", node_b.base))
+        .header("cookie", &session.0)
+        .header("x-imx-csrf", &session.1)
+        .send()
+        .await
+        .expect("sign-out answers");
+    assert_eq!(signed_out.status().as_u16(), 204);
+    let (status, body) = me_with_session(&http, &node_a.base, &session).await;
+    assert_eq!(status, 401, "signed out on B, refused on A: {body}");
+    let (status, _) = current_session_at(&http, &node_a.base, &session.0).await;
+    assert_eq!(status, 401);
+    node_a.stop().await;
+    node_b.stop().await;
+}
+
+async fn current_session_at(http: &reqwest::Client, base: &str, cookie: &str) -> (u16, Value) {
+    let response = http
+        .get(format!("{base}/ui/session"))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .expect("an answer");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
 }

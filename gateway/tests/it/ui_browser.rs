@@ -16,8 +16,9 @@ use tokio::process::Command;
 use crate::served::Served;
 use crate::{imx, repo_root};
 
-/// Longest one scenario may take, browser start included.
-const SCENARIO_S: u64 = 180;
+/// Longest one scenario may take, browser start included (the run of
+/// 10,000 events takes the longest to make).
+const SCENARIO_S: u64 = 300;
 
 fn tests_dir() -> PathBuf {
     repo_root().join("gateway/tests/ui")
@@ -28,7 +29,7 @@ pub fn shots_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("ui-shots")
 }
 
-fn api_key(url: &str, role: &str) -> String {
+pub fn api_key(url: &str, role: &str) -> String {
     let out = imx(&[
         "--database-url",
         url,
@@ -124,6 +125,21 @@ async fn step_outputs_render_as_text_and_an_unknown_run_is_not_found() {
 #[tokio::test]
 async fn a_run_with_a_thousand_items_and_thousands_of_events_is_paged() {
     scenario("large_run").await;
+}
+
+#[tokio::test]
+async fn a_run_of_ten_thousand_events_loads_pages_opens_steps_and_updates_live() {
+    scenario("huge_run").await;
+}
+
+#[tokio::test]
+async fn fork_from_the_run_page_opens_the_fork_and_workflows_show_warnings_at_their_line() {
+    scenario("fork_and_warnings").await;
+}
+
+#[tokio::test]
+async fn graphiql_runs_a_query_under_the_strict_csp() {
+    scenario("graphiql").await;
 }
 
 #[tokio::test]

@@ -51,8 +51,8 @@ async function runStatus(id) {
   return (await api(KEYS.admin, 'query($id: ID!) { run(id: $id) { status } }', {id})).run.status;
 }
 
-async function waitStatus(id, statuses) {
-  const deadline = Date.now() + WAIT;
+async function waitStatus(id, statuses, wait = WAIT) {
+  const deadline = Date.now() + wait;
   for (;;) {
     const status = await runStatus(id);
     if (statuses.includes(status)) return status;
@@ -152,6 +152,39 @@ steps:
     for_each: "{{ range(1000) | list }}"
     uses: noop
     with: { n: "{{ item }}" }
+`,
+  // 5,000 items: two events each, over 10,000 events in all, then two
+  // approvals that keep the run open for a live update.
+  huge: `name: ui-huge
+steps:
+  items:
+    for_each: "{{ range(5000) | list }}"
+    uses: noop
+    with: { n: "{{ item }}" }
+  hold:
+    needs: [items]
+    uses: approval
+    with: { message: "hold" }
+  after:
+    needs: [hold]
+    uses: approval
+    with: { message: "after" }
+`,
+  forkable: `name: ui-fork
+steps:
+  fetch: { uses: noop, with: { order: 42 } }
+  pack:
+    needs: [fetch]
+    uses: noop
+    with: { order: "{{ steps.fetch.output.order }}" }
+`,
+  // Registered with a warning: \`needs\` lists \`first\` twice (line 5).
+  warn: `name: ui-warn
+steps:
+  first: { uses: noop }
+  second:
+    needs: [first, first]
+    uses: noop
 `,
   many: `name: ui-many
 steps:
@@ -469,9 +502,9 @@ const scenarios = {
     console.log(`# ${events} events; the run page showed the DAG and the first events after ${Date.now() - began} ms`);
     check(/1000\/1000 items/.test(await page.textContent('g.node[data-step="items"] .node-status')), 'the DAG shows 1000/1000 items');
     check((await page.$$('table.events tbody tr')).length === 50, `the timeline shows the first 50 of ${events} events`);
-    await page.click('#more-events');
-    await page.waitForFunction(() => document.querySelectorAll('table.events tbody tr').length === 100, null, {timeout: WAIT});
-    check(true, 'Load more events adds the next 50');
+    await page.click('#events-later');
+    await page.waitForSelector('table.events tbody tr[data-seq="51"]:first-child', {timeout: WAIT});
+    check((await page.$$('table.events tbody tr')).length === 50, 'Later shows the next 50 events');
     await page.click('g.node[data-step="items"]');
     await page.waitForSelector('ol.executions li', {timeout: WAIT});
     check((await page.$$('ol.executions li')).length === 20, 'a step with 1,000 items shows 20 executions at a time');
@@ -479,6 +512,141 @@ const scenarios = {
     await page.waitForSelector('ol.executions[start="20"] li', {timeout: WAIT});
     check(/Item 20/.test(await page.textContent('ol.executions li:first-child h4')), 'the next 20 items');
     await axe(page, 'a large run');
+  },
+
+  /**
+   * A run of over 10,000 events: the page loads, the timeline pages both
+   * ways, a step's details open, the state at a late seq shows, and an
+   * approval's live update reads only the steps it changed.
+   */
+  async huge_run(page) {
+    await register(WORKFLOWS.huge);
+    const id = await startRun('ui-huge');
+    await waitStatus(id, ['WAITING'], 150000);
+    const events = (await api(KEYS.admin, 'query($id: ID!) { run(id: $id) { lastSeq } }', {id})).run.lastSeq;
+    check(events >= 10000, `the run has ${events} events (at least 10,000)`);
+    const queries = [];
+    page.on('request', (request) => {
+      if (request.url().endsWith('/graphql') && request.method() === 'POST') queries.push(JSON.parse(request.postData() || '{}'));
+    });
+    await signIn(page, KEYS.admin);
+    const began = Date.now();
+    await page.goto(`${BASE}/#/runs/${id}`);
+    await page.waitForSelector('g.node[data-step="hold"][data-status="waiting"]', {timeout: WAIT});
+    await page.waitForSelector('table.events tbody tr', {timeout: WAIT});
+    console.log(`# ${events} events; the run page showed the DAG and the first events after ${Date.now() - began} ms`);
+    check(/5000\/5000 items/.test(await page.textContent('g.node[data-step="items"] .node-status')), 'the DAG shows the for_each as one node with 5000/5000 items');
+    check((await page.$$('g.node')).length === 3, 'the DAG has three nodes, not one per item');
+    const rowSeqs = () => page.$$eval('table.events tbody tr', (rows) => rows.map((row) => Number(row.dataset.seq)));
+    const range = (from, to) => Array.from({length: to - from + 1}, (_, index) => from + index);
+    check(JSON.stringify(await rowSeqs()) === JSON.stringify(range(1, 50)), 'the timeline opens on events 1–50');
+
+    await page.click('#events-latest');
+    await page.waitForSelector(`table.events tbody tr[data-seq="${events}"]`, {timeout: WAIT});
+    check(JSON.stringify(await rowSeqs()) === JSON.stringify(range(events - 49, events)), `Latest shows events ${events - 49}–${events}`);
+    check((await page.textContent('#events-range')).includes(`of ${events}`), 'the range names the number of events');
+    check(await page.isDisabled('#events-later'), 'no later page after the latest');
+    await page.click('#events-earlier');
+    await page.waitForSelector(`table.events tbody tr[data-seq="${events - 50}"]:last-child`, {timeout: WAIT});
+    check(JSON.stringify(await rowSeqs()) === JSON.stringify(range(events - 99, events - 50)), 'Earlier shows the 50 before');
+    await page.click('#events-first');
+    await page.waitForSelector('table.events tbody tr[data-seq="1"]', {timeout: WAIT});
+    await page.click('#events-later');
+    await page.waitForSelector('table.events tbody tr[data-seq="51"]:first-child', {timeout: WAIT});
+    check(JSON.stringify(await rowSeqs()) === JSON.stringify(range(51, 100)), 'First then Later shows events 51–100');
+
+    // The seq at which the for_each step ended (its last item's success), near the end of the log.
+    const tail = (await api(KEYS.admin, 'query($id: ID!) { run(id: $id) { events(last: 10) { edges { node { seq type payload } } } } }', {id})).run.events.edges;
+    const late = tail.filter((edge) => edge.node.type === 'step.succeeded' && edge.node.payload.step === 'items').pop().node.seq;
+    await page.fill('#at-seq', String(late));
+    await page.click('#at-seq-show');
+    await page.waitForSelector('#snapshot h3', {timeout: WAIT});
+    check((await page.textContent('#snapshot h3')).includes(`State after seq ${late}`), `runAt at the late seq ${late} shows the state there`);
+    const itemsAt = await page.$$eval('#snapshot tbody tr', (rows) => rows.map((row) => [...row.cells].map((cell) => cell.textContent.trim())).find((cells) => cells[0] === 'items'));
+    check(itemsAt && itemsAt[1] === 'succeeded', `the items step had succeeded by then (${JSON.stringify(itemsAt)})`);
+
+    await page.click('g.node[data-step="items"]');
+    await page.waitForSelector('ol.executions li', {timeout: WAIT});
+    check((await page.$$('ol.executions li')).length === 20, 'the step details open with 20 of its 5000 items');
+    check((await page.textContent('.step-detail')).includes('5000/5000 done'), 'the details count the items done');
+
+    queries.length = 0;
+    await api(KEYS.admin, 'mutation($id: ID!) { approveStep(runId: $id, step: "hold") { id } }', {id});
+    await page.waitForSelector('g.node[data-step="hold"][data-status="succeeded"]', {timeout: WAIT});
+    await page.waitForSelector('g.node[data-step="after"][data-status="waiting"]', {timeout: WAIT});
+    check(true, 'the approval arrived live: hold succeeded, after waits');
+    const refreshes = queries.filter((query) => /query Changed/.test(query.query || ''));
+    check(refreshes.length > 0 && refreshes.every((query) => Array.isArray(query.variables.ids) && !query.variables.ids.includes('items')),
+      `the live refreshes read only the steps the new events named (${JSON.stringify(refreshes.map((query) => query.variables.ids))})`);
+    await shot(page, 'run-huge');
+    await axe(page, 'a run of 10,000 events');
+  },
+
+  /**
+   * Fork from the run page (operators only): the fork opens and names its
+   * origin. A workflow registered with a warning shows it at its line.
+   */
+  async fork_and_warnings(page) {
+    await register(WORKFLOWS.forkable);
+    const id = await startRun('ui-fork');
+    await waitStatus(id, ['SUCCEEDED']);
+    await signIn(page, KEYS.viewer);
+    await page.goto(`${BASE}/#/runs/${id}`);
+    await page.waitForSelector('#action-verify', {timeout: WAIT});
+    check(await page.$('#action-fork') === null, 'a viewer sees no Fork button');
+    await signOutAndIn(page, KEYS.operator);
+    await page.goto(`${BASE}/#/runs/${id}`);
+    await page.waitForSelector('#action-fork', {timeout: WAIT});
+    await page.click('#action-fork');
+    await page.waitForSelector('dialog.confirm[open]', {timeout: WAIT});
+    await page.selectOption('#dialog-step', 'pack');
+    await page.fill('#dialog-reason', 'pack again');
+    await page.click('dialog.confirm button[type=submit]');
+    await page.waitForFunction((source) => /^#\/runs\/[0-9a-f-]{36}$/.test(location.hash) && !location.hash.includes(source), id, {timeout: WAIT});
+    const fork = (await page.evaluate(() => location.hash)).split('/').pop();
+    check(fork !== id, `the fork ${fork} opened`);
+    await page.waitForSelector('#forked-from', {timeout: WAIT});
+    check(await page.textContent('#forked-from') === id, 'it links to the run it was forked from');
+    check((await page.textContent('#fork-origin')).includes('at step pack') && (await page.textContent('#fork-origin')).includes('pack again'),
+      `and names the step and the reason: ${await page.textContent('#fork-origin')}`);
+    check((await page.textContent('.run-header .facts')).includes('fork'), 'Started by: fork');
+    await waitStatus(fork, ['SUCCEEDED']);
+    const origin = (await api(KEYS.admin, 'query($id: ID!) { run(id: $id) { forkedFrom { id } fork steps { id adoptedFrom } } }', {id: fork})).run;
+    check(origin.forkedFrom.id === id && origin.fork.step === 'pack', 'the API agrees: forkedFrom and fork');
+    check(origin.steps.find((step) => step.id === 'fetch').adoptedFrom === id, 'the fork took over fetch from the source');
+    await axe(page, 'a forked run');
+
+    await register(WORKFLOWS.warn);
+    await page.goto(`${BASE}/#/workflows/ui-warn`);
+    await page.waitForSelector('table.source tr.diagnostic.warning', {timeout: WAIT});
+    const warning = await page.textContent('table.source tr.diagnostic.warning');
+    check(/^warning\[IMX\d{4}\] 5:\d+: `needs` lists `first` twice/.test(warning), `the warning shows with its code, line and message: ${warning}`);
+    const line = await page.$eval('table.source tr.diagnostic.warning', (row) => row.previousElementSibling.querySelector('td.line-number').textContent);
+    check(line === '5', 'right under source line 5');
+    check(await page.$('table.source tr.diagnostic.error') === null, 'and no error');
+    await shot(page, 'workflow-warning');
+    await axe(page, 'a workflow with a warning');
+  },
+
+  /**
+   * GraphiQL at GET /graphql under the UI's CSP: vendored files, no inline
+   * script; signed in to the UI, a query runs with the session.
+   */
+  async graphiql(page) {
+    await signIn(page, KEYS.viewer);
+    const response = await page.goto(`${BASE}/graphql`);
+    const csp = response.headers()['content-security-policy'] || '';
+    check(csp.includes("script-src 'self'") && !/unsafe-(inline|eval)/.test(csp), `GET /graphql carries the strict CSP (${csp})`);
+    check(response.headers()['x-frame-options'] === 'DENY' && response.headers()['x-content-type-options'] === 'nosniff', 'and the other security headers');
+    check(await page.$$eval('script', (scripts) => scripts.every((script) => script.src && !script.textContent.trim())), 'every script is an external file');
+    await page.waitForSelector('.graphiql-container .graphiql-query-editor .CodeMirror', {timeout: WAIT});
+    check(true, 'GraphiQL starts');
+    await page.evaluate(() => document.querySelector('.graphiql-query-editor .CodeMirror').CodeMirror.setValue('{ me { id roles } }'));
+    await page.click('.graphiql-execute-button');
+    await page.waitForFunction(() => (document.querySelector('.graphiql-response')?.textContent || '').includes('roles'), null, {timeout: WAIT});
+    const result = await page.textContent('.graphiql-response');
+    check(result.includes('"viewer"') && !result.includes('"errors"'), `a query runs with the UI session: ${result.replace(/\s+/g, ' ').slice(0, 120)}`);
+    await shot(page, 'graphiql');
   },
 
   /** A step output with markup renders as text; an unknown run id is a clear not-found. */

@@ -216,6 +216,38 @@ impl ApiKeys for Gated {
     }
 }
 
+impl UiSessions for Gated {
+    async fn create_ui_session(
+        &self,
+        session: &UiSessionRecord,
+        sessions_max: u32,
+    ) -> Result<(), Error> {
+        self.inner.create_ui_session(session, sessions_max).await
+    }
+
+    async fn find_ui_session(
+        &self,
+        session_hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<UiSessionRecord>, Error> {
+        self.inner.find_ui_session(session_hash, now).await
+    }
+
+    async fn touch_ui_session(
+        &self,
+        session_hash: &str,
+        idle_expires_at: DateTime<Utc>,
+    ) -> Result<(), Error> {
+        self.inner
+            .touch_ui_session(session_hash, idle_expires_at)
+            .await
+    }
+
+    async fn end_ui_session(&self, session_hash: &str) -> Result<bool, Error> {
+        self.inner.end_ui_session(session_hash).await
+    }
+}
+
 impl Relay for Gated {
     async fn acquire_relay(
         &self,

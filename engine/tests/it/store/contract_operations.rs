@@ -1,5 +1,5 @@
 //! The store contract, part 4: what the API's operators rely on: API keys
-//! (found by hash, listed, revoked once), readiness, the queue metrics, and
+//! (found by hash, listed, revoked once), the web UI's sessions, readiness, the queue metrics, and
 //! backward keyset paging over runs (`run_ids_newer`).
 
 use chrono::Duration;
@@ -138,5 +138,98 @@ pub async fn run_ids_newer_page_oldest_first_after_a_cursor<S: EventStore>(datab
     assert_eq!(
         store.run_ids_newer(&none).await.expect("status"),
         Vec::<RunId>::new()
+    );
+}
+
+fn ui_session(hash: &str, minutes: i64, key_hash: Option<&str>) -> UiSessionRecord {
+    let created_at = start_time() + Duration::minutes(minutes);
+    UiSessionRecord {
+        session_hash: hash.to_owned(),
+        csrf: format!("csrf-{hash}"),
+        principal: "key:k".to_owned(),
+        roles: vec!["viewer".to_owned()],
+        key_hash: key_hash.map(str::to_owned),
+        created_at,
+        expires_at: created_at + Duration::hours(24),
+        idle_expires_at: created_at + Duration::hours(8),
+    }
+}
+
+pub async fn ui_sessions_are_found_until_they_end_idle_out_or_are_deleted<S: EventStore>(
+    database: Database,
+) {
+    let fixture = Fixture::<S>::open(database, StoreConfig::default()).await;
+    let store = &fixture.store;
+    let first = ui_session("s1", 0, Some("aa11"));
+    store.create_ui_session(&first, 100).await.expect("create");
+    let at = |minutes: i64| start_time() + Duration::minutes(minutes);
+    assert_eq!(
+        store.find_ui_session("s1", at(1)).await.expect("find"),
+        Some(first.clone()),
+        "found by the id's hash, with its CSRF token and key hash"
+    );
+    assert_eq!(
+        store.find_ui_session("s2", at(1)).await.expect("find"),
+        None
+    );
+    // Idle: gone after 8 h unused, unless used (touched) before.
+    assert_eq!(
+        store.find_ui_session("s1", at(8 * 60)).await.expect("find"),
+        None,
+        "idle for 8 h: ended"
+    );
+    store
+        .touch_ui_session("s1", at(7 * 60) + Duration::hours(8))
+        .await
+        .expect("touch");
+    assert!(
+        store
+            .find_ui_session("s1", at(8 * 60))
+            .await
+            .expect("find")
+            .is_some(),
+        "used at 7 h: alive at 8 h"
+    );
+    assert_eq!(
+        store
+            .find_ui_session("s1", at(24 * 60))
+            .await
+            .expect("find"),
+        None,
+        "past its lifetime, used or not"
+    );
+    assert!(store.end_ui_session("s1").await.expect("end"));
+    assert!(!store.end_ui_session("s1").await.expect("end again"));
+    assert_eq!(
+        store.find_ui_session("s1", at(2)).await.expect("find"),
+        None
+    );
+
+    // At the limit, the least recently used session goes first; ended ones
+    // are deleted whenever a session is created.
+    for (hash, minutes) in [("a", 10), ("b", 11), ("c", 12)] {
+        store
+            .create_ui_session(&ui_session(hash, minutes, None), 2)
+            .await
+            .expect("create");
+    }
+    let alive = |hash: &'static str| async move {
+        store
+            .find_ui_session(hash, at(20))
+            .await
+            .expect("find")
+            .is_some()
+    };
+    assert_eq!(
+        (alive("a").await, alive("b").await, alive("c").await),
+        (false, true, true)
+    );
+    store
+        .create_ui_session(&ui_session("d", 9 * 60, None), 10)
+        .await
+        .expect("create");
+    assert!(
+        !store.end_ui_session("b").await.expect("end"),
+        "b idled out by 9 h and was deleted when d was created"
     );
 }

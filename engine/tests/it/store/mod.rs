@@ -198,6 +198,7 @@ macro_rules! contract_tests {
             case!(wait_for_work_wakes_on_enqueue);
             case!(registry_keeps_versions);
             case!(api_keys_are_found_by_hash_listed_and_revoked_once);
+            case!(ui_sessions_are_found_until_they_end_idle_out_or_are_deleted);
             case!(a_migrated_store_is_ready_and_counts_its_queue);
             case!(run_ids_newer_page_oldest_first_after_a_cursor);
             case!(relay_lease_is_held_by_one_node_and_fences_a_taken_over_holder);

@@ -26,6 +26,7 @@ use super::metrics::Metrics;
 use super::tail::LogTail;
 use super::ws_limit::WebSocketLimits;
 
+pub use history::StateCache;
 pub use mutation::Mutation;
 pub use query::Query;
 pub use subscription::Subscription;
@@ -45,6 +46,8 @@ pub struct ApiContext {
     pub metrics: Arc<Metrics>,
     /// Open subscriptions per caller, for `subscriptions_per_caller_max`.
     pub subscribers: Arc<subscription::Subscribers>,
+    /// Folded run states, caught up incrementally (`Run.steps`, `Run.step`).
+    pub states: Arc<StateCache>,
 }
 
 impl std::fmt::Debug for ApiContext {

@@ -13,7 +13,7 @@ use uuid::Uuid;
 use super::types::{
     Diagnostic, RegisterWorkflowResult, Run, StartRunPayload, Workflow, WorkflowRejected,
 };
-use super::{ApiContext, authorize, history, parse_run_id};
+use super::{ApiContext, authorize, parse_run_id};
 use crate::api::auth::{Permission, Principal};
 use crate::api::error::{ApiError, Code};
 
@@ -301,7 +301,10 @@ async fn decide(
         .into());
     }
     load_run(api, run_id).await?;
-    let state = history::state_at(&api.store, run_id, None, api.limits.history_events_max).await?;
+    let state = api
+        .states
+        .current(&api.store, run_id, api.limits.history_events_max)
+        .await?;
     let role = waiting_approval_role(&state, &step, index)?;
     principal.require_approval_role(role.as_deref())?;
     let span = tracing::info_span!(

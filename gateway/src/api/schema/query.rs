@@ -169,7 +169,7 @@ impl Query {
         Ok(history::verify(&api.store, run_id, api.limits.history_events_max).await?)
     }
 
-    /// The run's state after its first `seq` events, replayed with the core's `replay`.
+    /// The run's state after its first `seq` events, folded with the core's `evolve`.
     async fn run_at(
         &self,
         ctx: &Context<'_>,
@@ -190,10 +190,10 @@ impl Query {
         {
             return Err(super::run_not_found(run_id).into());
         }
-        let state = history::state_at(&api.store, run_id, Some(seq), api.limits.history_events_max)
+        let state = history::state_at(&api.store, run_id, seq, api.limits.history_events_max)
             .instrument(tracing::info_span!("run", run_id = %run_id))
             .await?;
-        Ok(RunSnapshot::of(&state))
+        Ok(RunSnapshot::of(&std::sync::Arc::new(state)))
     }
 
     /// Every cron schedule of the newest workflow versions: state, last

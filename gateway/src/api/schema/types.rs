@@ -7,8 +7,9 @@ use engine::core::state::{RunState, StepState};
 use engine::store::prelude::*;
 use engine::store::{RecordedEvent, RunRecord};
 use serde_json::Value;
+use std::sync::Arc;
 
-use super::{ApiContext, cursor, history};
+use super::{ApiContext, cursor};
 use crate::api::error::ApiError;
 use engine::store::WorkflowRecord;
 
@@ -85,6 +86,9 @@ pub struct PageInfo {
     pub end_cursor: Option<String>,
 }
 
+/// Most ids `Run.steps(ids:)` takes (a workflow's step limit).
+pub const STEPS_BY_ID_MAX: usize = engine::core::dsl::STEPS_MAX;
+
 /// Most forks `Run.forks` lists.
 pub const FORKS_LISTED_MAX: u32 = 100;
 
@@ -93,16 +97,32 @@ pub const FORKS_LISTED_MAX: u32 = 100;
 pub struct Run(pub RunRecord);
 
 impl Run {
-    /// The run's state folded from its whole log (bounded by `history_events_max`).
-    async fn folded(&self, ctx: &Context<'_>) -> async_graphql::Result<RunState> {
+    /// One field of the run's `run.started` event's payload.
+    async fn started_field(
+        &self,
+        ctx: &Context<'_>,
+        field: &str,
+    ) -> async_graphql::Result<Option<Json<Value>>> {
         let api = ctx.data::<ApiContext>()?;
-        Ok(history::state_at(
-            &api.store,
-            self.0.row.run_id,
-            None,
-            api.limits.history_events_max,
-        )
-        .await?)
+        let first = api
+            .store
+            .read_stream(self.0.row.run_id, 0, 1)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(first
+            .first()
+            .and_then(|started| started.payload.get(field).cloned())
+            .map(Json))
+    }
+
+    /// The run's state after its last event (bounded by
+    /// `history_events_max`): this node's kept fold, caught up with the log.
+    async fn folded(&self, ctx: &Context<'_>) -> async_graphql::Result<Arc<RunState>> {
+        let api = ctx.data::<ApiContext>()?;
+        Ok(api
+            .states
+            .current(&api.store, self.0.row.run_id, api.limits.history_events_max)
+            .await?)
     }
 }
 
@@ -176,52 +196,85 @@ impl Run {
     /// started through the API, the CLI or a parent run.
     #[graphql(complexity = 5)]
     async fn trigger(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Json<Value>>> {
-        let api = ctx.data::<ApiContext>()?;
-        let first = api
-            .store
-            .read_stream(self.0.row.run_id, 0, 1)
-            .await
-            .map_err(ApiError::from)?;
-        Ok(first
-            .first()
-            .and_then(|started| started.payload.get("trigger").cloned())
-            .map(Json))
+        self.started_field(ctx, "trigger").await
     }
-    /// Every step, in step id order, folded from the run's log.
+    /// Where a forked run came from, from its `run.started` event:
+    /// `{run_id, step, by, reason}` (the source run, the step run again with
+    /// everything downstream of it, who forked it and why); null for a run
+    /// that was not forked.
+    #[graphql(complexity = 5)]
+    async fn fork(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Json<Value>>> {
+        if self.0.row.forked_from.is_none() {
+            return Ok(None);
+        }
+        self.started_field(ctx, "fork").await
+    }
+    /// Every step, in step id order, folded from the run's log; only the
+    /// steps named in `ids` when given (ids the run lacks are left out), so
+    /// a live client asks again for just the steps new events named.
     #[graphql(complexity = "10 * child_complexity")]
-    async fn steps(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Step>> {
-        Ok(Step::all(&self.folded(ctx).await?))
+    async fn steps(
+        &self,
+        ctx: &Context<'_>,
+        ids: Option<Vec<String>>,
+    ) -> async_graphql::Result<Vec<Step>> {
+        let state = self.folded(ctx).await?;
+        Ok(match ids {
+            None => Step::all(&state),
+            Some(ids) => {
+                if ids.len() > STEPS_BY_ID_MAX {
+                    return Err(ApiError::limit(format!(
+                        "steps takes at most {STEPS_BY_ID_MAX} ids"
+                    ))
+                    .into());
+                }
+                ids.iter().filter_map(|id| Step::of(&state, id)).collect()
+            }
+        })
     }
     /// One step by id; NOT_FOUND when the workflow has no such step.
     async fn step(&self, ctx: &Context<'_>, id: String) -> async_graphql::Result<Step> {
         let state = self.folded(ctx).await?;
-        let step = state.steps.get(&id).ok_or_else(|| {
+        Ok(Step::of(&state, &id).ok_or_else(|| {
             ApiError::not_found(format!("run {} has no step {id:?}", self.0.row.run_id))
-        })?;
-        Ok(Step::of(&id, step))
+        })?)
     }
-    /// The run's events in seq order, paginated.
-    #[graphql(complexity = "first.unwrap_or(20).max(0) as usize * child_complexity")]
+    /// The run's events in seq order, paginated: `first` events after
+    /// `after`, or the `last` events before `before` (`last` alone: the
+    /// newest). Seqs are gap-free, so any page is one indexed read.
+    #[graphql(complexity = "first.or(last).unwrap_or(20).max(0) as usize * child_complexity")]
     async fn events(
         &self,
         ctx: &Context<'_>,
         first: Option<i32>,
         after: Option<String>,
+        last: Option<i32>,
+        before: Option<String>,
     ) -> async_graphql::Result<RunEventConnection> {
         let api = ctx.data::<ApiContext>()?;
-        let first = api.page_size(first)?;
-        let after_seq = after
-            .as_deref()
-            .map(cursor::decode_event)
-            .transpose()?
-            .unwrap_or(0);
+        let backward = last.is_some() || before.is_some();
+        if backward && (first.is_some() || after.is_some()) {
+            return Err(ApiError::validation(
+                "page with `first`/`after` or with `last`/`before`, not both",
+            )
+            .into());
+        }
+        let decode = |text: Option<String>| text.as_deref().map(cursor::decode_event).transpose();
+        let (after_seq, count) = if backward {
+            let size = api.page_size(last)?;
+            let before_seq = decode(before)?.unwrap_or(self.0.last_seq + 1);
+            let from = before_seq.saturating_sub(u64::from(size)).max(1);
+            (from - 1, before_seq.saturating_sub(from) as u32)
+        } else {
+            (decode(after)?.unwrap_or(0), api.page_size(first)?)
+        };
         let mut events = api
             .store
-            .read_stream(self.0.row.run_id, after_seq, first + 1)
+            .read_stream(self.0.row.run_id, after_seq, count + 1)
             .await
             .map_err(ApiError::from)?;
-        let has_next_page = events.len() > first as usize;
-        events.truncate(first as usize);
+        let has_more = events.len() > count as usize;
+        events.truncate(count as usize);
         let edges: Vec<RunEventEdge> = events
             .into_iter()
             .map(|event| RunEventEdge {
@@ -231,7 +284,7 @@ impl Run {
             .collect();
         Ok(RunEventConnection {
             page_info: PageInfo {
-                has_next_page,
+                has_next_page: has_more,
                 has_previous_page: after_seq > 0,
                 start_cursor: edges.first().map(|edge| edge.cursor.clone()),
                 end_cursor: edges.last().map(|edge| edge.cursor.clone()),
@@ -267,43 +320,88 @@ pub struct StepExecution {
     pub child_run_id: Option<async_graphql::ID>,
 }
 
-/// One step of a run.
-#[derive(SimpleObject, Clone, Debug)]
-#[graphql(complex)]
+/// One step of a run: a view into the run's folded state (shared, not
+/// copied: a for_each step of thousands of items costs nothing until a
+/// field that needs them is asked for).
+#[derive(Clone, Debug)]
 pub struct Step {
-    pub id: String,
-    pub status: StepStatus,
-    /// Attempts over all executions (for_each items included).
-    pub attempts: u32,
-    pub output: Option<Json<Value>>,
-    /// Why it failed, was skipped or cancelled.
-    pub error: Option<String>,
-    pub started_at: Option<DateTime<Utc>>,
-    pub finished_at: Option<DateTime<Utc>>,
-    pub duration_ms: Option<i64>,
-    /// Items of a for_each step, once expanded.
-    pub items: Option<u32>,
-    /// Items of a for_each step that ended (succeeded, failed, cancelled
-    /// or skipped), once expanded.
-    pub items_done: Option<u32>,
-    /// The rendered `with` of an approval step waiting for a decision.
-    pub approval_request: Option<Json<Value>>,
-    /// How many times surgery reset the step after it had run (`rewindRun`,
-    /// `skipStep`); its idempotency keys end in `@<generation>` when > 0.
-    pub generation: u32,
-    /// `by <caller>: <reason>` when an operator skipped the step (`skipStep`).
-    pub skipped_by: Option<String>,
-    /// The source run whose output a fork took over for this step.
-    pub adopted_from: Option<async_graphql::ID>,
-    #[graphql(skip)]
-    pub execution_states: Vec<engine::core::state::Execution>,
+    state: Arc<RunState>,
+    id: String,
 }
 
 /// Most executions one `Step.executions` page holds.
 pub const EXECUTIONS_PAGE_MAX: u32 = 100;
 
-#[ComplexObject]
+#[Object]
 impl Step {
+    async fn id(&self) -> &str {
+        &self.id
+    }
+    async fn status(&self) -> StepStatus {
+        StepStatus::parse(self.step().status.as_str())
+    }
+    /// Attempts over all executions (for_each items included).
+    async fn attempts(&self) -> u32 {
+        self.step().attempts()
+    }
+    async fn output(&self) -> Option<Json<Value>> {
+        self.step().output.clone().map(Json)
+    }
+    /// Why it failed, was skipped or cancelled.
+    async fn error(&self) -> Option<&str> {
+        self.step().reason.as_deref()
+    }
+    async fn started_at(&self) -> Option<DateTime<Utc>> {
+        self.step().started_at
+    }
+    async fn finished_at(&self) -> Option<DateTime<Utc>> {
+        self.step().finished_at
+    }
+    async fn duration_ms(&self) -> Option<i64> {
+        let step = self.step();
+        step.started_at
+            .zip(step.finished_at)
+            .map(|(start, end)| (end - start).num_milliseconds())
+    }
+    /// Items of a for_each step, once expanded.
+    async fn items(&self) -> Option<u32> {
+        self.step().items.as_ref().map(|items| items.len() as u32)
+    }
+    /// Items of a for_each step that ended (succeeded, failed, cancelled
+    /// or skipped), once expanded.
+    async fn items_done(&self) -> Option<u32> {
+        let step = self.step();
+        step.items.as_ref().map(|_| {
+            step.executions
+                .iter()
+                .filter(|exec| exec.status.is_terminal())
+                .count() as u32
+        })
+    }
+    /// The rendered `with` of an approval step waiting for a decision.
+    async fn approval_request(&self) -> Option<Json<Value>> {
+        self.step()
+            .executions
+            .iter()
+            .find(|exec| exec.approval_request.is_some() && exec.approval.is_none())
+            .and_then(|exec| exec.approval_request.clone())
+            .map(Json)
+    }
+    /// How many times surgery reset the step after it had run (`rewindRun`,
+    /// `skipStep`); its idempotency keys end in `@<generation>` when > 0.
+    async fn generation(&self) -> u32 {
+        self.step().generation
+    }
+    /// `by <caller>: <reason>` when an operator skipped the step (`skipStep`).
+    async fn skipped_by(&self) -> Option<&str> {
+        self.step().bypassed.as_deref()
+    }
+    /// The source run whose output a fork took over for this step.
+    async fn adopted_from(&self) -> Option<async_graphql::ID> {
+        self.step()
+            .adopted_from
+            .map(|run| async_graphql::ID(run.to_string()))
+    }
     /// The step's executions (one, or one per for_each item), from
     /// `offset`, at most `limit` (≤ 100).
     #[graphql(complexity = "limit.max(0) as usize * child_complexity")]
@@ -319,7 +417,8 @@ impl Step {
             .into());
         }
         Ok(self
-            .execution_states
+            .step()
+            .executions
             .iter()
             .enumerate()
             .skip(offset as usize)
@@ -351,48 +450,29 @@ impl Step {
 }
 
 impl Step {
-    pub fn all(state: &RunState) -> Vec<Step> {
+    /// Every step of `state`, in step id order.
+    pub fn all(state: &Arc<RunState>) -> Vec<Step> {
         state
             .steps
-            .iter()
-            .map(|(id, step)| Step::of(id, step))
+            .keys()
+            .map(|id| Step {
+                state: Arc::clone(state),
+                id: id.clone(),
+            })
             .collect()
     }
 
-    fn of(id: &str, step: &StepState) -> Step {
-        let approval_request = step
-            .executions
-            .iter()
-            .find(|exec| exec.approval_request.is_some() && exec.approval.is_none())
-            .and_then(|exec| exec.approval_request.clone())
-            .map(Json);
-        Step {
+    /// The step `id` of `state`, when the run has it.
+    pub fn of(state: &Arc<RunState>, id: &str) -> Option<Step> {
+        state.steps.contains_key(id).then(|| Step {
+            state: Arc::clone(state),
             id: id.to_owned(),
-            status: StepStatus::parse(step.status.as_str()),
-            attempts: step.attempts(),
-            output: step.output.clone().map(Json),
-            error: step.reason.clone(),
-            started_at: step.started_at,
-            finished_at: step.finished_at,
-            duration_ms: step
-                .started_at
-                .zip(step.finished_at)
-                .map(|(start, end)| (end - start).num_milliseconds()),
-            items: step.items.as_ref().map(|items| items.len() as u32),
-            items_done: step.items.as_ref().map(|_| {
-                step.executions
-                    .iter()
-                    .filter(|exec| exec.status.is_terminal())
-                    .count() as u32
-            }),
-            approval_request,
-            generation: step.generation,
-            skipped_by: step.bypassed.clone(),
-            adopted_from: step
-                .adopted_from
-                .map(|run| async_graphql::ID(run.to_string())),
-            execution_states: step.executions.clone(),
-        }
+        })
+    }
+
+    fn step(&self) -> &StepState {
+        // Built only for ids the state has (`all`, `of`).
+        &self.state.steps[&self.id]
     }
 }
 
@@ -413,7 +493,7 @@ pub struct RunSnapshot {
 }
 
 impl RunSnapshot {
-    pub fn of(state: &RunState) -> RunSnapshot {
+    pub fn of(state: &Arc<RunState>) -> RunSnapshot {
         RunSnapshot {
             run_id: async_graphql::ID(state.run_id.map(|id| id.to_string()).unwrap_or_default()),
             seq: state.seq,

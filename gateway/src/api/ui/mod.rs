@@ -6,6 +6,7 @@
 //! and the other security headers; assets are gzip-compressed when the
 //! browser accepts it. Decision and layout: docs/ui.md.
 
+pub mod graphiql;
 pub mod session;
 
 use std::sync::Arc;
@@ -25,7 +26,7 @@ use session::Sessions;
 /// The UI's Content-Security-Policy: scripts, styles and connections to
 /// this origin only (no inline script or style, no eval), nothing framed,
 /// no framing by others.
-pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; font-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; font-src 'self' data:; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
 
 /// Largest sign-in body (a JSON object holding one JWT or API key).
 pub const SIGN_IN_BYTES_MAX: usize = 16 * 1024;
@@ -44,10 +45,13 @@ macro_rules! asset {
 }
 
 const JS: &str = "text/javascript; charset=utf-8";
+const CSS: &str = "text/css; charset=utf-8";
 
 /// Every file of the UI, embedded at build time.
 pub const ASSETS: &[Asset] = &[
-    asset!("app.css", "text/css; charset=utf-8"),
+    asset!("app.css", CSS),
+    asset!("graphiql.css", CSS),
+    asset!("graphiql.js", JS),
     asset!("app.js", JS),
     asset!("api.js", JS),
     asset!("dom.js", JS),
@@ -69,7 +73,7 @@ pub struct UiState {
 }
 
 /// `/`, `/ui/assets/{file}` and `/ui/session`, with the security headers
-/// and compression.
+/// and compression; `/ui/vendor/{file}` (GraphiQL's files) uncompressed.
 pub fn router(state: UiState) -> Router {
     Router::new()
         .route("/", get(index))
@@ -77,10 +81,16 @@ pub fn router(state: UiState) -> Router {
         .route("/ui/session", get(current).post(sign_in).delete(sign_out))
         .layer(axum::middleware::map_response(security_headers))
         .layer(CompressionLayer::new().gzip(true))
+        .route("/ui/vendor/{file}", get(graphiql::vendored))
         .with_state(state)
 }
 
-async fn security_headers(mut response: Response) -> Response {
+async fn security_headers(response: Response) -> Response {
+    with_security_headers(response)
+}
+
+/// `response` with the UI's CSP and the other security headers.
+pub fn with_security_headers(mut response: Response) -> Response {
     let headers = response.headers_mut();
     let set = [
         ("content-security-policy", CONTENT_SECURITY_POLICY),
@@ -193,9 +203,16 @@ async fn sign_in(State(state): State<UiState>, headers: HeaderMap, body: Bytes) 
         );
     }
     let authorization = format!("Bearer {credential}");
-    match state.auth.authenticate(Some(&authorization)).await {
-        Ok(principal) => {
-            let (token, csrf) = state.sessions.create(authorization);
+    let opened = match state.auth.sign_in(&authorization).await {
+        Ok((principal, basis)) => state
+            .sessions
+            .create(&principal, basis)
+            .await
+            .map(|session| (principal, session)),
+        Err(error) => Err(error),
+    };
+    match opened {
+        Ok((principal, (token, csrf))) => {
             let cookie = session::set_cookie(&token, session::over_tls(&headers));
             let mut response =
                 axum::Json(signed_in(&principal, &csrf, state.insecure_no_auth)).into_response();
@@ -207,7 +224,21 @@ async fn sign_in(State(state): State<UiState>, headers: HeaderMap, body: Bytes) 
                 .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             response
         }
-        Err(error) => refusal(StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", &error.message),
+        Err(error) => store_or_credential_refusal(&error),
+    }
+}
+
+/// 401 for a refused credential, 503 when the store did not answer.
+fn store_or_credential_refusal(error: &super::error::ApiError) -> Response {
+    match error.code {
+        super::error::Code::Unauthenticated => {
+            refusal(StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", &error.message)
+        }
+        _ => refusal(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "UNAVAILABLE",
+            "the session store cannot be reached; try again",
+        ),
     }
 }
 
@@ -226,10 +257,12 @@ async fn current(State(state): State<UiState>, headers: HeaderMap) -> Response {
     let Some(token) = session::cookie(&headers) else {
         return signed_out("not signed in");
     };
-    let Some(found) = state.sessions.find(&token) else {
-        return signed_out("the session ended; sign in again");
+    let found = match state.sessions.find(&token).await {
+        Ok(Some(found)) => found,
+        Ok(None) => return signed_out("the session ended; sign in again"),
+        Err(error) => return store_or_credential_refusal(&error),
     };
-    match state.auth.authenticate(Some(&found.authorization)).await {
+    match state.auth.session_principal(&found).await {
         Ok(principal) => {
             let mut response =
                 axum::Json(signed_in(&principal, &found.csrf, state.insecure_no_auth))
@@ -239,10 +272,13 @@ async fn current(State(state): State<UiState>, headers: HeaderMap) -> Response {
                 .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             response
         }
-        Err(error) => {
-            state.sessions.end(&token);
+        Err(error) if error.code == super::error::Code::Unauthenticated => {
+            // A revoked key: the session goes too (a failed delete only
+            // leaves a row that is refused again next time).
+            let _ = state.sessions.end(&token).await;
             signed_out(&error.message)
         }
+        Err(error) => store_or_credential_refusal(&error),
     }
 }
 
@@ -252,12 +288,16 @@ async fn sign_out(State(state): State<UiState>, headers: HeaderMap) -> Response 
     let Some(token) = session::cookie(&headers) else {
         return refusal(StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", "not signed in");
     };
-    let Some(found) = state.sessions.find(&token) else {
-        return refusal(
-            StatusCode::UNAUTHORIZED,
-            "UNAUTHENTICATED",
-            "the session ended already",
-        );
+    let found = match state.sessions.find(&token).await {
+        Ok(Some(found)) => found,
+        Ok(None) => {
+            return refusal(
+                StatusCode::UNAUTHORIZED,
+                "UNAUTHENTICATED",
+                "the session ended already",
+            );
+        }
+        Err(error) => return store_or_credential_refusal(&error),
     };
     if cross_origin(&headers) || !session::csrf_matches(&headers, &found.csrf) {
         return refusal(
@@ -266,7 +306,9 @@ async fn sign_out(State(state): State<UiState>, headers: HeaderMap) -> Response 
             "missing or wrong CSRF token (X-Imx-Csrf)",
         );
     }
-    state.sessions.end(&token);
+    if let Err(error) = state.sessions.end(&token).await {
+        return store_or_credential_refusal(&error);
+    }
     let cookie = session::clear_cookie(session::over_tls(&headers));
     let mut response = StatusCode::NO_CONTENT.into_response();
     if let Ok(value) = HeaderValue::from_str(&cookie) {

@@ -1,22 +1,24 @@
 //! Browser sessions of the web UI. Signing in with an API key or a JWT
-//! (`POST /ui/session`) creates a session on this node: the browser gets a
-//! random id in an `HttpOnly`, `SameSite=Strict` cookie (`Secure` when the
-//! request came over TLS) and a CSRF token that script reads from
-//! `GET /ui/session` and sends with every GraphQL operation
-//! (`X-Imx-Csrf`). The credential itself stays on the server: every
-//! operation authenticates it again, so an expired JWT or a revoked key
-//! ends the session, and roles apply exactly as over the API. Signing out
-//! (`DELETE /ui/session`) removes the session here.
-//!
-//! Sessions live in this node's memory (see docs/ui.md: with several nodes
-//! behind one address, the balancer keeps a browser on one node).
+//! (`POST /ui/session`) creates a session in the store (`ui_sessions`,
+//! shared by every node on the database and kept across restarts): the
+//! browser gets a random id in an `HttpOnly`, `SameSite=Strict` cookie
+//! (`Secure` when the request came over TLS) and a CSRF token bound to the
+//! session, which script reads from `GET /ui/session` and sends with every
+//! GraphQL operation (`X-Imx-Csrf`). The store keeps only the SHA-256 of
+//! the id, and of an API key: a key session is checked against the key on
+//! every use (a revoked key ends it); a JWT session ends at the token's
+//! `exp` at the latest. Signing out (`DELETE /ui/session`) deletes the row,
+//! so every node refuses the cookie from then on.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
 use axum::http::{HeaderMap, header};
+use chrono::{DateTime, TimeDelta, Utc};
+use engine::store::{Store, UiSessionRecord, UiSessions};
 use sha2::{Digest, Sha256};
+
+use crate::api::auth::Principal;
+use crate::api::error::ApiError;
 
 /// Name of the session cookie.
 pub const SESSION_COOKIE: &str = "imx_session";
@@ -26,39 +28,49 @@ pub const CSRF_HEADER: &str = "x-imx-csrf";
 pub const SESSION_IDLE_S: u64 = 8 * 3600;
 /// A session ends this long after sign-in, used or not.
 pub const SESSION_LIFETIME_S: u64 = 24 * 3600;
-/// Most sessions one node keeps; signing in beyond it ends the oldest.
-pub const SESSIONS_MAX: usize = 10_000;
+/// A use moves a session's idle end only when it moved more than this long
+/// ago: not one write per request.
+pub const SESSION_TOUCH_S: u64 = 60;
+/// Most sessions the store keeps; signing in beyond it ends the least
+/// recently used.
+pub const SESSIONS_MAX: u32 = 10_000;
 /// Random bytes in a session id and in a CSRF token.
 const TOKEN_BYTES: usize = 32;
 
-/// One signed-in browser.
-#[derive(Clone)]
-struct Session {
-    /// The `Authorization` value the browser signed in with.
-    authorization: String,
-    csrf: String,
-    created: Instant,
-    last_used: Instant,
-}
+const _: () = assert!(SESSION_TOUCH_S < SESSION_IDLE_S && SESSION_IDLE_S <= SESSION_LIFETIME_S);
 
 /// What a request's session cookie stands for.
 #[derive(Clone)]
 pub struct Found {
-    pub authorization: String,
     pub csrf: String,
+    /// Who signed in and with which roles (a JWT's claims at sign-in).
+    pub principal: Principal,
+    /// Signed in with an API key: its hash, to check the key again.
+    pub key_hash: Option<String>,
 }
 
 impl std::fmt::Debug for Found {
-    /// Neither the credential nor the token.
+    /// Not the token.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Found").finish_non_exhaustive()
+        f.debug_struct("Found")
+            .field("principal", &self.principal.id)
+            .finish_non_exhaustive()
     }
 }
 
-/// The sessions of this node, keyed by the SHA-256 of their cookie value.
-#[derive(Default)]
+/// What a sign-in's credential says about the session it opens.
+#[derive(Clone, Debug, Default)]
+pub struct Basis {
+    /// An API key's hash.
+    pub key_hash: Option<String>,
+    /// A JWT's `exp`: the session ends then at the latest.
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// The sessions, in the store.
+#[derive(Clone)]
 pub struct Sessions {
-    by_hash: Mutex<HashMap<String, Session>>,
+    store: Arc<Store>,
 }
 
 impl std::fmt::Debug for Sessions {
@@ -76,70 +88,66 @@ fn hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
+fn seconds(s: u64) -> TimeDelta {
+    TimeDelta::seconds(i64::try_from(s).unwrap_or(i64::MAX))
+}
+
 impl Sessions {
-    /// A new session for `authorization`: its cookie value and CSRF token.
-    pub fn create(&self, authorization: String) -> (String, String) {
+    pub fn new(store: Arc<Store>) -> Sessions {
+        Sessions { store }
+    }
+
+    /// A new session for `principal`: its cookie value and CSRF token.
+    pub async fn create(
+        &self,
+        principal: &Principal,
+        basis: Basis,
+    ) -> Result<(String, String), ApiError> {
         let token = random_token();
         let csrf = random_token();
-        let now = Instant::now();
-        let mut sessions = self
-            .by_hash
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        sessions.retain(|_, session| alive(session, now));
-        if sessions.len() >= SESSIONS_MAX
-            && let Some(oldest) = sessions
-                .iter()
-                .min_by_key(|(_, session)| session.last_used)
-                .map(|(key, _)| key.clone())
-        {
-            sessions.remove(&oldest);
-        }
-        sessions.insert(
-            hash(&token),
-            Session {
-                authorization,
-                csrf: csrf.clone(),
-                created: now,
-                last_used: now,
-            },
-        );
-        (token, csrf)
+        let now = Utc::now();
+        let lifetime_end = now + seconds(SESSION_LIFETIME_S);
+        let record = UiSessionRecord {
+            session_hash: hash(&token),
+            csrf: csrf.clone(),
+            principal: principal.id.clone(),
+            roles: principal.roles.clone(),
+            key_hash: basis.key_hash,
+            created_at: now,
+            expires_at: basis
+                .expires_at
+                .map_or(lifetime_end, |exp| exp.min(lifetime_end)),
+            idle_expires_at: now + seconds(SESSION_IDLE_S),
+        };
+        self.store.create_ui_session(&record, SESSIONS_MAX).await?;
+        Ok((token, csrf))
     }
 
     /// The live session of `token`, marked used.
-    pub fn find(&self, token: &str) -> Option<Found> {
-        let now = Instant::now();
+    pub async fn find(&self, token: &str) -> Result<Option<Found>, ApiError> {
+        let now = Utc::now();
         let key = hash(token);
-        let mut sessions = self
-            .by_hash
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let session = sessions.get_mut(&key)?;
-        if !alive(session, now) {
-            sessions.remove(&key);
-            return None;
+        let Some(record) = self.store.find_ui_session(&key, now).await? else {
+            return Ok(None);
+        };
+        let idle_end = now + seconds(SESSION_IDLE_S);
+        if idle_end - record.idle_expires_at > seconds(SESSION_TOUCH_S) {
+            self.store.touch_ui_session(&key, idle_end).await?;
         }
-        session.last_used = now;
-        Some(Found {
-            authorization: session.authorization.clone(),
-            csrf: session.csrf.clone(),
-        })
+        Ok(Some(Found {
+            csrf: record.csrf,
+            principal: Principal {
+                id: record.principal,
+                roles: record.roles,
+            },
+            key_hash: record.key_hash,
+        }))
     }
 
-    /// Ends the session of `token`; true when there was one.
-    pub fn end(&self, token: &str) -> bool {
-        let mut sessions = self
-            .by_hash
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        sessions.remove(&hash(token)).is_some()
+    /// Ends the session of `token` on every node; true when there was one.
+    pub async fn end(&self, token: &str) -> Result<bool, ApiError> {
+        Ok(self.store.end_ui_session(&hash(token)).await?)
     }
-}
-
-fn alive(session: &Session, now: Instant) -> bool {
-    now.duration_since(session.last_used) < Duration::from_secs(SESSION_IDLE_S)
-        && now.duration_since(session.created) < Duration::from_secs(SESSION_LIFETIME_S)
 }
 
 /// The session cookie's value in a request, if any.
@@ -195,19 +203,6 @@ pub fn clear_cookie(secure: bool) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_session_is_found_by_its_cookie_until_it_is_ended() {
-        let sessions = Sessions::default();
-        let (token, csrf) = sessions.create("Bearer imx_x".to_owned());
-        let found = sessions.find(&token).expect("the session is found");
-        assert_eq!(found.authorization, "Bearer imx_x");
-        assert_eq!(found.csrf, csrf);
-        assert!(sessions.find("not-a-session").is_none());
-        assert!(sessions.end(&token));
-        assert!(sessions.find(&token).is_none());
-        assert!(!sessions.end(&token));
-    }
 
     #[test]
     fn the_cookie_is_read_among_others_and_the_csrf_header_must_match() {
