@@ -182,6 +182,28 @@ struct Compiler<'s> {
     defs: HashMap<String, usize>,
 }
 
+/// Whether every branch allows only the values it lists (`enum` or
+/// `const`) and no value is listed by two branches: then no payload can
+/// match two branches (a plain enum beside a documented variant).
+fn disjoint_values(branches: &[Value]) -> bool {
+    let mut seen: Vec<&Value> = Vec::new();
+    branches.iter().all(|branch| {
+        let values: Vec<&Value> = match (
+            branch.get("enum").and_then(Value::as_array),
+            branch.get("const"),
+        ) {
+            (Some(values), None) => values.iter().collect(),
+            (None, Some(value)) => vec![value],
+            _ => return false,
+        };
+        values.into_iter().all(|value| {
+            let new = !seen.contains(&value);
+            seen.push(value);
+            new
+        })
+    })
+}
+
 /// Whether every branch is an object schema that requires one property,
 /// the same in each, to equal a constant of its own: then no payload can
 /// match two branches.
@@ -237,9 +259,13 @@ impl Compiler<'_> {
                 "const" if rule.enumeration.is_none() => {
                     rule.enumeration = Some(vec![value.clone()]);
                 }
-                // Branches told apart by a required constant (a tagged enum)
-                // cannot match together: `oneOf` is then `anyOf`.
-                "oneOf" if discriminated(value.as_array()?) => {
+                // Branches told apart by a required constant (a tagged enum),
+                // or each a list of values no other branch lists, cannot
+                // match together: `oneOf` is then `anyOf`.
+                "oneOf"
+                    if discriminated(value.as_array()?)
+                        || disjoint_values(value.as_array()?) =>
+                {
                     for branch in value.as_array()? {
                         let branch = self.compile(branch)?;
                         rule.any_of.push(branch);

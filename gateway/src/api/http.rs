@@ -12,7 +12,6 @@ use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
 use async_graphql_axum::GraphQLProtocol;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, FromRequestParts, Request, State, WebSocketUpgrade};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -134,26 +133,61 @@ async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Principal
     })
 }
 
+/// The request body, at most `limit` bytes. `Err(None)`: longer than
+/// that (the rest is drained within bounds first, see `LINGER_BYTES_MAX`);
+/// `Err(Some(_))`: it could not be read.
+async fn read_body(body: axum::body::Body, limit: usize) -> Result<Bytes, Option<axum::Error>> {
+    use futures_util::StreamExt;
+    let mut stream = body.into_data_stream();
+    let mut read = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(Some)?;
+        if read.len() + chunk.len() > limit {
+            let mut drained = 0usize;
+            let drain = async {
+                while let Some(Ok(chunk)) = stream.next().await {
+                    drained += chunk.len();
+                    if drained > LINGER_BYTES_MAX {
+                        break;
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(LINGER_AFTER_REFUSAL, drain).await;
+            return Err(None);
+        }
+        read.extend_from_slice(&chunk);
+    }
+    Ok(Bytes::from(read))
+}
+
+/// After refusing an oversized body, read and drop at most this many more
+/// of its bytes, for at most `LINGER_AFTER_REFUSAL`, before answering: a
+/// server that answers and closes while the client is still sending makes
+/// the client's kernel see a reset, and the client loses the 413 (it
+/// reports a broken pipe instead of the limit). Like nginx's lingering close.
+const LINGER_BYTES_MAX: usize = 16 * 1024 * 1024;
+/// How long an oversized body is drained at most before the 413.
+const LINGER_AFTER_REFUSAL: Duration = Duration::from_secs(2);
+
 async fn graphql_post(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: axum::body::Body,
 ) -> Response {
     let began = Instant::now();
-    let response = match body {
+    let response = match read_body(body, state.body_bytes_max).await {
         Ok(body) => graphql_operation(&state, &headers, &body).await,
-        Err(rejection) => {
-            let status = rejection.status();
-            let error = if status == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::limit(format!(
-                    "the request body is larger than {} bytes (body_bytes_max)",
-                    state.body_bytes_max
-                ))
-            } else {
-                ApiError::validation(format!("the request body cannot be read: {rejection}"))
-            };
-            error_response(status, &error)
-        }
+        Err(None) => error_response(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &ApiError::limit(format!(
+                "the request body is larger than {} bytes (body_bytes_max)",
+                state.body_bytes_max
+            )),
+        ),
+        Err(Some(error)) => error_response(
+            StatusCode::BAD_REQUEST,
+            &ApiError::validation(format!("the request body cannot be read: {error}")),
+        ),
     };
     state
         .metrics
