@@ -197,11 +197,11 @@ fn read_batches(
             .ok()
             .filter(|text| text.len() <= 4 * batch_bytes + READ_BYTES)
             .unwrap_or_default();
-        // The buffer is kept at its full length (initialized once);
-        // `filled` says how much of it holds bytes of the file.
-        let wanted = batch_bytes.max(carried.len()) + READ_BYTES;
-        if text.len() < wanted {
-            text.resize(wanted, 0);
+        // The buffer is kept at its full length (initialized once, grown
+        // by the reads below); `filled` says how much of it holds bytes of
+        // the file.
+        if text.len() < carried.len() {
+            text.resize(carried.len(), 0);
         }
         text[..carried.len()].copy_from_slice(&carried);
         let mut filled = carried.len();
